@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test of aiida-devc against the real things: bootstraps the machine (Docker engine,
+# base image, registry, reference devcontainer CLI), then runs the whole cargo test suite.
+#
+#   bash scripts/test.sh [extra cargo test arguments]
+#
+# Needs root on a fresh machine (the bootstrap installs packages and starts dockerd).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+bash scripts/bootstrap.sh
+
+# Unit tests, the real binaries as PID 1, the images, the registry, the reference CLI.
+# One test thread per core: the integration tests start containers and services.
+cargo test --locked --all-targets "$@"

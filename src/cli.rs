@@ -1,0 +1,42 @@
+//! The `aiida-devc` command line: one subcommand per piece of the product.
+
+use clap::{Parser, Subcommand};
+
+use crate::collection::{CollectionCommand, CollectionKind};
+use crate::host::HostOptions;
+use crate::image::ImagesCommand;
+
+/// Open an AiiDA plugin in a container: images, devcontainer features and templates, and the
+/// devcontainer.json that brings a plugin repository up with a running AiiDA.
+#[derive(Debug, Parser)]
+#[command(name = "aiida-devc", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub host: HostOptions,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the aiida-core-base and aiida-core-with-services images.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// Validate, package and publish the devcontainer Features in features/src.
+    #[command(subcommand)]
+    Features(CollectionCommand),
+    /// Validate, package and publish the devcontainer Templates in devcontainer-templates/src.
+    #[command(subcommand)]
+    Templates(CollectionCommand),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Images(cmd) => cmd.run(&self.host),
+            Command::Features(cmd) => cmd.run(CollectionKind::Features, &self.host),
+            Command::Templates(cmd) => cmd.run(CollectionKind::Templates, &self.host),
+        }
+    }
+}

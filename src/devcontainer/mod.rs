@@ -1,0 +1,1 @@
+//! `devcontainer.json` for a plugin workspace: `aiida-devc init`, `up` and `doctor`.

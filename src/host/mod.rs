@@ -1,0 +1,24 @@
+//! What every command needs from the machine it runs on: the Docker engine ([`docker`]), the
+//! CA bundle that builds and containers must trust ([`ca`]), and the options that select them.
+
+pub mod ca;
+pub mod docker;
+
+use std::path::PathBuf;
+
+/// Options shared by every subcommand (see `aiida-devc --help`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HostOptions {
+    /// PEM bundle of CA certificates that image builds and containers trust for https (pip,
+    /// cargo, git). Needed behind TLS-intercepting proxies. Defaults to the host's bundle when it
+    /// holds certificates beyond Debian's stock set; `--ca-cert none` turns it off.
+    #[arg(long, global = true, env = "AIIDA_DEVC_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl HostOptions {
+    /// The CA bundle to use, after applying the default rule (see [`ca::resolve`]).
+    pub fn ca_bundle(&self) -> anyhow::Result<Option<ca::CaBundle>> {
+        ca::resolve(self.ca_cert.as_deref())
+    }
+}

@@ -1,0 +1,1 @@
+//! OCI artifacts: packaging devcontainer Features and Templates and pushing them to registries.

@@ -1,0 +1,2 @@
+//! AiiDA plugin metadata: name, aiida-core and Python requirements, extras (pyproject.toml,
+//! setup.cfg, setup.py).

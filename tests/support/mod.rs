@@ -1,0 +1,282 @@
+//! Support for the integration tests: the real Docker engine, the base image, the CA bundle and
+//! the reference devcontainer CLI, with everything a test creates removed when it ends, also when
+//! it fails.
+//!
+//! A missing prerequisite (no engine, no base image, no CLI) fails the test with a message that
+//! says how to get it (`bash scripts/bootstrap.sh`); tests never skip silently.
+//!
+//! ```ignore
+//! mod support;
+//! let h = support::Harness::new();
+//! let out = h.run(support::base_image(), &["echo", "hi"], support::RunOptions::default());
+//! assert_eq!(out.stdout, "hi\n");
+//! ```
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+/// The project's root (where Cargo.toml is).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The image every test container starts from, unless a test needs one of ours.
+pub fn base_image() -> String {
+    std::env::var("AIIDA_DEVC_BASE_IMAGE").unwrap_or_else(|_| "debian:bookworm".into())
+}
+
+/// The CA bundle the tool would use (same rule as `--ca-cert`, from `AIIDA_DEVC_CA_CERT`).
+pub fn ca_bundle() -> Option<aiida_devc::host::ca::CaBundle> {
+    let option = std::env::var_os("AIIDA_DEVC_CA_CERT").map(PathBuf::from);
+    aiida_devc::host::ca::resolve(option.as_deref()).expect("the CA bundle option is invalid")
+}
+
+/// The reference devcontainer CLI installed by the bootstrap (or `DEVCONTAINER_CLI`).
+pub fn devcontainer_cli() -> PathBuf {
+    let path = std::env::var_os("DEVCONTAINER_CLI").map(PathBuf::from).unwrap_or_else(|| {
+        project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer")
+    });
+    require(path.is_file(), &format!("the reference devcontainer CLI at {}", path.display()));
+    path
+}
+
+/// Fail the test when a prerequisite is missing: prerequisites are never skipped.
+pub fn require(present: bool, what: &str) {
+    assert!(present, "missing prerequisite: {what}. Run `bash scripts/bootstrap.sh` (as root) first.");
+}
+
+/// A name no other test (or test run) uses: `aiida-devc-test-<what>-<pid>-<n>`.
+pub fn unique_name(what: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("aiida-devc-test-{what}-{}-{n}", std::process::id())
+}
+
+/// Options for [`Harness::run`].
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// `host:container[:ro]` bind mounts.
+    pub binds: Vec<String>,
+    /// `KEY=VALUE` environment.
+    pub env: Vec<String>,
+    /// User to run as (`uid[:gid]` or a name).
+    pub user: Option<String>,
+}
+
+/// What a finished container left.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One test's connection to the engine, and the things it created.
+///
+/// Everything registered with [`Harness::track_container`], [`Harness::track_volume`] or
+/// [`Harness::track_image`] (and every container [`Harness::run`] makes) is removed on drop.
+pub struct Harness {
+    rt: tokio::runtime::Runtime,
+    docker: Docker,
+    containers: Mutex<Vec<String>>,
+    volumes: Mutex<Vec<String>>,
+    images: Mutex<Vec<String>>,
+}
+
+impl Harness {
+    /// Connect to the engine; fails the test when none answers.
+    pub fn new() -> Harness {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let docker = rt
+            .block_on(aiida_devc::host::docker::connect())
+            .unwrap_or_else(|e| panic!("missing prerequisite: {e:#}"));
+        Harness {
+            rt,
+            docker,
+            containers: Mutex::default(),
+            volumes: Mutex::default(),
+            images: Mutex::default(),
+        }
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Run a future on this harness's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.rt.block_on(future)
+    }
+
+    pub fn track_container(&self, name: &str) {
+        self.containers.lock().unwrap().push(name.to_owned());
+    }
+
+    pub fn track_volume(&self, name: &str) {
+        self.volumes.lock().unwrap().push(name.to_owned());
+    }
+
+    pub fn track_image(&self, name: &str) {
+        self.images.lock().unwrap().push(name.to_owned());
+    }
+
+    /// Fail the test unless `image` is present in the engine.
+    pub fn require_image(&self, image: &str) {
+        let present = self.block_on(self.docker.inspect_image(image)).is_ok();
+        require(present, &format!("the image {image}"));
+    }
+
+    /// `docker run` (not detached): create, start, wait, collect the logs. The container is
+    /// removed when the harness is dropped.
+    pub fn run(&self, image: &str, cmd: &[&str], opts: RunOptions) -> RunOutput {
+        self.require_image(image);
+        let name = unique_name("run");
+        self.track_container(&name);
+        self.block_on(async {
+            let body = ContainerCreateBody {
+                image: Some(image.to_owned()),
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                env: Some(opts.env.clone()),
+                user: opts.user.clone(),
+                host_config: Some(HostConfig { binds: Some(opts.binds.clone()), ..Default::default() }),
+                ..Default::default()
+            };
+            let create = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+            self.docker.create_container(Some(create), body).await.expect("create container");
+            self.docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
+                .await
+                .expect("start container");
+            let mut wait = self.docker.wait_container(&name, None::<WaitContainerOptions>);
+            let exit_code = match wait.next().await {
+                Some(Ok(status)) => status.status_code,
+                // bollard reports a non-zero exit as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                other => panic!("waiting for container {name}: {other:?}"),
+            };
+            let logs = LogsOptions { stdout: true, stderr: true, ..Default::default() };
+            let mut stream = self.docker.logs(&name, Some(logs));
+            let (mut stdout, mut stderr) = (String::new(), String::new());
+            while let Some(chunk) = stream.next().await {
+                match chunk.expect("read container logs") {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        stdout.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    _ => {}
+                }
+            }
+            RunOutput { exit_code, stdout, stderr }
+        })
+    }
+
+    /// Names of the containers (running or not) that carry `label` (`key` or `key=value`).
+    pub fn containers_with_label(&self, label: &str) -> Vec<String> {
+        let filters = [("label".to_string(), vec![label.to_string()])].into_iter().collect();
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        self.block_on(self.docker.list_containers(Some(opts)))
+            .expect("list containers")
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let containers = std::mem::take(&mut *self.containers.lock().unwrap());
+        let volumes = std::mem::take(&mut *self.volumes.lock().unwrap());
+        let images = std::mem::take(&mut *self.images.lock().unwrap());
+        let docker = self.docker.clone();
+        self.rt.block_on(async move {
+            for name in containers {
+                let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                let _ = docker.remove_container(&name, Some(opts)).await;
+            }
+            for name in volumes {
+                let _ = docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true })).await;
+            }
+            for name in images {
+                let opts = RemoveImageOptions { force: true, ..Default::default() };
+                let _ = docker.remove_image(&name, Some(opts), None).await;
+            }
+        });
+    }
+}
+
+/// A workspace folder for the reference devcontainer CLI. On drop, every container the CLI
+/// started for it (label `devcontainer.local_folder`) and every image it built for it is removed,
+/// then the folder.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    harness: Harness,
+}
+
+impl Workspace {
+    /// A temporary folder with `.devcontainer/devcontainer.json` holding `config`.
+    pub fn with_config(config: &str) -> Workspace {
+        let dir = tempfile::Builder::new().prefix("aiida-devc-ws-").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+        std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), config).unwrap();
+        Workspace { dir, harness: Harness::new() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn harness(&self) -> &Harness {
+        &self.harness
+    }
+
+    /// Run the reference CLI: `devcontainer <subcommand> --workspace-folder <this folder> <rest>`.
+    pub fn devcontainer(&self, args: &[&str]) -> std::process::Output {
+        let (subcommand, rest) = args.split_first().expect("a devcontainer subcommand");
+        Command::new(devcontainer_cli())
+            .arg(subcommand)
+            .arg("--workspace-folder")
+            .arg(self.path())
+            .args(rest)
+            .output()
+            .expect("run the reference devcontainer CLI")
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let label = format!("devcontainer.local_folder={}", self.path().display());
+        for id in self.harness.containers_with_label(&label) {
+            self.harness.track_container(&id);
+        }
+        // Images the CLI built for this workspace (feature layers, UID updates) are tagged
+        // vsc-<folder name>-<hash>[-features|-uid]; the images the config names are left alone.
+        let folder = self.path().file_name().unwrap().to_string_lossy().to_lowercase();
+        let prefix = format!("vsc-{folder}-");
+        let images = self
+            .harness
+            .block_on(self.harness.docker().list_images(None::<bollard::query_parameters::ListImagesOptions>))
+            .expect("list images");
+        // Children before parents: the -uid image is built on the -features one.
+        let mut tags: Vec<String> = images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
+        tags.sort_by_key(|t| std::cmp::Reverse(t.ends_with("-uid")));
+        for tag in tags {
+            self.harness.track_image(&tag);
+        }
+    }
+}
