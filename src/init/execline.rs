@@ -512,7 +512,8 @@ pub fn substitute_word(word: &str, name: &str, value: Option<&[String]>) -> Vec<
         i = j.max(i + 1);
     }
     if !found {
-        return vec![word.to_string()];
+        // Nothing substituted, but escapes (`\${name}`) are resolved.
+        return vec![pieces.into_iter().flatten().collect()];
     }
     let Some(values) = value else { return Vec::new() };
     let mut results = vec![String::new()];
