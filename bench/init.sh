@@ -78,6 +78,16 @@ TINI_SIZE=$(stat -c %s "${TINI_STATIC:-$(command -v tini)}")
 echo "aiida-init (release, stripped): $SIZE bytes; tini${TINI_STATIC:+-static}: $TINI_SIZE bytes"
 echo "ratio to the 2 MB target: $(ratio "$SIZE" 2097152); ratio to tini: $(ratio "$SIZE" "$TINI_SIZE")"
 
+echo "== start-up overhead: \`init true\` as PID 1 of a new namespace, empty tree, container-sized environment (mean of $RUNS)"
+# A container has a handful of variables; aiida-init dumps each into the envdir (as s6-overlay).
+mkdir -p "$WORK/empty"
+SMALL_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOSTNAME=bench HOME=/root
+    AIIDA_INIT_ROOT="$WORK/empty" AIIDA_INIT_RUNTIME_DIR="$WORK/rt" S6_VERBOSITY=0)
+t0=$(now_ns); for _ in $(seq "$RUNS"); do "${SMALL_ENV[@]}" unshare --pid --fork --mount-proc "$BIN" true; done; t1=$(now_ns)
+t2=$(now_ns); for _ in $(seq "$RUNS"); do "${SMALL_ENV[@]}" unshare --pid --fork --mount-proc tini -- true; done; t3=$(now_ns)
+OURS_START=$(( (t1 - t0) / 1000 / RUNS )); TINI_START=$(( (t3 - t2) / 1000 / RUNS ))
+echo "aiida-init: $OURS_START us; tini: $TINI_START us; ratio: $(ratio "$OURS_START" "$TINI_START")"
+
 echo "== resident memory and idle CPU (five services up)"
 start_ns "$BIN" ${CMD[@]+"${CMD[@]}"}
 sleep 0.5
