@@ -392,9 +392,7 @@ impl Engine {
 
     fn fail(&mut self, i: usize, reason: String, code: i32) {
         let name = self.svcs[i].def.name.clone();
-        if self.settings.verbosity >= 1 || self.phase == Phase::Running {
-            self.error(&format!("{name}: {reason}"));
-        }
+        self.error(&format!("{name}: {reason}"));
         let s = &mut self.svcs[i];
         s.state = State::Failed;
         s.reason = Some(reason.clone());
@@ -523,7 +521,7 @@ impl Engine {
         }
     }
 
-    fn on_exit(&mut self, _pid: i32, role: Option<Role>, exit: Exit, reactor: &mut Reactor) {
+    fn on_exit(&mut self, dead_pid: i32, role: Option<Role>, exit: Exit, reactor: &mut Reactor) {
         match role {
             None => {}
             Some(Role::Command) => {
@@ -583,7 +581,7 @@ impl Engine {
                         Exit::Code(c) => (c, 0),
                         Exit::Signal(s) => (256, s),
                     };
-                    let args = [code.to_string(), sig.to_string(), name.clone(), _pid.to_string()];
+                    let args = [code.to_string(), sig.to_string(), name.clone(), dead_pid.to_string()];
                     let mut cmd = self.command_for(finish, &args);
                     cmd.current_dir(&self.svcs[i].def.dir);
                     match reactor.spawn(cmd, Role::Finish(i), Session::Service { label: name.clone(), service: Some(i) }, None) {
@@ -923,7 +921,7 @@ impl Engine {
     }
 
     /// The exit code once everything is over.
-    pub fn finished(&mut self, _reactor: &mut Reactor) -> Option<i32> {
+    pub fn finished(&mut self, reactor: &mut Reactor) -> Option<i32> {
         if self.phase != Phase::Done {
             return None;
         }
@@ -932,7 +930,7 @@ impl Engine {
             .filter(|_| self.exitcode_file_ok)
             .and_then(|s| s.trim().parse::<i32>().ok())
             .unwrap_or(self.exit_code);
-        if !_reactor.is_pid1 {
+        if !reactor.is_pid1 {
             // As PID 1 the whole container goes away with us: nobody is left to read it.
             self.write_state_with_phase("finished");
         }

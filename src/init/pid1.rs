@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -445,9 +445,4 @@ pub fn run(engine: &mut super::engine::Engine, reactor: &mut Reactor) -> i32 {
             engine.handle(ev, reactor);
         }
     }
-}
-
-/// Leak an fd as a raw number (used for fds that must stay open for the process lifetime).
-pub fn leak(fd: OwnedFd) -> RawFd {
-    fd.into_raw_fd()
 }
