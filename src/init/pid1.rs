@@ -300,7 +300,8 @@ impl Reactor {
                     let line: Vec<u8> = partial.drain(..=pos).collect();
                     lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
                 }
-                if eof && !partial.is_empty() {
+                // A very long line without a newline is passed on in pieces.
+                if partial.len() > 64 * 1024 || (eof && !partial.is_empty()) {
                     lines.push(String::from_utf8_lossy(partial).into_owned());
                     partial.clear();
                 }

@@ -59,6 +59,17 @@ fn writable_dir(path: &Path) -> bool {
     path.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0
 }
 
+/// A base directory is usable when this user can write it and the subdirectories we need
+/// (which an image may have created as another user) are ours to write as well.
+fn usable(base: &Path) -> bool {
+    if !writable_dir(base) {
+        return false;
+    }
+    let rt = Runtime { base: base.to_path_buf() };
+    let dirs = [rt.state_dir(), rt.container_environment().parent().unwrap().to_path_buf(), rt.exitcode_file().parent().unwrap().to_path_buf()];
+    dirs.iter().all(|d| (std::fs::create_dir_all(d).is_ok()) && writable_dir(d))
+}
+
 fn per_uid_tmp() -> PathBuf {
     PathBuf::from(format!("/tmp/aiida-init-{}", nix::unistd::getuid()))
 }
@@ -70,11 +81,11 @@ pub fn choose() -> Result<Runtime> {
         std::fs::create_dir_all(&dir).with_context(|| format!("{ENV_RUNTIME_DIR}={}: cannot create it", dir.display()))?;
         return Ok(Runtime { base: dir });
     }
-    if writable_dir(Path::new("/run")) {
+    if usable(Path::new("/run")) {
         return Ok(Runtime { base: "/run".into() });
     }
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        if writable_dir(&x) {
+        if usable(&x) {
             return Ok(Runtime { base: x });
         }
     }
