@@ -98,7 +98,7 @@ fn foreground_background_and_if() {
     same(d, &["-P"], "if -n { false } dump negated\n", &[]);
     same(d, &["-P"], "if -n { true } dump never\n", &[]);
     same(d, &["-P"], "if -t { false } dump never\n", &[]);
-    same(d, &["-P"], "background { sh -c \"echo from-background > bg.txt\" } foreground { sleep 0.2 } cat bg.txt\n", &[]);
+    same(d, &["-P"], "background { sh -c \"echo from-background > bg.txt\" } foreground { sh -c \"while ! test -s bg.txt; do sleep 0.01; done\" } cat bg.txt\n", &[]);
     same(d, &["-P"], "if { if { true } true } foreground { if { false } true } importas r ? dump $r\n", &[]);
 }
 

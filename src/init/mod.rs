@@ -65,8 +65,10 @@ pub fn main() -> ! {
         commands::multi_call(&called_as, &rest);
     }
     if called_as != "aiida-init" {
-        // Installed as /init (or any other name): every argument belongs to the command.
-        std::process::exit(run_init(rest));
+        // Installed as /init (or any other name): every argument belongs to the command (a
+        // leading `--` is dropped).
+        let command = if rest.first().is_some_and(|a| a == "--") { rest[1..].to_vec() } else { rest };
+        std::process::exit(run_init(command));
     }
     let code = match rest.first().map(String::as_str) {
         Some("status") => status::status(&rest[1..]),
