@@ -54,7 +54,7 @@ impl JsoncFile {
     }
 
     pub fn parse(path: &Path, text: String) -> Result<JsoncFile, Problem> {
-        let collect = CollectOptions { comments: CommentCollectionStrategy::Off, tokens: false };
+        let collect = CollectOptions { comments: CommentCollectionStrategy::Off, tokens: true };
         let parsed = jsonc_parser::parse_to_ast(&text, &collect, &ParseOptions::default()).map_err(|e| Problem {
             file: path.to_owned(),
             line: e.line_display(),
@@ -64,6 +64,18 @@ impl JsoncFile {
         let Some(ast) = parsed.value else {
             return Err(Problem { file: path.to_owned(), line: 1, column: 1, message: "the file is empty".into() });
         };
+        // The parser tolerates a missing comma between members; the spec's JSON does not.
+        let commas: Vec<usize> = parsed
+            .tokens
+            .iter()
+            .flatten()
+            .filter(|t| matches!(t.token, jsonc_parser::tokens::Token::Comma))
+            .map(|t| t.range.start)
+            .collect();
+        if let Some(offset) = missing_comma(&ast, &commas) {
+            let (line, column) = line_column(&text, offset);
+            return Err(Problem { file: path.to_owned(), line, column, message: "invalid JSON: expected a comma before this member".into() });
+        }
         let mut locations = HashMap::new();
         record_locations(&ast, String::new(), &text, &mut locations);
         let value: Value = ast.into();
@@ -100,6 +112,28 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
     (line, column)
+}
+
+/// The start of the first object member or array element not preceded by a comma.
+fn missing_comma(ast: &Ast, commas: &[usize]) -> Option<usize> {
+    use jsonc_parser::common::Ranged;
+    let ranges: Vec<(usize, usize)> = match ast {
+        Ast::Object(object) => object.properties.iter().map(|p| (p.start(), p.end())).collect(),
+        Ast::Array(array) => array.elements.iter().map(|e| (e.start(), e.end())).collect(),
+        _ => return None,
+    };
+    for pair in ranges.windows(2) {
+        let (previous_end, next_start) = (pair[0].1, pair[1].0);
+        if !commas.iter().any(|&c| c >= previous_end && c < next_start) {
+            return Some(next_start);
+        }
+    }
+    let children: Vec<&Ast> = match ast {
+        Ast::Object(object) => object.properties.iter().map(|p| &p.value).collect(),
+        Ast::Array(array) => array.elements.iter().collect(),
+        _ => Vec::new(),
+    };
+    children.into_iter().find_map(|child| missing_comma(child, commas))
 }
 
 fn record_locations(ast: &Ast, pointer: String, text: &str, out: &mut HashMap<String, (usize, usize)>) {
@@ -366,6 +400,15 @@ mod tests {
         let err = JsoncFile::parse(Path::new("f.json"), "{\n  \"id\": \"x\",\n  \"version\" \"1\"\n}".into()).unwrap_err();
         assert_eq!((err.line, err.column), (3, 13), "{err}");
         assert!(err.to_string().starts_with("f.json:3:13: invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_comma_is_an_error() {
+        let err = JsoncFile::parse(Path::new("f.json"), "{\n  \"a\": [1 2],\n  \"b\": 1\n}".into()).unwrap_err();
+        assert_eq!((err.line, err.column), (2, 11), "{err}");
+        let err = JsoncFile::parse(Path::new("f.json"), "{\"a\": 1 // x, y\n \"b\": 2}".into()).unwrap_err();
+        assert_eq!((err.line, err.column), (2, 2), "{err}");
+        assert!(JsoncFile::parse(Path::new("f.json"), "{\"a\": [1, 2,], // c\n \"b\": {}}".into()).is_ok());
     }
 
     #[test]

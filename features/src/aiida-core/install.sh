@@ -60,6 +60,11 @@ else
     chown -R "$REMOTE_USER:$REMOTE_GROUP" "$VENVPATH"
 fi
 
+# verdi calls below must not leave a configuration folder in root's home.
+AIIDA_PATH=$(mktemp -d)
+export AIIDA_PATH
+trap 'rm -rf "$AIIDA_PATH"' EXIT
+
 # A fixed path for PATH (containerEnv cannot depend on an option).
 mkdir -p "$SHARE"
 ln -sfn "$VENVPATH" "$SHARE/venv"
