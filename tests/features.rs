@@ -158,7 +158,7 @@ fn each_bad_input_gives_its_error_and_pushes_nothing() {
         Case { what: "quote", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"x\", \"proposals\": [\"a\\\"b\"]}}}", install: true, expect: "devcontainer-feature.json:2:68: the value \"a\\\"b\" of option 'a' contains a double quote" },
         Case { what: "backtick", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"enum\": [\"`id`\"], \"default\": \"`id`\"}}}", install: true, expect: "contains a backtick" },
         Case { what: "newline", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"a\\nb\"}}}", install: true, expect: "contains a newline" },
-        Case { what: "version", json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}", install: true, expect: "devcontainer-feature.json:1:29: version '1.0' is not a semantic version" },
+        Case { what: "version", json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}", install: true, expect: "devcontainer-feature.json:1:28: version '1.0' is not a semantic version" },
         Case { what: "install", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\"}", install: false, expect: "has no install.sh" },
         Case { what: "unknown", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}", install: true, expect: "devcontainer-feature.json:1:61: unknown property 'colour'" },
     ];
