@@ -19,14 +19,16 @@ aiida_services_pid=
 
 aiida_services_start() {
     . /usr/local/share/aiida-services/config || return 1
-    aiida_services_tree=/usr/local/share/aiida-services/s6-rc.d
+    # aiida-init runs the tree below this root: /etc/s6-overlay/{s6-rc.d,user-bundles.d}.
+    aiida_services_root=/usr/local/share/aiida-services/root
     if [ "$(id -u)" = 0 ]; then
         # Drop to the service user without a setuid helper; setpriv execs, so $! is aiida-init.
-        env HOME="$(getent passwd "$SERVICE_USER" | cut -d: -f6)" USER="$SERVICE_USER" \
+        env AIIDA_INIT_ROOT="$aiida_services_root" \
+            HOME="$(getent passwd "$SERVICE_USER" | cut -d: -f6)" USER="$SERVICE_USER" LOGNAME="$SERVICE_USER" \
             setpriv --reuid="$SERVICE_USER" --regid="$(id -g "$SERVICE_USER")" --init-groups \
-            /usr/local/bin/aiida-init --services "$aiida_services_tree" >"$aiida_services_log" 2>&1 &
+            /usr/local/bin/aiida-init -- >"$aiida_services_log" 2>&1 &
     elif [ "$(id -un)" = "$SERVICE_USER" ]; then
-        /usr/local/bin/aiida-init --services "$aiida_services_tree" >"$aiida_services_log" 2>&1 &
+        AIIDA_INIT_ROOT="$aiida_services_root" /usr/local/bin/aiida-init -- >"$aiida_services_log" 2>&1 &
     else
         echo "aiida-services: the container runs as $(id -un), not root or $SERVICE_USER; services not started" >&2
         return 1

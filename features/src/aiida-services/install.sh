@@ -53,9 +53,15 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 
 install -m 0755 "$HERE/aiida-init" /usr/local/bin/aiida-init
 mkdir -p "$SHARE"
-rm -rf "$SHARE/s6-rc.d"
-cp -R "$HERE/s6-rc.d" "$SHARE/s6-rc.d"
+# The service tree, in the s6-overlay layout below a root of its own (AIIDA_INIT_ROOT), so that
+# it never mixes with an image's own /etc/s6-overlay.
+rm -rf "$SHARE/root" "$SHARE/command"
+mkdir -p "$SHARE/root/etc"
+cp -R "$HERE/services" "$SHARE/root/etc/s6-overlay"
+/usr/local/bin/aiida-init install-commands "$SHARE/command" >/dev/null
 chmod -R a+rX "$SHARE"
+AIIDA_INIT_ROOT="$SHARE/root" /usr/local/bin/aiida-init check >/dev/null \
+    || die "aiida-init rejects the service tree in $SHARE/root (run 'AIIDA_INIT_ROOT=$SHARE/root aiida-init check')."
 install -m 0644 "$HERE/entrypoint.sh" "$SHARE/entrypoint.sh"
 install -m 0755 "$HERE/wait.sh" "$SHARE/wait"
 cat > "$SHARE/config" <<CONFIG

@@ -14,6 +14,7 @@ while :; do
     if [ $(( $(date +%s) - start )) -ge "$timeout" ]; then
         echo "(!) aiida-services: PostgreSQL and RabbitMQ were not ready after ${timeout} s; last lines of /tmp/aiida-services.log:" >&2
         tail -n 30 /tmp/aiida-services.log >&2 || true
+        /usr/local/bin/aiida-init status >&2 || true
         exit 1
     fi
     sleep 0.5
