@@ -268,6 +268,36 @@ mod tests {
         assert!(!is_localhost("ghcr.io"));
     }
 
+    fn registry_with_secret() -> Registry {
+        let credential = Credential {
+            username: "me".into(),
+            secret: "s3cret-token".into(),
+            source: super::super::auth::Source::Env,
+        };
+        Registry::with_credential("registry.example.org", Some(credential), None)
+    }
+
+    #[test]
+    fn a_403_names_the_registry_and_the_credential_source_but_not_the_secret() {
+        let registry = registry_with_secret();
+        let error = OciDistributionError::ServerError { code: 403, url: "https://registry.example.org/v2/x/blobs/uploads/".into(), message: "denied".into() };
+        let text = registry.explain("uploading to registry.example.org/x", error).to_string();
+        assert!(text.starts_with("registry registry.example.org denied access while uploading to registry.example.org/x (HTTP 403 Forbidden; used the credential from DEVCONTAINERS_OCI_AUTH)"), "{text}");
+        assert!(!text.contains("s3cret-token"), "{text}");
+    }
+
+    #[test]
+    fn registry_error_codes_map_to_401_and_403() {
+        let registry = registry_with_secret();
+        let envelope = |code: &str| -> OciDistributionError {
+            let envelope = serde_json::from_str(&format!(r#"{{"errors":[{{"code":"{code}","message":"m"}}]}}"#)).unwrap();
+            OciDistributionError::RegistryError { envelope, url: "u".into() }
+        };
+        assert!(matches!(registry.explain("x", envelope("DENIED")), RegistryError::Forbidden { .. }));
+        assert!(matches!(registry.explain("x", envelope("UNAUTHORIZED")), RegistryError::Unauthorized { .. }));
+        assert!(matches!(registry.explain("x", OciDistributionError::AuthenticationFailure("no".into())), RegistryError::Unauthorized { .. }));
+    }
+
     #[test]
     fn a_bundle_is_split_into_certificates() {
         let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
