@@ -337,8 +337,8 @@ fn set_raw_name(header: &mut tar::Header, name: &str) -> anyhow::Result<()> {
     }
     // Split at a '/' so that the prefix fits 155 bytes and the rest 100.
     let split = (0..bytes.len())
-        .filter(|&i| bytes[i] == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len())
-        .last();
+        .rev()
+        .find(|&i| bytes[i] == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len());
     let Some(i) = split else {
         bail!("the path {name} is too long for a tar entry");
     };

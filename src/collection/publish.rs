@@ -10,7 +10,7 @@ use semver::Version;
 /// version is already published.
 pub fn tags_to_push(version: &Version, published: &[String]) -> Option<Vec<String>> {
     let exact = version.to_string();
-    if published.iter().any(|t| *t == exact) {
+    if published.contains(&exact) {
         return None;
     }
     let versions: Vec<Version> = published.iter().filter_map(|t| Version::parse(t).ok()).collect();
