@@ -7,11 +7,12 @@
 //!
 //! ```text
 //! RUSTFLAGS='-C target-feature=+crt-static' \
-//!   cargo build --release --no-default-features --bin aiida-init \
-//!   --target <host triple> --target-dir target/feature-bundle
+//!   cargo build --release --locked --no-default-features --bin aiida-init --target <host triple>
 //! ```
 //!
-//! A static binary runs on any Linux image of the same architecture, whatever its libc.
+//! A static binary runs on any Linux image of the same architecture, whatever its libc. It is the
+//! same command and output (`target/<triple>/release/aiida-init`) as the images build uses, so one
+//! compile serves both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,15 +65,14 @@ pub fn build_static(binary: &str, verbose: bool) -> anyhow::Result<PathBuf> {
         bail!("{binary} must be bundled into its Feature, but this aiida-devc was not built from a checkout it can find; pass --{binary} FILE");
     };
     let triple = host_triple()?;
-    let target_dir = root.join("target/feature-bundle");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(|d| root.join(d)).unwrap_or_else(|| root.join("target"));
     if verbose {
         eprintln!("building a static {binary} for {triple} (cargo build --release --no-default-features)");
     }
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args(["build", "--release", "--no-default-features", "--bin", binary, "--target", &triple, "--target-dir"])
-        .arg(&target_dir)
+        .args(["build", "--release", "--locked", "--no-default-features", "--bin", binary, "--target", &triple])
         .output()
         .with_context(|| format!("cannot run cargo to build {binary}"))?;
     if !output.status.success() {
