@@ -12,6 +12,15 @@ use support::collections::{aiida_devc, devcontainer, namespace, place_ca_bundle,
 use support::registry::Registry;
 use support::Workspace;
 
+/// The reference CLI builds Feature images through one fixed tag
+/// (`dev_container_feature_content_temp`), so two of its builds at once break each other: the
+/// tests that make it build Features take turns.
+static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
+    FEATURE_BUILDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -160,7 +169,7 @@ fn each_bad_input_gives_its_error_and_pushes_nothing() {
         Case { what: "newline", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"a\\nb\"}}}", install: true, expect: "contains a newline" },
         Case { what: "version", json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}", install: true, expect: "devcontainer-feature.json:1:28: version '1.0' is not a semantic version" },
         Case { what: "install", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\"}", install: false, expect: "has no install.sh" },
-        Case { what: "unknown", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}", install: true, expect: "devcontainer-feature.json:1:61: unknown property 'colour'" },
+        Case { what: "unknown", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}", install: true, expect: "devcontainer-feature.json:1:50: unknown property 'colour'" },
     ];
     for case in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -234,6 +243,7 @@ fn refused_and_unreachable_registries_are_named_without_credentials() {
 #[test]
 fn the_feature_scenarios_pass_under_the_reference_cli() {
     let _harness = support::Harness::new();
+    let _turn = feature_builds();
     let (_dir, features) = scratch_copy("features");
     // aiida-init must be in the aiida-services folder: packaging puts it there.
     let out = features.join("out");
@@ -273,7 +283,9 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
     let dot = ws.path().join(".devcontainer");
     std::fs::copy(features.join("test/aiida-core/non_root_sqlite/Dockerfile"), dot.join("Dockerfile")).unwrap();
     place_ca_bundle(&dot);
+    let turn = feature_builds();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
+    drop(turn);
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(up.status.success(), "devcontainer up failed:\n{stdout}\n{}", String::from_utf8_lossy(&up.stderr));
 

@@ -96,12 +96,20 @@ impl JsoncFile {
         }
     }
 
+    /// A problem at the key of the property `pointer` points to.
+    pub fn key_problem(&self, pointer: &str, message: impl Into<String>) -> Problem {
+        self.problem(&format!("{pointer}{KEY_MARK}"), message)
+    }
+
     /// A problem at the value `pointer` points to.
     pub fn problem(&self, pointer: &str, message: impl Into<String>) -> Problem {
         let (line, column) = self.location(pointer);
         Problem { file: self.path.clone(), line, column, message: message.into() }
     }
 }
+
+/// Appended to a pointer to find the location of the property's key instead of its value.
+const KEY_MARK: char = '\u{0}';
 
 fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
@@ -146,7 +154,10 @@ fn record_locations(ast: &Ast, pointer: String, text: &str, out: &mut HashMap<St
                     ObjectPropName::String(s) => s.value.to_string(),
                     ObjectPropName::Word(w) => w.value.to_string(),
                 };
-                record_locations(&prop.value, format!("{pointer}/{}", escape_pointer(&key)), text, out);
+                let child = format!("{pointer}/{}", escape_pointer(&key));
+                // The key itself, for problems about the property rather than its value.
+                out.insert(format!("{child}{KEY_MARK}"), line_column(text, prop.start()));
+                record_locations(&prop.value, child, text, out);
             }
         }
         Ast::Array(array) => {
@@ -204,7 +215,7 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
     };
     for key in object.keys() {
         if !allowed.contains(&key.as_str()) {
-            problems.push(file.problem(
+            problems.push(file.key_problem(
                 &format!("/{}", escape_pointer(key)),
                 format!("unknown property '{key}' (allowed: {})", allowed.join(", ")),
             ));
@@ -314,7 +325,7 @@ fn check_option(file: &JsoncFile, kind: CollectionKind, name: &str, option: &Val
     };
     for key in map.keys() {
         if !OPTION_PROPERTIES.contains(&key.as_str()) {
-            problems.push(file.problem(
+            problems.push(file.key_problem(
                 &format!("{base}/{}", escape_pointer(key)),
                 format!("option '{name}' has an unknown property '{key}' (allowed: {})", OPTION_PROPERTIES.join(", ")),
             ));
