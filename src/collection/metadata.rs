@@ -302,6 +302,7 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
             None => problems.push(file.problem("/options", "'options' must be an object")),
         }
     }
+    problems.sort_by_key(|p| (p.line, p.column));
     problems
 }
 
@@ -430,6 +431,25 @@ mod tests {
         assert_eq!(text.len(), 2, "{text:#?}");
         assert!(text[0].starts_with("f.json:3:25: version '1.0' is not a semantic version"), "{text:#?}");
         assert!(text[1].starts_with("f.json:4:50: the value \"a$b\" of option 'v' contains a '$'"), "{text:#?}");
+    }
+
+    #[test]
+    fn the_problem_report_reads_well() {
+        let file = parse(concat!(
+            "{\n",
+            "    // A Feature with everything wrong that validation looks at.\n",
+            "    \"id\": \"Hello\", \"version\": \"one\",\n",
+            "    \"colour\": \"red\",\n",
+            "    \"options\": {\n",
+            "        \"greeting\": {\"type\": \"string\", \"default\": \"hi $USER\", \"proposals\": [\"`date`\"]},\n",
+            "        \"flag\": {\"type\": \"boolean\", \"default\": \"yes\"},\n",
+            "        \"mode\": {\"type\": \"string\", \"enum\": [\"a\", \"b\"], \"default\": \"c\", \"hint\": 1}\n",
+            "    }\n",
+            "}\n"
+        ));
+        let problems = check(&file, CollectionKind::Features, Some("hello"));
+        let report = super::super::InvalidSources(problems).to_string();
+        insta::assert_snapshot!(report);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod publish;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -78,8 +78,8 @@ pub struct CommonArgs {
     /// Print one JSON document on stdout instead of text (for CI).
     #[arg(long)]
     pub json: bool,
-    /// A prebuilt aiida-init binary to bundle into the aiida-services Feature (default: build it
-    /// from this project's sources with cargo, when needed).
+    /// Features only: a prebuilt aiida-init binary to bundle into the aiida-services Feature
+    /// (default: build it from this project's sources with cargo, when needed).
     #[arg(long, value_name = "FILE", env = "AIIDA_DEVC_AIIDA_INIT")]
     pub aiida_init: Option<PathBuf>,
 }
@@ -365,7 +365,7 @@ async fn push_versioned(
     let Some(tags) = publish::tags_to_push(version, &published) else {
         return Ok(None);
     };
-    progress.step(format!("uploading {} ({} bytes) to {}/{repository}", artifact.manifest.layers[0].annotations.as_ref().map_or("", |a| a.values().next().map_or("", String::as_str)), artifact.layer.len(), registry.host()));
+    progress.step(format!("uploading {} ({} bytes) to {}/{repository}", artifact.title(), artifact.layer.len(), registry.host()));
     registry.push_blobs(repository, artifact).await?;
     // The exact version first: if anything fails later, no floating tag points at a version
     // that was not pushed.
@@ -374,9 +374,6 @@ async fn push_versioned(
     for tag in &order {
         registry.push_manifest(repository, tag, artifact).await?;
         progress.step(format!("tagged {}/{repository}:{tag}", registry.host()));
-    }
-    if tags.is_empty() {
-        bail!("no tag to push for {repository}");
     }
     Ok(Some(tags))
 }

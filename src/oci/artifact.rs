@@ -89,6 +89,11 @@ impl Artifact {
         Artifact::new(layer, DEVCONTAINER_TAR_LAYER_MEDIA_TYPE, file_name, Some(annotations))
     }
 
+    /// The file name the layer carries (`org.opencontainers.image.title`).
+    pub fn title(&self) -> &str {
+        self.manifest.layers[0].annotations.as_ref().and_then(|a| a.get(TITLE_ANNOTATION)).map_or("", String::as_str)
+    }
+
     /// The collection artifact (`devcontainer-collection.json`).
     pub fn collection(json: Vec<u8>, registry: &str) -> Artifact {
         let annotations = (registry == "ghcr.io").then(|| {
