@@ -5,7 +5,7 @@
 //! The reference devcontainer CLI speaks plain http only to the host name `localhost`, so the
 //! registry is always addressed as `localhost:PORT`. The registry process is tied to a thread that
 //! lives as long as the test binary (`PR_SET_PDEATHSIG`), so it stops when the binary ends, also
-//! when a test fails.
+//! when a test fails, and its storage folder is removed.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -53,13 +53,20 @@ impl Registry {
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: aiida-devc-test\n    path: {}\n", htpasswd.display()));
         }
         let config_path = dir.join("config.yml");
+        let storage_dir = dir.clone();
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
         // The spawning thread must outlive every test: PR_SET_PDEATHSIG fires when it ends.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut command = Command::new(binary);
-            command.arg("serve").arg(&config_path).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+            // A small shell owns the registry: when the test binary ends it gets SIGTERM, stops the
+            // registry and removes its storage.
+            let script = r#"trap 'kill "$pid" 2>/dev/null; wait "$pid"; rm -rf "$2"; exit 0' TERM
+"$0" serve "$1" & pid=$!
+wait "$pid""#;
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(script).arg(binary).arg(&config_path).arg(&storage_dir);
+            command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
             // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
                 command.pre_exec(|| {
