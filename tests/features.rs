@@ -41,6 +41,13 @@ fn hello_collection(version: &str) -> tempfile::TempDir {
 fn packages_list_the_same_entries_as_the_reference_cli() {
     let (_dir, features) = scratch_copy("features");
     let src = features.join("src");
+    // A renamed Feature too: packaging adds currentId and rewrites its JSON (comments dropped).
+    write(
+        &src.join("renamed/devcontainer-feature.json"),
+        "{\n  // renamed from old-name\n  \"id\": \"renamed\", \"version\": \"2.0.0\", \"name\": \"Renamed\",\n  \"legacyIds\": [\"old-name\"], \"options\": {}\n}\n",
+    );
+    write(&src.join("renamed/install.sh"), "#!/bin/sh\n");
+    write(&src.join("renamed/.hidden/data"), "dot folders are packaged too\n");
     let ours = features.join("ours");
     let theirs = features.join("theirs");
     aiida_devc(&["features", "package", src.to_str().unwrap(), "-o", ours.to_str().unwrap()], &[]).ok("aiida-devc features package");
@@ -48,7 +55,7 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
     assert!(src.join("aiida-services/aiida-init").is_file(), "aiida-init was not bundled");
     devcontainer(&["features", "package", src.to_str().unwrap(), "-o", theirs.to_str().unwrap()]).ok("devcontainer features package");
 
-    for id in ["aiida-core", "aiida-services"] {
+    for id in ["aiida-core", "aiida-services", "renamed"] {
         let file = format!("devcontainer-feature-{id}.tgz");
         let ours = tar_entries(&std::fs::read(ours.join(&file)).unwrap());
         let theirs = tar_entries(&std::fs::read(theirs.join(&file)).unwrap());
@@ -61,6 +68,25 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("devcontainer-collection.json")).unwrap()).unwrap()
     };
     assert_eq!(collection(&ours), collection(&theirs), "devcontainer-collection.json");
+    assert_eq!(collection(&ours)["features"][2]["currentId"], "renamed");
+
+    // One Feature's folder as the target (single mode), with -f cleaning the output folder.
+    let single = src.join("aiida-core");
+    for (tool, out) in [("ours", &ours), ("theirs", &theirs)] {
+        let args = ["features", "package", single.to_str().unwrap(), "-o", out.to_str().unwrap(), "-f"];
+        match tool {
+            "ours" => aiida_devc(&args, &[]).ok("aiida-devc features package (single)"),
+            _ => devcontainer(&args).ok("devcontainer features package (single)"),
+        };
+    }
+    let listing = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listing(&ours), listing(&theirs), "single-mode output folders");
+    let file = "devcontainer-feature-aiida-core.tgz";
+    assert_eq!(tar_entries(&std::fs::read(ours.join(file)).unwrap()), tar_entries(&std::fs::read(theirs.join(file)).unwrap()));
 }
 
 #[test]
@@ -311,4 +337,26 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
     assert!(log.contains("database system is shut down"), "PostgreSQL did not shut down cleanly ({stop_seconds:.1} s):\n{log}");
     assert!(stop_seconds < 10.0, "docker stop took {stop_seconds:.1} s");
     eprintln!("docker stop of the workspace container: {stop_seconds:.2} s, PostgreSQL shut down cleanly");
+}
+
+#[test]
+fn a_renamed_feature_is_published_under_its_legacy_ids_too() {
+    let registry = Registry::shared();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("src/renamed/devcontainer-feature.json"),
+        r#"{"id": "renamed", "version": "1.0.0", "name": "Renamed", "legacyIds": ["old-name"]}"#,
+    );
+    write(&dir.path().join("src/renamed/install.sh"), "#!/bin/sh\n");
+    let ns = namespace("legacy");
+    let result = aiida_devc(&["features", "publish", dir.path().join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns, "--json"], &[])
+        .ok("publish")
+        .json();
+    assert_eq!(result["renamed"]["publishedLegacyIds"], serde_json::json!(["old-name"]), "{result}");
+    assert_eq!(registry.tags(&format!("{ns}/old-name")), ["1", "1.0", "1.0.0", "latest"]);
+    assert_eq!(registry.manifest(&format!("{ns}/old-name"), "1.0.0"), registry.manifest(&format!("{ns}/renamed"), "1.0.0"));
+    // The reference CLI resolves the old id to the same Feature.
+    let info = devcontainer(&["features", "info", "manifest", &format!("{}/{ns}/old-name", registry.host), "--output-format", "json"]).ok("info manifest");
+    let metadata: serde_json::Value = serde_json::from_str(info.json()["manifest"]["annotations"]["dev.containers.metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(metadata["currentId"], "renamed");
 }

@@ -35,12 +35,19 @@ fn published_templates_hold_the_same_entries_as_the_reference_clis() {
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let src = templates.join("src");
+    // A Template with an optional folder of one file: packaging names that file instead.
+    let extra = src.join("with-optional");
+    std::fs::create_dir_all(extra.join(".devcontainer")).unwrap();
+    std::fs::create_dir_all(extra.join(".github/workflows")).unwrap();
+    std::fs::write(extra.join("devcontainer-template.json"), r#"{"id": "with-optional", "version": "1.0.0", "name": "W", "optionalPaths": [".github/workflows/*"]}"#).unwrap();
+    std::fs::write(extra.join(".devcontainer/devcontainer.json"), r#"{"image": "debian:bookworm", "features": {"ghcr.io/devcontainers/features/common-utils:2": {}}}"#).unwrap();
+    std::fs::write(extra.join(".github/workflows/ci.yml"), "on: push\n").unwrap();
     let ours = namespace("templates-ours");
     let theirs = namespace("templates-theirs");
     aiida_devc(&["templates", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", &ours], &[]).ok("aiida-devc templates publish");
     devcontainer(&["templates", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", &theirs]).ok("devcontainer templates publish");
 
-    for id in TEMPLATES {
+    for id in TEMPLATES.into_iter().chain(["with-optional"]) {
         let (our_tar, our_metadata) = published(registry, &format!("{ours}/{id}"));
         let (their_tar, their_metadata) = published(registry, &format!("{theirs}/{id}"));
         assert_eq!(normalised(our_metadata.clone()), normalised(their_metadata), "metadata of {id}");
@@ -56,13 +63,17 @@ fn published_templates_hold_the_same_entries_as_the_reference_clis() {
             }
         }
         assert!(our_metadata["fileCount"].as_u64().unwrap() >= 2);
+        if id == "with-optional" {
+            assert_eq!(our_metadata["optionalPaths"], serde_json::json!([".github/workflows/ci.yml"]));
+            assert_eq!(our_metadata["featureIds"], serde_json::json!(["ghcr.io/devcontainers/features/common-utils"]));
+        }
     }
     // Both collections list the same Templates.
     for ns in [&ours, &theirs] {
         let manifest: serde_json::Value = serde_json::from_str(&registry.manifest(ns, "latest").unwrap()).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&registry.blob(ns, manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
         let ids: Vec<&str> = json["templates"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, TEMPLATES);
+        assert_eq!(ids, ["aiida-plugin", "aiida-plugin-compose", "aiida-plugin-lite", "with-optional"]);
     }
 }
 
