@@ -176,7 +176,7 @@ fn readiness_by_data_check_with_s6_notifyoncheck() {
 #[test]
 fn a_longrun_killed_with_sigkill_comes_back() {
     prerequisites();
-    for mode in [Mode::Pid1, Mode::Child] {
+    for mode in ALL_MODES {
         let tree = Tree::new();
         let pids = tree.out_file("pids");
         tree.longrun("svc", &format!("{}\necho $$ >> {}\nexec sleep 100", tree.log_event("spawn"), pids.display()), &[]);
@@ -222,7 +222,7 @@ fn host_pid_of_sleep(running: &init_support::Running, inner: i32, mode: Mode) ->
 #[test]
 fn a_failing_oneshot_under_each_stage2_behaviour() {
     prerequisites();
-    for mode in [Mode::Pid1, Mode::Child] {
+    for mode in ALL_MODES {
         for behaviour in ["0", "1", "2"] {
             let tree = Tree::new();
             tree.oneshot("broken", "sh -c \"echo about to fail; exit 3\"\n", None, &[]);
@@ -250,19 +250,21 @@ fn a_failing_oneshot_under_each_stage2_behaviour() {
 #[test]
 fn up_and_down_timeouts_are_enforced() {
     prerequisites();
-    let tree = Tree::new();
-    tree.oneshot("slow-up", "sleep 30\n", None, &[]).file("slow-up", "timeout-up", "300\n");
-    let out = tree.run(Mode::Pid1, &["true"], &[("S6_BEHAVIOUR_IF_STAGE2_FAILS", "2")], LIMIT);
-    assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("slow-up: up timed out after 300 ms"), "{out:?}");
-    assert!(out.elapsed < Duration::from_secs(3), "{out:?}");
+    for mode in ALL_MODES {
+        let tree = Tree::new();
+        tree.oneshot("slow-up", "sleep 30\n", None, &[]).file("slow-up", "timeout-up", "300\n");
+        let out = tree.run(mode, &["true"], &[("S6_BEHAVIOUR_IF_STAGE2_FAILS", "2")], LIMIT);
+        assert_ne!(out.code, 0, "{mode:?}: {out:?}");
+        assert!(out.stderr.contains("slow-up: up timed out after 300 ms"), "{mode:?}: {out:?}");
+        assert!(out.elapsed < Duration::from_secs(3), "{mode:?}: {out:?}");
 
-    let tree = Tree::new();
-    tree.oneshot("slow-down", "true\n", Some("sleep 30\n"), &[]).file("slow-down", "timeout-down", "300\n");
-    let out = tree.run(Mode::Pid1, &["true"], &[], LIMIT);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("slow-down: down timed out"), "{out:?}");
-    assert!(out.elapsed < Duration::from_secs(3), "{out:?}");
+        let tree = Tree::new();
+        tree.oneshot("slow-down", "true\n", Some("sleep 30\n"), &[]).file("slow-down", "timeout-down", "300\n");
+        let out = tree.run(mode, &["true"], &[], LIMIT);
+        assert_eq!(out.code, 0, "{mode:?}: {out:?}");
+        assert!(out.stderr.contains("slow-down: down timed out"), "{mode:?}: {out:?}");
+        assert!(out.elapsed < Duration::from_secs(3), "{mode:?}: {out:?}");
+    }
 }
 
 #[test]
@@ -306,7 +308,7 @@ fn shutdown_with_nothing_left_returns_at_once() {
 #[test]
 fn a_service_that_ignores_sigterm_is_killed_after_timeout_kill() {
     prerequisites();
-    for mode in [Mode::Pid1, Mode::Child] {
+    for mode in ALL_MODES {
         let tree = Tree::new();
         let started = tree.out_file("started");
         tree.longrun("stubborn", &format!("trap '' TERM\ntouch {}\nwhile :; do sleep 0.05; done", started.display()), &[])
@@ -327,13 +329,15 @@ fn a_service_that_ignores_sigterm_is_killed_after_timeout_kill() {
 #[test]
 fn finish_exiting_125_keeps_a_longrun_down() {
     prerequisites();
-    let tree = Tree::new();
-    tree.longrun("once", &tree.log_event("run"), &[])
-        .exec("once", "finish", &format!("#!/bin/sh\n{}\nexit 125\n", tree.log_event("finish $1 $2 $3")));
-    let out = tree.run(Mode::Pid1, &["sleep", "1.5"], &[], LIMIT);
-    assert_eq!(out.code, 0, "{out:?}");
-    let events: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
-    assert_eq!(events, vec!["run", "finish 0 0 once"], "{out:?}");
+    for mode in ALL_MODES {
+        let tree = Tree::new();
+        tree.longrun("once", &tree.log_event("run"), &[])
+            .exec("once", "finish", &format!("#!/bin/sh\n{}\nexit 125\n", tree.log_event("finish $1 $2 $3")));
+        let out = tree.run(mode, &["sleep", "1.3"], &[], LIMIT);
+        assert_eq!(out.code, 0, "{mode:?}: {out:?}");
+        let events: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+        assert_eq!(events, vec!["run", "finish 0 0 once"], "{mode:?}: {out:?}");
+    }
 }
 
 #[test]
@@ -451,9 +455,11 @@ fn legacy_directories_run_in_s6_overlay_order() {
     init_support::write_exec(&etc.join("cont-init.d/10-first"), &format!("#!/bin/sh\n{}\n", tree.log_event("cont-init-10")));
     init_support::write_exec(&etc.join("cont-init.d/20-second"), &format!("#!/bin/sh\nsleep 0.2\n{}\n", tree.log_event("cont-init-20")));
     init_support::write_exec(&etc.join("cont-finish.d/10-bye"), &format!("#!/bin/sh\n{}\n", tree.log_event("cont-finish")));
-    init_support::write_exec(&etc.join("services.d/legacy/run"), &format!("#!/bin/sh\n{}\nexec sleep 100\n", tree.log_event("services.d")));
+    init_support::write_exec(&etc.join("services.d/legacy/run"), &format!("#!/bin/sh\n{}\necho >&3\nexec sleep 100\n", tree.log_event("services.d")));
+    init_support::write(&etc.join("services.d/legacy/notification-fd"), "3\n");
     tree.oneshot_sh("usersvc", &tree.log_event("user"), Some(&tree.log_event("user-down")), &["base"]);
-    let out = tree.run(Mode::Pid1, &["sh", "-c", &tree.log_event("cmd")], &[], LIMIT);
+    // With S6_CMD_WAIT_FOR_SERVICES=1 the command waits for services.d to be ready.
+    let out = tree.run(Mode::Pid1, &["sh", "-c", &tree.log_event("cmd")], &[("S6_CMD_WAIT_FOR_SERVICES", "1")], LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
     let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
     assert_eq!(order, vec!["cont-init-10", "cont-init-20", "user", "services.d", "cmd", "user-down", "cont-finish"], "{out:?}");

@@ -125,3 +125,12 @@ fn check_prints_the_start_order_of_a_valid_tree() {
     assert!(stdout.find("db (oneshot)").unwrap() < stdout.find("api (longrun)").unwrap());
     assert!(String::from_utf8_lossy(&out.stderr).contains("old location"), "{out:?}");
 }
+
+#[test]
+fn an_execline_run_script_outside_the_subset_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.file("daemon", "type", "longrun\n")
+        .exec("daemon", "run", "#!/command/execlineb -P\nbacktick -n X { hostname } daemon\n")
+        .user("daemon");
+    assert_rejected(&tree, &["/s6-rc.d/daemon/run", "`backtick`"]);
+}

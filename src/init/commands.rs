@@ -204,7 +204,7 @@ pub fn shebang_handled_by_us(path: &Path) -> Option<(String, Vec<String>)> {
     };
     let first = buf[..n].split(|b| *b == b'\n').next()?;
     let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?.trim();
-    let (interp, arg) = match line.split_once(|c: char| c == ' ' || c == '\t') {
+    let (interp, arg) = match line.split_once([' ', '\t']) {
         Some((i, a)) => (i, a.trim()),
         None => (line, ""),
     };

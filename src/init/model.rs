@@ -146,6 +146,10 @@ fn require_executable(path: &Path) -> Result<()> {
     if !is_executable(path) {
         bail!("{}: not executable (chmod +x it)", path.display());
     }
+    // A script run by our execlineb is checked against the subset now, not when it runs.
+    if execline::has_execline_shebang(path) {
+        execline::load_file(path)?;
+    }
     Ok(())
 }
 
@@ -169,6 +173,10 @@ fn parse_longrun(dir: &Path, wait_ready_default: Option<bool>) -> Result<Longrun
     } else {
         None
     };
+    let check = dir.join("data/check");
+    if check.exists() {
+        require_executable(&check)?;
+    }
     let nf_path = dir.join("notification-fd");
     let notification_fd = match read_trimmed(&nf_path)? {
         None => None,

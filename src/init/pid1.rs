@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -352,9 +352,11 @@ impl Reactor {
         }
     }
 
-    /// True when no process other than us (and zombies about to be reaped) is left.
-    pub fn nothing_left(&self) -> bool {
-        descendants().is_empty()
+    /// True when no process other than us is left. As PID 1 or as a subreaper, every
+    /// descendant whose parent died is reparented to us, so none left means no child left.
+    pub fn nothing_left(&mut self, events: &mut Vec<Event>) -> bool {
+        self.reap(events);
+        matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)), Err(nix::errno::Errno::ECHILD))
     }
 }
 
@@ -443,9 +445,4 @@ pub fn run(engine: &mut super::engine::Engine, reactor: &mut Reactor) -> i32 {
             engine.handle(ev, reactor);
         }
     }
-}
-
-/// Leak an fd as a raw number (used for fds that must stay open for the process lifetime).
-pub fn leak(fd: OwnedFd) -> RawFd {
-    fd.into_raw_fd()
 }

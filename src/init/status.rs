@@ -50,7 +50,7 @@ pub fn status(args: &[String]) -> i32 {
         state["phase"].as_str().unwrap_or("?"),
         state["services_up_ms"].as_u64().map(|_| format!(", services up after {}", fmt_ms(&state["services_up_ms"]))).unwrap_or_default()
     );
-    println!("{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  {}", "SERVICE", "TYPE", "STATE", "PID", "READY AT", "TOOK", "NOTE");
+    println!("{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  NOTE", "SERVICE", "TYPE", "STATE", "PID", "READY AT", "TOOK");
     for s in state["services"].as_array().into_iter().flatten() {
         let name = s["name"].as_str().unwrap_or("?");
         if matches!(name, "fix-attrs" | "legacy-services" | "legacy-cont-init") && s["state"] == "up" && s["took_ms"].as_u64().unwrap_or(0) == 0 {
@@ -73,7 +73,9 @@ pub fn status(args: &[String]) -> i32 {
     }
     if let Some(cmd) = state["command"]["argv"].as_array().filter(|a| !a.is_empty()) {
         let argv: Vec<&str> = cmd.iter().filter_map(|a| a.as_str()).collect();
-        println!("command: {} (pid {}, exit {})", argv.join(" "), state["command"]["pid"], state["command"]["exit"]);
+        let pid = state["command"]["pid"].as_i64().map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into());
+        let exit = state["command"]["exit"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
+        println!("command: {} ({pid}{exit})", argv.join(" "));
     }
     println!("timeline:");
     for e in state["timeline"].as_array().into_iter().flatten() {
