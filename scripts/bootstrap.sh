@@ -112,8 +112,8 @@ case "$(uname -m)" in
 esac
 
 # --- 3. Host packages for the tests -----------------------------------------------------------
-apt_install docker-registry execline tini dumb-init
-say "host packages: docker-registry, execline, tini, dumb-init present"
+apt_install docker-registry execline tini dumb-init python3 docker-compose
+say "host packages: docker-registry, execline, tini, dumb-init, python3, docker-compose present"
 
 # --- 4. Reference devcontainer CLI ------------------------------------------------------------
 CLI="$TOOLS/devcontainer-cli/node_modules/.bin/devcontainer"

@@ -13,6 +13,9 @@
 //! ```
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod collections;
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

@@ -1,0 +1,79 @@
+#!/bin/sh
+# Install PostgreSQL, RabbitMQ and aiida-init, and the service tree that aiida-init runs
+# (devcontainer Feature). Runs as root during the image build.
+#
+# The services run as the remote user (as `postgres` when the remote user is root, since
+# PostgreSQL refuses to run as root), with their data in /var/lib/aiida-services, listening on
+# 127.0.0.1 only. They are started by entrypoint.sh when the container starts.
+set -eu
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+SHARE=/usr/local/share/aiida-services
+DATA=/var/lib/aiida-services
+WAITTIMEOUT=${WAITTIMEOUT:-120}
+REMOTE_USER=${_REMOTE_USER:-root}
+
+die() { echo "(!) aiida-services: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "install.sh must run as root (the devcontainer CLI runs Features as root)."
+command -v apt-get >/dev/null 2>&1 || die "only Debian and Ubuntu images are supported (no apt-get here)."
+[ -f "$HERE/aiida-init" ] || die "the package has no aiida-init binary; it is added by 'aiida-devc features package|publish'."
+case "$WAITTIMEOUT" in
+    ''|*[!0-9]*) die "waitTimeout must be a number of seconds, not '$WAITTIMEOUT'." ;;
+esac
+id "$REMOTE_USER" >/dev/null 2>&1 || die "the remote user '$REMOTE_USER' does not exist in this image."
+
+export DEBIAN_FRONTEND=noninteractive
+echo "aiida-services: installing PostgreSQL, RabbitMQ and locales"
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends postgresql rabbitmq-server locales util-linux >/dev/null
+rm -rf /var/lib/apt/lists/*
+
+# aiida-core's verdi presto creates its database with the en_US.UTF-8 locale.
+if ! locale -a 2>/dev/null | grep -qi '^en_US\.utf-\?8$'; then
+    sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen
+    grep -q '^en_US.UTF-8 UTF-8' /etc/locale.gen || echo 'en_US.UTF-8 UTF-8' >> /etc/locale.gen
+    locale-gen >/dev/null
+fi
+
+# The packages' own cluster and node are not used: drop the cluster Debian created.
+if command -v pg_dropcluster >/dev/null 2>&1; then
+    for cluster in $(pg_lsclusters -h 2>/dev/null | awk '{print $1 "/" $2}'); do
+        pg_dropcluster --stop "${cluster%/*}" "${cluster#*/}" || true
+    done
+fi
+
+if [ "$REMOTE_USER" = root ]; then
+    SERVICE_USER=postgres
+else
+    SERVICE_USER=$REMOTE_USER
+fi
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+[ -x "$PG_BIN/postgres" ] || die "PostgreSQL was installed but $PG_BIN/postgres is missing."
+
+install -m 0755 "$HERE/aiida-init" /usr/local/bin/aiida-init
+mkdir -p "$SHARE"
+# The service tree, in the s6-overlay layout below a root of its own (AIIDA_INIT_ROOT), so that
+# it never mixes with an image's own /etc/s6-overlay.
+rm -rf "$SHARE/root" "$SHARE/command"
+mkdir -p "$SHARE/root/etc"
+cp -R "$HERE/services" "$SHARE/root/etc/s6-overlay"
+/usr/local/bin/aiida-init install-commands "$SHARE/command" >/dev/null
+chmod -R a+rX "$SHARE"
+AIIDA_INIT_ROOT="$SHARE/root" /usr/local/bin/aiida-init check >/dev/null \
+    || die "aiida-init rejects the service tree in $SHARE/root (run 'AIIDA_INIT_ROOT=$SHARE/root aiida-init check')."
+install -m 0644 "$HERE/entrypoint.sh" "$SHARE/entrypoint.sh"
+install -m 0755 "$HERE/wait.sh" "$SHARE/wait"
+cat > "$SHARE/config" <<CONFIG
+# Written by the aiida-services Feature's install.sh.
+SERVICE_USER=$SERVICE_USER
+DATA=$DATA
+PG_BIN=$PG_BIN
+WAIT_TIMEOUT=$WAITTIMEOUT
+CONFIG
+
+mkdir -p "$DATA"
+chown "$SERVICE_USER:$(id -gn "$SERVICE_USER")" "$DATA"
+chmod 0700 "$DATA"
+[ -x /usr/local/bin/aiida-init ] || die "aiida-init was not installed."
+echo "aiida-services: PostgreSQL ($PG_BIN), RabbitMQ and aiida-init installed; services run as $SERVICE_USER"

@@ -1,0 +1,211 @@
+//! The Templates collection against the real things: what we publish to a real registry on
+//! localhost holds the same entries as what the reference CLI publishes from the same sources,
+//! `devcontainer templates apply` works for each Template from the registry, a Template that uses
+//! an undeclared option pushes nothing, and the image-based Templates come up with `verdi status`
+//! all green (they need the aiida-core-base and aiida-core-with-services images, which
+//! scripts/test.sh builds before the tests).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::collections::{aiida_devc, devcontainer, namespace, scratch_copy, tar_entries};
+use support::registry::Registry;
+use support::{Harness, Workspace};
+
+const TEMPLATES: [&str; 3] = ["aiida-plugin", "aiida-plugin-compose", "aiida-plugin-lite"];
+
+/// The layer (tar) and the metadata annotation of `repository:latest`.
+fn published(registry: &Registry, repository: &str) -> (Vec<u8>, serde_json::Value) {
+    let manifest: serde_json::Value = serde_json::from_str(&registry.manifest(repository, "latest").expect("a manifest")).unwrap();
+    let layer = registry.blob(repository, manifest["layers"][0]["digest"].as_str().unwrap());
+    let metadata = serde_json::from_str(manifest["annotations"]["dev.containers.metadata"].as_str().unwrap()).unwrap();
+    (layer, metadata)
+}
+
+/// Metadata with `files` as a set: the reference CLI lists them in directory order, we sort.
+fn normalised(mut metadata: serde_json::Value) -> serde_json::Value {
+    let files: BTreeSet<String> = serde_json::from_value(metadata["files"].take()).unwrap();
+    metadata["files"] = serde_json::json!(files);
+    metadata
+}
+
+#[test]
+fn published_templates_hold_the_same_entries_as_the_reference_clis() {
+    let registry = Registry::shared();
+    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let src = templates.join("src");
+    // A Template with an optional folder of one file: packaging names that file instead.
+    let extra = src.join("with-optional");
+    std::fs::create_dir_all(extra.join(".devcontainer")).unwrap();
+    std::fs::create_dir_all(extra.join(".github/workflows")).unwrap();
+    std::fs::write(extra.join("devcontainer-template.json"), r#"{"id": "with-optional", "version": "1.0.0", "name": "W", "optionalPaths": [".github/workflows/*"]}"#).unwrap();
+    std::fs::write(extra.join(".devcontainer/devcontainer.json"), r#"{"image": "debian:bookworm", "features": {"ghcr.io/devcontainers/features/common-utils:2": {}}}"#).unwrap();
+    std::fs::write(extra.join(".github/workflows/ci.yml"), "on: push\n").unwrap();
+    let ours = namespace("templates-ours");
+    let theirs = namespace("templates-theirs");
+    aiida_devc(&["templates", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", &ours], &[]).ok("aiida-devc templates publish");
+    devcontainer(&["templates", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", &theirs]).ok("devcontainer templates publish");
+
+    for id in TEMPLATES.into_iter().chain(["with-optional"]) {
+        let (our_tar, our_metadata) = published(registry, &format!("{ours}/{id}"));
+        let (their_tar, their_metadata) = published(registry, &format!("{theirs}/{id}"));
+        assert_eq!(normalised(our_metadata.clone()), normalised(their_metadata), "metadata of {id}");
+        let (ours, theirs) = (tar_entries(&our_tar), tar_entries(&their_tar));
+        let names = |e: &[support::collections::TarEntry]| e.iter().map(|e| (e.name.clone(), e.mode, e.directory)).collect::<Vec<_>>();
+        assert_eq!(names(&ours), names(&theirs), "entries of {id}");
+        for (a, b) in ours.iter().zip(&theirs) {
+            if a.name == "./devcontainer-template.json" {
+                let parse = |bytes: &[u8]| normalised(serde_json::from_slice(bytes).unwrap());
+                assert_eq!(parse(&a.content), parse(&b.content), "{id}: devcontainer-template.json");
+            } else {
+                assert_eq!(a.content, b.content, "{id}: {}", a.name);
+            }
+        }
+        assert!(our_metadata["fileCount"].as_u64().unwrap() >= 2);
+        if id == "with-optional" {
+            assert_eq!(our_metadata["optionalPaths"], serde_json::json!([".github/workflows/ci.yml"]));
+            assert_eq!(our_metadata["featureIds"], serde_json::json!(["ghcr.io/devcontainers/features/common-utils"]));
+        }
+    }
+    // Both collections list the same Templates.
+    for ns in [&ours, &theirs] {
+        let manifest: serde_json::Value = serde_json::from_str(&registry.manifest(ns, "latest").unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&registry.blob(ns, manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
+        let ids: Vec<&str> = json["templates"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["aiida-plugin", "aiida-plugin-compose", "aiida-plugin-lite", "with-optional"]);
+    }
+}
+
+#[test]
+fn each_template_applies_from_the_registry() {
+    let registry = Registry::shared();
+    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let ns = namespace("apply");
+    aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    for id in TEMPLATES {
+        let workspace = tempfile::tempdir().unwrap();
+        let run = devcontainer(&[
+            "templates", "apply", "-t", &format!("{}/{ns}/{id}", registry.host),
+            "-w", workspace.path().to_str().unwrap(), "-a", r#"{"imageTag": "aiida-2.9.4"}"#,
+        ])
+        .ok(&format!("templates apply {id}"));
+        let files: Vec<String> = serde_json::from_value(run.json()["files"].clone()).unwrap();
+        assert!(files.iter().any(|f| f.ends_with(".devcontainer/devcontainer.json")), "{id}: {files:?}");
+        let text = std::fs::read_to_string(workspace.path().join(".devcontainer/devcontainer.json")).unwrap();
+        assert!(!text.contains("${templateOption"), "{id}: an option was not substituted:\n{text}");
+        let config = aiida_devc::collection::metadata::JsoncFile::parse(std::path::Path::new("devcontainer.json"), text.clone())
+            .unwrap_or_else(|p| panic!("{id}: the applied devcontainer.json is not valid: {p}"));
+        let image = match config.value.get("image") {
+            Some(image) => image.as_str().unwrap().to_owned(),
+            None => std::fs::read_to_string(workspace.path().join(".devcontainer/docker-compose.yml")).unwrap(),
+        };
+        assert!(image.contains(":aiida-2.9.4"), "{id}: the imageTag option did not reach the image:\n{image}");
+        // Defaults fill the options that were not given.
+        assert!(text.contains("'.[tests]'"), "{id}: the pipExtras default is missing:\n{text}");
+        assert!(!workspace.path().join("devcontainer-template.json").exists(), "{id}: the metadata was applied");
+    }
+}
+
+#[test]
+fn an_undeclared_template_option_is_located_and_pushes_nothing() {
+    let registry = Registry::shared();
+    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let config = templates.join("src/aiida-plugin-lite/.devcontainer/devcontainer.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace("${templateOption:imageTag}", "${templateOption:imageTagg}");
+    std::fs::write(&config, text).unwrap();
+    let ns = namespace("bad-template");
+    let run = aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("aiida-plugin-lite/.devcontainer/devcontainer.json:5:") && run.stderr.contains("${templateOption:imageTagg} names an option that devcontainer-template.json does not declare"),
+        "{}",
+        run.stderr
+    );
+    assert!(registry.repositories().iter().all(|r| !r.starts_with(&ns)), "something was pushed");
+}
+
+/// Apply a Template from our registry, bring it up with the reference CLI and run its test.sh.
+fn bring_up(id: &str, image: &str) {
+    Harness::new().require_image(image);
+    let registry = Registry::shared();
+    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let ns = namespace("up");
+    aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    let ws = Workspace::with_config("{}");
+    devcontainer(&["templates", "apply", "-t", &format!("{}/{ns}/{id}", registry.host), "-w", ws.path().to_str().unwrap()]).ok("apply");
+    std::fs::copy(templates.join(format!("test/{id}/test.sh")), ws.path().join("test.sh")).unwrap();
+    let up = ws.devcontainer(&["up", "--no-lockfile"]);
+    assert!(up.status.success(), "devcontainer up of {id} failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
+    assert!(
+        test.status.success(),
+        "{id}: test.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+#[test]
+fn the_aiida_plugin_template_comes_up_with_services() {
+    bring_up("aiida-plugin", "aiidateam/aiida-core-with-services:latest");
+}
+
+#[test]
+fn the_aiida_plugin_lite_template_comes_up_without_services() {
+    bring_up("aiida-plugin-lite", "aiidateam/aiida-core-base:latest");
+}
+
+/// Build a test service image from `devcontainer-templates/test/aiida-plugin-compose/services/<dir>`
+/// with the classic builder (kept between runs: the layer cache makes a rebuild take seconds).
+fn build_service_image(dir: &str, tag: &str) {
+    let context = support::project_root().join("devcontainer-templates/test/aiida-plugin-compose/services").join(dir);
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag])
+        .arg(&context)
+        .output()
+        .expect("run docker build");
+    assert!(out.status.success(), "building {tag} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
+    let harness = Harness::new();
+    harness.require_image("aiidateam/aiida-core-base:latest");
+    let compose = ["docker-compose", "--version"];
+    let has_compose = std::process::Command::new(compose[0]).arg(compose[1]).output().is_ok_and(|o| o.status.success());
+    support::require(has_compose, "docker-compose (Debian package docker-compose), which the devcontainer CLI uses for Compose");
+    // Stand-ins for the official postgres and rabbitmq images, built from Debian's packages.
+    build_service_image("postgres", "aiida-devc-test-postgres:15");
+    build_service_image("rabbitmq", "aiida-devc-test-rabbitmq:3.10");
+
+    let registry = Registry::shared();
+    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let ns = namespace("up-compose");
+    aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    let ws = Workspace::with_config("{}");
+    devcontainer(&[
+        "templates", "apply", "-t", &format!("{}/{ns}/aiida-plugin-compose", registry.host), "-w", ws.path().to_str().unwrap(),
+        "-a", r#"{"postgresImage": "aiida-devc-test-postgres:15", "rabbitmqImage": "aiida-devc-test-rabbitmq:3.10"}"#,
+    ])
+    .ok("apply");
+    std::fs::copy(templates.join("test/aiida-plugin-compose/test.sh"), ws.path().join("test.sh")).unwrap();
+    let up = ws.devcontainer(&["up", "--no-lockfile"]);
+    // Whatever happens, remove the whole Compose project (services and volumes) afterwards.
+    let project = format!("{}_devcontainer", ws.path().file_name().unwrap().to_string_lossy().to_lowercase());
+    for id in harness.containers_with_label(&format!("com.docker.compose.project={project}")) {
+        harness.track_container(&id);
+    }
+    for volume in ["aiida-home", "postgres-data", "rabbitmq-data"] {
+        harness.track_volume(&format!("{project}_{volume}"));
+    }
+    assert!(up.status.success(), "devcontainer up failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
+    assert!(
+        test.status.success(),
+        "test.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
