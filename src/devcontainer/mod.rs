@@ -1,1 +1,3 @@
 //! `devcontainer.json` for a plugin workspace: `aiida-devc init`, `up` and `doctor`.
+
+pub mod merge;
