@@ -30,8 +30,6 @@ pub enum Variant {
     /// aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container (default).
     #[default]
     Services,
-    /// aiida-core-base next to PostgreSQL and RabbitMQ containers (Docker Compose).
-    Compose,
     /// aiida-core-base alone: no services, for quick edits and unit tests.
     Lite,
 }
@@ -41,7 +39,7 @@ impl Variant {
     pub fn repository(self) -> String {
         match self {
             Variant::Services => format!("{ORGANISATION}/aiida-core-with-services"),
-            Variant::Compose | Variant::Lite => format!("{ORGANISATION}/aiida-core-base"),
+            Variant::Lite => format!("{ORGANISATION}/aiida-core-base"),
         }
     }
 }

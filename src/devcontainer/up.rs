@@ -1,0 +1,282 @@
+//! `aiida-devc up [DIR]`: what "Reopen in Container" does, from a terminal or CI.
+//!
+//! The workspace is brought up by the reference devcontainer CLI (`devcontainer up`), so the
+//! container is exactly the one VS Code would create, lifecycle commands included. Then
+//! aiida-devc waits for readiness (`aiida-init wait` in the container), prints the start-up
+//! timeline (`aiida-init status --json`: which service took how long) and `verdi status`.
+//!
+//! The CLI is looked up as `--devcontainer-cli`, `$DEVCONTAINER_CLI`, `devcontainer` on PATH,
+//! then `.tools/devcontainer-cli/node_modules/.bin/devcontainer` below the current folder (where
+//! `scripts/bootstrap.sh` installs it).
+//!
+//! The CA option: when the configuration mounts `${localEnv:AIIDA_DEVC_CA_CERT}` the CLI gets
+//! that variable; otherwise a CA bundle in use (see `--ca-cert`) is passed as an extra mount and
+//! remote environment of this run only, so nothing machine-specific is written to the repository.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::config::{self, CA_ENV, CA_TARGET};
+use super::init::config_path;
+use super::merge;
+use crate::host::HostOptions;
+
+/// Bring the workspace in DIR up in its dev container (with the reference devcontainer CLI),
+/// wait until AiiDA is ready, then print the start-up timeline and `verdi status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// The plugin repository with .devcontainer/devcontainer.json (see `aiida-devc init`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The reference devcontainer CLI (`devcontainer`).
+    #[arg(long, env = "DEVCONTAINER_CLI", value_name = "PATH")]
+    pub devcontainer_cli: Option<PathBuf>,
+    /// How long to wait for readiness once the container runs, in seconds.
+    #[arg(long, default_value_t = config::READY_TIMEOUT_SECS)]
+    pub timeout: u32,
+}
+
+/// What one `exec` in a container printed.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `cmd` in a running container as `user` and collect its output.
+pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) -> anyhow::Result<ExecOutput> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                user: Some(user.to_string()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot exec {cmd:?} in container {container}"))?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+        while let Some(chunk) = output.next().await {
+            match chunk? {
+                bollard::container::LogOutput::StdOut { message } => stdout.push_str(&String::from_utf8_lossy(&message)),
+                bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                _ => {}
+            }
+        }
+    }
+    let exit_code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    Ok(ExecOutput { exit_code, stdout, stderr })
+}
+
+/// The reference CLI to use (see the module documentation).
+pub fn find_cli(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("devcontainer");
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let local = PathBuf::from(".tools/devcontainer-cli/node_modules/.bin/devcontainer");
+    local.is_file().then(|| std::fs::canonicalize(&local).unwrap_or(local))
+}
+
+/// One service of the start-up timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineRow {
+    pub name: String,
+    pub state: String,
+    /// Numeric fields (milliseconds or seconds, as named by their keys), in their order.
+    pub times: Vec<(String, f64)>,
+}
+
+/// Read `aiida-init status --json`: an object with a `services` array (or the array itself) of
+/// objects with a `name`, a `state` and timing fields.
+pub fn parse_timeline(json: &str) -> anyhow::Result<Vec<TimelineRow>> {
+    let value: Value = serde_json::from_str(json).context("aiida-init status --json printed no JSON")?;
+    let services = value
+        .get("services")
+        .or(Some(&value))
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("aiida-init status --json has no `services` list"))?;
+    Ok(services
+        .iter()
+        .map(|s| TimelineRow {
+            name: s.get("name").and_then(Value::as_str).unwrap_or("?").to_owned(),
+            state: s.get("state").and_then(Value::as_str).unwrap_or("").to_owned(),
+            times: s
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, v)| v.is_number() && k.as_str() != "pid")
+                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The timeline as an aligned table.
+pub fn format_timeline(rows: &[TimelineRow]) -> String {
+    let mut columns: Vec<String> = Vec::new();
+    for row in rows {
+        for (k, _) in &row.times {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
+    let mut out = format!("{:width$}  {:9}", "service", "state");
+    for c in &columns {
+        out.push_str(&format!("  {c:>14}"));
+    }
+    out.push('\n');
+    for row in rows {
+        out.push_str(&format!("{:width$}  {:9}", row.name, row.state));
+        for c in &columns {
+            match row.times.iter().find(|(k, _)| k == c) {
+                Some((_, v)) => out.push_str(&format!("  {v:>14}")),
+                None => out.push_str(&format!("  {:>14}", "-")),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+impl UpArgs {
+    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let dir = std::fs::canonicalize(&self.dir)
+            .with_context(|| format!("cannot open the workspace folder {}", self.dir.display()))?;
+        let path = config_path(&dir);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{}: cannot read it; run `aiida-devc init {}` first", path.display(), self.dir.display())
+        })?;
+        let value = merge::to_value(&path, &text)?;
+        let cli = find_cli(self.devcontainer_cli.as_deref()).ok_or_else(|| {
+            anyhow!(
+                "no reference devcontainer CLI found (--devcontainer-cli, $DEVCONTAINER_CLI, `devcontainer` \
+                 on PATH). Install it with `npm install -g @devcontainers/cli`"
+            )
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let docker = rt.block_on(crate::host::docker::connect())?;
+        if let Some(image) = value.get("image").and_then(Value::as_str) {
+            if rt.block_on(docker.inspect_image(image)).is_err() {
+                bail!(
+                    "{}: the image {image} is not in the local engine. Build it with `aiida-devc images build` \
+                     (or pull it), then run `aiida-devc up` again",
+                    plugin_location(&path, &text, image)
+                );
+            }
+        }
+
+        let mut command = Command::new(&cli);
+        command.arg("up").arg("--workspace-folder").arg(&dir);
+        let config_mounts_ca = value
+            .get("mounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|i| merge::identity(i) == format!("target={CA_TARGET}")));
+        let bundle = host.ca_bundle()?;
+        if config_mounts_ca {
+            if std::env::var_os(CA_ENV).is_none() {
+                let bundle = bundle.as_ref().ok_or_else(|| {
+                    anyhow!("{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle", path.display())
+                })?;
+                command.env(CA_ENV, &bundle.path);
+            }
+        } else if let Some(bundle) = &bundle {
+            command
+                .arg("--mount")
+                .arg(format!("type=bind,source={},target={CA_TARGET}", bundle.path.display()));
+            for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+                command.arg("--remote-env").arg(format!("{var}={CA_TARGET}"));
+            }
+        }
+        eprintln!("aiida-devc: bringing up {} with {}", dir.display(), cli.display());
+        let output = command
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", cli.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let result: Value = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| anyhow!("`devcontainer up` failed ({}) and printed no result:\n{stdout}", output.status))?;
+        if result["outcome"] != "success" {
+            bail!("`devcontainer up` failed: {}", result);
+        }
+        let container = result["containerId"].as_str().context("`devcontainer up` gave no containerId")?.to_owned();
+        let user = result["remoteUser"].as_str().unwrap_or(config::USER).to_owned();
+        let up_secs = started.elapsed().as_secs_f64();
+
+        let timeout = self.timeout.to_string();
+        let wait = rt.block_on(exec(&docker, &container, &user, &["aiida-init", "wait", "--timeout", &timeout]))?;
+        let ready_secs = started.elapsed().as_secs_f64();
+        let status = rt.block_on(exec(&docker, &container, &user, &["aiida-init", "status", "--json"]))?;
+        println!("container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s", &container[..12.min(container.len())]);
+        match parse_timeline(&status.stdout) {
+            Ok(rows) => print!("\nstart-up timeline (aiida-init status):\n{}", format_timeline(&rows)),
+            Err(e) => println!("\nstart-up timeline unavailable: {e:#}\n{}{}", status.stdout, status.stderr),
+        }
+        let verdi = rt.block_on(exec(&docker, &container, &user, &["verdi", "status"]))?;
+        print!("\nverdi status:\n{}{}", verdi.stdout, verdi.stderr);
+        if wait.exit_code != 0 {
+            bail!("AiiDA did not become ready (aiida-init wait exited {}):\n{}{}", wait.exit_code, wait.stdout, wait.stderr);
+        }
+        if verdi.exit_code != 0 {
+            bail!("`verdi status` reports a problem (exit code {})", verdi.exit_code);
+        }
+        Ok(())
+    }
+}
+
+fn plugin_location(path: &Path, text: &str, needle: &str) -> crate::plugin::Location {
+    crate::plugin::Location::of(path, text, needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_is_read_from_the_status_json_and_aligned() {
+        let json = r#"{"services":[{"name":"postgresql","state":"ready","pid":12,"ready_ms":812},
+                                     {"name":"aiida-daemon","state":"ready","started_ms":900,"ready_ms":6400}]}"#;
+        let rows = parse_timeline(json).unwrap();
+        assert_eq!(rows[0].times, vec![("ready_ms".to_string(), 812.0)]);
+        let table = format_timeline(&rows);
+        assert_eq!(
+            table,
+            "service       state            ready_ms      started_ms\n\
+             postgresql    ready                 812               -\n\
+             aiida-daemon  ready                6400             900\n"
+        );
+    }
+
+    #[test]
+    fn status_output_that_is_not_json_is_an_error() {
+        assert!(parse_timeline("no such command").is_err());
+    }
+}
