@@ -13,6 +13,8 @@
 //! ```
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod plugin_workspace;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
