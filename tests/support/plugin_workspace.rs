@@ -37,6 +37,16 @@ pub fn aiida_devc(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run aiida-devc")
 }
 
+/// Give a tree to `uid:gid`.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -81,15 +91,7 @@ impl PluginWorkspace {
 
     /// Give the tree to `uid:gid`, as a developer's own checkout would be.
     pub fn chown(&self, uid: u32, gid: u32) {
-        fn walk(path: &Path, uid: u32, gid: u32) {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
-            if path.is_dir() && !path.is_symlink() {
-                for entry in std::fs::read_dir(path).unwrap() {
-                    walk(&entry.unwrap().path(), uid, gid);
-                }
-            }
-        }
-        walk(self.path(), uid, gid);
+        chown_tree(self.path(), uid, gid);
     }
 }
 
