@@ -112,7 +112,7 @@ case "$(uname -m)" in
 esac
 
 # --- 3. Host packages for the tests -----------------------------------------------------------
-apt_install docker-registry execline tini dumb-init
+apt_install docker-registry execline tini dumb-init git python3-pip
 say "host packages: docker-registry, execline, tini, dumb-init present"
 
 # --- 4. Reference devcontainer CLI ------------------------------------------------------------
