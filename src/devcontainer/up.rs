@@ -5,6 +5,9 @@
 //! aiida-devc waits for readiness (`aiida-init wait` in the container), prints the start-up
 //! timeline (`aiida-init status --json`: which service took how long) and `verdi status`.
 //!
+//! Without the CLI (or with `--engine-api`) the container is made through the Docker Engine API
+//! instead, the same way for an image-based configuration (see [`super::engine`]).
+//!
 //! The CLI is looked up as `--devcontainer-cli`, `$DEVCONTAINER_CLI`, `devcontainer` on PATH,
 //! then `.tools/devcontainer-cli/node_modules/.bin/devcontainer` below the current folder (where
 //! `scripts/bootstrap.sh` installs it).
@@ -24,6 +27,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::config::{self, CA_ENV, CA_TARGET};
+use super::engine;
 use super::init::config_path;
 use super::merge;
 use crate::host::HostOptions;
@@ -38,6 +42,10 @@ pub struct UpArgs {
     /// The reference devcontainer CLI (`devcontainer`).
     #[arg(long, env = "DEVCONTAINER_CLI", value_name = "PATH")]
     pub devcontainer_cli: Option<PathBuf>,
+    /// Bring the container up through the Docker Engine API even when the reference CLI is
+    /// there (image-based configurations only).
+    #[arg(long)]
+    pub engine_api: bool,
     /// How long to wait for readiness once the container runs, in seconds.
     #[arg(long, default_value_t = config::READY_TIMEOUT_SECS)]
     pub timeout: u32,
@@ -172,12 +180,6 @@ impl UpArgs {
             format!("{}: cannot read it; run `aiida-devc init {}` first", path.display(), self.dir.display())
         })?;
         let value = merge::to_value(&path, &text)?;
-        let cli = find_cli(self.devcontainer_cli.as_deref()).ok_or_else(|| {
-            anyhow!(
-                "no reference devcontainer CLI found (--devcontainer-cli, $DEVCONTAINER_CLI, `devcontainer` \
-                 on PATH). Install it with `npm install -g @devcontainers/cli`"
-            )
-        })?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let docker = rt.block_on(crate::host::docker::connect())?;
         if let Some(image) = value.get("image").and_then(Value::as_str) {
@@ -190,45 +192,84 @@ impl UpArgs {
             }
         }
 
-        let mut command = Command::new(&cli);
-        command.arg("up").arg("--workspace-folder").arg(&dir);
         let config_mounts_ca = value
             .get("mounts")
             .and_then(Value::as_array)
             .is_some_and(|m| m.iter().any(|i| merge::identity(i) == format!("target={CA_TARGET}")));
         let bundle = host.ca_bundle()?;
+        // The CA option (see the module documentation): the variable the configuration names, or
+        // a mount and environment for this run only.
+        let mut ca_env: Option<PathBuf> = None;
+        let mut ca_run: Option<PathBuf> = None;
         if config_mounts_ca {
             if std::env::var_os(CA_ENV).is_none() {
                 let bundle = bundle.as_ref().ok_or_else(|| {
                     anyhow!("{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle", path.display())
                 })?;
-                command.env(CA_ENV, &bundle.path);
+                ca_env = Some(bundle.path.clone());
             }
         } else if let Some(bundle) = &bundle {
-            command
-                .arg("--mount")
-                .arg(format!("type=bind,source={},target={CA_TARGET}", bundle.path.display()));
-            for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
-                command.arg("--remote-env").arg(format!("{var}={CA_TARGET}"));
+            ca_run = Some(bundle.path.clone());
+        }
+        const CA_VARS: [&str; 3] = ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"];
+
+        let cli = if self.engine_api { None } else { find_cli(self.devcontainer_cli.as_deref()) };
+        let (container, user) = match cli {
+            Some(cli) => {
+                let mut command = Command::new(&cli);
+                command.arg("up").arg("--workspace-folder").arg(&dir);
+                if let Some(ca) = &ca_env {
+                    command.env(CA_ENV, ca);
+                }
+                if let Some(ca) = &ca_run {
+                    command.arg("--mount").arg(format!("type=bind,source={},target={CA_TARGET}", ca.display()));
+                    for var in CA_VARS {
+                        command.arg("--remote-env").arg(format!("{var}={CA_TARGET}"));
+                    }
+                }
+                eprintln!("aiida-devc: bringing up {} with {}", dir.display(), cli.display());
+                let output = command
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .with_context(|| format!("cannot run {}", cli.display()))?;
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                let result: Value = stdout
+                    .lines()
+                    .rev()
+                    .find_map(|l| serde_json::from_str(l).ok())
+                    .ok_or_else(|| anyhow!("`devcontainer up` failed ({}) and printed no result:\n{stdout}", output.status))?;
+                if result["outcome"] != "success" {
+                    bail!("`devcontainer up` failed: {}", result);
+                }
+                let container = result["containerId"].as_str().context("`devcontainer up` gave no containerId")?.to_owned();
+                let user = result["remoteUser"].as_str().unwrap_or(config::USER).to_owned();
+                (container, user)
             }
-        }
-        eprintln!("aiida-devc: bringing up {} with {}", dir.display(), cli.display());
-        let output = command
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run {}", cli.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let result: Value = stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .ok_or_else(|| anyhow!("`devcontainer up` failed ({}) and printed no result:\n{stdout}", output.status))?;
-        if result["outcome"] != "success" {
-            bail!("`devcontainer up` failed: {}", result);
-        }
-        let container = result["containerId"].as_str().context("`devcontainer up` gave no containerId")?.to_owned();
-        let user = result["remoteUser"].as_str().unwrap_or(config::USER).to_owned();
+            None => {
+                eprintln!(
+                    "aiida-devc: bringing up {} through the Docker Engine API{}",
+                    dir.display(),
+                    if self.engine_api { "" } else { " (no reference devcontainer CLI found)" }
+                );
+                let mut local_env = std::collections::HashMap::new();
+                if let Some(ca) = &ca_env {
+                    local_env.insert(CA_ENV, ca.display().to_string());
+                }
+                let mut extra = engine::Extra::default();
+                if let Some(ca) = &ca_run {
+                    extra.mounts.push(bollard::models::Mount {
+                        typ: Some(bollard::models::MountTypeEnum::BIND),
+                        source: Some(ca.display().to_string()),
+                        target: Some(CA_TARGET.into()),
+                        read_only: Some(true),
+                        ..Default::default()
+                    });
+                    extra.remote_env = CA_VARS.iter().map(|v| format!("{v}={CA_TARGET}")).collect();
+                }
+                rt.block_on(engine::up(&docker, &local_env, &dir, &path, &value, &extra))?
+            }
+        };
         let up_secs = started.elapsed().as_secs_f64();
 
         let timeout = self.timeout.to_string();
