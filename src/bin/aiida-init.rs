@@ -1,5 +1,4 @@
-//! `aiida-init`: the container init. Installed as `/init` in the images.
+//! `aiida-init`: the container init, installed as `/init` in the images. See [`aiida_devc::init`].
 fn main() {
-    eprintln!("aiida-init: not built yet");
-    std::process::exit(111);
+    aiida_devc::init::main()
 }

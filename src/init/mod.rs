@@ -1,1 +1,154 @@
-//! aiida-init: an s6-overlay-compatible init and supervisor (see `src/bin/aiida-init.rs`).
+//! aiida-init: an s6-overlay-compatible container init and supervisor.
+//!
+//! It runs s6-rc service trees (`/etc/s6-overlay/s6-rc.d`, the `user`/`user2` bundles and the
+//! legacy `cont-init.d`/`services.d`/`cont-finish.d`) unchanged, as PID 1 or not, as root or as
+//! any user, and then the container command. The pieces, in the order data flows:
+//!
+//! * [`settings`]: the `S6_*` and `AIIDA_INIT_*` environment variables;
+//! * [`model`]: service directories read into a plain data model (nothing runs);
+//! * [`execline`]: the execline subset (lexer, validation, interpreter);
+//! * [`graph`]: bundles flattened, dependencies and cycles checked, an order chosen;
+//! * [`pid1`]: the core loop (signals, reaping, children, watched fds);
+//! * [`engine`]: the supervisor that brings the plan up and down;
+//! * [`runtime`]: the runtime directory and how other processes find it;
+//! * [`status`]: `aiida-init status` and `aiida-init wait`;
+//! * [`commands`]: the `/command/*` multi-call names (`with-contenv`, `s6-svc`, ...).
+//!
+//! Usage (`aiida-init help` prints it):
+//!
+//! ```text
+//! /init [CMD...]                   run the services, then CMD (as s6-overlay's /init)
+//! aiida-init [--] [CMD...]         the same
+//! aiida-init status [--json]       services, states, timings of the running instance
+//! aiida-init wait [--timeout SECS] [SERVICE...]
+//! aiida-init check                 validate the service tree, print the start order
+//! aiida-init install-commands DIR  link execlineb, with-contenv, s6-svc, ... in DIR
+//! aiida-init NAME ARGS...          run one of the multi-call names (e.g. execlineb)
+//! ```
+
+pub mod commands;
+pub mod engine;
+pub mod execline;
+pub mod graph;
+pub mod model;
+pub mod pid1;
+pub mod runtime;
+pub mod settings;
+pub mod status;
+
+use anyhow::Result;
+
+const USAGE: &str = "\
+usage:
+  aiida-init [--] [CMD...]              run the service tree, then CMD (installed as /init)
+  aiida-init status [--json]            services, states and timings of the running instance
+  aiida-init wait [--timeout SECS] [SERVICE...]
+                                        wait until the user bundle (or SERVICEs) are ready
+  aiida-init check                      validate the service tree and print the start order
+  aiida-init install-commands DIR       link the s6-overlay command names in DIR (e.g. /command)
+  aiida-init NAME ARGS...               run a multi-call command (execlineb, with-contenv, ...)
+
+service tree: $AIIDA_INIT_S6_RC_DIR (default /etc/s6-overlay/s6-rc.d), bundles in
+$S6_RUNTIME_BUNDLEDIR (default /etc/s6-overlay/user-bundles.d), $AIIDA_INIT_ROOT prefixes /etc.
+runtime directory: $AIIDA_INIT_RUNTIME_DIR, else /run, $XDG_RUNTIME_DIR, /tmp/aiida-init-UID.
+";
+
+/// Entry point of the `aiida-init` binary: dispatch on the name it was called by.
+pub fn main() -> ! {
+    let args: Vec<String> = std::env::args().collect();
+    let called_as = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_else(|| "aiida-init".into());
+    let rest = if args.is_empty() { Vec::new() } else { args[1..].to_vec() };
+    if commands::MULTI_CALL_NAMES.contains(&called_as.as_str()) {
+        commands::multi_call(&called_as, &rest);
+    }
+    if called_as != "aiida-init" {
+        // Installed as /init (or any other name): every argument belongs to the command.
+        std::process::exit(run_init(rest));
+    }
+    let code = match rest.first().map(String::as_str) {
+        Some("status") => status::status(&rest[1..]),
+        Some("wait") => status::wait(&rest[1..]),
+        Some("check") => check(),
+        Some("install-commands") => commands::install_commands(&rest[1..]),
+        Some("run-parts") => commands::run_parts(&rest[1..]),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            0
+        }
+        Some("--version" | "version") => {
+            println!("aiida-init {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("--") => run_init(rest[1..].to_vec()),
+        Some(name) if commands::MULTI_CALL_NAMES.contains(&name) => commands::multi_call(name, &rest[1..]),
+        _ => run_init(rest),
+    };
+    std::process::exit(code)
+}
+
+/// Read and validate the service tree; the error names the directory and file at fault.
+fn load() -> Result<(settings::Settings, model::ServiceTree, graph::Plan)> {
+    let settings = settings::Settings::from_env();
+    let tree = model::load(&settings)?;
+    let plan = graph::plan(&tree)?;
+    Ok((settings, tree, plan))
+}
+
+fn check() -> i32 {
+    match load() {
+        Ok((settings, tree, plan)) => {
+            for w in &tree.warnings {
+                eprintln!("aiida-init: warning: {w}");
+            }
+            println!("service tree {} is valid; start order:", settings.paths.s6_rc_dir.display());
+            for name in plan.order.iter().filter(|n| plan.wanted.contains(*n)) {
+                let deps: Vec<&str> = plan.dependencies[name].iter().map(String::as_str).collect();
+                let kind = tree.services[name].kind.type_name();
+                if deps.is_empty() {
+                    println!("  {name} ({kind})");
+                } else {
+                    println!("  {name} ({kind}) after {}", deps.join(", "));
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("aiida-init: error: {e:#}");
+            100
+        }
+    }
+}
+
+fn run_init(command: Vec<String>) -> i32 {
+    let (settings, tree, plan) = match load() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("aiida-init: fatal: invalid service tree, nothing started: {e:#}");
+            return 100;
+        }
+    };
+    if settings.verbosity >= 1 {
+        for w in &tree.warnings {
+            eprintln!("aiida-init: warning: {w}");
+        }
+    }
+    let runtime = match runtime::choose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aiida-init: fatal: {e:#}");
+            return 100;
+        }
+    };
+    let mut reactor = match pid1::Reactor::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aiida-init: fatal: cannot set up signal handling: {e}");
+            return 111;
+        }
+    };
+    let mut engine = engine::Engine::new(settings, runtime, tree, plan, command);
+    pid1::run(&mut engine, &mut reactor)
+}

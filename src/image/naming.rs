@@ -1,0 +1,165 @@
+//! Image names and tags in upstream's scheme.
+//!
+//! A name is `[REGISTRY/]ORGANIZATION/IMAGE` (`aiidateam/aiida-core-base` by default, like
+//! upstream's `${REGISTRY}${ORGANIZATION}/${image}`). Every build is tagged `aiida-X.Y.Z` and
+//! `python-X.Y`, the with-services image also `postgresql-N`, and `latest` unless turned off.
+
+use std::fmt;
+
+/// The images this project builds, in build order (each is `FROM` the one before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum ImageKind {
+    /// aiida-core for the `aiida` user, services external (or SQLite and ZeroMQ).
+    Base,
+    /// The base plus PostgreSQL and RabbitMQ inside the container.
+    WithServices,
+}
+
+impl ImageKind {
+    pub const ALL: [ImageKind; 2] = [ImageKind::Base, ImageKind::WithServices];
+
+    /// The image (and Dockerfiles/ folder) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Base => "aiida-core-base",
+            ImageKind::WithServices => "aiida-core-with-services",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            ImageKind::Base => {
+                "aiida-core for the non-root user aiida, started by aiida-init; uses external \
+                 PostgreSQL and RabbitMQ when configured, else SQLite and ZeroMQ"
+            }
+            ImageKind::WithServices => {
+                "aiida-core-base with PostgreSQL and RabbitMQ in the container, supervised by aiida-init"
+            }
+        }
+    }
+}
+
+/// Where the images are named: `[registry/]organization`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub registry: Option<String>,
+    pub organization: String,
+}
+
+impl Repository {
+    pub fn new(registry: Option<&str>, organization: &str) -> anyhow::Result<Repository> {
+        let registry = registry.map(|r| r.trim_end_matches('/').to_owned()).filter(|r| !r.is_empty());
+        if let Some(r) = &registry {
+            anyhow::ensure!(
+                !r.contains("://") && !r.contains(char::is_whitespace),
+                "--registry {r:?} is not a registry host (write it as HOST[:PORT], e.g. ghcr.io or localhost:5000)"
+            );
+        }
+        anyhow::ensure!(
+            !organization.is_empty()
+                && organization
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c)),
+            "--organization {organization:?} must be lowercase letters, digits and . _ - /"
+        );
+        Ok(Repository { registry, organization: organization.to_owned() })
+    }
+
+    /// The full name of one image, without a tag.
+    pub fn image(&self, kind: ImageKind) -> ImageName {
+        let path = format!("{}/{}", self.organization, kind.name());
+        ImageName(match &self.registry {
+            Some(registry) => format!("{registry}/{path}"),
+            None => path,
+        })
+    }
+}
+
+/// `[registry/]organization/image`, without a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName(pub String);
+
+impl ImageName {
+    pub fn with_tag(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.0)
+    }
+}
+
+impl fmt::Display for ImageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a built image holds, as found in it after the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    pub aiida: String,
+    /// `X.Y`
+    pub python: String,
+    /// The PostgreSQL major version, for the with-services image.
+    pub postgresql: Option<String>,
+}
+
+/// The tags of one image, in upstream's scheme.
+pub fn tags(versions: &Versions, latest: bool) -> Vec<String> {
+    let mut tags = vec![format!("aiida-{}", versions.aiida), format!("python-{}", versions.python)];
+    if let Some(pg) = &versions.postgresql {
+        tags.push(format!("postgresql-{pg}"));
+    }
+    if latest {
+        tags.push("latest".into());
+    }
+    tags
+}
+
+/// Check an aiida-core version given on the command line: a PEP 440 release such as 2.9.4.
+pub fn check_aiida_version(version: &str) -> anyhow::Result<()> {
+    let ok = !version.is_empty()
+        && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        && version.starts_with(|c: char| c.is_ascii_digit());
+    anyhow::ensure!(ok, "--aiida-version {version:?} is not a release number such as 2.9.4");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_upstreams() {
+        let repo = Repository::new(None, "aiidateam").unwrap();
+        assert_eq!(repo.image(ImageKind::Base).0, "aiidateam/aiida-core-base");
+        assert_eq!(repo.image(ImageKind::WithServices).with_tag("latest"), "aiidateam/aiida-core-with-services:latest");
+    }
+
+    #[test]
+    fn a_registry_prefixes_the_name() {
+        let repo = Repository::new(Some("localhost:5000/"), "acme").unwrap();
+        assert_eq!(repo.image(ImageKind::Base).0, "localhost:5000/acme/aiida-core-base");
+    }
+
+    #[test]
+    fn bad_registry_and_organization_are_named() {
+        let err = Repository::new(Some("https://ghcr.io"), "x").unwrap_err().to_string();
+        assert!(err.contains("--registry") && err.contains("ghcr.io"), "{err}");
+        let err = Repository::new(None, "AiiDA Team").unwrap_err().to_string();
+        assert!(err.contains("--organization"), "{err}");
+    }
+
+    #[test]
+    fn tags_follow_upstream() {
+        let v = Versions { aiida: "2.9.4".into(), python: "3.11".into(), postgresql: Some("15".into()) };
+        assert_eq!(tags(&v, true), ["aiida-2.9.4", "python-3.11", "postgresql-15", "latest"]);
+        let v = Versions { postgresql: None, ..v };
+        assert_eq!(tags(&v, false), ["aiida-2.9.4", "python-3.11"]);
+    }
+
+    #[test]
+    fn aiida_versions_are_checked() {
+        assert!(check_aiida_version("2.9.4").is_ok());
+        assert!(check_aiida_version("2.10.0rc1").is_ok());
+        assert!(check_aiida_version("latest").is_err());
+        assert!(check_aiida_version("2.9; rm -rf /").is_err());
+    }
+}

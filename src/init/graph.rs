@@ -1,0 +1,140 @@
+//! The dependency graph: bundles flattened, dependencies checked, cycles found, an order chosen.
+//!
+//! [`plan`] turns a [`ServiceTree`] into a [`Plan`] of atomic services (oneshots and longruns)
+//! with their direct dependencies (bundles replaced by their members), their dependents (for the
+//! reverse order at shutdown), a topological order and the set that `top` brings up. It fails,
+//! before anything starts, on a dependency or bundle member that does not exist and on a cycle,
+//! naming the directory and the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Result, bail};
+
+use super::model::{Kind, ServiceTree};
+
+#[derive(Debug)]
+pub struct Plan {
+    /// Atomic services in a dependency-respecting order (dependencies first).
+    pub order: Vec<String>,
+    /// Direct atomic dependencies of each atomic service.
+    pub dependencies: BTreeMap<String, BTreeSet<String>>,
+    /// Direct atomic dependents of each atomic service.
+    pub dependents: BTreeMap<String, BTreeSet<String>>,
+    /// Each bundle's atomic members (nested bundles flattened).
+    pub bundles: BTreeMap<String, BTreeSet<String>>,
+    /// Atomic services to bring up: `top`'s members and everything they depend on.
+    pub wanted: BTreeSet<String>,
+}
+
+fn flatten(tree: &ServiceTree, name: &str, stack: &mut Vec<String>, memo: &mut BTreeMap<String, BTreeSet<String>>) -> Result<BTreeSet<String>> {
+    if let Some(m) = memo.get(name) {
+        return Ok(m.clone());
+    }
+    let svc = &tree.services[name];
+    let Kind::Bundle { contents } = &svc.kind else {
+        return Ok(BTreeSet::from([name.to_string()]));
+    };
+    if stack.iter().any(|s| s == name) {
+        let mut path = stack.clone();
+        path.push(name.into());
+        bail!("{}/contents.d: bundle cycle: {}", svc.dir.display(), path.join(" -> "));
+    }
+    stack.push(name.into());
+    let mut out = BTreeSet::new();
+    for member in contents {
+        if !tree.services.contains_key(member) {
+            bail!("{}/contents.d/{member}: no service or bundle named `{member}`", svc.dir.display());
+        }
+        out.extend(flatten(tree, member, stack, memo)?);
+    }
+    stack.pop();
+    memo.insert(name.into(), out.clone());
+    Ok(out)
+}
+
+/// Validate the tree and compute the plan.
+pub fn plan(tree: &ServiceTree) -> Result<Plan> {
+    let mut bundles = BTreeMap::new();
+    let mut memo = BTreeMap::new();
+    for (name, svc) in &tree.services {
+        if matches!(svc.kind, Kind::Bundle { .. }) {
+            bundles.insert(name.clone(), flatten(tree, name, &mut Vec::new(), &mut memo)?);
+        }
+    }
+    let mut dependencies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dependents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, svc) in &tree.services {
+        if matches!(svc.kind, Kind::Bundle { .. }) {
+            continue;
+        }
+        let mut direct = BTreeSet::new();
+        for dep in &svc.dependencies {
+            let Some(target) = tree.services.get(dep) else {
+                bail!("{}/dependencies.d/{dep}: `{name}` depends on `{dep}`, which is not defined", svc.dir.display());
+            };
+            match &target.kind {
+                Kind::Bundle { .. } => direct.extend(bundles[dep].iter().cloned()),
+                _ => {
+                    direct.insert(dep.clone());
+                }
+            }
+        }
+        if direct.contains(name) {
+            bail!("{}/dependencies.d: `{name}` depends on itself (directly or through a bundle)", svc.dir.display());
+        }
+        dependents.entry(name.clone()).or_default();
+        for d in &direct {
+            dependents.entry(d.clone()).or_default().insert(name.clone());
+        }
+        dependencies.insert(name.clone(), direct);
+    }
+
+    // Topological order with cycle detection (depth first, path kept for the message).
+    let mut order = Vec::new();
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 visiting, 2 done
+    fn visit<'a>(
+        n: &'a str,
+        deps: &'a BTreeMap<String, BTreeSet<String>>,
+        tree: &ServiceTree,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+        order: &mut Vec<String>,
+    ) -> Result<()> {
+        match state.get(n) {
+            Some(2) => return Ok(()),
+            Some(1) => {
+                let start = path.iter().position(|p| *p == n).unwrap_or(0);
+                let mut cycle: Vec<&str> = path[start..].to_vec();
+                cycle.push(n);
+                let last = cycle[cycle.len() - 2];
+                bail!(
+                    "{}/dependencies.d/{n}: dependency cycle: {}",
+                    tree.services[last].dir.display(),
+                    cycle.join(" -> ")
+                );
+            }
+            _ => {}
+        }
+        state.insert(n, 1);
+        path.push(n);
+        for d in &deps[n] {
+            visit(d, deps, tree, state, path, order)?;
+        }
+        path.pop();
+        state.insert(n, 2);
+        order.push(n.to_string());
+        Ok(())
+    }
+    for n in dependencies.keys() {
+        visit(n, &dependencies, tree, &mut state, &mut Vec::new(), &mut order)?;
+    }
+
+    let mut wanted = BTreeSet::new();
+    let mut todo: Vec<String> = bundles.get("top").map(|t| t.iter().cloned().collect()).unwrap_or_default();
+    while let Some(n) = todo.pop() {
+        if wanted.insert(n.clone()) {
+            todo.extend(dependencies[&n].iter().cloned());
+        }
+    }
+    Ok(Plan { order, dependencies, dependents, bundles, wanted })
+}

@@ -1,0 +1,451 @@
+//! The core loop: signals, reaping, child bookkeeping and the file descriptors PID 1 watches.
+//!
+//! Everything that touches process-wide state lives here, in one place:
+//!
+//! * at start, every catchable signal except the synchronous ones (SEGV, BUS, ILL, FPE, ABRT,
+//!   TRAP, SYS) is blocked and read from a `signalfd`, so the loop never runs code in a signal
+//!   handler and TTIN/TTOU/TSTP never stop PID 1; when not PID 1 we become a child subreaper;
+//! * [`Reactor::spawn`] starts a child: services get their own session, no terminal and
+//!   `/dev/null` as stdin, with stdout and stderr on pipes that the loop copies to the
+//!   container's log, one line at a time, prefixed with the service name; the command gets its
+//!   own process group which becomes the terminal's foreground group (tini's way), and inherits
+//!   stdio; every child gets the original signal mask back before `exec`;
+//! * [`Reactor::wait`] polls the signalfd, the output pipes, readiness pipes and the control
+//!   FIFO until something happens or the engine's next deadline, reaps every exited child
+//!   (`waitpid(-1, WNOHANG)` until nothing is left, orphans included) and returns [`Event`]s;
+//! * [`run`] drives an [`super::engine::Engine`] with those events until it says it is done.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// Who a child process is, for the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Role {
+    /// A longrun's `run`.
+    Run(usize),
+    /// A longrun's `finish`.
+    Finish(usize),
+    /// A oneshot's `up`.
+    Up(usize),
+    /// A oneshot's `down`.
+    Down(usize),
+    /// The container command.
+    Command,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the exit code, or 128+N for signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Code(c) => format!("exited {c}"),
+            Exit::Signal(s) => format!("killed by {}", Signal::try_from(s).map(|s| s.as_str()).unwrap_or("signal")),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Exited { pid: i32, role: Option<Role>, exit: Exit },
+    Signal(i32),
+    /// A service's readiness pipe got its newline.
+    Ready(usize),
+    /// A line of a service's output (already printed to the log).
+    Line(usize, String),
+    /// A line from the control FIFO.
+    Control(String),
+}
+
+enum WatchKind {
+    Output { service: Option<usize>, label: String, to_stderr: bool, partial: Vec<u8> },
+    Notify(usize),
+    Control,
+}
+
+struct Watch {
+    fd: OwnedFd,
+    kind: WatchKind,
+}
+
+/// How a spawned child relates to the terminal.
+pub enum Session {
+    /// A service: new session, no terminal, stdin from /dev/null, output to the log.
+    Service { label: String, service: Option<usize> },
+    /// The container command: own process group, foreground on the terminal, inherited stdio.
+    Foreground,
+}
+
+pub struct Reactor {
+    signals: SignalFd,
+    original_mask: SigSet,
+    children: HashMap<i32, Role>,
+    watches: Vec<Watch>,
+    /// The terminal on stdin, if any.
+    tty: Option<RawFd>,
+    pub is_pid1: bool,
+}
+
+/// Signals that stay unblocked: raised by the CPU or abort(), they must kill us as usual.
+const SYNCHRONOUS: &[Signal] = &[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGABRT, Signal::SIGTRAP, Signal::SIGSYS];
+
+impl Reactor {
+    /// Take over signals (and become a subreaper when not PID 1).
+    pub fn new() -> std::io::Result<Reactor> {
+        let mut mask = SigSet::all();
+        for s in SYNCHRONOUS {
+            mask.remove(*s);
+        }
+        let mut original_mask = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut original_mask))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        let is_pid1 = std::process::id() == 1;
+        if !is_pid1 {
+            // SAFETY: plain prctl.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
+        close_inherited_fds_on_exec();
+        // SAFETY: isatty on fd 0.
+        let tty = (unsafe { libc::isatty(0) } == 1).then_some(0);
+        Ok(Reactor { signals, original_mask, children: HashMap::new(), watches: Vec::new(), tty, is_pid1 })
+    }
+
+    pub fn has_tty(&self) -> bool {
+        self.tty.is_some()
+    }
+
+    /// Number of children we spawned that are still running.
+    pub fn tracked_children(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Watch a readiness pipe for service `service`.
+    pub fn watch_notify(&mut self, fd: OwnedFd, service: usize) {
+        set_nonblocking(fd.as_raw_fd());
+        self.watches.push(Watch { fd, kind: WatchKind::Notify(service) });
+    }
+
+    /// Watch the control FIFO.
+    pub fn watch_control(&mut self, fd: OwnedFd) {
+        self.watches.push(Watch { fd, kind: WatchKind::Control });
+    }
+
+    /// Start a child. `notify` = (fd number the child sees, write end of the readiness pipe).
+    pub fn spawn(&mut self, mut cmd: Command, role: Role, session: Session, notify: Option<(i32, OwnedFd)>) -> std::io::Result<i32> {
+        let original_mask = self.original_mask;
+        let notify_raw = notify.as_ref().map(|(n, fd)| (*n, fd.as_raw_fd()));
+        let tty = self.tty;
+        let mut outputs = Vec::new();
+        match &session {
+            Session::Service { label, service } => {
+                cmd.stdin(Stdio::null());
+                let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                cmd.stdout(Stdio::from(out_w));
+                cmd.stderr(Stdio::from(err_w));
+                outputs.push((out_r, false, label.clone(), *service));
+                outputs.push((err_r, true, label.clone(), *service));
+                // SAFETY: only async-signal-safe calls between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        libc::setsid();
+                        if let Some((target, fd)) = notify_raw {
+                            if fd == target {
+                                libc::fcntl(fd, libc::F_SETFD, 0);
+                            } else if libc::dup2(fd, target) < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                        }
+                        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original_mask), None).map_err(std::io::Error::from)?;
+                        Ok(())
+                    });
+                }
+            }
+            Session::Foreground => {
+                // SAFETY: only async-signal-safe calls between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        libc::setpgid(0, 0);
+                        if let Some(fd) = tty {
+                            let mut block = SigSet::empty();
+                            block.add(Signal::SIGTTOU);
+                            let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), None);
+                            libc::tcsetpgrp(fd, libc::getpid());
+                        }
+                        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original_mask), None).map_err(std::io::Error::from)?;
+                        Ok(())
+                    });
+                }
+            }
+        }
+        let child = cmd.spawn();
+        drop(cmd); // closes our copies of the pipes' write ends
+        drop(notify);
+        let child = child?;
+        let pid = child.id() as i32;
+        // The pid is reaped by our own loop, never through `Child`.
+        std::mem::forget(child);
+        self.children.insert(pid, role);
+        for (fd, to_stderr, label, service) in outputs {
+            set_nonblocking(fd.as_raw_fd());
+            self.watches.push(Watch { fd, kind: WatchKind::Output { service, label, to_stderr, partial: Vec::new() } });
+        }
+        Ok(pid)
+    }
+
+    /// Wait for events until `deadline` (None: until something happens).
+    pub fn wait(&mut self, deadline: Option<Instant>) -> Vec<Event> {
+        let timeout_ms: i32 = match deadline {
+            None => -1,
+            Some(d) => {
+                let now = Instant::now();
+                if d <= now { 0 } else { (d - now).as_millis().min(i32::MAX as u128) as i32 + 1 }
+            }
+        };
+        let mut fds = vec![libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        for w in &self.watches {
+            fds.push(libc::pollfd { fd: w.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        // SAFETY: fds is a valid array of pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        let mut events = Vec::new();
+        if n <= 0 {
+            return events;
+        }
+        if fds[0].revents != 0 {
+            self.read_signals(&mut events);
+        }
+        let mut closed = Vec::new();
+        for (k, pfd) in fds[1..].iter().enumerate() {
+            if pfd.revents != 0 && self.read_watch(k, &mut events) {
+                closed.push(k);
+            }
+        }
+        for k in closed.into_iter().rev() {
+            self.watches.remove(k);
+        }
+        events
+    }
+
+    fn read_signals(&mut self, events: &mut Vec<Event>) {
+        let mut reap = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let sig = info.ssi_signo as i32;
+            if sig == libc::SIGCHLD {
+                reap = true;
+            } else {
+                events.push(Event::Signal(sig));
+            }
+        }
+        if reap {
+            self.reap(events);
+        }
+    }
+
+    /// Reap every child that has exited, tracked or not.
+    pub fn reap(&mut self, events: &mut Vec<Event>) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    let role = self.children.remove(&pid.as_raw());
+                    events.push(Event::Exited { pid: pid.as_raw(), role, exit: Exit::Code(code) });
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    let role = self.children.remove(&pid.as_raw());
+                    events.push(Event::Exited { pid: pid.as_raw(), role, exit: Exit::Signal(sig as i32) });
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Read one watched fd; returns true when it is finished (EOF or done).
+    fn read_watch(&mut self, k: usize, events: &mut Vec<Event>) -> bool {
+        let mut buf = [0u8; 16384];
+        let w = &mut self.watches[k];
+        let n = nix::unistd::read(&w.fd, &mut buf);
+        let data: &[u8] = match n {
+            Ok(0) => &[],
+            Ok(n) => &buf[..n],
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => return false,
+            Err(_) => &[],
+        };
+        let eof = data.is_empty();
+        match &mut w.kind {
+            WatchKind::Output { service, label, to_stderr, partial } => {
+                partial.extend_from_slice(data);
+                let mut lines = Vec::new();
+                while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = partial.drain(..=pos).collect();
+                    lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+                }
+                if eof && !partial.is_empty() {
+                    lines.push(String::from_utf8_lossy(partial).into_owned());
+                    partial.clear();
+                }
+                if !lines.is_empty() {
+                    let mut text = String::new();
+                    for l in &lines {
+                        text.push_str(&format!("[{label}] {l}\n"));
+                    }
+                    if *to_stderr {
+                        let _ = std::io::stderr().write_all(text.as_bytes());
+                    } else {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.flush();
+                    }
+                    if let Some(s) = service {
+                        events.extend(lines.into_iter().map(|l| Event::Line(*s, l)));
+                    }
+                }
+                eof
+            }
+            WatchKind::Notify(service) => {
+                if data.contains(&b'\n') {
+                    events.push(Event::Ready(*service));
+                    return true;
+                }
+                eof
+            }
+            WatchKind::Control => {
+                for line in String::from_utf8_lossy(data).lines() {
+                    if !line.trim().is_empty() {
+                        events.push(Event::Control(line.trim().to_string()));
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Send `sig` to every process we are responsible for (all but ourselves when PID 1, else
+    /// our descendants).
+    pub fn signal_everything(&self, sig: Signal) {
+        if self.is_pid1 {
+            let _ = nix::sys::signal::kill(Pid::from_raw(-1), sig);
+        } else {
+            for pid in descendants() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+        }
+    }
+
+    /// True when no process other than us (and zombies about to be reaped) is left.
+    pub fn nothing_left(&self) -> bool {
+        descendants().is_empty()
+    }
+}
+
+/// Live (non-zombie) descendants of this process, from /proc.
+pub fn descendants() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a.trim_start().to_string()) else { continue };
+            let mut fields = after.split_whitespace();
+            let state = fields.next().unwrap_or("");
+            let ppid: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            if state != "Z" && state != "X" {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![me];
+    let mut k = 0;
+    while k < found.len() {
+        let p = found[k];
+        for (pid, ppid) in &parent_of {
+            if *ppid == p && !found.contains(pid) {
+                found.push(*pid);
+            }
+        }
+        k += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// Mark every inherited fd >= 3 close-on-exec, so children do not inherit them.
+fn close_inherited_fds_on_exec() {
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = entries.flatten().filter_map(|e| e.file_name().to_string_lossy().parse().ok()).collect();
+        for fd in fds {
+            if fd >= 3 {
+                // SAFETY: setting FD_CLOEXEC on a possibly stale fd is harmless.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}
+
+/// A pipe whose read end we watch and whose write end a child gets (close-on-exec both).
+pub fn readiness_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
+
+/// Open (creating it if needed) the control FIFO, read-write so it never reports EOF.
+pub fn open_control_fifo(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o620))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: open on a valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Drive the engine until it is done; returns the exit code.
+pub fn run(engine: &mut super::engine::Engine, reactor: &mut Reactor) -> i32 {
+    engine.boot(reactor);
+    loop {
+        engine.tick(reactor);
+        if let Some(code) = engine.finished(reactor) {
+            return code;
+        }
+        let events = reactor.wait(engine.next_deadline());
+        for ev in events {
+            engine.handle(ev, reactor);
+        }
+    }
+}
+
+/// Leak an fd as a raw number (used for fds that must stay open for the process lifetime).
+pub fn leak(fd: OwnedFd) -> RawFd {
+    fd.into_raw_fd()
+}

@@ -1,0 +1,194 @@
+//! The runtime directory: where a running aiida-init keeps what other processes need to find.
+//!
+//! The base directory `B` is chosen at start, first match wins:
+//!
+//! 1. `$AIIDA_INIT_RUNTIME_DIR` when set (created if missing);
+//! 2. `/run` when it is a directory this user can write (root in a container);
+//! 3. `$XDG_RUNTIME_DIR` when set and writable;
+//! 4. `/tmp/aiida-init-<uid>` (created with mode 0700, and refused if someone else owns it).
+//!
+//! Under `B`, with the same layout as s6-overlay so that scripts written for it work:
+//!
+//! * `B/s6/container_environment/`: the container environment as an envdir (one file per
+//!   variable), read by `with-contenv` and `printcontenv`;
+//! * `B/s6-linux-init-container-results/exitcode`: the container's exit code, read at the end;
+//! * `B/s6/basedir/bin/halt`: a link to aiida-init that starts the ordered shutdown;
+//! * `B/aiida-init/state.json`: services, states and timeline, read by `status` and `wait`;
+//! * `B/aiida-init/control`: a FIFO taking one command per line (`halt`, `svc -r NAME`, ...).
+//!
+//! Other processes (`docker exec aiida-init status`, `with-contenv` in a service) find the
+//! running instance with [`locate`]: the same candidates in the same order, plus any
+//! `/tmp/aiida-init-*`, keeping the first whose `state.json` names a live process. This works
+//! whatever the environment or user of the exec'd process.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+pub const ENV_RUNTIME_DIR: &str = "AIIDA_INIT_RUNTIME_DIR";
+
+/// The paths of one runtime directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub base: PathBuf,
+}
+
+impl Runtime {
+    pub fn container_environment(&self) -> PathBuf {
+        self.base.join("s6/container_environment")
+    }
+    pub fn exitcode_file(&self) -> PathBuf {
+        self.base.join("s6-linux-init-container-results/exitcode")
+    }
+    pub fn halt_link(&self) -> PathBuf {
+        self.base.join("s6/basedir/bin/halt")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.base.join("aiida-init")
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join("state.json")
+    }
+    pub fn control_fifo(&self) -> PathBuf {
+        self.state_dir().join("control")
+    }
+}
+
+fn writable_dir(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    path.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0
+}
+
+fn per_uid_tmp() -> PathBuf {
+    PathBuf::from(format!("/tmp/aiida-init-{}", nix::unistd::getuid()))
+}
+
+/// Choose (and create) the runtime base directory for a new instance.
+pub fn choose() -> Result<Runtime> {
+    if let Some(dir) = std::env::var_os(ENV_RUNTIME_DIR).filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("{ENV_RUNTIME_DIR}={}: cannot create it", dir.display()))?;
+        return Ok(Runtime { base: dir });
+    }
+    if writable_dir(Path::new("/run")) {
+        return Ok(Runtime { base: "/run".into() });
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if writable_dir(&x) {
+            return Ok(Runtime { base: x });
+        }
+    }
+    let dir = per_uid_tmp();
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => bail!("{}: cannot create the runtime directory: {e}", dir.display()),
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
+        bail!("{}: exists but is not a directory owned by uid {}; set {ENV_RUNTIME_DIR} to a private directory", dir.display(), nix::unistd::getuid());
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(Runtime { base: dir })
+}
+
+/// The candidates a separate process searches, in order.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::var_os(ENV_RUNTIME_DIR).filter(|d| !d.is_empty()) {
+        out.push(PathBuf::from(dir));
+    }
+    out.push("/run".into());
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        out.push(PathBuf::from(x));
+    }
+    out.push(per_uid_tmp());
+    if let Ok(entries) = std::fs::read_dir("/tmp") {
+        let mut others: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("aiida-init-"))
+            .map(|e| e.path())
+            .collect();
+        others.sort();
+        out.extend(others);
+    }
+    out
+}
+
+/// True when `pid` names a live process (EPERM counts as alive: it exists).
+pub fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    // A zombie is not a running instance.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => true,
+    }
+}
+
+/// Find the runtime directory of the running instance, if any.
+pub fn locate() -> Option<Runtime> {
+    for base in candidates() {
+        let rt = Runtime { base };
+        let Ok(text) = std::fs::read_to_string(rt.state_file()) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
+        let finished = v.get("phase").and_then(|p| p.as_str()) == Some("finished");
+        if !finished && pid_alive(pid) {
+            return Some(rt);
+        }
+    }
+    None
+}
+
+/// Write `contents` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Dump `vars` into `dir` as an envdir: one file per variable, the value as its content.
+pub fn write_envdir(dir: &Path, vars: &[(String, String)]) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("{}: cannot clear the old envdir", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the envdir", dir.display()))?;
+    for (k, v) in vars {
+        if k.is_empty() || k.contains('/') || k.contains('=') || k.starts_with('.') {
+            continue;
+        }
+        std::fs::write(dir.join(k), v).with_context(|| format!("{}: cannot write {k}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Read an envdir written by [`write_envdir`] (values are whole files).
+pub fn read_envdir(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read the container environment", dir.display()))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let value = std::fs::read(e.path()).unwrap_or_default();
+        out.push((name, String::from_utf8_lossy(&value).into_owned()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The runtime directory for helpers that run inside a service (explicit variable first).
+pub fn for_helpers() -> Result<Runtime> {
+    locate().ok_or_else(|| {
+        anyhow::anyhow!("no running aiida-init found (searched {})", candidates().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+    })
+}
