@@ -170,7 +170,7 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
             let where_ = if o.image.present_locally {
                 "present locally".to_string()
             } else {
-                "not present locally: build it with `aiida-devc images build`".to_string()
+                format!("not present locally: build it with `aiida-devc images build --aiida-version {v}`")
             };
             writeln!(out, "image: {} (aiida-core {v} satisfies {}; {where_})", o.image.image, p.aiida_core_display())?;
         }

@@ -110,62 +110,66 @@ pub fn find_cli(explicit: Option<&Path>) -> Option<PathBuf> {
 pub struct TimelineRow {
     pub name: String,
     pub state: String,
-    /// Numeric fields (milliseconds or seconds, as named by their keys), in their order.
-    pub times: Vec<(String, f64)>,
+    /// Milliseconds from the start of aiida-init.
+    pub started_ms: Option<u64>,
+    pub ready_ms: Option<u64>,
+    /// From started to ready.
+    pub took_ms: Option<u64>,
 }
 
-/// Read `aiida-init status --json`: an object with a `services` array (or the array itself) of
-/// objects with a `name`, a `state` and timing fields.
-pub fn parse_timeline(json: &str) -> anyhow::Result<Vec<TimelineRow>> {
+/// The start-up timeline: when all services were up, and each service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub services_up_ms: Option<u64>,
+    pub rows: Vec<TimelineRow>,
+}
+
+/// s6-overlay's built-in steps that aiida-init reports and that do nothing in these images.
+const EMPTY_BUILTINS: &[&str] = &["fix-attrs", "legacy-services", "legacy-cont-init"];
+
+/// Read `aiida-init status --json`: `services_up_ms` and a `services` list with `name`,
+/// `state`, `started_ms`, `ready_ms` and `took_ms`. Rows are sorted by start.
+pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
     let value: Value = serde_json::from_str(json).context("aiida-init status --json printed no JSON")?;
     let services = value
         .get("services")
-        .or(Some(&value))
         .and_then(Value::as_array)
         .ok_or_else(|| anyhow!("aiida-init status --json has no `services` list"))?;
-    Ok(services
+    let mut rows: Vec<TimelineRow> = services
         .iter()
         .map(|s| TimelineRow {
             name: s.get("name").and_then(Value::as_str).unwrap_or("?").to_owned(),
-            state: s.get("state").and_then(Value::as_str).unwrap_or("").to_owned(),
-            times: s
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(k, v)| v.is_number() && k.as_str() != "pid")
-                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            state: s.get("state").and_then(Value::as_str).unwrap_or("?").to_owned(),
+            started_ms: s.get("started_ms").and_then(Value::as_u64),
+            ready_ms: s.get("ready_ms").and_then(Value::as_u64),
+            took_ms: s.get("took_ms").and_then(Value::as_u64),
         })
-        .collect())
+        .filter(|r| !(EMPTY_BUILTINS.contains(&r.name.as_str()) && r.took_ms.unwrap_or(0) == 0))
+        .collect();
+    rows.sort_by_key(|r| (r.started_ms.unwrap_or(u64::MAX), r.ready_ms.unwrap_or(u64::MAX)));
+    Ok(Timeline { services_up_ms: value.get("services_up_ms").and_then(Value::as_u64), rows })
 }
 
-/// The timeline as an aligned table.
-pub fn format_timeline(rows: &[TimelineRow]) -> String {
-    let mut columns: Vec<String> = Vec::new();
-    for row in rows {
-        for (k, _) in &row.times {
-            if !columns.contains(k) {
-                columns.push(k.clone());
-            }
-        }
+fn seconds(ms: Option<u64>) -> String {
+    ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into())
+}
+
+/// The timeline as an aligned table, one service per line in start order.
+pub fn format_timeline(timeline: &Timeline) -> String {
+    let width = timeline.rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
+    let mut out = format!("{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n", "service", "state", "started", "ready", "took");
+    for row in &timeline.rows {
+        out.push_str(&format!(
+            "{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n",
+            row.name,
+            row.state,
+            seconds(row.started_ms),
+            seconds(row.ready_ms),
+            seconds(row.took_ms)
+        ));
     }
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
-    let mut out = format!("{:width$}  {:9}", "service", "state");
-    for c in &columns {
-        out.push_str(&format!("  {c:>14}"));
-    }
-    out.push('\n');
-    for row in rows {
-        out.push_str(&format!("{:width$}  {:9}", row.name, row.state));
-        for c in &columns {
-            match row.times.iter().find(|(k, _)| k == c) {
-                Some((_, v)) => out.push_str(&format!("  {v:>14}")),
-                None => out.push_str(&format!("  {:>14}", "-")),
-            }
-        }
-        out.push('\n');
+    if timeline.services_up_ms.is_some() {
+        out.push_str(&format!("all services up after {}\n", seconds(timeline.services_up_ms)));
     }
     out
 }
@@ -278,7 +282,7 @@ impl UpArgs {
         let status = rt.block_on(exec(&docker, &container, &user, &["aiida-init", "status", "--json"]))?;
         println!("container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s", &container[..12.min(container.len())]);
         match parse_timeline(&status.stdout) {
-            Ok(rows) => print!("\nstart-up timeline (aiida-init status):\n{}", format_timeline(&rows)),
+            Ok(timeline) => print!("\nstart-up timeline (aiida-init status):\n{}", format_timeline(&timeline)),
             Err(e) => println!("\nstart-up timeline unavailable: {e:#}\n{}{}", status.stdout, status.stderr),
         }
         let verdi = rt.block_on(exec(&docker, &container, &user, &["verdi", "status"]))?;
@@ -302,17 +306,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_timeline_is_read_from_the_status_json_and_aligned() {
-        let json = r#"{"services":[{"name":"postgresql","state":"ready","pid":12,"ready_ms":812},
-                                     {"name":"aiida-daemon","state":"ready","started_ms":900,"ready_ms":6400}]}"#;
-        let rows = parse_timeline(json).unwrap();
-        assert_eq!(rows[0].times, vec![("ready_ms".to_string(), 812.0)]);
-        let table = format_timeline(&rows);
+    fn a_timeline_is_read_from_the_status_json_sorted_and_aligned() {
+        let json = r#"{"pid": 1, "services_up_ms": 7100, "services": [
+            {"name": "aiida-daemon", "state": "ready", "pid": 40, "started_ms": 3100, "ready_ms": 7100, "took_ms": 4000},
+            {"name": "fix-attrs", "state": "up", "started_ms": 0, "ready_ms": 0, "took_ms": 0},
+            {"name": "postgresql", "state": "ready", "pid": 12, "started_ms": 5, "ready_ms": 812, "took_ms": 807}]}"#;
+        let timeline = parse_timeline(json).unwrap();
+        assert_eq!(timeline.rows.len(), 2);
         assert_eq!(
-            table,
-            "service       state            ready_ms      started_ms\n\
-             postgresql    ready                 812               -\n\
-             aiida-daemon  ready                6400             900\n"
+            format_timeline(&timeline),
+            "service       state       started      ready       took\n\
+             postgresql    ready        0.01 s     0.81 s     0.81 s\n\
+             aiida-daemon  ready        3.10 s     7.10 s     4.00 s\n\
+             all services up after 7.10 s\n"
         );
     }
 
