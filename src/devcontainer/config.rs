@@ -117,12 +117,12 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         Entry::commented(
             "postCreateCommand",
             Desired::Value(json!(format!(
-                "{} && aiida-init wait --timeout {READY_TIMEOUT_SECS} && verdi daemon restart",
+                "{} && aiida-init wait --timeout {READY_TIMEOUT_SECS} && verdi daemon incr 1 && verdi daemon decr 1",
                 install_command(&c.extras)
             ))),
             format!(
-                "Once per container: the plugin in editable mode with {extras}, then the daemon\n\
-                 workers restart so that they load its entry points."
+                "Once per container: the plugin in editable mode with {extras}. The daemon started\n\
+                 before it: a new worker loads the plugin and replaces the old one (decr stops the oldest)."
             ),
         ),
         Entry::commented(
