@@ -137,7 +137,7 @@ impl DoctorArgs {
                     .into(),
                 fix: "set \"overrideCommand\": false (or run `aiida-devc init`)".into(),
             }),
-            None if needs_init && !label_says_false => findings.push(Finding {
+            None if facts.is_some() && needs_init && !label_says_false => findings.push(Finding {
                 check: "override-command",
                 location: at("{"),
                 problem: "overrideCommand is not set and the image's devcontainer.metadata label does not \

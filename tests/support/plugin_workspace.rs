@@ -52,7 +52,8 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 /// A plugin repository in a temporary folder, brought up with the reference CLI. On drop the
-/// containers the CLI made for it and their home volumes are removed.
+/// containers the CLI made for it, their home volumes and the images the CLI tagged for it are
+/// removed.
 pub struct PluginWorkspace {
     pub dir: tempfile::TempDir,
     pub harness: Harness,
@@ -109,6 +110,16 @@ impl Drop for PluginWorkspace {
                 }
             }
             self.harness.track_container(&id);
+        }
+        // The CLI tags a `vsc-<folder>-<hash>-uid` image per workspace (it shares the layers of
+        // the image the config names, which stays).
+        let prefix = format!("vsc-{}-", self.path().file_name().unwrap().to_string_lossy().to_lowercase());
+        let images = self
+            .harness
+            .block_on(self.harness.docker().list_images(None::<bollard::query_parameters::ListImagesOptions>))
+            .unwrap_or_default();
+        for tag in images.into_iter().flat_map(|i| i.repo_tags).filter(|t| t.starts_with(&prefix)) {
+            self.harness.track_image(&tag);
         }
     }
 }
