@@ -181,6 +181,15 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     eprintln!("devcontainer up (create, pip install, ready): {:.1} s", started.elapsed().as_secs_f64());
 
     assert_all_green(&exec(&ws, &["verdi", "status"], &env));
+    // The home volume is named with the CLI's ${devcontainerId}: the Engine API path computes
+    // the same one, so both find the same data.
+    let labels = aiida_devc::devcontainer::engine::id_labels(ws.path(), &ws.path().join(".devcontainer/devcontainer.json"));
+    let volume = format!("aiida-home-{}", aiida_devc::devcontainer::engine::devcontainer_id(&labels));
+    let inspect = ws.harness.block_on(ws.harness.docker().inspect_container(&ws.container(), None::<bollard::query_parameters::InspectContainerOptions>)).unwrap();
+    assert!(
+        inspect.mounts.unwrap_or_default().iter().any(|m| m.name.as_deref() == Some(volume.as_str())),
+        "no volume {volume} on the container"
+    );
     let daemon = exec(&ws, &["verdi", "daemon", "status"], &env);
     assert!(daemon.contains("running"), "{daemon}");
     for group in ["aiida.calculations", "aiida.parsers", "aiida.data"] {
@@ -236,3 +245,43 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     );
     assert_eq!(kept.trim().lines().last(), Some("kept"));
 }
+
+#[test]
+fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds_it() {
+    let ws = PluginWorkspace::new();
+    ws.harness.require_image(SERVICES_IMAGE);
+    support::plugin_workspace::copy_tree(&support::plugin_workspace::sample_plugin(), ws.path());
+    ws.chown(1000, 100);
+    let up = aiida_devc(ws.path(), &["up", ".", "--engine-api"], &[]);
+    let up_out = text(&up.stdout);
+    assert!(up.status.success(), "aiida-devc up --engine-api failed:\n{up_out}\n{}", text(&up.stderr));
+    assert!(text(&up.stderr).contains("through the Docker Engine API"), "{}", text(&up.stderr));
+    assert!(up_out.contains("start-up timeline"), "{up_out}");
+    assert_all_green(up_out.split("verdi status:").nth(1).expect("verdi status in the output"));
+
+    // The reference CLI recognises the container by its labels and execs into it.
+    let plugins = exec(&ws, &["verdi", "plugin", "list", "aiida.calculations"], &[]);
+    assert!(plugins.contains("sample.multiply_add"), "{plugins}");
+    let pytest = exec(&ws, &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"], &[]);
+    assert!(pytest.contains("3 passed") && !pytest.contains("failed"), "{pytest}");
+
+    // Submitted, the work chain runs in a daemon worker that was started before the editable
+    // install: the worker replaced after it (postCreateCommand) loads the plugin.
+    let submitted = exec(&ws, &["python", "-c", SUBMIT_AND_WAIT], &[]);
+    assert!(submitted.trim_end().ends_with("finished_ok=True result=10"), "{submitted}");
+}
+
+/// Submit the sample plugin's work chain to the daemon and wait (60 s at most) for it.
+const SUBMIT_AND_WAIT: &str = r#"
+import time
+from aiida import load_profile, orm
+from aiida.engine import submit
+from aiida.plugins import WorkflowFactory
+load_profile()
+node = submit(WorkflowFactory("sample.multiply_add"), x=orm.Int(2), y=orm.Int(3), z=orm.Int(4))
+deadline = time.time() + 60
+while not node.is_terminated and time.time() < deadline:
+    time.sleep(0.5)
+result = node.outputs.result.value if node.is_finished_ok else node.process_state
+print(f"finished_ok={node.is_finished_ok} result={result}")
+"#;

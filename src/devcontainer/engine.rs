@@ -12,6 +12,8 @@
 //!   loop) are honoured, with `${localEnv:VAR[:default]}`, `${localWorkspaceFolder}`,
 //!   `${localWorkspaceFolderBasename}`, `${containerWorkspaceFolder}` and `${devcontainerId}`
 //!   substituted;
+//! * once per container, login shells are given the container's environment as the CLI does
+//!   (`/etc/environment`, a PATH-preserving `/etc/profile`, with the CLI's marker files);
 //! * `postCreateCommand` runs once, when the container is created, and `postStartCommand` at each
 //!   start, as `remoteUser` in the workspace folder with `remoteEnv` (string: `/bin/sh -c`,
 //!   array: run as is).
@@ -231,6 +233,9 @@ pub async fn up(
     };
     docker.start_container(&container, None::<StartContainerOptions>).await?;
     if created {
+        patch_login_environment(docker, &container).await?;
+    }
+    if created {
         if let Some(command) = config.get("postCreateCommand") {
             lifecycle(docker, &container, &user, &container_folder, &remote_env, "postCreateCommand", command).await?;
         }
@@ -239,6 +244,57 @@ pub async fn up(
         lifecycle(docker, &container, &user, &container_folder, &remote_env, "postStartCommand", command).await?;
     }
     Ok((container, user))
+}
+
+/// Where the reference CLI keeps its once-per-container markers.
+const SYSTEM_DATA_FOLDER: &str = "/var/devcontainer";
+
+/// What the reference CLI does once in every container it creates, so that login shells (VS
+/// Code's terminals, the CLI's environment probe) see the container's environment: append it to
+/// `/etc/environment`, and make `/etc/profile` keep an inherited PATH (`PATH=${PATH:-…}`). The
+/// CLI's marker files are used, so neither side does it twice.
+async fn patch_login_environment(docker: &Docker, container: &str) -> anyhow::Result<()> {
+    let inspect = docker
+        .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await?;
+    let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+    let lines: String = env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| format!("{k}=\"{v}\"\n"))
+        .collect();
+    let script = format!(
+        "set -e\n\
+         marker={SYSTEM_DATA_FOLDER}/.patchEtcEnvironmentMarker\n\
+         if [ ! -f \"$marker\" ]; then mkdir -p {SYSTEM_DATA_FOLDER}; : > \"$marker\"\n\
+         cat >> /etc/environment <<'AIIDA_DEVC_EOF'\n{lines}AIIDA_DEVC_EOF\nfi\n\
+         marker={SYSTEM_DATA_FOLDER}/.patchEtcProfileMarker\n\
+         if [ ! -f \"$marker\" ]; then : > \"$marker\"\n\
+         sed -i -E 's/((^|\\s)PATH=)([^\\$]*)$/\\1${{PATH:-\\3}}/g' /etc/profile || true\nfi\n"
+    );
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(vec!["/bin/sh".to_string(), "-c".to_string(), script]),
+                user: Some("root".to_owned()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut output_text = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+        while let Some(chunk) = output.next().await {
+            output_text.push_str(&chunk?.to_string());
+        }
+    }
+    let code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    if code != 0 {
+        bail!("patching /etc/environment and /etc/profile in the container failed ({code}): {output_text}");
+    }
+    Ok(())
 }
 
 /// Run one lifecycle command, its output streamed to stderr; an error when it fails.
