@@ -52,13 +52,34 @@ fn image_with_aiida_user(h: &Harness, label: Option<&str>) -> String {
     h.block_on(async {
         let body = bollard::models::ContainerCreateBody {
             image: Some(base_image()),
-            cmd: Some(vec!["useradd".into(), "-m".into(), "-u".into(), "1000".into(), "aiida".into()]),
+            cmd: Some(vec![
+                "useradd".into(),
+                "-m".into(),
+                "-u".into(),
+                "1000".into(),
+                "aiida".into(),
+            ]),
             ..Default::default()
         };
-        let create = bollard::query_parameters::CreateContainerOptions { name: Some(container.clone()), ..Default::default() };
-        h.docker().create_container(Some(create), body).await.expect("create");
-        h.docker().start_container(&container, None::<bollard::query_parameters::StartContainerOptions>).await.expect("start");
-        let mut wait = h.docker().wait_container(&container, None::<bollard::query_parameters::WaitContainerOptions>);
+        let create = bollard::query_parameters::CreateContainerOptions {
+            name: Some(container.clone()),
+            ..Default::default()
+        };
+        h.docker()
+            .create_container(Some(create), body)
+            .await
+            .expect("create");
+        h.docker()
+            .start_container(
+                &container,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .expect("start");
+        let mut wait = h.docker().wait_container(
+            &container,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
         let status = wait.next().await.expect("wait").expect("useradd failed");
         assert_eq!(status.status_code, 0);
     });
@@ -73,8 +94,14 @@ fn image_with_aiida_user(h: &Harness, label: Option<&str>) -> String {
         labels: Some(labels),
         ..Default::default()
     };
-    let opts = CommitContainerOptions { container: Some(latest), repo: Some(name.clone()), tag: Some("test".into()), ..Default::default() };
-    h.block_on(h.docker().commit_container(opts, config)).expect("commit");
+    let opts = CommitContainerOptions {
+        container: Some(latest),
+        repo: Some(name.clone()),
+        tag: Some("test".into()),
+        ..Default::default()
+    };
+    h.block_on(h.docker().commit_container(opts, config))
+        .expect("commit");
     let image = format!("{name}:test");
     h.track_image(&image);
     image
@@ -83,7 +110,11 @@ fn image_with_aiida_user(h: &Harness, label: Option<&str>) -> String {
 /// A one-file image whose config says it is built for arm64 (on an amd64 host) or amd64
 /// (elsewhere), loaded from a hand-made `docker save` archive.
 fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
-    let other = if aiida_devc::devcontainer::doctor::host_architecture() == "amd64" { "arm64" } else { "amd64" };
+    let other = if aiida_devc::devcontainer::doctor::host_architecture() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
     let name = format!("{}:test", unique_name("foreign-arch"));
     let mut layer = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -101,9 +132,15 @@ fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
     })
     .to_string();
     let config_name = format!("{:x}.json", Sha256::digest(config.as_bytes()));
-    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [name], "Layers": ["layer/layer.tar"]}]).to_string();
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": [name], "Layers": ["layer/layer.tar"]}])
+            .to_string();
     let mut archive = tar::Builder::new(Vec::new());
-    for (path, data) in [(config_name.as_str(), config.as_bytes()), ("layer/layer.tar", &layer[..]), ("manifest.json", manifest.as_bytes())] {
+    for (path, data) in [
+        (config_name.as_str(), config.as_bytes()),
+        ("layer/layer.tar", &layer[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
@@ -143,7 +180,10 @@ fn override_command_true_on_an_image_with_init_is_found() {
     support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [override-command] overrideCommand is true"), "{out}");
+    assert!(
+        out.contains("✘ [override-command] overrideCommand is true"),
+        "{out}"
+    );
     assert!(out.contains("at ./.devcontainer/devcontainer.json:3:3"), "{out}");
     assert!(out.contains("fix: set \"overrideCommand\": false"), "{out}");
 }
@@ -157,7 +197,10 @@ fn unset_override_command_on_an_image_without_the_label_is_found() {
     support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [override-command] overrideCommand is not set"), "{out}");
+    assert!(
+        out.contains("✘ [override-command] overrideCommand is not set"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -167,12 +210,19 @@ fn an_image_for_another_architecture_is_found() {
     let dir = workspace(&config_for(&image, ""));
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("✘ [architecture] the image {image} is built for {other}")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "✘ [architecture] the image {image} is built for {other}"
+        )),
+        "{out}"
+    );
 }
 
 #[test]
 fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
-    let dir = workspace(r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false }"#);
+    let dir = workspace(
+        r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false }"#,
+    );
     let (ok, out) = doctor(dir.path());
     assert!(!ok);
     assert!(out.contains("✘ [home-volume] no volume on /home/aiida"), "{out}");
@@ -183,7 +233,10 @@ fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
     );
     let (ok, out) = doctor(dir.path());
     assert!(!ok);
-    assert!(out.contains("✘ [home-volume] /home/aiida is bind-mounted"), "{out}");
+    assert!(
+        out.contains("✘ [home-volume] /home/aiida is bind-mounted"),
+        "{out}"
+    );
     assert!(out.contains("at ./.devcontainer/devcontainer.json:2:14"), "{out}");
 }
 
@@ -191,19 +244,33 @@ fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
 fn an_aiida_core_requirement_no_image_satisfies_is_found() {
     let dir = workspace(&config_for("aiidateam/aiida-core-with-services:aiida-2.9.4", ""));
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
-    fs::write(dir.path().join("pyproject.toml"), pyproject.replace("aiida-core>=2.6,<3", "aiida-core<2")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("aiida-core>=2.6,<3", "aiida-core<2"),
+    )
+    .unwrap();
     let (ok, out) = doctor(dir.path());
     assert!(!ok);
-    assert!(out.contains("✘ [aiida-core] no image satisfies aiida-core<2"), "{out}");
+    assert!(
+        out.contains("✘ [aiida-core] no image satisfies aiida-core<2"),
+        "{out}"
+    );
     assert!(out.contains("at ./pyproject.toml:14:6"), "{out}");
 
     // An image that does not satisfy a satisfiable requirement.
     let dir = workspace(&config_for("aiidateam/aiida-core-with-services:aiida-2.6.4", ""));
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
-    fs::write(dir.path().join("pyproject.toml"), pyproject.replace("aiida-core>=2.6,<3", "aiida-core>=2.8")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("aiida-core>=2.6,<3", "aiida-core>=2.8"),
+    )
+    .unwrap();
     let (ok, out) = doctor(dir.path());
     assert!(!ok);
-    assert!(out.contains("✘ [aiida-core] the image holds aiida-core 2.6.4, the plugin requires aiida-core>=2.8"), "{out}");
+    assert!(
+        out.contains("✘ [aiida-core] the image holds aiida-core 2.6.4, the plugin requires aiida-core>=2.8"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -215,7 +282,10 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
     support::plugin_workspace::chown_tree(dir.path(), 0, 0);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [uid] the workspace belongs to UID 0 but aiida in the container is UID 1000"), "{out}");
+    assert!(
+        out.contains("✘ [uid] the workspace belongs to UID 0 but aiida in the container is UID 1000"),
+        "{out}"
+    );
     assert!(out.contains("the image's user root already has UID 0"), "{out}");
 
     // A developer's checkout (UID 1001) with updateRemoteUserUID turned off.

@@ -21,9 +21,14 @@ fn fresh_sample() -> tempfile::TempDir {
 fn normalise(output: &str) -> String {
     output
         .lines()
-        .map(|l| match l.find("; not present locally").or_else(|| l.find("; present locally")) {
-            Some(i) if l.starts_with("image: ") => format!("{}; [present or not]", &l[..i]),
-            _ => l.to_owned(),
+        .map(|l| {
+            match l
+                .find("; not present locally")
+                .or_else(|| l.find("; present locally"))
+            {
+                Some(i) if l.starts_with("image: ") => format!("{}; [present or not]", &l[..i]),
+                _ => l.to_owned(),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -33,7 +38,11 @@ fn init(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["--ca-cert", "none", "init", "."];
     all.extend_from_slice(args);
     let out = aiida_devc(dir, &all, &[]);
-    (out.status.success(), normalise(&text(&out.stdout)), text(&out.stderr))
+    (
+        out.status.success(),
+        normalise(&text(&out.stdout)),
+        text(&out.stderr),
+    )
 }
 
 const CONFIG: &str = ".devcontainer/devcontainer.json";
@@ -49,7 +58,10 @@ fn init_writes_a_commented_config_and_a_second_run_changes_nothing() {
 
     let (ok, stdout, stderr) = init(dir.path(), &[]);
     assert!(ok, "{stderr}");
-    assert!(stdout.ends_with("./.devcontainer/devcontainer.json is up to date."), "{stdout}");
+    assert!(
+        stdout.ends_with("./.devcontainer/devcontainer.json is up to date."),
+        "{stdout}"
+    );
     assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), first);
 }
 
@@ -59,7 +71,10 @@ fn the_committed_sample_config_is_what_init_writes() {
     copy_tree(&sample_plugin(), dir.path());
     let (ok, stdout, stderr) = init(dir.path(), &[]);
     assert!(ok, "{stderr}");
-    assert!(stdout.ends_with("is up to date."), "the sample's devcontainer.json is stale:\n{stdout}");
+    assert!(
+        stdout.ends_with("is up to date."),
+        "the sample's devcontainer.json is stale:\n{stdout}"
+    );
 }
 
 const USER_CONFIG: &str = r#"// My team's dev container. Do not remove the comments below!
@@ -92,13 +107,24 @@ fn init_merges_into_a_config_full_of_comments_and_keeps_them() {
     let (ok, stdout, stderr) = init(dir.path(), &["--dry-run"]);
     assert!(ok, "{stderr}");
     insta::assert_snapshot!("init_merge_dry_run_output", stdout);
-    assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), USER_CONFIG, "--dry-run wrote");
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CONFIG)).unwrap(),
+        USER_CONFIG,
+        "--dry-run wrote"
+    );
 
     let (ok, _, stderr) = init(dir.path(), &[]);
     assert!(ok, "{stderr}");
     let merged = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
     insta::assert_snapshot!("init_merged_file", merged);
-    for kept in ["// My team's dev container", "/* The display name. */", "// jupyter", "// keep ruff", "\"editor.formatOnSave\": true", "source=team-data,target=/data,type=volume"] {
+    for kept in [
+        "// My team's dev container",
+        "/* The display name. */",
+        "// jupyter",
+        "// keep ruff",
+        "\"editor.formatOnSave\": true",
+        "source=team-data,target=/data,type=volume",
+    ] {
         assert!(merged.contains(kept), "lost {kept:?}:\n{merged}");
     }
 
@@ -115,7 +141,10 @@ fn invalid_jsonc_is_reported_with_line_and_column_and_nothing_is_written() {
     fs::write(dir.path().join(CONFIG), broken).unwrap();
     let (ok, stdout, stderr) = init(dir.path(), &[]);
     assert!(!ok, "{stdout}");
-    assert_eq!(stderr.trim(), "error: ./.devcontainer/devcontainer.json:5:1: invalid JSONC: Unexpected close brace");
+    assert_eq!(
+        stderr.trim(),
+        "error: ./.devcontainer/devcontainer.json:5:1: invalid JSONC: Unexpected close brace"
+    );
     assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), broken);
 }
 
@@ -123,19 +152,30 @@ fn invalid_jsonc_is_reported_with_line_and_column_and_nothing_is_written() {
 fn an_unreadable_pyproject_is_reported_with_line_and_column_and_nothing_is_written() {
     let dir = fresh_sample();
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
-    fs::write(dir.path().join("pyproject.toml"), pyproject.replace("version = \"0.1.0\"", "version = 0.1.0")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("version = \"0.1.0\"", "version = 0.1.0"),
+    )
+    .unwrap();
     let (ok, _, stderr) = init(dir.path(), &[]);
     assert!(!ok);
     assert!(stderr.starts_with("error: ./pyproject.toml:7:"), "{stderr}");
     assert!(stderr.contains("invalid TOML"), "{stderr}");
-    assert!(!dir.path().join(".devcontainer").exists(), "something was written");
+    assert!(
+        !dir.path().join(".devcontainer").exists(),
+        "something was written"
+    );
 }
 
 #[test]
 fn a_requirement_no_image_satisfies_is_an_error_that_says_what_exists() {
     let dir = fresh_sample();
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
-    fs::write(dir.path().join("pyproject.toml"), pyproject.replace("aiida-core>=2.6,<3", "aiida-core~=1.6")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("aiida-core>=2.6,<3", "aiida-core~=1.6"),
+    )
+    .unwrap();
     let (ok, _, stderr) = init(dir.path(), &[]);
     assert!(!ok);
     assert_eq!(
@@ -155,20 +195,34 @@ fn a_setup_cfg_plugin_with_a_ca_bundle_gets_the_ca_mount_without_a_host_path() {
     )
     .unwrap();
     let ca = dir.path().join("proxy-ca.pem");
-    fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let out = aiida_devc(dir.path(), &["init", ".", "--ca-cert", ca.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
     insta::assert_snapshot!("init_setup_cfg_with_ca", config);
-    assert!(!config.contains(dir.path().to_str().unwrap()), "a host path was written");
+    assert!(
+        !config.contains(dir.path().to_str().unwrap()),
+        "a host path was written"
+    );
 }
 
 #[test]
 fn a_dockerfile_config_is_refused_with_its_location() {
     let dir = fresh_sample();
     fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
-    fs::write(dir.path().join(CONFIG), "{\n  \"build\": {\"dockerfile\": \"Dockerfile\"}\n}\n").unwrap();
+    fs::write(
+        dir.path().join(CONFIG),
+        "{\n  \"build\": {\"dockerfile\": \"Dockerfile\"}\n}\n",
+    )
+    .unwrap();
     let (ok, _, stderr) = init(dir.path(), &[]);
     assert!(!ok);
-    assert!(stderr.starts_with("error: ./.devcontainer/devcontainer.json:2:3: this configuration uses `build`"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ./.devcontainer/devcontainer.json:2:3: this configuration uses `build`"),
+        "{stderr}"
+    );
 }

@@ -30,13 +30,28 @@ const SERVICES_IMAGE: &str = "aiidateam/aiida-core-with-services:latest";
 fn unpack_sdist(requirement: &str, dir: &Path) {
     let download = tempfile::tempdir().unwrap();
     let out = Command::new("pip")
-        .args(["download", "--quiet", "--no-binary", ":all:", "--no-deps", "--dest"])
+        .args([
+            "download",
+            "--quiet",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "--dest",
+        ])
         .arg(download.path())
         .arg(requirement)
         .output()
         .expect("run pip on the host");
-    support::require(out.status.success(), &format!("pip download {requirement} ({})", text(&out.stderr)));
-    let sdist = std::fs::read_dir(download.path()).unwrap().next().expect("an sdist").unwrap().path();
+    support::require(
+        out.status.success(),
+        &format!("pip download {requirement} ({})", text(&out.stderr)),
+    );
+    let sdist = std::fs::read_dir(download.path())
+        .unwrap()
+        .next()
+        .expect("an sdist")
+        .unwrap()
+        .path();
     let gz = flate2::read::GzDecoder::new(std::fs::File::open(&sdist).unwrap());
     let mut archive = tar::Archive::new(gz);
     // As a checkout would have them: flit's sdists carry 1970 timestamps, which wheels refuse.
@@ -57,7 +72,12 @@ fn unpack_sdist(requirement: &str, dir: &Path) {
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=aiida-devc test", "-c", "user.email=test@aiida-devc.invalid"])
+        .args([
+            "-c",
+            "user.name=aiida-devc test",
+            "-c",
+            "user.email=test@aiida-devc.invalid",
+        ])
         .args(args)
         .output()
         .expect("run git");
@@ -70,7 +90,11 @@ fn exec(ws: &PluginWorkspace, cmd: &[&str], env: &[(&str, &str)]) -> String {
     args.extend_from_slice(cmd);
     let out = ws.devcontainer(&args, env);
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
     stdout
 }
 
@@ -125,15 +149,25 @@ fn run_outside_any_container(plugin: &Path, version: &str) -> String {
     let copy = dir.path().join("plugin");
     support::plugin_workspace::copy_tree(plugin, &copy);
     let venv = dir.path().join("venv");
-    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
     support::require(ok.success(), "python3 with venv on the host");
     let mut pip = Command::new(venv.join("bin/pip"));
-    pip.args(["install", "--quiet", &format!("aiida-core=={version}")]).arg(&copy);
+    pip.args(["install", "--quiet", &format!("aiida-core=={version}")])
+        .arg(&copy);
     if let Some(ca) = support::ca_bundle() {
         pip.env("PIP_CERT", &ca.path);
     }
     let out = pip.output().expect("pip install on the host");
-    assert!(out.status.success(), "pip install on the host: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pip install on the host: {}",
+        text(&out.stderr)
+    );
     let out = Command::new(venv.join("bin/python"))
         .current_dir(&copy)
         .env("AIIDA_PATH", dir.path().join("aiida-config"))
@@ -145,10 +179,19 @@ fn run_outside_any_container(plugin: &Path, version: &str) -> String {
 
 /// Every line of `verdi status` that reports a component is a ✔, and the daemon is one of them.
 fn assert_all_green(status: &str) {
-    let components: Vec<&str> = status.lines().filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺')).collect();
+    let components: Vec<&str> = status
+        .lines()
+        .filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺'))
+        .collect();
     assert!(components.len() >= 5, "verdi status is incomplete:\n{status}");
-    assert!(components.iter().all(|l| l.trim_start().starts_with('✔')), "verdi status is not all green:\n{status}");
-    assert!(components.iter().any(|l| l.contains("daemon")), "no daemon line:\n{status}");
+    assert!(
+        components.iter().all(|l| l.trim_start().starts_with('✔')),
+        "verdi status is not all green:\n{status}"
+    );
+    assert!(
+        components.iter().any(|l| l.contains("daemon")),
+        "no daemon line:\n{status}"
+    );
 }
 
 #[test]
@@ -158,7 +201,15 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     unpack_sdist(PLUGIN, ws.path());
     git(ws.path(), &["init", "--quiet"]);
     git(ws.path(), &["add", "--all"]);
-    git(ws.path(), &["commit", "--quiet", "--message", "aiida-diff 2.0.0 from its sdist"]);
+    git(
+        ws.path(),
+        &[
+            "commit",
+            "--quiet",
+            "--message",
+            "aiida-diff 2.0.0 from its sdist",
+        ],
+    );
     // A developer's own checkout: the image user's UID owns it.
     ws.chown(1000, 100);
 
@@ -168,57 +219,127 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
 
     let init = aiida_devc(ws.path(), &["init", "."], &env);
     let init_out = text(&init.stdout);
-    assert!(init.status.success(), "init failed:\n{init_out}\n{}", text(&init.stderr));
+    assert!(
+        init.status.success(),
+        "init failed:\n{init_out}\n{}",
+        text(&init.stderr)
+    );
     assert!(init_out.contains("aiida-core>=2.0, <3"), "{init_out}");
-    support::require(init_out.contains("; present locally)"), &format!("the image init picked, locally:\n{init_out}"));
+    support::require(
+        init_out.contains("; present locally)"),
+        &format!("the image init picked, locally:\n{init_out}"),
+    );
     let doctor = aiida_devc(ws.path(), &["doctor", "."], &[]);
-    assert!(doctor.status.success(), "doctor finds problems in init's output:\n{}", text(&doctor.stdout));
+    assert!(
+        doctor.status.success(),
+        "doctor finds problems in init's output:\n{}",
+        text(&doctor.stdout)
+    );
 
     let started = Instant::now();
     let up = ws.devcontainer(&["up"], &env);
     let up_out = text(&up.stdout);
-    assert!(up.status.success(), "devcontainer up failed:\n{up_out}\n{}", text(&up.stderr));
-    eprintln!("devcontainer up (create, pip install, ready): {:.1} s", started.elapsed().as_secs_f64());
+    assert!(
+        up.status.success(),
+        "devcontainer up failed:\n{up_out}\n{}",
+        text(&up.stderr)
+    );
+    eprintln!(
+        "devcontainer up (create, pip install, ready): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     assert_all_green(&exec(&ws, &["verdi", "status"], &env));
     // The home volume is named with the CLI's ${devcontainerId}: the Engine API path computes
     // the same one, so both find the same data.
-    let labels = aiida_devc::devcontainer::engine::id_labels(ws.path(), &ws.path().join(".devcontainer/devcontainer.json"));
-    let volume = format!("aiida-home-{}", aiida_devc::devcontainer::engine::devcontainer_id(&labels));
-    let inspect = ws.harness.block_on(ws.harness.docker().inspect_container(&ws.container(), None::<bollard::query_parameters::InspectContainerOptions>)).unwrap();
+    let labels = aiida_devc::devcontainer::engine::id_labels(
+        ws.path(),
+        &ws.path().join(".devcontainer/devcontainer.json"),
+    );
+    let volume = format!(
+        "aiida-home-{}",
+        aiida_devc::devcontainer::engine::devcontainer_id(&labels)
+    );
+    let inspect = ws
+        .harness
+        .block_on(ws.harness.docker().inspect_container(
+            &ws.container(),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        ))
+        .unwrap();
     assert!(
-        inspect.mounts.unwrap_or_default().iter().any(|m| m.name.as_deref() == Some(volume.as_str())),
+        inspect
+            .mounts
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.name.as_deref() == Some(volume.as_str())),
         "no volume {volume} on the container"
     );
     let daemon = exec(&ws, &["verdi", "daemon", "status"], &env);
     assert!(daemon.contains("running"), "{daemon}");
     for group in ["aiida.calculations", "aiida.parsers", "aiida.data"] {
         let plugins = exec(&ws, &["verdi", "plugin", "list", group], &env);
-        assert!(plugins.lines().any(|l| l.trim().trim_start_matches("* ") == "diff"), "no `diff` in {group}:\n{plugins}");
+        assert!(
+            plugins
+                .lines()
+                .any(|l| l.trim().trim_start_matches("* ") == "diff"),
+            "no `diff` in {group}:\n{plugins}"
+        );
     }
     // The plugin's own suite. aiida-diff 2.0.0 (its latest release) reads
     // `metadata.options.withmpi`, which aiida-core no longer fills in: its two calculation tests
     // fail inside the container, and the very same way outside any container (below).
-    let pytest = devcontainer_exec_output(&ws, &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"], &env);
-    let summary = pytest.lines().rev().find(|l| l.contains(" passed")).unwrap_or_default().to_owned();
+    let pytest = devcontainer_exec_output(
+        &ws,
+        &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"],
+        &env,
+    );
+    let summary = pytest
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or_default()
+        .to_owned();
     eprintln!("the plugin's tests in the container: {summary}");
     assert!(summary.contains("2 passed"), "{pytest}");
     if pytest.contains(" failed") {
         let failed: Vec<&str> = pytest.lines().filter(|l| l.starts_with("FAILED ")).collect();
         assert_eq!(failed.len(), 2, "{pytest}");
-        assert!(failed.iter().all(|l| l.contains("test_process") || l.contains("test_run")), "{pytest}");
-        assert!(pytest.contains(PLUGIN_FAILURE) && pytest.contains("aiida_diff/calculations.py:74"), "{pytest}");
-        let version = exec(&ws, &["python", "-c", "import aiida; print(aiida.__version__)"], &env);
+        assert!(
+            failed
+                .iter()
+                .all(|l| l.contains("test_process") || l.contains("test_run")),
+            "{pytest}"
+        );
+        assert!(
+            pytest.contains(PLUGIN_FAILURE) && pytest.contains("aiida_diff/calculations.py:74"),
+            "{pytest}"
+        );
+        let version = exec(
+            &ws,
+            &["python", "-c", "import aiida; print(aiida.__version__)"],
+            &env,
+        );
         let outside = run_outside_any_container(ws.path(), version.trim());
-        assert!(outside.contains(&format!("OUTSIDE: AttributeError {PLUGIN_FAILURE}")), "{outside}");
+        assert!(
+            outside.contains(&format!("OUTSIDE: AttributeError {PLUGIN_FAILURE}")),
+            "{outside}"
+        );
         assert!(outside.contains("AT: calculations.py 74"), "{outside}");
-        eprintln!("the same failure outside any container (aiida-core {}):\n{outside}", version.trim());
+        eprintln!(
+            "the same failure outside any container (aiida-core {}):\n{outside}",
+            version.trim()
+        );
     }
 
     // Data written now must be there after a restart.
     let uuid = exec(
         &ws,
-        &["python", "-c", "from aiida import load_profile, orm; load_profile(); print(orm.Str('kept').store().uuid)"],
+        &[
+            "python",
+            "-c",
+            "from aiida import load_profile, orm; load_profile(); print(orm.Str('kept').store().uuid)",
+        ],
         &env,
     );
     let uuid = uuid.trim().lines().last().unwrap().to_owned();
@@ -226,21 +347,49 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     let container = ws.container();
     let stop = Instant::now();
     ws.harness
-        .block_on(ws.harness.docker().stop_container(&container, Some(bollard::query_parameters::StopContainerOptions { t: Some(30), ..Default::default() })))
+        .block_on(ws.harness.docker().stop_container(
+            &container,
+            Some(bollard::query_parameters::StopContainerOptions {
+                t: Some(30),
+                ..Default::default()
+            }),
+        ))
         .expect("docker stop");
     eprintln!("docker stop: {:.1} s", stop.elapsed().as_secs_f64());
 
     let restart = Instant::now();
     let up = aiida_devc(ws.path(), &["up", "."], &env);
     let up_out = text(&up.stdout);
-    assert!(up.status.success(), "aiida-devc up after a stop failed:\n{up_out}\n{}", text(&up.stderr));
-    eprintln!("aiida-devc up after a stop: {:.1} s\n{up_out}", restart.elapsed().as_secs_f64());
+    assert!(
+        up.status.success(),
+        "aiida-devc up after a stop failed:\n{up_out}\n{}",
+        text(&up.stderr)
+    );
+    eprintln!(
+        "aiida-devc up after a stop: {:.1} s\n{up_out}",
+        restart.elapsed().as_secs_f64()
+    );
     assert!(up_out.contains("start-up timeline"), "{up_out}");
-    assert_eq!(ws.container(), container, "the container was recreated instead of restarted");
-    assert_all_green(up_out.split("verdi status:").nth(1).expect("verdi status in the output"));
+    assert_eq!(
+        ws.container(),
+        container,
+        "the container was recreated instead of restarted"
+    );
+    assert_all_green(
+        up_out
+            .split("verdi status:")
+            .nth(1)
+            .expect("verdi status in the output"),
+    );
     let kept = exec(
         &ws,
-        &["python", "-c", &format!("from aiida import load_profile, orm; load_profile(); print(orm.load_node('{uuid}').value)")],
+        &[
+            "python",
+            "-c",
+            &format!(
+                "from aiida import load_profile, orm; load_profile(); print(orm.load_node('{uuid}').value)"
+            ),
+        ],
         &env,
     );
     assert_eq!(kept.trim().lines().last(), Some("kept"));
@@ -254,21 +403,44 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
     ws.chown(1000, 100);
     let up = aiida_devc(ws.path(), &["up", ".", "--engine-api"], &[]);
     let up_out = text(&up.stdout);
-    assert!(up.status.success(), "aiida-devc up --engine-api failed:\n{up_out}\n{}", text(&up.stderr));
-    assert!(text(&up.stderr).contains("through the Docker Engine API"), "{}", text(&up.stderr));
+    assert!(
+        up.status.success(),
+        "aiida-devc up --engine-api failed:\n{up_out}\n{}",
+        text(&up.stderr)
+    );
+    assert!(
+        text(&up.stderr).contains("through the Docker Engine API"),
+        "{}",
+        text(&up.stderr)
+    );
     assert!(up_out.contains("start-up timeline"), "{up_out}");
-    assert_all_green(up_out.split("verdi status:").nth(1).expect("verdi status in the output"));
+    assert_all_green(
+        up_out
+            .split("verdi status:")
+            .nth(1)
+            .expect("verdi status in the output"),
+    );
 
     // The reference CLI recognises the container by its labels and execs into it.
     let plugins = exec(&ws, &["verdi", "plugin", "list", "aiida.calculations"], &[]);
     assert!(plugins.contains("sample.multiply_add"), "{plugins}");
-    let pytest = exec(&ws, &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"], &[]);
-    assert!(pytest.contains("3 passed") && !pytest.contains("failed"), "{pytest}");
+    let pytest = exec(
+        &ws,
+        &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        &[],
+    );
+    assert!(
+        pytest.contains("3 passed") && !pytest.contains("failed"),
+        "{pytest}"
+    );
 
     // Submitted, the work chain runs in a daemon worker that was started before the editable
     // install: the worker replaced after it (postCreateCommand) loads the plugin.
     let submitted = exec(&ws, &["python", "-c", SUBMIT_AND_WAIT], &[]);
-    assert!(submitted.trim_end().ends_with("finished_ok=True result=10"), "{submitted}");
+    assert!(
+        submitted.trim_end().ends_with("finished_ok=True result=10"),
+        "{submitted}"
+    );
 }
 
 /// Submit the sample plugin's work chain to the daemon and wait (60 s at most) for it.

@@ -29,7 +29,11 @@ pub fn home_volume_source() -> String {
 
 /// The command that installs the plugin for development.
 pub fn install_command(extras: &[String]) -> String {
-    let target = if extras.is_empty() { ".".to_string() } else { format!(".[{}]", extras.join(",")) };
+    let target = if extras.is_empty() {
+        ".".to_string()
+    } else {
+        format!(".[{}]", extras.join(","))
+    };
     format!("python -m pip install --editable '{target}'")
 }
 
@@ -48,7 +52,10 @@ pub struct Choices<'a> {
 
 /// The tests folder of the repository at `dir`, if it has one of the usual names.
 pub fn find_tests_dir(dir: &Path) -> Option<String> {
-    ["tests", "test"].iter().find(|d| dir.join(d).is_dir()).map(|d| d.to_string())
+    ["tests", "test"]
+        .iter()
+        .find(|d| dir.join(d).is_dir())
+        .map(|d| d.to_string())
 }
 
 /// The settings aiida-devc owns, in the order they are written.
@@ -64,10 +71,15 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         ),
         None => "the image chosen with `aiida-devc init --image`".into(),
     };
-    let extras = if c.extras.is_empty() { "no extras".to_string() } else { format!("its extras [{}]", c.extras.join(",")) };
+    let extras = if c.extras.is_empty() {
+        "no extras".to_string()
+    } else {
+        format!("its extras [{}]", c.extras.join(","))
+    };
     let mut mounts = vec![json!({"source": home_volume_source(), "target": HOME, "type": "volume"})];
     if c.ca {
-        mounts.push(json!({"source": format!("${{localEnv:{CA_ENV}}}"), "target": CA_TARGET, "type": "bind"}));
+        mounts
+            .push(json!({"source": format!("${{localEnv:{CA_ENV}}}"), "target": CA_TARGET, "type": "bind"}));
     }
     let mounts_comment = if c.ca {
         format!(
@@ -142,7 +154,10 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         Entry::new("python.testing.unittestEnabled", Desired::Default(json!(false))),
     ];
     if let Some(tests) = &c.tests_dir {
-        settings.push(Entry::new("python.testing.pytestArgs", Desired::Default(json!([tests]))));
+        settings.push(Entry::new(
+            "python.testing.pytestArgs",
+            Desired::Default(json!([tests])),
+        ));
     }
     entries.push(Entry::commented(
         "customizations",

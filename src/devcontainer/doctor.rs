@@ -95,7 +95,11 @@ impl DoctorArgs {
             }
         }
         print!("{}", format_findings(&findings));
-        if findings.is_empty() { Ok(()) } else { anyhow::bail!("{} problem(s) found", findings.len()) }
+        if findings.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{} problem(s) found", findings.len())
+        }
     }
 
     /// Run every check.
@@ -122,11 +126,17 @@ impl DoctorArgs {
 
         // overrideCommand.
         let needs_init = facts.as_ref().map_or_else(
-            || image.as_deref().is_some_and(|i| i.starts_with(images::ORGANISATION)),
+            || {
+                image
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with(images::ORGANISATION))
+            },
             |f| f.entrypoint.first().is_some_and(|e| e.ends_with("/init")),
         );
         let label_says_false = facts.as_ref().is_some_and(|f| {
-            f.metadata.iter().any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
+            f.metadata
+                .iter()
+                .any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
         });
         match config.get("overrideCommand") {
             Some(Value::Bool(true)) if needs_init => findings.push(Finding {
@@ -167,8 +177,14 @@ impl DoctorArgs {
         }
 
         // A volume on the home.
-        let mounts = config.get("mounts").and_then(Value::as_array).cloned().unwrap_or_default();
-        let home_mount = mounts.iter().find(|m| merge::identity(m) == format!("target={HOME}"));
+        let mounts = config
+            .get("mounts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let home_mount = mounts
+            .iter()
+            .find(|m| merge::identity(m) == format!("target={HOME}"));
         let is_volume = home_mount.is_some_and(|m| match m {
             Value::Object(o) => o.get("type").and_then(Value::as_str) == Some("volume"),
             Value::String(s) => s.contains("type=volume"),
@@ -176,8 +192,12 @@ impl DoctorArgs {
         });
         if !is_volume {
             let problem = match home_mount {
-                Some(_) => format!("{HOME} is bind-mounted: a bind mount is not filled from the image, so the profile and the services' data directories are missing"),
-                None => format!("no volume on {HOME}: the database and the file repository are lost whenever the container is rebuilt"),
+                Some(_) => format!(
+                    "{HOME} is bind-mounted: a bind mount is not filled from the image, so the profile and the services' data directories are missing"
+                ),
+                None => format!(
+                    "no volume on {HOME}: the database and the file repository are lost whenever the container is rebuilt"
+                ),
             };
             findings.push(Finding {
                 check: "home-volume",
@@ -227,7 +247,10 @@ impl DoctorArgs {
                     } else if numeric {
                         format!("remoteUser {remote_user} is numeric, which the CLI never remaps")
                     } else {
-                        format!("the image's user {} already has UID {owner}", taken.unwrap_or_default())
+                        format!(
+                            "the image's user {} already has UID {owner}",
+                            taken.unwrap_or_default()
+                        )
                     };
                     findings.push(Finding {
                         check: "uid",
@@ -257,7 +280,10 @@ pub fn format_findings(findings: &[Finding]) -> String {
     }
     let mut out = String::new();
     for f in findings {
-        out.push_str(&format!("✘ [{}] {}\n    at {}\n    fix: {}\n", f.check, f.problem, f.location, f.fix));
+        out.push_str(&format!(
+            "✘ [{}] {}\n    at {}\n    fix: {}\n",
+            f.check, f.problem, f.location, f.fix
+        ));
     }
     out
 }
@@ -265,10 +291,16 @@ pub fn format_findings(findings: &[Finding]) -> String {
 /// Inspect `image` in the local engine, and ask a throwaway container of it for the UIDs the
 /// UID check needs. `None` when no engine answers or the image is not there.
 fn image_facts(image: &str, remote_user: &str, owner_uid: Option<u32>) -> anyhow::Result<Option<ImageFacts>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
-        let Ok(docker) = crate::host::docker::connect().await else { return Ok(None) };
-        let Ok(inspect) = docker.inspect_image(image).await else { return Ok(None) };
+        let Ok(docker) = crate::host::docker::connect().await else {
+            return Ok(None);
+        };
+        let Ok(inspect) = docker.inspect_image(image).await else {
+            return Ok(None);
+        };
         let config = inspect.config.unwrap_or_default();
         let metadata = config
             .labels
@@ -292,7 +324,11 @@ fn image_facts(image: &str, remote_user: &str, owner_uid: Option<u32>) -> anyhow
             if let Ok(out) = run_once(&docker, image, &script).await {
                 let mut lines = out.lines();
                 facts.remote_uid = lines.next().and_then(|l| l.trim().parse().ok());
-                facts.user_with_host_uid = lines.next().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+                facts.user_with_host_uid = lines
+                    .next()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned);
             }
         }
         Ok(Some(facts))
@@ -308,14 +344,24 @@ async fn run_once(docker: &Docker, image: &str, script: &str) -> anyhow::Result<
         user: Some("0".into()),
         ..Default::default()
     };
-    let created = docker.create_container(None::<CreateContainerOptions>, body).await?;
+    let created = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await?;
     let result = async {
-        docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await?;
+        docker
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await?;
         let mut wait = docker.wait_container(&created.id, None::<WaitContainerOptions>);
         while wait.next().await.is_some() {}
         let mut logs = docker.logs(
             &created.id,
-            Some(bollard::query_parameters::LogsOptions { stdout: true, ..Default::default() }),
+            Some(bollard::query_parameters::LogsOptions {
+                stdout: true,
+                ..Default::default()
+            }),
         );
         let mut out = String::new();
         while let Some(chunk) = logs.next().await {
@@ -324,7 +370,10 @@ async fn run_once(docker: &Docker, image: &str, script: &str) -> anyhow::Result<
         anyhow::Ok(out)
     }
     .await;
-    let remove = RemoveContainerOptions { force: true, ..Default::default() };
+    let remove = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
     let _ = docker.remove_container(&created.id, Some(remove)).await;
     result
 }

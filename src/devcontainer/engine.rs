@@ -35,8 +35,14 @@ use serde_json::Value;
 /// The labels that identify a workspace's container, as the reference CLI sets them.
 pub fn id_labels(workspace: &Path, config_file: &Path) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("devcontainer.local_folder".to_string(), workspace.display().to_string()),
-        ("devcontainer.config_file".to_string(), config_file.display().to_string()),
+        (
+            "devcontainer.local_folder".to_string(),
+            workspace.display().to_string(),
+        ),
+        (
+            "devcontainer.config_file".to_string(),
+            config_file.display().to_string(),
+        ),
     ])
 }
 
@@ -71,7 +77,10 @@ pub fn substitute(text: &str, vars: &HashMap<&str, String>) -> String {
             return out;
         };
         let name = &rest[start + 2..start + end];
-        let value = if let Some(local) = name.strip_prefix("localEnv:").or_else(|| name.strip_prefix("env:")) {
+        let value = if let Some(local) = name
+            .strip_prefix("localEnv:")
+            .or_else(|| name.strip_prefix("env:"))
+        {
             let (var, default) = local.split_once(':').unwrap_or((local, ""));
             match vars.get(format!("localEnv:{var}").as_str()) {
                 Some(value) => value.clone(),
@@ -93,15 +102,27 @@ fn mount_from(value: &Value, vars: &HashMap<&str, String>) -> anyhow::Result<Mou
     let fields: BTreeMap<String, String> = match value {
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect(),
         Value::String(s) => s
             .split(',')
-            .filter_map(|part| part.split_once('=').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+            .filter_map(|part| {
+                part.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            })
             .collect(),
         other => bail!("a mount must be an object or a string, not {other}"),
     };
-    let get = |keys: &[&str]| keys.iter().find_map(|k| fields.get(*k)).map(|v| substitute(v, vars));
+    let get = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| fields.get(*k))
+            .map(|v| substitute(v, vars))
+    };
     let typ = match get(&["type"]).as_deref() {
         Some("bind") => MountTypeEnum::BIND,
         Some("volume") | None => MountTypeEnum::VOLUME,
@@ -110,7 +131,10 @@ fn mount_from(value: &Value, vars: &HashMap<&str, String>) -> anyhow::Result<Mou
     Ok(Mount {
         typ: Some(typ),
         source: get(&["source", "src"]),
-        target: Some(get(&["target", "dst", "destination"]).ok_or_else(|| anyhow!("a mount without a target: {value}"))?),
+        target: Some(
+            get(&["target", "dst", "destination"])
+                .ok_or_else(|| anyhow!("a mount without a target: {value}"))?,
+        ),
         read_only: fields.contains_key("readonly").then_some(true),
         ..Default::default()
     })
@@ -144,7 +168,10 @@ pub async fn up(
     extra: &Extra,
 ) -> anyhow::Result<(String, String)> {
     for key in ["build", "dockerFile", "dockerComposeFile", "features"] {
-        if config.get(key).is_some_and(|v| !v.is_null() && v != &Value::Object(Default::default())) {
+        if config
+            .get(key)
+            .is_some_and(|v| !v.is_null() && v != &Value::Object(Default::default()))
+        {
             bail!(
                 "{}: `{key}` needs the reference devcontainer CLI (`npm install -g @devcontainers/cli`); \
                  without it aiida-devc handles image-based configurations only",
@@ -158,7 +185,11 @@ pub async fn up(
         .ok_or_else(|| anyhow!("{}: no `image`", config_file.display()))?;
     let labels = id_labels(workspace, config_file);
     let id = devcontainer_id(&labels);
-    let basename = workspace.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let basename = workspace
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let container_folder = format!("/workspaces/{basename}");
     let mut vars: HashMap<&str, String> = local_env.iter().map(|(k, v)| (*k, v.clone())).collect();
     vars.extend([
@@ -180,7 +211,11 @@ pub async fn up(
         labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
     )]);
     let existing = docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
         .await?
         .into_iter()
         .next();
@@ -201,47 +236,92 @@ pub async fn up(
                 target: Some(container_folder.clone()),
                 ..Default::default()
             }];
-            for mount in config.get("mounts").and_then(Value::as_array).into_iter().flatten() {
-                mounts.push(mount_from(mount, &vars).with_context(|| format!("{}: mounts", config_file.display()))?);
+            for mount in config
+                .get("mounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                mounts.push(
+                    mount_from(mount, &vars).with_context(|| format!("{}: mounts", config_file.display()))?,
+                );
             }
             mounts.extend(extra.mounts.iter().cloned());
             let override_command = config.get("overrideCommand").and_then(Value::as_bool);
-            let inspect = docker.inspect_image(image).await.with_context(|| format!("the image {image}"))?;
+            let inspect = docker
+                .inspect_image(image)
+                .await
+                .with_context(|| format!("the image {image}"))?;
             let label_false = inspect
                 .config
                 .as_ref()
                 .and_then(|c| c.labels.as_ref())
                 .and_then(|l| l.get("devcontainer.metadata"))
-                .is_some_and(|m| m.contains("\"overrideCommand\":false") || m.contains("\"overrideCommand\": false"));
-            let keep_entrypoint = override_command == Some(false) || (override_command.is_none() && label_false);
+                .is_some_and(|m| {
+                    m.contains("\"overrideCommand\":false") || m.contains("\"overrideCommand\": false")
+                });
+            let keep_entrypoint =
+                override_command == Some(false) || (override_command.is_none() && label_false);
             let mut all_labels: HashMap<String, String> = labels.clone().into_iter().collect();
             all_labels.insert("dev.aiida-devc.engine-api".into(), "true".into());
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
                 env: Some(string_map(config.get("containerEnv"), &vars)),
-                user: config.get("containerUser").and_then(Value::as_str).map(str::to_owned),
+                user: config
+                    .get("containerUser")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 labels: Some(all_labels),
                 entrypoint: (!keep_entrypoint).then(|| vec!["/bin/sh".into()]),
-                cmd: (!keep_entrypoint)
-                    .then(|| vec!["-c".into(), "trap 'exit 0' TERM; while sleep 1 & wait $!; do :; done".into()]),
-                host_config: Some(HostConfig { mounts: Some(mounts), ..Default::default() }),
+                cmd: (!keep_entrypoint).then(|| {
+                    vec![
+                        "-c".into(),
+                        "trap 'exit 0' TERM; while sleep 1 & wait $!; do :; done".into(),
+                    ]
+                }),
+                host_config: Some(HostConfig {
+                    mounts: Some(mounts),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
-            let created = docker.create_container(None::<CreateContainerOptions>, body).await?;
+            let created = docker
+                .create_container(None::<CreateContainerOptions>, body)
+                .await?;
             (created.id, true)
         }
     };
-    docker.start_container(&container, None::<StartContainerOptions>).await?;
+    docker
+        .start_container(&container, None::<StartContainerOptions>)
+        .await?;
     if created {
         patch_login_environment(docker, &container).await?;
     }
     if created {
         if let Some(command) = config.get("postCreateCommand") {
-            lifecycle(docker, &container, &user, &container_folder, &remote_env, "postCreateCommand", command).await?;
+            lifecycle(
+                docker,
+                &container,
+                &user,
+                &container_folder,
+                &remote_env,
+                "postCreateCommand",
+                command,
+            )
+            .await?;
         }
     }
     if let Some(command) = config.get("postStartCommand") {
-        lifecycle(docker, &container, &user, &container_folder, &remote_env, "postStartCommand", command).await?;
+        lifecycle(
+            docker,
+            &container,
+            &user,
+            &container_folder,
+            &remote_env,
+            "postStartCommand",
+            command,
+        )
+        .await?;
     }
     Ok((container, user))
 }
@@ -255,7 +335,10 @@ const SYSTEM_DATA_FOLDER: &str = "/var/devcontainer";
 /// CLI's marker files are used, so neither side does it twice.
 async fn patch_login_environment(docker: &Docker, container: &str) -> anyhow::Result<()> {
     let inspect = docker
-        .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await?;
     let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
     let lines: String = env
@@ -309,7 +392,10 @@ async fn lifecycle(
 ) -> anyhow::Result<()> {
     let cmd: Vec<String> = match command {
         Value::String(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-        Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
         other => bail!("{hook}: only a string or an array is supported here, not {other}"),
     };
     eprintln!("aiida-devc: running the {hook}: {}", cmd.join(" "));
@@ -345,16 +431,25 @@ mod tests {
 
     #[test]
     fn the_id_is_base32_of_the_sorted_labels_hash_padded_to_52() {
-        let labels = id_labels(Path::new("/tmp/ws"), Path::new("/tmp/ws/.devcontainer/devcontainer.json"));
+        let labels = id_labels(
+            Path::new("/tmp/ws"),
+            Path::new("/tmp/ws/.devcontainer/devcontainer.json"),
+        );
         let id = devcontainer_id(&labels);
         assert_eq!(id.len(), 52);
-        assert!(id.chars().all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c)), "{id}");
+        assert!(
+            id.chars().all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c)),
+            "{id}"
+        );
     }
 
     #[test]
     fn variables_are_substituted_and_unknown_ones_kept() {
         let vars = HashMap::from([("devcontainerId", "abc".to_string())]);
-        assert_eq!(substitute("home-${devcontainerId}-${unknown}", &vars), "home-abc-${unknown}");
+        assert_eq!(
+            substitute("home-${devcontainerId}-${unknown}", &vars),
+            "home-abc-${unknown}"
+        );
         assert_eq!(substitute("${localEnv:AIIDA_DEVC_SURELY_UNSET:/x}", &vars), "/x");
     }
 }

@@ -53,10 +53,17 @@ pub fn config_path(dir: &Path) -> PathBuf {
 
 /// Tags of `repository` in the local engine; empty when no engine answers (init works offline).
 pub fn local_tags(repository: &str) -> Vec<String> {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return Vec::new();
+    };
     rt.block_on(async {
-        let Ok(docker) = bollard::Docker::connect_with_defaults() else { return Vec::new() };
-        let Ok(images) = docker.list_images(None::<bollard::query_parameters::ListImagesOptions>).await else {
+        let Ok(docker) = bollard::Docker::connect_with_defaults() else {
+            return Vec::new();
+        };
+        let Ok(images) = docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+        else {
             return Vec::new();
         };
         let prefix = format!("{repository}:");
@@ -80,7 +87,11 @@ impl InitArgs {
     pub fn execute(&self, host: &HostOptions, local_tags: &[String]) -> anyhow::Result<InitOutcome> {
         let plugin = plugin::read(&self.dir)?;
         let image = match &self.image {
-            Some(image) => ImageChoice { image: image.clone(), aiida_core: None, present_locally: false },
+            Some(image) => ImageChoice {
+                image: image.clone(),
+                aiida_core: None,
+                present_locally: false,
+            },
             None => images::choose(self.variant, plugin.aiida_core.as_ref(), local_tags).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}. Pick an image with --image, or relax the requirement",
@@ -127,7 +138,9 @@ impl InitArgs {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("{}: cannot read the file", path.display())),
         };
-        let base = before.clone().unwrap_or_else(|| format!("{}{{}}\n", config::header(&plugin)));
+        let base = before
+            .clone()
+            .unwrap_or_else(|| format!("{}{{}}\n", config::header(&plugin)));
         if before.is_some() {
             let value = merge::to_value(&path, &base)?;
             for key in ["build", "dockerFile", "dockerComposeFile"] {
@@ -147,7 +160,15 @@ impl InitArgs {
         if written {
             write_atomically(&path, &after)?;
         }
-        Ok(InitOutcome { path, plugin, image, before, after, changes, written })
+        Ok(InitOutcome {
+            path,
+            plugin,
+            image,
+            before,
+            after,
+            changes,
+            written,
+        })
     }
 }
 
@@ -164,7 +185,12 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 /// The user-facing report of `init` (snapshot-tested).
 pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::Result<()> {
     let p = &o.plugin;
-    writeln!(out, "plugin: {} (from {})", p.name, p.source.file_name().unwrap_or_default().to_string_lossy())?;
+    writeln!(
+        out,
+        "plugin: {} (from {})",
+        p.name,
+        p.source.file_name().unwrap_or_default().to_string_lossy()
+    )?;
     match &o.image.aiida_core {
         Some(v) => {
             let where_ = if o.image.present_locally {
@@ -172,7 +198,12 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
             } else {
                 format!("not present locally: build it with `aiida-devc images build --aiida-version {v}`")
             };
-            writeln!(out, "image: {} (aiida-core {v} satisfies {}; {where_})", o.image.image, p.aiida_core_display())?;
+            writeln!(
+                out,
+                "image: {} (aiida-core {v} satisfies {}; {where_})",
+                o.image.image,
+                p.aiida_core_display()
+            )?;
         }
         None => writeln!(out, "image: {} (chosen with --image)", o.image.image)?,
     }
@@ -180,7 +211,11 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
         writeln!(out, "python: the plugin requires {py}")?;
     }
     if !p.extras.is_empty() {
-        writeln!(out, "extras: {}", p.extras.keys().cloned().collect::<Vec<_>>().join(", "))?;
+        writeln!(
+            out,
+            "extras: {}",
+            p.extras.keys().cloned().collect::<Vec<_>>().join(", ")
+        )?;
     }
     if o.changes.is_empty() {
         writeln!(out, "{} is up to date.", o.path.display())?;
@@ -204,7 +239,15 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
     if dry_run {
         writeln!(out, "(dry run: nothing written)")?;
     } else {
-        writeln!(out, "Next: `aiida-devc up {}`, or reopen the folder in a container.", o.path.parent().and_then(Path::parent).unwrap_or(Path::new(".")).display())?;
+        writeln!(
+            out,
+            "Next: `aiida-devc up {}`, or reopen the folder in a container.",
+            o.path
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."))
+                .display()
+        )?;
     }
     Ok(())
 }

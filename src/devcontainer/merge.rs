@@ -27,11 +27,19 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(key: &str, desired: Desired) -> Entry {
-        Entry { key: key.to_owned(), desired, comment: None }
+        Entry {
+            key: key.to_owned(),
+            desired,
+            comment: None,
+        }
     }
 
     pub fn commented(key: &str, desired: Desired, comment: impl Into<String>) -> Entry {
-        Entry { key: key.to_owned(), desired, comment: Some(comment.into()) }
+        Entry {
+            key: key.to_owned(),
+            desired,
+            comment: Some(comment.into()),
+        }
     }
 }
 
@@ -54,7 +62,10 @@ impl Desired {
         match self {
             Desired::Value(v) | Desired::Default(v) => value_to_input(v),
             Desired::Object(entries) => CstInputValue::Object(
-                entries.iter().map(|e| (e.key.clone(), e.desired.to_input())).collect(),
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.desired.to_input()))
+                    .collect(),
             ),
             Desired::Items(items) => CstInputValue::Array(items.iter().map(value_to_input).collect()),
         }
@@ -224,7 +235,11 @@ fn merge_object(
 }
 
 fn merge_items(array: &CstArray, items: &[Value], dotted: &str, changes: &mut Changes) {
-    let present: Vec<String> = array.elements().iter().map(|e| identity(&node_value(e))).collect();
+    let present: Vec<String> = array
+        .elements()
+        .iter()
+        .map(|e| identity(&node_value(e)))
+        .collect();
     for item in items {
         let id = identity(item);
         if !present.contains(&id) {
@@ -249,22 +264,30 @@ fn collect_comments(entry: &Entry, path: &[String], comments: &mut Vec<(Vec<Stri
 
 /// Put each comment on its own lines above the property at its path, indented like it.
 fn insert_comments(text: &str, comments: &[(Vec<String>, String)]) -> String {
-    let collect = CollectOptions { comments: CommentCollectionStrategy::Off, tokens: false };
+    let collect = CollectOptions {
+        comments: CommentCollectionStrategy::Off,
+        tokens: false,
+    };
     let Ok(parsed) = jsonc_parser::parse_to_ast(text, &collect, &ParseOptions::default()) else {
         return text.to_owned();
     };
     let mut inserts: Vec<(usize, String)> = Vec::new();
     for (path, comment) in comments {
-        let Some(start) = property_start(parsed.value.as_ref(), path) else { continue };
+        let Some(start) = property_start(parsed.value.as_ref(), path) else {
+            continue;
+        };
         let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let indent: String = text[line_start..start].chars().take_while(|c| c.is_whitespace()).collect();
+        let indent: String = text[line_start..start]
+            .chars()
+            .take_while(|c| c.is_whitespace())
+            .collect();
         if indent.len() != start - line_start {
             continue; // the property shares its line with something else: no room for a comment
         }
         let block: String = comment.lines().map(|l| format!("{indent}// {l}\n")).collect();
         inserts.push((line_start, block));
     }
-    inserts.sort_by(|a, b| b.0.cmp(&a.0));
+    inserts.sort_by_key(|insert| std::cmp::Reverse(insert.0));
     let mut out = text.to_owned();
     for (at, block) in inserts {
         out.insert_str(at, &block);
@@ -274,9 +297,15 @@ fn insert_comments(text: &str, comments: &[(Vec<String>, String)]) -> String {
 
 fn property_start(value: Option<&jsonc_parser::ast::Value>, path: &[String]) -> Option<usize> {
     let (first, rest) = path.split_first()?;
-    let jsonc_parser::ast::Value::Object(object) = value? else { return None };
+    let jsonc_parser::ast::Value::Object(object) = value? else {
+        return None;
+    };
     let prop = object.properties.iter().find(|p| p.name.as_str() == first)?;
-    if rest.is_empty() { Some(prop.range.start) } else { property_start(Some(&prop.value), rest) }
+    if rest.is_empty() {
+        Some(prop.range.start)
+    } else {
+        property_start(Some(&prop.value), rest)
+    }
 }
 
 /// A unified diff of `old` → `new`, labelled with `path`.
@@ -298,12 +327,21 @@ mod tests {
         vec![
             Entry::commented("image", Desired::Value(json!("img:1")), "The image."),
             Entry::new("name", Desired::Default(json!("plugin"))),
-            Entry::commented("mounts", Desired::Items(vec![json!({"source": "v", "target": "/home/aiida", "type": "volume"})]), "Home volume."),
+            Entry::commented(
+                "mounts",
+                Desired::Items(vec![
+                    json!({"source": "v", "target": "/home/aiida", "type": "volume"}),
+                ]),
+                "Home volume.",
+            ),
             Entry::new(
                 "customizations",
                 Desired::Object(vec![Entry::new(
                     "vscode",
-                    Desired::Object(vec![Entry::new("extensions", Desired::Items(vec![json!("ms-python.python")]))]),
+                    Desired::Object(vec![Entry::new(
+                        "extensions",
+                        Desired::Items(vec![json!("ms-python.python")]),
+                    )]),
                 )]),
             ),
         ]
@@ -314,7 +352,10 @@ mod tests {
         let path = Path::new("devcontainer.json");
         let (first, changes) = merge(path, "{}\n", &entries()).unwrap();
         assert_eq!(changes.added, vec!["image", "name", "mounts", "customizations"]);
-        assert!(first.contains("  // The image.\n  \"image\": \"img:1\""), "{first}");
+        assert!(
+            first.contains("  // The image.\n  \"image\": \"img:1\""),
+            "{first}"
+        );
         let (second, changes) = merge(path, &first, &entries()).unwrap();
         assert!(changes.is_empty(), "{changes:?}");
         assert_eq!(first, second);
@@ -333,13 +374,26 @@ mod tests {
 
     #[test]
     fn invalid_jsonc_names_line_and_column() {
-        let err = merge(Path::new("x/devcontainer.json"), "{\n  \"a\": 1,\n  \"b\" 2\n}\n", &entries()).unwrap_err();
-        assert!(err.to_string().starts_with("x/devcontainer.json:3:7: invalid JSONC"), "{err}");
+        let err = merge(
+            Path::new("x/devcontainer.json"),
+            "{\n  \"a\": 1,\n  \"b\" 2\n}\n",
+            &entries(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("x/devcontainer.json:3:7: invalid JSONC"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_top_level_array_is_refused() {
         let err = merge(Path::new("d.json"), "[1]\n", &entries()).unwrap_err();
-        assert!(err.to_string().contains("d.json:1:1: the top level of a devcontainer.json must be an object"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("d.json:1:1: the top level of a devcontainer.json must be an object"),
+            "{err}"
+        );
     }
 }

@@ -78,14 +78,22 @@ pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) ->
     if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
         while let Some(chunk) = output.next().await {
             match chunk? {
-                bollard::container::LogOutput::StdOut { message } => stdout.push_str(&String::from_utf8_lossy(&message)),
-                bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                bollard::container::LogOutput::StdOut { message } => {
+                    stdout.push_str(&String::from_utf8_lossy(&message))
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
                 _ => {}
             }
         }
     }
     let exit_code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
-    Ok(ExecOutput { exit_code, stdout, stderr })
+    Ok(ExecOutput {
+        exit_code,
+        stdout,
+        stderr,
+    })
 }
 
 /// The reference CLI to use (see the module documentation).
@@ -102,7 +110,9 @@ pub fn find_cli(explicit: Option<&Path>) -> Option<PathBuf> {
         }
     }
     let local = PathBuf::from(".tools/devcontainer-cli/node_modules/.bin/devcontainer");
-    local.is_file().then(|| std::fs::canonicalize(&local).unwrap_or(local))
+    local
+        .is_file()
+        .then(|| std::fs::canonicalize(&local).unwrap_or(local))
 }
 
 /// One service of the start-up timeline.
@@ -147,17 +157,30 @@ pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
         .filter(|r| !(EMPTY_BUILTINS.contains(&r.name.as_str()) && r.took_ms.unwrap_or(0) == 0))
         .collect();
     rows.sort_by_key(|r| (r.started_ms.unwrap_or(u64::MAX), r.ready_ms.unwrap_or(u64::MAX)));
-    Ok(Timeline { services_up_ms: value.get("services_up_ms").and_then(Value::as_u64), rows })
+    Ok(Timeline {
+        services_up_ms: value.get("services_up_ms").and_then(Value::as_u64),
+        rows,
+    })
 }
 
 fn seconds(ms: Option<u64>) -> String {
-    ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into())
+    ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// The timeline as an aligned table, one service per line in start order.
 pub fn format_timeline(timeline: &Timeline) -> String {
-    let width = timeline.rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
-    let mut out = format!("{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n", "service", "state", "started", "ready", "took");
+    let width = timeline
+        .rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut out = format!(
+        "{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n",
+        "service", "state", "started", "ready", "took"
+    );
     for row in &timeline.rows {
         out.push_str(&format!(
             "{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n",
@@ -169,7 +192,10 @@ pub fn format_timeline(timeline: &Timeline) -> String {
         ));
     }
     if timeline.services_up_ms.is_some() {
-        out.push_str(&format!("all services up after {}\n", seconds(timeline.services_up_ms)));
+        out.push_str(&format!(
+            "all services up after {}\n",
+            seconds(timeline.services_up_ms)
+        ));
     }
     out
 }
@@ -181,10 +207,16 @@ impl UpArgs {
             .with_context(|| format!("cannot open the workspace folder {}", self.dir.display()))?;
         let path = config_path(&dir);
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("{}: cannot read it; run `aiida-devc init {}` first", path.display(), self.dir.display())
+            format!(
+                "{}: cannot read it; run `aiida-devc init {}` first",
+                path.display(),
+                self.dir.display()
+            )
         })?;
         let value = merge::to_value(&path, &text)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let docker = rt.block_on(crate::host::docker::connect())?;
         if let Some(image) = value.get("image").and_then(Value::as_str) {
             if rt.block_on(docker.inspect_image(image)).is_err() {
@@ -196,10 +228,10 @@ impl UpArgs {
             }
         }
 
-        let config_mounts_ca = value
-            .get("mounts")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|i| merge::identity(i) == format!("target={CA_TARGET}")));
+        let config_mounts_ca = value.get("mounts").and_then(Value::as_array).is_some_and(|m| {
+            m.iter()
+                .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
+        });
         let bundle = host.ca_bundle()?;
         // The CA option (see the module documentation): the variable the configuration names, or
         // a mount and environment for this run only.
@@ -208,7 +240,10 @@ impl UpArgs {
         if config_mounts_ca {
             if std::env::var_os(CA_ENV).is_none() {
                 let bundle = bundle.as_ref().ok_or_else(|| {
-                    anyhow!("{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle", path.display())
+                    anyhow!(
+                        "{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle",
+                        path.display()
+                    )
                 })?;
                 ca_env = Some(bundle.path.clone());
             }
@@ -217,7 +252,11 @@ impl UpArgs {
         }
         const CA_VARS: [&str; 3] = ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"];
 
-        let cli = if self.engine_api { None } else { find_cli(self.devcontainer_cli.as_deref()) };
+        let cli = if self.engine_api {
+            None
+        } else {
+            find_cli(self.devcontainer_cli.as_deref())
+        };
         let (container, user) = match cli {
             Some(cli) => {
                 let mut command = Command::new(&cli);
@@ -226,7 +265,9 @@ impl UpArgs {
                     command.env(CA_ENV, ca);
                 }
                 if let Some(ca) = &ca_run {
-                    command.arg("--mount").arg(format!("type=bind,source={},target={CA_TARGET}", ca.display()));
+                    command
+                        .arg("--mount")
+                        .arg(format!("type=bind,source={},target={CA_TARGET}", ca.display()));
                     for var in CA_VARS {
                         command.arg("--remote-env").arg(format!("{var}={CA_TARGET}"));
                     }
@@ -242,11 +283,19 @@ impl UpArgs {
                     .lines()
                     .rev()
                     .find_map(|l| serde_json::from_str(l).ok())
-                    .ok_or_else(|| anyhow!("`devcontainer up` failed ({}) and printed no result:\n{stdout}", output.status))?;
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "`devcontainer up` failed ({}) and printed no result:\n{stdout}",
+                            output.status
+                        )
+                    })?;
                 if result["outcome"] != "success" {
                     bail!("`devcontainer up` failed: {}", result);
                 }
-                let container = result["containerId"].as_str().context("`devcontainer up` gave no containerId")?.to_owned();
+                let container = result["containerId"]
+                    .as_str()
+                    .context("`devcontainer up` gave no containerId")?
+                    .to_owned();
                 let user = result["remoteUser"].as_str().unwrap_or(config::USER).to_owned();
                 (container, user)
             }
@@ -254,7 +303,11 @@ impl UpArgs {
                 eprintln!(
                     "aiida-devc: bringing up {} through the Docker Engine API{}",
                     dir.display(),
-                    if self.engine_api { "" } else { " (no reference devcontainer CLI found)" }
+                    if self.engine_api {
+                        ""
+                    } else {
+                        " (no reference devcontainer CLI found)"
+                    }
                 );
                 let mut local_env = std::collections::HashMap::new();
                 if let Some(ca) = &ca_env {
@@ -277,18 +330,42 @@ impl UpArgs {
         let up_secs = started.elapsed().as_secs_f64();
 
         let timeout = self.timeout.to_string();
-        let wait = rt.block_on(exec(&docker, &container, &user, &["aiida-init", "wait", "--timeout", &timeout]))?;
+        let wait = rt.block_on(exec(
+            &docker,
+            &container,
+            &user,
+            &["aiida-init", "wait", "--timeout", &timeout],
+        ))?;
         let ready_secs = started.elapsed().as_secs_f64();
-        let status = rt.block_on(exec(&docker, &container, &user, &["aiida-init", "status", "--json"]))?;
-        println!("container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s", &container[..12.min(container.len())]);
+        let status = rt.block_on(exec(
+            &docker,
+            &container,
+            &user,
+            &["aiida-init", "status", "--json"],
+        ))?;
+        println!(
+            "container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s",
+            &container[..12.min(container.len())]
+        );
         match parse_timeline(&status.stdout) {
-            Ok(timeline) => print!("\nstart-up timeline (aiida-init status):\n{}", format_timeline(&timeline)),
-            Err(e) => println!("\nstart-up timeline unavailable: {e:#}\n{}{}", status.stdout, status.stderr),
+            Ok(timeline) => print!(
+                "\nstart-up timeline (aiida-init status):\n{}",
+                format_timeline(&timeline)
+            ),
+            Err(e) => println!(
+                "\nstart-up timeline unavailable: {e:#}\n{}{}",
+                status.stdout, status.stderr
+            ),
         }
         let verdi = rt.block_on(exec(&docker, &container, &user, &["verdi", "status"]))?;
         print!("\nverdi status:\n{}{}", verdi.stdout, verdi.stderr);
         if wait.exit_code != 0 {
-            bail!("AiiDA did not become ready (aiida-init wait exited {}):\n{}{}", wait.exit_code, wait.stdout, wait.stderr);
+            bail!(
+                "AiiDA did not become ready (aiida-init wait exited {}):\n{}{}",
+                wait.exit_code,
+                wait.stdout,
+                wait.stderr
+            );
         }
         if verdi.exit_code != 0 {
             bail!("`verdi status` reports a problem (exit code {})", verdi.exit_code);

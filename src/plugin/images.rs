@@ -99,7 +99,11 @@ pub fn choose(
             present_locally: true,
         });
     }
-    let release = RELEASES.iter().map(|r| Version::from_str(r).unwrap()).filter(|v| fits(v)).max();
+    let release = RELEASES
+        .iter()
+        .map(|r| Version::from_str(r).unwrap())
+        .filter(|v| fits(v))
+        .max();
     match release {
         Some(version) => Ok(ImageChoice {
             image: format!("{repository}:aiida-{version}"),
@@ -147,6 +151,9 @@ mod tests {
     #[test]
     fn an_unsatisfiable_requirement_says_which_releases_exist() {
         let err = choose(Variant::Services, Some(&spec(">=1.6,<2")), &[]).unwrap_err();
-        assert_eq!(err.to_string(), "no image satisfies aiida-core>=1.6, <2: images exist for aiida-core 2.6.0 to 2.9.4");
+        assert_eq!(
+            err.to_string(),
+            "no image satisfies aiida-core>=1.6, <2: images exist for aiida-core 2.6.0 to 2.9.4"
+        );
     }
 }

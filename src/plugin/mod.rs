@@ -81,7 +81,11 @@ impl Location {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
         let column = before[line_start..].chars().count() + 1;
-        Location { file: file.to_owned(), line, column }
+        Location {
+            file: file.to_owned(),
+            line,
+            column,
+        }
     }
 
     /// The location of the first occurrence of `needle` in `text`, or of the start of the file.
@@ -127,7 +131,11 @@ pub fn read(dir: &Path) -> anyhow::Result<PluginMetadata> {
     };
     // A pyproject.toml with a name but dynamic dependencies: the rest comes from setup.cfg/py.
     Ok(match partial {
-        Some(meta) => PluginMetadata { name: meta.name, entry_points: merge_entry_points(meta.entry_points, fallback.entry_points.clone()), ..fallback },
+        Some(meta) => PluginMetadata {
+            name: meta.name,
+            entry_points: merge_entry_points(meta.entry_points, fallback.entry_points.clone()),
+            ..fallback
+        },
         None => fallback,
     })
 }
@@ -157,15 +165,27 @@ enum Pyproject {
 fn from_pyproject(file: &Path, text: &str) -> anyhow::Result<Pyproject> {
     let doc: toml::Table = toml::from_str(text).map_err(|err| {
         let offset = err.span().map(|s| s.start).unwrap_or(0);
-        anyhow!("{}: invalid TOML: {}", Location::at_offset(file, text, offset), err.message())
+        anyhow!(
+            "{}: invalid TOML: {}",
+            Location::at_offset(file, text, offset),
+            err.message()
+        )
     })?;
-    let Some(project) = doc.get("project") else { return Ok(Pyproject::NoProject) };
-    let project = project
-        .as_table()
-        .ok_or_else(|| anyhow!("{}: [project] must be a table", Location::of(file, text, "project")))?;
+    let Some(project) = doc.get("project") else {
+        return Ok(Pyproject::NoProject);
+    };
+    let project = project.as_table().ok_or_else(|| {
+        anyhow!(
+            "{}: [project] must be a table",
+            Location::of(file, text, "project")
+        )
+    })?;
     let name = match project.get("name").and_then(|v| v.as_str()) {
         Some(name) => name.to_owned(),
-        None => bail!("{}: [project] has no `name`", Location::of(file, text, "[project]")),
+        None => bail!(
+            "{}: [project] has no `name`",
+            Location::of(file, text, "[project]")
+        ),
     };
     let dynamic: Vec<&str> = project
         .get("dynamic")
@@ -179,11 +199,17 @@ fn from_pyproject(file: &Path, text: &str) -> anyhow::Result<Pyproject> {
                 .iter()
                 .map(|v| {
                     v.as_str().map(str::to_owned).ok_or_else(|| {
-                        anyhow!("{}: {what} must be a list of strings", Location::of(file, text, what))
+                        anyhow!(
+                            "{}: {what} must be a list of strings",
+                            Location::of(file, text, what)
+                        )
                     })
                 })
                 .collect(),
-            Some(_) => bail!("{}: {what} must be a list of strings", Location::of(file, text, what)),
+            Some(_) => bail!(
+                "{}: {what} must be a list of strings",
+                Location::of(file, text, what)
+            ),
         }
     };
     let dependencies = string_list(project.get("dependencies"), "dependencies")?;
@@ -213,11 +239,13 @@ fn from_pyproject(file: &Path, text: &str) -> anyhow::Result<Pyproject> {
         extras,
         entry_points,
     };
-    Ok(if dynamic.contains(&"dependencies") && meta.aiida_core.is_none() {
-        Pyproject::Partial(meta)
-    } else {
-        Pyproject::Complete(meta)
-    })
+    Ok(
+        if dynamic.contains(&"dependencies") && meta.aiida_core.is_none() {
+            Pyproject::Partial(meta)
+        } else {
+            Pyproject::Complete(meta)
+        },
+    )
 }
 
 /// The specifiers of the `aiida-core` requirement among `requirements` (PEP 508 strings).
@@ -246,7 +274,10 @@ fn aiida_core_requirement(
 
 fn parse_specifiers(spec: &str, file: &Path, text: &str) -> anyhow::Result<VersionSpecifiers> {
     VersionSpecifiers::from_str(spec).map_err(|err| {
-        anyhow!("{}: invalid version specifiers {spec:?}: {err}", Location::of(file, text, spec))
+        anyhow!(
+            "{}: invalid version specifiers {spec:?}: {err}",
+            Location::of(file, text, spec)
+        )
     })
 }
 
@@ -279,7 +310,10 @@ fn parse_ini(file: &Path, text: &str) -> anyhow::Result<BTreeMap<String, BTreeMa
         }
         if trimmed.starts_with('[') {
             if !trimmed.ends_with(']') {
-                bail!("{}:{line_no}:1: unterminated section header {trimmed:?}", file.display());
+                bail!(
+                    "{}:{line_no}:1: unterminated section header {trimmed:?}",
+                    file.display()
+                );
             }
             let name = trimmed[1..trimmed.len() - 1].trim().to_owned();
             sections.entry(name.clone()).or_default();
@@ -288,14 +322,23 @@ fn parse_ini(file: &Path, text: &str) -> anyhow::Result<BTreeMap<String, BTreeMa
             continue;
         }
         let Some(split) = trimmed.find(['=', ':']) else {
-            bail!("{}:{line_no}:1: expected `key = value`, found {trimmed:?}", file.display());
+            bail!(
+                "{}:{line_no}:1: expected `key = value`, found {trimmed:?}",
+                file.display()
+            );
         };
         let Some(current) = &section else {
-            bail!("{}:{line_no}:1: `{trimmed}` is outside any [section]", file.display());
+            bail!(
+                "{}:{line_no}:1: `{trimmed}` is outside any [section]",
+                file.display()
+            );
         };
         let k = trimmed[..split].trim().to_owned();
         let v = trimmed[split + 1..].trim().to_owned();
-        sections.get_mut(current).unwrap().insert(k.clone(), IniEntry { value: v });
+        sections
+            .get_mut(current)
+            .unwrap()
+            .insert(k.clone(), IniEntry { value: v });
         key = Some(k);
     }
     Ok(sections)
@@ -312,9 +355,19 @@ fn ini_list(value: &str) -> Vec<String> {
 
 fn from_setup_cfg(file: &Path, text: &str) -> anyhow::Result<PluginMetadata> {
     let sections = parse_ini(file, text)?;
-    let get = |section: &str, key: &str| sections.get(section).and_then(|s| s.get(key)).map(|e| e.value.as_str());
+    let get = |section: &str, key: &str| {
+        sections
+            .get(section)
+            .and_then(|s| s.get(key))
+            .map(|e| e.value.as_str())
+    };
     let name = get("metadata", "name")
-        .ok_or_else(|| anyhow!("{}: [metadata] has no `name`", Location::of(file, text, "[metadata]")))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: [metadata] has no `name`",
+                Location::of(file, text, "[metadata]")
+            )
+        })?
         .to_owned();
     let install_requires = ini_list(get("options", "install_requires").unwrap_or(""));
     let requires_python = match get("options", "python_requires") {
@@ -363,7 +416,7 @@ fn python_literal_strings(source: &str) -> Vec<String> {
             }
             ',' if depth == 0 => break,
             '#' => {
-                while let Some((_, c)) = chars.next() {
+                for (_, c) in chars.by_ref() {
                     if c == '\n' {
                         break;
                     }
@@ -399,7 +452,10 @@ fn setup_py_keyword<'a>(text: &'a str, keyword: &str) -> Option<(usize, &'a str)
     let mut from = 0;
     while let Some(found) = text[from..].find(&pattern) {
         let at = from + found;
-        let before_ok = text[..at].chars().last().is_none_or(|c| !c.is_alphanumeric() && c != '_');
+        let before_ok = text[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_');
         if before_ok {
             return Some((at, text[at + pattern.len()..].trim_start()));
         }
@@ -410,7 +466,9 @@ fn setup_py_keyword<'a>(text: &'a str, keyword: &str) -> Option<(usize, &'a str)
 
 fn from_setup_py(file: &Path, text: &str) -> anyhow::Result<PluginMetadata> {
     let literal = |keyword: &str| -> anyhow::Result<Option<Vec<String>>> {
-        let Some((at, rest)) = setup_py_keyword(text, keyword) else { return Ok(None) };
+        let Some((at, rest)) = setup_py_keyword(text, keyword) else {
+            return Ok(None);
+        };
         if !rest.starts_with(['"', '\'', '[', '{', '(']) {
             bail!(
                 "{}: `{keyword}=` is not a literal; aiida-devc reads setup.py without running it. \
@@ -422,7 +480,12 @@ fn from_setup_py(file: &Path, text: &str) -> anyhow::Result<PluginMetadata> {
     };
     let name = literal("name")?
         .and_then(|v| v.into_iter().next())
-        .ok_or_else(|| anyhow!("{}: no `name=` in the setup() call", Location::at_offset(file, text, 0)))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no `name=` in the setup() call",
+                Location::at_offset(file, text, 0)
+            )
+        })?;
     let install_requires = literal("install_requires")?.unwrap_or_default();
     let requires_python = match literal("python_requires")?.and_then(|v| v.into_iter().next()) {
         Some(spec) => Some(parse_specifiers(&spec, file, text)?),
@@ -526,13 +589,20 @@ thing = "aiida_thing:main"
         assert_eq!(meta.aiida_core.as_ref().unwrap().to_string(), ">=2.5, <3");
         assert_eq!(meta.requires_python.as_ref().unwrap().to_string(), ">=3.9");
         assert_eq!(meta.test_extras(), vec!["testing"]);
-        assert_eq!(meta.entry_points, vec![("aiida.calculations".into(), "thing.calc".into())]);
+        assert_eq!(
+            meta.entry_points,
+            vec![("aiida.calculations".into(), "thing.calc".into())]
+        );
     }
 
     #[test]
     fn invalid_toml_names_file_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "pyproject.toml", "[project]\nname = \"x\"\ndependencies = [\"a\",\n  oops]\n");
+        write(
+            dir.path(),
+            "pyproject.toml",
+            "[project]\nname = \"x\"\ndependencies = [\"a\",\n  oops]\n",
+        );
         let err = read(dir.path()).unwrap_err().to_string();
         assert!(err.contains("pyproject.toml:4:3: invalid TOML"), "{err}");
     }
@@ -540,15 +610,26 @@ thing = "aiida_thing:main"
     #[test]
     fn an_invalid_requirement_is_located_in_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "pyproject.toml", "[project]\nname = \"x\"\ndependencies = [\n  \"aiida-core>>2\",\n]\n");
+        write(
+            dir.path(),
+            "pyproject.toml",
+            "[project]\nname = \"x\"\ndependencies = [\n  \"aiida-core>>2\",\n]\n",
+        );
         let err = read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("pyproject.toml:4:4: invalid requirement \"aiida-core>>2\""), "{err}");
+        assert!(
+            err.contains("pyproject.toml:4:4: invalid requirement \"aiida-core>>2\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn setup_cfg_is_read_when_pyproject_only_configures_tools() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "pyproject.toml", "[build-system]\nrequires = [\"setuptools\"]\n");
+        write(
+            dir.path(),
+            "pyproject.toml",
+            "[build-system]\nrequires = [\"setuptools\"]\n",
+        );
         write(
             dir.path(),
             "setup.cfg",
@@ -558,7 +639,10 @@ thing = "aiida_thing:main"
         assert_eq!(meta.name, "aiida-old");
         assert_eq!(meta.aiida_core.as_ref().unwrap().to_string(), "~=2.4");
         assert_eq!(meta.test_extras(), vec!["tests"]);
-        assert_eq!(meta.entry_points, vec![("aiida.parsers".into(), "old.parser".into())]);
+        assert_eq!(
+            meta.entry_points,
+            vec![("aiida.parsers".into(), "old.parser".into())]
+        );
     }
 
     #[test]

@@ -61,8 +61,14 @@ pub struct PluginWorkspace {
 
 impl PluginWorkspace {
     pub fn new() -> PluginWorkspace {
-        let dir = tempfile::Builder::new().prefix("aiida-devc-plugin-").tempdir().unwrap();
-        PluginWorkspace { dir, harness: Harness::new() }
+        let dir = tempfile::Builder::new()
+            .prefix("aiida-devc-plugin-")
+            .tempdir()
+            .unwrap();
+        PluginWorkspace {
+            dir,
+            harness: Harness::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -86,7 +92,12 @@ impl PluginWorkspace {
     pub fn container(&self) -> String {
         let label = format!("devcontainer.local_folder={}", self.path().display());
         let ids = self.harness.containers_with_label(&label);
-        assert_eq!(ids.len(), 1, "expected one container for {}: {ids:?}", self.path().display());
+        assert_eq!(
+            ids.len(),
+            1,
+            "expected one container for {}: {ids:?}",
+            self.path().display()
+        );
         ids[0].clone()
     }
 
@@ -100,7 +111,11 @@ impl Drop for PluginWorkspace {
     fn drop(&mut self) {
         let label = format!("devcontainer.local_folder={}", self.path().display());
         for id in self.harness.containers_with_label(&label) {
-            if let Ok(inspect) = self.harness.block_on(self.harness.docker().inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>)) {
+            if let Ok(inspect) = self.harness.block_on(
+                self.harness
+                    .docker()
+                    .inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>),
+            ) {
                 for mount in inspect.mounts.unwrap_or_default() {
                     if mount.typ == Some(bollard::models::MountPointTypeEnum::VOLUME) {
                         if let Some(name) = mount.name {
@@ -113,12 +128,23 @@ impl Drop for PluginWorkspace {
         }
         // The CLI tags a `vsc-<folder>-<hash>-uid` image per workspace (it shares the layers of
         // the image the config names, which stays).
-        let prefix = format!("vsc-{}-", self.path().file_name().unwrap().to_string_lossy().to_lowercase());
+        let prefix = format!(
+            "vsc-{}-",
+            self.path().file_name().unwrap().to_string_lossy().to_lowercase()
+        );
         let images = self
             .harness
-            .block_on(self.harness.docker().list_images(None::<bollard::query_parameters::ListImagesOptions>))
+            .block_on(
+                self.harness
+                    .docker()
+                    .list_images(None::<bollard::query_parameters::ListImagesOptions>),
+            )
             .unwrap_or_default();
-        for tag in images.into_iter().flat_map(|i| i.repo_tags).filter(|t| t.starts_with(&prefix)) {
+        for tag in images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&prefix))
+        {
             self.harness.track_image(&tag);
         }
     }
