@@ -11,6 +11,10 @@ cd "$ROOT"
 
 bash scripts/bootstrap.sh
 
+# The images under test (aiidateam/aiida-core-base:latest, aiidateam/aiida-core-with-services:latest),
+# built once per run; the engine's layer cache makes a rebuild of unchanged sources take seconds.
+cargo run --locked --quiet --bin aiida-devc -- images build
+
 # Unit tests, the real binaries as PID 1, the images, the registry, the reference CLI.
 # One test thread per core: the integration tests start containers and services.
 cargo test --locked --all-targets "$@"

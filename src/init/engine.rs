@@ -91,6 +91,8 @@ struct Svc {
     once: bool,
     lines: VecDeque<String>,
     failure_code: i32,
+    /// Failed only because a dependency failed.
+    failed_by_dependency: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,6 +126,10 @@ pub struct Engine {
     stage2_done_at: Option<Instant>,
     timeline: Vec<(Duration, String, String)>,
     exit_code: i32,
+    /// Whether the exit code file could be written at boot (else it is not trusted at the end).
+    exitcode_file_ok: bool,
+    /// The shutdown was asked for with `halt`: the exit code file decides the exit code.
+    halted: bool,
     self_exe: PathBuf,
     child_env: Vec<(String, String)>,
     dirty: bool,
@@ -159,21 +165,21 @@ impl Engine {
                 once: false,
                 lines: VecDeque::new(),
                 failure_code: 0,
+                failed_by_dependency: false,
             });
         }
         let deps = plan.order.iter().map(|n| plan.dependencies[n].iter().map(|d| index[d]).collect()).collect();
         let dependents = plan.order.iter().map(|n| plan.dependents[n].iter().map(|d| index[d]).collect()).collect();
         let wanted = plan.order.iter().map(|n| plan.wanted.contains(n)).collect();
         let bundles = plan.bundles.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect();
-        let child_env = if settings.keep_env {
-            std::env::vars().collect()
+        // Services and the command get the minimal environment (PATH), or everything with
+        // S6_KEEP_ENV; plus where the runtime directory is, for with-contenv, s6-svc and halt.
+        let mut child_env: Vec<(String, String)> = if settings.keep_env {
+            std::env::vars().filter(|(k, _)| k != super::runtime::ENV_RUNTIME_DIR).collect()
         } else {
-            let mut env = vec![("PATH".to_string(), container_path())];
-            if let Ok(dir) = std::env::var(super::runtime::ENV_RUNTIME_DIR) {
-                env.push((super::runtime::ENV_RUNTIME_DIR.to_string(), dir));
-            }
-            env
+            vec![("PATH".to_string(), container_path())]
         };
+        child_env.push((super::runtime::ENV_RUNTIME_DIR.to_string(), runtime.base.display().to_string()));
         let mut command = command;
         if !command.is_empty() && !settings.cmd_arg0.is_empty() {
             let mut c = settings.cmd_arg0.clone();
@@ -201,6 +207,8 @@ impl Engine {
             stage2_done_at: None,
             timeline: Vec::new(),
             exit_code: 0,
+            exitcode_file_ok: false,
+            halted: false,
             self_exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             child_env,
             dirty: true,
@@ -235,7 +243,10 @@ impl Engine {
         }
         let exitcode = self.runtime.exitcode_file();
         let _ = std::fs::create_dir_all(exitcode.parent().unwrap());
-        let _ = std::fs::write(&exitcode, "0\n");
+        self.exitcode_file_ok = std::fs::write(&exitcode, "0\n").is_ok();
+        if !self.exitcode_file_ok {
+            self.warn(&format!("{}: cannot be written; the exit code comes from the command only", exitcode.display()));
+        }
         let halt = self.runtime.halt_link();
         let _ = std::fs::create_dir_all(halt.parent().unwrap());
         let _ = std::fs::remove_file(&halt);
@@ -516,7 +527,9 @@ impl Engine {
                 self.command_pid = None;
                 self.command_exit = Some(exit);
                 self.exit_code = exit.code();
-                let _ = std::fs::write(self.runtime.exitcode_file(), format!("{}\n", exit.code()));
+                if !self.halted {
+                    let _ = std::fs::write(self.runtime.exitcode_file(), format!("{}\n", exit.code()));
+                }
                 self.info(&format!("the command {}", exit.describe()));
                 self.begin_shutdown(reactor);
             }
@@ -614,6 +627,7 @@ impl Engine {
         match words.as_slice() {
             ["halt"] => {
                 self.info("halt requested");
+                self.halted = true;
                 self.begin_shutdown(reactor);
             }
             ["svc", opts, name] => {
@@ -692,7 +706,9 @@ impl Engine {
 
     fn finish_stage2(&mut self, reactor: &mut Reactor, timed_out: bool) {
         self.stage2_done_at = Some(Instant::now());
-        let failed: Vec<usize> = (0..self.svcs.len()).filter(|&i| self.wanted[i] && self.svcs[i].state == State::Failed).collect();
+        let failed: Vec<usize> = (0..self.svcs.len())
+            .filter(|&i| self.wanted[i] && self.svcs[i].state == State::Failed && !self.svcs[i].failed_by_dependency)
+            .collect();
         let mut code = failed.first().map(|&i| self.svcs[i].failure_code).unwrap_or(0);
         if timed_out {
             let pending: Vec<String> = (0..self.svcs.len()).filter(|&i| self.wanted[i] && !self.settled(i)).map(|i| self.svcs[i].def.name.clone()).collect();
@@ -806,6 +822,7 @@ impl Engine {
                         let dep = self.svcs[d].def.name.clone();
                         let code = self.svcs[d].failure_code;
                         self.fail(i, format!("not started: its dependency {dep} failed"), code);
+                        self.svcs[i].failed_by_dependency = true;
                         continue;
                     }
                     if self.deps[i].iter().all(|&d| self.satisfied(d)) {
@@ -903,6 +920,7 @@ impl Engine {
         }
         let code = std::fs::read_to_string(self.runtime.exitcode_file())
             .ok()
+            .filter(|_| self.exitcode_file_ok)
             .and_then(|s| s.trim().parse::<i32>().ok())
             .unwrap_or(self.exit_code);
         self.write_state_with_phase("finished");

@@ -106,9 +106,8 @@ pub fn lex(source: &str) -> std::result::Result<Vec<Token>, String> {
                 if i + 1 < chars.len() {
                     if chars[i + 1] == '\n' {
                         line += 1;
-                    } else {
-                        word.push(chars[i + 1]);
                     }
+                    word.push(chars[i + 1]);
                     i += 2;
                 } else {
                     i += 1;
@@ -335,7 +334,7 @@ pub fn die(prog: &str, code: i32, msg: &str) -> ! {
 pub fn execlineb_main(args: &[String]) -> ! {
     let mut i = 0;
     let mut push_env = true;
-    let mut substitute: Option<usize> = None;
+    let mut substitute: Option<(usize, bool)> = None;
     let mut inline: Option<String> = None;
     while i < args.len() {
         let a = &args[i];
@@ -356,7 +355,7 @@ pub fn execlineb_main(args: &[String]) -> ! {
                     substitute = None;
                 }
                 'p' => push_env = true,
-                'S' | 's' => {
+                l @ ('S' | 's') => {
                     let rest: String = letters[k + 1..].iter().collect();
                     let n = if rest.is_empty() {
                         let v = args.get(i).cloned().unwrap_or_default();
@@ -365,7 +364,7 @@ pub fn execlineb_main(args: &[String]) -> ! {
                     } else {
                         rest
                     };
-                    substitute = Some(n.parse().unwrap_or(0));
+                    substitute = Some((n.parse().unwrap_or(0), l == 's'));
                     push_env = false;
                     k = letters.len();
                     continue;
@@ -402,11 +401,11 @@ pub fn execlineb_main(args: &[String]) -> ! {
         Ok(t) => t,
         Err(e) => die("execlineb", 100, &e.replace("line ", "at line ")),
     };
-    if let Some(min) = substitute {
+    if let Some((min, skip_in_at)) = substitute {
         if positionals.len() < min {
-            die("execlineb", 100, &format!("too few arguments: expected at least {min}"));
+            eprintln!("execlineb: warning: too few arguments: expecting at least {min} but got {}", positionals.len());
         }
-        tokens = substitute_positionals(&tokens, &arg0, &positionals);
+        tokens = substitute_positionals(&tokens, &arg0, &positionals, min, skip_in_at);
     }
     if push_env {
         set_env("#", &positionals.len().to_string());
@@ -422,26 +421,28 @@ pub fn execlineb_main(args: &[String]) -> ! {
     run(argv)
 }
 
-fn substitute_positionals(tokens: &[Token], arg0: &str, args: &[String]) -> Vec<Token> {
-    let mut vars: Vec<(String, Option<Vec<String>>)> = vec![
-        ("#".into(), Some(vec![args.len().to_string()])),
-        ("0".into(), Some(vec![arg0.to_string()])),
-        ("@".into(), Some(args.to_vec())),
-    ];
-    for (n, a) in args.iter().enumerate() {
-        vars.push(((n + 1).to_string(), Some(vec![a.clone()])));
+/// `-S n` / `-s n`: `$0`..`$9`, `${N}` and `$#` are substituted like importas'd variables
+/// (missing ones up to n become empty words); a word that is exactly `$@` becomes the
+/// arguments (after the first n with `-s`).
+fn substitute_positionals(tokens: &[Token], arg0: &str, args: &[String], min: usize, skip_in_at: bool) -> Vec<Token> {
+    let mut vars: Vec<(String, Vec<String>)> = vec![("#".into(), vec![args.len().to_string()]), ("0".into(), vec![arg0.to_string()])];
+    for n in 1..=args.len().max(min) {
+        vars.push((n.to_string(), vec![args.get(n - 1).cloned().unwrap_or_default()]));
     }
+    let at: Vec<String> = if skip_in_at { args.iter().skip(min).cloned().collect() } else { args.to_vec() };
     let mut out = Vec::new();
     for t in tokens {
         match t {
+            Token::Word(w) if w == "$@" || w == "${@}" => out.extend(at.iter().cloned().map(Token::Word)),
             Token::Word(w) => {
                 let mut words = vec![w.clone()];
-                for (name, value) in &vars {
-                    words = words.iter().flat_map(|w| substitute_word(w, name, value.as_deref())).collect();
+                // Longest names first, so that $12 is not read as $1 followed by 2.
+                for (name, value) in vars.iter().rev() {
+                    words = words.iter().flat_map(|w| substitute_word(w, name, Some(value))).collect();
                 }
                 out.extend(words.into_iter().map(Token::Word));
             }
-            Token::Block(inner) => out.push(Token::Block(substitute_positionals(inner, arg0, args))),
+            Token::Block(inner) => out.push(Token::Block(substitute_positionals(inner, arg0, args, min, skip_in_at))),
         }
     }
     out
@@ -511,7 +512,8 @@ pub fn substitute_word(word: &str, name: &str, value: Option<&[String]>) -> Vec<
         i = j.max(i + 1);
     }
     if !found {
-        return vec![word.to_string()];
+        // Nothing substituted, but escapes (`\${name}`) are resolved.
+        return vec![pieces.into_iter().flatten().collect()];
     }
     let Some(values) = value else { return Vec::new() };
     let mut results = vec![String::new()];
@@ -619,7 +621,7 @@ pub fn run(argv: Vec<String>) -> ! {
                     // SAFETY: single-threaded; the child only runs the interpreter.
                     match unsafe { fork() } {
                         Ok(ForkResult::Child) => run(block),
-                        Ok(ForkResult::Parent { child }) => set_env("!", &child.as_raw().to_string()),
+                        Ok(ForkResult::Parent { .. }) => {}
                         Err(e) => die(name, 111, &format!("unable to fork: {e}")),
                     }
                 } else {

@@ -107,7 +107,10 @@ pub fn candidates() -> Vec<PathBuf> {
     if let Ok(entries) = std::fs::read_dir("/tmp") {
         let mut others: Vec<PathBuf> = entries
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("aiida-init-"))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("aiida-init-").is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()))
+            })
             .map(|e| e.path())
             .collect();
         others.sort();

@@ -1,0 +1,127 @@
+//! Bad service trees: each gives one clear error naming the service directory and the file,
+//! exits non-zero, and starts nothing (not even the valid services of the same tree).
+
+#[path = "support/init.rs"]
+mod init_support;
+
+use std::time::Duration;
+
+use init_support::{Mode, Tree};
+
+/// A tree with one valid service that would leave a marker if anything started.
+fn tree_with_a_witness() -> Tree {
+    let tree = Tree::new();
+    let marker = tree.out_file("witness-started");
+    tree.oneshot("witness", &format!("sh -c \"touch {}\"\n", marker.display()), None, &[]);
+    tree
+}
+
+/// Run the tree as PID 1 with a command that would leave a marker; assert it failed before
+/// starting anything and return stderr.
+fn assert_rejected(tree: &Tree, expected: &[&str]) -> String {
+    let cmd_marker = tree.out_file("cmd-started");
+    let cmd = format!("touch {}", cmd_marker.display());
+    let out = tree.run(Mode::Pid1, &["sh", "-c", &cmd], &[], Duration::from_secs(10));
+    assert_eq!(out.code, 100, "{out:?}");
+    for e in expected {
+        assert!(out.stderr.contains(e), "expected `{e}` in:\n{}", out.stderr);
+    }
+    assert!(out.stderr.contains("nothing started"), "{}", out.stderr);
+    assert!(!tree.out_file("witness-started").exists(), "a service started");
+    assert!(!cmd_marker.exists(), "the command started");
+    // `aiida-init check` reports the same error.
+    let mut c = std::process::Command::new(init_support::bin());
+    c.arg("check").env("AIIDA_INIT_ROOT", tree.path().join("root"));
+    let check = c.output().unwrap();
+    assert_eq!(check.status.code(), Some(100));
+    let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
+    for e in expected {
+        assert!(stderr.contains(e), "check: expected `{e}` in:\n{stderr}");
+    }
+    out.stderr
+}
+
+#[test]
+fn a_missing_dependency_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.oneshot("app", "true\n", None, &["database"]);
+    assert_rejected(&tree, &["/s6-rc.d/app/dependencies.d/database", "`app` depends on `database`, which is not defined"]);
+}
+
+#[test]
+fn a_dependency_cycle_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.oneshot("a", "true\n", None, &["c"]).oneshot("b", "true\n", None, &["a"]).oneshot("c", "true\n", None, &["b"]);
+    let err = assert_rejected(&tree, &["dependency cycle"]);
+    assert!(err.contains("a -> c -> b -> a") || err.contains("b -> a -> c -> b") || err.contains("c -> b -> a -> c"), "{err}");
+}
+
+#[test]
+fn an_unknown_type_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.file("weird", "type", "daemon\n").user("weird");
+    assert_rejected(&tree, &["/s6-rc.d/weird/type", "unknown type `daemon`"]);
+}
+
+#[test]
+fn a_missing_type_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.file("untyped", "run", "").user("untyped");
+    assert_rejected(&tree, &["/s6-rc.d/untyped/type: missing"]);
+}
+
+#[test]
+fn a_run_that_is_not_executable_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.file("daemon", "type", "longrun\n").file("daemon", "run", "#!/bin/sh\nexec sleep 1\n").user("daemon");
+    assert_rejected(&tree, &["/s6-rc.d/daemon/run: not executable"]);
+}
+
+#[test]
+fn an_unsupported_execline_construct_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.oneshot("fancy", "#!/command/execlineb -P\nwith-contenv\nmultisubstitute { importas A A } echo $A\n", None, &[]);
+    assert_rejected(&tree, &["/s6-rc.d/fancy/up", "`multisubstitute` is an execline construct aiida-init does not support"]);
+}
+
+#[test]
+fn an_unbalanced_block_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.oneshot("broken", "foreground { echo hi\n", Some("true\n"), &[]);
+    assert_rejected(&tree, &["/s6-rc.d/broken/up", "unmatched {"]);
+}
+
+#[test]
+fn a_bundle_naming_an_unknown_service_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.user("ghost");
+    assert_rejected(&tree, &["user-bundles.d/user/contents.d/ghost", "no service or bundle named `ghost`"]);
+}
+
+#[test]
+fn bad_numbers_and_signals_are_rejected() {
+    let tree = tree_with_a_witness();
+    tree.oneshot("t", "true\n", None, &[]).file("t", "timeout-up", "soon\n");
+    assert_rejected(&tree, &["/s6-rc.d/t/timeout-up", "`soon` is not a number of milliseconds"]);
+    let tree = tree_with_a_witness();
+    tree.longrun("d", "exec sleep 1", &[]).file("d", "down-signal", "SIGNOPE\n");
+    assert_rejected(&tree, &["/s6-rc.d/d/down-signal", "`SIGNOPE` is not a signal"]);
+}
+
+#[test]
+fn check_prints_the_start_order_of_a_valid_tree() {
+    let tree = Tree::new();
+    tree.oneshot("db", "true\n", None, &["base"]).longrun("api", "exec sleep 1", &["db"]);
+    // The old location of the user bundle still works, with a warning.
+    init_support::write(&tree.rc().join("user/type"), "bundle\n");
+    init_support::write(&tree.rc().join("user/contents.d/api"), "");
+    let mut c = std::process::Command::new(init_support::bin());
+    c.arg("check").env("AIIDA_INIT_ROOT", tree.path().join("root"));
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("  db (oneshot) after fix-attrs, legacy-cont-init\n"), "{stdout}");
+    assert!(stdout.contains("  api (longrun) after db\n"), "{stdout}");
+    assert!(stdout.find("db (oneshot)").unwrap() < stdout.find("api (longrun)").unwrap());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("old location"), "{out:?}");
+}

@@ -1,0 +1,184 @@
+//! Support for the image tests: containers of the images built by `aiida-devc images build`
+//! (scripts/test.sh builds them once per run), driven through the `docker` command line the way a
+//! user drives them, and removed with their volumes when the test ends (through [`Harness`]).
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::{Harness, require, unique_name};
+
+/// `[registry/]organization` of the images under test (`AIIDA_DEVC_IMAGE_PREFIX`, default
+/// `aiidateam`), tag `latest` (or `AIIDA_DEVC_IMAGE_TAG`).
+fn image(name: &str) -> String {
+    let prefix = std::env::var("AIIDA_DEVC_IMAGE_PREFIX").unwrap_or_else(|_| "aiidateam".into());
+    let tag = std::env::var("AIIDA_DEVC_IMAGE_TAG").unwrap_or_else(|_| "latest".into());
+    format!("{prefix}/{name}:{tag}")
+}
+
+pub fn base_image() -> String {
+    image("aiida-core-base")
+}
+
+pub fn with_services_image() -> String {
+    image("aiida-core-with-services")
+}
+
+/// Seconds a test allows an image to become ready (far above the expected few seconds: CI
+/// machines are shared).
+pub const READY_TIMEOUT: u64 = 180;
+
+/// `docker ARGS...`, collecting the output.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("run the docker command line")
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A container of one of the images, removed (with its anonymous volumes) when the harness drops.
+pub struct Container<'h> {
+    pub name: String,
+    pub harness: &'h Harness,
+}
+
+/// How to start a container (`docker run -d` options).
+#[derive(Default, Clone)]
+pub struct Start {
+    pub env: Vec<String>,
+    /// `-v` arguments; named volumes are created and tracked.
+    pub volumes: Vec<String>,
+    pub user: Option<String>,
+    /// Docker's own init (tini) as PID 1, aiida-init its child.
+    pub docker_init: bool,
+    /// The command (CMD) after the image's entry point.
+    pub cmd: Vec<String>,
+}
+
+impl<'h> Container<'h> {
+    /// `docker run -d` the image.
+    pub fn start(h: &'h Harness, image: &str, opts: Start) -> Container<'h> {
+        h.require_image(image);
+        let name = unique_name("img");
+        h.track_container(&name);
+        let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
+        for e in &opts.env {
+            args.extend(["-e".into(), e.clone()]);
+        }
+        for v in &opts.volumes {
+            if let Some((source, _)) = v.split_once(':') {
+                if !source.starts_with('/') {
+                    h.track_volume(source);
+                }
+            }
+            args.extend(["-v".into(), v.clone()]);
+        }
+        if let Some(u) = &opts.user {
+            args.extend(["--user".into(), u.clone()]);
+        }
+        if opts.docker_init {
+            args.push("--init".into());
+        }
+        args.push(image.into());
+        args.extend(opts.cmd.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = docker(&refs);
+        assert!(out.status.success(), "docker run failed: {}", text(&out));
+        Container { name, harness: h }
+    }
+
+    /// `docker exec` as the image's user; returns (exit code, stdout+stderr).
+    pub fn exec(&self, cmd: &[&str]) -> (i32, String) {
+        let mut args = vec!["exec", &self.name];
+        args.extend_from_slice(cmd);
+        let out = docker(&args);
+        (out.status.code().unwrap_or(-1), text(&out))
+    }
+
+    /// `bash -lc SCRIPT` through exec; panics with the output when it fails.
+    pub fn sh(&self, script: &str) -> String {
+        let (code, out) = self.exec(&["bash", "-c", script]);
+        assert_eq!(code, 0, "in {}: `{script}` failed:\n{out}", self.name);
+        out
+    }
+
+    /// Block until the container is ready (`aiida-init wait`); returns the time it took from now.
+    pub fn wait_ready(&self) -> Duration {
+        let start = Instant::now();
+        // exec fails while the container is still starting its init: retry briefly.
+        loop {
+            let (code, out) = self.exec(&["aiida-init", "wait", "--timeout", &READY_TIMEOUT.to_string()]);
+            if code == 0 {
+                return start.elapsed();
+            }
+            // Only a container whose init has not started yet gets another try.
+            if start.elapsed() > Duration::from_secs(10) || out.contains("failed") {
+                panic!("{} did not become ready ({code}):\n{out}\n--- logs ---\n{}", self.name, self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `verdi status` output, asserted to be fully ready: profile, storage, daemon, and the
+    /// broker line when `rabbitmq` is true.
+    pub fn assert_verdi_ready(&self, rabbitmq: bool) -> String {
+        let (code, out) = self.exec(&["verdi", "status"]);
+        assert_eq!(code, 0, "verdi status failed:\n{out}");
+        for needle in ["✔ profile:", "✔ storage:", "✔ daemon:", "Daemon is running"] {
+            assert!(out.contains(needle), "`{needle}` missing from verdi status:\n{out}");
+        }
+        if rabbitmq {
+            assert!(out.contains("✔ broker:") && out.contains("RabbitMQ"), "no RabbitMQ broker:\n{out}");
+        }
+        out
+    }
+
+    pub fn logs(&self) -> String {
+        text(&docker(&["logs", &self.name]))
+    }
+
+    /// `docker stop`; returns how long it took.
+    pub fn stop(&self) -> Duration {
+        let start = Instant::now();
+        let out = docker(&["stop", &self.name]);
+        assert!(out.status.success(), "docker stop failed: {}", text(&out));
+        start.elapsed()
+    }
+
+    pub fn kill(&self) {
+        let out = docker(&["kill", &self.name]);
+        assert!(out.status.success(), "docker kill failed: {}", text(&out));
+        // Wait until the engine has seen it die.
+        let _ = docker(&["wait", &self.name]);
+    }
+
+    pub fn start_again(&self) {
+        let out = docker(&["start", &self.name]);
+        assert!(out.status.success(), "docker start failed: {}", text(&out));
+    }
+
+    /// `docker inspect -f FORMAT`.
+    pub fn inspect(&self, format: &str) -> String {
+        let out = docker(&["inspect", "-f", format, &self.name]);
+        assert!(out.status.success(), "docker inspect failed: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// A named volume for the home folder, removed when the harness drops.
+pub fn home_volume(h: &Harness) -> String {
+    let name = unique_name("home");
+    h.track_volume(&name);
+    name
+}
+
+/// A Python snippet run with `verdi shell`-like setup (profile loaded).
+pub fn python_in_profile(code: &str) -> Vec<String> {
+    let script = format!("from aiida import load_profile\nload_profile()\n{code}");
+    vec!["python".into(), "-c".into(), script]
+}
+
+pub fn require_docker_cli() {
+    require(Command::new("docker").arg("version").output().map(|o| o.status.success()).unwrap_or(false), "the docker command line talking to the engine");
+}

@@ -1,0 +1,339 @@
+//! Support for the aiida-init tests: service trees made of small scripts in a temporary
+//! directory, and the real `aiida-init` binary started as PID 1 of a new PID namespace, under
+//! tini, as a plain child, or as an unprivileged user, with a watchdog so a hung init fails the
+//! test instead of hanging it.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aiida-init"))
+}
+
+/// Fail the test (never skip) when a host tool is missing.
+pub fn require_tool(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(found, "missing prerequisite: `{tool}`. Run `bash scripts/bootstrap.sh` (as root) first.");
+}
+
+/// How aiida-init is started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`).
+    Pid1,
+    /// PID 2 under tini as PID 1 (as with `docker run --init`).
+    UnderTini,
+    /// A plain child process of the test (a subreaper, not PID 1).
+    Child,
+    /// PID 1 as user `nobody`, with /run not writable (runtime dir: $XDG_RUNTIME_DIR).
+    NonRootPid1,
+}
+
+pub const ALL_MODES: [Mode; 4] = [Mode::Pid1, Mode::UnderTini, Mode::Child, Mode::NonRootPid1];
+
+/// A service tree under construction, in a temporary directory.
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+pub fn write_exec(path: &Path, content: &str) {
+    write(path, content);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        let dir = tempfile::Builder::new().prefix("ainit-test").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir_all(dir.path().join("root/etc/s6-overlay/s6-rc.d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("rt")).unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::fs::set_permissions(dir.path().join("rt"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(dir.path().join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        Tree { dir }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn rc(&self) -> PathBuf {
+        self.path().join("root/etc/s6-overlay/s6-rc.d")
+    }
+    /// A directory every mode (including `nobody`) can write: for markers and logs.
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+    pub fn svc(&self, name: &str) -> PathBuf {
+        self.rc().join(name)
+    }
+    pub fn file(&self, svc: &str, file: &str, content: &str) -> &Tree {
+        write(&self.svc(svc).join(file), content);
+        self
+    }
+    pub fn exec(&self, svc: &str, file: &str, content: &str) -> &Tree {
+        write_exec(&self.svc(svc).join(file), content);
+        self
+    }
+    fn deps(&self, name: &str, deps: &[&str]) {
+        for d in deps {
+            write(&self.svc(name).join("dependencies.d").join(d), "");
+        }
+    }
+    pub fn oneshot(&self, name: &str, up: &str, down: Option<&str>, deps: &[&str]) -> &Tree {
+        self.file(name, "type", "oneshot\n").file(name, "up", up);
+        if let Some(d) = down {
+            self.file(name, "down", d);
+        }
+        self.deps(name, deps);
+        self.user(name)
+    }
+    /// A oneshot whose `up` (and `down`) run the given /bin/sh script bodies.
+    pub fn oneshot_sh(&self, name: &str, up_sh: &str, down_sh: Option<&str>, deps: &[&str]) -> &Tree {
+        let dir = self.svc(name);
+        write_exec(&dir.join("up.sh"), &format!("#!/bin/sh\n{up_sh}\n"));
+        let down = down_sh.map(|d| {
+            write_exec(&dir.join("down.sh"), &format!("#!/bin/sh\n{d}\n"));
+            format!("{}\n", dir.join("down.sh").display())
+        });
+        self.oneshot(name, &format!("{}\n", dir.join("up.sh").display()), down.as_deref(), deps)
+    }
+    /// A longrun whose `run` is the given /bin/sh script body.
+    pub fn longrun(&self, name: &str, run_sh: &str, deps: &[&str]) -> &Tree {
+        self.file(name, "type", "longrun\n").exec(name, "run", &format!("#!/bin/sh\n{run_sh}\n"));
+        self.deps(name, deps);
+        self.user(name)
+    }
+    /// Put `name` in the user bundle (new location).
+    pub fn user(&self, name: &str) -> &Tree {
+        write(&self.path().join("root/etc/s6-overlay/user-bundles.d/user/contents.d").join(name), "");
+        self
+    }
+    pub fn out_file(&self, name: &str) -> PathBuf {
+        self.out().join(name)
+    }
+    pub fn read_out(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out_file(name)).unwrap_or_default()
+    }
+    /// A shell snippet that appends "<ms since epoch> <what>" to out/events.
+    pub fn log_event(&self, what: &str) -> String {
+        format!("echo \"$(date +%s%3N) {what}\" >> {}", self.out_file("events").display())
+    }
+    /// The events logged with [`Tree::log_event`], in order: (ms, what).
+    pub fn events(&self) -> Vec<(u64, String)> {
+        self.read_out("events")
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(t, w)| (t.parse().unwrap_or(0), w.to_string())))
+            .collect()
+    }
+    pub fn event_time(&self, what: &str) -> u64 {
+        self.events().iter().find(|(_, w)| w == what).unwrap_or_else(|| panic!("no event `{what}` in {:?}", self.events())).0
+    }
+
+    /// The command line that starts aiida-init in `mode` with `cmd` as the container command.
+    pub fn command(&self, mode: Mode, cmd: &[&str]) -> Command {
+        let mut c = match mode {
+            Mode::Pid1 => {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc"]).arg(bin());
+                c
+            }
+            Mode::UnderTini => {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc", "tini", "--"]).arg(bin());
+                c
+            }
+            Mode::Child => Command::new(bin()),
+            Mode::NonRootPid1 => {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin());
+                c
+            }
+        };
+        c.args(cmd);
+        c.env("AIIDA_INIT_ROOT", self.path().join("root"));
+        c.env("S6_KILL_GRACETIME", "2000");
+        c.env_remove("AIIDA_INIT_RUNTIME_DIR");
+        if mode == Mode::NonRootPid1 {
+            // /run is not writable for nobody: the runtime directory must fall back.
+            let rt = self.path().join("rt-nobody");
+            std::fs::create_dir_all(&rt).unwrap();
+            std::os::unix::fs::chown(&rt, Some(65534), Some(65534)).unwrap();
+            c.env("XDG_RUNTIME_DIR", rt);
+        } else {
+            c.env("AIIDA_INIT_RUNTIME_DIR", self.path().join("rt"));
+        }
+        c.current_dir(self.path());
+        c
+    }
+
+    /// Start aiida-init in `mode`.
+    pub fn spawn(&self, mode: Mode, cmd: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut c = self.command(mode, cmd);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = c.spawn().expect("start aiida-init");
+        Running::new(child, mode, self.path().join("rt"))
+    }
+
+    /// Run aiida-init in `mode` to the end (with a watchdog of `limit`).
+    pub fn run(&self, mode: Mode, cmd: &[&str], env: &[(&str, &str)], limit: Duration) -> Finished {
+        self.spawn(mode, cmd, env).finish(limit)
+    }
+}
+
+/// A started aiida-init.
+pub struct Running {
+    child: Option<Child>,
+    pub mode: Mode,
+    pub runtime: PathBuf,
+    started: Instant,
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Running {
+    fn new(child: Child, mode: Mode, runtime: PathBuf) -> Running {
+        Running { child: Some(child), mode, runtime, started: Instant::now() }
+    }
+
+    /// The pid of the container's "PID 1" as seen from the host (what `docker kill` signals):
+    /// the child of `unshare`, or aiida-init itself when it is a plain child.
+    pub fn top_pid(&self) -> i32 {
+        let me = self.child.as_ref().unwrap().id() as i32;
+        if self.mode == Mode::Child {
+            return me;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(p) = children_of(me).into_iter().next() {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "unshare did not start its child");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Send `sig` to the container's PID 1.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.top_pid();
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Wait until `path` exists (a marker written by the command or a service).
+    pub fn wait_for_file(&self, path: &Path, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "{} did not appear within {limit:?}", path.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait for the process to end (killing everything after `limit`).
+    pub fn finish(mut self, limit: Duration) -> Finished {
+        let mut child = self.child.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let t_out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() >= deadline {
+                kill_tree(child.id() as i32);
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = self.started.elapsed();
+        // The output pipes may be held by leftovers in Child mode: do not wait forever.
+        let stdout = join_with_limit(t_out);
+        let stderr = join_with_limit(t_err);
+        let Some(status) = status else {
+            panic!("aiida-init did not finish within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        Finished { code, stdout, stderr, elapsed }
+    }
+}
+
+fn join_with_limit(t: std::thread::JoinHandle<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !t.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if t.is_finished() { t.join().unwrap() } else { "<output still open>".into() }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_tree(c.id() as i32);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Direct children of `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some((_, after)) = stat.rsplit_once(')') else { continue };
+        let ppid: i32 = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// SIGKILL a process and all its descendants.
+pub fn kill_tree(pid: i32) {
+    for c in children_of(pid) {
+        kill_tree(c);
+    }
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Run `aiida-init ARGS` (status, wait, check, ...) with the given environment.
+pub fn aiida_init(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut c = Command::new(bin());
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run aiida-init")
+}
