@@ -226,3 +226,27 @@ fn a_dockerfile_config_is_refused_with_its_location() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_lite_variant_uses_the_base_image_and_says_so() {
+    let dir = fresh_sample();
+    let (ok, stdout, stderr) = init(dir.path(), &["--variant", "lite"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("image: aiidateam/aiida-core-base:aiida-2.9.4 (aiida-core 2.9.4 satisfies"), "{stdout}");
+    let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    let lite_comment = "  // The image, picked by `aiida-devc init` from the plugin's requirements:\n  \
+                        // aiida-core-base: AiiDA without PostgreSQL and RabbitMQ,\n  \
+                        // with aiida-core 2.9.4, the newest release that satisfies aiida-core>=2.6, <3.\n  \
+                        \"image\": \"aiidateam/aiida-core-base:aiida-2.9.4\",";
+    assert!(config.contains(lite_comment), "{config}");
+    // Switching back updates only the image, and the comment aiida-devc wrote above it.
+    let (ok, stdout, _) = init(dir.path(), &[]);
+    assert!(ok);
+    assert!(stdout.contains("updated ./.devcontainer/devcontainer.json: updated image."), "{stdout}");
+    let back = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    assert!(back.contains("  // aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container,\n"), "{back}");
+    assert!(!back.contains("aiida-core-base"), "{back}");
+    let fresh = fresh_sample();
+    init(fresh.path(), &[]);
+    assert_eq!(back, fs::read_to_string(fresh.path().join(CONFIG)).unwrap(), "differs from a fresh init");
+}

@@ -61,15 +61,15 @@ pub fn find_tests_dir(dir: &Path) -> Option<String> {
 /// The settings aiida-devc owns, in the order they are written.
 pub fn entries(c: &Choices) -> Vec<Entry> {
     let what = match c.variant {
-        Variant::Services => "PostgreSQL, RabbitMQ and AiiDA in one container",
-        Variant::Lite => "AiiDA without PostgreSQL and RabbitMQ",
+        Variant::Services => "aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container",
+        Variant::Lite => "aiida-core-base: AiiDA without PostgreSQL and RabbitMQ",
     };
     let release = match &c.image.aiida_core {
         Some(v) => format!(
-            "with aiida-core {v}:\nthe newest release that satisfies the plugin's {}",
+            "with aiida-core {v}, the newest release that satisfies {}",
             c.plugin.aiida_core_display()
         ),
-        None => "the image chosen with `aiida-devc init --image`".into(),
+        None => "chosen with `aiida-devc init --image`".into(),
     };
     let extras = if c.extras.is_empty() {
         "no extras".to_string()
@@ -98,7 +98,7 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         Entry::commented(
             "image",
             Desired::Value(json!(c.image.image)),
-            format!("{what}, {release}."),
+            format!("The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."),
         ),
         Entry::commented(
             "overrideCommand",
@@ -133,8 +133,9 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
                 install_command(&c.extras)
             ))),
             format!(
-                "Once per container: the plugin in editable mode with {extras}. The daemon started\n\
-                 before it: a new worker loads the plugin and replaces the old one (decr stops the oldest)."
+                "Once per container: the plugin in editable mode, with {extras}.\n\
+                 The daemon started before the install: a new worker loads the plugin and replaces\n\
+                 the old one (decr stops the oldest)."
             ),
         ),
         Entry::commented(

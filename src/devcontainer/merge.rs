@@ -191,7 +191,7 @@ fn merge_object(
     entries: &[Entry],
     path: &mut Vec<String>,
     changes: &mut Changes,
-    comments: &mut Vec<(Vec<String>, String)>,
+    comments: &mut Vec<Comment>,
 ) -> anyhow::Result<()> {
     for entry in entries {
         path.push(entry.key.clone());
@@ -210,6 +210,9 @@ fn merge_object(
                         if current.as_ref().map(node_value).as_ref() != Some(v) {
                             prop.set_value(value_to_input(v));
                             changes.updated.push(dotted);
+                            if let Some(comment) = &entry.comment {
+                                comments.push(Comment::refresh(path, comment));
+                            }
                         }
                     }
                     Desired::Object(sub) => match current.as_ref().and_then(CstNode::as_object) {
@@ -249,9 +252,9 @@ fn merge_items(array: &CstArray, items: &[Value], dotted: &str, changes: &mut Ch
     }
 }
 
-fn collect_comments(entry: &Entry, path: &[String], comments: &mut Vec<(Vec<String>, String)>) {
+fn collect_comments(entry: &Entry, path: &[String], comments: &mut Vec<Comment>) {
     if let Some(comment) = &entry.comment {
-        comments.push((path.to_vec(), comment.clone()));
+        comments.push(Comment { path: path.to_vec(), text: comment.clone(), refresh: false });
     }
     if let Desired::Object(sub) = &entry.desired {
         for child in sub {
@@ -262,35 +265,65 @@ fn collect_comments(entry: &Entry, path: &[String], comments: &mut Vec<(Vec<Stri
     }
 }
 
+/// A comment to write above the property at `path`.
+#[derive(Debug, Clone)]
+struct Comment {
+    path: Vec<String>,
+    text: String,
+    /// The property existed and its value changed: replace the comment block right above it when
+    /// it is the one aiida-devc wrote (same first line), so that it does not go stale.
+    refresh: bool,
+}
+
+impl Comment {
+    fn refresh(path: &[String], text: &str) -> Comment {
+        Comment { path: path.to_vec(), text: text.to_owned(), refresh: true }
+    }
+}
+
 /// Put each comment on its own lines above the property at its path, indented like it.
-fn insert_comments(text: &str, comments: &[(Vec<String>, String)]) -> String {
-    let collect = CollectOptions {
-        comments: CommentCollectionStrategy::Off,
-        tokens: false,
-    };
+fn insert_comments(text: &str, comments: &[Comment]) -> String {
+    let collect = CollectOptions { comments: CommentCollectionStrategy::Off, tokens: false };
     let Ok(parsed) = jsonc_parser::parse_to_ast(text, &collect, &ParseOptions::default()) else {
         return text.to_owned();
     };
-    let mut inserts: Vec<(usize, String)> = Vec::new();
-    for (path, comment) in comments {
-        let Some(start) = property_start(parsed.value.as_ref(), path) else {
+    // (start, end, replacement) edits of `text`.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    for comment in comments {
+        let Some(start) = property_start(parsed.value.as_ref(), &comment.path) else {
             continue;
         };
         let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let indent: String = text[line_start..start]
-            .chars()
-            .take_while(|c| c.is_whitespace())
-            .collect();
+        let indent: String = text[line_start..start].chars().take_while(|c| c.is_whitespace()).collect();
         if indent.len() != start - line_start {
             continue; // the property shares its line with something else: no room for a comment
         }
-        let block: String = comment.lines().map(|l| format!("{indent}// {l}\n")).collect();
-        inserts.push((line_start, block));
+        let block: String = comment.text.lines().map(|l| format!("{indent}// {l}\n")).collect();
+        if !comment.refresh {
+            edits.push((line_start, line_start, block));
+            continue;
+        }
+        // The `//` lines directly above, with the same indentation.
+        let mut block_start = line_start;
+        while block_start > 0 {
+            let previous = text[..block_start - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let line = &text[previous..block_start - 1];
+            if line.starts_with(&format!("{indent}//")) && !line[indent.len()..].starts_with("///") {
+                block_start = previous;
+            } else {
+                break;
+            }
+        }
+        let existing = &text[block_start..line_start];
+        let ours = existing.lines().next().map(str::trim) == block.lines().next().map(str::trim);
+        if block_start < line_start && ours && existing != block {
+            edits.push((block_start, line_start, block));
+        }
     }
-    inserts.sort_by_key(|insert| std::cmp::Reverse(insert.0));
+    edits.sort_by_key(|edit| std::cmp::Reverse(edit.0));
     let mut out = text.to_owned();
-    for (at, block) in inserts {
-        out.insert_str(at, &block);
+    for (start, end, replacement) in edits {
+        out.replace_range(start..end, &replacement);
     }
     out
 }
@@ -395,5 +428,18 @@ mod tests {
                 .contains("d.json:1:1: the top level of a devcontainer.json must be an object"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_updated_value_refreshes_only_the_comment_aiida_devc_wrote() {
+        let path = Path::new("devcontainer.json");
+        let ours = "{\n  // The image.\n  // Version 1.\n  \"image\": \"img:1\"\n}\n";
+        let entries = vec![Entry::commented("image", Desired::Value(json!("img:2")), "The image.\nVersion 2.")];
+        let (out, _) = merge(path, ours, &entries).unwrap();
+        assert_eq!(out, "{\n  // The image.\n  // Version 2.\n  \"image\": \"img:2\"\n}\n");
+
+        let theirs = "{\n  // Pinned on purpose.\n  \"image\": \"img:1\"\n}\n";
+        let (out, _) = merge(path, theirs, &entries).unwrap();
+        assert_eq!(out, "{\n  // Pinned on purpose.\n  \"image\": \"img:2\"\n}\n");
     }
 }
