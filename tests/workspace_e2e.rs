@@ -434,8 +434,8 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
         "{pytest}"
     );
 
-    // Submitted, the work chain runs in a daemon worker that was started before the editable
-    // install: the worker replaced after it (postCreateCommand) loads the plugin.
+    // Submitted, the work chain runs in the daemon, which postCreateCommand restarted after the
+    // editable install: it loads the plugin.
     let submitted = exec(&ws, &["python", "-c", SUBMIT_AND_WAIT], &[]);
     assert!(
         submitted.trim_end().ends_with("finished_ok=True result=10"),

@@ -37,6 +37,22 @@ pub fn install_command(extras: &[String]) -> String {
     format!("python -m pip install --editable '{target}'")
 }
 
+/// The supervised daemon's service directory (s6-overlay's layout, which aiida-init follows).
+pub const DAEMON_SERVICE: &str = "/run/service/aiida-daemon";
+
+/// Install the plugin, wait for AiiDA, then restart the daemon under its supervisor so that it
+/// loads the plugin. `verdi daemon restart` is not used: it would start a second daemon beside
+/// the supervised one.
+pub fn post_create_command(extras: &[String]) -> String {
+    format!(
+        "{install} && aiida-init wait --timeout {READY_TIMEOUT_SECS} \
+         && /command/s6-svc -d {DAEMON_SERVICE} \
+         && for i in $(seq 300); do aiida-init status | grep -Eq '^aiida-daemon +longrun +down' && break; sleep 0.2; done \
+         && /command/s6-svc -u {DAEMON_SERVICE} && aiida-init wait --timeout {READY_TIMEOUT_SECS}",
+        install = install_command(extras)
+    )
+}
+
 /// Everything `init` needs to decide.
 pub struct Choices<'a> {
     pub plugin: &'a PluginMetadata,
@@ -128,14 +144,11 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
     entries.extend([
         Entry::commented(
             "postCreateCommand",
-            Desired::Value(json!(format!(
-                "{} && aiida-init wait --timeout {READY_TIMEOUT_SECS} && verdi daemon incr 1 && verdi daemon decr 1",
-                install_command(&c.extras)
-            ))),
+            Desired::Value(json!(post_create_command(&c.extras))),
             format!(
-                "Once per container: the plugin in editable mode, with {extras}.\n\
-                 The daemon started before the install: a new worker loads the plugin and replaces\n\
-                 the old one (decr stops the oldest)."
+                "Once per container: the plugin in editable mode, with {extras}. The daemon\n\
+                 started before the install, so it is restarted through aiida-init (s6-svc down,\n\
+                 then up once it is down) to load the plugin; then wait until it is ready again."
             ),
         ),
         Entry::commented(
