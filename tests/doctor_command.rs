@@ -300,3 +300,16 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
     let (ok, out) = doctor(dir.path());
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_second_daemon_started_by_a_lifecycle_command_is_found() {
+    let h = Harness::new();
+    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    let config = config_for(&image, "\n  \"postCreateCommand\": \"pip install -e . && verdi daemon restart\",");
+    let dir = workspace(&config);
+    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"), "{out}");
+    assert!(out.contains("at ./.devcontainer/devcontainer.json:5:3"), "{out}");
+}

@@ -114,7 +114,9 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         Entry::commented(
             "image",
             Desired::Value(json!(c.image.image)),
-            format!("The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."),
+            format!(
+                "The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."
+            ),
         ),
         Entry::commented(
             "overrideCommand",

@@ -7,6 +7,8 @@
 //! * `override-command`: `overrideCommand: true` (or unset, on an image that does not ask for
 //!   `false` in its `devcontainer.metadata` label) replaces the image's `/init` with a sleep loop:
 //!   no PostgreSQL, no RabbitMQ, no daemon, and `docker stop` kills everything;
+//! * `daemon`: a lifecycle command runs `verdi daemon start` or `restart` on an image whose /init
+//!   supervises the daemon: a second daemon runs beside it, outside the supervisor;
 //! * `architecture`: an image built for another architecture than the host's runs under
 //!   emulation (several times slower) or not at all;
 //! * `home-volume`: no named volume on the home: the database and the file repository are lost
@@ -29,7 +31,7 @@ use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, 
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::config::{HOME, USER};
+use super::config::{DAEMON_SERVICE, HOME, USER};
 use super::init::config_path;
 use super::merge;
 use crate::host::HostOptions;
@@ -47,7 +49,8 @@ pub struct DoctorArgs {
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// A short stable id (`override-command`, `architecture`, `home-volume`, `aiida-core`, `uid`).
+    /// A short stable id (`override-command`, `daemon`, `architecture`, `home-volume`, `aiida-core`,
+    /// `uid`).
     pub check: &'static str,
     /// Where it comes from (`file:line:column`), or the image.
     pub location: String,
@@ -156,6 +159,34 @@ impl DoctorArgs {
                 fix: "add \"overrideCommand\": false".into(),
             }),
             _ => {}
+        }
+
+        // Lifecycle commands that start a daemon beside the supervised one.
+        if needs_init {
+            for hook in [
+                "onCreateCommand",
+                "updateContentCommand",
+                "postCreateCommand",
+                "postStartCommand",
+                "postAttachCommand",
+            ] {
+                let command = config.get(hook).map(|v| v.to_string()).unwrap_or_default();
+                if command.contains("verdi daemon start") || command.contains("verdi daemon restart") {
+                    findings.push(Finding {
+                        check: "daemon",
+                        location: at(&format!("\"{hook}\"")),
+                        problem: format!(
+                            "{hook} runs `verdi daemon start/restart`, but the image's /init already runs the daemon \
+                             under its supervisor: a second, unsupervised daemon is started (and killed, not stopped, \
+                             on `docker stop`)"
+                        ),
+                        fix: format!(
+                            "restart the supervised daemon instead: `/command/s6-svc -d {DAEMON_SERVICE}`, then \
+                             `/command/s6-svc -u {DAEMON_SERVICE}` once it is down (what `aiida-devc init` writes)"
+                        ),
+                    });
+                }
+            }
         }
 
         // Architecture.
@@ -276,7 +307,7 @@ impl DoctorArgs {
 /// The findings for humans.
 pub fn format_findings(findings: &[Finding]) -> String {
     if findings.is_empty() {
-        return "✔ no problems found (override-command, architecture, home-volume, aiida-core, uid)\n".into();
+        return "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n".into();
     }
     let mut out = String::new();
     for f in findings {
