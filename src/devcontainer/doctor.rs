@@ -289,7 +289,7 @@ impl DoctorArgs {
                         problem: format!(
                             "the workspace belongs to UID {owner} but {remote_user} in the container is UID {uid}, \
                              and the CLI will not remap it ({why}): the container cannot write to the workspace \
-                             (editable installs, pytest caches, git)"
+                             (setuptools editable installs, pytest caches, git commits)"
                         ),
                         fix: if owner == 0 {
                             "open the folder as a regular user, not root (or `chown -R 1000 DIR`)".into()
