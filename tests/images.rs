@@ -110,7 +110,8 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     assert_eq!(await_sum(&again, &pk), 3, "the first calculation is gone");
 }
 
-/// SIGKILL leaves stale PID files (postmaster.pid, circus); the next start must cope.
+/// SIGKILL leaves stale PID files (postmaster.pid, circus); the next start must cope. Also: the
+/// services listen on localhost only, and RabbitMQ's consumer timeout is off.
 #[test]
 fn with_services_is_ready_again_after_docker_kill() {
     let h = Harness::new();
@@ -126,6 +127,23 @@ fn with_services_is_ready_again_after_docker_kill() {
     let value = c.sh(&format!("python -c 'from aiida import load_profile, orm; load_profile(); print(orm.load_node({}).value)'", pk.trim()));
     assert_eq!(value.trim(), "7");
     assert!(c.logs().contains("stale"), "the stale postmaster.pid was not reported:\n{}", c.logs());
+
+    // Services listen on localhost only (PostgreSQL, RabbitMQ, epmd, Erlang distribution).
+    let listening = c.sh("cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == \"0A\" {print $2}'");
+    let addresses: Vec<&str> = listening.split_whitespace().collect();
+    for port in ["1538", "1628"] {
+        assert!(addresses.contains(&format!("0100007F:{port}").as_str()), "port 0x{port} not on 127.0.0.1: {addresses:?}");
+    }
+    for address in &addresses {
+        let host = address.split(':').next().unwrap();
+        assert!(
+            host == "0100007F" || host == "00000000000000000000000001000000",
+            "a socket listens beyond localhost: {address} in {addresses:?}"
+        );
+    }
+    // RabbitMQ's consumer timeout is off (AiiDA holds tasks for a long time).
+    let env = c.sh("rabbitmqctl environment");
+    assert!(env.contains("{consumer_timeout,undefined}"), "consumer_timeout is set:\n{env}");
 }
 
 /// The base image alone: SQLite and ZeroMQ, the daemon runs a calculation; the user and the

@@ -451,9 +451,11 @@ fn legacy_directories_run_in_s6_overlay_order() {
     init_support::write_exec(&etc.join("cont-init.d/10-first"), &format!("#!/bin/sh\n{}\n", tree.log_event("cont-init-10")));
     init_support::write_exec(&etc.join("cont-init.d/20-second"), &format!("#!/bin/sh\nsleep 0.2\n{}\n", tree.log_event("cont-init-20")));
     init_support::write_exec(&etc.join("cont-finish.d/10-bye"), &format!("#!/bin/sh\n{}\n", tree.log_event("cont-finish")));
-    init_support::write_exec(&etc.join("services.d/legacy/run"), &format!("#!/bin/sh\n{}\nexec sleep 100\n", tree.log_event("services.d")));
+    init_support::write_exec(&etc.join("services.d/legacy/run"), &format!("#!/bin/sh\n{}\necho >&3\nexec sleep 100\n", tree.log_event("services.d")));
+    init_support::write(&etc.join("services.d/legacy/notification-fd"), "3\n");
     tree.oneshot_sh("usersvc", &tree.log_event("user"), Some(&tree.log_event("user-down")), &["base"]);
-    let out = tree.run(Mode::Pid1, &["sh", "-c", &tree.log_event("cmd")], &[], LIMIT);
+    // With S6_CMD_WAIT_FOR_SERVICES=1 the command waits for services.d to be ready.
+    let out = tree.run(Mode::Pid1, &["sh", "-c", &tree.log_event("cmd")], &[("S6_CMD_WAIT_FOR_SERVICES", "1")], LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
     let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
     assert_eq!(order, vec!["cont-init-10", "cont-init-20", "user", "services.d", "cmd", "user-down", "cont-finish"], "{out:?}");

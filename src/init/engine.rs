@@ -133,9 +133,11 @@ pub struct Engine {
     self_exe: PathBuf,
     child_env: Vec<(String, String)>,
     dirty: bool,
+    last_state_write: Instant,
 }
 
 const KEEP_LINES: usize = 20;
+const STATE_THROTTLE: Duration = Duration::from_millis(100);
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
@@ -212,6 +214,7 @@ impl Engine {
             self_exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             child_env,
             dirty: true,
+            last_state_write: Instant::now(),
         }
     }
 
@@ -863,7 +866,8 @@ impl Engine {
             if (0..self.svcs.len()).all(|i| !self.active(i)) {
                 self.phase = Phase::FinalSweep { killed: false };
                 self.phase_deadline = Some(Instant::now() + self.settings.kill_gracetime);
-                if !reactor.nothing_left() {
+                let mut events = Vec::new();
+                if !reactor.nothing_left(&mut events) {
                     self.info("sending SIGTERM to the remaining processes");
                     reactor.signal_everything(Signal::SIGTERM);
                     reactor.signal_everything(Signal::SIGCONT);
@@ -873,8 +877,7 @@ impl Engine {
         }
         if let Phase::FinalSweep { killed } = self.phase {
             let mut events = Vec::new();
-            reactor.reap(&mut events);
-            if reactor.nothing_left() {
+            if reactor.nothing_left(&mut events) {
                 self.phase = Phase::Done;
             } else if !killed && self.phase_deadline.is_some_and(|d| d <= Instant::now()) {
                 self.warn("processes left after S6_KILL_GRACETIME: sending SIGKILL");
@@ -885,9 +888,16 @@ impl Engine {
                 self.phase = Phase::Done;
             }
         }
-        if self.dirty {
+        if self.dirty && self.state_write_due() {
             self.write_state();
         }
+    }
+
+    /// While stopping, the state file is rewritten at most every 100 ms: a shutdown must not
+    /// wait on the file system for every service that goes down.
+    fn state_write_due(&self) -> bool {
+        let stopping = matches!(self.phase, Phase::StoppingCommand | Phase::StoppingServices | Phase::FinalSweep { .. });
+        !stopping || self.last_state_write.elapsed() >= STATE_THROTTLE
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -901,14 +911,13 @@ impl Engine {
         if let Some(t) = self.phase_deadline {
             consider(t);
         }
+        if self.dirty && !self.state_write_due() {
+            consider(self.last_state_write + STATE_THROTTLE);
+        }
         if self.phase == Phase::Starting {
             if let Some(t) = self.stage2_deadline {
                 consider(t);
             }
-        }
-        if matches!(self.phase, Phase::FinalSweep { .. }) {
-            // Processes that are not our children do not wake us when they die: look again soon.
-            consider(Instant::now() + Duration::from_millis(20));
         }
         next
     }
@@ -923,7 +932,10 @@ impl Engine {
             .filter(|_| self.exitcode_file_ok)
             .and_then(|s| s.trim().parse::<i32>().ok())
             .unwrap_or(self.exit_code);
-        self.write_state_with_phase("finished");
+        if !_reactor.is_pid1 {
+            // As PID 1 the whole container goes away with us: nobody is left to read it.
+            self.write_state_with_phase("finished");
+        }
         Some(code & 0xff)
     }
 
@@ -943,6 +955,7 @@ impl Engine {
 
     fn write_state_with_phase(&mut self, phase: &str) {
         self.dirty = false;
+        self.last_state_write = Instant::now();
         let boot_ms = self.boot_wall.duration_since(SystemTime::UNIX_EPOCH).map(ms).unwrap_or(0);
         let rel = |t: Option<Instant>| t.map(|t| ms(t.saturating_duration_since(self.boot)));
         let services: Vec<serde_json::Value> = self

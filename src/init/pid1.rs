@@ -352,9 +352,11 @@ impl Reactor {
         }
     }
 
-    /// True when no process other than us (and zombies about to be reaped) is left.
-    pub fn nothing_left(&self) -> bool {
-        descendants().is_empty()
+    /// True when no process other than us is left. As PID 1 or as a subreaper, every
+    /// descendant whose parent died is reparented to us, so none left means no child left.
+    pub fn nothing_left(&mut self, events: &mut Vec<Event>) -> bool {
+        self.reap(events);
+        matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)), Err(nix::errno::Errno::ECHILD))
     }
 }
 
