@@ -17,7 +17,8 @@ fn fresh_sample() -> tempfile::TempDir {
     dir
 }
 
-/// Whether the chosen image is present depends on the machine: snapshots do not.
+/// Whether the chosen image is present (and so its Python version known) depends on the machine:
+/// snapshots do not.
 fn normalise(output: &str) -> String {
     output
         .lines()
@@ -27,7 +28,10 @@ fn normalise(output: &str) -> String {
                 .or_else(|| l.find("; present locally"))
             {
                 Some(i) if l.starts_with("image: ") => format!("{}; [present or not]", &l[..i]),
-                _ => l.to_owned(),
+                _ => match l.find("; the image has Python") {
+                    Some(i) if l.starts_with("python: ") => l[..i].to_owned(),
+                    _ => l.to_owned(),
+                },
             }
         })
         .collect::<Vec<_>>()
@@ -249,4 +253,20 @@ fn the_lite_variant_uses_the_base_image_and_says_so() {
     let fresh = fresh_sample();
     init(fresh.path(), &[]);
     assert_eq!(back, fs::read_to_string(fresh.path().join(CONFIG)).unwrap(), "differs from a fresh init");
+}
+
+#[test]
+fn a_python_requirement_the_local_image_does_not_meet_is_a_warning() {
+    let h = support::Harness::new();
+    h.require_image("aiidateam/aiida-core-with-services:aiida-2.9.4");
+    let dir = fresh_sample();
+    let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
+    fs::write(dir.path().join("pyproject.toml"), pyproject.replace(">=3.9", ">=3.99")).unwrap();
+    let out = aiida_devc(dir.path(), &["--ca-cert", "none", "init", "."], &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("warning: the plugin requires Python >=3.99 but the image has Python 3."),
+        "{stdout}"
+    );
 }

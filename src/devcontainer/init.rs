@@ -12,6 +12,7 @@ use super::merge::{self, Changes};
 use crate::host::HostOptions;
 use crate::plugin::images::{self, ImageChoice, Variant};
 use crate::plugin::{self, PluginMetadata};
+use pep508_rs::pep440_rs::Version;
 
 /// Write `.devcontainer/devcontainer.json` for the AiiDA plugin in DIR, or merge aiida-devc's
 /// settings into the one that is there (keeping your keys, comments and order).
@@ -44,6 +45,8 @@ pub struct InitOutcome {
     pub after: String,
     pub changes: Changes,
     pub written: bool,
+    /// The image's Python version, when the image is present locally.
+    pub image_python: Option<String>,
 }
 
 /// The devcontainer.json of a workspace.
@@ -51,8 +54,9 @@ pub fn config_path(dir: &Path) -> PathBuf {
     dir.join(".devcontainer").join("devcontainer.json")
 }
 
-/// Tags of `repository` in the local engine; empty when no engine answers (init works offline).
-pub fn local_tags(repository: &str) -> Vec<String> {
+/// Tags of `repository` in the local engine, one list per image; empty when no engine answers
+/// (init works offline).
+pub fn local_tags(repository: &str) -> Vec<Vec<String>> {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         return Vec::new();
     };
@@ -69,10 +73,24 @@ pub fn local_tags(repository: &str) -> Vec<String> {
         let prefix = format!("{repository}:");
         images
             .into_iter()
-            .flat_map(|i| i.repo_tags)
-            .filter_map(|t| t.strip_prefix(&prefix).map(str::to_owned))
+            .map(|i| {
+                i.repo_tags
+                    .iter()
+                    .filter_map(|t| t.strip_prefix(&prefix).map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|tags| !tags.is_empty())
             .collect()
     })
+}
+
+/// The Python version of the local image tagged `tag`, from its `python-X.Y` tag.
+fn local_python(local_tags: &[Vec<String>], tag: &str) -> Option<String> {
+    local_tags
+        .iter()
+        .find(|tags| tags.iter().any(|t| t == tag))?
+        .iter()
+        .find_map(|t| t.strip_prefix("python-").map(str::to_owned))
 }
 
 impl InitArgs {
@@ -84,7 +102,8 @@ impl InitArgs {
     }
 
     /// Everything but printing: decide, merge, and write unless `--dry-run`.
-    pub fn execute(&self, host: &HostOptions, local_tags: &[String]) -> anyhow::Result<InitOutcome> {
+    pub fn execute(&self, host: &HostOptions, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
+        let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
         let plugin = plugin::read(&self.dir)?;
         let image = match &self.image {
             Some(image) => ImageChoice {
@@ -92,7 +111,7 @@ impl InitArgs {
                 aiida_core: None,
                 present_locally: false,
             },
-            None => images::choose(self.variant, plugin.aiida_core.as_ref(), local_tags).map_err(|e| {
+            None => images::choose(self.variant, plugin.aiida_core.as_ref(), &flat).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}. Pick an image with --image, or relax the requirement",
                     plugin.source.display()
@@ -160,6 +179,10 @@ impl InitArgs {
         if written {
             write_atomically(&path, &after)?;
         }
+        let image_python = image
+            .image
+            .rsplit_once(':')
+            .and_then(|(_, tag)| local_python(local_tags, tag));
         Ok(InitOutcome {
             path,
             plugin,
@@ -168,6 +191,7 @@ impl InitArgs {
             after,
             changes,
             written,
+            image_python,
         })
     }
 }
@@ -207,8 +231,24 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
         }
         None => writeln!(out, "image: {} (chosen with --image)", o.image.image)?,
     }
-    if let Some(py) = &p.requires_python {
-        writeln!(out, "python: the plugin requires {py}")?;
+    match (&p.requires_python, &o.image_python) {
+        (Some(spec), Some(python)) => {
+            let fits = python.parse::<Version>().is_ok_and(|v| spec.contains(&v));
+            if fits {
+                writeln!(
+                    out,
+                    "python: the plugin requires {spec}; the image has Python {python}"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "warning: the plugin requires Python {spec} but the image has Python {python}: \
+                     pip will refuse to install it. Build an image with a Python that fits."
+                )?;
+            }
+        }
+        (Some(spec), None) => writeln!(out, "python: the plugin requires {spec}")?,
+        _ => {}
     }
     if !p.extras.is_empty() {
         writeln!(
@@ -250,4 +290,20 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_python_version_comes_from_the_tags_of_the_same_image() {
+        let local = vec![
+            vec!["aiida-2.8.0".to_string(), "python-3.10".into()],
+            vec!["aiida-2.9.4".to_string(), "latest".into(), "python-3.11".into()],
+        ];
+        assert_eq!(local_python(&local, "aiida-2.9.4").as_deref(), Some("3.11"));
+        assert_eq!(local_python(&local, "aiida-2.8.0").as_deref(), Some("3.10"));
+        assert_eq!(local_python(&local, "aiida-2.7.5"), None);
+    }
 }
