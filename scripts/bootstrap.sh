@@ -112,8 +112,8 @@ case "$(uname -m)" in
 esac
 
 # --- 3. Host packages for the tests -----------------------------------------------------------
-apt_install docker-registry execline tini dumb-init python3 docker-compose
-say "host packages: docker-registry, execline, tini, dumb-init, python3, docker-compose present"
+apt_install docker-registry execline tini dumb-init python3 python3-pip git docker-compose
+say "host packages: docker-registry, execline, tini, dumb-init, python3, pip, git, docker-compose present"
 
 # --- 4. Reference devcontainer CLI ------------------------------------------------------------
 CLI="$TOOLS/devcontainer-cli/node_modules/.bin/devcontainer"

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::collection::{CollectionCommand, CollectionKind};
+use crate::devcontainer::{DoctorArgs, InitArgs, UpArgs};
 use crate::host::HostOptions;
 use crate::image::ImagesCommand;
 
@@ -29,6 +30,12 @@ pub enum Command {
     /// Validate, package and publish the devcontainer Templates in devcontainer-templates/src.
     #[command(subcommand)]
     Templates(CollectionCommand),
+    /// Write or update .devcontainer/devcontainer.json for the AiiDA plugin in a repository.
+    Init(InitArgs),
+    /// Bring a plugin workspace up in its dev container and wait until AiiDA is ready.
+    Up(UpArgs),
+    /// Find devcontainer settings that silently break AiiDA's services, and say how to fix them.
+    Doctor(DoctorArgs),
 }
 
 impl Cli {
@@ -37,6 +44,9 @@ impl Cli {
             Command::Images(cmd) => cmd.run(&self.host),
             Command::Features(cmd) => cmd.run(CollectionKind::Features, &self.host),
             Command::Templates(cmd) => cmd.run(CollectionKind::Templates, &self.host),
+            Command::Init(args) => args.run(&self.host),
+            Command::Up(args) => args.run(&self.host),
+            Command::Doctor(args) => args.run(&self.host),
         }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod collections;
 pub mod registry;
+pub mod plugin_workspace;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

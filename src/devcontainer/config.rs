@@ -1,0 +1,205 @@
+//! What aiida-devc puts in a plugin's `devcontainer.json`, each key with the comment that
+//! explains it. [`entries`] is the single source of truth for `init` (what to write) and
+//! `doctor` (what a working configuration looks like).
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::merge::{Desired, Entry};
+use crate::plugin::PluginMetadata;
+use crate::plugin::images::{ImageChoice, Variant};
+
+/// Where the home of the image's user is: the database, the file repository, pip's `--user`
+/// installs.
+pub const HOME: &str = "/home/aiida";
+/// The image's non-root user.
+pub const USER: &str = "aiida";
+/// Where the CA bundle is mounted when one is configured.
+pub const CA_TARGET: &str = "/etc/aiida-devc/ca.pem";
+/// The host variable that names the CA bundle (also read by `--ca-cert`).
+pub const CA_ENV: &str = "AIIDA_DEVC_CA_CERT";
+/// How long the lifecycle commands wait for AiiDA to be ready, in seconds.
+pub const READY_TIMEOUT_SECS: u32 = 600;
+
+/// The name of the named volume that keeps the home, per dev container.
+pub fn home_volume_source() -> String {
+    "aiida-home-${devcontainerId}".into()
+}
+
+/// The command that installs the plugin for development.
+pub fn install_command(extras: &[String]) -> String {
+    let target = if extras.is_empty() {
+        ".".to_string()
+    } else {
+        format!(".[{}]", extras.join(","))
+    };
+    format!("python -m pip install --editable '{target}'")
+}
+
+/// The supervised daemon's service directory (s6-overlay's layout, which aiida-init follows).
+pub const DAEMON_SERVICE: &str = "/run/service/aiida-daemon";
+
+/// Install the plugin, wait for AiiDA, then restart the daemon under its supervisor so that it
+/// loads the plugin. `verdi daemon restart` is not used: it would start a second daemon beside
+/// the supervised one.
+pub fn post_create_command(extras: &[String]) -> String {
+    format!(
+        "{install} && aiida-init wait --timeout {READY_TIMEOUT_SECS} \
+         && /command/s6-svc -d {DAEMON_SERVICE} \
+         && for i in $(seq 300); do aiida-init status | grep -Eq '^aiida-daemon +longrun +down' && break; sleep 0.2; done \
+         && /command/s6-svc -u {DAEMON_SERVICE} && aiida-init wait --timeout {READY_TIMEOUT_SECS}",
+        install = install_command(extras)
+    )
+}
+
+/// Everything `init` needs to decide.
+pub struct Choices<'a> {
+    pub plugin: &'a PluginMetadata,
+    pub image: &'a ImageChoice,
+    pub variant: Variant,
+    /// The extras installed by postCreateCommand.
+    pub extras: Vec<String>,
+    /// Whether to pass a CA bundle through (`--ca-cert` / `AIIDA_DEVC_CA_CERT` given).
+    pub ca: bool,
+    /// The folder with the plugin's tests, relative to the repository, when there is one.
+    pub tests_dir: Option<String>,
+}
+
+/// The tests folder of the repository at `dir`, if it has one of the usual names.
+pub fn find_tests_dir(dir: &Path) -> Option<String> {
+    ["tests", "test"]
+        .iter()
+        .find(|d| dir.join(d).is_dir())
+        .map(|d| d.to_string())
+}
+
+/// The settings aiida-devc owns, in the order they are written.
+pub fn entries(c: &Choices) -> Vec<Entry> {
+    let what = match c.variant {
+        Variant::Services => "aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container",
+        Variant::Lite => "aiida-core-base: AiiDA without PostgreSQL and RabbitMQ",
+    };
+    let release = match &c.image.aiida_core {
+        Some(v) => format!(
+            "with aiida-core {v}, the newest release that satisfies {}",
+            c.plugin.aiida_core_display()
+        ),
+        None => "chosen with `aiida-devc init --image`".into(),
+    };
+    let extras = if c.extras.is_empty() {
+        "no extras".to_string()
+    } else {
+        format!("its extras [{}]", c.extras.join(","))
+    };
+    let mut mounts = vec![json!({"source": home_volume_source(), "target": HOME, "type": "volume"})];
+    if c.ca {
+        mounts
+            .push(json!({"source": format!("${{localEnv:{CA_ENV}}}"), "target": CA_TARGET, "type": "bind"}));
+    }
+    let mounts_comment = if c.ca {
+        format!(
+            "The home ({HOME}: database, file repository, pip installs) is a named volume per dev\n\
+             container: it survives rebuilds. The CA bundle named by ${CA_ENV} on the host is\n\
+             mounted for https behind a TLS-intercepting proxy (export it before opening the folder)."
+        )
+    } else {
+        format!(
+            "The home ({HOME}: database, file repository, pip installs) is a named volume per dev\n\
+             container: it survives rebuilds."
+        )
+    };
+    let mut entries = vec![
+        Entry::new("name", Desired::Default(json!(c.plugin.name))),
+        Entry::commented(
+            "image",
+            Desired::Value(json!(c.image.image)),
+            format!(
+                "The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."
+            ),
+        ),
+        Entry::commented(
+            "overrideCommand",
+            Desired::Value(json!(false)),
+            "Keep the image's /init (aiida-init) as PID 1: it starts the services and the daemon,\n\
+             and stops them cleanly on `docker stop`. `true` would replace it with a sleep loop.",
+        ),
+        Entry::commented(
+            "remoteUser",
+            Desired::Value(json!(USER)),
+            "The image's non-root user, owner of the AiiDA profile.",
+        ),
+        Entry::commented("mounts", Desired::Items(mounts), mounts_comment),
+    ];
+    if c.ca {
+        entries.push(Entry::commented(
+            "containerEnv",
+            Desired::Object(
+                ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]
+                    .iter()
+                    .map(|k| Entry::new(k, Desired::Value(json!(CA_TARGET))))
+                    .collect(),
+            ),
+            "pip, OpenSSL and requests trust the mounted CA bundle.",
+        ));
+    }
+    entries.extend([
+        Entry::commented(
+            "postCreateCommand",
+            Desired::Value(json!(post_create_command(&c.extras))),
+            format!(
+                "Once per container: the plugin in editable mode, with {extras}. The daemon\n\
+                 started before the install, so it is restarted through aiida-init (s6-svc down,\n\
+                 then up once it is down) to load the plugin; then wait until it is ready again."
+            ),
+        ),
+        Entry::commented(
+            "postStartCommand",
+            Desired::Value(json!(format!("aiida-init wait --timeout {READY_TIMEOUT_SECS}"))),
+            "At every start: wait until the services, the profile and the daemon are ready\n\
+             (`aiida-init status` shows which service took how long).",
+        ),
+        Entry::commented(
+            "waitFor",
+            Desired::Value(json!("postStartCommand")),
+            "VS Code and Codespaces open the terminal only once postStartCommand is done: AiiDA is ready.",
+        ),
+    ]);
+    let mut settings = vec![
+        Entry::new("python.testing.pytestEnabled", Desired::Value(json!(true))),
+        Entry::new("python.testing.unittestEnabled", Desired::Default(json!(false))),
+    ];
+    if let Some(tests) = &c.tests_dir {
+        settings.push(Entry::new(
+            "python.testing.pytestArgs",
+            Desired::Default(json!([tests])),
+        ));
+    }
+    entries.push(Entry::commented(
+        "customizations",
+        Desired::Object(vec![Entry::new(
+            "vscode",
+            Desired::Object(vec![
+                Entry::new("extensions", Desired::Items(vec![json!("ms-python.python")])),
+                Entry::new("settings", Desired::Object(settings)),
+            ]),
+        )]),
+        "VS Code: the Python extension, with pytest as the test runner.",
+    ));
+    entries.push(Entry::commented(
+        "hostRequirements",
+        Desired::Default(json!({"cpus": 2, "memory": "4gb"})),
+        "Codespaces: PostgreSQL, RabbitMQ and the daemon want at least 2 cores and 4 GB.",
+    ));
+    entries
+}
+
+/// The first lines of a file that `init` creates.
+pub fn header(plugin: &PluginMetadata) -> String {
+    format!(
+        "// Dev container for {name}, written by `aiida-devc init`.\n\
+         // Running `aiida-devc init` again updates the settings it owns and keeps your own keys\n\
+         // and comments; `aiida-devc doctor` checks the file for settings that break AiiDA.\n",
+        name = plugin.name
+    )
+}

@@ -1,0 +1,410 @@
+//! `aiida-devc doctor [DIR]`: the settings that silently break AiiDA in a dev container.
+//!
+//! None of these make `devcontainer up` fail; each leaves a container without services, without
+//! data after a rebuild, or unable to write to the workspace. Every finding says where it comes
+//! from and how to fix it:
+//!
+//! * `override-command`: `overrideCommand: true` (or unset, on an image that does not ask for
+//!   `false` in its `devcontainer.metadata` label) replaces the image's `/init` with a sleep loop:
+//!   no PostgreSQL, no RabbitMQ, no daemon, and `docker stop` kills everything;
+//! * `daemon`: a lifecycle command runs `verdi daemon start` or `restart` on an image whose /init
+//!   supervises the daemon: a second daemon runs beside it, outside the supervisor;
+//! * `architecture`: an image built for another architecture than the host's runs under
+//!   emulation (several times slower) or not at all;
+//! * `home-volume`: no named volume on the home: the database and the file repository are lost
+//!   with the container (a bind mount is not filled from the image, so it breaks the profile);
+//! * `aiida-core`: the plugin's aiida-core requirement matches no image, or not the one in use;
+//! * `uid`: the workspace belongs to a UID that the image user does not have, and the CLI will not
+//!   remap it (`updateRemoteUserUID: false`, a numeric `remoteUser`, or another user of the image
+//!   already has that UID, such as root): the container cannot write to the workspace.
+//!
+//! Checks that need the image (its label, architecture and users) use the local engine when the
+//! image is there and say so when it is not.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, WaitContainerOptions};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::config::{DAEMON_SERVICE, HOME, USER};
+use super::init::config_path;
+use super::merge;
+use crate::host::HostOptions;
+use crate::plugin::{self, Location, images};
+
+/// Check the dev container configuration of the plugin in DIR for settings that silently break
+/// AiiDA's services, and say how to fix each.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// The plugin repository with .devcontainer/devcontainer.json.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// A short stable id (`override-command`, `daemon`, `architecture`, `home-volume`, `aiida-core`,
+    /// `uid`).
+    pub check: &'static str,
+    /// Where it comes from (`file:line:column`), or the image.
+    pub location: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// What the checks learned about the image from the engine.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFacts {
+    pub architecture: Option<String>,
+    pub entrypoint: Vec<String>,
+    /// The `devcontainer.metadata` label, parsed.
+    pub metadata: Vec<Value>,
+    /// The UID of the image user that `remoteUser` names.
+    pub remote_uid: Option<u32>,
+    /// The user of the image that already has the workspace owner's UID, if any.
+    pub user_with_host_uid: Option<String>,
+}
+
+/// The host architecture in Docker's words.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+impl DoctorArgs {
+    pub fn run(&self, _host: &HostOptions) -> anyhow::Result<()> {
+        let findings = self.diagnose()?;
+        let path = config_path(&self.dir);
+        if let Some(image) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| merge::to_value(&path, &t).ok())
+            .and_then(|v| v.get("image").and_then(Value::as_str).map(str::to_owned))
+        {
+            if image_facts(&image, USER, None)?.is_none() {
+                println!(
+                    "note: {image} is not in the local engine (or no engine answers): its label, \
+                     architecture and users were not checked"
+                );
+            }
+        }
+        print!("{}", format_findings(&findings));
+        if findings.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{} problem(s) found", findings.len())
+        }
+    }
+
+    /// Run every check.
+    pub fn diagnose(&self) -> anyhow::Result<Vec<Finding>> {
+        let path = config_path(&self.dir);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read it; `aiida-devc init` writes one", path.display()))?;
+        let config = merge::to_value(&path, &text)?;
+        let at = |needle: &str| Location::of(&path, &text, needle).to_string();
+        let mut findings = Vec::new();
+
+        let image = config.get("image").and_then(Value::as_str).map(str::to_owned);
+        let remote_user = config
+            .get("remoteUser")
+            .or_else(|| config.get("containerUser"))
+            .and_then(Value::as_str)
+            .unwrap_or(USER)
+            .to_owned();
+        let owner_uid = std::fs::metadata(&self.dir).map(|m| m.uid()).ok();
+        let facts = match &image {
+            Some(image) => image_facts(image, &remote_user, owner_uid)?,
+            None => None,
+        };
+
+        // overrideCommand.
+        let needs_init = facts.as_ref().map_or_else(
+            || {
+                image
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with(images::ORGANISATION))
+            },
+            |f| f.entrypoint.first().is_some_and(|e| e.ends_with("/init")),
+        );
+        let label_says_false = facts.as_ref().is_some_and(|f| {
+            f.metadata
+                .iter()
+                .any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
+        });
+        match config.get("overrideCommand") {
+            Some(Value::Bool(true)) if needs_init => findings.push(Finding {
+                check: "override-command",
+                location: at("\"overrideCommand\""),
+                problem: "overrideCommand is true: the image's /init is replaced by a sleep loop, so \
+                          PostgreSQL, RabbitMQ and the daemon never start and `docker stop` kills everything"
+                    .into(),
+                fix: "set \"overrideCommand\": false (or run `aiida-devc init`)".into(),
+            }),
+            None if facts.is_some() && needs_init && !label_says_false => findings.push(Finding {
+                check: "override-command",
+                location: at("{"),
+                problem: "overrideCommand is not set and the image's devcontainer.metadata label does not \
+                          set it to false: the default (true) replaces the image's /init"
+                    .into(),
+                fix: "add \"overrideCommand\": false".into(),
+            }),
+            _ => {}
+        }
+
+        // Lifecycle commands that start a daemon beside the supervised one.
+        if needs_init {
+            for hook in [
+                "onCreateCommand",
+                "updateContentCommand",
+                "postCreateCommand",
+                "postStartCommand",
+                "postAttachCommand",
+            ] {
+                let command = config.get(hook).map(|v| v.to_string()).unwrap_or_default();
+                if command.contains("verdi daemon start") || command.contains("verdi daemon restart") {
+                    findings.push(Finding {
+                        check: "daemon",
+                        location: at(&format!("\"{hook}\"")),
+                        problem: format!(
+                            "{hook} runs `verdi daemon start/restart`, but the image's /init already runs the daemon \
+                             under its supervisor: a second, unsupervised daemon is started (and killed, not stopped, \
+                             on `docker stop`)"
+                        ),
+                        fix: format!(
+                            "restart the supervised daemon instead: `/command/s6-svc -d {DAEMON_SERVICE}`, then \
+                             `/command/s6-svc -u {DAEMON_SERVICE}` once it is down (what `aiida-devc init` writes)"
+                        ),
+                    });
+                }
+            }
+        }
+
+        // Architecture.
+        if let (Some(facts), Some(image)) = (&facts, &image) {
+            if let Some(arch) = &facts.architecture {
+                if arch != host_architecture() {
+                    findings.push(Finding {
+                        check: "architecture",
+                        location: at(image),
+                        problem: format!(
+                            "the image {image} is built for {arch}, this host is {}: it runs under emulation, \
+                             several times slower, or not at all",
+                            host_architecture()
+                        ),
+                        fix: format!("rebuild the image on this host (`aiida-devc images build`) or pull its {} variant", host_architecture()),
+                    });
+                }
+            }
+        }
+
+        // A volume on the home.
+        let mounts = config
+            .get("mounts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let home_mount = mounts
+            .iter()
+            .find(|m| merge::identity(m) == format!("target={HOME}"));
+        let is_volume = home_mount.is_some_and(|m| match m {
+            Value::Object(o) => o.get("type").and_then(Value::as_str) == Some("volume"),
+            Value::String(s) => s.contains("type=volume"),
+            _ => false,
+        });
+        if !is_volume {
+            let problem = match home_mount {
+                Some(_) => format!(
+                    "{HOME} is bind-mounted: a bind mount is not filled from the image, so the profile and the services' data directories are missing"
+                ),
+                None => format!(
+                    "no volume on {HOME}: the database and the file repository are lost whenever the container is rebuilt"
+                ),
+            };
+            findings.push(Finding {
+                check: "home-volume",
+                location: if config.get("mounts").is_some() { at("\"mounts\"") } else { at("{") },
+                problem,
+                fix: format!(
+                    "add {{ \"source\": \"aiida-home-${{devcontainerId}}\", \"target\": \"{HOME}\", \"type\": \"volume\" }} to \"mounts\""
+                ),
+            });
+        }
+
+        // aiida-core requirement.
+        if let Ok(meta) = plugin::read(&self.dir) {
+            let source = meta.source.display().to_string();
+            match images::choose(images::Variant::Services, meta.aiida_core.as_ref(), &[]) {
+                Err(no_image) => findings.push(Finding {
+                    check: "aiida-core",
+                    location: Location::of(&meta.source, &std::fs::read_to_string(&meta.source).unwrap_or_default(), "aiida-core").to_string(),
+                    problem: no_image.to_string(),
+                    fix: format!("relax the aiida-core requirement in {source}, or build an image for a release it accepts"),
+                }),
+                Ok(_) => {
+                    let tagged = image.as_deref().and_then(|i| i.rsplit_once(':')).and_then(|(_, t)| images::tag_version(t));
+                    if let (Some(version), Some(spec)) = (tagged, &meta.aiida_core) {
+                        if !spec.contains(&version) {
+                            findings.push(Finding {
+                                check: "aiida-core",
+                                location: at(image.as_deref().unwrap_or("image")),
+                                problem: format!("the image holds aiida-core {version}, the plugin requires {}", meta.aiida_core_display()),
+                                fix: "run `aiida-devc init` to pick an image that satisfies it".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        // UID.
+        if let (Some(facts), Some(owner)) = (&facts, owner_uid) {
+            if let Some(uid) = facts.remote_uid {
+                let update_off = config.get("updateRemoteUserUID") == Some(&Value::Bool(false));
+                let numeric = remote_user.chars().all(|c| c.is_ascii_digit());
+                let taken = facts.user_with_host_uid.clone();
+                if owner != uid && cfg!(target_os = "linux") && (update_off || numeric || taken.is_some()) {
+                    let why = if update_off {
+                        "updateRemoteUserUID is false".to_string()
+                    } else if numeric {
+                        format!("remoteUser {remote_user} is numeric, which the CLI never remaps")
+                    } else {
+                        format!(
+                            "the image's user {} already has UID {owner}",
+                            taken.unwrap_or_default()
+                        )
+                    };
+                    findings.push(Finding {
+                        check: "uid",
+                        location: self.dir.display().to_string(),
+                        problem: format!(
+                            "the workspace belongs to UID {owner} but {remote_user} in the container is UID {uid}, \
+                             and the CLI will not remap it ({why}): the container cannot write to the workspace \
+                             (setuptools editable installs, pytest caches, git commits)"
+                        ),
+                        fix: if owner == 0 {
+                            "open the folder as a regular user, not root (or `chown -R 1000 DIR`)".into()
+                        } else {
+                            "remove \"updateRemoteUserUID\": false and use the user's name, not a number, as remoteUser".into()
+                        },
+                    });
+                }
+            }
+        }
+        Ok(findings)
+    }
+}
+
+/// The findings for humans.
+pub fn format_findings(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n".into();
+    }
+    let mut out = String::new();
+    for f in findings {
+        out.push_str(&format!(
+            "✘ [{}] {}\n    at {}\n    fix: {}\n",
+            f.check, f.problem, f.location, f.fix
+        ));
+    }
+    out
+}
+
+/// Inspect `image` in the local engine, and ask a throwaway container of it for the UIDs the
+/// UID check needs. `None` when no engine answers or the image is not there.
+fn image_facts(image: &str, remote_user: &str, owner_uid: Option<u32>) -> anyhow::Result<Option<ImageFacts>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let Ok(docker) = crate::host::docker::connect().await else {
+            return Ok(None);
+        };
+        let Ok(inspect) = docker.inspect_image(image).await else {
+            return Ok(None);
+        };
+        let config = inspect.config.unwrap_or_default();
+        let metadata = config
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("devcontainer.metadata"))
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            .map(|v| match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            })
+            .unwrap_or_default();
+        let mut facts = ImageFacts {
+            architecture: inspect.architecture,
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            metadata,
+            ..Default::default()
+        };
+        if facts.architecture.as_deref() == Some(host_architecture()) {
+            let owner = owner_uid.map(|u| u.to_string()).unwrap_or_default();
+            let script = format!("id -u {remote_user}; getent passwd {owner} | cut -d: -f1");
+            if let Ok(out) = run_once(&docker, image, &script).await {
+                let mut lines = out.lines();
+                facts.remote_uid = lines.next().and_then(|l| l.trim().parse().ok());
+                facts.user_with_host_uid = lines
+                    .next()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned);
+            }
+        }
+        Ok(Some(facts))
+    })
+}
+
+/// `sh -c script` in a new container of `image` (its entry point bypassed), removed afterwards.
+async fn run_once(docker: &Docker, image: &str, script: &str) -> anyhow::Result<String> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint: Some(vec!["/bin/sh".into()]),
+        cmd: Some(vec!["-c".into(), script.into()]),
+        user: Some("0".into()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await?;
+    let result = async {
+        docker
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await?;
+        let mut wait = docker.wait_container(&created.id, None::<WaitContainerOptions>);
+        while wait.next().await.is_some() {}
+        let mut logs = docker.logs(
+            &created.id,
+            Some(bollard::query_parameters::LogsOptions {
+                stdout: true,
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(chunk) = logs.next().await {
+            out.push_str(&chunk?.to_string());
+        }
+        anyhow::Ok(out)
+    }
+    .await;
+    let remove = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    let _ = docker.remove_container(&created.id, Some(remove)).await;
+    result
+}

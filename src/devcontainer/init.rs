@@ -1,0 +1,309 @@
+//! `aiida-devc init [DIR]`: write or update `.devcontainer/devcontainer.json` for the plugin in
+//! DIR.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::config::{self, Choices};
+use super::merge::{self, Changes};
+use crate::host::HostOptions;
+use crate::plugin::images::{self, ImageChoice, Variant};
+use crate::plugin::{self, PluginMetadata};
+use pep508_rs::pep440_rs::Version;
+
+/// Write `.devcontainer/devcontainer.json` for the AiiDA plugin in DIR, or merge aiida-devc's
+/// settings into the one that is there (keeping your keys, comments and order).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// The plugin repository (with pyproject.toml, setup.cfg or setup.py).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Which image family the dev container uses.
+    #[arg(long, value_enum, default_value_t = Variant::Services)]
+    pub variant: Variant,
+    /// Use this image instead of the one picked from the plugin's aiida-core requirement.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Extras installed with the plugin (default: the first of tests, testing, test it declares).
+    #[arg(long, value_delimiter = ',', value_name = "EXTRA,...")]
+    pub extras: Option<Vec<String>>,
+    /// Print the change as a diff and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What `init` decided and did.
+#[derive(Debug)]
+pub struct InitOutcome {
+    pub path: PathBuf,
+    pub plugin: PluginMetadata,
+    pub image: ImageChoice,
+    pub before: Option<String>,
+    pub after: String,
+    pub changes: Changes,
+    pub written: bool,
+    /// The image's Python version, when the image is present locally.
+    pub image_python: Option<String>,
+}
+
+/// The devcontainer.json of a workspace.
+pub fn config_path(dir: &Path) -> PathBuf {
+    dir.join(".devcontainer").join("devcontainer.json")
+}
+
+/// Tags of `repository` in the local engine, one list per image; empty when no engine answers
+/// (init works offline).
+pub fn local_tags(repository: &str) -> Vec<Vec<String>> {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return Vec::new();
+    };
+    rt.block_on(async {
+        let Ok(docker) = bollard::Docker::connect_with_defaults() else {
+            return Vec::new();
+        };
+        let Ok(images) = docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+        else {
+            return Vec::new();
+        };
+        let prefix = format!("{repository}:");
+        images
+            .into_iter()
+            .map(|i| {
+                i.repo_tags
+                    .iter()
+                    .filter_map(|t| t.strip_prefix(&prefix).map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|tags| !tags.is_empty())
+            .collect()
+    })
+}
+
+/// The Python version of the local image tagged `tag`, from its `python-X.Y` tag.
+fn local_python(local_tags: &[Vec<String>], tag: &str) -> Option<String> {
+    local_tags
+        .iter()
+        .find(|tags| tags.iter().any(|t| t == tag))?
+        .iter()
+        .find_map(|t| t.strip_prefix("python-").map(str::to_owned))
+}
+
+impl InitArgs {
+    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
+        let outcome = self.execute(host, &local_tags(&self.variant.repository()))?;
+        let mut out = std::io::stdout().lock();
+        report(&mut out, &outcome, self.dry_run)?;
+        Ok(())
+    }
+
+    /// Everything but printing: decide, merge, and write unless `--dry-run`.
+    pub fn execute(&self, host: &HostOptions, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
+        let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
+        let plugin = plugin::read(&self.dir)?;
+        let image = match &self.image {
+            Some(image) => ImageChoice {
+                image: image.clone(),
+                aiida_core: None,
+                present_locally: false,
+            },
+            None => images::choose(self.variant, plugin.aiida_core.as_ref(), &flat).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}. Pick an image with --image, or relax the requirement",
+                    plugin.source.display()
+                )
+            })?,
+        };
+        let extras = match &self.extras {
+            Some(extras) => {
+                for extra in extras {
+                    if !plugin.extras.contains_key(extra) {
+                        bail!(
+                            "{}: the plugin declares no extra {extra:?} (it has: {})",
+                            plugin.source.display(),
+                            plugin.extras.keys().cloned().collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                }
+                extras.clone()
+            }
+            None => plugin.test_extras(),
+        };
+        // A CA bundle is written into the configuration only when the user asked for one: the
+        // file must not depend on the machine it was generated on.
+        let ca = match &host.ca_cert {
+            Some(path) if path.as_os_str() != "none" => {
+                host.ca_bundle()?;
+                true
+            }
+            _ => false,
+        };
+        let choices = Choices {
+            plugin: &plugin,
+            image: &image,
+            variant: self.variant,
+            extras,
+            ca,
+            tests_dir: config::find_tests_dir(&self.dir),
+        };
+        let entries = config::entries(&choices);
+        let path = config_path(&self.dir);
+        let before = match fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read the file", path.display())),
+        };
+        let base = before
+            .clone()
+            .unwrap_or_else(|| format!("{}{{}}\n", config::header(&plugin)));
+        if before.is_some() {
+            let value = merge::to_value(&path, &base)?;
+            for key in ["build", "dockerFile", "dockerComposeFile"] {
+                if value.get(key).is_some() {
+                    let at = plugin::Location::of(&path, &base, &format!("\"{key}\""));
+                    bail!(
+                        "{at}: this configuration uses `{key}`; `aiida-devc init` manages image-based \
+                         configurations. Remove `{key}` (and let init set `image`), or keep it and \
+                         configure the container by hand"
+                    );
+                }
+            }
+        }
+        let (after, changes) = merge::merge(&path, &base, &entries)?;
+        let must_write = before.as_deref() != Some(after.as_str());
+        let written = must_write && !self.dry_run;
+        if written {
+            write_atomically(&path, &after)?;
+        }
+        let image_python = image
+            .image
+            .rsplit_once(':')
+            .and_then(|(_, tag)| local_python(local_tags, tag));
+        Ok(InitOutcome {
+            path,
+            plugin,
+            image,
+            before,
+            after,
+            changes,
+            written,
+            image_python,
+        })
+    }
+}
+
+/// Write through a temporary file in the same folder and a rename: never half a file.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().expect("a file in a folder");
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(".devcontainer.json.aiida-devc.tmp");
+    fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+/// The user-facing report of `init` (snapshot-tested).
+pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::Result<()> {
+    let p = &o.plugin;
+    writeln!(
+        out,
+        "plugin: {} (from {})",
+        p.name,
+        p.source.file_name().unwrap_or_default().to_string_lossy()
+    )?;
+    match &o.image.aiida_core {
+        Some(v) => {
+            let where_ = if o.image.present_locally {
+                "present locally".to_string()
+            } else {
+                format!("not present locally: build it with `aiida-devc images build --aiida-version {v}`")
+            };
+            writeln!(
+                out,
+                "image: {} (aiida-core {v} satisfies {}; {where_})",
+                o.image.image,
+                p.aiida_core_display()
+            )?;
+        }
+        None => writeln!(out, "image: {} (chosen with --image)", o.image.image)?,
+    }
+    match (&p.requires_python, &o.image_python) {
+        (Some(spec), Some(python)) => {
+            let fits = python.parse::<Version>().is_ok_and(|v| spec.contains(&v));
+            if fits {
+                writeln!(
+                    out,
+                    "python: the plugin requires {spec}; the image has Python {python}"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "warning: the plugin requires Python {spec} but the image has Python {python}: \
+                     pip will refuse to install it. Build an image with a Python that fits."
+                )?;
+            }
+        }
+        (Some(spec), None) => writeln!(out, "python: the plugin requires {spec}")?,
+        _ => {}
+    }
+    if !p.extras.is_empty() {
+        writeln!(
+            out,
+            "extras: {}",
+            p.extras.keys().cloned().collect::<Vec<_>>().join(", ")
+        )?;
+    }
+    if o.changes.is_empty() {
+        writeln!(out, "{} is up to date.", o.path.display())?;
+        return Ok(());
+    }
+    let before = o.before.as_deref().unwrap_or("");
+    write!(out, "{}", merge::diff(&o.path, before, &o.after))?;
+    let verb = match (dry_run, o.before.is_some()) {
+        (true, _) => "would change",
+        (false, true) => "updated",
+        (false, false) => "created",
+    };
+    let mut what = Vec::new();
+    if !o.changes.added.is_empty() {
+        what.push(format!("added {}", o.changes.added.join(", ")));
+    }
+    if !o.changes.updated.is_empty() {
+        what.push(format!("updated {}", o.changes.updated.join(", ")));
+    }
+    writeln!(out, "{verb} {}: {}.", o.path.display(), what.join("; "))?;
+    if dry_run {
+        writeln!(out, "(dry run: nothing written)")?;
+    } else {
+        writeln!(
+            out,
+            "Next: `aiida-devc up {}`, or reopen the folder in a container.",
+            o.path
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."))
+                .display()
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_python_version_comes_from_the_tags_of_the_same_image() {
+        let local = vec![
+            vec!["aiida-2.8.0".to_string(), "python-3.10".into()],
+            vec!["aiida-2.9.4".to_string(), "latest".into(), "python-3.11".into()],
+        ];
+        assert_eq!(local_python(&local, "aiida-2.9.4").as_deref(), Some("3.11"));
+        assert_eq!(local_python(&local, "aiida-2.8.0").as_deref(), Some("3.10"));
+        assert_eq!(local_python(&local, "aiida-2.7.5"), None);
+    }
+}

@@ -1,0 +1,406 @@
+//! `aiida-devc up [DIR]`: what "Reopen in Container" does, from a terminal or CI.
+//!
+//! The workspace is brought up by the reference devcontainer CLI (`devcontainer up`), so the
+//! container is exactly the one VS Code would create, lifecycle commands included. Then
+//! aiida-devc waits for readiness (`aiida-init wait` in the container), prints the start-up
+//! timeline (`aiida-init status --json`: which service took how long) and `verdi status`.
+//!
+//! Without the CLI (or with `--engine-api`) the container is made through the Docker Engine API
+//! instead, the same way for an image-based configuration (see [`super::engine`]).
+//!
+//! The CLI is looked up as `--devcontainer-cli`, `$DEVCONTAINER_CLI`, `devcontainer` on PATH,
+//! then `.tools/devcontainer-cli/node_modules/.bin/devcontainer` below the current folder (where
+//! `scripts/bootstrap.sh` installs it).
+//!
+//! The CA option: when the configuration mounts `${localEnv:AIIDA_DEVC_CA_CERT}` the CLI gets
+//! that variable; otherwise a CA bundle in use (see `--ca-cert`) is passed as an extra mount and
+//! remote environment of this run only, so nothing machine-specific is written to the repository.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::config::{self, CA_ENV, CA_TARGET};
+use super::engine;
+use super::init::config_path;
+use super::merge;
+use crate::host::HostOptions;
+
+/// Bring the workspace in DIR up in its dev container (with the reference devcontainer CLI),
+/// wait until AiiDA is ready, then print the start-up timeline and `verdi status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// The plugin repository with .devcontainer/devcontainer.json (see `aiida-devc init`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The reference devcontainer CLI (`devcontainer`).
+    #[arg(long, env = "DEVCONTAINER_CLI", value_name = "PATH")]
+    pub devcontainer_cli: Option<PathBuf>,
+    /// Bring the container up through the Docker Engine API even when the reference CLI is
+    /// there (image-based configurations only).
+    #[arg(long)]
+    pub engine_api: bool,
+    /// How long to wait for readiness once the container runs, in seconds.
+    #[arg(long, default_value_t = config::READY_TIMEOUT_SECS)]
+    pub timeout: u32,
+}
+
+/// What one `exec` in a container printed.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `cmd` in a running container as `user` and collect its output.
+pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) -> anyhow::Result<ExecOutput> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                user: Some(user.to_string()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot exec {cmd:?} in container {container}"))?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+        while let Some(chunk) = output.next().await {
+            match chunk? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    stdout.push_str(&String::from_utf8_lossy(&message))
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
+                _ => {}
+            }
+        }
+    }
+    let exit_code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    Ok(ExecOutput {
+        exit_code,
+        stdout,
+        stderr,
+    })
+}
+
+/// The reference CLI to use (see the module documentation).
+pub fn find_cli(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("devcontainer");
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let local = PathBuf::from(".tools/devcontainer-cli/node_modules/.bin/devcontainer");
+    local
+        .is_file()
+        .then(|| std::fs::canonicalize(&local).unwrap_or(local))
+}
+
+/// One service of the start-up timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineRow {
+    pub name: String,
+    pub state: String,
+    /// Milliseconds from the start of aiida-init.
+    pub started_ms: Option<u64>,
+    pub ready_ms: Option<u64>,
+    /// From started to ready.
+    pub took_ms: Option<u64>,
+}
+
+/// The start-up timeline: when all services were up, and each service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub services_up_ms: Option<u64>,
+    pub rows: Vec<TimelineRow>,
+}
+
+/// s6-overlay's built-in steps that aiida-init reports and that do nothing in these images.
+const EMPTY_BUILTINS: &[&str] = &["fix-attrs", "legacy-services", "legacy-cont-init"];
+
+/// Read `aiida-init status --json`: `services_up_ms` and a `services` list with `name`,
+/// `state`, `started_ms`, `ready_ms` and `took_ms`. Rows are sorted by start.
+pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
+    let value: Value = serde_json::from_str(json).context("aiida-init status --json printed no JSON")?;
+    let services = value
+        .get("services")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("aiida-init status --json has no `services` list"))?;
+    let mut rows: Vec<TimelineRow> = services
+        .iter()
+        .map(|s| TimelineRow {
+            name: s.get("name").and_then(Value::as_str).unwrap_or("?").to_owned(),
+            state: s.get("state").and_then(Value::as_str).unwrap_or("?").to_owned(),
+            started_ms: s.get("started_ms").and_then(Value::as_u64),
+            ready_ms: s.get("ready_ms").and_then(Value::as_u64),
+            took_ms: s.get("took_ms").and_then(Value::as_u64),
+        })
+        .filter(|r| !(EMPTY_BUILTINS.contains(&r.name.as_str()) && r.took_ms.unwrap_or(0) == 0))
+        .collect();
+    rows.sort_by_key(|r| (r.started_ms.unwrap_or(u64::MAX), r.ready_ms.unwrap_or(u64::MAX)));
+    Ok(Timeline {
+        services_up_ms: value.get("services_up_ms").and_then(Value::as_u64),
+        rows,
+    })
+}
+
+fn seconds(ms: Option<u64>) -> String {
+    ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The timeline as an aligned table, one service per line in start order.
+pub fn format_timeline(timeline: &Timeline) -> String {
+    let width = timeline
+        .rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut out = format!(
+        "{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n",
+        "service", "state", "started", "ready", "took"
+    );
+    for row in &timeline.rows {
+        out.push_str(&format!(
+            "{:width$}  {:8}  {:>9}  {:>9}  {:>9}\n",
+            row.name,
+            row.state,
+            seconds(row.started_ms),
+            seconds(row.ready_ms),
+            seconds(row.took_ms)
+        ));
+    }
+    if timeline.services_up_ms.is_some() {
+        out.push_str(&format!(
+            "all services up after {}\n",
+            seconds(timeline.services_up_ms)
+        ));
+    }
+    out
+}
+
+impl UpArgs {
+    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let dir = std::fs::canonicalize(&self.dir)
+            .with_context(|| format!("cannot open the workspace folder {}", self.dir.display()))?;
+        let path = config_path(&dir);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: cannot read it; run `aiida-devc init {}` first",
+                path.display(),
+                self.dir.display()
+            )
+        })?;
+        let value = merge::to_value(&path, &text)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let docker = rt.block_on(crate::host::docker::connect())?;
+        if let Some(image) = value.get("image").and_then(Value::as_str) {
+            if rt.block_on(docker.inspect_image(image)).is_err() {
+                bail!(
+                    "{}: the image {image} is not in the local engine. Build it with `aiida-devc images build` \
+                     (or pull it), then run `aiida-devc up` again",
+                    plugin_location(&path, &text, image)
+                );
+            }
+        }
+
+        let config_mounts_ca = value.get("mounts").and_then(Value::as_array).is_some_and(|m| {
+            m.iter()
+                .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
+        });
+        let bundle = host.ca_bundle()?;
+        // The CA option (see the module documentation): the variable the configuration names, or
+        // a mount and environment for this run only.
+        let mut ca_env: Option<PathBuf> = None;
+        let mut ca_run: Option<PathBuf> = None;
+        if config_mounts_ca {
+            if std::env::var_os(CA_ENV).is_none() {
+                let bundle = bundle.as_ref().ok_or_else(|| {
+                    anyhow!(
+                        "{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle",
+                        path.display()
+                    )
+                })?;
+                ca_env = Some(bundle.path.clone());
+            }
+        } else if let Some(bundle) = &bundle {
+            ca_run = Some(bundle.path.clone());
+        }
+        const CA_VARS: [&str; 3] = ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"];
+
+        let cli = if self.engine_api {
+            None
+        } else {
+            find_cli(self.devcontainer_cli.as_deref())
+        };
+        let (container, user) = match cli {
+            Some(cli) => {
+                let mut command = Command::new(&cli);
+                command.arg("up").arg("--workspace-folder").arg(&dir);
+                if let Some(ca) = &ca_env {
+                    command.env(CA_ENV, ca);
+                }
+                if let Some(ca) = &ca_run {
+                    command
+                        .arg("--mount")
+                        .arg(format!("type=bind,source={},target={CA_TARGET}", ca.display()));
+                    for var in CA_VARS {
+                        command.arg("--remote-env").arg(format!("{var}={CA_TARGET}"));
+                    }
+                }
+                eprintln!("aiida-devc: bringing up {} with {}", dir.display(), cli.display());
+                let output = command
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .with_context(|| format!("cannot run {}", cli.display()))?;
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                let result: Value = stdout
+                    .lines()
+                    .rev()
+                    .find_map(|l| serde_json::from_str(l).ok())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "`devcontainer up` failed ({}) and printed no result:\n{stdout}",
+                            output.status
+                        )
+                    })?;
+                if result["outcome"] != "success" {
+                    bail!("`devcontainer up` failed: {}", result);
+                }
+                let container = result["containerId"]
+                    .as_str()
+                    .context("`devcontainer up` gave no containerId")?
+                    .to_owned();
+                let user = result["remoteUser"].as_str().unwrap_or(config::USER).to_owned();
+                (container, user)
+            }
+            None => {
+                eprintln!(
+                    "aiida-devc: bringing up {} through the Docker Engine API{}",
+                    dir.display(),
+                    if self.engine_api {
+                        ""
+                    } else {
+                        " (no reference devcontainer CLI found)"
+                    }
+                );
+                let mut local_env = std::collections::HashMap::new();
+                if let Some(ca) = &ca_env {
+                    local_env.insert(CA_ENV, ca.display().to_string());
+                }
+                let mut extra = engine::Extra::default();
+                if let Some(ca) = &ca_run {
+                    extra.mounts.push(bollard::models::Mount {
+                        typ: Some(bollard::models::MountTypeEnum::BIND),
+                        source: Some(ca.display().to_string()),
+                        target: Some(CA_TARGET.into()),
+                        read_only: Some(true),
+                        ..Default::default()
+                    });
+                    extra.remote_env = CA_VARS.iter().map(|v| format!("{v}={CA_TARGET}")).collect();
+                }
+                rt.block_on(engine::up(&docker, &local_env, &dir, &path, &value, &extra))?
+            }
+        };
+        let up_secs = started.elapsed().as_secs_f64();
+
+        let timeout = self.timeout.to_string();
+        let wait = rt.block_on(exec(
+            &docker,
+            &container,
+            &user,
+            &["aiida-init", "wait", "--timeout", &timeout],
+        ))?;
+        let ready_secs = started.elapsed().as_secs_f64();
+        let status = rt.block_on(exec(
+            &docker,
+            &container,
+            &user,
+            &["aiida-init", "status", "--json"],
+        ))?;
+        println!(
+            "container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s",
+            &container[..12.min(container.len())]
+        );
+        match parse_timeline(&status.stdout) {
+            Ok(timeline) => print!(
+                "\nstart-up timeline (aiida-init status):\n{}",
+                format_timeline(&timeline)
+            ),
+            Err(e) => println!(
+                "\nstart-up timeline unavailable: {e:#}\n{}{}",
+                status.stdout, status.stderr
+            ),
+        }
+        let verdi = rt.block_on(exec(&docker, &container, &user, &["verdi", "status"]))?;
+        print!("\nverdi status:\n{}{}", verdi.stdout, verdi.stderr);
+        if wait.exit_code != 0 {
+            bail!(
+                "AiiDA did not become ready (aiida-init wait exited {}):\n{}{}",
+                wait.exit_code,
+                wait.stdout,
+                wait.stderr
+            );
+        }
+        if verdi.exit_code != 0 {
+            bail!("`verdi status` reports a problem (exit code {})", verdi.exit_code);
+        }
+        Ok(())
+    }
+}
+
+fn plugin_location(path: &Path, text: &str, needle: &str) -> crate::plugin::Location {
+    crate::plugin::Location::of(path, text, needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_is_read_from_the_status_json_sorted_and_aligned() {
+        let json = r#"{"pid": 1, "services_up_ms": 7100, "services": [
+            {"name": "aiida-daemon", "state": "ready", "pid": 40, "started_ms": 3100, "ready_ms": 7100, "took_ms": 4000},
+            {"name": "fix-attrs", "state": "up", "started_ms": 0, "ready_ms": 0, "took_ms": 0},
+            {"name": "postgresql", "state": "ready", "pid": 12, "started_ms": 5, "ready_ms": 812, "took_ms": 807}]}"#;
+        let timeline = parse_timeline(json).unwrap();
+        assert_eq!(timeline.rows.len(), 2);
+        assert_eq!(
+            format_timeline(&timeline),
+            "service       state       started      ready       took\n\
+             postgresql    ready        0.01 s     0.81 s     0.81 s\n\
+             aiida-daemon  ready        3.10 s     7.10 s     4.00 s\n\
+             all services up after 7.10 s\n"
+        );
+    }
+
+    #[test]
+    fn status_output_that_is_not_json_is_an_error() {
+        assert!(parse_timeline("no such command").is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! `aiida-devc doctor`: one test per misconfiguration that silently breaks AiiDA in a dev
+//! container, each against the real engine where the check needs an image (its label, its
+//! architecture, its users), plus the clean case.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use bollard::query_parameters::{CommitContainerOptions, ImportImageOptions};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use support::plugin_workspace::{aiida_devc, copy_tree, sample_plugin, text};
+use support::{Harness, base_image, unique_name};
+
+const CONFIG: &str = ".devcontainer/devcontainer.json";
+
+/// A copy of the sample plugin with `config` as its devcontainer.json.
+fn workspace(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&sample_plugin(), dir.path());
+    fs::write(dir.path().join(CONFIG), config).unwrap();
+    dir
+}
+
+fn doctor(dir: &Path) -> (bool, String) {
+    let out = aiida_devc(dir, &["doctor", "."], &[]);
+    (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+}
+
+/// A config like the one init writes, around `image`, with `extra` top-level keys.
+fn config_for(image: &str, extra: &str) -> String {
+    format!(
+        r#"{{
+  "image": "{image}",
+  "overrideCommand": false,
+  "remoteUser": "aiida",{extra}
+  "mounts": [{{ "source": "aiida-home-${{devcontainerId}}", "target": "/home/aiida", "type": "volume" }}]
+}}
+"#
+    )
+}
+
+/// An image made from the base image with a user `aiida` (UID 1000), the way the AiiDA images
+/// have one, an `/init` entry point and `label` as its devcontainer.metadata.
+fn image_with_aiida_user(h: &Harness, label: Option<&str>) -> String {
+    let name = unique_name("aiida-user");
+    let container = unique_name("useradd");
+    h.track_container(&container);
+    h.require_image(&base_image());
+    h.block_on(async {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(base_image()),
+            cmd: Some(vec![
+                "useradd".into(),
+                "-m".into(),
+                "-u".into(),
+                "1000".into(),
+                "aiida".into(),
+            ]),
+            ..Default::default()
+        };
+        let create = bollard::query_parameters::CreateContainerOptions {
+            name: Some(container.clone()),
+            ..Default::default()
+        };
+        h.docker()
+            .create_container(Some(create), body)
+            .await
+            .expect("create");
+        h.docker()
+            .start_container(
+                &container,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .expect("start");
+        let mut wait = h.docker().wait_container(
+            &container,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        let status = wait.next().await.expect("wait").expect("useradd failed");
+        assert_eq!(status.status_code, 0);
+    });
+    let latest = container.clone();
+    let mut labels = std::collections::HashMap::new();
+    if let Some(label) = label {
+        labels.insert("devcontainer.metadata".to_string(), label.to_string());
+    }
+    let config = bollard::models::ContainerConfig {
+        user: Some("aiida".into()),
+        entrypoint: Some(vec!["/init".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let opts = CommitContainerOptions {
+        container: Some(latest),
+        repo: Some(name.clone()),
+        tag: Some("test".into()),
+        ..Default::default()
+    };
+    h.block_on(h.docker().commit_container(opts, config))
+        .expect("commit");
+    let image = format!("{name}:test");
+    h.track_image(&image);
+    image
+}
+
+/// A one-file image whose config says it is built for arm64 (on an amd64 host) or amd64
+/// (elsewhere), loaded from a hand-made `docker save` archive.
+fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
+    let other = if aiida_devc::devcontainer::doctor::host_architecture() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let name = format!("{}:test", unique_name("foreign-arch"));
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let content = b"foreign\n";
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    layer.append_data(&mut header, "marker", &content[..]).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
+    let config = serde_json::json!({
+        "architecture": other, "os": "linux",
+        "config": {"User": "aiida", "Entrypoint": ["/init"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+    .to_string();
+    let config_name = format!("{:x}.json", Sha256::digest(config.as_bytes()));
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": [name], "Layers": ["layer/layer.tar"]}])
+            .to_string();
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        (config_name.as_str(), config.as_bytes()),
+        ("layer/layer.tar", &layer[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive.append_data(&mut header, path, data).unwrap();
+    }
+    let mut bytes = archive.into_inner().unwrap();
+    bytes.flush().unwrap();
+    let body = bollard::body_full(bytes.into());
+    h.block_on(async {
+        let mut stream = h.docker().import_image(ImportImageOptions::default(), body, None);
+        while let Some(item) = stream.next().await {
+            item.expect("docker load of the hand-made image");
+        }
+    });
+    h.track_image(&name);
+    (name, other)
+}
+
+#[test]
+fn a_config_as_init_writes_it_has_no_problem_on_a_matching_image() {
+    let h = Harness::new();
+    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    let dir = workspace(&config_for(&image, ""));
+    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    let (ok, out) = doctor(dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("✔ no problems found"), "{out}");
+}
+
+#[test]
+fn override_command_true_on_an_image_with_init_is_found() {
+    let h = Harness::new();
+    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    let config = config_for(&image, "").replace("\"overrideCommand\": false", "\"overrideCommand\": true");
+    let dir = workspace(&config);
+    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("✘ [override-command] overrideCommand is true"),
+        "{out}"
+    );
+    assert!(out.contains("at ./.devcontainer/devcontainer.json:3:3"), "{out}");
+    assert!(out.contains("fix: set \"overrideCommand\": false"), "{out}");
+}
+
+#[test]
+fn unset_override_command_on_an_image_without_the_label_is_found() {
+    let h = Harness::new();
+    let image = image_with_aiida_user(&h, None);
+    let config = config_for(&image, "").replace("  \"overrideCommand\": false,\n", "");
+    let dir = workspace(&config);
+    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("✘ [override-command] overrideCommand is not set"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_image_for_another_architecture_is_found() {
+    let h = Harness::new();
+    let (image, other) = image_for_other_architecture(&h);
+    let dir = workspace(&config_for(&image, ""));
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "✘ [architecture] the image {image} is built for {other}"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
+    let dir = workspace(
+        r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false }"#,
+    );
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok);
+    assert!(out.contains("✘ [home-volume] no volume on /home/aiida"), "{out}");
+
+    let dir = workspace(
+        r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false,
+             "mounts": ["source=/srv/aiida,target=/home/aiida,type=bind"] }"#,
+    );
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok);
+    assert!(
+        out.contains("✘ [home-volume] /home/aiida is bind-mounted"),
+        "{out}"
+    );
+    assert!(out.contains("at ./.devcontainer/devcontainer.json:2:14"), "{out}");
+}
+
+#[test]
+fn an_aiida_core_requirement_no_image_satisfies_is_found() {
+    let dir = workspace(&config_for("aiidateam/aiida-core-with-services:aiida-2.9.4", ""));
+    let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("aiida-core>=2.6,<3", "aiida-core<2"),
+    )
+    .unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok);
+    assert!(
+        out.contains("✘ [aiida-core] no image satisfies aiida-core<2"),
+        "{out}"
+    );
+    assert!(out.contains("at ./pyproject.toml:14:6"), "{out}");
+
+    // An image that does not satisfy a satisfiable requirement.
+    let dir = workspace(&config_for("aiidateam/aiida-core-with-services:aiida-2.6.4", ""));
+    let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("aiida-core>=2.6,<3", "aiida-core>=2.8"),
+    )
+    .unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok);
+    assert!(
+        out.contains("✘ [aiida-core] the image holds aiida-core 2.6.4, the plugin requires aiida-core>=2.8"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
+    let h = Harness::new();
+    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    // A root-owned checkout: the CLI cannot give aiida UID 0 (root has it).
+    let dir = workspace(&config_for(&image, ""));
+    support::plugin_workspace::chown_tree(dir.path(), 0, 0);
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("✘ [uid] the workspace belongs to UID 0 but aiida in the container is UID 1000"),
+        "{out}"
+    );
+    assert!(out.contains("the image's user root already has UID 0"), "{out}");
+
+    // A developer's checkout (UID 1001) with updateRemoteUserUID turned off.
+    let dir = workspace(&config_for(&image, "\n  \"updateRemoteUserUID\": false,"));
+    support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("(updateRemoteUserUID is false)"), "{out}");
+    // Without that setting the CLI remaps aiida to 1001 itself: no problem.
+    let dir = workspace(&config_for(&image, ""));
+    support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
+    let (ok, out) = doctor(dir.path());
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn a_second_daemon_started_by_a_lifecycle_command_is_found() {
+    let h = Harness::new();
+    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    let config = config_for(&image, "\n  \"postCreateCommand\": \"pip install -e . && verdi daemon restart\",");
+    let dir = workspace(&config);
+    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"), "{out}");
+    assert!(out.contains("at ./.devcontainer/devcontainer.json:5:3"), "{out}");
+}

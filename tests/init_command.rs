@@ -1,0 +1,272 @@
+//! `aiida-devc init` as a user runs it: a new devcontainer.json for the sample plugin, a merge
+//! into a file full of the user's comments, `--dry-run`, a second run that changes nothing, and
+//! the errors for bad input (file:line:column, nothing written).
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::plugin_workspace::{aiida_devc, copy_tree, sample_plugin, text};
+
+/// A copy of the sample plugin without its committed devcontainer.json.
+fn fresh_sample() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&sample_plugin(), dir.path());
+    fs::remove_dir_all(dir.path().join(".devcontainer")).unwrap();
+    dir
+}
+
+/// Whether the chosen image is present (and so its Python version known) depends on the machine:
+/// snapshots do not.
+fn normalise(output: &str) -> String {
+    output
+        .lines()
+        .map(|l| {
+            match l
+                .find("; not present locally")
+                .or_else(|| l.find("; present locally"))
+            {
+                Some(i) if l.starts_with("image: ") => format!("{}; [present or not]", &l[..i]),
+                _ => match l.find("; the image has Python") {
+                    Some(i) if l.starts_with("python: ") => l[..i].to_owned(),
+                    _ => l.to_owned(),
+                },
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn init(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["--ca-cert", "none", "init", "."];
+    all.extend_from_slice(args);
+    let out = aiida_devc(dir, &all, &[]);
+    (
+        out.status.success(),
+        normalise(&text(&out.stdout)),
+        text(&out.stderr),
+    )
+}
+
+const CONFIG: &str = ".devcontainer/devcontainer.json";
+
+#[test]
+fn init_writes_a_commented_config_and_a_second_run_changes_nothing() {
+    let dir = fresh_sample();
+    let (ok, stdout, stderr) = init(dir.path(), &[]);
+    assert!(ok, "{stderr}");
+    insta::assert_snapshot!("init_new_file_output", stdout);
+    let first = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    insta::assert_snapshot!("init_new_file", first);
+
+    let (ok, stdout, stderr) = init(dir.path(), &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.ends_with("./.devcontainer/devcontainer.json is up to date."),
+        "{stdout}"
+    );
+    assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), first);
+}
+
+#[test]
+fn the_committed_sample_config_is_what_init_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&sample_plugin(), dir.path());
+    let (ok, stdout, stderr) = init(dir.path(), &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.ends_with("is up to date."),
+        "the sample's devcontainer.json is stale:\n{stdout}"
+    );
+}
+
+const USER_CONFIG: &str = r#"// My team's dev container. Do not remove the comments below!
+{
+    /* The display name. */
+    "name": "My plugin (team setup)",
+    "image": "mcr.microsoft.com/devcontainers/python:3.11", // we used this before
+    "forwardPorts": [8888], // jupyter
+    // Extra mounts: the team's data
+    "mounts": [
+        "source=team-data,target=/data,type=volume",
+    ],
+    "customizations": {
+        "vscode": {
+            // keep ruff
+            "extensions": ["charliermarsh.ruff"],
+            "settings": {"editor.formatOnSave": true},
+        },
+    },
+    "postCreateCommand": "pip install -e .",
+}
+"#;
+
+#[test]
+fn init_merges_into_a_config_full_of_comments_and_keeps_them() {
+    let dir = fresh_sample();
+    fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+    fs::write(dir.path().join(CONFIG), USER_CONFIG).unwrap();
+
+    let (ok, stdout, stderr) = init(dir.path(), &["--dry-run"]);
+    assert!(ok, "{stderr}");
+    insta::assert_snapshot!("init_merge_dry_run_output", stdout);
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CONFIG)).unwrap(),
+        USER_CONFIG,
+        "--dry-run wrote"
+    );
+
+    let (ok, _, stderr) = init(dir.path(), &[]);
+    assert!(ok, "{stderr}");
+    let merged = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    insta::assert_snapshot!("init_merged_file", merged);
+    for kept in [
+        "// My team's dev container",
+        "/* The display name. */",
+        "// jupyter",
+        "// keep ruff",
+        "\"editor.formatOnSave\": true",
+        "source=team-data,target=/data,type=volume",
+    ] {
+        assert!(merged.contains(kept), "lost {kept:?}:\n{merged}");
+    }
+
+    let (ok, stdout, _) = init(dir.path(), &[]);
+    assert!(ok);
+    assert!(stdout.ends_with("is up to date."), "{stdout}");
+}
+
+#[test]
+fn invalid_jsonc_is_reported_with_line_and_column_and_nothing_is_written() {
+    let dir = fresh_sample();
+    fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+    let broken = "{\n  // comment\n  \"image\": \"x\",\n  \"name\": [\"y\",\n}\n";
+    fs::write(dir.path().join(CONFIG), broken).unwrap();
+    let (ok, stdout, stderr) = init(dir.path(), &[]);
+    assert!(!ok, "{stdout}");
+    assert_eq!(
+        stderr.trim(),
+        "error: ./.devcontainer/devcontainer.json:5:1: invalid JSONC: Unexpected close brace"
+    );
+    assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), broken);
+}
+
+#[test]
+fn an_unreadable_pyproject_is_reported_with_line_and_column_and_nothing_is_written() {
+    let dir = fresh_sample();
+    let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("version = \"0.1.0\"", "version = 0.1.0"),
+    )
+    .unwrap();
+    let (ok, _, stderr) = init(dir.path(), &[]);
+    assert!(!ok);
+    assert!(stderr.starts_with("error: ./pyproject.toml:7:"), "{stderr}");
+    assert!(stderr.contains("invalid TOML"), "{stderr}");
+    assert!(
+        !dir.path().join(".devcontainer").exists(),
+        "something was written"
+    );
+}
+
+#[test]
+fn a_requirement_no_image_satisfies_is_an_error_that_says_what_exists() {
+    let dir = fresh_sample();
+    let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace("aiida-core>=2.6,<3", "aiida-core~=1.6"),
+    )
+    .unwrap();
+    let (ok, _, stderr) = init(dir.path(), &[]);
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        "error: ./pyproject.toml: no image satisfies aiida-core~=1.6: images exist for aiida-core 2.6.0 to 2.9.4. \
+         Pick an image with --image, or relax the requirement"
+    );
+    assert!(!dir.path().join(".devcontainer").exists());
+}
+
+#[test]
+fn a_setup_cfg_plugin_with_a_ca_bundle_gets_the_ca_mount_without_a_host_path() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("setup.cfg"),
+        "[metadata]\nname = aiida-legacy\n[options]\ninstall_requires =\n    aiida-core>=2.0,<2.8\n[options.extras_require]\ntesting =\n    pytest\n",
+    )
+    .unwrap();
+    let ca = dir.path().join("proxy-ca.pem");
+    fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = aiida_devc(dir.path(), &["init", ".", "--ca-cert", ca.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    insta::assert_snapshot!("init_setup_cfg_with_ca", config);
+    assert!(
+        !config.contains(dir.path().to_str().unwrap()),
+        "a host path was written"
+    );
+}
+
+#[test]
+fn a_dockerfile_config_is_refused_with_its_location() {
+    let dir = fresh_sample();
+    fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+    fs::write(
+        dir.path().join(CONFIG),
+        "{\n  \"build\": {\"dockerfile\": \"Dockerfile\"}\n}\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = init(dir.path(), &[]);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error: ./.devcontainer/devcontainer.json:2:3: this configuration uses `build`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_lite_variant_uses_the_base_image_and_says_so() {
+    let dir = fresh_sample();
+    let (ok, stdout, stderr) = init(dir.path(), &["--variant", "lite"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("image: aiidateam/aiida-core-base:aiida-2.9.4 (aiida-core 2.9.4 satisfies"), "{stdout}");
+    let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    let lite_comment = "  // The image, picked by `aiida-devc init` from the plugin's requirements:\n  \
+                        // aiida-core-base: AiiDA without PostgreSQL and RabbitMQ,\n  \
+                        // with aiida-core 2.9.4, the newest release that satisfies aiida-core>=2.6, <3.\n  \
+                        \"image\": \"aiidateam/aiida-core-base:aiida-2.9.4\",";
+    assert!(config.contains(lite_comment), "{config}");
+    // Switching back updates only the image, and the comment aiida-devc wrote above it.
+    let (ok, stdout, _) = init(dir.path(), &[]);
+    assert!(ok);
+    assert!(stdout.contains("updated ./.devcontainer/devcontainer.json: updated image."), "{stdout}");
+    let back = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    assert!(back.contains("  // aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container,\n"), "{back}");
+    assert!(!back.contains("aiida-core-base"), "{back}");
+    let fresh = fresh_sample();
+    init(fresh.path(), &[]);
+    assert_eq!(back, fs::read_to_string(fresh.path().join(CONFIG)).unwrap(), "differs from a fresh init");
+}
+
+#[test]
+fn a_python_requirement_the_local_image_does_not_meet_is_a_warning() {
+    let h = support::Harness::new();
+    h.require_image("aiidateam/aiida-core-with-services:aiida-2.9.4");
+    let dir = fresh_sample();
+    let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
+    fs::write(dir.path().join("pyproject.toml"), pyproject.replace(">=3.9", ">=3.99")).unwrap();
+    let out = aiida_devc(dir.path(), &["--ca-cert", "none", "init", "."], &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("warning: the plugin requires Python >=3.99 but the image has Python 3."),
+        "{stdout}"
+    );
+}

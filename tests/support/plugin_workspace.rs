@@ -1,0 +1,151 @@
+//! Plugin repositories for the `init`, `up` and `doctor` tests: copies of the sample plugin or of
+//! a real plugin's source distribution, the `aiida-devc` binary, and the reference CLI run on
+//! them, with the containers and volumes they create removed at the end.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{Harness, devcontainer_cli, project_root};
+
+/// The sample plugin kept in the repository.
+pub fn sample_plugin() -> PathBuf {
+    project_root().join("tests/fixtures/aiida-sample-plugin")
+}
+
+/// Copy a folder tree (files and folders only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `aiida-devc ARGS` in `cwd`, with `env` added.
+pub fn aiida_devc(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aiida-devc"))
+        .current_dir(cwd)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run aiida-devc")
+}
+
+/// Give a tree to `uid:gid`.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A plugin repository in a temporary folder, brought up with the reference CLI. On drop the
+/// containers the CLI made for it, their home volumes and the images the CLI tagged for it are
+/// removed.
+pub struct PluginWorkspace {
+    pub dir: tempfile::TempDir,
+    pub harness: Harness,
+}
+
+impl PluginWorkspace {
+    pub fn new() -> PluginWorkspace {
+        let dir = tempfile::Builder::new()
+            .prefix("aiida-devc-plugin-")
+            .tempdir()
+            .unwrap();
+        PluginWorkspace {
+            dir,
+            harness: Harness::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `devcontainer SUBCOMMAND --workspace-folder DIR REST...` with `env` added.
+    pub fn devcontainer(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let (subcommand, rest) = args.split_first().expect("a devcontainer subcommand");
+        Command::new(devcontainer_cli())
+            .arg(subcommand)
+            .arg("--workspace-folder")
+            .arg(self.path())
+            .args(rest)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the reference devcontainer CLI")
+    }
+
+    /// The container the CLI made for this workspace.
+    pub fn container(&self) -> String {
+        let label = format!("devcontainer.local_folder={}", self.path().display());
+        let ids = self.harness.containers_with_label(&label);
+        assert_eq!(
+            ids.len(),
+            1,
+            "expected one container for {}: {ids:?}",
+            self.path().display()
+        );
+        ids[0].clone()
+    }
+
+    /// Give the tree to `uid:gid`, as a developer's own checkout would be.
+    pub fn chown(&self, uid: u32, gid: u32) {
+        chown_tree(self.path(), uid, gid);
+    }
+}
+
+impl Drop for PluginWorkspace {
+    fn drop(&mut self) {
+        let label = format!("devcontainer.local_folder={}", self.path().display());
+        for id in self.harness.containers_with_label(&label) {
+            if let Ok(inspect) = self.harness.block_on(
+                self.harness
+                    .docker()
+                    .inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>),
+            ) {
+                for mount in inspect.mounts.unwrap_or_default() {
+                    if mount.typ == Some(bollard::models::MountPointTypeEnum::VOLUME) {
+                        if let Some(name) = mount.name {
+                            self.harness.track_volume(&name);
+                        }
+                    }
+                }
+            }
+            self.harness.track_container(&id);
+        }
+        // The CLI tags a `vsc-<folder>-<hash>-uid` image per workspace (it shares the layers of
+        // the image the config names, which stays).
+        let prefix = format!(
+            "vsc-{}-",
+            self.path().file_name().unwrap().to_string_lossy().to_lowercase()
+        );
+        let images = self
+            .harness
+            .block_on(
+                self.harness
+                    .docker()
+                    .list_images(None::<bollard::query_parameters::ListImagesOptions>),
+            )
+            .unwrap_or_default();
+        for tag in images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&prefix))
+        {
+            self.harness.track_image(&tag);
+        }
+    }
+}

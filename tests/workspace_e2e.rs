@@ -1,0 +1,459 @@
+//! A real AiiDA plugin that nobody here wrote, from its PyPI source distribution, opened in a
+//! container exactly as VS Code would: `aiida-devc init`, then the reference CLI's
+//! `devcontainer up` and `exec`. AiiDA must be ready (`verdi status` all ✔, daemon running), the
+//! plugin's entry points registered, its own test suite run in the container; after `docker stop`
+//! and `aiida-devc up` it is ready again with its data kept.
+//!
+//! The plugin is aiida-diff 2.0.0, the AiiDA team's demo plugin (its latest release, 2022). Two of
+//! its four tests fail with a current aiida-core because the plugin reads
+//! `metadata.options.withmpi`, which aiida-core no longer fills in; the test checks that these are
+//! the only failures and that the same calculation fails the same way outside any container (a
+//! virtual environment on the host with the same aiida-core, a temporary SQLite profile).
+//!
+//! Needs the images (`aiida-devc images build`, run by scripts/test.sh before the tests), the
+//! reference CLI, and PyPI (through the CA option behind a TLS-intercepting proxy).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use support::plugin_workspace::{PluginWorkspace, aiida_devc, text};
+
+/// The plugin: the AiiDA team's demo plugin, with calculations, parsers, data and CLI entry points.
+const PLUGIN: &str = "aiida-diff==2.0.0";
+const SERVICES_IMAGE: &str = "aiidateam/aiida-core-with-services:latest";
+
+/// `pip download --no-binary :all:` the sdist on the host and unpack it into `dir`, without its
+/// top-level folder, with fresh modification times.
+fn unpack_sdist(requirement: &str, dir: &Path) {
+    let download = tempfile::tempdir().unwrap();
+    let out = Command::new("pip")
+        .args([
+            "download",
+            "--quiet",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "--dest",
+        ])
+        .arg(download.path())
+        .arg(requirement)
+        .output()
+        .expect("run pip on the host");
+    support::require(
+        out.status.success(),
+        &format!("pip download {requirement} ({})", text(&out.stderr)),
+    );
+    let sdist = std::fs::read_dir(download.path())
+        .unwrap()
+        .next()
+        .expect("an sdist")
+        .unwrap()
+        .path();
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&sdist).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    // As a checkout would have them: flit's sdists carry 1970 timestamps, which wheels refuse.
+    archive.set_preserve_mtime(false);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let inner: std::path::PathBuf = path.components().skip(1).collect();
+        if inner.as_os_str().is_empty() {
+            continue;
+        }
+        let target = dir.join(inner);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        entry.unpack(&target).unwrap();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=aiida-devc test",
+            "-c",
+            "user.email=test@aiida-devc.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
+/// `devcontainer exec` and its output; panics with both streams when it fails.
+fn exec(ws: &PluginWorkspace, cmd: &[&str], env: &[(&str, &str)]) -> String {
+    let mut args = vec!["exec"];
+    args.extend_from_slice(cmd);
+    let out = ws.devcontainer(&args, env);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    stdout
+}
+
+/// `devcontainer exec` output whatever the exit code (a test suite that fails still reports).
+fn devcontainer_exec_output(ws: &PluginWorkspace, cmd: &[&str], env: &[(&str, &str)]) -> String {
+    let mut args = vec!["exec"];
+    args.extend_from_slice(cmd);
+    let out = ws.devcontainer(&args, env);
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+/// The error aiida-diff 2.0.0 meets with a current aiida-core, in and out of containers.
+const PLUGIN_FAILURE: &str = "'AttributesFrozendict' object has no attribute 'withmpi'";
+
+/// aiida-diff's `test_process` without its fixtures (they need PostgreSQL): a temporary SQLite
+/// profile, the same inputs, the same calculation, run on the host.
+const OUTSIDE_SCRIPT: &str = r#"
+import os, shutil, traceback
+from aiida import load_profile, orm
+from aiida.engine import run
+from aiida.plugins import CalculationFactory, DataFactory
+from aiida.storage.sqlite_temp import SqliteTempBackend
+
+load_profile(SqliteTempBackend.create_profile("outside"), allow_switch=True)
+computer = orm.Computer("localhost", "localhost", transport_type="core.local", scheduler_type="core.direct",
+                        workdir=os.path.abspath("outside-work")).store()
+computer.configure()
+code = orm.InstalledCode(computer=computer, filepath_executable=shutil.which("diff"), default_calc_job_plugin="diff").store()
+inputs = {
+    "code": code,
+    "parameters": DataFactory("diff")({"ignore-case": True}),
+    "file1": orm.SinglefileData(file=os.path.abspath("tests/input_files/file1.txt")),
+    "file2": orm.SinglefileData(file=os.path.abspath("tests/input_files/file2.txt")),
+    "metadata": {"options": {"max_wallclock_seconds": 30}},
+}
+try:
+    run(CalculationFactory("diff"), **inputs)
+    print("OUTSIDE: passed")
+except Exception as exc:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    print("OUTSIDE:", type(exc).__name__, exc)
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if "aiida_diff" in frame.filename:
+            print("AT:", os.path.basename(frame.filename), frame.lineno, frame.line)
+"#;
+
+/// Install aiida-core `version` and the plugin in a virtual environment on the host and run
+/// [`OUTSIDE_SCRIPT`] in a copy of the plugin; returns what it printed.
+fn run_outside_any_container(plugin: &Path, version: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("plugin");
+    support::plugin_workspace::copy_tree(plugin, &copy);
+    let venv = dir.path().join("venv");
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
+    support::require(ok.success(), "python3 with venv on the host");
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.args(["install", "--quiet", &format!("aiida-core=={version}")])
+        .arg(&copy);
+    if let Some(ca) = support::ca_bundle() {
+        pip.env("PIP_CERT", &ca.path);
+    }
+    let out = pip.output().expect("pip install on the host");
+    assert!(
+        out.status.success(),
+        "pip install on the host: {}",
+        text(&out.stderr)
+    );
+    let out = Command::new(venv.join("bin/python"))
+        .current_dir(&copy)
+        .env("AIIDA_PATH", dir.path().join("aiida-config"))
+        .args(["-c", OUTSIDE_SCRIPT])
+        .output()
+        .expect("run python on the host");
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+/// Every line of `verdi status` that reports a component is a ✔, and the daemon is one of them.
+fn assert_all_green(status: &str) {
+    let components: Vec<&str> = status
+        .lines()
+        .filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺'))
+        .collect();
+    assert!(components.len() >= 5, "verdi status is incomplete:\n{status}");
+    assert!(
+        components.iter().all(|l| l.trim_start().starts_with('✔')),
+        "verdi status is not all green:\n{status}"
+    );
+    assert!(
+        components.iter().any(|l| l.contains("daemon")),
+        "no daemon line:\n{status}"
+    );
+}
+
+#[test]
+fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
+    let ws = PluginWorkspace::new();
+    ws.harness.require_image(SERVICES_IMAGE);
+    unpack_sdist(PLUGIN, ws.path());
+    git(ws.path(), &["init", "--quiet"]);
+    git(ws.path(), &["add", "--all"]);
+    git(
+        ws.path(),
+        &[
+            "commit",
+            "--quiet",
+            "--message",
+            "aiida-diff 2.0.0 from its sdist",
+        ],
+    );
+    // A developer's own checkout: the image user's UID owns it.
+    ws.chown(1000, 100);
+
+    // The CA option, when one is in use, goes through the generated config as ${localEnv:...}.
+    let ca = support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
+    let env: Vec<(&str, &str)> = ca.iter().map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str())).collect();
+
+    let init = aiida_devc(ws.path(), &["init", "."], &env);
+    let init_out = text(&init.stdout);
+    assert!(
+        init.status.success(),
+        "init failed:\n{init_out}\n{}",
+        text(&init.stderr)
+    );
+    assert!(init_out.contains("aiida-core>=2.0, <3"), "{init_out}");
+    support::require(
+        init_out.contains("; present locally)"),
+        &format!("the image init picked, locally:\n{init_out}"),
+    );
+    let doctor = aiida_devc(ws.path(), &["doctor", "."], &[]);
+    assert!(
+        doctor.status.success(),
+        "doctor finds problems in init's output:\n{}",
+        text(&doctor.stdout)
+    );
+
+    let started = Instant::now();
+    let up = ws.devcontainer(&["up"], &env);
+    let up_out = text(&up.stdout);
+    assert!(
+        up.status.success(),
+        "devcontainer up failed:\n{up_out}\n{}",
+        text(&up.stderr)
+    );
+    eprintln!(
+        "devcontainer up (create, pip install, ready): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    assert_all_green(&exec(&ws, &["verdi", "status"], &env));
+    // The home volume is named with the CLI's ${devcontainerId}: the Engine API path computes
+    // the same one, so both find the same data.
+    let labels = aiida_devc::devcontainer::engine::id_labels(
+        ws.path(),
+        &ws.path().join(".devcontainer/devcontainer.json"),
+    );
+    let volume = format!(
+        "aiida-home-{}",
+        aiida_devc::devcontainer::engine::devcontainer_id(&labels)
+    );
+    let inspect = ws
+        .harness
+        .block_on(ws.harness.docker().inspect_container(
+            &ws.container(),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        ))
+        .unwrap();
+    assert!(
+        inspect
+            .mounts
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.name.as_deref() == Some(volume.as_str())),
+        "no volume {volume} on the container"
+    );
+    let daemon = exec(&ws, &["verdi", "daemon", "status"], &env);
+    assert!(daemon.contains("running"), "{daemon}");
+    for group in ["aiida.calculations", "aiida.parsers", "aiida.data"] {
+        let plugins = exec(&ws, &["verdi", "plugin", "list", group], &env);
+        assert!(
+            plugins
+                .lines()
+                .any(|l| l.trim().trim_start_matches("* ") == "diff"),
+            "no `diff` in {group}:\n{plugins}"
+        );
+    }
+    // The plugin's own suite. aiida-diff 2.0.0 (its latest release) reads
+    // `metadata.options.withmpi`, which aiida-core no longer fills in: its two calculation tests
+    // fail inside the container, and the very same way outside any container (below).
+    let pytest = devcontainer_exec_output(
+        &ws,
+        &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"],
+        &env,
+    );
+    let summary = pytest
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!("the plugin's tests in the container: {summary}");
+    assert!(summary.contains("2 passed"), "{pytest}");
+    if pytest.contains(" failed") {
+        let failed: Vec<&str> = pytest.lines().filter(|l| l.starts_with("FAILED ")).collect();
+        assert_eq!(failed.len(), 2, "{pytest}");
+        assert!(
+            failed
+                .iter()
+                .all(|l| l.contains("test_process") || l.contains("test_run")),
+            "{pytest}"
+        );
+        assert!(
+            pytest.contains(PLUGIN_FAILURE) && pytest.contains("aiida_diff/calculations.py:74"),
+            "{pytest}"
+        );
+        let version = exec(
+            &ws,
+            &["python", "-c", "import aiida; print(aiida.__version__)"],
+            &env,
+        );
+        let outside = run_outside_any_container(ws.path(), version.trim());
+        assert!(
+            outside.contains(&format!("OUTSIDE: AttributeError {PLUGIN_FAILURE}")),
+            "{outside}"
+        );
+        assert!(outside.contains("AT: calculations.py 74"), "{outside}");
+        eprintln!(
+            "the same failure outside any container (aiida-core {}):\n{outside}",
+            version.trim()
+        );
+    }
+
+    // Data written now must be there after a restart.
+    let uuid = exec(
+        &ws,
+        &[
+            "python",
+            "-c",
+            "from aiida import load_profile, orm; load_profile(); print(orm.Str('kept').store().uuid)",
+        ],
+        &env,
+    );
+    let uuid = uuid.trim().lines().last().unwrap().to_owned();
+
+    let container = ws.container();
+    let stop = Instant::now();
+    ws.harness
+        .block_on(ws.harness.docker().stop_container(
+            &container,
+            Some(bollard::query_parameters::StopContainerOptions {
+                t: Some(30),
+                ..Default::default()
+            }),
+        ))
+        .expect("docker stop");
+    eprintln!("docker stop: {:.1} s", stop.elapsed().as_secs_f64());
+
+    let restart = Instant::now();
+    let up = aiida_devc(ws.path(), &["up", "."], &env);
+    let up_out = text(&up.stdout);
+    assert!(
+        up.status.success(),
+        "aiida-devc up after a stop failed:\n{up_out}\n{}",
+        text(&up.stderr)
+    );
+    eprintln!(
+        "aiida-devc up after a stop: {:.1} s\n{up_out}",
+        restart.elapsed().as_secs_f64()
+    );
+    assert!(up_out.contains("start-up timeline"), "{up_out}");
+    assert_eq!(
+        ws.container(),
+        container,
+        "the container was recreated instead of restarted"
+    );
+    assert_all_green(
+        up_out
+            .split("verdi status:")
+            .nth(1)
+            .expect("verdi status in the output"),
+    );
+    let kept = exec(
+        &ws,
+        &[
+            "python",
+            "-c",
+            &format!(
+                "from aiida import load_profile, orm; load_profile(); print(orm.load_node('{uuid}').value)"
+            ),
+        ],
+        &env,
+    );
+    assert_eq!(kept.trim().lines().last(), Some("kept"));
+}
+
+#[test]
+fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds_it() {
+    let ws = PluginWorkspace::new();
+    ws.harness.require_image(SERVICES_IMAGE);
+    support::plugin_workspace::copy_tree(&support::plugin_workspace::sample_plugin(), ws.path());
+    ws.chown(1000, 100);
+    let up = aiida_devc(ws.path(), &["up", ".", "--engine-api"], &[]);
+    let up_out = text(&up.stdout);
+    assert!(
+        up.status.success(),
+        "aiida-devc up --engine-api failed:\n{up_out}\n{}",
+        text(&up.stderr)
+    );
+    assert!(
+        text(&up.stderr).contains("through the Docker Engine API"),
+        "{}",
+        text(&up.stderr)
+    );
+    assert!(up_out.contains("start-up timeline"), "{up_out}");
+    assert_all_green(
+        up_out
+            .split("verdi status:")
+            .nth(1)
+            .expect("verdi status in the output"),
+    );
+
+    // The reference CLI recognises the container by its labels and execs into it.
+    let plugins = exec(&ws, &["verdi", "plugin", "list", "aiida.calculations"], &[]);
+    assert!(plugins.contains("sample.multiply_add"), "{plugins}");
+    let pytest = exec(
+        &ws,
+        &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        &[],
+    );
+    assert!(
+        pytest.contains("3 passed") && !pytest.contains("failed"),
+        "{pytest}"
+    );
+
+    // Submitted, the work chain runs in the daemon, which postCreateCommand restarted after the
+    // editable install: it loads the plugin.
+    let submitted = exec(&ws, &["python", "-c", SUBMIT_AND_WAIT], &[]);
+    assert!(
+        submitted.trim_end().ends_with("finished_ok=True result=10"),
+        "{submitted}"
+    );
+}
+
+/// Submit the sample plugin's work chain to the daemon and wait (60 s at most) for it.
+const SUBMIT_AND_WAIT: &str = r#"
+import time
+from aiida import load_profile, orm
+from aiida.engine import submit
+from aiida.plugins import WorkflowFactory
+load_profile()
+node = submit(WorkflowFactory("sample.multiply_add"), x=orm.Int(2), y=orm.Int(3), z=orm.Int(4))
+deadline = time.time() + 60
+while not node.is_terminated and time.time() < deadline:
+    time.sleep(0.5)
+result = node.outputs.result.value if node.is_finished_ok else node.process_state
+print(f"finished_ok={node.is_finished_ok} result={result}")
+"#;
