@@ -192,7 +192,9 @@ fn a_longrun_killed_with_sigkill_comes_back() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let spawns: Vec<u64> = tree.events().iter().filter(|(_, w)| w == "spawn").map(|(t, _)| *t).collect();
-        assert!(spawns[1] - spawns[0] >= 950, "restarts are at least 1 s apart: {spawns:?}");
+        // aiida-init respawns 1 s after the previous spawn; the scripts' own clocks start a
+        // little after each spawn, so allow for that jitter (an immediate restart is ~ms).
+        assert!(spawns[1] - spawns[0] >= 800, "restarts are at least 1 s apart: {spawns:?}");
         running.signal(libc::SIGTERM);
         let out = running.finish(LIMIT);
         assert_eq!(out.code, 0, "{out:?}");
@@ -279,6 +281,7 @@ fn shutdown_runs_in_reverse_dependency_order() {
         tree.oneshot_sh("c", &format!("touch {}", up.display()), Some(&tree.log_event("c-down")), &["b"]);
         let running = tree.spawn(mode, &[], &[]);
         running.wait_for_file(&up, LIMIT);
+        running.wait_ready(&["c"]);
         running.signal(libc::SIGTERM);
         let out = running.finish(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");

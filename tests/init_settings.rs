@@ -50,6 +50,7 @@ fn sigint_with_no_command_stops_the_container_cleanly() {
     tree.oneshot_sh("svc", &format!("touch {}", up.display()), Some(&tree.log_event("down")), &[]);
     let running = tree.spawn(Mode::Pid1, &[], &[]);
     running.wait_for_file(&up, LIMIT);
+    running.wait_ready(&["svc"]);
     running.signal(libc::SIGINT);
     let out = running.finish(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");

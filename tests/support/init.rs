@@ -184,7 +184,8 @@ impl Tree {
         }
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = c.spawn().expect("start aiida-init");
-        Running::new(child, mode, self.path().join("rt"))
+        let runtime = self.path().join(if mode == Mode::NonRootPid1 { "rt-nobody" } else { "rt" });
+        Running::new(child, mode, runtime)
     }
 
     /// Run aiida-init in `mode` to the end (with a watchdog of `limit`).
@@ -236,6 +237,14 @@ impl Running {
         let pid = self.top_pid();
         // SAFETY: plain kill(2).
         unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Wait (with `aiida-init wait`) until the named services are ready.
+    pub fn wait_ready(&self, services: &[&str]) {
+        let mut args = vec!["wait", "--timeout", "15"];
+        args.extend_from_slice(services);
+        let out = aiida_init(&args, &[("AIIDA_INIT_RUNTIME_DIR", self.runtime.as_path())]);
+        assert!(out.status.success(), "aiida-init wait {services:?}: {out:?}");
     }
 
     /// Wait until `path` exists (a marker written by the command or a service).
