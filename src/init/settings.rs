@@ -7,8 +7,8 @@
 //! | `S6_BEHAVIOUR_IF_STAGE2_FAILS` | 0 | 0 continue, 1 warn, 2 stop the container with the failing code |
 //! | `S6_CMD_WAIT_FOR_SERVICES` | 0 | 1: `/etc/services.d` services must be ready (not just started) |
 //! | `S6_CMD_WAIT_FOR_SERVICES_MAXTIME` | 0 | ms to bring everything up (0: no limit) |
-//! | `S6_SERVICES_GRACETIME` | 3000 | ms a stopping longrun without `timeout-kill` gets before the final sweep |
-//! | `S6_KILL_GRACETIME` | 3000 | upper bound (ms) between the final TERM and KILL; never slept when nothing is left |
+//! | `S6_SERVICES_GRACETIME` | 3000 | ms a stopping longrun without `timeout-kill` gets before SIGKILL |
+//! | `S6_KILL_GRACETIME` | 3000 | ms the command gets after SIGTERM, and the leftovers after the final TERM, before KILL; never slept when nothing is left |
 //! | `S6_KILL_FINISH_MAXTIME` | 0 | ms limit for each `/etc/cont-finish.d` script (0: no limit) |
 //! | `S6_VERBOSITY` | 2 | 0 errors, 1 warnings, 2 start/stop information, 3+ debug |
 //! | `S6_CMD_ARG0` | unset | words put before the command's arguments |
