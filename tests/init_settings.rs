@@ -143,3 +143,17 @@ fn the_command_inherits_the_original_signal_mask_and_ignored_signals() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(tree.read_out("service-masks"), direct);
 }
+
+#[test]
+fn s6_stage2_hook_runs_before_base_and_can_stop_the_container() {
+    let tree = Tree::new();
+    tree.oneshot_sh("svc", &tree.log_event("svc"), None, &["base"]);
+    let hook = tree.log_event("hook");
+    let out = tree.run(Mode::Child, &["true"], &[("S6_STAGE2_HOOK", &hook)], LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+    assert_eq!(order, vec!["hook", "svc"], "{out:?}");
+    let out = tree.run(Mode::Child, &["true"], &[("S6_STAGE2_HOOK", "exit 6"), ("S6_BEHAVIOUR_IF_STAGE2_FAILS", "2")], LIMIT);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("stage2-hook: up exited 6"), "{out:?}");
+}

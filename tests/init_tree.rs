@@ -134,3 +134,11 @@ fn an_execline_run_script_outside_the_subset_is_rejected() {
         .user("daemon");
     assert_rejected(&tree, &["/s6-rc.d/daemon/run", "`backtick`"]);
 }
+
+#[test]
+fn a_logging_pipeline_is_rejected_with_advice() {
+    let tree = tree_with_a_witness();
+    tree.longrun("app", "exec sleep 1", &[]).file("app", "producer-for", "app-log\n");
+    tree.longrun("app-log", "exec cat", &[]).file("app-log", "consumer-for", "app\n");
+    assert_rejected(&tree, &["/producer-for", "logging pipelines are not supported"]);
+}

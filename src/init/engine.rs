@@ -301,6 +301,11 @@ impl Engine {
                 c.arg0("execlineb").arg("-P").arg(file);
                 c
             }
+            Action::Shell(snippet) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(snippet);
+                c
+            }
             Action::RunParts { dir, per_script_limit } => {
                 let mut c = Command::new(&self.self_exe);
                 c.arg0("aiida-init").arg("run-parts").arg(dir);

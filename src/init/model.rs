@@ -11,7 +11,8 @@
 //! * the legacy directories `cont-init.d` (run in order by the `legacy-cont-init` oneshot, whose
 //!   down runs `cont-finish.d`) and `services.d/<name>/` (longruns started after `user`, before
 //!   `user2`), and the built-in `fix-attrs`, `base`, `legacy-services` and `top` names that
-//!   s6-overlay defines, so service trees written for it resolve unchanged.
+//!   s6-overlay defines, so service trees written for it resolve unchanged; `S6_STAGE2_HOOK`
+//!   becomes the `stage2-hook` oneshot that `base` waits for.
 //!
 //! Every error names the service directory and the file at fault.
 
@@ -63,6 +64,8 @@ pub enum Action {
     Execline(PathBuf),
     /// Every executable file of a directory, in name order, one after the other.
     RunParts { dir: PathBuf, per_script_limit: Option<Duration> },
+    /// A shell snippet (`S6_STAGE2_HOOK`), run with `/bin/sh -c`.
+    Shell(String),
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +90,7 @@ pub struct ServiceTree {
 }
 
 /// Names s6-overlay defines itself.
-pub const BUILTIN_NAMES: &[&str] = &["fix-attrs", "legacy-cont-init", "base", "legacy-services", "top"];
+pub const BUILTIN_NAMES: &[&str] = &["stage2-hook", "fix-attrs", "legacy-cont-init", "base", "legacy-services", "top"];
 
 fn read_trimmed(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -164,6 +167,15 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 }
 
 fn parse_longrun(dir: &Path, wait_ready_default: Option<bool>) -> Result<Longrun> {
+    for pipe in ["producer-for", "consumer-for", "pipeline-name"] {
+        let path = dir.join(pipe);
+        if path.exists() {
+            bail!(
+                "{}: logging pipelines are not supported; aiida-init sends every service's output to the container log, prefixed with its name, so remove the logger service",
+                path.display()
+            );
+        }
+    }
     let run = dir.join("run");
     require_executable(&run)?;
     let finish = dir.join("finish");
@@ -296,8 +308,10 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
         }
     }
 
-    // Legacy directories and s6-overlay's own names.
-    tree.services.insert("fix-attrs".into(), builtin("fix-attrs", Kind::Oneshot { up: Action::Nothing, down: Action::Nothing }, vec![]));
+    // Legacy directories and s6-overlay's own names. S6_STAGE2_HOOK runs first (before `base`).
+    let hook = settings.stage2_hook.clone().map(Action::Shell).unwrap_or(Action::Nothing);
+    tree.services.insert("stage2-hook".into(), builtin("stage2-hook", Kind::Oneshot { up: hook, down: Action::Nothing }, vec![]));
+    tree.services.insert("fix-attrs".into(), builtin("fix-attrs", Kind::Oneshot { up: Action::Nothing, down: Action::Nothing }, vec!["stage2-hook".into()]));
     let up = if paths.cont_init_dir.is_dir() { Action::RunParts { dir: paths.cont_init_dir.clone(), per_script_limit: None } } else { Action::Nothing };
     let down = if paths.cont_finish_dir.is_dir() {
         Action::RunParts { dir: paths.cont_finish_dir.clone(), per_script_limit: settings.kill_finish_maxtime }

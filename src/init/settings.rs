@@ -13,6 +13,7 @@
 //! | `S6_VERBOSITY` | 2 | 0 errors, 1 warnings, 2 start/stop information, 3+ debug |
 //! | `S6_CMD_ARG0` | unset | words put before the command's arguments |
 //! | `S6_CMD_RECEIVE_SIGNALS` | 0 | 1: TERM (and INT, QUIT, USR1, USR2, PWR, WINCH) go to the command only |
+//! | `S6_STAGE2_HOOK` | unset | shell snippet run before `base` (cont-init) and the services that depend on it |
 //! | `S6_RUNTIME_PROFILE` | unset | use `/etc/cont-profile.d/<profile>/` instead of `/etc` |
 //! | `S6_RUNTIME_BUNDLEDIR` | `<profile>/s6-overlay/user-bundles.d` | where the `user`/`user2` bundles are |
 //! | `AIIDA_INIT_ROOT` | `/` | prefix for every `/etc` path (tests, chroots) |
@@ -34,6 +35,7 @@ pub struct Settings {
     pub verbosity: u8,
     pub cmd_arg0: Vec<String>,
     pub cmd_receive_signals: bool,
+    pub stage2_hook: Option<String>,
     pub paths: Paths,
 }
 
@@ -90,6 +92,7 @@ impl Settings {
             verbosity: millis("S6_VERBOSITY", 2).min(9) as u8,
             cmd_arg0: var("S6_CMD_ARG0").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default(),
             cmd_receive_signals: flag("S6_CMD_RECEIVE_SIGNALS"),
+            stage2_hook: var("S6_STAGE2_HOOK"),
             paths: Paths {
                 s6_rc_dir,
                 bundle_dir,

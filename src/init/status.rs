@@ -53,7 +53,7 @@ pub fn status(args: &[String]) -> i32 {
     println!("{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  NOTE", "SERVICE", "TYPE", "STATE", "PID", "READY AT", "TOOK");
     for s in state["services"].as_array().into_iter().flatten() {
         let name = s["name"].as_str().unwrap_or("?");
-        if matches!(name, "fix-attrs" | "legacy-services" | "legacy-cont-init") && s["state"] == "up" && s["took_ms"].as_u64().unwrap_or(0) == 0 {
+        if matches!(name, "stage2-hook" | "fix-attrs" | "legacy-services" | "legacy-cont-init") && s["state"] == "up" && s["took_ms"].as_u64().unwrap_or(0) == 0 {
             continue; // s6-overlay's empty built-ins: noise
         }
         let note = s["reason"].as_str().map(String::from).unwrap_or_else(|| {
