@@ -157,3 +157,18 @@ fn s6_stage2_hook_runs_before_base_and_can_stop_the_container() {
     assert_eq!(out.code, 6, "{out:?}");
     assert!(out.stderr.contains("stage2-hook: up exited 6"), "{out:?}");
 }
+
+#[test]
+fn down_signal_is_what_a_stopping_longrun_receives() {
+    let tree = Tree::new();
+    let up = tree.out_file("up");
+    let run = format!("trap '{}; exit 0' INT\ntrap '{}; exit 0' TERM\ntouch {}\nwhile :; do sleep 0.05; done", tree.log_event("INT"), tree.log_event("TERM"), up.display());
+    tree.longrun("db", &run, &[]).file("db", "down-signal", "SIGINT\n");
+    let running = tree.spawn(Mode::Child, &[], &[]);
+    running.wait_for_file(&up, LIMIT);
+    running.signal(libc::SIGTERM);
+    let out = running.finish(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    let got: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+    assert_eq!(got, vec!["INT"], "{out:?}");
+}

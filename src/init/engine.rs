@@ -233,8 +233,13 @@ impl Engine {
     }
 
     fn event(&mut self, i: usize, what: &str) {
-        let t = self.boot.elapsed();
-        self.timeline.push((t, self.svcs[i].def.name.clone(), what.to_string()));
+        let name = self.svcs[i].def.name.clone();
+        self.note(&name, what);
+    }
+
+    /// Add a line to the timeline (`who` is a service, or `(command)` / `(init)`).
+    fn note(&mut self, who: &str, what: &str) {
+        self.timeline.push((self.boot.elapsed(), who.to_string(), what.to_string()));
         self.dirty = true;
     }
 
@@ -537,6 +542,7 @@ impl Engine {
                     let _ = std::fs::write(self.runtime.exitcode_file(), format!("{}\n", exit.code()));
                 }
                 self.info(&format!("the command {}", exit.describe()));
+                self.note("(command)", &exit.describe());
                 self.begin_shutdown(reactor);
             }
             Some(Role::Up(i)) => {
@@ -694,6 +700,7 @@ impl Engine {
         if !matches!(self.phase, Phase::Starting | Phase::Running) {
             return;
         }
+        self.note("(init)", "shutting down");
         for s in &mut self.svcs {
             s.want_up = false;
         }
@@ -740,6 +747,7 @@ impl Engine {
         }
         self.phase = Phase::Running;
         self.info(&format!("services up in {} ms", ms(self.boot.elapsed())));
+        self.note("(init)", "services up");
         if !self.command.is_empty() {
             let mut cmd = Command::new(&self.command[0]);
             cmd.args(&self.command[1..]);
@@ -747,7 +755,10 @@ impl Engine {
             cmd.envs(self.child_env.iter().map(|(k, v)| (k, v)));
             cmd.current_dir(&self.command_dir);
             match reactor.spawn(cmd, Role::Command, Session::Foreground, None) {
-                Ok(pid) => self.command_pid = Some(pid),
+                Ok(pid) => {
+                    self.command_pid = Some(pid);
+                    self.note("(command)", "started");
+                }
                 Err(e) => {
                     let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
                     self.error(&format!("cannot run the command {}: {e}", self.command[0]));
