@@ -7,9 +7,10 @@
 //!   handler and TTIN/TTOU/TSTP never stop PID 1; when not PID 1 we become a child subreaper;
 //! * [`Reactor::spawn`] starts a child: services get their own session, no terminal and
 //!   `/dev/null` as stdin, with stdout and stderr on pipes that the loop copies to the
-//!   container's log, one line at a time, prefixed with the service name; the command gets its
-//!   own process group which becomes the terminal's foreground group (tini's way), and inherits
-//!   stdio; every child gets the original signal mask back before `exec`;
+//!   container's log, one line at a time, prefixed with the service name, and every signal at
+//!   its default disposition; the command gets its own process group which becomes the
+//!   terminal's foreground group (tini's way), inherits stdio and the dispositions we were
+//!   given; every child gets the original signal mask back before `exec`;
 //! * [`Reactor::wait`] polls the signalfd, the output pipes, readiness pipes and the control
 //!   FIFO until something happens or the engine's next deadline, reaps every exited child
 //!   (`waitpid(-1, WNOHANG)` until nothing is left, orphans included) and returns [`Event`]s;
@@ -169,6 +170,14 @@ impl Reactor {
                 unsafe {
                     cmd.pre_exec(move || {
                         libc::setsid();
+                        // A service starts with every signal at its default, whatever we
+                        // inherited (a background job starts with INT and QUIT ignored), so
+                        // that its down-signal always reaches it.
+                        for sig in 1..32 {
+                            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                                libc::signal(sig, libc::SIG_DFL);
+                            }
+                        }
                         if let Some((target, fd)) = notify_raw {
                             if fd == target {
                                 libc::fcntl(fd, libc::F_SETFD, 0);
