@@ -14,6 +14,37 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_aiida-init"))
 }
 
+/// The binary at a path every user can execute (the checkout may be under a private home):
+/// a copy in /tmp, keyed by size and modification time so that runs reuse it.
+pub fn bin_for_any_user() -> PathBuf {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let src = bin();
+        let meta = std::fs::metadata(&src).unwrap();
+        let mtime = meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = PathBuf::from("/tmp/aiida-init-test-bin").join(format!("{}-{mtime}", meta.len()));
+        let dst = dir.join("aiida-init");
+        if !dst.exists() {
+            // Copies of earlier builds are not needed any more.
+            if let Ok(old) = std::fs::read_dir(dir.parent().unwrap()) {
+                for e in old.flatten() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+            std::fs::create_dir_all(&dir).unwrap();
+            for d in [dir.parent().unwrap(), dir.as_path()] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let tmp = dir.join(format!("aiida-init.{}", std::process::id()));
+            std::fs::copy(&src, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &dst).unwrap();
+        }
+        dst
+    })
+    .clone()
+}
+
 /// Fail the test (never skip) when a host tool is missing.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
@@ -155,7 +186,7 @@ impl Tree {
             Mode::Child => Command::new(bin()),
             Mode::NonRootPid1 => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin());
+                c.args(["--pid", "--fork", "--mount-proc", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin_for_any_user());
                 c
             }
         };
