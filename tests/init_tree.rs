@@ -142,3 +142,27 @@ fn a_logging_pipeline_is_rejected_with_advice() {
     tree.longrun("app-log", "exec cat", &[]).file("app-log", "consumer-for", "app\n");
     assert_rejected(&tree, &["/producer-for", "logging pipelines are not supported"]);
 }
+
+#[test]
+fn a_bundle_cycle_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.file("group-a", "type", "bundle\n").file("group-a", "contents.d/group-b", "");
+    tree.file("group-b", "type", "bundle\n").file("group-b", "contents.d/group-a", "");
+    tree.user("group-a");
+    assert_rejected(&tree, &["contents.d: bundle cycle", "group-a -> group-b -> group-a"]);
+}
+
+#[test]
+fn the_old_user_bundle_location_still_runs_its_services() {
+    let tree = Tree::new();
+    let marker = tree.out_file("ran");
+    tree.file("legacy-style", "type", "oneshot\n")
+        .file("legacy-style", "up", &format!("#!/command/execlineb -P\nwith-contenv\nforeground {{ s6-echo starting }}\nsh -c \"touch {}\"\n", marker.display()));
+    init_support::write(&tree.rc().join("user/type"), "bundle\n");
+    init_support::write(&tree.rc().join("user/contents.d/legacy-style"), "");
+    let out = tree.run(Mode::Pid1, &["true"], &[], Duration::from_secs(10));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(marker.exists(), "{out:?}");
+    assert!(out.stdout.contains("[legacy-style] starting"), "{out:?}");
+    assert!(out.stderr.contains("old location"), "{out:?}");
+}
