@@ -58,7 +58,9 @@ fn flag(name: &str) -> bool {
 }
 
 fn millis(name: &str, default: u64) -> u64 {
-    var(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    var(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 fn optional_millis(name: &str) -> Option<Duration> {
@@ -79,8 +81,12 @@ impl Settings {
             }
             None => (etc.join("s6-overlay"), etc.clone()),
         };
-        let s6_rc_dir = var("AIIDA_INIT_S6_RC_DIR").map(PathBuf::from).unwrap_or_else(|| profile_dir.join("s6-rc.d"));
-        let bundle_dir = var("S6_RUNTIME_BUNDLEDIR").map(PathBuf::from).unwrap_or_else(|| profile_dir.join("user-bundles.d"));
+        let s6_rc_dir = var("AIIDA_INIT_S6_RC_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| profile_dir.join("s6-rc.d"));
+        let bundle_dir = var("S6_RUNTIME_BUNDLEDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| profile_dir.join("user-bundles.d"));
         Settings {
             keep_env: flag("S6_KEEP_ENV"),
             behaviour_if_stage2_fails: millis("S6_BEHAVIOUR_IF_STAGE2_FAILS", 0).min(2) as u8,
@@ -90,7 +96,9 @@ impl Settings {
             kill_gracetime: Duration::from_millis(millis("S6_KILL_GRACETIME", 3000)),
             kill_finish_maxtime: optional_millis("S6_KILL_FINISH_MAXTIME"),
             verbosity: millis("S6_VERBOSITY", 2).min(9) as u8,
-            cmd_arg0: var("S6_CMD_ARG0").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+            cmd_arg0: var("S6_CMD_ARG0")
+                .map(|v| v.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
             cmd_receive_signals: flag("S6_CMD_RECEIVE_SIGNALS"),
             stage2_hook: var("S6_STAGE2_HOOK"),
             paths: Paths {
