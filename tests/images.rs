@@ -313,3 +313,45 @@ fn devcontainer_cli_runs_init_and_waits_for_readiness() {
     assert!(out.contains("aiida\n"), "not the aiida user:\n{out}");
     assert!(out.contains("Daemon is running"), "not ready right after up:\n{out}");
 }
+
+/// The hook folders of derived images run before and after the daemon starts (run-parts order),
+/// and SETUP_DEFAULT_AIIDA_PROFILE=false starts without a profile and still becomes ready.
+#[test]
+fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
+    let h = Harness::new();
+    h.require_image(&base_image());
+    let dir = tempfile::tempdir().unwrap();
+    let hook = |name: &str, script: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/bash\nset -e\n{script}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let pid_file = "~/.aiida/daemon/circus-default.pid";
+    hook("10-before", &format!("test -e {pid_file} && echo before:up >> ~/hooks || echo before:down >> ~/hooks"));
+    hook("20-before", "echo before:second >> ~/hooks");
+    hook("10-after", &format!("test -e {pid_file} && echo after:up >> ~/hooks || echo after:down >> ~/hooks"));
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY 10-before 20-before /etc/init/run-before-daemon-start/\nCOPY 10-after /etc/init/run-after-daemon-start/\n",
+            base_image()
+        ),
+    )
+    .unwrap();
+    let tag = format!("{}:hooks", support::unique_name("hooks"));
+    h.track_image(&tag);
+    let out = docker(&["build", "-q", "-t", &tag, dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "building the derived image failed: {}", text(&out));
+
+    let with_hooks = Container::start(&h, &tag, Start::default());
+    let no_profile = Container::start(&h, &base_image(), Start { env: vec!["SETUP_DEFAULT_AIIDA_PROFILE=false".into()], ..Default::default() });
+    with_hooks.wait_ready();
+    with_hooks.assert_verdi_ready(false);
+    assert_eq!(with_hooks.sh("cat ~/hooks").split_whitespace().collect::<Vec<_>>(), ["before:down", "before:second", "after:up"]);
+
+    no_profile.wait_ready();
+    let profiles = no_profile.sh("verdi profile list 2>&1 || true");
+    assert!(!profiles.contains("default"), "a profile was created:\n{profiles}");
+    assert!(no_profile.logs().contains("no AiiDA profile"), "no word about the missing profile:\n{}", no_profile.logs());
+}
