@@ -30,11 +30,18 @@ pub const READY_TIMEOUT: u64 = 180;
 
 /// `docker ARGS...`, collecting the output.
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("run the docker command line")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker command line")
 }
 
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A container of one of the images, removed (with its anonymous volumes) when the harness drops.
@@ -114,7 +121,11 @@ impl<'h> Container<'h> {
             }
             // Only a container whose init has not started yet gets another try.
             if start.elapsed() > Duration::from_secs(10) || out.contains("failed") {
-                panic!("{} did not become ready ({code}):\n{out}\n--- logs ---\n{}", self.name, self.logs());
+                panic!(
+                    "{} did not become ready ({code}):\n{out}\n--- logs ---\n{}",
+                    self.name,
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -126,10 +137,16 @@ impl<'h> Container<'h> {
         let (code, out) = self.exec(&["verdi", "status"]);
         assert_eq!(code, 0, "verdi status failed:\n{out}");
         for needle in ["✔ profile:", "✔ storage:", "✔ daemon:", "Daemon is running"] {
-            assert!(out.contains(needle), "`{needle}` missing from verdi status:\n{out}");
+            assert!(
+                out.contains(needle),
+                "`{needle}` missing from verdi status:\n{out}"
+            );
         }
         if rabbitmq {
-            assert!(out.contains("✔ broker:") && out.contains("RabbitMQ"), "no RabbitMQ broker:\n{out}");
+            assert!(
+                out.contains("✔ broker:") && out.contains("RabbitMQ"),
+                "no RabbitMQ broker:\n{out}"
+            );
         }
         out
     }
@@ -180,5 +197,12 @@ pub fn python_in_profile(code: &str) -> Vec<String> {
 }
 
 pub fn require_docker_cli() {
-    require(Command::new("docker").arg("version").output().map(|o| o.status.success()).unwrap_or(false), "the docker command line talking to the engine");
+    require(
+        Command::new("docker")
+            .arg("version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false),
+        "the docker command line talking to the engine",
+    );
 }
