@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-    RemoveVolumeOptions, WaitContainerOptions,
+    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -44,22 +44,16 @@ pub fn ca_bundle() -> Option<aiida_devc::host::ca::CaBundle> {
 
 /// The reference devcontainer CLI installed by the bootstrap (or `DEVCONTAINER_CLI`).
 pub fn devcontainer_cli() -> PathBuf {
-    let path = std::env::var_os("DEVCONTAINER_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer"));
-    require(
-        path.is_file(),
-        &format!("the reference devcontainer CLI at {}", path.display()),
-    );
+    let path = std::env::var_os("DEVCONTAINER_CLI").map(PathBuf::from).unwrap_or_else(|| {
+        project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer")
+    });
+    require(path.is_file(), &format!("the reference devcontainer CLI at {}", path.display()));
     path
 }
 
 /// Fail the test when a prerequisite is missing: prerequisites are never skipped.
 pub fn require(present: bool, what: &str) {
-    assert!(
-        present,
-        "missing prerequisite: {what}. Run `bash scripts/bootstrap.sh` (as root) first."
-    );
+    assert!(present, "missing prerequisite: {what}. Run `bash scripts/bootstrap.sh` (as root) first.");
 }
 
 /// A name no other test (or test run) uses: `aiida-devc-test-<what>-<pid>-<n>`.
@@ -103,10 +97,7 @@ pub struct Harness {
 impl Harness {
     /// Connect to the engine; fails the test when none answers.
     pub fn new() -> Harness {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let docker = rt
             .block_on(aiida_devc::host::docker::connect())
             .unwrap_or_else(|e| panic!("missing prerequisite: {e:#}"));
@@ -158,22 +149,12 @@ impl Harness {
                 cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
                 env: Some(opts.env.clone()),
                 user: opts.user.clone(),
-                host_config: Some(HostConfig {
-                    binds: Some(opts.binds.clone()),
-                    ..Default::default()
-                }),
+                host_config: Some(HostConfig { binds: Some(opts.binds.clone()), ..Default::default() }),
                 ..Default::default()
             };
-            let create = CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            };
-            self.docker
-                .create_container(Some(create), body)
-                .await
-                .expect("create container");
-            self.docker
-                .start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
+            let create = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+            self.docker.create_container(Some(create), body).await.expect("create container");
+            self.docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
                 .await
                 .expect("start container");
             let mut wait = self.docker.wait_container(&name, None::<WaitContainerOptions>);
@@ -183,11 +164,7 @@ impl Harness {
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                 other => panic!("waiting for container {name}: {other:?}"),
             };
-            let logs = LogsOptions {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            };
+            let logs = LogsOptions { stdout: true, stderr: true, ..Default::default() };
             let mut stream = self.docker.logs(&name, Some(logs));
             let (mut stdout, mut stderr) = (String::new(), String::new());
             while let Some(chunk) = stream.next().await {
@@ -201,24 +178,14 @@ impl Harness {
                     _ => {}
                 }
             }
-            RunOutput {
-                exit_code,
-                stdout,
-                stderr,
-            }
+            RunOutput { exit_code, stdout, stderr }
         })
     }
 
     /// Names of the containers (running or not) that carry `label` (`key` or `key=value`).
     pub fn containers_with_label(&self, label: &str) -> Vec<String> {
-        let filters = [("label".to_string(), vec![label.to_string()])]
-            .into_iter()
-            .collect();
-        let opts = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
+        let filters = [("label".to_string(), vec![label.to_string()])].into_iter().collect();
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         self.block_on(self.docker.list_containers(Some(opts)))
             .expect("list containers")
             .into_iter()
@@ -235,23 +202,14 @@ impl Drop for Harness {
         let docker = self.docker.clone();
         self.rt.block_on(async move {
             for name in containers {
-                let opts = RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                };
+                let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
                 let _ = docker.remove_container(&name, Some(opts)).await;
             }
             for name in volumes {
-                let _ = docker
-                    .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
-                    .await;
+                let _ = docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true })).await;
             }
             for name in images {
-                let opts = RemoveImageOptions {
-                    force: true,
-                    ..Default::default()
-                };
+                let opts = RemoveImageOptions { force: true, ..Default::default() };
                 let _ = docker.remove_image(&name, Some(opts), None).await;
             }
         });
@@ -269,16 +227,10 @@ pub struct Workspace {
 impl Workspace {
     /// A temporary folder with `.devcontainer/devcontainer.json` holding `config`.
     pub fn with_config(config: &str) -> Workspace {
-        let dir = tempfile::Builder::new()
-            .prefix("aiida-devc-ws-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("aiida-devc-ws-").tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
         std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), config).unwrap();
-        Workspace {
-            dir,
-            harness: Harness::new(),
-        }
+        Workspace { dir, harness: Harness::new() }
     }
 
     pub fn path(&self) -> &Path {
@@ -314,11 +266,7 @@ impl Drop for Workspace {
         let prefix = format!("vsc-{folder}-");
         let images = self
             .harness
-            .block_on(
-                self.harness
-                    .docker()
-                    .list_images(None::<bollard::query_parameters::ListImagesOptions>),
-            )
+            .block_on(self.harness.docker().list_images(None::<bollard::query_parameters::ListImagesOptions>))
             .expect("list images");
         // Children before parents: the -uid image is built on the -features one.
         let mut tags: Vec<String> = images
