@@ -583,3 +583,32 @@ fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
         no_profile.logs()
     );
 }
+
+/// The base image with external services (as in a compose file): given AIIDA_POSTGRES_HOSTNAME
+/// and AIIDA_BROKER_HOST it makes a PostgreSQL + RabbitMQ profile on them. The services are those
+/// of a with-services container whose network (localhost) the base container shares.
+#[test]
+fn base_image_uses_external_postgresql_and_rabbitmq_when_configured() {
+    let h = Harness::new();
+    let services = Container::start(&h, &with_services_image(), Start::default());
+    services.wait_ready();
+    let base = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            network: Some(format!("container:{}", services.name)),
+            env: vec![
+                "AIIDA_PROFILE_NAME=external".into(),
+                "AIIDA_POSTGRES_HOSTNAME=localhost".into(),
+                "AIIDA_POSTGRES_USERNAME=aiida".into(),
+                "AIIDA_BROKER_HOST=127.0.0.1".into(),
+            ],
+            ..Default::default()
+        },
+    );
+    base.wait_ready();
+    let status = base.assert_verdi_ready(true);
+    assert!(status.contains("aiida-external"), "not the external PostgreSQL database:\n{status}");
+    let pk = submit_add(&base, 4, 5, None);
+    assert_eq!(await_sum(&base, &pk), 9);
+}

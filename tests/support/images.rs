@@ -59,6 +59,8 @@ pub struct Start {
     pub user: Option<String>,
     /// Docker's own init (tini) as PID 1, aiida-init its child.
     pub docker_init: bool,
+    /// `--network` (e.g. `container:NAME` to share another container's localhost).
+    pub network: Option<String>,
     /// The command (CMD) after the image's entry point.
     pub cmd: Vec<String>,
 }
@@ -83,6 +85,9 @@ impl<'h> Container<'h> {
         }
         if let Some(u) = &opts.user {
             args.extend(["--user".into(), u.clone()]);
+        }
+        if let Some(n) = &opts.network {
+            args.extend(["--network".into(), n.clone()]);
         }
         if opts.docker_init {
             args.push("--init".into());
