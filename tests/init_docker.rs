@@ -3,9 +3,9 @@
 //! of `status`, `wait` and the `/command` names, `docker stop` without any fixed grace sleep,
 //! and `docker run --init` (tini as PID 1, aiida-init as PID 2).
 
-mod support;
 #[path = "support/init.rs"]
 mod init_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,11 +14,18 @@ use init_support::Tree;
 use support::{Harness, base_image, unique_name};
 
 fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker").args(args).output().expect("run the docker CLI")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI")
 }
 
 fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A tree with a oneshot and a longrun that notifies readiness through `data/check`.
@@ -46,7 +53,10 @@ fn start(h: &Harness, tree: &Tree, extra: &[&str], cmd: &[&str]) -> String {
     args.push("-v".into());
     args.push(format!("{}:/usr/local/bin/aiida-init:ro", bin.display()));
     args.push("-v".into());
-    args.push(format!("{}:/etc/s6-overlay:ro", tree.path().join("root/etc/s6-overlay").display()));
+    args.push(format!(
+        "{}:/etc/s6-overlay:ro",
+        tree.path().join("root/etc/s6-overlay").display()
+    ));
     args.extend(["-e".into(), "GREETING=hello".into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push(base_image());
@@ -64,7 +74,10 @@ fn stop_and_check(name: &str) -> (i32, String, Duration) {
     let took = t.elapsed();
     assert!(out.status.success(), "{}", text(&out));
     let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", name]);
-    let code: i32 = String::from_utf8_lossy(&code.stdout).trim().parse().unwrap();
+    let code: i32 = String::from_utf8_lossy(&code.stdout)
+        .trim()
+        .parse()
+        .unwrap();
     let logs = text(&docker(&["logs", name]));
     (code, logs, took)
 }
@@ -78,16 +91,41 @@ fn in_a_container_as_root_services_come_up_and_docker_stop_is_quick() {
     assert!(wait.status.success(), "{}", text(&wait));
     let status = docker(&["exec", &name, "aiida-init", "status"]);
     let s = text(&status);
-    assert!(s.contains("server") && s.contains("ready") && s.contains("prepare"), "{s}");
+    assert!(
+        s.contains("server") && s.contains("ready") && s.contains("prepare"),
+        "{s}"
+    );
     let prepared = docker(&["exec", &name, "cat", "/tmp/prepared"]);
-    assert_eq!(String::from_utf8_lossy(&prepared.stdout), "GREETING=hello\n");
+    assert_eq!(
+        String::from_utf8_lossy(&prepared.stdout),
+        "GREETING=hello\n"
+    );
     // The /command names, installed in one step, work from `docker exec`.
-    let cmds = docker(&["exec", &name, "sh", "-c", "aiida-init install-commands /command >/dev/null && /command/s6-echo linked && /command/printcontenv GREETING && /command/with-contenv sh -c 'echo $GREETING'"]);
-    assert_eq!(String::from_utf8_lossy(&cmds.stdout), "linked\nhello\nhello\n", "{}", text(&cmds));
+    let cmds = docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "aiida-init install-commands /command >/dev/null && /command/s6-echo linked && /command/printcontenv GREETING && /command/with-contenv sh -c 'echo $GREETING'",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&cmds.stdout),
+        "linked\nhello\nhello\n",
+        "{}",
+        text(&cmds)
+    );
     let (code, logs, took) = stop_and_check(&name);
     assert_eq!(code, 0, "{logs}");
-    assert!(took < Duration::from_secs(3), "docker stop took {took:?}:\n{logs}");
-    assert!(logs.contains("[prepare] preparing") && logs.contains("[server] serving") && logs.contains("[prepare] cleaning up"), "{logs}");
+    assert!(
+        took < Duration::from_secs(3),
+        "docker stop took {took:?}:\n{logs}"
+    );
+    assert!(
+        logs.contains("[prepare] preparing")
+            && logs.contains("[server] serving")
+            && logs.contains("[prepare] cleaning up"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -96,15 +134,42 @@ fn in_a_container_as_nobody_with_run_not_writable() {
     let tree = service_tree();
     let name = start(&h, &tree, &["--user", "65534:65534"], &[]);
     // `docker exec` as root, with none of the instance's environment, still finds it.
-    let wait = docker(&["exec", "-u", "0", &name, "aiida-init", "wait", "--timeout", "20"]);
+    let wait = docker(&[
+        "exec",
+        "-u",
+        "0",
+        &name,
+        "aiida-init",
+        "wait",
+        "--timeout",
+        "20",
+    ]);
     assert!(wait.status.success(), "{}", text(&wait));
-    let state = docker(&["exec", "-u", "0", &name, "ls", "/tmp/aiida-init-65534/aiida-init/state.json"]);
-    assert!(state.status.success(), "the runtime directory falls back to /tmp/aiida-init-UID: {}", text(&state));
+    let state = docker(&[
+        "exec",
+        "-u",
+        "0",
+        &name,
+        "ls",
+        "/tmp/aiida-init-65534/aiida-init/state.json",
+    ]);
+    assert!(
+        state.status.success(),
+        "the runtime directory falls back to /tmp/aiida-init-UID: {}",
+        text(&state)
+    );
     let run_files = docker(&["exec", &name, "sh", "-c", "ls -A /run"]);
-    assert!(!String::from_utf8_lossy(&run_files.stdout).contains("aiida-init"), "{}", text(&run_files));
+    assert!(
+        !String::from_utf8_lossy(&run_files.stdout).contains("aiida-init"),
+        "{}",
+        text(&run_files)
+    );
     let (code, logs, took) = stop_and_check(&name);
     assert_eq!(code, 0, "{logs}");
-    assert!(took < Duration::from_secs(3), "docker stop took {took:?}:\n{logs}");
+    assert!(
+        took < Duration::from_secs(3),
+        "docker stop took {took:?}:\n{logs}"
+    );
 }
 
 #[test]
@@ -112,9 +177,22 @@ fn in_a_container_under_docker_init_and_with_a_command() {
     let h = Harness::new();
     let tree = service_tree();
     // tini (docker-init) is PID 1, aiida-init PID 2: no "can only run as pid 1".
-    let name = start(&h, &tree, &["--init"], &["sh", "-c", "cat /tmp/prepared; exit 5"]);
+    let name = start(
+        &h,
+        &tree,
+        &["--init"],
+        &["sh", "-c", "cat /tmp/prepared; exit 5"],
+    );
     let wait = docker(&["wait", &name]);
-    assert_eq!(String::from_utf8_lossy(&wait.stdout).trim(), "5", "{}", text(&docker(&["logs", &name])));
+    assert_eq!(
+        String::from_utf8_lossy(&wait.stdout).trim(),
+        "5",
+        "{}",
+        text(&docker(&["logs", &name]))
+    );
     let logs = text(&docker(&["logs", &name]));
-    assert!(logs.contains("GREETING=hello") && logs.contains("not PID 1"), "{logs}");
+    assert!(
+        logs.contains("GREETING=hello") && logs.contains("not PID 1"),
+        "{logs}"
+    );
 }

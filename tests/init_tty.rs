@@ -41,7 +41,11 @@ impl Terminal {
         }
         let child = cmd.spawn().expect("start aiida-init on a pty");
         drop(cmd);
-        Terminal { master: pty.master, child, seen: String::new() }
+        Terminal {
+            master: pty.master,
+            child,
+            seen: String::new(),
+        }
     }
 
     fn send(&self, text: &str) {
@@ -53,8 +57,16 @@ impl Terminal {
         let deadline = Instant::now() + limit;
         while !found(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {what}; the terminal showed:\n{}", self.seen);
-            let mut pfd = libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}; the terminal showed:\n{}",
+                self.seen
+            );
+            let mut pfd = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(200) as i32) };
             if n > 0 {
@@ -74,9 +86,17 @@ impl Terminal {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "aiida-init did not exit; the terminal showed:\n{}", self.seen);
+            assert!(
+                Instant::now() < deadline,
+                "aiida-init did not exit; the terminal showed:\n{}",
+                self.seen
+            );
             let mut buf = [0u8; 4096];
-            let mut pfd = libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             if unsafe { libc::poll(&mut pfd, 1, 50) } > 0 {
                 if let Ok(k) = nix::unistd::read(&self.master, &mut buf) {
@@ -103,15 +123,35 @@ fn interactive_bash_has_job_control_and_ctrl_c_gives_130() {
     tree.longrun("background-service", "exec sleep 100", &[]);
     let mut term = Terminal::start(&tree, &["bash", "--norc", "--noprofile", "-i"]);
     term.send("echo flags=$-\n");
-    term.expect("bash's flags", |s| s.lines().any(|l| l.starts_with("flags=") && !l.contains('$')), LIMIT);
-    let flags = term.seen.lines().find(|l| l.starts_with("flags=") && !l.contains('$')).unwrap().to_string();
-    assert!(flags.contains('m'), "no job control in bash: {flags}\n{}", term.seen);
+    term.expect(
+        "bash's flags",
+        |s| {
+            s.lines()
+                .any(|l| l.starts_with("flags=") && !l.contains('$'))
+        },
+        LIMIT,
+    );
+    let flags = term
+        .seen
+        .lines()
+        .find(|l| l.starts_with("flags=") && !l.contains('$'))
+        .unwrap()
+        .to_string();
+    assert!(
+        flags.contains('m'),
+        "no job control in bash: {flags}\n{}",
+        term.seen
+    );
     assert!(!term.seen.contains("no job control"), "{}", term.seen);
     term.send("sleep 100\n");
     std::thread::sleep(Duration::from_millis(300));
     term.send("\x03");
     term.send("echo rc=$?\n");
-    term.expect("the exit status of the interrupted sleep", |s| s.contains("rc=130"), LIMIT);
+    term.expect(
+        "the exit status of the interrupted sleep",
+        |s| s.contains("rc=130"),
+        LIMIT,
+    );
     term.send("exit 7\n");
     assert_eq!(term.exit_code(LIMIT), 7);
 }

@@ -31,9 +31,29 @@ use super::runtime;
 
 /// Every name installed by `install-commands`.
 pub const MULTI_CALL_NAMES: &[&str] = &[
-    "execlineb", "with-contenv", "printcontenv", "s6-envdir", "s6-notifyoncheck", "s6-setuidgid",
-    "s6-svc", "s6-echo", "halt", "poweroff", "reboot", "foreground", "background", "if",
-    "importas", "redirfd", "fdmove", "export", "unexport", "cd", "execline-cd", "exit", "emptyenv",
+    "execlineb",
+    "with-contenv",
+    "printcontenv",
+    "s6-envdir",
+    "s6-notifyoncheck",
+    "s6-setuidgid",
+    "s6-svc",
+    "s6-echo",
+    "halt",
+    "poweroff",
+    "reboot",
+    "foreground",
+    "background",
+    "if",
+    "importas",
+    "redirfd",
+    "fdmove",
+    "export",
+    "unexport",
+    "cd",
+    "execline-cd",
+    "exit",
+    "emptyenv",
 ];
 
 /// Run the multi-call command `name` with `args` (argv without argv[0]). Never returns.
@@ -84,7 +104,8 @@ fn with_contenv(args: &[String]) -> Vec<String> {
         return args.to_vec();
     }
     let rt = runtime::for_helpers().unwrap_or_else(|e| die("with-contenv", 111, &format!("{e:#}")));
-    let vars = runtime::read_envdir(&rt.container_environment()).unwrap_or_else(|e| die("with-contenv", 111, &format!("{e:#}")));
+    let vars = runtime::read_envdir(&rt.container_environment())
+        .unwrap_or_else(|e| die("with-contenv", 111, &format!("{e:#}")));
     let explicit = std::env::var(runtime::ENV_RUNTIME_DIR).ok();
     for (k, _) in std::env::vars_os() {
         if k != "PATH" {
@@ -117,8 +138,11 @@ fn s6_envdir(args: &[String]) -> Vec<String> {
         whole |= a.contains('f');
         i += 1;
     }
-    let Some(dir) = args.get(i) else { die("s6-envdir", 100, "usage: s6-envdir [-f] dir prog...") };
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| die("s6-envdir", 111, &format!("unable to read {dir}: {e}")));
+    let Some(dir) = args.get(i) else {
+        die("s6-envdir", 100, "usage: s6-envdir [-f] dir prog...")
+    };
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| die("s6-envdir", 111, &format!("unable to read {dir}: {e}")));
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
@@ -131,18 +155,25 @@ fn s6_envdir(args: &[String]) -> Vec<String> {
             continue;
         }
         let text = String::from_utf8_lossy(&content);
-        let value = if whole { text.strip_suffix('\n').unwrap_or(&text).to_string() } else { text.lines().next().unwrap_or("").trim_end().to_string() };
+        let value = if whole {
+            text.strip_suffix('\n').unwrap_or(&text).to_string()
+        } else {
+            text.lines().next().unwrap_or("").trim_end().to_string()
+        };
         set_env(&name, &value.replace('\0', "\n"));
     }
     args[i + 1..].to_vec()
 }
 
 fn printcontenv(args: &[String]) -> Option<Vec<String>> {
-    let Some(var) = args.first() else { die("printcontenv", 100, "usage: printcontenv VAR") };
+    let Some(var) = args.first() else {
+        die("printcontenv", 100, "usage: printcontenv VAR")
+    };
     let value = if keep_env() {
         std::env::var(var).ok()
     } else {
-        let rt = runtime::for_helpers().unwrap_or_else(|e| die("printcontenv", 111, &format!("{e:#}")));
+        let rt =
+            runtime::for_helpers().unwrap_or_else(|e| die("printcontenv", 111, &format!("{e:#}")));
         std::fs::read_to_string(rt.container_environment().join(var)).ok()
     };
     match value {
@@ -155,7 +186,9 @@ fn printcontenv(args: &[String]) -> Option<Vec<String>> {
 }
 
 fn s6_setuidgid(args: &[String]) -> Vec<String> {
-    let Some(account) = args.first() else { die("s6-setuidgid", 100, "usage: s6-setuidgid account prog...") };
+    let Some(account) = args.first() else {
+        die("s6-setuidgid", 100, "usage: s6-setuidgid account prog...")
+    };
     let rest = args[1..].to_vec();
     if account.is_empty() {
         return rest;
@@ -176,19 +209,35 @@ fn s6_setuidgid(args: &[String]) -> Vec<String> {
         return rest;
     }
     if me != 0 {
-        die("s6-setuidgid", 111, &format!("cannot switch to {account} (uid {uid}): aiida-init is not running as root, and uses no setuid helper; run the service as the current user instead"));
+        die(
+            "s6-setuidgid",
+            111,
+            &format!(
+                "cannot switch to {account} (uid {uid}): aiida-init is not running as root, and uses no setuid helper; run the service as the current user instead"
+            ),
+        );
     }
     let g = nix::unistd::Gid::from_raw(gid);
     if let Some(n) = name {
         let c = std::ffi::CString::new(n).unwrap();
         if let Err(e) = nix::unistd::initgroups(&c, g) {
-            die("s6-setuidgid", 111, &format!("unable to set the groups of {account}: {e}"));
+            die(
+                "s6-setuidgid",
+                111,
+                &format!("unable to set the groups of {account}: {e}"),
+            );
         }
     } else if let Err(e) = nix::unistd::setgroups(&[g]) {
         die("s6-setuidgid", 111, &format!("unable to set groups: {e}"));
     }
-    if let Err(e) = nix::unistd::setgid(g).and_then(|_| nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))) {
-        die("s6-setuidgid", 111, &format!("unable to switch to {account}: {e}"));
+    if let Err(e) =
+        nix::unistd::setgid(g).and_then(|_| nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)))
+    {
+        die(
+            "s6-setuidgid",
+            111,
+            &format!("unable to switch to {account}: {e}"),
+        );
     }
     rest
 }
@@ -204,7 +253,7 @@ pub fn shebang_handled_by_us(path: &Path) -> Option<(String, Vec<String>)> {
     };
     let first = buf[..n].split(|b| *b == b'\n').next()?;
     let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?.trim();
-    let (interp, arg) = match line.split_once(|c: char| c == ' ' || c == '\t') {
+    let (interp, arg) = match line.split_once([' ', '\t']) {
         Some((i, a)) => (i, a.trim()),
         None => (line, ""),
     };
@@ -212,7 +261,11 @@ pub fn shebang_handled_by_us(path: &Path) -> Option<(String, Vec<String>)> {
     if !MULTI_CALL_NAMES.contains(&name) {
         return None;
     }
-    let args = if arg.is_empty() { vec![] } else { vec![arg.to_string()] };
+    let args = if arg.is_empty() {
+        vec![]
+    } else {
+        vec![arg.to_string()]
+    };
     Some((name.to_string(), args))
 }
 
@@ -220,7 +273,8 @@ pub fn shebang_handled_by_us(path: &Path) -> Option<(String, Vec<String>)> {
 pub fn script_command(path: &Path) -> Command {
     match shebang_handled_by_us(path) {
         Some((name, mut args)) => {
-            let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()));
+            let mut c =
+                Command::new(std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()));
             c.arg0(name);
             args.push(path.display().to_string());
             c.args(args);
@@ -231,7 +285,13 @@ pub fn script_command(path: &Path) -> Command {
 }
 
 fn parse_ms(v: &str, opt: char) -> u64 {
-    v.parse().unwrap_or_else(|_| die("s6-notifyoncheck", 100, &format!("invalid value for -{opt}: {v}")))
+    v.parse().unwrap_or_else(|_| {
+        die(
+            "s6-notifyoncheck",
+            100,
+            &format!("invalid value for -{opt}: {v}"),
+        )
+    })
 }
 
 fn s6_notifyoncheck(args: &[String]) -> Vec<String> {
@@ -260,7 +320,10 @@ fn s6_notifyoncheck(args: &[String]) -> Vec<String> {
             if "3stTwnc".contains(l) {
                 let rest: String = letters[k + 1..].iter().collect();
                 let v = if rest.is_empty() {
-                    let v = args.get(i).cloned().unwrap_or_else(|| die(prog, 100, &format!("-{l} needs a value")));
+                    let v = args
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| die(prog, 100, &format!("-{l} needs a value")));
                     i += 1;
                     v
                 } else {
@@ -283,12 +346,23 @@ fn s6_notifyoncheck(args: &[String]) -> Vec<String> {
     }
     let rest = args[i..].to_vec();
     if rest.is_empty() {
-        die(prog, 100, "usage: s6-notifyoncheck [-3 fd] [-s ms] [-T ms] [-t ms] [-w ms] [-n n] [-c checkprog] prog...");
+        die(
+            prog,
+            100,
+            "usage: s6-notifyoncheck [-3 fd] [-s ms] [-T ms] [-t ms] [-w ms] [-n n] [-c checkprog] prog...",
+        );
     }
     let fd = fd.unwrap_or_else(|| {
-        let text = std::fs::read_to_string("notification-fd")
-            .unwrap_or_else(|e| die(prog, 100, &format!("no -3 option and cannot read ./notification-fd: {e}")));
-        text.trim().parse().unwrap_or_else(|_| die(prog, 100, "./notification-fd does not contain a number"))
+        let text = std::fs::read_to_string("notification-fd").unwrap_or_else(|e| {
+            die(
+                prog,
+                100,
+                &format!("no -3 option and cannot read ./notification-fd: {e}"),
+            )
+        });
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| die(prog, 100, "./notification-fd does not contain a number"))
     });
     // SAFETY: fcntl to check the fd is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
@@ -300,7 +374,9 @@ fn s6_notifyoncheck(args: &[String]) -> Vec<String> {
         Ok(nix::unistd::ForkResult::Child) => {
             // SAFETY: as above.
             match unsafe { nix::unistd::fork() } {
-                Ok(nix::unistd::ForkResult::Child) => poll_check(fd, initial, global, local, waiting, tries, check),
+                Ok(nix::unistd::ForkResult::Child) => {
+                    poll_check(fd, initial, global, local, waiting, tries, check)
+                }
                 _ => std::process::exit(0),
             }
         }
@@ -314,7 +390,15 @@ fn s6_notifyoncheck(args: &[String]) -> Vec<String> {
     }
 }
 
-fn poll_check(fd: i32, initial: u64, global: u64, local: u64, waiting: u64, tries: u64, check: Option<String>) -> ! {
+fn poll_check(
+    fd: i32,
+    initial: u64,
+    global: u64,
+    local: u64,
+    waiting: u64,
+    tries: u64,
+    check: Option<String>,
+) -> ! {
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(initial));
     let mut attempt = 0u64;
@@ -322,7 +406,9 @@ fn poll_check(fd: i32, initial: u64, global: u64, local: u64, waiting: u64, trie
         attempt += 1;
         let mut cmd = match &check {
             Some(cmdline) => {
-                let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()));
+                let mut c = Command::new(
+                    std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+                );
                 c.arg0("execlineb").arg("-Pc").arg(cmdline);
                 c
             }
@@ -355,7 +441,9 @@ fn poll_check(fd: i32, initial: u64, global: u64, local: u64, waiting: u64, trie
             std::process::exit(0);
         }
         if tries > 0 && attempt >= tries {
-            eprintln!("s6-notifyoncheck: fatal: the check failed {attempt} times: giving up (the service stays up, not ready)");
+            eprintln!(
+                "s6-notifyoncheck: fatal: the check failed {attempt} times: giving up (the service stays up, not ready)"
+            );
             std::process::exit(1);
         }
         if global > 0 && start.elapsed() >= Duration::from_millis(global) {
@@ -373,9 +461,19 @@ fn send_control(prog: &str, line: &str) {
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
-        .unwrap_or_else(|e| die(prog, 111, &format!("unable to open {}: {e}", fifo.display())));
+        .unwrap_or_else(|e| {
+            die(
+                prog,
+                111,
+                &format!("unable to open {}: {e}", fifo.display()),
+            )
+        });
     if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
-        die(prog, 111, &format!("unable to write to {}: {e}", fifo.display()));
+        die(
+            prog,
+            111,
+            &format!("unable to write to {}: {e}", fifo.display()),
+        );
     }
 }
 
@@ -409,11 +507,18 @@ fn s6_svc(args: &[String]) -> Option<Vec<String>> {
         i += 1;
     }
     if dirs.is_empty() || opts.is_empty() {
-        die("s6-svc", 100, "usage: s6-svc -u|-d|-r|-o|-O|-k|-t|-h|-i|-q|-1|-2|-a|-p|-c servicedir...");
+        die(
+            "s6-svc",
+            100,
+            "usage: s6-svc -u|-d|-r|-o|-O|-k|-t|-h|-i|-q|-1|-2|-a|-p|-c servicedir...",
+        );
     }
     for d in dirs {
         let path = std::fs::canonicalize(&d).unwrap_or_else(|_| PathBuf::from(&d));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(d.clone());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or(d.clone());
         send_control("s6-svc", &format!("svc -{opts} {name}"));
     }
     std::process::exit(0)
@@ -447,8 +552,14 @@ pub fn run_parts(args: &[String]) -> i32 {
         if name.starts_with('.') || !path.is_file() {
             continue;
         }
-        if std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o111 == 0).unwrap_or(true) {
-            eprintln!("aiida-init: warning: {}: not executable, skipped", path.display());
+        if std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o111 == 0)
+            .unwrap_or(true)
+        {
+            eprintln!(
+                "aiida-init: warning: {}: not executable, skipped",
+                path.display()
+            );
             continue;
         }
         let mut cmd = script_command(&path);
@@ -458,13 +569,18 @@ pub fn run_parts(args: &[String]) -> i32 {
                 match child.try_wait() {
                     Ok(Some(status)) => {
                         use std::os::unix::process::ExitStatusExt;
-                        break status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                        break status
+                            .code()
+                            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
                     }
                     Ok(None) => {}
                     Err(_) => break 111,
                 }
                 if maxtime > 0 && started.elapsed() >= Duration::from_millis(maxtime) {
-                    eprintln!("aiida-init: warning: {}: still running after {maxtime} ms: killed", path.display());
+                    eprintln!(
+                        "aiida-init: warning: {}: still running after {maxtime} ms: killed",
+                        path.display()
+                    );
                     let _ = child.kill();
                     let _ = child.wait();
                     break 137;
@@ -510,10 +626,18 @@ pub fn install_commands(args: &[String]) -> i32 {
         let link = dir.join(name);
         let _ = std::fs::remove_file(&link);
         if let Err(e) = std::os::unix::fs::symlink(&exe, &link) {
-            eprintln!("aiida-init: {}: cannot create the link: {e}", link.display());
+            eprintln!(
+                "aiida-init: {}: cannot create the link: {e}",
+                link.display()
+            );
             return 111;
         }
     }
-    println!("aiida-init: linked {} commands in {} to {}", MULTI_CALL_NAMES.len(), dir.display(), exe.display());
+    println!(
+        "aiida-init: linked {} commands in {} to {}",
+        MULTI_CALL_NAMES.len(),
+        dir.display(),
+        exe.display()
+    );
     0
 }

@@ -25,8 +25,8 @@
 //! written to `state.json` in the runtime directory for `status` and `wait`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -133,16 +133,24 @@ pub struct Engine {
     self_exe: PathBuf,
     child_env: Vec<(String, String)>,
     dirty: bool,
+    last_state_write: Instant,
 }
 
 const KEEP_LINES: usize = 20;
+const STATE_THROTTLE: Duration = Duration::from_millis(100);
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
 impl Engine {
-    pub fn new(settings: Settings, runtime: Runtime, tree: ServiceTree, plan: Plan, command: Vec<String>) -> Engine {
+    pub fn new(
+        settings: Settings,
+        runtime: Runtime,
+        tree: ServiceTree,
+        plan: Plan,
+        command: Vec<String>,
+    ) -> Engine {
         let mut svcs = Vec::new();
         let mut index = BTreeMap::new();
         let mut tree = tree;
@@ -168,18 +176,35 @@ impl Engine {
                 failed_by_dependency: false,
             });
         }
-        let deps = plan.order.iter().map(|n| plan.dependencies[n].iter().map(|d| index[d]).collect()).collect();
-        let dependents = plan.order.iter().map(|n| plan.dependents[n].iter().map(|d| index[d]).collect()).collect();
+        let deps = plan
+            .order
+            .iter()
+            .map(|n| plan.dependencies[n].iter().map(|d| index[d]).collect())
+            .collect();
+        let dependents = plan
+            .order
+            .iter()
+            .map(|n| plan.dependents[n].iter().map(|d| index[d]).collect())
+            .collect();
         let wanted = plan.order.iter().map(|n| plan.wanted.contains(n)).collect();
-        let bundles = plan.bundles.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect();
+        let bundles = plan
+            .bundles
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+            .collect();
         // Services and the command get the minimal environment (PATH), or everything with
         // S6_KEEP_ENV; plus where the runtime directory is, for with-contenv, s6-svc and halt.
         let mut child_env: Vec<(String, String)> = if settings.keep_env {
-            std::env::vars().filter(|(k, _)| k != super::runtime::ENV_RUNTIME_DIR).collect()
+            std::env::vars()
+                .filter(|(k, _)| k != super::runtime::ENV_RUNTIME_DIR)
+                .collect()
         } else {
             vec![("PATH".to_string(), container_path())]
         };
-        child_env.push((super::runtime::ENV_RUNTIME_DIR.to_string(), runtime.base.display().to_string()));
+        child_env.push((
+            super::runtime::ENV_RUNTIME_DIR.to_string(),
+            runtime.base.display().to_string(),
+        ));
         let mut command = command;
         if !command.is_empty() && !settings.cmd_arg0.is_empty() {
             let mut c = settings.cmd_arg0.clone();
@@ -212,6 +237,7 @@ impl Engine {
             self_exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             child_env,
             dirty: true,
+            last_state_write: Instant::now(),
         }
     }
 
@@ -230,8 +256,14 @@ impl Engine {
     }
 
     fn event(&mut self, i: usize, what: &str) {
-        let t = self.boot.elapsed();
-        self.timeline.push((t, self.svcs[i].def.name.clone(), what.to_string()));
+        let name = self.svcs[i].def.name.clone();
+        self.note(&name, what);
+    }
+
+    /// Add a line to the timeline (`who` is a service, or `(command)` / `(init)`).
+    fn note(&mut self, who: &str, what: &str) {
+        self.timeline
+            .push((self.boot.elapsed(), who.to_string(), what.to_string()));
         self.dirty = true;
     }
 
@@ -245,7 +277,10 @@ impl Engine {
         let _ = std::fs::create_dir_all(exitcode.parent().unwrap());
         self.exitcode_file_ok = std::fs::write(&exitcode, "0\n").is_ok();
         if !self.exitcode_file_ok {
-            self.warn(&format!("{}: cannot be written; the exit code comes from the command only", exitcode.display()));
+            self.warn(&format!(
+                "{}: cannot be written; the exit code comes from the command only",
+                exitcode.display()
+            ));
         }
         let halt = self.runtime.halt_link();
         let _ = std::fs::create_dir_all(halt.parent().unwrap());
@@ -254,11 +289,20 @@ impl Engine {
         let _ = std::fs::create_dir_all(self.runtime.state_dir());
         match super::pid1::open_control_fifo(&self.runtime.control_fifo()) {
             Ok(fd) => reactor.watch_control(fd),
-            Err(e) => self.warn(&format!("{}: cannot create the control FIFO ({e}); s6-svc and halt will not work", self.runtime.control_fifo().display())),
+            Err(e) => self.warn(&format!(
+                "{}: cannot create the control FIFO ({e}); s6-svc and halt will not work",
+                self.runtime.control_fifo().display()
+            )),
         }
-        self.stage2_deadline = self.settings.cmd_wait_for_services_maxtime.map(|d| self.boot + d);
+        self.stage2_deadline = self
+            .settings
+            .cmd_wait_for_services_maxtime
+            .map(|d| self.boot + d);
         if !reactor.is_pid1 {
-            self.info(&format!("not PID 1 (pid {}): running as a child subreaper", std::process::id()));
+            self.info(&format!(
+                "not PID 1 (pid {}): running as a child subreaper",
+                std::process::id()
+            ));
         }
         self.write_state();
     }
@@ -267,7 +311,9 @@ impl Engine {
         let s = &self.svcs[i];
         match s.state {
             State::Up | State::Ready => true,
-            State::Starting => matches!(&s.def.kind, Kind::Longrun(l) if !l.wait_ready) && s.pid.is_some(),
+            State::Starting => {
+                matches!(&s.def.kind, Kind::Longrun(l) if !l.wait_ready) && s.pid.is_some()
+            }
             _ => false,
         }
     }
@@ -275,7 +321,12 @@ impl Engine {
     /// Whether the service still has a process or a transition in flight.
     fn active(&self, i: usize) -> bool {
         let s = &self.svcs[i];
-        s.pid.is_some() || s.finish_pid.is_some() || matches!(s.state, State::Starting | State::Up | State::Ready | State::Stopping)
+        s.pid.is_some()
+            || s.finish_pid.is_some()
+            || matches!(
+                s.state,
+                State::Starting | State::Up | State::Ready | State::Stopping
+            )
     }
 
     fn settled(&self, i: usize) -> bool {
@@ -298,7 +349,15 @@ impl Engine {
                 c.arg0("execlineb").arg("-P").arg(file);
                 c
             }
-            Action::RunParts { dir, per_script_limit } => {
+            Action::Shell(snippet) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(snippet);
+                c
+            }
+            Action::RunParts {
+                dir,
+                per_script_limit,
+            } => {
                 let mut c = Command::new(&self.self_exe);
                 c.arg0("aiida-init").arg("run-parts").arg(dir);
                 c.arg(per_script_limit.map(ms).unwrap_or(0).to_string());
@@ -306,7 +365,11 @@ impl Engine {
                 c
             }
         };
-        cmd.current_dir(if dir.is_dir() { dir } else { std::path::Path::new("/") });
+        cmd.current_dir(if dir.is_dir() {
+            dir
+        } else {
+            std::path::Path::new("/")
+        });
         cmd.env_clear();
         cmd.envs(self.child_env.iter().map(|(k, v)| (k, v)));
         if self.settings.keep_env {
@@ -332,7 +395,15 @@ impl Engine {
                     return;
                 };
                 self.info(&format!("starting {name}"));
-                match reactor.spawn(cmd, Role::Up(i), Session::Service { label: name.clone(), service: Some(i) }, None) {
+                match reactor.spawn(
+                    cmd,
+                    Role::Up(i),
+                    Session::Service {
+                        label: name.clone(),
+                        service: Some(i),
+                    },
+                    None,
+                ) {
                     Ok(pid) => {
                         let s = &mut self.svcs[i];
                         s.pid = Some(pid);
@@ -354,13 +425,23 @@ impl Engine {
                             notify = Some((n, w));
                             notify_read = Some(r);
                         }
-                        Err(e) => self.warn(&format!("{name}: cannot create the readiness pipe: {e}")),
+                        Err(e) => {
+                            self.warn(&format!("{name}: cannot create the readiness pipe: {e}"))
+                        }
                     }
                 }
                 if self.svcs[i].restarts == 0 && self.svcs[i].last_spawn.is_none() {
                     self.info(&format!("starting {name}"));
                 }
-                match reactor.spawn(cmd, Role::Run(i), Session::Service { label: name.clone(), service: Some(i) }, notify) {
+                match reactor.spawn(
+                    cmd,
+                    Role::Run(i),
+                    Session::Service {
+                        label: name.clone(),
+                        service: Some(i),
+                    },
+                    notify,
+                ) {
                     Ok(pid) => {
                         if let Some(r) = notify_read {
                             reactor.watch_notify(r, i);
@@ -389,9 +470,7 @@ impl Engine {
 
     fn fail(&mut self, i: usize, reason: String, code: i32) {
         let name = self.svcs[i].def.name.clone();
-        if self.settings.verbosity >= 1 || self.phase == Phase::Running {
-            self.error(&format!("{name}: {reason}"));
-        }
+        self.error(&format!("{name}: {reason}"));
         let s = &mut self.svcs[i];
         s.state = State::Failed;
         s.reason = Some(reason.clone());
@@ -411,11 +490,16 @@ impl Engine {
                     // `up` (or `down`) still running: stop it.
                     let _ = kill(Pid::from_raw(-pid), Signal::SIGTERM);
                     self.svcs[i].state = State::Stopping;
-                    self.svcs[i].deadline = Some((now + self.settings.kill_gracetime, Deadline::Kill));
+                    self.svcs[i].deadline =
+                        Some((now + self.settings.kill_gracetime, Deadline::Kill));
                     return;
                 }
                 if !matches!(self.svcs[i].state, State::Up | State::Ready) {
-                    self.svcs[i].state = if self.svcs[i].state == State::Failed { State::Failed } else { State::Down };
+                    self.svcs[i].state = if self.svcs[i].state == State::Failed {
+                        State::Failed
+                    } else {
+                        State::Down
+                    };
                     return;
                 }
                 let Some(cmd) = self.action_command(&down, &self.svcs[i].def.dir.clone()) else {
@@ -424,7 +508,15 @@ impl Engine {
                     return;
                 };
                 self.info(&format!("stopping {name}"));
-                match reactor.spawn(cmd, Role::Down(i), Session::Service { label: name.clone(), service: Some(i) }, None) {
+                match reactor.spawn(
+                    cmd,
+                    Role::Down(i),
+                    Session::Service {
+                        label: name.clone(),
+                        service: Some(i),
+                    },
+                    None,
+                ) {
                     Ok(pid) => {
                         let s = &mut self.svcs[i];
                         s.pid = Some(pid);
@@ -468,7 +560,9 @@ impl Engine {
         let s = &mut self.svcs[i];
         s.finish_pid = None;
         s.deadline = None;
-        let stopping = !s.want_up || s.state == State::Stopping || !matches!(self.phase, Phase::Starting | Phase::Running);
+        let stopping = !s.want_up
+            || s.state == State::Stopping
+            || !matches!(self.phase, Phase::Starting | Phase::Running);
         if stopping {
             if s.state != State::Failed {
                 s.state = State::Down;
@@ -485,8 +579,15 @@ impl Engine {
             self.event(i, "down");
             return;
         }
-        let earliest = s.last_spawn.map(|t| t + Duration::from_secs(1)).unwrap_or(now);
-        s.state = if s.state == State::Failed { State::Failed } else { State::Starting };
+        let earliest = s
+            .last_spawn
+            .map(|t| t + Duration::from_secs(1))
+            .unwrap_or(now);
+        s.state = if s.state == State::Failed {
+            State::Failed
+        } else {
+            State::Starting
+        };
         s.deadline = Some((earliest.max(now), Deadline::Restart));
         self.dirty = true;
     }
@@ -520,7 +621,7 @@ impl Engine {
         }
     }
 
-    fn on_exit(&mut self, _pid: i32, role: Option<Role>, exit: Exit, reactor: &mut Reactor) {
+    fn on_exit(&mut self, dead_pid: i32, role: Option<Role>, exit: Exit, reactor: &mut Reactor) {
         match role {
             None => {}
             Some(Role::Command) => {
@@ -528,9 +629,11 @@ impl Engine {
                 self.command_exit = Some(exit);
                 self.exit_code = exit.code();
                 if !self.halted {
-                    let _ = std::fs::write(self.runtime.exitcode_file(), format!("{}\n", exit.code()));
+                    let _ =
+                        std::fs::write(self.runtime.exitcode_file(), format!("{}\n", exit.code()));
                 }
                 self.info(&format!("the command {}", exit.describe()));
+                self.note("(command)", &exit.describe());
                 self.begin_shutdown(reactor);
             }
             Some(Role::Up(i)) => {
@@ -560,7 +663,11 @@ impl Engine {
                 self.svcs[i].pid = None;
                 self.svcs[i].deadline = None;
                 if exit != Exit::Code(0) {
-                    self.warn(&format!("{}: down {}", self.svcs[i].def.name, exit.describe()));
+                    self.warn(&format!(
+                        "{}: down {}",
+                        self.svcs[i].def.name,
+                        exit.describe()
+                    ));
                 }
                 self.svcs[i].state = State::Down;
                 self.event(i, "down");
@@ -569,8 +676,11 @@ impl Engine {
                 let name = self.svcs[i].def.name.clone();
                 self.svcs[i].pid = None;
                 self.svcs[i].last_exit = Some(exit);
-                let Kind::Longrun(l) = self.svcs[i].def.kind.clone() else { return };
-                let running = matches!(self.phase, Phase::Starting | Phase::Running) && self.svcs[i].want_up;
+                let Kind::Longrun(l) = self.svcs[i].def.kind.clone() else {
+                    return;
+                };
+                let running =
+                    matches!(self.phase, Phase::Starting | Phase::Running) && self.svcs[i].want_up;
                 if running {
                     self.warn(&format!("{name}: {}", exit.describe()));
                 }
@@ -580,13 +690,28 @@ impl Engine {
                         Exit::Code(c) => (c, 0),
                         Exit::Signal(s) => (256, s),
                     };
-                    let args = [code.to_string(), sig.to_string(), name.clone(), _pid.to_string()];
+                    let args = [
+                        code.to_string(),
+                        sig.to_string(),
+                        name.clone(),
+                        dead_pid.to_string(),
+                    ];
                     let mut cmd = self.command_for(finish, &args);
                     cmd.current_dir(&self.svcs[i].def.dir);
-                    match reactor.spawn(cmd, Role::Finish(i), Session::Service { label: name.clone(), service: Some(i) }, None) {
+                    match reactor.spawn(
+                        cmd,
+                        Role::Finish(i),
+                        Session::Service {
+                            label: name.clone(),
+                            service: Some(i),
+                        },
+                        None,
+                    ) {
                         Ok(pid) => {
                             self.svcs[i].finish_pid = Some(pid);
-                            self.svcs[i].deadline = l.timeout_finish.map(|t| (Instant::now() + t, Deadline::FinishKill));
+                            self.svcs[i].deadline = l
+                                .timeout_finish
+                                .map(|t| (Instant::now() + t, Deadline::FinishKill));
                             return;
                         }
                         Err(e) => self.warn(&format!("{name}: cannot run finish: {e}")),
@@ -605,11 +730,16 @@ impl Engine {
     }
 
     fn on_signal(&mut self, sig: i32, reactor: &mut Reactor) {
-        let Ok(signal) = Signal::try_from(sig) else { return };
+        let Ok(signal) = Signal::try_from(sig) else {
+            return;
+        };
         if matches!(signal, Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGTSTP) {
             return;
         }
-        let shutdown_signal = matches!(signal, Signal::SIGTERM | Signal::SIGINT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGPWR);
+        let shutdown_signal = matches!(
+            signal,
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGPWR
+        );
         if let Some(pid) = self.command_pid {
             if signal != Signal::SIGTERM || self.settings.cmd_receive_signals {
                 let _ = kill(Pid::from_raw(pid), signal);
@@ -650,14 +780,20 @@ impl Engine {
                         'u' => {
                             self.svcs[i].want_up = true;
                             self.svcs[i].once = false;
-                            if pid.is_none() && self.svcs[i].finish_pid.is_none() && matches!(self.phase, Phase::Running | Phase::Starting) {
+                            if pid.is_none()
+                                && self.svcs[i].finish_pid.is_none()
+                                && matches!(self.phase, Phase::Running | Phase::Starting)
+                            {
                                 self.start(i, reactor);
                             }
                         }
                         'o' => {
                             self.svcs[i].want_up = true;
                             self.svcs[i].once = true;
-                            if pid.is_none() && self.svcs[i].finish_pid.is_none() && matches!(self.phase, Phase::Running | Phase::Starting) {
+                            if pid.is_none()
+                                && self.svcs[i].finish_pid.is_none()
+                                && matches!(self.phase, Phase::Running | Phase::Starting)
+                            {
                                 self.start(i, reactor);
                             }
                         }
@@ -688,6 +824,7 @@ impl Engine {
         if !matches!(self.phase, Phase::Starting | Phase::Running) {
             return;
         }
+        self.note("(init)", "shutting down");
         for s in &mut self.svcs {
             s.want_up = false;
         }
@@ -707,21 +844,40 @@ impl Engine {
     fn finish_stage2(&mut self, reactor: &mut Reactor, timed_out: bool) {
         self.stage2_done_at = Some(Instant::now());
         let failed: Vec<usize> = (0..self.svcs.len())
-            .filter(|&i| self.wanted[i] && self.svcs[i].state == State::Failed && !self.svcs[i].failed_by_dependency)
+            .filter(|&i| {
+                self.wanted[i]
+                    && self.svcs[i].state == State::Failed
+                    && !self.svcs[i].failed_by_dependency
+            })
             .collect();
-        let mut code = failed.first().map(|&i| self.svcs[i].failure_code).unwrap_or(0);
+        let mut code = failed
+            .first()
+            .map(|&i| self.svcs[i].failure_code)
+            .unwrap_or(0);
         if timed_out {
-            let pending: Vec<String> = (0..self.svcs.len()).filter(|&i| self.wanted[i] && !self.settled(i)).map(|i| self.svcs[i].def.name.clone()).collect();
-            self.error(&format!("services not up within S6_CMD_WAIT_FOR_SERVICES_MAXTIME: {}", pending.join(", ")));
+            let pending: Vec<String> = (0..self.svcs.len())
+                .filter(|&i| self.wanted[i] && !self.settled(i))
+                .map(|i| self.svcs[i].def.name.clone())
+                .collect();
+            self.error(&format!(
+                "services not up within S6_CMD_WAIT_FOR_SERVICES_MAXTIME: {}",
+                pending.join(", ")
+            ));
             if code == 0 {
                 code = 111;
             }
         }
         if !failed.is_empty() || timed_out {
-            let names: Vec<String> = failed.iter().map(|&i| self.svcs[i].def.name.clone()).collect();
+            let names: Vec<String> = failed
+                .iter()
+                .map(|&i| self.svcs[i].def.name.clone())
+                .collect();
             match self.settings.behaviour_if_stage2_fails {
                 0 => {}
-                1 => self.warn(&format!("some services failed to start ({}); continuing", names.join(", "))),
+                1 => self.warn(&format!(
+                    "some services failed to start ({}); continuing",
+                    names.join(", ")
+                )),
                 _ => {
                     self.error(&format!("some services failed to start ({}); stopping the container (S6_BEHAVIOUR_IF_STAGE2_FAILS=2)", names.join(", ")));
                     self.exit_code = code;
@@ -734,6 +890,7 @@ impl Engine {
         }
         self.phase = Phase::Running;
         self.info(&format!("services up in {} ms", ms(self.boot.elapsed())));
+        self.note("(init)", "services up");
         if !self.command.is_empty() {
             let mut cmd = Command::new(&self.command[0]);
             cmd.args(&self.command[1..]);
@@ -741,9 +898,16 @@ impl Engine {
             cmd.envs(self.child_env.iter().map(|(k, v)| (k, v)));
             cmd.current_dir(&self.command_dir);
             match reactor.spawn(cmd, Role::Command, Session::Foreground, None) {
-                Ok(pid) => self.command_pid = Some(pid),
+                Ok(pid) => {
+                    self.command_pid = Some(pid);
+                    self.note("(command)", "started");
+                }
                 Err(e) => {
-                    let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+                    let code = if e.kind() == std::io::ErrorKind::NotFound {
+                        127
+                    } else {
+                        126
+                    };
                     self.error(&format!("cannot run the command {}: {e}", self.command[0]));
                     self.exit_code = code;
                     self.command_exit = Some(Exit::Code(code));
@@ -760,7 +924,9 @@ impl Engine {
         let now = Instant::now();
         // Per-service deadlines.
         for i in 0..self.svcs.len() {
-            let Some((when, what)) = self.svcs[i].deadline else { continue };
+            let Some((when, what)) = self.svcs[i].deadline else {
+                continue;
+            };
             if when > now {
                 continue;
             }
@@ -781,15 +947,20 @@ impl Engine {
                 }
                 Deadline::DownTimeout => {
                     if let Some(pid) = self.svcs[i].pid {
-                        self.warn(&format!("{name}: down timed out (timeout-down): killing it"));
+                        self.warn(&format!(
+                            "{name}: down timed out (timeout-down): killing it"
+                        ));
                         let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
                 Deadline::Kill => {
                     if let Some(pid) = self.svcs[i].pid {
-                        self.warn(&format!("{name}: still running after its grace time: sending SIGKILL"));
-                        let killpg = matches!(&self.svcs[i].def.kind, Kind::Longrun(l) if l.kill_process_group) || matches!(self.svcs[i].def.kind, Kind::Oneshot { .. });
+                        self.warn(&format!(
+                            "{name}: still running after its grace time: sending SIGKILL"
+                        ));
+                        let killpg = matches!(&self.svcs[i].def.kind, Kind::Longrun(l) if l.kill_process_group)
+                            || matches!(self.svcs[i].def.kind, Kind::Oneshot { .. });
                         if killpg {
                             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
                         }
@@ -798,12 +969,16 @@ impl Engine {
                 }
                 Deadline::FinishKill => {
                     if let Some(pid) = self.svcs[i].finish_pid {
-                        self.warn(&format!("{name}: finish took longer than timeout-finish: killing it"));
+                        self.warn(&format!(
+                            "{name}: finish took longer than timeout-finish: killing it"
+                        ));
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
                 Deadline::Restart => {
-                    if self.svcs[i].want_up && matches!(self.phase, Phase::Starting | Phase::Running) {
+                    if self.svcs[i].want_up
+                        && matches!(self.phase, Phase::Starting | Phase::Running)
+                    {
                         self.svcs[i].restarts += 1;
                         self.info(&format!("restarting {name}"));
                         self.start(i, reactor);
@@ -815,10 +990,17 @@ impl Engine {
         match self.phase {
             Phase::Starting | Phase::Running => {
                 for i in 0..self.svcs.len() {
-                    if !self.wanted[i] || self.svcs[i].state != State::Down || !self.svcs[i].want_up || self.svcs[i].started_at.is_some() {
+                    if !self.wanted[i]
+                        || self.svcs[i].state != State::Down
+                        || !self.svcs[i].want_up
+                        || self.svcs[i].started_at.is_some()
+                    {
                         continue;
                     }
-                    if let Some(&d) = self.deps[i].iter().find(|&&d| self.svcs[d].state == State::Failed) {
+                    if let Some(&d) = self.deps[i]
+                        .iter()
+                        .find(|&&d| self.svcs[d].state == State::Failed)
+                    {
                         let dep = self.svcs[d].def.name.clone();
                         let code = self.svcs[d].failure_code;
                         self.fail(i, format!("not started: its dependency {dep} failed"), code);
@@ -830,7 +1012,8 @@ impl Engine {
                     }
                 }
                 if self.phase == Phase::Starting {
-                    let all_settled = (0..self.svcs.len()).all(|i| !self.wanted[i] || self.settled(i));
+                    let all_settled =
+                        (0..self.svcs.len()).all(|i| !self.wanted[i] || self.settled(i));
                     let timed_out = self.stage2_deadline.is_some_and(|d| d <= now);
                     if all_settled || timed_out {
                         self.finish_stage2(reactor, timed_out && !all_settled);
@@ -863,7 +1046,8 @@ impl Engine {
             if (0..self.svcs.len()).all(|i| !self.active(i)) {
                 self.phase = Phase::FinalSweep { killed: false };
                 self.phase_deadline = Some(Instant::now() + self.settings.kill_gracetime);
-                if !reactor.nothing_left() {
+                let mut events = Vec::new();
+                if !reactor.nothing_left(&mut events) {
                     self.info("sending SIGTERM to the remaining processes");
                     reactor.signal_everything(Signal::SIGTERM);
                     reactor.signal_everything(Signal::SIGCONT);
@@ -873,8 +1057,7 @@ impl Engine {
         }
         if let Phase::FinalSweep { killed } = self.phase {
             let mut events = Vec::new();
-            reactor.reap(&mut events);
-            if reactor.nothing_left() {
+            if reactor.nothing_left(&mut events) {
                 self.phase = Phase::Done;
             } else if !killed && self.phase_deadline.is_some_and(|d| d <= Instant::now()) {
                 self.warn("processes left after S6_KILL_GRACETIME: sending SIGKILL");
@@ -885,9 +1068,19 @@ impl Engine {
                 self.phase = Phase::Done;
             }
         }
-        if self.dirty {
+        if self.dirty && self.state_write_due() {
             self.write_state();
         }
+    }
+
+    /// While stopping, the state file is rewritten at most every 100 ms: a shutdown must not
+    /// wait on the file system for every service that goes down.
+    fn state_write_due(&self) -> bool {
+        let stopping = matches!(
+            self.phase,
+            Phase::StoppingCommand | Phase::StoppingServices | Phase::FinalSweep { .. }
+        );
+        !stopping || self.last_state_write.elapsed() >= STATE_THROTTLE
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -901,20 +1094,19 @@ impl Engine {
         if let Some(t) = self.phase_deadline {
             consider(t);
         }
+        if self.dirty && !self.state_write_due() {
+            consider(self.last_state_write + STATE_THROTTLE);
+        }
         if self.phase == Phase::Starting {
             if let Some(t) = self.stage2_deadline {
                 consider(t);
             }
         }
-        if matches!(self.phase, Phase::FinalSweep { .. }) {
-            // Processes that are not our children do not wake us when they die: look again soon.
-            consider(Instant::now() + Duration::from_millis(20));
-        }
         next
     }
 
     /// The exit code once everything is over.
-    pub fn finished(&mut self, _reactor: &mut Reactor) -> Option<i32> {
+    pub fn finished(&mut self, reactor: &mut Reactor) -> Option<i32> {
         if self.phase != Phase::Done {
             return None;
         }
@@ -923,7 +1115,10 @@ impl Engine {
             .filter(|_| self.exitcode_file_ok)
             .and_then(|s| s.trim().parse::<i32>().ok())
             .unwrap_or(self.exit_code);
-        self.write_state_with_phase("finished");
+        if !reactor.is_pid1 {
+            // As PID 1 the whole container goes away with us: nobody is left to read it.
+            self.write_state_with_phase("finished");
+        }
         Some(code & 0xff)
     }
 
@@ -931,7 +1126,9 @@ impl Engine {
         match self.phase {
             Phase::Starting => "starting",
             Phase::Running => "running",
-            Phase::StoppingCommand | Phase::StoppingServices | Phase::FinalSweep { .. } => "stopping",
+            Phase::StoppingCommand | Phase::StoppingServices | Phase::FinalSweep { .. } => {
+                "stopping"
+            }
             Phase::Done => "finished",
         }
     }
@@ -943,7 +1140,12 @@ impl Engine {
 
     fn write_state_with_phase(&mut self, phase: &str) {
         self.dirty = false;
-        let boot_ms = self.boot_wall.duration_since(SystemTime::UNIX_EPOCH).map(ms).unwrap_or(0);
+        self.last_state_write = Instant::now();
+        let boot_ms = self
+            .boot_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(ms)
+            .unwrap_or(0);
         let rel = |t: Option<Instant>| t.map(|t| ms(t.saturating_duration_since(self.boot)));
         let services: Vec<serde_json::Value> = self
             .svcs
@@ -987,7 +1189,12 @@ impl Engine {
             "timeline": self.timeline.iter().map(|(t, n, e)| json!({"ms": ms(*t), "service": n, "event": e})).collect::<Vec<_>>(),
         });
         let path = self.runtime.state_file();
-        if let Err(e) = super::runtime::write_atomic(&path, serde_json::to_string_pretty(&state).unwrap_or_default().as_bytes()) {
+        if let Err(e) = super::runtime::write_atomic(
+            &path,
+            serde_json::to_string_pretty(&state)
+                .unwrap_or_default()
+                .as_bytes(),
+        ) {
             if self.settings.verbosity >= 3 {
                 eprintln!("aiida-init: warning: {}: {e}", path.display());
             }
@@ -998,7 +1205,12 @@ impl Engine {
 /// PATH for services and the command: ours, with `/command`, `/usr/bin` and `/bin` added when
 /// missing (as s6-overlay's `/init` does).
 pub fn container_path() -> String {
-    let mut parts: Vec<String> = std::env::var("PATH").unwrap_or_default().split(':').filter(|p| !p.is_empty()).map(String::from).collect();
+    let mut parts: Vec<String> = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
     for p in ["/command", "/usr/bin", "/bin"] {
         if !parts.iter().any(|x| x == p) {
             parts.push(p.to_string());

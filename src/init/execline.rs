@@ -160,8 +160,11 @@ fn quoted_escape(rest: &[char]) -> (Option<char>, usize) {
         } else {
             (10, 0, 3)
         };
-        let digits: String =
-            rest[start..].iter().take(max).take_while(|d| d.is_digit(radix)).collect();
+        let digits: String = rest[start..]
+            .iter()
+            .take(max)
+            .take_while(|d| d.is_digit(radix))
+            .collect();
         if let Ok(v) = u32::from_str_radix(&digits, radix) {
             if let Some(ch) = char::from_u32(v) {
                 return (Some(ch), start + digits.len());
@@ -191,11 +194,43 @@ pub fn encode(tokens: &[Token]) -> Vec<String> {
 
 /// execline programs this subset does not implement. Naming one is a validation error.
 const UNSUPPORTED: &[&str] = &[
-    "backtick", "case", "define", "dollarat", "elgetopt", "elgetpositionals", "elglob", "eltest",
-    "envfile", "fdblock", "fdclose", "fdreserve", "fdswap", "forbacktickx", "forstdin", "forx",
-    "getcwd", "getpid", "heredoc", "homeof", "ifelse", "ifte", "ifthenelse", "loopwhilex",
-    "multidefine", "multisubstitute", "pipeline", "piperw", "runblock", "shift", "trap", "tryexec",
-    "wait", "withstdinas", "execline-umask", "umask", "posix-umask",
+    "backtick",
+    "case",
+    "define",
+    "dollarat",
+    "elgetopt",
+    "elgetpositionals",
+    "elglob",
+    "eltest",
+    "envfile",
+    "fdblock",
+    "fdclose",
+    "fdreserve",
+    "fdswap",
+    "forbacktickx",
+    "forstdin",
+    "forx",
+    "getcwd",
+    "getpid",
+    "heredoc",
+    "homeof",
+    "ifelse",
+    "ifte",
+    "ifthenelse",
+    "loopwhilex",
+    "multidefine",
+    "multisubstitute",
+    "pipeline",
+    "piperw",
+    "runblock",
+    "shift",
+    "trap",
+    "tryexec",
+    "wait",
+    "withstdinas",
+    "execline-umask",
+    "umask",
+    "posix-umask",
 ];
 
 /// What a builtin takes before the rest of the command line.
@@ -211,7 +246,12 @@ struct Shape {
 }
 
 fn shape(name: &str) -> Option<Shape> {
-    let s = |valued_options, args, blocks, chains| Shape { valued_options, args, blocks, chains };
+    let s = |valued_options, args, blocks, chains| Shape {
+        valued_options,
+        args,
+        blocks,
+        chains,
+    };
     Some(match name {
         "foreground" | "background" => s("", 0, 1, true),
         "if" => s("", 0, 1, true),
@@ -263,7 +303,9 @@ fn validate_line(tokens: &[Token], top: bool) -> Result<()> {
         let Some(sh) = shape(name) else {
             // A plain program: it takes every remaining word.
             if tokens[i + 1..].iter().any(|t| matches!(t, Token::Block(_))) {
-                bail!("a `{{ }}` block is passed to `{name}`, which is not a supported execline construct");
+                bail!(
+                    "a `{{ }}` block is passed to `{name}`, which is not a supported execline construct"
+                );
             }
             return Ok(());
         };
@@ -274,7 +316,10 @@ fn validate_line(tokens: &[Token], top: bool) -> Result<()> {
                 i += 1;
                 break;
             }
-            if !w.starts_with('-') || w.len() < 2 || w[1..].starts_with(|c: char| c.is_ascii_digit()) && name != "s6-notifyoncheck" {
+            if !w.starts_with('-')
+                || w.len() < 2
+                || w[1..].starts_with(|c: char| c.is_ascii_digit()) && name != "s6-notifyoncheck"
+            {
                 break;
             }
             let letters: Vec<char> = w[1..].chars().collect();
@@ -297,7 +342,8 @@ fn validate_line(tokens: &[Token], top: bool) -> Result<()> {
         for _ in 0..sh.blocks {
             match tokens.get(i) {
                 Some(Token::Block(inner)) => {
-                    validate_line(inner, false).map_err(|e| anyhow::anyhow!("in the block of `{name}`: {e}"))?;
+                    validate_line(inner, false)
+                        .map_err(|e| anyhow::anyhow!("in the block of `{name}`: {e}"))?;
                     i += 1;
                 }
                 _ => bail!("`{name}` needs a `{{ ... }}` block"),
@@ -390,7 +436,9 @@ pub fn execlineb_main(args: &[String]) -> ! {
     let (source, arg0, positionals) = match inline {
         Some(s) => (s, "execlineb".to_string(), args[i..].to_vec()),
         None => {
-            let Some(file) = args.get(i) else { die("execlineb", 100, "usage: execlineb [-P|-S n] FILE ARGS...") };
+            let Some(file) = args.get(i) else {
+                die("execlineb", 100, "usage: execlineb [-P|-S n] FILE ARGS...")
+            };
             match std::fs::read_to_string(file) {
                 Ok(s) => (s, file.clone(), args[i + 1..].to_vec()),
                 Err(e) => die("execlineb", 111, &format!("unable to read {file}: {e}")),
@@ -403,7 +451,10 @@ pub fn execlineb_main(args: &[String]) -> ! {
     };
     if let Some((min, skip_in_at)) = substitute {
         if positionals.len() < min {
-            eprintln!("execlineb: warning: too few arguments: expecting at least {min} but got {}", positionals.len());
+            eprintln!(
+                "execlineb: warning: too few arguments: expecting at least {min} but got {}",
+                positionals.len()
+            );
         }
         tokens = substitute_positionals(&tokens, &arg0, &positionals, min, skip_in_at);
     }
@@ -424,25 +475,48 @@ pub fn execlineb_main(args: &[String]) -> ! {
 /// `-S n` / `-s n`: `$0`..`$9`, `${N}` and `$#` are substituted like importas'd variables
 /// (missing ones up to n become empty words); a word that is exactly `$@` becomes the
 /// arguments (after the first n with `-s`).
-fn substitute_positionals(tokens: &[Token], arg0: &str, args: &[String], min: usize, skip_in_at: bool) -> Vec<Token> {
-    let mut vars: Vec<(String, Vec<String>)> = vec![("#".into(), vec![args.len().to_string()]), ("0".into(), vec![arg0.to_string()])];
+fn substitute_positionals(
+    tokens: &[Token],
+    arg0: &str,
+    args: &[String],
+    min: usize,
+    skip_in_at: bool,
+) -> Vec<Token> {
+    let mut vars: Vec<(String, Vec<String>)> = vec![
+        ("#".into(), vec![args.len().to_string()]),
+        ("0".into(), vec![arg0.to_string()]),
+    ];
     for n in 1..=args.len().max(min) {
-        vars.push((n.to_string(), vec![args.get(n - 1).cloned().unwrap_or_default()]));
+        vars.push((
+            n.to_string(),
+            vec![args.get(n - 1).cloned().unwrap_or_default()],
+        ));
     }
-    let at: Vec<String> = if skip_in_at { args.iter().skip(min).cloned().collect() } else { args.to_vec() };
+    let at: Vec<String> = if skip_in_at {
+        args.iter().skip(min).cloned().collect()
+    } else {
+        args.to_vec()
+    };
     let mut out = Vec::new();
     for t in tokens {
         match t {
-            Token::Word(w) if w == "$@" || w == "${@}" => out.extend(at.iter().cloned().map(Token::Word)),
+            Token::Word(w) if w == "$@" || w == "${@}" => {
+                out.extend(at.iter().cloned().map(Token::Word))
+            }
             Token::Word(w) => {
                 let mut words = vec![w.clone()];
                 // Longest names first, so that $12 is not read as $1 followed by 2.
                 for (name, value) in vars.iter().rev() {
-                    words = words.iter().flat_map(|w| substitute_word(w, name, Some(value))).collect();
+                    words = words
+                        .iter()
+                        .flat_map(|w| substitute_word(w, name, Some(value)))
+                        .collect();
                 }
                 out.extend(words.into_iter().map(Token::Word));
             }
-            Token::Block(inner) => out.push(Token::Block(substitute_positionals(inner, arg0, args, min, skip_in_at))),
+            Token::Block(inner) => out.push(Token::Block(substitute_positionals(
+                inner, arg0, args, min, skip_in_at,
+            ))),
         }
     }
     out
@@ -515,7 +589,9 @@ pub fn substitute_word(word: &str, name: &str, value: Option<&[String]>) -> Vec<
         // Nothing substituted, but escapes (`\${name}`) are resolved.
         return vec![pieces.into_iter().flatten().collect()];
     }
-    let Some(values) = value else { return Vec::new() };
+    let Some(values) = value else {
+        return Vec::new();
+    };
     let mut results = vec![String::new()];
     for p in pieces {
         match p {
@@ -536,7 +612,9 @@ pub fn substitute_word(word: &str, name: &str, value: Option<&[String]>) -> Vec<
 fn take_block(argv: &[String], mut i: usize, prog: &str) -> (Vec<String>, usize) {
     let mut inner = Vec::new();
     loop {
-        let Some(a) = argv.get(i) else { die(prog, 100, "unterminated block") };
+        let Some(a) = argv.get(i) else {
+            die(prog, 100, "unterminated block")
+        };
         i += 1;
         if a.is_empty() {
             return (inner, i);
@@ -596,7 +674,9 @@ fn spawn_block(block: Vec<String>, prog: &str) -> (i32, WaitStatus) {
         Ok(ForkResult::Child) => run(block),
         Ok(ForkResult::Parent { child }) => loop {
             match waitpid(child, None) {
-                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return (child.as_raw(), s),
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    return (child.as_raw(), s);
+                }
                 Ok(_) => continue,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => die(prog, 111, &format!("unable to wait: {e}")),
@@ -611,7 +691,9 @@ fn spawn_block(block: Vec<String>, prog: &str) -> (i32, WaitStatus) {
 pub fn run(argv: Vec<String>) -> ! {
     let mut argv = argv;
     loop {
-        let Some(first) = argv.first().cloned() else { std::process::exit(0) };
+        let Some(first) = argv.first().cloned() else {
+            std::process::exit(0)
+        };
         let name = first.as_str();
         match name {
             "foreground" | "background" => {
@@ -652,15 +734,26 @@ pub fn run(argv: Vec<String>) -> ! {
                     _ => (false, 111),
                 };
                 if ok == negate {
-                    let code = if zero_on_fail { 0 } else if negate { 1 } else { code };
+                    let code = if zero_on_fail {
+                        0
+                    } else if negate {
+                        1
+                    } else {
+                        code
+                    };
                     std::process::exit(code);
                 }
                 argv = argv[next..].to_vec();
             }
             "importas" => {
                 let (opts, i) = take_options(&argv, 1, "Dd");
-                let (Some(var), Some(envvar)) = (argv.get(i).cloned(), argv.get(i + 1).cloned()) else {
-                    die(name, 100, "usage: importas [-i|-D default] [-u] [-s] [-d delim] var envvar prog...")
+                let (Some(var), Some(envvar)) = (argv.get(i).cloned(), argv.get(i + 1).cloned())
+                else {
+                    die(
+                        name,
+                        100,
+                        "usage: importas [-i|-D default] [-u] [-s] [-d delim] var envvar prog...",
+                    )
                 };
                 let mut default = None;
                 let mut insist = false;
@@ -686,7 +779,10 @@ pub fn run(argv: Vec<String>) -> ! {
                 }
                 let values = value.map(|v| {
                     if split {
-                        v.split(|c| delim.contains(c)).filter(|s| !s.is_empty()).map(String::from).collect()
+                        v.split(|c| delim.contains(c))
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
                     } else {
                         vec![v]
                     }
@@ -702,9 +798,15 @@ pub fn run(argv: Vec<String>) -> ! {
             "redirfd" => {
                 let (opts, i) = take_options(&argv, 1, "");
                 let (Some(fd), Some(file)) = (argv.get(i), argv.get(i + 1)) else {
-                    die(name, 100, "usage: redirfd -[rwuacx] [-n] [-b] fd file prog...")
+                    die(
+                        name,
+                        100,
+                        "usage: redirfd -[rwuacx] [-n] [-b] fd file prog...",
+                    )
                 };
-                let fd: i32 = fd.parse().unwrap_or_else(|_| die(name, 100, &format!("invalid fd: {fd}")));
+                let fd: i32 = fd
+                    .parse()
+                    .unwrap_or_else(|_| die(name, 100, &format!("invalid fd: {fd}")));
                 let mut flags = libc::O_RDONLY;
                 let mut nonblock_open = false;
                 for (o, _) in &opts {
@@ -727,7 +829,11 @@ pub fn run(argv: Vec<String>) -> ! {
                 // SAFETY: plain libc calls on a valid C string.
                 let newfd = unsafe { libc::open(cpath.as_ptr(), open_flags, 0o666) };
                 if newfd < 0 {
-                    die(name, 111, &format!("unable to open {file}: {}", std::io::Error::last_os_error()));
+                    die(
+                        name,
+                        111,
+                        &format!("unable to open {file}: {}", std::io::Error::last_os_error()),
+                    );
                 }
                 move_fd(newfd, fd, name);
                 if !opts.iter().any(|(o, _)| *o == 'b') && nonblock_open {
@@ -744,12 +850,23 @@ pub fn run(argv: Vec<String>) -> ! {
                 let (Some(to), Some(from)) = (argv.get(i), argv.get(i + 1)) else {
                     die(name, 100, "usage: fdmove [-c] to from prog...")
                 };
-                let to: i32 = to.parse().unwrap_or_else(|_| die(name, 100, &format!("invalid fd: {to}")));
-                let from: i32 = from.parse().unwrap_or_else(|_| die(name, 100, &format!("invalid fd: {from}")));
+                let to: i32 = to
+                    .parse()
+                    .unwrap_or_else(|_| die(name, 100, &format!("invalid fd: {to}")));
+                let from: i32 = from
+                    .parse()
+                    .unwrap_or_else(|_| die(name, 100, &format!("invalid fd: {from}")));
                 if opts.iter().any(|(o, _)| *o == 'c') {
                     // SAFETY: dup2 on fds.
                     if unsafe { libc::dup2(from, to) } < 0 {
-                        die(name, 111, &format!("unable to copy fd {from} to {to}: {}", std::io::Error::last_os_error()));
+                        die(
+                            name,
+                            111,
+                            &format!(
+                                "unable to copy fd {from} to {to}: {}",
+                                std::io::Error::last_os_error()
+                            ),
+                        );
                     }
                 } else {
                     move_fd(from, to, name);
@@ -757,17 +874,23 @@ pub fn run(argv: Vec<String>) -> ! {
                 argv = argv[i + 2..].to_vec();
             }
             "export" => {
-                let (Some(k), Some(v)) = (argv.get(1), argv.get(2)) else { die(name, 100, "usage: export var value prog...") };
+                let (Some(k), Some(v)) = (argv.get(1), argv.get(2)) else {
+                    die(name, 100, "usage: export var value prog...")
+                };
                 set_env(k, v);
                 argv = argv[3..].to_vec();
             }
             "unexport" => {
-                let Some(k) = argv.get(1) else { die(name, 100, "usage: unexport var prog...") };
+                let Some(k) = argv.get(1) else {
+                    die(name, 100, "usage: unexport var prog...")
+                };
                 remove_env(k);
                 argv = argv[2..].to_vec();
             }
             "cd" | "execline-cd" => {
-                let Some(d) = argv.get(1) else { die(name, 100, "usage: cd dir prog...") };
+                let Some(d) = argv.get(1) else {
+                    die(name, 100, "usage: cd dir prog...")
+                };
                 if let Err(e) = std::env::set_current_dir(d) {
                     die(name, 111, &format!("unable to chdir to {d}: {e}"));
                 }
@@ -796,13 +919,20 @@ pub fn run(argv: Vec<String>) -> ! {
             "s6-echo" => {
                 let (opts, i) = take_options(&argv, 1, "s");
                 let newline = !opts.iter().any(|(o, _)| *o == 'n');
-                let sep = opts.iter().rev().find(|(o, _)| *o == 's').map(|(_, v)| v.clone()).unwrap_or(" ".into());
+                let sep = opts
+                    .iter()
+                    .rev()
+                    .find(|(o, _)| *o == 's')
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or(" ".into());
                 let mut out = argv[i..].join(&sep);
                 if newline {
                     out.push('\n');
                 }
                 use std::io::Write;
-                let ok = std::io::stdout().write_all(out.as_bytes()).and_then(|_| std::io::stdout().flush());
+                let ok = std::io::stdout()
+                    .write_all(out.as_bytes())
+                    .and_then(|_| std::io::stdout().flush());
                 std::process::exit(if ok.is_ok() { 0 } else { 111 });
             }
             _ => {
@@ -823,7 +953,14 @@ fn move_fd(from: i32, to: i32, prog: &str) {
     // SAFETY: dup2/close on fds.
     unsafe {
         if libc::dup2(from, to) < 0 {
-            die(prog, 111, &format!("unable to move fd {from} to {to}: {}", std::io::Error::last_os_error()));
+            die(
+                prog,
+                111,
+                &format!(
+                    "unable to move fd {from} to {to}: {}",
+                    std::io::Error::last_os_error()
+                ),
+            );
         }
         libc::close(from);
     }
@@ -833,11 +970,22 @@ fn move_fd(from: i32, to: i32, prog: &str) {
 pub fn exec_program(argv: &[String]) -> ! {
     let cargs: Vec<CString> = argv
         .iter()
-        .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| die("execlineb", 100, "argument contains a NUL byte")))
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .unwrap_or_else(|_| die("execlineb", 100, "argument contains a NUL byte"))
+        })
         .collect();
     let err = nix::unistd::execvp(&cargs[0], &cargs).unwrap_err();
-    let code = if err == nix::errno::Errno::ENOENT { 127 } else { 126 };
-    die("execlineb", code, &format!("unable to exec {}: {}", argv[0], err.desc()))
+    let code = if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    die(
+        "execlineb",
+        code,
+        &format!("unable to exec {}: {}", argv[0], err.desc()),
+    )
 }
 
 /// True when the file's first line is an execline shebang (`#!.../execlineb ...`).
@@ -846,7 +994,11 @@ pub fn has_execline_shebang(path: &Path) -> bool {
         .map(|b| {
             let first = b.split(|c| *c == b'\n').next().unwrap_or(&[]);
             first.starts_with(b"#!")
-                && std::ffi::OsStr::from_bytes(first).to_string_lossy().split_whitespace().next().is_some_and(|w| w.ends_with("execlineb"))
+                && std::ffi::OsStr::from_bytes(first)
+                    .to_string_lossy()
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.ends_with("execlineb"))
         })
         .unwrap_or(false)
 }
@@ -861,8 +1013,14 @@ mod tests {
 
     #[test]
     fn lexes_quotes_comments_and_blocks() {
-        assert_eq!(words("#!/bin/x -P\na \"b c\" # no\n{ d { e } }"), vec!["a", "b c", " d", "  e", " ", ""]);
-        assert_eq!(words("\"a\\tb\" x\\ y \"\\0x41\\0101\\101\""), vec!["a\tb", "x y", "AAe"]);
+        assert_eq!(
+            words("#!/bin/x -P\na \"b c\" # no\n{ d { e } }"),
+            vec!["a", "b c", " d", "  e", " ", ""]
+        );
+        assert_eq!(
+            words("\"a\\tb\" x\\ y \"\\0x41\\0101\\101\""),
+            vec!["a\tb", "x y", "AAe"]
+        );
         assert!(lex("a }").unwrap_err().contains("unmatched }"));
         assert!(lex("a {").unwrap_err().contains("unmatched {"));
     }
@@ -874,7 +1032,10 @@ mod tests {
         assert_eq!(substitute_word("\\${X}", "X", Some(&v)), vec!["${X}"]);
         assert_eq!(substitute_word("$XY", "X", Some(&v)), vec!["$XY"]);
         assert_eq!(substitute_word("a${X}b", "X", None), Vec::<String>::new());
-        assert_eq!(substitute_word("${?}", "?", Some(&["3".to_string()])), vec!["3"]);
+        assert_eq!(
+            substitute_word("${?}", "?", Some(&["3".to_string()])),
+            vec!["3"]
+        );
     }
 
     #[test]

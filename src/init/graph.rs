@@ -26,7 +26,12 @@ pub struct Plan {
     pub wanted: BTreeSet<String>,
 }
 
-fn flatten(tree: &ServiceTree, name: &str, stack: &mut Vec<String>, memo: &mut BTreeMap<String, BTreeSet<String>>) -> Result<BTreeSet<String>> {
+fn flatten(
+    tree: &ServiceTree,
+    name: &str,
+    stack: &mut Vec<String>,
+    memo: &mut BTreeMap<String, BTreeSet<String>>,
+) -> Result<BTreeSet<String>> {
     if let Some(m) = memo.get(name) {
         return Ok(m.clone());
     }
@@ -37,13 +42,20 @@ fn flatten(tree: &ServiceTree, name: &str, stack: &mut Vec<String>, memo: &mut B
     if stack.iter().any(|s| s == name) {
         let mut path = stack.clone();
         path.push(name.into());
-        bail!("{}/contents.d: bundle cycle: {}", svc.dir.display(), path.join(" -> "));
+        bail!(
+            "{}/contents.d: bundle cycle: {}",
+            svc.dir.display(),
+            path.join(" -> ")
+        );
     }
     stack.push(name.into());
     let mut out = BTreeSet::new();
     for member in contents {
         if !tree.services.contains_key(member) {
-            bail!("{}/contents.d/{member}: no service or bundle named `{member}`", svc.dir.display());
+            bail!(
+                "{}/contents.d/{member}: no service or bundle named `{member}`",
+                svc.dir.display()
+            );
         }
         out.extend(flatten(tree, member, stack, memo)?);
     }
@@ -58,7 +70,10 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
     let mut memo = BTreeMap::new();
     for (name, svc) in &tree.services {
         if matches!(svc.kind, Kind::Bundle { .. }) {
-            bundles.insert(name.clone(), flatten(tree, name, &mut Vec::new(), &mut memo)?);
+            bundles.insert(
+                name.clone(),
+                flatten(tree, name, &mut Vec::new(), &mut memo)?,
+            );
         }
     }
     let mut dependencies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -70,7 +85,10 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
         let mut direct = BTreeSet::new();
         for dep in &svc.dependencies {
             let Some(target) = tree.services.get(dep) else {
-                bail!("{}/dependencies.d/{dep}: `{name}` depends on `{dep}`, which is not defined", svc.dir.display());
+                bail!(
+                    "{}/dependencies.d/{dep}: `{name}` depends on `{dep}`, which is not defined",
+                    svc.dir.display()
+                );
             };
             match &target.kind {
                 Kind::Bundle { .. } => direct.extend(bundles[dep].iter().cloned()),
@@ -80,11 +98,17 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
             }
         }
         if direct.contains(name) {
-            bail!("{}/dependencies.d: `{name}` depends on itself (directly or through a bundle)", svc.dir.display());
+            bail!(
+                "{}/dependencies.d: `{name}` depends on itself (directly or through a bundle)",
+                svc.dir.display()
+            );
         }
         dependents.entry(name.clone()).or_default();
         for d in &direct {
-            dependents.entry(d.clone()).or_default().insert(name.clone());
+            dependents
+                .entry(d.clone())
+                .or_default()
+                .insert(name.clone());
         }
         dependencies.insert(name.clone(), direct);
     }
@@ -126,15 +150,31 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
         Ok(())
     }
     for n in dependencies.keys() {
-        visit(n, &dependencies, tree, &mut state, &mut Vec::new(), &mut order)?;
+        visit(
+            n,
+            &dependencies,
+            tree,
+            &mut state,
+            &mut Vec::new(),
+            &mut order,
+        )?;
     }
 
     let mut wanted = BTreeSet::new();
-    let mut todo: Vec<String> = bundles.get("top").map(|t| t.iter().cloned().collect()).unwrap_or_default();
+    let mut todo: Vec<String> = bundles
+        .get("top")
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
     while let Some(n) = todo.pop() {
         if wanted.insert(n.clone()) {
             todo.extend(dependencies[&n].iter().cloned());
         }
     }
-    Ok(Plan { order, dependencies, dependents, bundles, wanted })
+    Ok(Plan {
+        order,
+        dependencies,
+        dependents,
+        bundles,
+        wanted,
+    })
 }

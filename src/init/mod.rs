@@ -60,13 +60,23 @@ pub fn main() -> ! {
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_else(|| "aiida-init".into());
-    let rest = if args.is_empty() { Vec::new() } else { args[1..].to_vec() };
+    let rest = if args.is_empty() {
+        Vec::new()
+    } else {
+        args[1..].to_vec()
+    };
     if commands::MULTI_CALL_NAMES.contains(&called_as.as_str()) {
         commands::multi_call(&called_as, &rest);
     }
     if called_as != "aiida-init" {
-        // Installed as /init (or any other name): every argument belongs to the command.
-        std::process::exit(run_init(rest));
+        // Installed as /init (or any other name): every argument belongs to the command (a
+        // leading `--` is dropped).
+        let command = if rest.first().is_some_and(|a| a == "--") {
+            rest[1..].to_vec()
+        } else {
+            rest
+        };
+        std::process::exit(run_init(command));
     }
     let code = match rest.first().map(String::as_str) {
         Some("status") => status::status(&rest[1..]),
@@ -83,7 +93,9 @@ pub fn main() -> ! {
             0
         }
         Some("--") => run_init(rest[1..].to_vec()),
-        Some(name) if commands::MULTI_CALL_NAMES.contains(&name) => commands::multi_call(name, &rest[1..]),
+        Some(name) if commands::MULTI_CALL_NAMES.contains(&name) => {
+            commands::multi_call(name, &rest[1..])
+        }
         _ => run_init(rest),
     };
     std::process::exit(code)
@@ -103,7 +115,10 @@ fn check() -> i32 {
             for w in &tree.warnings {
                 eprintln!("aiida-init: warning: {w}");
             }
-            println!("service tree {} is valid; start order:", settings.paths.s6_rc_dir.display());
+            println!(
+                "service tree {} is valid; start order:",
+                settings.paths.s6_rc_dir.display()
+            );
             for name in plan.order.iter().filter(|n| plan.wanted.contains(*n)) {
                 let deps: Vec<&str> = plan.dependencies[name].iter().map(String::as_str).collect();
                 let kind = tree.services[name].kind.type_name();

@@ -11,7 +11,8 @@
 //! * the legacy directories `cont-init.d` (run in order by the `legacy-cont-init` oneshot, whose
 //!   down runs `cont-finish.d`) and `services.d/<name>/` (longruns started after `user`, before
 //!   `user2`), and the built-in `fix-attrs`, `base`, `legacy-services` and `top` names that
-//!   s6-overlay defines, so service trees written for it resolve unchanged.
+//!   s6-overlay defines, so service trees written for it resolve unchanged; `S6_STAGE2_HOOK`
+//!   becomes the `stage2-hook` oneshot that `base` waits for.
 //!
 //! Every error names the service directory and the file at fault.
 
@@ -62,7 +63,12 @@ pub enum Action {
     /// An execline command line (already validated), from this file.
     Execline(PathBuf),
     /// Every executable file of a directory, in name order, one after the other.
-    RunParts { dir: PathBuf, per_script_limit: Option<Duration> },
+    RunParts {
+        dir: PathBuf,
+        per_script_limit: Option<Duration>,
+    },
+    /// A shell snippet (`S6_STAGE2_HOOK`), run with `/bin/sh -c`.
+    Shell(String),
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +93,14 @@ pub struct ServiceTree {
 }
 
 /// Names s6-overlay defines itself.
-pub const BUILTIN_NAMES: &[&str] = &["fix-attrs", "legacy-cont-init", "base", "legacy-services", "top"];
+pub const BUILTIN_NAMES: &[&str] = &[
+    "stage2-hook",
+    "fix-attrs",
+    "legacy-cont-init",
+    "base",
+    "legacy-services",
+    "top",
+];
 
 fn read_trimmed(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -114,7 +127,8 @@ fn read_names(dir: &Path, what: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let d = dir.join(format!("{what}.d"));
     if d.is_dir() {
-        let entries = std::fs::read_dir(&d).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", d.display()))?;
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", d.display()))?;
         for e in entries.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if !n.starts_with('.') {
@@ -146,6 +160,10 @@ fn require_executable(path: &Path) -> Result<()> {
     if !is_executable(path) {
         bail!("{}: not executable (chmod +x it)", path.display());
     }
+    // A script run by our execlineb is checked against the subset now, not when it runs.
+    if execline::has_execline_shebang(path) {
+        execline::load_file(path)?;
+    }
     Ok(())
 }
 
@@ -155,11 +173,26 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         return (1..65).contains(&n).then_some(n);
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 fn parse_longrun(dir: &Path, wait_ready_default: Option<bool>) -> Result<Longrun> {
+    for pipe in ["producer-for", "consumer-for", "pipeline-name"] {
+        let path = dir.join(pipe);
+        if path.exists() {
+            bail!(
+                "{}: logging pipelines are not supported; aiida-init sends every service's output to the container log, prefixed with its name, so remove the logger service",
+                path.display()
+            );
+        }
+    }
     let run = dir.join("run");
     require_executable(&run)?;
     let finish = dir.join("finish");
@@ -169,18 +202,30 @@ fn parse_longrun(dir: &Path, wait_ready_default: Option<bool>) -> Result<Longrun
     } else {
         None
     };
+    let check = dir.join("data/check");
+    if check.exists() {
+        require_executable(&check)?;
+    }
     let nf_path = dir.join("notification-fd");
     let notification_fd = match read_trimmed(&nf_path)? {
         None => None,
         Some(s) => match s.parse::<i32>() {
             Ok(n) if n >= 3 => Some(n),
-            _ => bail!("{}: `{s}` is not a file descriptor number of 3 or more", nf_path.display()),
+            _ => bail!(
+                "{}: `{s}` is not a file descriptor number of 3 or more",
+                nf_path.display()
+            ),
         },
     };
     let ds_path = dir.join("down-signal");
     let down_signal = match read_trimmed(&ds_path)? {
         None => libc::SIGTERM,
-        Some(s) => parse_signal(&s).ok_or_else(|| anyhow::anyhow!("{}: `{s}` is not a signal name or number", ds_path.display()))?,
+        Some(s) => parse_signal(&s).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: `{s}` is not a signal name or number",
+                ds_path.display()
+            )
+        })?,
     };
     let timeout_finish = match read_trimmed(&dir.join("timeout-finish"))? {
         None => Some(Duration::from_millis(5000)),
@@ -194,20 +239,27 @@ fn parse_longrun(dir: &Path, wait_ready_default: Option<bool>) -> Result<Longrun
         timeout_kill: read_millis(dir, "timeout-kill")?,
         timeout_finish,
         kill_process_group: dir.join("flag-timeout-killpg").exists(),
-        wait_ready: wait_ready_default.unwrap_or(notification_fd.is_some()) && notification_fd.is_some(),
+        wait_ready: wait_ready_default.unwrap_or(notification_fd.is_some())
+            && notification_fd.is_some(),
     })
 }
 
 fn parse_service(name: &str, dir: &Path) -> Result<Service> {
     let type_path = dir.join("type");
     let Some(kind_name) = read_trimmed(&type_path)? else {
-        bail!("{}: missing (every service needs a `type`: oneshot, longrun or bundle)", type_path.display());
+        bail!(
+            "{}: missing (every service needs a `type`: oneshot, longrun or bundle)",
+            type_path.display()
+        );
     };
     let kind = match kind_name.as_str() {
         "oneshot" => {
             let up = dir.join("up");
             if !up.is_file() {
-                bail!("{}: missing (a oneshot needs an `up` command line)", up.display());
+                bail!(
+                    "{}: missing (a oneshot needs an `up` command line)",
+                    up.display()
+                );
             }
             execline::load_file(&up)?;
             let down = dir.join("down");
@@ -217,13 +269,25 @@ fn parse_service(name: &str, dir: &Path) -> Result<Service> {
             } else {
                 Action::Nothing
             };
-            Kind::Oneshot { up: Action::Execline(up), down }
+            Kind::Oneshot {
+                up: Action::Execline(up),
+                down,
+            }
         }
         "longrun" => Kind::Longrun(parse_longrun(dir, None)?),
-        "bundle" => Kind::Bundle { contents: read_names(dir, "contents")? },
-        other => bail!("{}: unknown type `{other}` (expected oneshot, longrun or bundle)", type_path.display()),
+        "bundle" => Kind::Bundle {
+            contents: read_names(dir, "contents")?,
+        },
+        other => bail!(
+            "{}: unknown type `{other}` (expected oneshot, longrun or bundle)",
+            type_path.display()
+        ),
     };
-    let dependencies = if matches!(kind, Kind::Bundle { .. }) { Vec::new() } else { read_names(dir, "dependencies")? };
+    let dependencies = if matches!(kind, Kind::Bundle { .. }) {
+        Vec::new()
+    } else {
+        read_names(dir, "dependencies")?
+    };
     Ok(Service {
         name: name.to_string(),
         dir: dir.to_path_buf(),
@@ -238,7 +302,8 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", dir.display()))?;
     let mut out: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter(|e| e.path().is_dir())
@@ -250,14 +315,22 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 fn builtin(name: &str, kind: Kind, dependencies: Vec<String>) -> Service {
-    Service { name: name.into(), dir: PathBuf::from("/"), kind, dependencies, timeout_up: None, timeout_down: None }
+    Service {
+        name: name.into(),
+        dir: PathBuf::from("/"),
+        kind,
+        dependencies,
+        timeout_up: None,
+        timeout_down: None,
+    }
 }
 
 /// Read the whole service tree described by `settings`.
 pub fn load(settings: &Settings) -> Result<ServiceTree> {
     let paths = &settings.paths;
     let mut tree = ServiceTree::default();
-    let mut user: BTreeMap<&str, Vec<String>> = BTreeMap::from([("user", Vec::new()), ("user2", Vec::new())]);
+    let mut user: BTreeMap<&str, Vec<String>> =
+        BTreeMap::from([("user", Vec::new()), ("user2", Vec::new())]);
 
     for (name, dir) in subdirs(&paths.s6_rc_dir)? {
         if name == "user" || name == "user2" {
@@ -266,42 +339,114 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
                 dir.display(),
                 paths.bundle_dir.display()
             ));
-            user.get_mut(name.as_str()).unwrap().extend(read_names(&dir, "contents")?);
+            user.get_mut(name.as_str())
+                .unwrap()
+                .extend(read_names(&dir, "contents")?);
             continue;
         }
-        if BUILTIN_NAMES.contains(&name.as_str()) || name.starts_with("s6rc-") || name.starts_with("s6-rc-") {
-            bail!("{}: `{name}` is a reserved name (s6-overlay defines it)", dir.display());
+        if BUILTIN_NAMES.contains(&name.as_str())
+            || name.starts_with("s6rc-")
+            || name.starts_with("s6-rc-")
+        {
+            bail!(
+                "{}: `{name}` is a reserved name (s6-overlay defines it)",
+                dir.display()
+            );
         }
-        tree.services.insert(name.clone(), parse_service(&name, &dir)?);
+        tree.services
+            .insert(name.clone(), parse_service(&name, &dir)?);
     }
     for (name, dir) in subdirs(&paths.bundle_dir)? {
         if let Some(contents) = user.get_mut(name.as_str()) {
             let type_path = dir.join("type");
             if let Some(t) = read_trimmed(&type_path)? {
                 if t != "bundle" {
-                    bail!("{}: `{t}`, but `{name}` must be a bundle", type_path.display());
+                    bail!(
+                        "{}: `{t}`, but `{name}` must be a bundle",
+                        type_path.display()
+                    );
                 }
             }
             contents.extend(read_names(&dir, "contents")?);
         } else {
-            tree.warnings.push(format!("{}: ignored (only `user` and `user2` are read from {})", dir.display(), paths.bundle_dir.display()));
+            tree.warnings.push(format!(
+                "{}: ignored (only `user` and `user2` are read from {})",
+                dir.display(),
+                paths.bundle_dir.display()
+            ));
         }
     }
 
-    // Legacy directories and s6-overlay's own names.
-    tree.services.insert("fix-attrs".into(), builtin("fix-attrs", Kind::Oneshot { up: Action::Nothing, down: Action::Nothing }, vec![]));
-    let up = if paths.cont_init_dir.is_dir() { Action::RunParts { dir: paths.cont_init_dir.clone(), per_script_limit: None } } else { Action::Nothing };
-    let down = if paths.cont_finish_dir.is_dir() {
-        Action::RunParts { dir: paths.cont_finish_dir.clone(), per_script_limit: settings.kill_finish_maxtime }
+    // Legacy directories and s6-overlay's own names. S6_STAGE2_HOOK runs first (before `base`).
+    let hook = settings
+        .stage2_hook
+        .clone()
+        .map(Action::Shell)
+        .unwrap_or(Action::Nothing);
+    tree.services.insert(
+        "stage2-hook".into(),
+        builtin(
+            "stage2-hook",
+            Kind::Oneshot {
+                up: hook,
+                down: Action::Nothing,
+            },
+            vec![],
+        ),
+    );
+    tree.services.insert(
+        "fix-attrs".into(),
+        builtin(
+            "fix-attrs",
+            Kind::Oneshot {
+                up: Action::Nothing,
+                down: Action::Nothing,
+            },
+            vec!["stage2-hook".into()],
+        ),
+    );
+    let up = if paths.cont_init_dir.is_dir() {
+        Action::RunParts {
+            dir: paths.cont_init_dir.clone(),
+            per_script_limit: None,
+        }
     } else {
         Action::Nothing
     };
-    tree.services.insert("legacy-cont-init".into(), builtin("legacy-cont-init", Kind::Oneshot { up, down }, vec!["fix-attrs".into()]));
-    tree.services.insert("base".into(), builtin("base", Kind::Bundle { contents: vec!["fix-attrs".into(), "legacy-cont-init".into()] }, vec![]));
+    let down = if paths.cont_finish_dir.is_dir() {
+        Action::RunParts {
+            dir: paths.cont_finish_dir.clone(),
+            per_script_limit: settings.kill_finish_maxtime,
+        }
+    } else {
+        Action::Nothing
+    };
+    tree.services.insert(
+        "legacy-cont-init".into(),
+        builtin(
+            "legacy-cont-init",
+            Kind::Oneshot { up, down },
+            vec!["fix-attrs".into()],
+        ),
+    );
+    tree.services.insert(
+        "base".into(),
+        builtin(
+            "base",
+            Kind::Bundle {
+                contents: vec!["fix-attrs".into(), "legacy-cont-init".into()],
+            },
+            vec![],
+        ),
+    );
     let mut legacy_deps = vec!["base".to_string(), "user".to_string()];
     for (name, dir) in subdirs(&paths.services_dir)? {
         if tree.services.contains_key(&name) || name == "user" || name == "user2" {
-            bail!("{}: a service named `{name}` is already defined in {}", dir.display(), paths.s6_rc_dir.display());
+            bail!(
+                "{}: a service named `{name}` is already defined in {}",
+                dir.display(),
+                paths.s6_rc_dir.display()
+            );
         }
         let mut longrun = parse_longrun(&dir, Some(settings.cmd_wait_for_services))?;
         longrun.timeout_kill = longrun.timeout_kill.or(Some(settings.services_gracetime));
@@ -318,17 +463,48 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
         );
         legacy_deps.push(name);
     }
-    tree.services.insert("legacy-services".into(), builtin("legacy-services", Kind::Oneshot { up: Action::Nothing, down: Action::Nothing }, legacy_deps));
+    tree.services.insert(
+        "legacy-services".into(),
+        builtin(
+            "legacy-services",
+            Kind::Oneshot {
+                up: Action::Nothing,
+                down: Action::Nothing,
+            },
+            legacy_deps,
+        ),
+    );
     for (name, contents) in user {
         let dir = paths.bundle_dir.join(name);
         let mut contents = contents;
         contents.sort();
         contents.dedup();
-        tree.services.insert(name.into(), Service { name: name.into(), dir, kind: Kind::Bundle { contents }, dependencies: vec![], timeout_up: None, timeout_down: None });
+        tree.services.insert(
+            name.into(),
+            Service {
+                name: name.into(),
+                dir,
+                kind: Kind::Bundle { contents },
+                dependencies: vec![],
+                timeout_up: None,
+                timeout_down: None,
+            },
+        );
     }
     tree.services.insert(
         "top".into(),
-        builtin("top", Kind::Bundle { contents: vec!["base".into(), "user".into(), "legacy-services".into(), "user2".into()] }, vec![]),
+        builtin(
+            "top",
+            Kind::Bundle {
+                contents: vec![
+                    "base".into(),
+                    "user".into(),
+                    "legacy-services".into(),
+                    "user2".into(),
+                ],
+            },
+            vec![],
+        ),
     );
     Ok(tree)
 }

@@ -7,9 +7,10 @@
 //!   handler and TTIN/TTOU/TSTP never stop PID 1; when not PID 1 we become a child subreaper;
 //! * [`Reactor::spawn`] starts a child: services get their own session, no terminal and
 //!   `/dev/null` as stdin, with stdout and stderr on pipes that the loop copies to the
-//!   container's log, one line at a time, prefixed with the service name; the command gets its
-//!   own process group which becomes the terminal's foreground group (tini's way), and inherits
-//!   stdio; every child gets the original signal mask back before `exec`;
+//!   container's log, one line at a time, prefixed with the service name, and every signal at
+//!   its default disposition; the command gets its own process group which becomes the
+//!   terminal's foreground group (tini's way), inherits stdio and the dispositions we were
+//!   given; every child gets the original signal mask back before `exec`;
 //! * [`Reactor::wait`] polls the signalfd, the output pipes, readiness pipes and the control
 //!   FIFO until something happens or the engine's next deadline, reaps every exited child
 //!   (`waitpid(-1, WNOHANG)` until nothing is left, orphans included) and returns [`Event`]s;
@@ -17,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -60,14 +61,21 @@ impl Exit {
     pub fn describe(self) -> String {
         match self {
             Exit::Code(c) => format!("exited {c}"),
-            Exit::Signal(s) => format!("killed by {}", Signal::try_from(s).map(|s| s.as_str()).unwrap_or("signal")),
+            Exit::Signal(s) => format!(
+                "killed by {}",
+                Signal::try_from(s).map(|s| s.as_str()).unwrap_or("signal")
+            ),
         }
     }
 }
 
 #[derive(Debug)]
 pub enum Event {
-    Exited { pid: i32, role: Option<Role>, exit: Exit },
+    Exited {
+        pid: i32,
+        role: Option<Role>,
+        exit: Exit,
+    },
     Signal(i32),
     /// A service's readiness pipe got its newline.
     Ready(usize),
@@ -78,7 +86,12 @@ pub enum Event {
 }
 
 enum WatchKind {
-    Output { service: Option<usize>, label: String, to_stderr: bool, partial: Vec<u8> },
+    Output {
+        service: Option<usize>,
+        label: String,
+        to_stderr: bool,
+        partial: Vec<u8>,
+    },
     Notify(usize),
     Control,
 }
@@ -91,7 +104,10 @@ struct Watch {
 /// How a spawned child relates to the terminal.
 pub enum Session {
     /// A service: new session, no terminal, stdin from /dev/null, output to the log.
-    Service { label: String, service: Option<usize> },
+    Service {
+        label: String,
+        service: Option<usize>,
+    },
     /// The container command: own process group, foreground on the terminal, inherited stdio.
     Foreground,
 }
@@ -107,7 +123,15 @@ pub struct Reactor {
 }
 
 /// Signals that stay unblocked: raised by the CPU or abort(), they must kill us as usual.
-const SYNCHRONOUS: &[Signal] = &[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGABRT, Signal::SIGTRAP, Signal::SIGSYS];
+const SYNCHRONOUS: &[Signal] = &[
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGILL,
+    Signal::SIGFPE,
+    Signal::SIGABRT,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
+];
 
 impl Reactor {
     /// Take over signals (and become a subreaper when not PID 1).
@@ -127,7 +151,14 @@ impl Reactor {
         close_inherited_fds_on_exec();
         // SAFETY: isatty on fd 0.
         let tty = (unsafe { libc::isatty(0) } == 1).then_some(0);
-        Ok(Reactor { signals, original_mask, children: HashMap::new(), watches: Vec::new(), tty, is_pid1 })
+        Ok(Reactor {
+            signals,
+            original_mask,
+            children: HashMap::new(),
+            watches: Vec::new(),
+            tty,
+            is_pid1,
+        })
     }
 
     pub fn has_tty(&self) -> bool {
@@ -142,16 +173,28 @@ impl Reactor {
     /// Watch a readiness pipe for service `service`.
     pub fn watch_notify(&mut self, fd: OwnedFd, service: usize) {
         set_nonblocking(fd.as_raw_fd());
-        self.watches.push(Watch { fd, kind: WatchKind::Notify(service) });
+        self.watches.push(Watch {
+            fd,
+            kind: WatchKind::Notify(service),
+        });
     }
 
     /// Watch the control FIFO.
     pub fn watch_control(&mut self, fd: OwnedFd) {
-        self.watches.push(Watch { fd, kind: WatchKind::Control });
+        self.watches.push(Watch {
+            fd,
+            kind: WatchKind::Control,
+        });
     }
 
     /// Start a child. `notify` = (fd number the child sees, write end of the readiness pipe).
-    pub fn spawn(&mut self, mut cmd: Command, role: Role, session: Session, notify: Option<(i32, OwnedFd)>) -> std::io::Result<i32> {
+    pub fn spawn(
+        &mut self,
+        mut cmd: Command,
+        role: Role,
+        session: Session,
+        notify: Option<(i32, OwnedFd)>,
+    ) -> std::io::Result<i32> {
         let original_mask = self.original_mask;
         let notify_raw = notify.as_ref().map(|(n, fd)| (*n, fd.as_raw_fd()));
         let tty = self.tty;
@@ -169,6 +212,14 @@ impl Reactor {
                 unsafe {
                     cmd.pre_exec(move || {
                         libc::setsid();
+                        // A service starts with every signal at its default, whatever we
+                        // inherited (a background job starts with INT and QUIT ignored), so
+                        // that its down-signal always reaches it.
+                        for sig in 1..32 {
+                            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                                libc::signal(sig, libc::SIG_DFL);
+                            }
+                        }
                         if let Some((target, fd)) = notify_raw {
                             if fd == target {
                                 libc::fcntl(fd, libc::F_SETFD, 0);
@@ -176,7 +227,8 @@ impl Reactor {
                                 return Err(std::io::Error::last_os_error());
                             }
                         }
-                        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original_mask), None).map_err(std::io::Error::from)?;
+                        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original_mask), None)
+                            .map_err(std::io::Error::from)?;
                         Ok(())
                     });
                 }
@@ -192,7 +244,8 @@ impl Reactor {
                             let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), None);
                             libc::tcsetpgrp(fd, libc::getpid());
                         }
-                        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original_mask), None).map_err(std::io::Error::from)?;
+                        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original_mask), None)
+                            .map_err(std::io::Error::from)?;
                         Ok(())
                     });
                 }
@@ -208,7 +261,15 @@ impl Reactor {
         self.children.insert(pid, role);
         for (fd, to_stderr, label, service) in outputs {
             set_nonblocking(fd.as_raw_fd());
-            self.watches.push(Watch { fd, kind: WatchKind::Output { service, label, to_stderr, partial: Vec::new() } });
+            self.watches.push(Watch {
+                fd,
+                kind: WatchKind::Output {
+                    service,
+                    label,
+                    to_stderr,
+                    partial: Vec::new(),
+                },
+            });
         }
         Ok(pid)
     }
@@ -219,12 +280,24 @@ impl Reactor {
             None => -1,
             Some(d) => {
                 let now = Instant::now();
-                if d <= now { 0 } else { (d - now).as_millis().min(i32::MAX as u128) as i32 + 1 }
+                if d <= now {
+                    0
+                } else {
+                    (d - now).as_millis().min(i32::MAX as u128) as i32 + 1
+                }
             }
         };
-        let mut fds = vec![libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut fds = vec![libc::pollfd {
+            fd: self.signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         for w in &self.watches {
-            fds.push(libc::pollfd { fd: w.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: w.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         // SAFETY: fds is a valid array of pollfd.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -268,11 +341,19 @@ impl Reactor {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => {
                     let role = self.children.remove(&pid.as_raw());
-                    events.push(Event::Exited { pid: pid.as_raw(), role, exit: Exit::Code(code) });
+                    events.push(Event::Exited {
+                        pid: pid.as_raw(),
+                        role,
+                        exit: Exit::Code(code),
+                    });
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
                     let role = self.children.remove(&pid.as_raw());
-                    events.push(Event::Exited { pid: pid.as_raw(), role, exit: Exit::Signal(sig as i32) });
+                    events.push(Event::Exited {
+                        pid: pid.as_raw(),
+                        role,
+                        exit: Exit::Signal(sig as i32),
+                    });
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
@@ -293,14 +374,20 @@ impl Reactor {
         };
         let eof = data.is_empty();
         match &mut w.kind {
-            WatchKind::Output { service, label, to_stderr, partial } => {
+            WatchKind::Output {
+                service,
+                label,
+                to_stderr,
+                partial,
+            } => {
                 partial.extend_from_slice(data);
                 let mut lines = Vec::new();
                 while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = partial.drain(..=pos).collect();
                     lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
                 }
-                if eof && !partial.is_empty() {
+                // A very long line without a newline is passed on in pieces.
+                if partial.len() > 64 * 1024 || (eof && !partial.is_empty()) {
                     lines.push(String::from_utf8_lossy(partial).into_owned());
                     partial.clear();
                 }
@@ -352,9 +439,14 @@ impl Reactor {
         }
     }
 
-    /// True when no process other than us (and zombies about to be reaped) is left.
-    pub fn nothing_left(&self) -> bool {
-        descendants().is_empty()
+    /// True when no process other than us is left. As PID 1 or as a subreaper, every
+    /// descendant whose parent died is reparented to us, so none left means no child left.
+    pub fn nothing_left(&mut self, events: &mut Vec<Event>) -> bool {
+        self.reap(events);
+        matches!(
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+            Err(nix::errno::Errno::ECHILD)
+        )
     }
 }
 
@@ -364,9 +456,18 @@ pub fn descendants() -> Vec<i32> {
     let mut parent_of: Vec<(i32, i32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a.trim_start().to_string()) else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(after) = stat
+                .rsplit_once(')')
+                .map(|(_, a)| a.trim_start().to_string())
+            else {
+                continue;
+            };
             let mut fields = after.split_whitespace();
             let state = fields.next().unwrap_or("");
             let ppid: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -401,7 +502,10 @@ fn set_nonblocking(fd: RawFd) {
 /// Mark every inherited fd >= 3 close-on-exec, so children do not inherit them.
 fn close_inherited_fds_on_exec() {
     if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<i32> = entries.flatten().filter_map(|e| e.file_name().to_string_lossy().parse().ok()).collect();
+        let fds: Vec<i32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+            .collect();
         for fd in fds {
             if fd >= 3 {
                 // SAFETY: setting FD_CLOEXEC on a possibly stale fd is harmless.
@@ -422,7 +526,12 @@ pub fn open_control_fifo(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o620))?;
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: open on a valid C string.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -443,9 +552,4 @@ pub fn run(engine: &mut super::engine::Engine, reactor: &mut Reactor) -> i32 {
             engine.handle(ev, reactor);
         }
     }
-}
-
-/// Leak an fd as a raw number (used for fds that must stay open for the process lifetime).
-pub fn leak(fd: OwnedFd) -> RawFd {
-    fd.into_raw_fd()
 }

@@ -55,8 +55,28 @@ impl Runtime {
 }
 
 fn writable_dir(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     path.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0
+}
+
+/// A base directory is usable when this user can write it and the subdirectories we need
+/// (which an image may have created as another user) are ours to write as well.
+fn usable(base: &Path) -> bool {
+    if !writable_dir(base) {
+        return false;
+    }
+    let rt = Runtime {
+        base: base.to_path_buf(),
+    };
+    let dirs = [
+        rt.state_dir(),
+        rt.container_environment().parent().unwrap().to_path_buf(),
+        rt.exitcode_file().parent().unwrap().to_path_buf(),
+    ];
+    dirs.iter()
+        .all(|d| (std::fs::create_dir_all(d).is_ok()) && writable_dir(d))
 }
 
 fn per_uid_tmp() -> PathBuf {
@@ -67,14 +87,17 @@ fn per_uid_tmp() -> PathBuf {
 pub fn choose() -> Result<Runtime> {
     if let Some(dir) = std::env::var_os(ENV_RUNTIME_DIR).filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("{ENV_RUNTIME_DIR}={}: cannot create it", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{ENV_RUNTIME_DIR}={}: cannot create it", dir.display()))?;
         return Ok(Runtime { base: dir });
     }
-    if writable_dir(Path::new("/run")) {
-        return Ok(Runtime { base: "/run".into() });
+    if usable(Path::new("/run")) {
+        return Ok(Runtime {
+            base: "/run".into(),
+        });
     }
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        if writable_dir(&x) {
+        if usable(&x) {
             return Ok(Runtime { base: x });
         }
     }
@@ -82,12 +105,19 @@ pub fn choose() -> Result<Runtime> {
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => bail!("{}: cannot create the runtime directory: {e}", dir.display()),
+        Err(e) => bail!(
+            "{}: cannot create the runtime directory: {e}",
+            dir.display()
+        ),
     }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::symlink_metadata(&dir)?;
     if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
-        bail!("{}: exists but is not a directory owned by uid {}; set {ENV_RUNTIME_DIR} to a private directory", dir.display(), nix::unistd::getuid());
+        bail!(
+            "{}: exists but is not a directory owned by uid {}; set {ENV_RUNTIME_DIR} to a private directory",
+            dir.display(),
+            nix::unistd::getuid()
+        );
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(Runtime { base: dir })
@@ -109,7 +139,8 @@ pub fn candidates() -> Vec<PathBuf> {
             .flatten()
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_prefix("aiida-init-").is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()))
+                name.strip_prefix("aiida-init-")
+                    .is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()))
             })
             .map(|e| e.path())
             .collect();
@@ -131,7 +162,12 @@ pub fn pid_alive(pid: i32) -> bool {
     }
     // A zombie is not a running instance.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => true,
     }
 }
@@ -140,8 +176,12 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn locate() -> Option<Runtime> {
     for base in candidates() {
         let rt = Runtime { base };
-        let Ok(text) = std::fs::read_to_string(rt.state_file()) else { continue };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        let Ok(text) = std::fs::read_to_string(rt.state_file()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
         let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
         let finished = v.get("phase").and_then(|p| p.as_str()) == Some("finished");
         if !finished && pid_alive(pid) {
@@ -161,14 +201,17 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Dump `vars` into `dir` as an envdir: one file per variable, the value as its content.
 pub fn write_envdir(dir: &Path, vars: &[(String, String)]) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("{}: cannot clear the old envdir", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("{}: cannot clear the old envdir", dir.display()))?;
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the envdir", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the envdir", dir.display()))?;
     for (k, v) in vars {
         if k.is_empty() || k.contains('/') || k.contains('=') || k.starts_with('.') {
             continue;
         }
-        std::fs::write(dir.join(k), v).with_context(|| format!("{}: cannot write {k}", dir.display()))?;
+        std::fs::write(dir.join(k), v)
+            .with_context(|| format!("{}: cannot write {k}", dir.display()))?;
     }
     Ok(())
 }
@@ -176,7 +219,8 @@ pub fn write_envdir(dir: &Path, vars: &[(String, String)]) -> Result<()> {
 /// Read an envdir written by [`write_envdir`] (values are whole files).
 pub fn read_envdir(dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read the container environment", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the container environment", dir.display()))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
@@ -192,6 +236,13 @@ pub fn read_envdir(dir: &Path) -> Result<Vec<(String, String)>> {
 /// The runtime directory for helpers that run inside a service (explicit variable first).
 pub fn for_helpers() -> Result<Runtime> {
     locate().ok_or_else(|| {
-        anyhow::anyhow!("no running aiida-init found (searched {})", candidates().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+        anyhow::anyhow!(
+            "no running aiida-init found (searched {})",
+            candidates()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     })
 }

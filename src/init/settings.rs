@@ -7,12 +7,13 @@
 //! | `S6_BEHAVIOUR_IF_STAGE2_FAILS` | 0 | 0 continue, 1 warn, 2 stop the container with the failing code |
 //! | `S6_CMD_WAIT_FOR_SERVICES` | 0 | 1: `/etc/services.d` services must be ready (not just started) |
 //! | `S6_CMD_WAIT_FOR_SERVICES_MAXTIME` | 0 | ms to bring everything up (0: no limit) |
-//! | `S6_SERVICES_GRACETIME` | 3000 | ms a stopping longrun without `timeout-kill` gets before the final sweep |
-//! | `S6_KILL_GRACETIME` | 3000 | upper bound (ms) between the final TERM and KILL; never slept when nothing is left |
+//! | `S6_SERVICES_GRACETIME` | 3000 | ms a stopping longrun without `timeout-kill` gets before SIGKILL |
+//! | `S6_KILL_GRACETIME` | 3000 | ms the command gets after SIGTERM, and the leftovers after the final TERM, before KILL; never slept when nothing is left |
 //! | `S6_KILL_FINISH_MAXTIME` | 0 | ms limit for each `/etc/cont-finish.d` script (0: no limit) |
 //! | `S6_VERBOSITY` | 2 | 0 errors, 1 warnings, 2 start/stop information, 3+ debug |
 //! | `S6_CMD_ARG0` | unset | words put before the command's arguments |
 //! | `S6_CMD_RECEIVE_SIGNALS` | 0 | 1: TERM (and INT, QUIT, USR1, USR2, PWR, WINCH) go to the command only |
+//! | `S6_STAGE2_HOOK` | unset | shell snippet run before `base` (cont-init) and the services that depend on it |
 //! | `S6_RUNTIME_PROFILE` | unset | use `/etc/cont-profile.d/<profile>/` instead of `/etc` |
 //! | `S6_RUNTIME_BUNDLEDIR` | `<profile>/s6-overlay/user-bundles.d` | where the `user`/`user2` bundles are |
 //! | `AIIDA_INIT_ROOT` | `/` | prefix for every `/etc` path (tests, chroots) |
@@ -34,6 +35,7 @@ pub struct Settings {
     pub verbosity: u8,
     pub cmd_arg0: Vec<String>,
     pub cmd_receive_signals: bool,
+    pub stage2_hook: Option<String>,
     pub paths: Paths,
 }
 
@@ -56,7 +58,9 @@ fn flag(name: &str) -> bool {
 }
 
 fn millis(name: &str, default: u64) -> u64 {
-    var(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    var(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 fn optional_millis(name: &str) -> Option<Duration> {
@@ -77,8 +81,12 @@ impl Settings {
             }
             None => (etc.join("s6-overlay"), etc.clone()),
         };
-        let s6_rc_dir = var("AIIDA_INIT_S6_RC_DIR").map(PathBuf::from).unwrap_or_else(|| profile_dir.join("s6-rc.d"));
-        let bundle_dir = var("S6_RUNTIME_BUNDLEDIR").map(PathBuf::from).unwrap_or_else(|| profile_dir.join("user-bundles.d"));
+        let s6_rc_dir = var("AIIDA_INIT_S6_RC_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| profile_dir.join("s6-rc.d"));
+        let bundle_dir = var("S6_RUNTIME_BUNDLEDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| profile_dir.join("user-bundles.d"));
         Settings {
             keep_env: flag("S6_KEEP_ENV"),
             behaviour_if_stage2_fails: millis("S6_BEHAVIOUR_IF_STAGE2_FAILS", 0).min(2) as u8,
@@ -88,8 +96,11 @@ impl Settings {
             kill_gracetime: Duration::from_millis(millis("S6_KILL_GRACETIME", 3000)),
             kill_finish_maxtime: optional_millis("S6_KILL_FINISH_MAXTIME"),
             verbosity: millis("S6_VERBOSITY", 2).min(9) as u8,
-            cmd_arg0: var("S6_CMD_ARG0").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+            cmd_arg0: var("S6_CMD_ARG0")
+                .map(|v| v.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
             cmd_receive_signals: flag("S6_CMD_RECEIVE_SIGNALS"),
+            stage2_hook: var("S6_STAGE2_HOOK"),
             paths: Paths {
                 s6_rc_dir,
                 bundle_dir,

@@ -14,12 +14,51 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_aiida-init"))
 }
 
+/// The binary at a path every user can execute (the checkout may be under a private home):
+/// a copy in /tmp, keyed by size and modification time so that runs reuse it.
+pub fn bin_for_any_user() -> PathBuf {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let src = bin();
+        let meta = std::fs::metadata(&src).unwrap();
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = PathBuf::from("/tmp/aiida-init-test-bin").join(format!("{}-{mtime}", meta.len()));
+        let dst = dir.join("aiida-init");
+        if !dst.exists() {
+            // Copies of earlier builds are not needed any more.
+            if let Ok(old) = std::fs::read_dir(dir.parent().unwrap()) {
+                for e in old.flatten() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+            std::fs::create_dir_all(&dir).unwrap();
+            for d in [dir.parent().unwrap(), dir.as_path()] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let tmp = dir.join(format!("aiida-init.{}", std::process::id()));
+            std::fs::copy(&src, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &dst).unwrap();
+        }
+        dst
+    })
+    .clone()
+}
+
 /// Fail the test (never skip) when a host tool is missing.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "missing prerequisite: `{tool}`. Run `bash scripts/bootstrap.sh` (as root) first.");
+    assert!(
+        found,
+        "missing prerequisite: `{tool}`. Run `bash scripts/bootstrap.sh` (as root) first."
+    );
 }
 
 /// How aiida-init is started.
@@ -54,13 +93,24 @@ pub fn write_exec(path: &Path, content: &str) {
 
 impl Tree {
     pub fn new() -> Tree {
-        let dir = tempfile::Builder::new().prefix("ainit-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ainit-test")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::create_dir_all(dir.path().join("root/etc/s6-overlay/s6-rc.d")).unwrap();
         std::fs::create_dir_all(dir.path().join("rt")).unwrap();
         std::fs::create_dir_all(dir.path().join("out")).unwrap();
-        std::fs::set_permissions(dir.path().join("rt"), std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::fs::set_permissions(dir.path().join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("rt"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            dir.path().join("out"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
         Tree { dir }
     }
     pub fn path(&self) -> &Path {
@@ -98,24 +148,42 @@ impl Tree {
         self.user(name)
     }
     /// A oneshot whose `up` (and `down`) run the given /bin/sh script bodies.
-    pub fn oneshot_sh(&self, name: &str, up_sh: &str, down_sh: Option<&str>, deps: &[&str]) -> &Tree {
+    pub fn oneshot_sh(
+        &self,
+        name: &str,
+        up_sh: &str,
+        down_sh: Option<&str>,
+        deps: &[&str],
+    ) -> &Tree {
         let dir = self.svc(name);
         write_exec(&dir.join("up.sh"), &format!("#!/bin/sh\n{up_sh}\n"));
         let down = down_sh.map(|d| {
             write_exec(&dir.join("down.sh"), &format!("#!/bin/sh\n{d}\n"));
             format!("{}\n", dir.join("down.sh").display())
         });
-        self.oneshot(name, &format!("{}\n", dir.join("up.sh").display()), down.as_deref(), deps)
+        self.oneshot(
+            name,
+            &format!("{}\n", dir.join("up.sh").display()),
+            down.as_deref(),
+            deps,
+        )
     }
     /// A longrun whose `run` is the given /bin/sh script body.
     pub fn longrun(&self, name: &str, run_sh: &str, deps: &[&str]) -> &Tree {
-        self.file(name, "type", "longrun\n").exec(name, "run", &format!("#!/bin/sh\n{run_sh}\n"));
+        self.file(name, "type", "longrun\n")
+            .exec(name, "run", &format!("#!/bin/sh\n{run_sh}\n"));
         self.deps(name, deps);
         self.user(name)
     }
     /// Put `name` in the user bundle (new location).
     pub fn user(&self, name: &str) -> &Tree {
-        write(&self.path().join("root/etc/s6-overlay/user-bundles.d/user/contents.d").join(name), "");
+        write(
+            &self
+                .path()
+                .join("root/etc/s6-overlay/user-bundles.d/user/contents.d")
+                .join(name),
+            "",
+        );
         self
     }
     pub fn out_file(&self, name: &str) -> PathBuf {
@@ -126,17 +194,27 @@ impl Tree {
     }
     /// A shell snippet that appends "<ms since epoch> <what>" to out/events.
     pub fn log_event(&self, what: &str) -> String {
-        format!("echo \"$(date +%s%3N) {what}\" >> {}", self.out_file("events").display())
+        format!(
+            "echo \"$(date +%s%3N) {what}\" >> {}",
+            self.out_file("events").display()
+        )
     }
     /// The events logged with [`Tree::log_event`], in order: (ms, what).
     pub fn events(&self) -> Vec<(u64, String)> {
         self.read_out("events")
             .lines()
-            .filter_map(|l| l.split_once(' ').map(|(t, w)| (t.parse().unwrap_or(0), w.to_string())))
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(t, w)| (t.parse().unwrap_or(0), w.to_string()))
+            })
             .collect()
     }
     pub fn event_time(&self, what: &str) -> u64 {
-        self.events().iter().find(|(_, w)| w == what).unwrap_or_else(|| panic!("no event `{what}` in {:?}", self.events())).0
+        self.events()
+            .iter()
+            .find(|(_, w)| w == what)
+            .unwrap_or_else(|| panic!("no event `{what}` in {:?}", self.events()))
+            .0
     }
 
     /// The command line that starts aiida-init in `mode` with `cmd` as the container command.
@@ -149,13 +227,24 @@ impl Tree {
             }
             Mode::UnderTini => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", "tini", "--"]).arg(bin());
+                c.args(["--pid", "--fork", "--mount-proc", "tini", "--"])
+                    .arg(bin());
                 c
             }
             Mode::Child => Command::new(bin()),
             Mode::NonRootPid1 => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin());
+                c.args([
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "--",
+                ])
+                .arg(bin_for_any_user());
                 c
             }
         };
@@ -182,9 +271,16 @@ impl Tree {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let child = c.spawn().expect("start aiida-init");
-        Running::new(child, mode, self.path().join("rt"))
+        let runtime = self.path().join(if mode == Mode::NonRootPid1 {
+            "rt-nobody"
+        } else {
+            "rt"
+        });
+        Running::new(child, mode, runtime)
     }
 
     /// Run aiida-init in `mode` to the end (with a watchdog of `limit`).
@@ -211,7 +307,12 @@ pub struct Finished {
 
 impl Running {
     fn new(child: Child, mode: Mode, runtime: PathBuf) -> Running {
-        Running { child: Some(child), mode, runtime, started: Instant::now() }
+        Running {
+            child: Some(child),
+            mode,
+            runtime,
+            started: Instant::now(),
+        }
     }
 
     /// The pid of the container's "PID 1" as seen from the host (what `docker kill` signals):
@@ -238,11 +339,26 @@ impl Running {
         unsafe { libc::kill(pid, sig) };
     }
 
+    /// Wait (with `aiida-init wait`) until the named services are ready.
+    pub fn wait_ready(&self, services: &[&str]) {
+        let mut args = vec!["wait", "--timeout", "15"];
+        args.extend_from_slice(services);
+        let out = aiida_init(&args, &[("AIIDA_INIT_RUNTIME_DIR", self.runtime.as_path())]);
+        assert!(
+            out.status.success(),
+            "aiida-init wait {services:?}: {out:?}"
+        );
+    }
+
     /// Wait until `path` exists (a marker written by the command or a service).
     pub fn wait_for_file(&self, path: &Path, limit: Duration) {
         let deadline = Instant::now() + limit;
         while !path.exists() {
-            assert!(Instant::now() < deadline, "{} did not appear within {limit:?}", path.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not appear within {limit:?}",
+                path.display()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -279,11 +395,20 @@ impl Running {
         let stdout = join_with_limit(t_out);
         let stderr = join_with_limit(t_err);
         let Some(status) = status else {
-            panic!("aiida-init did not finish within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            panic!(
+                "aiida-init did not finish within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
         };
         use std::os::unix::process::ExitStatusExt;
-        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        Finished { code, stdout, stderr, elapsed }
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        Finished {
+            code,
+            stdout,
+            stderr,
+            elapsed,
+        }
     }
 }
 
@@ -292,7 +417,11 @@ fn join_with_limit(t: std::thread::JoinHandle<String>) -> String {
     while !t.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    if t.is_finished() { t.join().unwrap() } else { "<output still open>".into() }
+    if t.is_finished() {
+        t.join().unwrap()
+    } else {
+        "<output still open>".into()
+    }
 }
 
 impl Drop for Running {
@@ -308,10 +437,20 @@ impl Drop for Running {
 pub fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        let Some((_, after)) = stat.rsplit_once(')') else { continue };
-        let ppid: i32 = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid: i32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
         if ppid == pid {
             out.push(p);
         }
