@@ -2,14 +2,14 @@
 //! `aiida-devc images build` (scripts/test.sh builds them once per run; a missing image fails the
 //! test). Each test starts its own containers and volumes, removed when it ends.
 
-mod support;
 #[path = "support/images.rs"]
 mod images_support;
+mod support;
 
 use std::time::Duration;
 
-use support::Harness;
 use images_support::{Container, Start, base_image, docker, home_volume, text, with_services_image};
+use support::Harness;
 
 /// Submits `core.arithmetic.add` (optionally sleeping first) through the daemon; prints the PK.
 const SUBMIT_ADD: &str = r#"
@@ -43,7 +43,13 @@ print(f'sum={node.outputs.sum.value}')
 "#;
 
 fn submit_add(c: &Container, x: i64, y: i64, sleep: Option<u64>) -> String {
-    let mut args = vec!["python".to_string(), "-c".into(), SUBMIT_ADD.into(), x.to_string(), y.to_string()];
+    let mut args = vec![
+        "python".to_string(),
+        "-c".into(),
+        SUBMIT_ADD.into(),
+        x.to_string(),
+        y.to_string(),
+    ];
     if let Some(s) = sleep {
         args.push(s.to_string());
     }
@@ -55,8 +61,18 @@ fn submit_add(c: &Container, x: i64, y: i64, sleep: Option<u64>) -> String {
 
 fn await_sum(c: &Container, pk: &str) -> i64 {
     let (code, out) = c.exec(&["python", "-c", AWAIT_PROCESS, pk, "120"]);
-    assert_eq!(code, 0, "process {pk} did not finish ok:\n{out}\n--- daemon log ---\n{}", c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true"));
-    out.lines().find_map(|l| l.strip_prefix("sum=")).expect("a sum").trim().parse().unwrap()
+    assert_eq!(
+        code,
+        0,
+        "process {pk} did not finish ok:\n{out}\n--- daemon log ---\n{}",
+        c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true")
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("sum="))
+        .expect("a sum")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// The whole life of a with-services container on a home volume: ready, a calculation through
@@ -67,11 +83,17 @@ fn await_sum(c: &Container, pk: &str) -> i64 {
 fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     let h = Harness::new();
     let home = home_volume(&h);
-    let opts = Start { volumes: vec![format!("{home}:/home/aiida")], ..Default::default() };
+    let opts = Start {
+        volumes: vec![format!("{home}:/home/aiida")],
+        ..Default::default()
+    };
     let c = Container::start(&h, &with_services_image(), opts.clone());
     c.wait_ready();
     let status = c.assert_verdi_ready(true);
-    assert!(status.contains("postgresql"), "storage is not PostgreSQL:\n{status}");
+    assert!(
+        status.contains("postgresql"),
+        "storage is not PostgreSQL:\n{status}"
+    );
 
     let pk = submit_add(&c, 1, 2, None);
     assert_eq!(await_sum(&c, &pk), 3);
@@ -82,12 +104,25 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     c.sh("verdi daemon stop");
     let pending = submit_add(&c, 20, 22, None);
     let (_, status) = c.exec(&["verdi", "status"]);
-    assert!(!status.contains("Daemon is running"), "the daemon came back after verdi daemon stop:\n{status}");
+    assert!(
+        !status.contains("Daemon is running"),
+        "the daemon came back after verdi daemon stop:\n{status}"
+    );
     let took = c.stop();
-    assert!(took < Duration::from_secs(8), "docker stop took {took:?} (Docker kills at 10 s)");
-    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "container did not exit cleanly");
+    assert!(
+        took < Duration::from_secs(8),
+        "docker stop took {took:?} (Docker kills at 10 s)"
+    );
+    assert_eq!(
+        c.inspect("{{.State.ExitCode}}"),
+        "0",
+        "container did not exit cleanly"
+    );
     let logs = c.logs();
-    assert!(logs.contains("database system is shut down"), "PostgreSQL did not shut down cleanly:\n{logs}");
+    assert!(
+        logs.contains("database system is shut down"),
+        "PostgreSQL did not shut down cleanly:\n{logs}"
+    );
     assert!(!logs.contains("SIGKILL"), "something was killed:\n{logs}");
 
     c.start_again();
@@ -95,9 +130,19 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     c.assert_verdi_ready(true);
     let logs = c.logs();
     let restart_log = logs.rsplit("database system is shut down").next().unwrap();
-    assert!(restart_log.contains("database system was shut down at"), "no clean restart of PostgreSQL:\n{restart_log}");
-    assert!(!restart_log.contains("automatic recovery"), "PostgreSQL did crash recovery:\n{restart_log}");
-    assert_eq!(await_sum(&c, &pending), 42, "the process submitted before the stop did not finish");
+    assert!(
+        restart_log.contains("database system was shut down at"),
+        "no clean restart of PostgreSQL:\n{restart_log}"
+    );
+    assert!(
+        !restart_log.contains("automatic recovery"),
+        "PostgreSQL did crash recovery:\n{restart_log}"
+    );
+    assert_eq!(
+        await_sum(&c, &pending),
+        42,
+        "the process submitted before the stop did not finish"
+    );
 
     // rm and run again on the same home: same profile, same data.
     let profile_uuid = c.sh("verdi profile show default | grep -m1 -i uuid");
@@ -106,7 +151,10 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     let again = Container::start(&h, &with_services_image(), opts);
     again.wait_ready();
     again.assert_verdi_ready(true);
-    assert_eq!(again.sh("verdi profile show default | grep -m1 -i uuid"), profile_uuid);
+    assert_eq!(
+        again.sh("verdi profile show default | grep -m1 -i uuid"),
+        profile_uuid
+    );
     assert_eq!(await_sum(&again, &pk), 3, "the first calculation is gone");
 }
 
@@ -116,23 +164,44 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
 fn with_services_is_ready_again_after_docker_kill() {
     let h = Harness::new();
     let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start { volumes: vec![format!("{home}:/home/aiida")], ..Default::default() });
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            volumes: vec![format!("{home}:/home/aiida")],
+            ..Default::default()
+        },
+    );
     c.wait_ready();
-    let pk = c.sh("python -c 'from aiida import load_profile, orm; load_profile(); print(orm.Int(7).store().pk)'");
-    assert!(c.sh("test -e ~/.postgresql/postmaster.pid && ls ~/.aiida/daemon/").contains("circus-default.pid"));
+    let pk =
+        c.sh("python -c 'from aiida import load_profile, orm; load_profile(); print(orm.Int(7).store().pk)'");
+    assert!(
+        c.sh("test -e ~/.postgresql/postmaster.pid && ls ~/.aiida/daemon/")
+            .contains("circus-default.pid")
+    );
     c.kill();
     c.start_again();
     c.wait_ready();
     c.assert_verdi_ready(true);
-    let value = c.sh(&format!("python -c 'from aiida import load_profile, orm; load_profile(); print(orm.load_node({}).value)'", pk.trim()));
+    let value = c.sh(&format!(
+        "python -c 'from aiida import load_profile, orm; load_profile(); print(orm.load_node({}).value)'",
+        pk.trim()
+    ));
     assert_eq!(value.trim(), "7");
-    assert!(c.logs().contains("stale"), "the stale postmaster.pid was not reported:\n{}", c.logs());
+    assert!(
+        c.logs().contains("stale"),
+        "the stale postmaster.pid was not reported:\n{}",
+        c.logs()
+    );
 
     // Services listen on localhost only (PostgreSQL, RabbitMQ, epmd, Erlang distribution).
     let listening = c.sh("cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == \"0A\" {print $2}'");
     let addresses: Vec<&str> = listening.split_whitespace().collect();
     for port in ["1538", "1628"] {
-        assert!(addresses.contains(&format!("0100007F:{port}").as_str()), "port 0x{port} not on 127.0.0.1: {addresses:?}");
+        assert!(
+            addresses.contains(&format!("0100007F:{port}").as_str()),
+            "port 0x{port} not on 127.0.0.1: {addresses:?}"
+        );
     }
     for address in &addresses {
         let host = address.split(':').next().unwrap();
@@ -143,7 +212,10 @@ fn with_services_is_ready_again_after_docker_kill() {
     }
     // RabbitMQ's consumer timeout is off (AiiDA holds tasks for a long time).
     let env = c.sh("rabbitmqctl environment");
-    assert!(env.contains("{consumer_timeout,undefined}"), "consumer_timeout is set:\n{env}");
+    assert!(
+        env.contains("{consumer_timeout,undefined}"),
+        "consumer_timeout is set:\n{env}"
+    );
 }
 
 /// The base image alone: SQLite and ZeroMQ, the daemon runs a calculation; the user and the
@@ -158,22 +230,37 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
     let pk = submit_add(&c, 2, 3, None);
     assert_eq!(await_sum(&c, &pk), 5);
 
-    assert_eq!(c.sh("id").trim(), "uid=1000(aiida) gid=100(users) groups=100(users)");
+    assert_eq!(
+        c.sh("id").trim(),
+        "uid=1000(aiida) gid=100(users) groups=100(users)"
+    );
     assert_eq!(c.sh("echo $HOME $SHELL").trim(), "/home/aiida /bin/bash");
     assert_eq!(c.sh("tr '\\0' ' ' < /proc/1/cmdline").trim(), "/init");
-    let checks = c.sh(
-        "command -v sudo || echo no-sudo; \
+    let checks = c.sh("command -v sudo || echo no-sudo; \
          locale -a | grep -ix en_US.utf8; \
          for t in vim git ssh rsync uv; do command -v $t >/dev/null && echo has-$t; done; \
          bash -ic 'complete -p verdi' 2>/dev/null; \
          ls /var/lib/apt/lists | wc -l; \
          command -v gcc cc cargo rustc || echo no-compiler; \
-         test -e /tmp/build-ca.pem || echo no-build-ca",
-    );
-    for needle in ["no-sudo", "en_US.utf8", "has-vim", "has-git", "has-ssh", "has-rsync", "has-uv", "complete -", "no-compiler", "no-build-ca"] {
+         test -e /tmp/build-ca.pem || echo no-build-ca");
+    for needle in [
+        "no-sudo",
+        "en_US.utf8",
+        "has-vim",
+        "has-git",
+        "has-ssh",
+        "has-rsync",
+        "has-uv",
+        "complete -",
+        "no-compiler",
+        "no-build-ca",
+    ] {
         assert!(checks.contains(needle), "`{needle}` missing:\n{checks}");
     }
-    assert!(checks.lines().any(|l| l.trim() == "0"), "apt lists left in the image:\n{checks}");
+    assert!(
+        checks.lines().any(|l| l.trim() == "0"),
+        "apt lists left in the image:\n{checks}"
+    );
     // pip installs as the user, without root.
     let py = c.sh("python -c 'import sys, site; print(sys.prefix, site.ENABLE_USER_SITE)'");
     assert_eq!(py.trim(), "/opt/aiida True");
@@ -185,7 +272,11 @@ fn a_command_runs_once_ready_and_gives_its_exit_code() {
     let h = Harness::new();
     let out = h.run(&with_services_image(), &["verdi", "status"], Default::default());
     assert_eq!(out.exit_code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("✔ broker:") && out.stdout.contains("Daemon is running"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("✔ broker:") && out.stdout.contains("Daemon is running"),
+        "{}",
+        out.stdout
+    );
     let out = h.run(&base_image(), &["bash", "-c", "exit 7"], Default::default());
     assert_eq!(out.exit_code, 7);
 }
@@ -202,11 +293,17 @@ fn interactive_bash_has_job_control() {
         "docker run --name {name} -it {} bash -ic 'case $- in *m*) echo JOBS-ON;; esac; sleep 30 & jobs; verdi profile list'",
         base_image()
     );
-    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("run script(1)");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("run script(1)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("JOBS-ON"), "no job control:\n{text}");
-    assert!(text.contains("[1]") && text.contains("Running"), "jobs did not list the job:\n{text}");
+    assert!(
+        text.contains("[1]") && text.contains("Running"),
+        "jobs did not list the job:\n{text}"
+    );
     assert!(text.contains("default"), "the profile was not ready:\n{text}");
 }
 
@@ -214,14 +311,37 @@ fn interactive_bash_has_job_control() {
 #[test]
 fn explicit_user_and_docker_init_both_work() {
     let h = Harness::new();
-    let with_user = Container::start(&h, &base_image(), Start { user: Some("1000".into()), ..Default::default() });
-    let under_tini = Container::start(&h, &base_image(), Start { docker_init: true, ..Default::default() });
+    let with_user = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            user: Some("1000".into()),
+            ..Default::default()
+        },
+    );
+    let under_tini = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            docker_init: true,
+            ..Default::default()
+        },
+    );
     for c in [&with_user, &under_tini] {
         c.wait_ready();
         c.assert_verdi_ready(false);
     }
-    assert!(under_tini.sh("cat /proc/1/cmdline | tr '\\0' ' '").contains("init"));
-    assert!(!under_tini.sh("tr '\\0' ' ' < /proc/1/cmdline").starts_with("/init"), "aiida-init is PID 1 despite --init");
+    assert!(
+        under_tini
+            .sh("cat /proc/1/cmdline | tr '\\0' ' '")
+            .contains("init")
+    );
+    assert!(
+        !under_tini
+            .sh("tr '\\0' ' ' < /proc/1/cmdline")
+            .starts_with("/init"),
+        "aiida-init is PID 1 despite --init"
+    );
     let took = under_tini.stop();
     assert!(took < Duration::from_secs(8), "stop under --init took {took:?}");
 }
@@ -231,34 +351,61 @@ fn explicit_user_and_docker_init_both_work() {
 #[test]
 fn after_a_uid_remap_pip_installs_and_services_work() {
     let h = Harness::new();
-    let dockerfile = support::project_root().join(".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile");
-    support::require(dockerfile.is_file(), &format!("the devcontainer CLI's {}", dockerfile.display()));
+    let dockerfile = support::project_root()
+        .join(".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile");
+    support::require(
+        dockerfile.is_file(),
+        &format!("the devcontainer CLI's {}", dockerfile.display()),
+    );
     let tag = format!("{}:uid", support::unique_name("remap"));
     h.track_image(&tag);
     let out = docker(&[
-        "build", "-q", "-t", &tag, "-f", dockerfile.to_str().unwrap(),
-        "--build-arg", &format!("BASE_IMAGE={}", with_services_image()),
-        "--build-arg", "REMOTE_USER=aiida", "--build-arg", "NEW_UID=1234", "--build-arg", "NEW_GID=1234",
-        "--build-arg", "IMAGE_USER=aiida",
+        "build",
+        "-q",
+        "-t",
+        &tag,
+        "-f",
+        dockerfile.to_str().unwrap(),
+        "--build-arg",
+        &format!("BASE_IMAGE={}", with_services_image()),
+        "--build-arg",
+        "REMOTE_USER=aiida",
+        "--build-arg",
+        "NEW_UID=1234",
+        "--build-arg",
+        "NEW_GID=1234",
+        "--build-arg",
+        "IMAGE_USER=aiida",
         dockerfile.parent().unwrap().to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "building the UID remap image failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "building the UID remap image failed: {}",
+        text(&out)
+    );
 
     let mut opts = Start::default();
     let ca_dir = tempfile::tempdir().unwrap();
     if let Some(ca) = support::ca_bundle() {
         let file = ca_dir.path().join("ca.pem");
         std::fs::write(&file, &ca.pem).unwrap();
-        opts.volumes.push(format!("{}:/etc/aiida-devc/ca.pem:ro", file.display()));
+        opts.volumes
+            .push(format!("{}:/etc/aiida-devc/ca.pem:ro", file.display()));
         opts.env.push("PIP_CERT=/etc/aiida-devc/ca.pem".into());
     }
     let c = Container::start(&h, &tag, opts);
     c.wait_ready();
     c.assert_verdi_ready(true);
-    assert_eq!(c.sh("id -u; id -g").split_whitespace().collect::<Vec<_>>(), ["1234", "1234"]);
+    assert_eq!(
+        c.sh("id -u; id -g").split_whitespace().collect::<Vec<_>>(),
+        ["1234", "1234"]
+    );
     c.sh("pip install --quiet --no-deps six==1.16.0");
     let origin = c.sh("python -c 'import six; print(six.__file__)'");
-    assert!(origin.trim().starts_with("/home/aiida/.local/"), "six installed at {origin}");
+    assert!(
+        origin.trim().starts_with("/home/aiida/.local/"),
+        "six installed at {origin}"
+    );
 }
 
 /// A broken service shows in the log and in `aiida-init status`, and the container is not ready.
@@ -268,21 +415,49 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
     let home = home_volume(&h);
     // Fill the volume from the image, then break the database cluster.
     let out = docker(&[
-        "run", "--rm", "-v", &format!("{home}:/home/aiida"), "--entrypoint", "rm",
-        &with_services_image(), "-f", "/home/aiida/.postgresql/global/pg_control",
+        "run",
+        "--rm",
+        "-v",
+        &format!("{home}:/home/aiida"),
+        "--entrypoint",
+        "rm",
+        &with_services_image(),
+        "-f",
+        "/home/aiida/.postgresql/global/pg_control",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let c = Container::start(&h, &with_services_image(), Start { volumes: vec![format!("{home}:/home/aiida")], ..Default::default() });
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            volumes: vec![format!("{home}:/home/aiida")],
+            ..Default::default()
+        },
+    );
     std::thread::sleep(Duration::from_secs(2));
     let (code, out) = c.exec(&["aiida-init", "wait", "--timeout", "20"]);
     assert_ne!(code, 0, "aiida-init wait claimed readiness:\n{out}");
-    assert!(out.contains("postgresql"), "the failing service is not named:\n{out}");
+    assert!(
+        out.contains("postgresql"),
+        "the failing service is not named:\n{out}"
+    );
     let (_, status) = c.exec(&["aiida-init", "status"]);
-    let line = status.lines().find(|l| l.starts_with("postgresql")).unwrap_or_default().to_owned();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("postgresql"))
+        .unwrap_or_default()
+        .to_owned();
     assert!(!line.contains("ready"), "postgresql shown as ready:\n{status}");
-    assert!(c.logs().contains("pg_control"), "PostgreSQL's error is not in the log:\n{}", c.logs());
+    assert!(
+        c.logs().contains("pg_control"),
+        "PostgreSQL's error is not in the log:\n{}",
+        c.logs()
+    );
     let (code, out) = c.exec(&["verdi", "status"]);
-    assert!(code != 0 || !out.contains("Daemon is running"), "the daemon runs without its database:\n{out}");
+    assert!(
+        code != 0 || !out.contains("Daemon is running"),
+        "the daemon runs without its database:\n{out}"
+    );
 }
 
 /// The labels: OCI annotations and the devcontainer metadata that keeps /init as PID 1; and the
@@ -295,21 +470,145 @@ fn devcontainer_cli_runs_init_and_waits_for_readiness() {
     let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", &image]);
     let labels: serde_json::Value = serde_json::from_slice(&labels.stdout).unwrap();
     for key in ["version", "revision", "source", "created"] {
-        assert!(labels[format!("org.opencontainers.image.{key}")].is_string(), "no OCI {key} label: {labels}");
+        assert!(
+            labels[format!("org.opencontainers.image.{key}")].is_string(),
+            "no OCI {key} label: {labels}"
+        );
     }
-    let meta: serde_json::Value = serde_json::from_str(labels["devcontainer.metadata"].as_str().unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(labels["devcontainer.metadata"].as_str().unwrap()).unwrap();
     assert_eq!(meta[0]["overrideCommand"], false);
 
     let up = ws.devcontainer(&["up"]);
     let stdout = String::from_utf8_lossy(&up.stdout);
-    assert!(up.status.success(), "devcontainer up failed:\n{stdout}\n{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "devcontainer up failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let all = format!("{stdout}{}", String::from_utf8_lossy(&up.stderr));
-    assert!(all.contains("aiida-init wait"), "the postStartCommand did not run:\n{all}");
+    assert!(
+        all.contains("aiida-init wait"),
+        "the postStartCommand did not run:\n{all}"
+    );
     // Ready when `up` returns: no waiting here.
-    let exec = ws.devcontainer(&["exec", "bash", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; id -un; verdi status"]);
+    let exec = ws.devcontainer(&[
+        "exec",
+        "bash",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; id -un; verdi status",
+    ]);
     let out = String::from_utf8_lossy(&exec.stdout);
-    assert!(exec.status.success(), "{out}{}", String::from_utf8_lossy(&exec.stderr));
+    assert!(
+        exec.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
     assert!(out.starts_with("/init"), "PID 1 is not /init:\n{out}");
     assert!(out.contains("aiida\n"), "not the aiida user:\n{out}");
-    assert!(out.contains("Daemon is running"), "not ready right after up:\n{out}");
+    assert!(
+        out.contains("Daemon is running"),
+        "not ready right after up:\n{out}"
+    );
+}
+
+/// The hook folders of derived images run before and after the daemon starts (run-parts order),
+/// and SETUP_DEFAULT_AIIDA_PROFILE=false starts without a profile and still becomes ready.
+#[test]
+fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
+    let h = Harness::new();
+    h.require_image(&base_image());
+    let dir = tempfile::tempdir().unwrap();
+    let hook = |name: &str, script: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/bash\nset -e\n{script}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let pid_file = "~/.aiida/daemon/circus-default.pid";
+    hook(
+        "10-before",
+        &format!("test -e {pid_file} && echo before:up >> ~/hooks || echo before:down >> ~/hooks"),
+    );
+    hook("20-before", "echo before:second >> ~/hooks");
+    hook(
+        "10-after",
+        &format!("test -e {pid_file} && echo after:up >> ~/hooks || echo after:down >> ~/hooks"),
+    );
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY 10-before 20-before /etc/init/run-before-daemon-start/\nCOPY 10-after /etc/init/run-after-daemon-start/\n",
+            base_image()
+        ),
+    )
+    .unwrap();
+    let tag = format!("{}:hooks", support::unique_name("hooks"));
+    h.track_image(&tag);
+    let out = docker(&["build", "-q", "-t", &tag, dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "building the derived image failed: {}",
+        text(&out)
+    );
+
+    let with_hooks = Container::start(&h, &tag, Start::default());
+    let no_profile = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            env: vec!["SETUP_DEFAULT_AIIDA_PROFILE=false".into()],
+            ..Default::default()
+        },
+    );
+    with_hooks.wait_ready();
+    with_hooks.assert_verdi_ready(false);
+    assert_eq!(
+        with_hooks
+            .sh("cat ~/hooks")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["before:down", "before:second", "after:up"]
+    );
+
+    no_profile.wait_ready();
+    let profiles = no_profile.sh("verdi profile list 2>&1 || true");
+    assert!(
+        profiles.contains("no profiles configured"),
+        "a profile was created:\n{profiles}"
+    );
+    assert!(
+        no_profile.logs().contains("no AiiDA profile"),
+        "no word about the missing profile:\n{}",
+        no_profile.logs()
+    );
+}
+
+/// The base image with external services (as in a compose file): given AIIDA_POSTGRES_HOSTNAME
+/// and AIIDA_BROKER_HOST it makes a PostgreSQL + RabbitMQ profile on them. The services are those
+/// of a with-services container whose network (localhost) the base container shares.
+#[test]
+fn base_image_uses_external_postgresql_and_rabbitmq_when_configured() {
+    let h = Harness::new();
+    let services = Container::start(&h, &with_services_image(), Start::default());
+    services.wait_ready();
+    let base = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            network: Some(format!("container:{}", services.name)),
+            env: vec![
+                "AIIDA_PROFILE_NAME=external".into(),
+                "AIIDA_POSTGRES_HOSTNAME=localhost".into(),
+                "AIIDA_POSTGRES_USERNAME=aiida".into(),
+                "AIIDA_BROKER_HOST=127.0.0.1".into(),
+            ],
+            ..Default::default()
+        },
+    );
+    base.wait_ready();
+    let status = base.assert_verdi_ready(true);
+    assert!(status.contains("aiida-external"), "not the external PostgreSQL database:\n{status}");
+    let pk = submit_add(&base, 4, 5, None);
+    assert_eq!(await_sum(&base, &pk), 9);
 }

@@ -83,13 +83,20 @@ mod tests {
         fs::set_permissions(dir.path().join("init/run"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::create_dir_all(dir.path().join("build")).unwrap();
         fs::write(dir.path().join("build/stale"), "x").unwrap();
-        let generated = [Generated { path: "build/aiida-init".into(), contents: b"ELF".to_vec(), mode: 0o755 }];
+        let generated = [Generated {
+            path: "build/aiida-init".into(),
+            contents: b"ELF".to_vec(),
+            mode: 0o755,
+        }];
         let tarball = archive(dir.path(), &generated).unwrap();
         let mut archive = tar::Archive::new(tarball.as_slice());
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
             let entry = entry.unwrap();
-            seen.push((entry.path().unwrap().to_string_lossy().to_string(), entry.header().mode().unwrap() & 0o777));
+            seen.push((
+                entry.path().unwrap().to_string_lossy().to_string(),
+                entry.header().mode().unwrap() & 0o777,
+            ));
         }
         assert!(seen.contains(&("Dockerfile".into(), 0o644)), "{seen:?}");
         assert!(seen.contains(&("init/run".into(), 0o755)), "{seen:?}");
@@ -101,6 +108,9 @@ mod tests {
     fn a_folder_without_dockerfile_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let err = archive(dir.path(), &[]).unwrap_err().to_string();
-        assert!(err.contains("has no Dockerfile") && err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(
+            err.contains("has no Dockerfile") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -63,7 +63,12 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
         };
         if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
             progress.fail();
-            bail!("building {} failed: {}\nlast output:\n{}", req.display, error.trim(), tail.join("\n"));
+            bail!(
+                "building {} failed: {}\nlast output:\n{}",
+                req.display,
+                error.trim(),
+                tail.join("\n")
+            );
         }
         if let Some(id) = info.aux.and_then(|aux| aux.id) {
             image_id = Some(id);
@@ -81,15 +86,24 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
     progress.done();
     // The classic builder reports the ID as "Successfully built <short id>"; the tag is the
     // reliable handle either way.
-    let inspect = docker.inspect_image(req.tag).await.with_context(|| format!("the built image {} is missing", req.tag))?;
+    let inspect = docker
+        .inspect_image(req.tag)
+        .await
+        .with_context(|| format!("the built image {} is missing", req.tag))?;
     Ok(inspect.id.or(image_id).unwrap_or_default())
 }
 
 /// Add `tags` to `image` (a name or ID); `repo` is the name without a tag.
 pub async fn tag(docker: &Docker, image: &str, repo: &str, tags: &[String]) -> anyhow::Result<()> {
     for tag in tags {
-        let opts = TagImageOptions { repo: Some(repo.to_owned()), tag: Some(tag.clone()) };
-        docker.tag_image(image, Some(opts)).await.with_context(|| format!("cannot tag {image} as {repo}:{tag}"))?;
+        let opts = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.clone()),
+        };
+        docker
+            .tag_image(image, Some(opts))
+            .await
+            .with_context(|| format!("cannot tag {image} as {repo}:{tag}"))?;
     }
     Ok(())
 }
@@ -100,9 +114,16 @@ pub async fn probe_versions(docker: &Docker, image: &str, aiida: &str) -> anyhow
                   { ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1; true; }";
     let out = run_capture(docker, image, &["/bin/sh", "-c", script]).await?;
     let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
-    let python = lines.next().ok_or_else(|| anyhow!("{image}: python printed no version"))?.to_owned();
+    let python = lines
+        .next()
+        .ok_or_else(|| anyhow!("{image}: python printed no version"))?
+        .to_owned();
     let postgresql = lines.next().map(str::to_owned);
-    Ok(Versions { aiida: aiida.to_owned(), python, postgresql })
+    Ok(Versions {
+        aiida: aiida.to_owned(),
+        python,
+        postgresql,
+    })
 }
 
 async fn run_capture(docker: &Docker, image: &str, cmd: &[&str]) -> anyhow::Result<String> {
@@ -113,17 +134,32 @@ async fn run_capture(docker: &Docker, image: &str, cmd: &[&str]) -> anyhow::Resu
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
         ..Default::default()
     };
-    let create = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
-    docker.create_container(Some(create), body).await.with_context(|| format!("cannot create a container from {image}"))?;
+    let create = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(create), body)
+        .await
+        .with_context(|| format!("cannot create a container from {image}"))?;
     let result = async {
-        docker.start_container(&name, None::<StartContainerOptions>).await?;
+        docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await?;
         let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
         let code = match wait.next().await {
             Some(Ok(status)) => status.status_code,
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
             other => bail!("waiting for the probe container: {other:?}"),
         };
-        let mut logs = docker.logs(&name, Some(LogsOptions { stdout: true, stderr: true, ..Default::default() }));
+        let mut logs = docker.logs(
+            &name,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
         let mut text = String::new();
         while let Some(chunk) = logs.next().await {
             text.push_str(&chunk?.to_string());
@@ -134,7 +170,15 @@ async fn run_capture(docker: &Docker, image: &str, cmd: &[&str]) -> anyhow::Resu
         Ok(text)
     }
     .await;
-    let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
     result
 }
 
@@ -157,7 +201,12 @@ impl Progress {
         );
         bar.set_prefix(display.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar, verbose, started: Instant::now(), display: display.to_owned() }
+        Progress {
+            bar,
+            verbose,
+            started: Instant::now(),
+            display: display.to_owned(),
+        }
     }
 
     fn line(&self, line: &str) {
@@ -201,7 +250,10 @@ mod tests {
 
     #[test]
     fn builder_steps_are_parsed() {
-        assert_eq!(parse_step("Step 3/12 : RUN apt-get update"), Some((3, 12, "RUN apt-get update")));
+        assert_eq!(
+            parse_step("Step 3/12 : RUN apt-get update"),
+            Some((3, 12, "RUN apt-get update"))
+        );
         assert_eq!(parse_step(" ---> Running in 1234"), None);
     }
 }

@@ -42,7 +42,16 @@ pub fn compile(source: &Path, platform: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(source)
-        .args(["build", "--release", "--locked", "--no-default-features", "--bin", "aiida-init", "--target", target])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--no-default-features",
+            "--bin",
+            "aiida-init",
+            "--target",
+            target,
+        ])
         // With --target, these flags reach only the binary's crates, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .status()
@@ -50,7 +59,9 @@ pub fn compile(source: &Path, platform: &str) -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("compiling aiida-init for {platform} ({target}) failed (see cargo's output above)");
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| source.join("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| source.join("target"));
     let binary = source.join(target_dir).join(target).join("release/aiida-init");
     if !binary.is_file() {
         bail!("cargo succeeded but {} is missing", binary.display());

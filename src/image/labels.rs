@@ -48,10 +48,15 @@ impl SourceInfo {
     pub fn from_checkout(dir: &Path) -> SourceInfo {
         let git = |args: &[&str]| -> Option<String> {
             let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         };
         let revision = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-        let created = match std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok()) {
+        let created = match std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
             Some(epoch) => rfc3339(epoch),
             None => git(&["log", "-1", "--format=%ct"])
                 .and_then(|s| s.parse::<i64>().ok())
@@ -63,7 +68,12 @@ impl SourceInfo {
 }
 
 /// The labels of one image.
-pub fn labels(kind: ImageKind, aiida_version: &str, base_image: &str, source: &SourceInfo) -> HashMap<String, String> {
+pub fn labels(
+    kind: ImageKind,
+    aiida_version: &str,
+    base_image: &str,
+    source: &SourceInfo,
+) -> HashMap<String, String> {
     let mut labels = HashMap::new();
     let mut put = |k: &str, v: &str| {
         labels.insert(k.to_owned(), v.to_owned());
@@ -95,7 +105,12 @@ pub fn rfc3339(epoch: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -117,15 +132,31 @@ mod tests {
         assert_eq!(entry["remoteUser"], "aiida");
         assert_eq!(entry["containerUser"], "aiida");
         assert_eq!(entry["waitFor"], "postStartCommand");
-        assert!(entry["postStartCommand"].as_str().unwrap().starts_with("aiida-init wait"));
+        assert!(
+            entry["postStartCommand"]
+                .as_str()
+                .unwrap()
+                .starts_with("aiida-init wait")
+        );
     }
 
     #[test]
     fn oci_labels_are_complete() {
-        let source = SourceInfo { revision: "abc".into(), created: rfc3339(0) };
-        let l = labels(ImageKind::WithServices, "2.9.4", "aiidateam/aiida-core-base:aiida-2.9.4", &source);
+        let source = SourceInfo {
+            revision: "abc".into(),
+            created: rfc3339(0),
+        };
+        let l = labels(
+            ImageKind::WithServices,
+            "2.9.4",
+            "aiidateam/aiida-core-base:aiida-2.9.4",
+            &source,
+        );
         for key in ["version", "revision", "source", "created"] {
-            assert!(l.contains_key(&format!("org.opencontainers.image.{key}")), "{key}");
+            assert!(
+                l.contains_key(&format!("org.opencontainers.image.{key}")),
+                "{key}"
+            );
         }
         assert_eq!(l["org.opencontainers.image.version"], "2.9.4");
         assert!(l.contains_key("devcontainer.metadata"));

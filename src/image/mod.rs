@@ -117,10 +117,17 @@ impl std::fmt::Display for BuiltImage {
 pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::Result<Vec<BuiltImage>> {
     naming::check_aiida_version(&args.aiida_version)?;
     let repo = Repository::new(args.registry.as_deref(), &args.organization)?;
-    let mut kinds = if args.images.is_empty() { ImageKind::ALL.to_vec() } else { args.images.clone() };
+    let mut kinds = if args.images.is_empty() {
+        ImageKind::ALL.to_vec()
+    } else {
+        args.images.clone()
+    };
     kinds.sort();
     kinds.dedup();
-    let platform = args.platform.clone().unwrap_or_else(|| init_binary::host_platform().to_owned());
+    let platform = args
+        .platform
+        .clone()
+        .unwrap_or_else(|| init_binary::host_platform().to_owned());
     init_binary::rust_target(&platform)?;
     let dockerfiles = args.source.join("Dockerfiles");
     let ca = host.ca_bundle()?;
@@ -134,12 +141,19 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
                 init_binary::compile(&args.source, &platform)?
             }
         };
-        Some(std::fs::read(&path).with_context(|| format!("cannot read the aiida-init binary {}", path.display()))?)
+        Some(
+            std::fs::read(&path)
+                .with_context(|| format!("cannot read the aiida-init binary {}", path.display()))?,
+        )
     } else {
         None
     };
     if let Some(ca) = &ca {
-        eprintln!("CA bundle: {} certificates from {} (build stages only)", ca.len(), ca.path.display());
+        eprintln!(
+            "CA bundle: {} certificates from {} (build stages only)",
+            ca.len(),
+            ca.path.display()
+        );
     }
 
     let source = labels::SourceInfo::from_checkout(&args.source);
@@ -157,7 +171,10 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
                     },
                     context::Generated {
                         path: "build/ca.pem".into(),
-                        contents: ca.as_ref().map(|c| c.pem.clone().into_bytes()).unwrap_or_default(),
+                        contents: ca
+                            .as_ref()
+                            .map(|c| c.pem.clone().into_bytes())
+                            .unwrap_or_default(),
                         mode: 0o644,
                     },
                 ];
@@ -199,7 +216,11 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
             tags.retain(|t| !t.starts_with("postgresql-"));
         }
         driver::tag(&docker, &first_tag, &name.0, &tags).await?;
-        built.push(BuiltImage { name: name.0.clone(), tags, id });
+        built.push(BuiltImage {
+            name: name.0.clone(),
+            tags,
+            id,
+        });
     }
     Ok(built)
 }

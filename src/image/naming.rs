@@ -48,7 +48,9 @@ pub struct Repository {
 
 impl Repository {
     pub fn new(registry: Option<&str>, organization: &str) -> anyhow::Result<Repository> {
-        let registry = registry.map(|r| r.trim_end_matches('/').to_owned()).filter(|r| !r.is_empty());
+        let registry = registry
+            .map(|r| r.trim_end_matches('/').to_owned())
+            .filter(|r| !r.is_empty());
         if let Some(r) = &registry {
             anyhow::ensure!(
                 !r.contains("://") && !r.contains(char::is_whitespace),
@@ -62,7 +64,10 @@ impl Repository {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c)),
             "--organization {organization:?} must be lowercase letters, digits and . _ - /"
         );
-        Ok(Repository { registry, organization: organization.to_owned() })
+        Ok(Repository {
+            registry,
+            organization: organization.to_owned(),
+        })
     }
 
     /// The full name of one image, without a tag.
@@ -103,7 +108,10 @@ pub struct Versions {
 
 /// The tags of one image, in upstream's scheme.
 pub fn tags(versions: &Versions, latest: bool) -> Vec<String> {
-    let mut tags = vec![format!("aiida-{}", versions.aiida), format!("python-{}", versions.python)];
+    let mut tags = vec![
+        format!("aiida-{}", versions.aiida),
+        format!("python-{}", versions.python),
+    ];
     if let Some(pg) = &versions.postgresql {
         tags.push(format!("postgresql-{pg}"));
     }
@@ -118,7 +126,10 @@ pub fn check_aiida_version(version: &str) -> anyhow::Result<()> {
     let ok = !version.is_empty()
         && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
         && version.starts_with(|c: char| c.is_ascii_digit());
-    anyhow::ensure!(ok, "--aiida-version {version:?} is not a release number such as 2.9.4");
+    anyhow::ensure!(
+        ok,
+        "--aiida-version {version:?} is not a release number such as 2.9.4"
+    );
     Ok(())
 }
 
@@ -130,18 +141,26 @@ mod tests {
     fn default_names_are_upstreams() {
         let repo = Repository::new(None, "aiidateam").unwrap();
         assert_eq!(repo.image(ImageKind::Base).0, "aiidateam/aiida-core-base");
-        assert_eq!(repo.image(ImageKind::WithServices).with_tag("latest"), "aiidateam/aiida-core-with-services:latest");
+        assert_eq!(
+            repo.image(ImageKind::WithServices).with_tag("latest"),
+            "aiidateam/aiida-core-with-services:latest"
+        );
     }
 
     #[test]
     fn a_registry_prefixes_the_name() {
         let repo = Repository::new(Some("localhost:5000/"), "acme").unwrap();
-        assert_eq!(repo.image(ImageKind::Base).0, "localhost:5000/acme/aiida-core-base");
+        assert_eq!(
+            repo.image(ImageKind::Base).0,
+            "localhost:5000/acme/aiida-core-base"
+        );
     }
 
     #[test]
     fn bad_registry_and_organization_are_named() {
-        let err = Repository::new(Some("https://ghcr.io"), "x").unwrap_err().to_string();
+        let err = Repository::new(Some("https://ghcr.io"), "x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--registry") && err.contains("ghcr.io"), "{err}");
         let err = Repository::new(None, "AiiDA Team").unwrap_err().to_string();
         assert!(err.contains("--organization"), "{err}");
@@ -149,9 +168,19 @@ mod tests {
 
     #[test]
     fn tags_follow_upstream() {
-        let v = Versions { aiida: "2.9.4".into(), python: "3.11".into(), postgresql: Some("15".into()) };
-        assert_eq!(tags(&v, true), ["aiida-2.9.4", "python-3.11", "postgresql-15", "latest"]);
-        let v = Versions { postgresql: None, ..v };
+        let v = Versions {
+            aiida: "2.9.4".into(),
+            python: "3.11".into(),
+            postgresql: Some("15".into()),
+        };
+        assert_eq!(
+            tags(&v, true),
+            ["aiida-2.9.4", "python-3.11", "postgresql-15", "latest"]
+        );
+        let v = Versions {
+            postgresql: None,
+            ..v
+        };
         assert_eq!(tags(&v, false), ["aiida-2.9.4", "python-3.11"]);
     }
 

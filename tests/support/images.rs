@@ -30,11 +30,18 @@ pub const READY_TIMEOUT: u64 = 180;
 
 /// `docker ARGS...`, collecting the output.
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("run the docker command line")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker command line")
 }
 
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A container of one of the images, removed (with its anonymous volumes) when the harness drops.
@@ -52,6 +59,8 @@ pub struct Start {
     pub user: Option<String>,
     /// Docker's own init (tini) as PID 1, aiida-init its child.
     pub docker_init: bool,
+    /// `--network` (e.g. `container:NAME` to share another container's localhost).
+    pub network: Option<String>,
     /// The command (CMD) after the image's entry point.
     pub cmd: Vec<String>,
 }
@@ -76,6 +85,9 @@ impl<'h> Container<'h> {
         }
         if let Some(u) = &opts.user {
             args.extend(["--user".into(), u.clone()]);
+        }
+        if let Some(n) = &opts.network {
+            args.extend(["--network".into(), n.clone()]);
         }
         if opts.docker_init {
             args.push("--init".into());
@@ -114,7 +126,11 @@ impl<'h> Container<'h> {
             }
             // Only a container whose init has not started yet gets another try.
             if start.elapsed() > Duration::from_secs(10) || out.contains("failed") {
-                panic!("{} did not become ready ({code}):\n{out}\n--- logs ---\n{}", self.name, self.logs());
+                panic!(
+                    "{} did not become ready ({code}):\n{out}\n--- logs ---\n{}",
+                    self.name,
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -126,10 +142,16 @@ impl<'h> Container<'h> {
         let (code, out) = self.exec(&["verdi", "status"]);
         assert_eq!(code, 0, "verdi status failed:\n{out}");
         for needle in ["✔ profile:", "✔ storage:", "✔ daemon:", "Daemon is running"] {
-            assert!(out.contains(needle), "`{needle}` missing from verdi status:\n{out}");
+            assert!(
+                out.contains(needle),
+                "`{needle}` missing from verdi status:\n{out}"
+            );
         }
         if rabbitmq {
-            assert!(out.contains("✔ broker:") && out.contains("RabbitMQ"), "no RabbitMQ broker:\n{out}");
+            assert!(
+                out.contains("✔ broker:") && out.contains("RabbitMQ"),
+                "no RabbitMQ broker:\n{out}"
+            );
         }
         out
     }
@@ -180,5 +202,12 @@ pub fn python_in_profile(code: &str) -> Vec<String> {
 }
 
 pub fn require_docker_cli() {
-    require(Command::new("docker").arg("version").output().map(|o| o.status.success()).unwrap_or(false), "the docker command line talking to the engine");
+    require(
+        Command::new("docker")
+            .arg("version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false),
+        "the docker command line talking to the engine",
+    );
 }
