@@ -200,6 +200,7 @@ fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
     for volume in ["aiida-home", "postgres-data", "rabbitmq-data"] {
         harness.track_volume(&format!("{project}_{volume}"));
     }
+    harness.track_network(&format!("{project}_default"));
     assert!(up.status.success(), "devcontainer up failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
     let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
     assert!(

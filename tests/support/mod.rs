@@ -95,6 +95,7 @@ pub struct Harness {
     docker: Docker,
     containers: Mutex<Vec<String>>,
     volumes: Mutex<Vec<String>>,
+    networks: Mutex<Vec<String>>,
     images: Mutex<Vec<String>>,
 }
 
@@ -110,6 +111,7 @@ impl Harness {
             docker,
             containers: Mutex::default(),
             volumes: Mutex::default(),
+            networks: Mutex::default(),
             images: Mutex::default(),
         }
     }
@@ -129,6 +131,10 @@ impl Harness {
 
     pub fn track_volume(&self, name: &str) {
         self.volumes.lock().unwrap().push(name.to_owned());
+    }
+
+    pub fn track_network(&self, name: &str) {
+        self.networks.lock().unwrap().push(name.to_owned());
     }
 
     pub fn track_image(&self, name: &str) {
@@ -202,6 +208,7 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let containers = std::mem::take(&mut *self.containers.lock().unwrap());
         let volumes = std::mem::take(&mut *self.volumes.lock().unwrap());
+        let networks = std::mem::take(&mut *self.networks.lock().unwrap());
         let images = std::mem::take(&mut *self.images.lock().unwrap());
         let docker = self.docker.clone();
         self.rt.block_on(async move {
@@ -211,6 +218,9 @@ impl Drop for Harness {
             }
             for name in volumes {
                 let _ = docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true })).await;
+            }
+            for name in networks {
+                let _ = docker.remove_network(&name).await;
             }
             for name in images {
                 let opts = RemoveImageOptions { force: true, ..Default::default() };
