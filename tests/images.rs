@@ -216,6 +216,19 @@ fn with_services_is_ready_again_after_docker_kill() {
         env.contains("{consumer_timeout,undefined}"),
         "consumer_timeout is set:\n{env}"
     );
+
+    // verdi's own daemon commands act on the supervised daemon: it is never taken for a stale
+    // PID file, and a restart leaves exactly one daemon with one worker.
+    // (The bracket keeps grep, and the shell running it, out of the count.)
+    let workers = || c.sh("ps -eo args | grep -c '[d]aemon worker' || true").trim().to_owned();
+    let (code, restart) = c.exec(&["verdi", "daemon", "restart"]);
+    assert_eq!(code, 0, "verdi daemon restart failed:\n{restart}");
+    assert!(!restart.contains("stale"), "the supervised daemon was taken for stale:\n{restart}");
+    c.assert_verdi_ready(true);
+    assert_eq!(workers(), "1", "not exactly one daemon worker after a restart");
+    let (code, stop) = c.exec(&["verdi", "daemon", "stop"]);
+    assert_eq!(code, 0, "verdi daemon stop failed:\n{stop}");
+    assert_eq!(workers(), "0", "a daemon worker is left after `verdi daemon stop`");
 }
 
 /// The base image alone: SQLite and ZeroMQ, the daemon runs a calculation; the user and the

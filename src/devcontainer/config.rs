@@ -41,8 +41,8 @@ pub fn install_command(extras: &[String]) -> String {
 pub const DAEMON_SERVICE: &str = "/run/service/aiida-daemon";
 
 /// Install the plugin, wait for AiiDA, then restart the daemon under its supervisor so that it
-/// loads the plugin. `verdi daemon restart` is not used: it would start a second daemon beside
-/// the supervised one.
+/// loads the plugin. `verdi daemon restart` is not used: it would replace the supervised daemon
+/// with one that runs outside the supervisor.
 pub fn post_create_command(extras: &[String]) -> String {
     format!(
         "{install} && aiida-init wait --timeout {READY_TIMEOUT_SECS} \

@@ -8,7 +8,7 @@
 //!   `false` in its `devcontainer.metadata` label) replaces the image's `/init` with a sleep loop:
 //!   no PostgreSQL, no RabbitMQ, no daemon, and `docker stop` kills everything;
 //! * `daemon`: a lifecycle command runs `verdi daemon start` or `restart` on an image whose /init
-//!   supervises the daemon: a second daemon runs beside it, outside the supervisor;
+//!   supervises the daemon: the daemon is replaced by one outside the supervisor;
 //! * `architecture`: an image built for another architecture than the host's runs under
 //!   emulation (several times slower) or not at all;
 //! * `home-volume`: no named volume on the home: the database and the file repository are lost
@@ -177,8 +177,8 @@ impl DoctorArgs {
                         location: at(&format!("\"{hook}\"")),
                         problem: format!(
                             "{hook} runs `verdi daemon start/restart`, but the image's /init already runs the daemon \
-                             under its supervisor: a second, unsupervised daemon is started (and killed, not stopped, \
-                             on `docker stop`)"
+                             under its supervisor: it is replaced by an unsupervised daemon, which the supervisor \
+                             neither restarts after a crash nor stops in order on `docker stop`"
                         ),
                         fix: format!(
                             "restart the supervised daemon instead: `/command/s6-svc -d {DAEMON_SERVICE}`, then \
