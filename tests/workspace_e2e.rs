@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use support::plugin_workspace::{PluginWorkspace, aiida_devc, text};
+use support::plugin_workspace::{PluginWorkspace, aiida_devc, git, text};
 
 /// The plugin: the AiiDA team's demo plugin, with calculations, parsers, data and CLI entry points.
 const PLUGIN: &str = "aiida-diff==2.0.0";
@@ -67,21 +67,6 @@ fn unpack_sdist(requirement: &str, dir: &Path) {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         entry.unpack(&target).unwrap();
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=aiida-devc test",
-            "-c",
-            "user.email=test@aiida-devc.invalid",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
 }
 
 /// `devcontainer exec` and its output; panics with both streams when it fails.

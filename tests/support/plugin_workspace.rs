@@ -47,6 +47,17 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// `git ARGS` in `dir`, with a committer identity; panics when it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=aiida-devc test", "-c", "user.email=test@aiida-devc.invalid"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
