@@ -16,16 +16,6 @@ use std::time::Instant;
 use support::compose::{ComposeProject, POSTGRES_IMAGE, RABBITMQ_IMAGE, build_service_images};
 use support::plugin_workspace::{PluginWorkspace, aiida_devc, copy_tree, git, sample_plugin, text};
 
-/// `devcontainer exec` and its output; panics with both streams when it fails.
-fn exec(ws: &PluginWorkspace, cmd: &[&str], env: &[(&str, &str)]) -> String {
-    let mut args = vec!["exec"];
-    args.extend_from_slice(cmd);
-    let out = ws.devcontainer(&args, env);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{}", text(&out.stderr));
-    stdout
-}
-
 #[test]
 fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() {
     let ws = PluginWorkspace::new();
@@ -61,7 +51,7 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
     eprintln!("devcontainer up (three containers, pip install, ready): {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(project.containers().len(), 3, "expected the aiida, database and messaging containers");
 
-    let status = exec(&ws, &["verdi", "status"], &env);
+    let status = ws.exec(&["verdi", "status"], &env);
     let components: Vec<&str> = status.lines().filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺')).collect();
     assert!(components.len() >= 5, "verdi status is incomplete:\n{status}");
     assert!(components.iter().all(|l| l.trim_start().starts_with('✔')), "verdi status is not all green:\n{status}");
@@ -71,9 +61,9 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
     // The storage is in the database container and the broker is the messaging container's.
     assert!(status.contains("@database:5432"), "the storage is not the database service:\n{status}");
     assert!(status.contains("@messaging:5672"), "the broker is not the messaging service:\n{status}");
-    let profile = exec(&ws, &["verdi", "profile", "show"], &env);
+    let profile = ws.exec(&["verdi", "profile", "show"], &env);
     assert!(profile.contains("core.psql_dos"), "{profile}");
     assert!(profile.contains("core.rabbitmq"), "{profile}");
-    let plugins = exec(&ws, &["verdi", "plugin", "list", "aiida.workflows"], &env);
+    let plugins = ws.exec(&["verdi", "plugin", "list", "aiida.workflows"], &env);
     assert!(plugins.contains("sample.multiply_add"), "the plugin is not installed:\n{plugins}");
 }

@@ -99,6 +99,16 @@ impl PluginWorkspace {
             .expect("run the reference devcontainer CLI")
     }
 
+    /// `devcontainer exec CMD` and its stdout; panics with both streams when it fails.
+    pub fn exec(&self, cmd: &[&str], env: &[(&str, &str)]) -> String {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(cmd);
+        let out = self.devcontainer(&args, env);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{}", text(&out.stderr));
+        stdout
+    }
+
     /// The container the CLI made for this workspace.
     pub fn container(&self) -> String {
         let label = format!("devcontainer.local_folder={}", self.path().display());
