@@ -355,6 +355,20 @@ fn a_compose_service_without_a_home_volume_is_found_in_the_compose_file() {
 }
 
 #[test]
+fn a_compose_service_that_replaces_the_entry_point_is_found() {
+    let h = Harness::new();
+    h.require_image("aiidateam/aiida-core-base:aiida-2.9.4");
+    let dir = compose_workspace();
+    let compose = dir.path().join(".devcontainer/docker-compose.yml");
+    let text = fs::read_to_string(&compose).unwrap();
+    fs::write(&compose, text.replace("    volumes:\n      - ../..", "    entrypoint: [\"sleep\", \"infinity\"]\n    volumes:\n      - ../..")).unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("✘ [override-command] the compose service sets `entrypoint: [\"sleep\",\"infinity\"]`"), "{out}");
+    assert!(out.contains("at ./.devcontainer/docker-compose.yml:9:5"), "{out}");
+}
+
+#[test]
 fn a_compose_config_naming_a_missing_service_is_an_error_with_its_location() {
     let dir = compose_workspace();
     let config = dir.path().join(CONFIG);

@@ -191,7 +191,10 @@ pub fn read_service(files: &[PathBuf], service: &str) -> anyhow::Result<Option<C
             entry.image = Some(image.to_owned());
         }
         if let Some(entrypoint) = definition.get("entrypoint") {
-            entry.entrypoint = Some(serde_yaml_ng::to_string(entrypoint).unwrap_or_default().trim().to_owned());
+            entry.entrypoint = Some(match entrypoint.as_str() {
+                Some(line) => line.to_owned(),
+                None => serde_json::to_string(entrypoint).unwrap_or_default(),
+            });
         }
         if let Some(volumes) = definition.get("volumes").and_then(|v| v.as_sequence()) {
             entry.volumes.extend(volumes.iter().filter_map(volume));

@@ -22,8 +22,9 @@
 //! image is there and say so when it is not.
 //!
 //! A Compose configuration (`dockerComposeFile`, as `init --variant compose` writes) is checked
-//! on the service it names in `service`: its image, and its volume on the home. Compose leaves
-//! the image's entry point alone by default (overrideCommand defaults to false there).
+//! on the service it names in `service`: its image, its volume on the home, and an `entrypoint`
+//! that would replace /init. Compose leaves the image's entry point alone by default
+//! (overrideCommand defaults to false there).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -164,6 +165,20 @@ impl DoctorArgs {
                 .iter()
                 .any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
         });
+        // A compose service that replaces the image's entry point bypasses /init as surely.
+        if let Some((service, entrypoint)) = service.as_ref().and_then(|s| s.entrypoint.as_ref().map(|e| (s, e))) {
+            if needs_init && !entrypoint.contains("/init") {
+                findings.push(Finding {
+                    check: "override-command",
+                    location: Location::of(&service.file, &service.text, "entrypoint:").to_string(),
+                    problem: format!(
+                        "the compose service sets `entrypoint: {entrypoint}`: the image's /init never runs, so \
+                         the profile, the daemon and a clean `docker stop` are missing"
+                    ),
+                    fix: "remove `entrypoint` from the service (use `command` to pass arguments to /init)".into(),
+                });
+            }
+        }
         match config.get("overrideCommand") {
             Some(Value::Bool(true)) if needs_init => findings.push(Finding {
                 check: "override-command",
