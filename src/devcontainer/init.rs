@@ -413,6 +413,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_help_names_the_templates_service_image_defaults() {
+        use clap::Args;
+        let help = InitArgs::augment_args(clap::Command::new("init")).render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for option in ["postgresImage", "rabbitmqImage"] {
+            let default = compose::template_default(option);
+            assert!(help.contains(&format!("{option}, {default})")), "{option} {default}: {help}");
+        }
+    }
+
+    #[test]
     fn the_python_version_comes_from_the_tags_of_the_same_image() {
         let local = vec![
             vec!["aiida-2.8.0".to_string(), "python-3.10".into()],
