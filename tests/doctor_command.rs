@@ -313,3 +313,71 @@ fn a_second_daemon_started_by_a_lifecycle_command_is_found() {
     assert!(out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"), "{out}");
     assert!(out.contains("at ./.devcontainer/devcontainer.json:5:3"), "{out}");
 }
+
+/// A copy of the sample plugin with the devcontainer.json and docker-compose.yml that
+/// `init --variant compose` writes.
+fn compose_workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&sample_plugin(), dir.path());
+    fs::remove_dir_all(dir.path().join(".devcontainer")).unwrap();
+    let out = aiida_devc(dir.path(), &["--ca-cert", "none", "init", ".", "--variant", "compose"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    dir
+}
+
+#[test]
+fn a_compose_config_as_init_writes_it_has_no_problem() {
+    let h = Harness::new();
+    // The service's image is inspected like an `image` would be: its label, architecture, users.
+    h.require_image("aiidateam/aiida-core-base:aiida-2.9.4");
+    let dir = compose_workspace();
+    let (ok, out) = doctor(dir.path());
+    assert!(ok, "{out}");
+    assert_eq!(out, "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n");
+}
+
+#[test]
+fn a_compose_service_without_a_home_volume_is_found_in_the_compose_file() {
+    let dir = compose_workspace();
+    let compose = dir.path().join(".devcontainer/docker-compose.yml");
+    let text = fs::read_to_string(&compose).unwrap();
+    fs::write(&compose, text.replace("      - aiida-home:/home/aiida\n", "      - ./home:/home/aiida\n")).unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("✘ [home-volume] /home/aiida of the service \"aiida\" is bind-mounted from ./home"), "{out}");
+    assert!(out.contains("at ./.devcontainer/docker-compose.yml:7:3"), "{out}");
+
+    fs::write(&compose, text.replace("      - aiida-home:/home/aiida\n", "")).unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("✘ [home-volume] no volume on /home/aiida in the service \"aiida\""), "{out}");
+}
+
+#[test]
+fn a_compose_service_that_replaces_the_entry_point_is_found() {
+    let h = Harness::new();
+    h.require_image("aiidateam/aiida-core-base:aiida-2.9.4");
+    let dir = compose_workspace();
+    let compose = dir.path().join(".devcontainer/docker-compose.yml");
+    let text = fs::read_to_string(&compose).unwrap();
+    fs::write(&compose, text.replace("    volumes:\n      - ../..", "    entrypoint: [\"sleep\", \"infinity\"]\n    volumes:\n      - ../..")).unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("✘ [override-command] the compose service sets `entrypoint: [\"sleep\",\"infinity\"]`"), "{out}");
+    assert!(out.contains("at ./.devcontainer/docker-compose.yml:9:5"), "{out}");
+}
+
+#[test]
+fn a_compose_config_naming_a_missing_service_is_an_error_with_its_location() {
+    let dir = compose_workspace();
+    let config = dir.path().join(CONFIG);
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, text.replace("\"service\": \"aiida\"", "\"service\": \"app\"")).unwrap();
+    let (ok, out) = doctor(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("error: ./.devcontainer/devcontainer.json:12:3: no compose file named by dockerComposeFile defines the service \"app\""),
+        "{out}"
+    );
+}

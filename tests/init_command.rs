@@ -270,3 +270,119 @@ fn a_python_requirement_the_local_image_does_not_meet_is_a_warning() {
         "{stdout}"
     );
 }
+
+const COMPOSE: &str = ".devcontainer/docker-compose.yml";
+
+#[test]
+fn the_compose_variant_writes_the_config_and_the_compose_file_and_a_second_run_changes_nothing() {
+    let dir = fresh_sample();
+    let images = ["--variant", "compose", "--postgres-image", "local/postgres:15", "--rabbitmq-image", "local/rabbitmq:3.10"];
+    let (ok, stdout, stderr) = init(dir.path(), &images);
+    assert!(ok, "{stderr}");
+    insta::assert_snapshot!("init_compose_output", stdout);
+    let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    insta::assert_snapshot!("init_compose_config", config);
+    let compose = fs::read_to_string(dir.path().join(COMPOSE)).unwrap();
+    insta::assert_snapshot!("init_compose_file", compose);
+
+    let (ok, stdout, stderr) = init(dir.path(), &images);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.ends_with("./.devcontainer/docker-compose.yml is up to date.\n./.devcontainer/devcontainer.json is up to date."),
+        "{stdout}"
+    );
+    assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), config);
+    assert_eq!(fs::read_to_string(dir.path().join(COMPOSE)).unwrap(), compose);
+}
+
+#[test]
+fn the_compose_variant_defaults_to_the_templates_service_images() {
+    let dir = fresh_sample();
+    let (ok, _, stderr) = init(dir.path(), &["--variant", "compose"]);
+    assert!(ok, "{stderr}");
+    let compose = fs::read_to_string(dir.path().join(COMPOSE)).unwrap();
+    let template: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(support::project_root().join("devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json")).unwrap(),
+    )
+    .unwrap();
+    for option in ["postgresImage", "rabbitmqImage"] {
+        let default = template["options"][option]["default"].as_str().unwrap();
+        assert!(compose.contains(&format!("    image: {default}\n")), "{option} {default}:\n{compose}");
+    }
+}
+
+#[test]
+fn a_different_compose_file_is_refused_unless_forced_and_nothing_is_written() {
+    let dir = fresh_sample();
+    fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+    let mine = "# my own\nservices:\n  aiida:\n    image: mine:1\n";
+    fs::write(dir.path().join(COMPOSE), mine).unwrap();
+    let (ok, stdout, stderr) = init(dir.path(), &["--variant", "compose"]);
+    assert!(!ok, "{stdout}");
+    assert_eq!(
+        stderr.trim(),
+        "error: ./.devcontainer/docker-compose.yml: a different compose file is already there; `aiida-devc init` \
+         does not merge compose files. Nothing was written. Run with --dry-run to see the difference, --force to \
+         replace it, or remove it"
+    );
+    assert_eq!(fs::read_to_string(dir.path().join(COMPOSE)).unwrap(), mine);
+    assert!(!dir.path().join(CONFIG).exists(), "devcontainer.json was written");
+
+    // --dry-run shows the difference and still writes nothing.
+    let (ok, stdout, stderr) = init(dir.path(), &["--variant", "compose", "--dry-run"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("-    image: mine:1\n"), "{stdout}");
+    assert!(stdout.contains("would refuse to replace (it differs; --force replaces it) ./.devcontainer/docker-compose.yml."), "{stdout}");
+    assert_eq!(fs::read_to_string(dir.path().join(COMPOSE)).unwrap(), mine);
+    assert!(!dir.path().join(CONFIG).exists(), "--dry-run wrote");
+
+    let (ok, stdout, stderr) = init(dir.path(), &["--variant", "compose", "--force"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("replaced (--force) ./.devcontainer/docker-compose.yml."), "{stdout}");
+    let fresh = fresh_sample();
+    init(fresh.path(), &["--variant", "compose"]);
+    assert_eq!(
+        fs::read_to_string(dir.path().join(COMPOSE)).unwrap(),
+        fs::read_to_string(fresh.path().join(COMPOSE)).unwrap()
+    );
+}
+
+#[test]
+fn the_compose_variant_merges_into_a_config_full_of_comments() {
+    let dir = fresh_sample();
+    fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+    let user_config = USER_CONFIG.replace(
+        "    \"image\": \"mcr.microsoft.com/devcontainers/python:3.11\", // we used this before\n",
+        "",
+    );
+    fs::write(dir.path().join(CONFIG), &user_config).unwrap();
+    let (ok, _, stderr) = init(dir.path(), &["--variant", "compose"]);
+    assert!(ok, "{stderr}");
+    let merged = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    insta::assert_snapshot!("init_compose_merged_file", merged);
+    for kept in ["// My team's dev container", "/* The display name. */", "// jupyter", "// keep ruff"] {
+        assert!(merged.contains(kept), "lost {kept:?}:\n{merged}");
+    }
+    let (ok, stdout, _) = init(dir.path(), &["--variant", "compose"]);
+    assert!(ok);
+    assert!(stdout.ends_with("devcontainer.json is up to date."), "{stdout}");
+
+    // An image-based config is not silently turned into a compose one.
+    fs::write(dir.path().join(CONFIG), USER_CONFIG).unwrap();
+    let (ok, _, stderr) = init(dir.path(), &["--variant", "compose"]);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error: ./.devcontainer/devcontainer.json:5:5: this configuration uses `image`; `--variant compose`"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), USER_CONFIG);
+}
+
+#[test]
+fn service_image_flags_need_the_compose_variant() {
+    let dir = fresh_sample();
+    let (ok, _, stderr) = init(dir.path(), &["--postgres-image", "postgres:15"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "error: --postgres-image applies to `--variant compose` only");
+    assert!(!dir.path().join(".devcontainer").exists());
+}

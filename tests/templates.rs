@@ -156,29 +156,11 @@ fn the_aiida_plugin_lite_template_comes_up_without_services() {
     bring_up("aiida-plugin-lite", "aiidateam/aiida-core-base:latest");
 }
 
-/// Build a test service image from `devcontainer-templates/test/aiida-plugin-compose/services/<dir>`
-/// with the classic builder (kept between runs: the layer cache makes a rebuild take seconds).
-fn build_service_image(dir: &str, tag: &str) {
-    let context = support::project_root().join("devcontainer-templates/test/aiida-plugin-compose/services").join(dir);
-    let out = std::process::Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", tag])
-        .arg(&context)
-        .output()
-        .expect("run docker build");
-    assert!(out.status.success(), "building {tag} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
-    let harness = Harness::new();
-    harness.require_image("aiidateam/aiida-core-base:latest");
-    let compose = ["docker-compose", "--version"];
-    let has_compose = std::process::Command::new(compose[0]).arg(compose[1]).output().is_ok_and(|o| o.status.success());
-    support::require(has_compose, "docker-compose (Debian package docker-compose), which the devcontainer CLI uses for Compose");
+    Harness::new().require_image("aiidateam/aiida-core-base:latest");
     // Stand-ins for the official postgres and rabbitmq images, built from Debian's packages.
-    build_service_image("postgres", "aiida-devc-test-postgres:15");
-    build_service_image("rabbitmq", "aiida-devc-test-rabbitmq:3.10");
+    support::compose::build_service_images();
 
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
@@ -187,20 +169,13 @@ fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
     let ws = Workspace::with_config("{}");
     devcontainer(&[
         "templates", "apply", "-t", &format!("{}/{ns}/aiida-plugin-compose", registry.host), "-w", ws.path().to_str().unwrap(),
-        "-a", r#"{"postgresImage": "aiida-devc-test-postgres:15", "rabbitmqImage": "aiida-devc-test-rabbitmq:3.10"}"#,
+        "-a", &serde_json::json!({"postgresImage": support::compose::POSTGRES_IMAGE, "rabbitmqImage": support::compose::RABBITMQ_IMAGE}).to_string(),
     ])
     .ok("apply");
     std::fs::copy(templates.join("test/aiida-plugin-compose/test.sh"), ws.path().join("test.sh")).unwrap();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
-    // Whatever happens, remove the whole Compose project (services and volumes) afterwards.
-    let project = format!("{}_devcontainer", ws.path().file_name().unwrap().to_string_lossy().to_lowercase());
-    for id in harness.containers_with_label(&format!("com.docker.compose.project={project}")) {
-        harness.track_container(&id);
-    }
-    for volume in ["aiida-home", "postgres-data", "rabbitmq-data"] {
-        harness.track_volume(&format!("{project}_{volume}"));
-    }
-    harness.track_network(&format!("{project}_default"));
+    // Whatever happens, remove the whole Compose project (containers, network, volumes) afterwards.
+    let _project = support::compose::ComposeProject::of_workspace(ws.path());
     assert!(up.status.success(), "devcontainer up failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
     let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
     assert!(

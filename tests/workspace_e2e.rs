@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use support::plugin_workspace::{PluginWorkspace, aiida_devc, text};
+use support::plugin_workspace::{PluginWorkspace, aiida_devc, git, text};
 
 /// The plugin: the AiiDA team's demo plugin, with calculations, parsers, data and CLI entry points.
 const PLUGIN: &str = "aiida-diff==2.0.0";
@@ -67,35 +67,6 @@ fn unpack_sdist(requirement: &str, dir: &Path) {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         entry.unpack(&target).unwrap();
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=aiida-devc test",
-            "-c",
-            "user.email=test@aiida-devc.invalid",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-}
-
-/// `devcontainer exec` and its output; panics with both streams when it fails.
-fn exec(ws: &PluginWorkspace, cmd: &[&str], env: &[(&str, &str)]) -> String {
-    let mut args = vec!["exec"];
-    args.extend_from_slice(cmd);
-    let out = ws.devcontainer(&args, env);
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{stdout}\n{}",
-        text(&out.stderr)
-    );
-    stdout
 }
 
 /// `devcontainer exec` output whatever the exit code (a test suite that fails still reports).
@@ -249,7 +220,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
         started.elapsed().as_secs_f64()
     );
 
-    assert_all_green(&exec(&ws, &["verdi", "status"], &env));
+    assert_all_green(&ws.exec(&["verdi", "status"], &env));
     // The home volume is named with the CLI's ${devcontainerId}: the Engine API path computes
     // the same one, so both find the same data.
     let labels = aiida_devc::devcontainer::engine::id_labels(
@@ -275,10 +246,10 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
             .any(|m| m.name.as_deref() == Some(volume.as_str())),
         "no volume {volume} on the container"
     );
-    let daemon = exec(&ws, &["verdi", "daemon", "status"], &env);
+    let daemon = ws.exec(&["verdi", "daemon", "status"], &env);
     assert!(daemon.contains("running"), "{daemon}");
     for group in ["aiida.calculations", "aiida.parsers", "aiida.data"] {
-        let plugins = exec(&ws, &["verdi", "plugin", "list", group], &env);
+        let plugins = ws.exec(&["verdi", "plugin", "list", group], &env);
         assert!(
             plugins
                 .lines()
@@ -315,8 +286,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
             pytest.contains(PLUGIN_FAILURE) && pytest.contains("aiida_diff/calculations.py:74"),
             "{pytest}"
         );
-        let version = exec(
-            &ws,
+        let version = ws.exec(
             &["python", "-c", "import aiida; print(aiida.__version__)"],
             &env,
         );
@@ -333,8 +303,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     }
 
     // Data written now must be there after a restart.
-    let uuid = exec(
-        &ws,
+    let uuid = ws.exec(
         &[
             "python",
             "-c",
@@ -381,8 +350,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
             .nth(1)
             .expect("verdi status in the output"),
     );
-    let kept = exec(
-        &ws,
+    let kept = ws.exec(
         &[
             "python",
             "-c",
@@ -422,10 +390,9 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
     );
 
     // The reference CLI recognises the container by its labels and execs into it.
-    let plugins = exec(&ws, &["verdi", "plugin", "list", "aiida.calculations"], &[]);
+    let plugins = ws.exec(&["verdi", "plugin", "list", "aiida.calculations"], &[]);
     assert!(plugins.contains("sample.multiply_add"), "{plugins}");
-    let pytest = exec(
-        &ws,
+    let pytest = ws.exec(
         &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         &[],
     );
@@ -436,7 +403,7 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
 
     // Submitted, the work chain runs in the daemon, which postCreateCommand restarted after the
     // editable install: it loads the plugin.
-    let submitted = exec(&ws, &["python", "-c", SUBMIT_AND_WAIT], &[]);
+    let submitted = ws.exec(&["python", "-c", SUBMIT_AND_WAIT], &[]);
     assert!(
         submitted.trim_end().ends_with("finished_ok=True result=10"),
         "{submitted}"

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::compose::{self, ServiceImages};
 use super::merge::{Desired, Entry};
 use crate::plugin::PluginMetadata;
 use crate::plugin::images::{ImageChoice, Variant};
@@ -64,6 +65,8 @@ pub struct Choices<'a> {
     pub ca: bool,
     /// The folder with the plugin's tests, relative to the repository, when there is one.
     pub tests_dir: Option<String>,
+    /// The images of the PostgreSQL and RabbitMQ containers (compose variant).
+    pub services: ServiceImages,
 }
 
 /// The tests folder of the repository at `dir`, if it has one of the usual names.
@@ -79,6 +82,7 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
     let what = match c.variant {
         Variant::Services => "aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container",
         Variant::Lite => "aiida-core-base: AiiDA without PostgreSQL and RabbitMQ",
+        Variant::Compose => "aiida-core-base, with PostgreSQL and RabbitMQ in their own containers",
     };
     let release = match &c.image.aiida_core {
         Some(v) => format!(
@@ -92,12 +96,22 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
     } else {
         format!("its extras [{}]", c.extras.join(","))
     };
-    let mut mounts = vec![json!({"source": home_volume_source(), "target": HOME, "type": "volume"})];
+    let compose = c.variant == Variant::Compose;
+    // The compose file keeps the home in its own named volume.
+    let mut mounts = Vec::new();
+    if !compose {
+        mounts.push(json!({"source": home_volume_source(), "target": HOME, "type": "volume"}));
+    }
     if c.ca {
         mounts
             .push(json!({"source": format!("${{localEnv:{CA_ENV}}}"), "target": CA_TARGET, "type": "bind"}));
     }
-    let mounts_comment = if c.ca {
+    let mounts_comment = if compose {
+        format!(
+            "The CA bundle named by ${CA_ENV} on the host is mounted for https behind a\n\
+             TLS-intercepting proxy (export it before opening the folder)."
+        )
+    } else if c.ca {
         format!(
             "The home ({HOME}: database, file repository, pip installs) is a named volume per dev\n\
              container: it survives rebuilds. The CA bundle named by ${CA_ENV} on the host is\n\
@@ -109,15 +123,41 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
              container: it survives rebuilds."
         )
     };
-    let mut entries = vec![
-        Entry::new("name", Desired::Default(json!(c.plugin.name))),
-        Entry::commented(
+    let mut entries = vec![Entry::new("name", Desired::Default(json!(c.plugin.name)))];
+    if compose {
+        let file = compose::file_name();
+        entries.extend([
+            Entry::commented(
+                "dockerComposeFile",
+                Desired::Value(json!(file)),
+                format!(
+                    "Three containers, defined in {file}: AiiDA (aiida-core-base, the image picked by\n\
+                     `aiida-devc init` from the plugin's requirements), PostgreSQL and RabbitMQ. The AiiDA\n\
+                     container's AIIDA_POSTGRES_HOSTNAME and AIIDA_BROKER_HOST make its profile use them;\n\
+                     its home (file repository, pip installs) is a named volume that survives rebuilds."
+                ),
+            ),
+            Entry::commented(
+                "service",
+                Desired::Value(json!(compose::service())),
+                "The service VS Code attaches to: the AiiDA container.",
+            ),
+            Entry::commented(
+                "workspaceFolder",
+                Desired::Value(json!(compose::template_setting("workspaceFolder"))),
+                format!("Where {file} mounts the repository."),
+            ),
+        ]);
+    } else {
+        entries.push(Entry::commented(
             "image",
             Desired::Value(json!(c.image.image)),
             format!(
                 "The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."
             ),
-        ),
+        ));
+    }
+    entries.extend([
         Entry::commented(
             "overrideCommand",
             Desired::Value(json!(false)),
@@ -129,8 +169,10 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
             Desired::Value(json!(USER)),
             "The image's non-root user, owner of the AiiDA profile.",
         ),
-        Entry::commented("mounts", Desired::Items(mounts), mounts_comment),
-    ];
+    ]);
+    if !mounts.is_empty() {
+        entries.push(Entry::commented("mounts", Desired::Items(mounts), mounts_comment));
+    }
     if c.ca {
         entries.push(Entry::commented(
             "containerEnv",

@@ -20,6 +20,11 @@
 //!
 //! Checks that need the image (its label, architecture and users) use the local engine when the
 //! image is there and say so when it is not.
+//!
+//! A Compose configuration (`dockerComposeFile`, as `init --variant compose` writes) is checked
+//! on the service it names in `service`: its image, its volume on the home, and an `entrypoint`
+//! that would replace /init. Compose leaves the image's entry point alone by default
+//! (overrideCommand defaults to false there).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -31,6 +36,7 @@ use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, 
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use super::compose::{self, ComposeService};
 use super::config::{DAEMON_SERVICE, HOME, USER};
 use super::init::config_path;
 use super::merge;
@@ -88,7 +94,7 @@ impl DoctorArgs {
         if let Some(image) = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| merge::to_value(&path, &t).ok())
-            .and_then(|v| v.get("image").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|v| self.compose_service(&v).ok().and_then(|s| configured_image(&v, s.as_ref())))
         {
             if image_facts(&image, USER, None)?.is_none() {
                 println!(
@@ -105,6 +111,15 @@ impl DoctorArgs {
         }
     }
 
+    /// The compose service the configuration runs in, when it is a Compose configuration.
+    fn compose_service(&self, config: &Value) -> anyhow::Result<Option<ComposeService>> {
+        let files = compose::compose_files(&self.dir.join(".devcontainer"), config);
+        match config.get("service").and_then(Value::as_str) {
+            Some(name) if !files.is_empty() => compose::read_service(&files, name),
+            _ => Ok(None),
+        }
+    }
+
     /// Run every check.
     pub fn diagnose(&self) -> anyhow::Result<Vec<Finding>> {
         let path = config_path(&self.dir);
@@ -114,7 +129,16 @@ impl DoctorArgs {
         let at = |needle: &str| Location::of(&path, &text, needle).to_string();
         let mut findings = Vec::new();
 
-        let image = config.get("image").and_then(Value::as_str).map(str::to_owned);
+        let service = self.compose_service(&config)?;
+        let is_compose = config.get("dockerComposeFile").is_some();
+        if let (true, None) = (is_compose, &service) {
+            let name = config.get("service").and_then(Value::as_str).unwrap_or_default();
+            anyhow::bail!(
+                "{}: no compose file named by dockerComposeFile defines the service {name:?}",
+                at("\"service\"")
+            );
+        }
+        let image = configured_image(&config, service.as_ref());
         let remote_user = config
             .get("remoteUser")
             .or_else(|| config.get("containerUser"))
@@ -141,6 +165,20 @@ impl DoctorArgs {
                 .iter()
                 .any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
         });
+        // A compose service that replaces the image's entry point bypasses /init as surely.
+        if let Some((service, entrypoint)) = service.as_ref().and_then(|s| s.entrypoint.as_ref().map(|e| (s, e))) {
+            if needs_init && !entrypoint.contains("/init") {
+                findings.push(Finding {
+                    check: "override-command",
+                    location: Location::of(&service.file, &service.text, "entrypoint:").to_string(),
+                    problem: format!(
+                        "the compose service sets `entrypoint: {entrypoint}`: the image's /init never runs, so \
+                         the profile, the daemon and a clean `docker stop` are missing"
+                    ),
+                    fix: "remove `entrypoint` from the service (use `command` to pass arguments to /init)".into(),
+                });
+            }
+        }
         match config.get("overrideCommand") {
             Some(Value::Bool(true)) if needs_init => findings.push(Finding {
                 check: "override-command",
@@ -150,7 +188,7 @@ impl DoctorArgs {
                     .into(),
                 fix: "set \"overrideCommand\": false (or run `aiida-devc init`)".into(),
             }),
-            None if facts.is_some() && needs_init && !label_says_false => findings.push(Finding {
+            None if facts.is_some() && needs_init && !label_says_false && !is_compose => findings.push(Finding {
                 check: "override-command",
                 location: at("{"),
                 problem: "overrideCommand is not set and the image's devcontainer.metadata label does not \
@@ -216,12 +254,34 @@ impl DoctorArgs {
         let home_mount = mounts
             .iter()
             .find(|m| merge::identity(m) == format!("target={HOME}"));
-        let is_volume = home_mount.is_some_and(|m| match m {
+        let mut is_volume = home_mount.is_some_and(|m| match m {
             Value::Object(o) => o.get("type").and_then(Value::as_str) == Some("volume"),
             Value::String(s) => s.contains("type=volume"),
             _ => false,
         });
-        if !is_volume {
+        if let (None, Some(service)) = (home_mount, &service) {
+            let home = service.volumes.iter().find(|v| v.target.trim_end_matches('/') == HOME);
+            is_volume = home.is_some_and(|v| v.named);
+            if !is_volume {
+                let name = config.get("service").and_then(Value::as_str).unwrap_or_default();
+                let problem = match home {
+                    Some(v) => format!(
+                        "{HOME} of the service {name:?} is bind-mounted from {}: a bind mount is not filled from the image, so the profile and pip's user site are missing",
+                        v.source
+                    ),
+                    None => format!(
+                        "no volume on {HOME} in the service {name:?}: the file repository and the profile are lost whenever the container is rebuilt"
+                    ),
+                };
+                findings.push(Finding {
+                    check: "home-volume",
+                    location: Location::of(&service.file, &service.text, &format!("{name}:")).to_string(),
+                    problem,
+                    fix: format!("add `- aiida-home:{HOME}` to the service's volumes (and `aiida-home:` under the top-level volumes)"),
+                });
+            }
+        }
+        if !is_volume && service.is_none() {
             let problem = match home_mount {
                 Some(_) => format!(
                     "{HOME} is bind-mounted: a bind mount is not filled from the image, so the profile and the services' data directories are missing"
@@ -302,6 +362,15 @@ impl DoctorArgs {
         }
         Ok(findings)
     }
+}
+
+/// The image the dev container runs: `image`, or the image of the compose service.
+fn configured_image(config: &Value, service: Option<&ComposeService>) -> Option<String> {
+    config
+        .get("image")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| service.and_then(|s| s.image.clone()))
 }
 
 /// The findings for humans.

@@ -1,5 +1,9 @@
 //! `aiida-devc init [DIR]`: write or update `.devcontainer/devcontainer.json` for the plugin in
-//! DIR.
+//! DIR (and, for `--variant compose`, the `.devcontainer/docker-compose.yml` it names).
+//!
+//! devcontainer.json is merged (see [`super::merge`]); the compose file is written when absent,
+//! left alone when it already says the same, and otherwise refused (nothing written) unless
+//! `--force`.
 
 use std::fs;
 use std::io::Write;
@@ -7,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::compose::{self, ServiceImages};
 use super::config::{self, Choices};
 use super::merge::{self, Changes};
 use crate::host::HostOptions;
@@ -33,6 +38,17 @@ pub struct InitArgs {
     /// Print the change as a diff and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Compose variant: the PostgreSQL image (default: the aiida-plugin-compose Template's
+    /// postgresImage, postgres:16).
+    #[arg(long, value_name = "IMAGE")]
+    pub postgres_image: Option<String>,
+    /// Compose variant: the RabbitMQ image (default: the aiida-plugin-compose Template's
+    /// rabbitmqImage, rabbitmq:3.13).
+    #[arg(long, value_name = "IMAGE")]
+    pub rabbitmq_image: Option<String>,
+    /// Compose variant: replace an existing compose file that differs from the one init writes.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What `init` decided and did.
@@ -47,6 +63,20 @@ pub struct InitOutcome {
     pub written: bool,
     /// The image's Python version, when the image is present locally.
     pub image_python: Option<String>,
+    /// The compose file (compose variant).
+    pub compose: Option<ComposeOutcome>,
+}
+
+/// What `init` did with the compose file.
+#[derive(Debug)]
+pub struct ComposeOutcome {
+    pub path: PathBuf,
+    pub before: Option<String>,
+    pub after: String,
+    pub written: bool,
+    /// A different file exists and `--force` was not given (only reported by `--dry-run`; a real
+    /// run refuses).
+    pub conflict: bool,
 }
 
 /// The devcontainer.json of a workspace.
@@ -104,6 +134,18 @@ impl InitArgs {
     /// Everything but printing: decide, merge, and write unless `--dry-run`.
     pub fn execute(&self, host: &HostOptions, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
         let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
+        let compose_variant = self.variant == Variant::Compose;
+        if !compose_variant {
+            for (flag, given) in [
+                ("--postgres-image", self.postgres_image.is_some()),
+                ("--rabbitmq-image", self.rabbitmq_image.is_some()),
+                ("--force", self.force),
+            ] {
+                if given {
+                    bail!("{flag} applies to `--variant compose` only");
+                }
+            }
+        }
         let plugin = plugin::read(&self.dir)?;
         let image = match &self.image {
             Some(image) => ImageChoice {
@@ -149,6 +191,13 @@ impl InitArgs {
             extras,
             ca,
             tests_dir: config::find_tests_dir(&self.dir),
+            services: ServiceImages::or_defaults(self.postgres_image.as_deref(), self.rabbitmq_image.as_deref()),
+        };
+        // The compose file is decided (and any conflict refused) before anything is written.
+        let compose = if compose_variant {
+            Some(self.compose_file(&image.image, &choices.services)?)
+        } else {
+            None
         };
         let entries = config::entries(&choices);
         let path = config_path(&self.dir);
@@ -162,13 +211,25 @@ impl InitArgs {
             .unwrap_or_else(|| format!("{}{{}}\n", config::header(&plugin)));
         if before.is_some() {
             let value = merge::to_value(&path, &base)?;
-            for key in ["build", "dockerFile", "dockerComposeFile"] {
+            let foreign: &[&str] = if compose_variant {
+                &["build", "dockerFile", "image"]
+            } else {
+                &["build", "dockerFile", "dockerComposeFile"]
+            };
+            for key in foreign {
                 if value.get(key).is_some() {
                     let at = plugin::Location::of(&path, &base, &format!("\"{key}\""));
+                    if compose_variant {
+                        bail!(
+                            "{at}: this configuration uses `{key}`; `--variant compose` runs AiiDA from \
+                             `dockerComposeFile`. Remove `{key}` (and let init set `dockerComposeFile`), or \
+                             choose `--variant services` or `lite`"
+                        );
+                    }
                     bail!(
                         "{at}: this configuration uses `{key}`; `aiida-devc init` manages image-based \
-                         configurations. Remove `{key}` (and let init set `image`), or keep it and \
-                         configure the container by hand"
+                         configurations (and `--variant compose`). Remove `{key}` (and let init set `image`), \
+                         or keep it and configure the container by hand"
                     );
                 }
             }
@@ -176,6 +237,14 @@ impl InitArgs {
         let (after, changes) = merge::merge(&path, &base, &entries)?;
         let must_write = before.as_deref() != Some(after.as_str());
         let written = must_write && !self.dry_run;
+        let compose = compose.map(|mut c| {
+            c.written = c.before.as_deref() != Some(c.after.as_str()) && !self.dry_run && !c.conflict;
+            c
+        });
+        // The compose file first: a devcontainer.json that names a missing file would not open.
+        if let Some(c) = compose.as_ref().filter(|c| c.written) {
+            write_atomically(&c.path, &c.after)?;
+        }
         if written {
             write_atomically(&path, &after)?;
         }
@@ -192,7 +261,32 @@ impl InitArgs {
             changes,
             written,
             image_python,
+            compose,
         })
+    }
+
+    /// The compose file to write, or an error when a different one exists and `--force` is not
+    /// given.
+    fn compose_file(&self, aiida_image: &str, services: &ServiceImages) -> anyhow::Result<ComposeOutcome> {
+        let path = compose::compose_path(&self.dir);
+        let after = compose::render(aiida_image, services)?;
+        let before = match fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read the file", path.display())),
+        };
+        let conflict = before.as_ref().is_some_and(|existing| existing != &after) && !self.force;
+        if let Some(existing) = &before {
+            if existing != &after && !self.force && !self.dry_run {
+                bail!(
+                    "{}: a different compose file is already there; `aiida-devc init` does not merge \
+                     compose files. Nothing was written. Run with --dry-run to see the difference, \
+                     --force to replace it, or remove it",
+                    path.display()
+                );
+            }
+        }
+        Ok(ComposeOutcome { path, before, after, written: false, conflict })
     }
 }
 
@@ -200,7 +294,8 @@ impl InitArgs {
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path.parent().expect("a file in a folder");
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(".devcontainer.json.aiida-devc.tmp");
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.aiida-devc.tmp"));
     fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
@@ -257,6 +352,9 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
             p.extras.keys().cloned().collect::<Vec<_>>().join(", ")
         )?;
     }
+    if let Some(c) = &o.compose {
+        report_compose(out, c, dry_run)?;
+    }
     if o.changes.is_empty() {
         writeln!(out, "{} is up to date.", o.path.display())?;
         return Ok(());
@@ -292,9 +390,38 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
     Ok(())
 }
 
+/// The compose file's part of the report.
+fn report_compose(out: &mut impl Write, c: &ComposeOutcome, dry_run: bool) -> anyhow::Result<()> {
+    if c.before.as_deref() == Some(c.after.as_str()) {
+        writeln!(out, "{} is up to date.", c.path.display())?;
+        return Ok(());
+    }
+    write!(out, "{}", merge::diff(&c.path, c.before.as_deref().unwrap_or(""), &c.after))?;
+    let verb = match (dry_run, c.before.is_some()) {
+        (true, _) if c.conflict => "would refuse to replace (it differs; --force replaces it)",
+        (true, true) => "would replace",
+        (true, false) => "would create",
+        (false, true) => "replaced (--force)",
+        (false, false) => "created",
+    };
+    writeln!(out, "{verb} {}.", c.path.display())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_names_the_templates_service_image_defaults() {
+        use clap::Args;
+        let help = InitArgs::augment_args(clap::Command::new("init")).render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for option in ["postgresImage", "rabbitmqImage"] {
+            let default = compose::template_default(option);
+            assert!(help.contains(&format!("{option}, {default})")), "{option} {default}: {help}");
+        }
+    }
 
     #[test]
     fn the_python_version_comes_from_the_tags_of_the_same_image() {

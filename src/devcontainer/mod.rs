@@ -4,11 +4,14 @@
 //!   the comment that explains it;
 //! * [`merge`] writes those settings into a new or existing file through jsonc-parser's concrete
 //!   syntax tree, keeping the user's comments, keys and order;
+//! * [`compose`] renders the compose variant's `docker-compose.yml` from the
+//!   aiida-plugin-compose Template and reads compose services back for `doctor`;
 //! * [`init`] reads the plugin's metadata, picks the image and writes the file (or shows the diff);
 //! * [`up`] brings the workspace up with the reference devcontainer CLI and reports readiness;
 //! * [`engine`] does the same without the CLI, through the Docker Engine API;
 //! * [`doctor`] finds the settings that silently break the services and says how to fix each.
 
+pub mod compose;
 pub mod config;
 pub mod doctor;
 pub mod engine;

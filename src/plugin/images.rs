@@ -32,6 +32,8 @@ pub enum Variant {
     Services,
     /// aiida-core-base alone: no services, for quick edits and unit tests.
     Lite,
+    /// aiida-core-base with PostgreSQL and RabbitMQ in their own containers (Docker Compose).
+    Compose,
 }
 
 impl Variant {
@@ -39,7 +41,7 @@ impl Variant {
     pub fn repository(self) -> String {
         match self {
             Variant::Services => format!("{ORGANISATION}/aiida-core-with-services"),
-            Variant::Lite => format!("{ORGANISATION}/aiida-core-base"),
+            Variant::Lite | Variant::Compose => format!("{ORGANISATION}/aiida-core-base"),
         }
     }
 }

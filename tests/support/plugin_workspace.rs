@@ -47,6 +47,17 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// `git ARGS` in `dir`, with a committer identity; panics when it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=aiida-devc test", "-c", "user.email=test@aiida-devc.invalid"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -86,6 +97,16 @@ impl PluginWorkspace {
             .envs(env.iter().copied())
             .output()
             .expect("run the reference devcontainer CLI")
+    }
+
+    /// `devcontainer exec CMD` and its stdout; panics with both streams when it fails.
+    pub fn exec(&self, cmd: &[&str], env: &[(&str, &str)]) -> String {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(cmd);
+        let out = self.devcontainer(&args, env);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{}", text(&out.stderr));
+        stdout
     }
 
     /// The container the CLI made for this workspace.
