@@ -21,6 +21,34 @@ fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
     FEATURE_BUILDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// On drop, hands the images tagged since `before` by the reference CLI's feature tests
+/// (`vsc-<digits>-...`) to the harness for removal, children first. (Its scratch build tag
+/// `dev_container_feature_content_temp`, 2 MB, stays: the next feature build reuses it.)
+struct ImagesBuiltDuring<'h> {
+    harness: &'h support::Harness,
+    before: std::collections::BTreeSet<String>,
+}
+
+impl Drop for ImagesBuiltDuring<'_> {
+    fn drop(&mut self) {
+        let built_by_feature_tests = |tag: &String| {
+            let rest = tag.strip_prefix("vsc-").unwrap_or_default();
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            digits > 0 && rest[digits..].starts_with('-')
+        };
+        let mut new: Vec<String> = self
+            .harness
+            .image_tags()
+            .into_iter()
+            .filter(|t| !self.before.contains(t) && built_by_feature_tests(t))
+            .collect();
+        new.sort_by_key(|t| std::cmp::Reverse((t.contains("-uid:"), t.contains("-features:"))));
+        for tag in new {
+            self.harness.track_image(&tag);
+        }
+    }
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -268,8 +296,12 @@ fn refused_and_unreachable_registries_are_named_without_credentials() {
 
 #[test]
 fn the_feature_scenarios_pass_under_the_reference_cli() {
-    let _harness = support::Harness::new();
+    let harness = support::Harness::new();
     let _turn = feature_builds();
+    // `devcontainer features test` leaves the images it builds for its scenario workspaces
+    // (vsc-<timestamp>-<hash>[-features|-uid]) behind: remove them afterwards.
+    let before = harness.image_tags();
+    let _cleanup = ImagesBuiltDuring { harness: &harness, before };
     let (_dir, features) = scratch_copy("features");
     // aiida-init must be in the aiida-services folder: packaging puts it there.
     let out = features.join("out");

@@ -193,6 +193,15 @@ impl Harness {
         })
     }
 
+    /// Every image tag in the engine.
+    pub fn image_tags(&self) -> std::collections::BTreeSet<String> {
+        self.block_on(self.docker.list_images(None::<bollard::query_parameters::ListImagesOptions>))
+            .expect("list images")
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .collect()
+    }
+
     /// Names of the containers (running or not) that carry `label` (`key` or `key=value`).
     pub fn containers_with_label(&self, label: &str) -> Vec<String> {
         let filters = [("label".to_string(), vec![label.to_string()])].into_iter().collect();
@@ -279,16 +288,9 @@ impl Drop for Workspace {
         // vsc-<folder name>-<hash>[-features|-uid]; the images the config names are left alone.
         let folder = self.path().file_name().unwrap().to_string_lossy().to_lowercase();
         let prefix = format!("vsc-{folder}-");
-        let images = self
-            .harness
-            .block_on(self.harness.docker().list_images(None::<bollard::query_parameters::ListImagesOptions>))
-            .expect("list images");
         // Children before parents: the -uid image is built on the -features one.
-        let mut tags: Vec<String> = images
-            .into_iter()
-            .flat_map(|i| i.repo_tags)
-            .filter(|t| t.starts_with(&prefix))
-            .collect();
+        let mut tags: Vec<String> =
+            self.harness.image_tags().into_iter().filter(|t| t.starts_with(&prefix)).collect();
         tags.sort_by_key(|t| std::cmp::Reverse(t.ends_with("-uid")));
         for tag in tags {
             self.harness.track_image(&tag);
