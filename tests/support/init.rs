@@ -209,6 +209,18 @@ impl Tree {
             })
             .collect()
     }
+    /// What the logged events say, in order, without their times.
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().into_iter().map(|(_, w)| w).collect()
+    }
+    /// Assert that event `later` was logged no earlier than event `earlier`.
+    pub fn assert_not_before(&self, later: &str, earlier: &str) {
+        assert!(
+            self.event_time(later) >= self.event_time(earlier),
+            "`{later}` came before `{earlier}`: {:?}",
+            self.events()
+        );
+    }
     pub fn event_time(&self, what: &str) -> u64 {
         self.events()
             .iter()
