@@ -267,8 +267,7 @@ fn a_longrun_killed_with_sigkill_comes_back() {
             spawns[1] - spawns[0] >= 800,
             "restarts are at least 1 s apart: {spawns:?}"
         );
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
+        let (out, _) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{out:?}");
     }
 }
@@ -392,8 +391,7 @@ fn shutdown_runs_in_reverse_dependency_order() {
         let running = tree.spawn(mode, &[], &[]);
         running.wait_for_file(&up, LIMIT);
         running.wait_ready(&["c"]);
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
+        let (out, _) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
         let order = tree.event_names();
         assert_eq!(
@@ -424,10 +422,7 @@ fn shutdown_with_nothing_left_returns_at_once() {
             ],
         );
         running.wait_for_file(&started, LIMIT);
-        let t = Instant::now();
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
-        let took = t.elapsed();
+        let (out, took) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
         assert!(
             took < Duration::from_millis(1000),
@@ -454,10 +449,7 @@ fn a_service_that_ignores_sigterm_is_killed_after_timeout_kill() {
         .file("stubborn", "flag-timeout-killpg", "");
         let running = tree.spawn(mode, &[], &[]);
         running.wait_for_file(&started, LIMIT);
-        let t = Instant::now();
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
-        let took = t.elapsed();
+        let (out, took) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
         assert!(
             took >= Duration::from_millis(450) && took < Duration::from_millis(1800),
@@ -634,8 +626,8 @@ fn status_and_wait_report_the_running_instance() {
     );
     let wait = init_support::aiida_init(&["wait", "--timeout", "0.3", "nosuch"], &env);
     assert_eq!(wait.status.code(), Some(1));
-    running.signal(libc::SIGTERM);
-    assert_eq!(running.finish(LIMIT).code, 0);
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0);
 }
 
 #[test]

@@ -250,8 +250,7 @@ fn down_signal_is_what_a_stopping_longrun_receives() {
         .file("db", "down-signal", "SIGINT\n");
     let running = tree.spawn(Mode::Child, &[], &[]);
     running.wait_for_file(&up, LIMIT);
-    running.signal(libc::SIGTERM);
-    let out = running.finish(LIMIT);
+    let (out, _) = running.shut_down(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
     let got = tree.event_names();
     assert_eq!(got, vec!["INT"], "{out:?}");

@@ -375,6 +375,15 @@ impl Running {
         }
     }
 
+    /// Send SIGTERM (what `docker stop` sends) and wait for the end, as [`Running::finish`];
+    /// also returns how long the shutdown took.
+    pub fn shut_down(self, limit: Duration) -> (Finished, Duration) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let out = self.finish(limit);
+        (out, t.elapsed())
+    }
+
     /// Wait for the process to end (killing everything after `limit`).
     pub fn finish(mut self, limit: Duration) -> Finished {
         let mut child = self.child.take().unwrap();
