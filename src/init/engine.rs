@@ -786,19 +786,10 @@ impl Engine {
                         }
                     };
                     match c {
-                        'u' => {
+                        // `u`: up, and restarted when it dies; `o`: up once.
+                        'u' | 'o' => {
                             self.svcs[i].want_up = true;
-                            self.svcs[i].once = false;
-                            if pid.is_none()
-                                && self.svcs[i].finish_pid.is_none()
-                                && matches!(self.phase, Phase::Running | Phase::Starting)
-                            {
-                                self.start(i, reactor);
-                            }
-                        }
-                        'o' => {
-                            self.svcs[i].want_up = true;
-                            self.svcs[i].once = true;
+                            self.svcs[i].once = c == 'o';
                             if pid.is_none()
                                 && self.svcs[i].finish_pid.is_none()
                                 && matches!(self.phase, Phase::Running | Phase::Starting)
