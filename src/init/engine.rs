@@ -937,8 +937,7 @@ impl Engine {
                     let t = self.svcs[i].def.timeout_up.map(ms).unwrap_or(0);
                     if matches!(self.svcs[i].def.kind, Kind::Oneshot { .. }) {
                         if let Some(pid) = self.svcs[i].pid {
-                            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                            sigkill_with_its_group(pid);
                         }
                         self.fail(i, format!("up timed out after {t} ms (timeout-up)"), 111);
                     } else {
@@ -950,8 +949,7 @@ impl Engine {
                         self.warn(&format!(
                             "{name}: down timed out (timeout-down): killing it"
                         ));
-                        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        sigkill_with_its_group(pid);
                     }
                 }
                 Deadline::Kill => {
@@ -962,9 +960,10 @@ impl Engine {
                         let killpg = matches!(&self.svcs[i].def.kind, Kind::Longrun(l) if l.kill_process_group)
                             || matches!(self.svcs[i].def.kind, Kind::Oneshot { .. });
                         if killpg {
-                            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+                            sigkill_with_its_group(pid);
+                        } else {
+                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                         }
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
                 Deadline::FinishKill => {
@@ -1027,8 +1026,7 @@ impl Engine {
                 } else if self.phase_deadline.is_some_and(|d| d <= now) {
                     if let Some(pid) = self.command_pid {
                         self.warn("the command did not stop after SIGTERM: sending SIGKILL");
-                        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        sigkill_with_its_group(pid);
                     }
                     self.phase_deadline = None;
                 }
@@ -1217,4 +1215,10 @@ pub fn container_path() -> String {
         }
     }
     parts.join(":")
+}
+
+/// SIGKILL a process we started and the process group it leads (what it started in turn).
+fn sigkill_with_its_group(pid: i32) {
+    let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
