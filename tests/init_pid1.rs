@@ -204,11 +204,7 @@ fn readiness_by_notification_fd_gates_dependents() {
         tree.oneshot_sh("c", &tree.log_event("c-start"), None, &["b"]);
         let out = tree.run(mode, &["true"], &[], LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
-        assert!(
-            tree.event_time("c-start") >= tree.event_time("b-ready"),
-            "{:?}",
-            tree.events()
-        );
+        tree.assert_not_before("c-start", "b-ready");
     }
 }
 
@@ -229,11 +225,7 @@ fn readiness_by_data_check_with_s6_notifyoncheck() {
         tree.oneshot_sh("app", &tree.log_event("app-start"), None, &["db"]);
         let out = tree.run(mode, &["true"], &[], LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
-        assert!(
-            tree.event_time("app-start") >= tree.event_time("ok-created"),
-            "{:?}",
-            tree.events()
-        );
+        tree.assert_not_before("app-start", "ok-created");
     }
 }
 
@@ -275,8 +267,7 @@ fn a_longrun_killed_with_sigkill_comes_back() {
             spawns[1] - spawns[0] >= 800,
             "restarts are at least 1 s apart: {spawns:?}"
         );
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
+        let (out, _) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{out:?}");
     }
 }
@@ -400,10 +391,9 @@ fn shutdown_runs_in_reverse_dependency_order() {
         let running = tree.spawn(mode, &[], &[]);
         running.wait_for_file(&up, LIMIT);
         running.wait_ready(&["c"]);
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
+        let (out, _) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
-        let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+        let order = tree.event_names();
         assert_eq!(
             order,
             vec!["c-down", "b-term", "a-down"],
@@ -432,10 +422,7 @@ fn shutdown_with_nothing_left_returns_at_once() {
             ],
         );
         running.wait_for_file(&started, LIMIT);
-        let t = Instant::now();
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
-        let took = t.elapsed();
+        let (out, took) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
         assert!(
             took < Duration::from_millis(1000),
@@ -462,10 +449,7 @@ fn a_service_that_ignores_sigterm_is_killed_after_timeout_kill() {
         .file("stubborn", "flag-timeout-killpg", "");
         let running = tree.spawn(mode, &[], &[]);
         running.wait_for_file(&started, LIMIT);
-        let t = Instant::now();
-        running.signal(libc::SIGTERM);
-        let out = running.finish(LIMIT);
-        let took = t.elapsed();
+        let (out, took) = running.shut_down(LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
         assert!(
             took >= Duration::from_millis(450) && took < Duration::from_millis(1800),
@@ -494,7 +478,7 @@ fn finish_exiting_125_keeps_a_longrun_down() {
         );
         let out = tree.run(mode, &["sleep", "1.3"], &[], LIMIT);
         assert_eq!(out.code, 0, "{mode:?}: {out:?}");
-        let events: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+        let events = tree.event_names();
         assert_eq!(events, vec!["run", "finish 0 0 once"], "{mode:?}: {out:?}");
     }
 }
@@ -642,8 +626,8 @@ fn status_and_wait_report_the_running_instance() {
     );
     let wait = init_support::aiida_init(&["wait", "--timeout", "0.3", "nosuch"], &env);
     assert_eq!(wait.status.code(), Some(1));
-    running.signal(libc::SIGTERM);
-    assert_eq!(running.finish(LIMIT).code, 0);
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0);
 }
 
 #[test]
@@ -717,7 +701,7 @@ fn legacy_directories_run_in_s6_overlay_order() {
         LIMIT,
     );
     assert_eq!(out.code, 0, "{out:?}");
-    let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+    let order = tree.event_names();
     assert_eq!(
         order,
         vec![

@@ -164,7 +164,7 @@ fn user2_starts_after_legacy_services() {
     init_support::write(&bundles.join("user2/contents.d/second"), "");
     let out = tree.run(Mode::Child, &["true"], &[], LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
-    let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+    let order = tree.event_names();
     assert_eq!(order, vec!["user", "user2"], "{out:?}");
 }
 
@@ -221,7 +221,7 @@ fn s6_stage2_hook_runs_before_base_and_can_stop_the_container() {
     let hook = tree.log_event("hook");
     let out = tree.run(Mode::Child, &["true"], &[("S6_STAGE2_HOOK", &hook)], LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
-    let order: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+    let order = tree.event_names();
     assert_eq!(order, vec!["hook", "svc"], "{out:?}");
     let out = tree.run(
         Mode::Child,
@@ -250,9 +250,8 @@ fn down_signal_is_what_a_stopping_longrun_receives() {
         .file("db", "down-signal", "SIGINT\n");
     let running = tree.spawn(Mode::Child, &[], &[]);
     running.wait_for_file(&up, LIMIT);
-    running.signal(libc::SIGTERM);
-    let out = running.finish(LIMIT);
+    let (out, _) = running.shut_down(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
-    let got: Vec<String> = tree.events().into_iter().map(|(_, w)| w).collect();
+    let got = tree.event_names();
     assert_eq!(got, vec!["INT"], "{out:?}");
 }

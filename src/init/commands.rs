@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::execline::die;
+use super::execline::{die, option_value};
 use super::runtime;
 
 /// Every name installed by `install-commands`.
@@ -318,17 +318,8 @@ fn s6_notifyoncheck(args: &[String]) -> Vec<String> {
         while k < letters.len() {
             let l = letters[k];
             if "3stTwnc".contains(l) {
-                let rest: String = letters[k + 1..].iter().collect();
-                let v = if rest.is_empty() {
-                    let v = args
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| die(prog, 100, &format!("-{l} needs a value")));
-                    i += 1;
-                    v
-                } else {
-                    rest
-                };
+                let v = option_value(&letters, k, args, &mut i)
+                    .unwrap_or_else(|| die(prog, 100, &format!("-{l} needs a value")));
                 match l {
                     '3' => fd = Some(parse_ms(&v, l) as i32),
                     's' => initial = parse_ms(&v, l),

@@ -64,6 +64,13 @@ impl State {
     }
 }
 
+/// Which of a oneshot's scripts runs.
+#[derive(Clone, Copy)]
+enum OneshotScript {
+    Up,
+    Down,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Deadline {
     UpTimeout,
@@ -394,24 +401,8 @@ impl Engine {
                     self.event(i, "up");
                     return;
                 };
-                self.info(&format!("starting {name}"));
-                match reactor.spawn(
-                    cmd,
-                    Role::Up(i),
-                    Session::Service {
-                        label: name.clone(),
-                        service: Some(i),
-                    },
-                    None,
-                ) {
-                    Ok(pid) => {
-                        let s = &mut self.svcs[i];
-                        s.pid = Some(pid);
-                        s.state = State::Starting;
-                        s.deadline = s.def.timeout_up.map(|t| (now + t, Deadline::UpTimeout));
-                        self.event(i, "starting");
-                    }
-                    Err(e) => self.fail(i, format!("cannot run up: {e}"), 111),
+                if let Err(e) = self.run_oneshot_script(i, cmd, OneshotScript::Up, now, reactor) {
+                    self.fail(i, format!("cannot run up: {e}"), 111);
                 }
             }
             Kind::Longrun(l) => {
@@ -433,15 +424,7 @@ impl Engine {
                 if self.svcs[i].restarts == 0 && self.svcs[i].last_spawn.is_none() {
                     self.info(&format!("starting {name}"));
                 }
-                match reactor.spawn(
-                    cmd,
-                    Role::Run(i),
-                    Session::Service {
-                        label: name.clone(),
-                        service: Some(i),
-                    },
-                    notify,
-                ) {
+                match self.spawn_service_process(i, cmd, Role::Run(i), notify, reactor) {
                     Ok(pid) => {
                         if let Some(r) = notify_read {
                             reactor.watch_notify(r, i);
@@ -466,6 +449,58 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Start one of service `i`'s processes in a session labelled with the service's name.
+    fn spawn_service_process(
+        &self,
+        i: usize,
+        cmd: Command,
+        role: Role,
+        notify: Option<(i32, std::os::fd::OwnedFd)>,
+        reactor: &mut Reactor,
+    ) -> std::io::Result<i32> {
+        let session = Session::Service {
+            label: self.svcs[i].def.name.clone(),
+            service: Some(i),
+        };
+        reactor.spawn(cmd, role, session, notify)
+    }
+
+    /// Run a oneshot's `up` or `down` script: while it runs the service is `Starting` or
+    /// `Stopping`, until that script's timeout.
+    fn run_oneshot_script(
+        &mut self,
+        i: usize,
+        cmd: Command,
+        script: OneshotScript,
+        now: Instant,
+        reactor: &mut Reactor,
+    ) -> std::io::Result<()> {
+        let (role, state, timeout, deadline, what) = match script {
+            OneshotScript::Up => (
+                Role::Up(i),
+                State::Starting,
+                self.svcs[i].def.timeout_up,
+                Deadline::UpTimeout,
+                "starting",
+            ),
+            OneshotScript::Down => (
+                Role::Down(i),
+                State::Stopping,
+                self.svcs[i].def.timeout_down,
+                Deadline::DownTimeout,
+                "stopping",
+            ),
+        };
+        self.info(&format!("{what} {}", self.svcs[i].def.name));
+        let pid = self.spawn_service_process(i, cmd, role, None, reactor)?;
+        let s = &mut self.svcs[i];
+        s.pid = Some(pid);
+        s.state = state;
+        s.deadline = timeout.map(|t| (now + t, deadline));
+        self.event(i, what);
+        Ok(())
     }
 
     fn fail(&mut self, i: usize, reason: String, code: i32) {
@@ -507,27 +542,9 @@ impl Engine {
                     self.event(i, "down");
                     return;
                 };
-                self.info(&format!("stopping {name}"));
-                match reactor.spawn(
-                    cmd,
-                    Role::Down(i),
-                    Session::Service {
-                        label: name.clone(),
-                        service: Some(i),
-                    },
-                    None,
-                ) {
-                    Ok(pid) => {
-                        let s = &mut self.svcs[i];
-                        s.pid = Some(pid);
-                        s.state = State::Stopping;
-                        s.deadline = s.def.timeout_down.map(|t| (now + t, Deadline::DownTimeout));
-                        self.event(i, "stopping");
-                    }
-                    Err(e) => {
-                        self.error(&format!("{name}: cannot run down: {e}"));
-                        self.svcs[i].state = State::Down;
-                    }
+                if let Err(e) = self.run_oneshot_script(i, cmd, OneshotScript::Down, now, reactor) {
+                    self.error(&format!("{name}: cannot run down: {e}"));
+                    self.svcs[i].state = State::Down;
                 }
             }
             Kind::Longrun(l) => {
@@ -698,15 +715,7 @@ impl Engine {
                     ];
                     let mut cmd = self.command_for(finish, &args);
                     cmd.current_dir(&self.svcs[i].def.dir);
-                    match reactor.spawn(
-                        cmd,
-                        Role::Finish(i),
-                        Session::Service {
-                            label: name.clone(),
-                            service: Some(i),
-                        },
-                        None,
-                    ) {
+                    match self.spawn_service_process(i, cmd, Role::Finish(i), None, reactor) {
                         Ok(pid) => {
                             self.svcs[i].finish_pid = Some(pid);
                             self.svcs[i].deadline = l
@@ -777,19 +786,10 @@ impl Engine {
                         }
                     };
                     match c {
-                        'u' => {
+                        // `u`: up, and restarted when it dies; `o`: up once.
+                        'u' | 'o' => {
                             self.svcs[i].want_up = true;
-                            self.svcs[i].once = false;
-                            if pid.is_none()
-                                && self.svcs[i].finish_pid.is_none()
-                                && matches!(self.phase, Phase::Running | Phase::Starting)
-                            {
-                                self.start(i, reactor);
-                            }
-                        }
-                        'o' => {
-                            self.svcs[i].want_up = true;
-                            self.svcs[i].once = true;
+                            self.svcs[i].once = c == 'o';
                             if pid.is_none()
                                 && self.svcs[i].finish_pid.is_none()
                                 && matches!(self.phase, Phase::Running | Phase::Starting)
@@ -937,8 +937,7 @@ impl Engine {
                     let t = self.svcs[i].def.timeout_up.map(ms).unwrap_or(0);
                     if matches!(self.svcs[i].def.kind, Kind::Oneshot { .. }) {
                         if let Some(pid) = self.svcs[i].pid {
-                            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                            sigkill_with_its_group(pid);
                         }
                         self.fail(i, format!("up timed out after {t} ms (timeout-up)"), 111);
                     } else {
@@ -950,8 +949,7 @@ impl Engine {
                         self.warn(&format!(
                             "{name}: down timed out (timeout-down): killing it"
                         ));
-                        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        sigkill_with_its_group(pid);
                     }
                 }
                 Deadline::Kill => {
@@ -962,9 +960,10 @@ impl Engine {
                         let killpg = matches!(&self.svcs[i].def.kind, Kind::Longrun(l) if l.kill_process_group)
                             || matches!(self.svcs[i].def.kind, Kind::Oneshot { .. });
                         if killpg {
-                            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+                            sigkill_with_its_group(pid);
+                        } else {
+                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                         }
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
                 Deadline::FinishKill => {
@@ -1027,8 +1026,7 @@ impl Engine {
                 } else if self.phase_deadline.is_some_and(|d| d <= now) {
                     if let Some(pid) = self.command_pid {
                         self.warn("the command did not stop after SIGTERM: sending SIGKILL");
-                        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        sigkill_with_its_group(pid);
                     }
                     self.phase_deadline = None;
                 }
@@ -1217,4 +1215,10 @@ pub fn container_path() -> String {
         }
     }
     parts.join(":")
+}
+
+/// SIGKILL a process we started and the process group it leads (what it started in turn).
+fn sigkill_with_its_group(pid: i32) {
+    let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }

@@ -402,28 +402,14 @@ pub fn execlineb_main(args: &[String]) -> ! {
                 }
                 'p' => push_env = true,
                 l @ ('S' | 's') => {
-                    let rest: String = letters[k + 1..].iter().collect();
-                    let n = if rest.is_empty() {
-                        let v = args.get(i).cloned().unwrap_or_default();
-                        i += 1;
-                        v
-                    } else {
-                        rest
-                    };
+                    let n = option_value(&letters, k, args, &mut i).unwrap_or_default();
                     substitute = Some((n.parse().unwrap_or(0), l == 's'));
                     push_env = false;
                     k = letters.len();
                     continue;
                 }
                 'c' => {
-                    let rest: String = letters[k + 1..].iter().collect();
-                    inline = Some(if rest.is_empty() {
-                        let v = args.get(i).cloned().unwrap_or_default();
-                        i += 1;
-                        v
-                    } else {
-                        rest
-                    });
+                    inline = Some(option_value(&letters, k, args, &mut i).unwrap_or_default());
                     k = letters.len();
                     continue;
                 }
@@ -626,6 +612,23 @@ fn take_block(argv: &[String], mut i: usize, prog: &str) -> (Vec<String>, usize)
     }
 }
 
+/// The value of the option letter `letters[k]`: the rest of its word (`-n5`), or else the
+/// next argument `args[*i]` (`-n 5`), which is then consumed; `None` when there is none.
+pub(super) fn option_value(
+    letters: &[char],
+    k: usize,
+    args: &[String],
+    i: &mut usize,
+) -> Option<String> {
+    let rest: String = letters[k + 1..].iter().collect();
+    if !rest.is_empty() {
+        return Some(rest);
+    }
+    let next = args.get(*i).cloned();
+    *i += 1;
+    next
+}
+
 /// Parse `-x`-style options; returns (flags with values, next index).
 fn take_options(argv: &[String], mut i: usize, valued: &str) -> (Vec<(char, String)>, usize) {
     let mut opts = Vec::new();
@@ -646,14 +649,7 @@ fn take_options(argv: &[String], mut i: usize, valued: &str) -> (Vec<(char, Stri
         while k < letters.len() {
             let l = letters[k];
             if valued.contains(l) {
-                let rest: String = letters[k + 1..].iter().collect();
-                let value = if rest.is_empty() {
-                    let v = argv.get(i).cloned().unwrap_or_default();
-                    i += 1;
-                    v
-                } else {
-                    rest
-                };
+                let value = option_value(&letters, k, argv, &mut i).unwrap_or_default();
                 opts.push((l, value));
                 break;
             }

@@ -209,6 +209,18 @@ impl Tree {
             })
             .collect()
     }
+    /// What the logged events say, in order, without their times.
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().into_iter().map(|(_, w)| w).collect()
+    }
+    /// Assert that event `later` was logged no earlier than event `earlier`.
+    pub fn assert_not_before(&self, later: &str, earlier: &str) {
+        assert!(
+            self.event_time(later) >= self.event_time(earlier),
+            "`{later}` came before `{earlier}`: {:?}",
+            self.events()
+        );
+    }
     pub fn event_time(&self, what: &str) -> u64 {
         self.events()
             .iter()
@@ -361,6 +373,15 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Send SIGTERM (what `docker stop` sends) and wait for the end, as [`Running::finish`];
+    /// also returns how long the shutdown took.
+    pub fn shut_down(self, limit: Duration) -> (Finished, Duration) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let out = self.finish(limit);
+        (out, t.elapsed())
     }
 
     /// Wait for the process to end (killing everything after `limit`).
