@@ -259,6 +259,17 @@ fn errors_give_the_same_exit_codes() {
     assert_eq!(same(d, &["-P"], "dump {\n", &[]).code, 100);
     assert_eq!(same(d, &["-P"], "dump }\n", &[]).code, 100);
     same(d, &["-P"], "\n# only a comment\n", &[]);
+
+    // `-c` with nothing after it is a usage error (100) in both, not a crash.
+    let code = |interpreter: &[&str]| {
+        let out = Command::new(interpreter[0]).args(&interpreter[1..]).arg("-c").output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let bin = init_support::bin();
+    let (ours, message) = code(&[bin.to_str().unwrap(), "execlineb"]);
+    assert_eq!(ours, code(&[REAL_EXECLINEB]).0, "{message}");
+    assert_eq!(ours, Some(100));
+    assert!(message.contains("-c needs a script"), "{message}");
 }
 
 #[test]

@@ -409,7 +409,10 @@ pub fn execlineb_main(args: &[String]) -> ! {
                     continue;
                 }
                 'c' => {
-                    inline = Some(option_value(&letters, k, args, &mut i).unwrap_or_default());
+                    let Some(script) = option_value(&letters, k, args, &mut i) else {
+                        die("execlineb", 100, "-c needs a script: execlineb -c SCRIPT ARGS...")
+                    };
+                    inline = Some(script);
                     k = letters.len();
                     continue;
                 }
@@ -625,7 +628,9 @@ pub(super) fn option_value(
         return Some(rest);
     }
     let next = args.get(*i).cloned();
-    *i += 1;
+    if next.is_some() {
+        *i += 1;
+    }
     next
 }
 
