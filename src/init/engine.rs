@@ -141,6 +141,9 @@ pub struct Engine {
     child_env: Vec<(String, String)>,
     dirty: bool,
     last_state_write: Instant,
+    /// When the shutdown began: the first state write while stopping waits `STATE_THROTTLE`
+    /// after it, so a shutdown that is over sooner writes the state file once, at the end.
+    stopping_since: Option<Instant>,
 }
 
 const KEEP_LINES: usize = 20;
@@ -245,6 +248,7 @@ impl Engine {
             child_env,
             dirty: true,
             last_state_write: Instant::now(),
+            stopping_since: None,
         }
     }
 
@@ -825,6 +829,7 @@ impl Engine {
             return;
         }
         self.note("(init)", "shutting down");
+        self.stopping_since = Some(Instant::now());
         for s in &mut self.svcs {
             s.want_up = false;
         }
@@ -1071,14 +1076,23 @@ impl Engine {
         }
     }
 
-    /// While stopping, the state file is rewritten at most every 100 ms: a shutdown must not
-    /// wait on the file system for every service that goes down.
-    fn state_write_due(&self) -> bool {
+    /// While stopping, the state file is rewritten at most every 100 ms, and first 100 ms after
+    /// the shutdown began: a shutdown must not wait on the file system for every service that
+    /// goes down, and one that is over within 100 ms writes only its final state.
+    fn stopping_state_write_at(&self) -> Option<Instant> {
         let stopping = matches!(
             self.phase,
             Phase::StoppingCommand | Phase::StoppingServices | Phase::FinalSweep { .. }
         );
-        !stopping || self.last_state_write.elapsed() >= STATE_THROTTLE
+        stopping.then(|| {
+            let since = self.stopping_since.unwrap_or(self.last_state_write);
+            self.last_state_write.max(since) + STATE_THROTTLE
+        })
+    }
+
+    fn state_write_due(&self) -> bool {
+        self.stopping_state_write_at()
+            .is_none_or(|at| at <= Instant::now())
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -1092,8 +1106,10 @@ impl Engine {
         if let Some(t) = self.phase_deadline {
             consider(t);
         }
-        if self.dirty && !self.state_write_due() {
-            consider(self.last_state_write + STATE_THROTTLE);
+        if self.dirty {
+            if let Some(at) = self.stopping_state_write_at() {
+                consider(at);
+            }
         }
         if self.phase == Phase::Starting {
             if let Some(t) = self.stage2_deadline {
