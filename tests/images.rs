@@ -661,9 +661,9 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     old.sh(&format!(
         "python3 -m venv /tmp/old-aiida && /tmp/old-aiida/bin/pip install --quiet --disable-pip-version-check '{OLD_AIIDA}'"
     ));
-    // The image's daemon service, finding no profile, has written an empty configuration in the
-    // image's (newer) format, which aiida-core 2.3 refuses to read: 2.3 starts its own.
-    old.sh("rm -f ~/.aiida/config.json");
+    // No configuration file yet: aiida-core 2.3 refuses one in the image's (newer) format.
+    let (code, _) = old.exec(&["test", "-e", "/home/aiida/.aiida/config.json"]);
+    assert_ne!(code, 0, "a container without a profile wrote an AiiDA configuration file");
     let version = old.sh("/tmp/old-aiida/bin/verdi --version");
     assert!(version.contains("2.3."), "not aiida-core 2.3: {version}");
     // The names aiida-prepare gives (database and user `aiida-<profile>`), made with the image's
