@@ -625,3 +625,101 @@ fn base_image_uses_external_postgresql_and_rabbitmq_when_configured() {
     let pk = submit_add(&base, 4, 5, None);
     assert_eq!(await_sum(&base, &pk), 9);
 }
+
+/// The oldest aiida-core this test makes a profile with: its psql_dos schema is `main_0001`, one
+/// migration behind the image's aiida-core.
+const OLD_AIIDA: &str = "aiida-core~=2.3.0";
+
+/// A home volume whose profile was made by an older aiida-core (2.3, storage schema `main_0001`)
+/// is migrated when a container of the image starts on it: the first container (no profile of its
+/// own) installs aiida-core 2.3 into a separate virtual environment, makes the profile `default`
+/// with it on the container's PostgreSQL and RabbitMQ and stores a node; a new container on the
+/// same volume, default settings, migrates the storage, becomes ready, and still has the node.
+#[test]
+fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let volume = format!("{home}:/home/aiida");
+    let ca_dir = tempfile::tempdir().unwrap();
+    let mut old_opts = Start {
+        env: vec!["SETUP_DEFAULT_AIIDA_PROFILE=false".into()],
+        volumes: vec![volume.clone()],
+        ..Default::default()
+    };
+    if let Some(ca) = support::ca_bundle() {
+        let file = ca_dir.path().join("ca.pem");
+        std::fs::write(&file, &ca.pem).unwrap();
+        old_opts
+            .volumes
+            .push(format!("{}:/etc/aiida-devc/ca.pem:ro", file.display()));
+        old_opts.env.push("PIP_CERT=/etc/aiida-devc/ca.pem".into());
+    }
+    let old = Container::start(&h, &with_services_image(), old_opts);
+    old.wait_ready();
+
+    // Outside the home volume: the next container only has the image's aiida-core.
+    old.sh(&format!(
+        "python3 -m venv /tmp/old-aiida && /tmp/old-aiida/bin/pip install --quiet --disable-pip-version-check '{OLD_AIIDA}'"
+    ));
+    // No configuration file yet: aiida-core 2.3 refuses one in the image's (newer) format.
+    let (code, _) = old.exec(&["test", "-e", "/home/aiida/.aiida/config.json"]);
+    assert_ne!(code, 0, "a container without a profile wrote an AiiDA configuration file");
+    let version = old.sh("/tmp/old-aiida/bin/verdi --version");
+    assert!(version.contains("2.3."), "not aiida-core 2.3: {version}");
+    // The names aiida-prepare gives (database and user `aiida-<profile>`), made with the image's
+    // PostgreSQL superuser `aiida` (trust authentication on localhost).
+    old.sh(
+        "/tmp/old-aiida/bin/verdi quicksetup --non-interactive --profile default \
+         --email aiida@localhost --first-name Old --last-name Version --institution Here \
+         --db-backend core.psql_dos --db-host localhost --db-port 5432 \
+         --db-name aiida-default --db-username aiida-default --db-password old-version \
+         --su-db-name postgres --su-db-username aiida \
+         --broker-host 127.0.0.1 --repository /home/aiida/.aiida/repository/default",
+    );
+    let stored = old.sh(
+        "/tmp/old-aiida/bin/python -c \"from aiida import load_profile, orm; load_profile(); print('uuid=' + orm.Str('stored by 2.3').store().uuid)\"",
+    );
+    let uuid = stored
+        .lines()
+        .find_map(|line| line.strip_prefix("uuid="))
+        .unwrap_or_else(|| panic!("no node stored by aiida-core 2.3:\n{stored}"))
+        .to_owned();
+    let schema = "psql -d aiida-default -tAc 'SELECT version_num FROM alembic_version'";
+    assert_eq!(old.sh(schema).trim(), "main_0001", "aiida-core 2.3 stores another schema");
+    old.stop();
+    let out = docker(&["rm", &old.name]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let new = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            volumes: vec![volume],
+            ..Default::default()
+        },
+    );
+    new.wait_ready();
+    let head = new
+        .sh("python -c 'from aiida.storage.psql_dos.backend import PsqlDosBackend; print(PsqlDosBackend.version_head())'")
+        .trim()
+        .to_owned();
+    assert_ne!(head, "main_0001", "the image's aiida-core needs no migration from 2.3");
+    let logs = new.logs();
+    assert!(
+        logs.contains(&format!("migrating the storage from main_0001 to {head}"))
+            && logs.contains("storage migrated"),
+        "no migration in the log:\n{logs}"
+    );
+    new.assert_verdi_ready(true);
+    assert_eq!(new.sh(schema).trim(), head);
+    let (code, out) = new.exec(
+        &images_support::python_in_profile(&format!(
+            "from aiida import orm\nprint(orm.load_node('{uuid}').value)"
+        ))
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 0, "loading the node stored by aiida-core 2.3 failed:\n{out}");
+    assert_eq!(out.trim(), "stored by 2.3");
+}
