@@ -14,7 +14,8 @@ mod support;
 use std::time::Instant;
 
 use support::compose::{ComposeProject, POSTGRES_IMAGE, RABBITMQ_IMAGE, build_service_images};
-use support::plugin_workspace::{PluginWorkspace, aiida_devc, copy_tree, git, sample_plugin, text};
+use support::copy_tree;
+use support::plugin_workspace::{PluginWorkspace, aiida_devc, git, sample_plugin, text};
 
 #[test]
 fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() {

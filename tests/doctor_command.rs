@@ -11,7 +11,8 @@ use std::path::Path;
 use bollard::query_parameters::{CommitContainerOptions, ImportImageOptions};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use support::plugin_workspace::{aiida_devc, copy_tree, sample_plugin, text};
+use support::copy_tree;
+use support::plugin_workspace::{aiida_devc, sample_plugin, text};
 use support::{Harness, base_image, unique_name};
 
 const CONFIG: &str = ".devcontainer/devcontainer.json";

@@ -7,7 +7,8 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use support::plugin_workspace::{aiida_devc, copy_tree, sample_plugin, text};
+use support::copy_tree;
+use support::plugin_workspace::{aiida_devc, sample_plugin, text};
 
 /// A copy of the sample plugin without its committed devcontainer.json.
 fn fresh_sample() -> tempfile::TempDir {

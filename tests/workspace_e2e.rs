@@ -118,7 +118,7 @@ except Exception as exc:
 fn run_outside_any_container(plugin: &Path, version: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("plugin");
-    support::plugin_workspace::copy_tree(plugin, &copy);
+    support::copy_tree(plugin, &copy);
     let venv = dir.path().join("venv");
     let ok = Command::new("python3")
         .arg("-m")
@@ -367,7 +367,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
 fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds_it() {
     let ws = PluginWorkspace::new();
     ws.harness.require_image(SERVICES_IMAGE);
-    support::plugin_workspace::copy_tree(&support::plugin_workspace::sample_plugin(), ws.path());
+    support::copy_tree(&support::plugin_workspace::sample_plugin(), ws.path());
     ws.chown(1000, 100);
     let up = aiida_devc(ws.path(), &["up", ".", "--engine-api"], &[]);
     let up_out = text(&up.stdout);

@@ -55,25 +55,11 @@ pub fn devcontainer(args: &[&str]) -> Run {
     Run::from(Command::new(super::devcontainer_cli()).args(args).output().expect("run the reference devcontainer CLI"))
 }
 
-/// Copy a folder tree (files keep their modes).
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A scratch copy of the project's `features` (or `devcontainer-templates`) folder.
 pub fn scratch_copy(folder: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::Builder::new().prefix("aiida-devc-collection-").tempdir().unwrap();
     let copy = dir.path().join(folder);
-    copy_tree(&super::project_root().join(folder), &copy);
+    super::copy_tree(&super::project_root().join(folder), &copy);
     (dir, copy)
 }
 

@@ -56,6 +56,34 @@ pub fn devcontainer_cli() -> PathBuf {
     path
 }
 
+/// Copy a folder tree (files keep their modes).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Run the reference CLI on a workspace folder:
+/// `devcontainer <subcommand> --workspace-folder <workspace> <rest>`, with `env` added.
+pub fn devcontainer_in(workspace: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let (subcommand, rest) = args.split_first().expect("a devcontainer subcommand");
+    Command::new(devcontainer_cli())
+        .arg(subcommand)
+        .arg("--workspace-folder")
+        .arg(workspace)
+        .args(rest)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the reference devcontainer CLI")
+}
+
 /// Fail the test when a prerequisite is missing: prerequisites are never skipped.
 pub fn require(present: bool, what: &str) {
     assert!(present, "missing prerequisite: {what}. Run `bash scripts/bootstrap.sh` (as root) first.");
@@ -145,7 +173,12 @@ impl Harness {
     /// Fail the test unless `image` is present in the engine.
     pub fn require_image(&self, image: &str) {
         let present = self.block_on(self.docker.inspect_image(image)).is_ok();
-        require(present, &format!("the image {image}"));
+        let how = if image.starts_with("aiidateam/") {
+            "Build the images first: `cargo run -- images build` (scripts/test.sh does it once per run)"
+        } else {
+            "Run `bash scripts/bootstrap.sh` (as root) first"
+        };
+        assert!(present, "missing prerequisite: the image {image}. {how}.");
     }
 
     /// `docker run` (not detached): create, start, wait, collect the logs. The container is
@@ -267,14 +300,7 @@ impl Workspace {
 
     /// Run the reference CLI: `devcontainer <subcommand> --workspace-folder <this folder> <rest>`.
     pub fn devcontainer(&self, args: &[&str]) -> std::process::Output {
-        let (subcommand, rest) = args.split_first().expect("a devcontainer subcommand");
-        Command::new(devcontainer_cli())
-            .arg(subcommand)
-            .arg("--workspace-folder")
-            .arg(self.path())
-            .args(rest)
-            .output()
-            .expect("run the reference devcontainer CLI")
+        devcontainer_in(self.path(), args, &[])
     }
 }
 

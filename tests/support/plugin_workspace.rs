@@ -6,25 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{Harness, devcontainer_cli, project_root};
+use super::{Harness, project_root};
 
 /// The sample plugin kept in the repository.
 pub fn sample_plugin() -> PathBuf {
     project_root().join("tests/fixtures/aiida-sample-plugin")
-}
-
-/// Copy a folder tree (files and folders only).
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// `aiida-devc ARGS` in `cwd`, with `env` added.
@@ -88,15 +74,7 @@ impl PluginWorkspace {
 
     /// `devcontainer SUBCOMMAND --workspace-folder DIR REST...` with `env` added.
     pub fn devcontainer(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let (subcommand, rest) = args.split_first().expect("a devcontainer subcommand");
-        Command::new(devcontainer_cli())
-            .arg(subcommand)
-            .arg("--workspace-folder")
-            .arg(self.path())
-            .args(rest)
-            .envs(env.iter().copied())
-            .output()
-            .expect("run the reference devcontainer CLI")
+        super::devcontainer_in(self.path(), args, env)
     }
 
     /// `devcontainer exec CMD` and its stdout; panics with both streams when it fails.
