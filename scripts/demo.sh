@@ -33,6 +33,19 @@ step "build the images"
 "$AIIDA_DEVC" images build
 
 PLUGIN=tests/fixtures/aiida-sample-plugin
+if [ "$(id -u)" = 0 ]; then
+    # Run as root, the checkout belongs to UID 0: the container's user aiida (UID 1000) could not
+    # write to it, and the devcontainer CLI does not remap root (`aiida-devc doctor` says so).
+    # Work on a copy owned by UID 1000, as a developer's own checkout would be. A rerun reuses the
+    # copy and its container; remove .cache/aiida-sample-plugin (and that container) to start over.
+    COPY="$ROOT/.cache/aiida-sample-plugin"
+    if [ ! -d "$COPY" ]; then
+        mkdir -p "$ROOT/.cache"
+        cp -a "$PLUGIN" "$COPY"
+        chown -R 1000:100 "$COPY"
+    fi
+    PLUGIN=$COPY
+fi
 step "aiida-devc doctor $PLUGIN"
 "$AIIDA_DEVC" doctor "$PLUGIN" || echo "(doctor found the problems above; carrying on)"
 
