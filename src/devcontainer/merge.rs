@@ -127,30 +127,24 @@ impl Changes {
 
 /// Parse JSONC, with errors as `file:line:column: message`.
 pub fn parse(path: &Path, text: &str) -> anyhow::Result<CstRootNode> {
-    let root = CstRootNode::parse(text, &ParseOptions::default()).map_err(|err| {
-        anyhow!(
-            "{}:{}:{}: invalid JSONC: {}",
-            path.display(),
-            err.line_display(),
-            err.column_display(),
-            err.kind()
-        )
-    })?;
-    Ok(root)
+    CstRootNode::parse(text, &ParseOptions::default()).map_err(|err| located(path, &err))
+}
+
+/// A JSONC parse error as `file:line:column: invalid JSONC: message`.
+fn located(path: &Path, err: &jsonc_parser::errors::ParseError) -> anyhow::Error {
+    anyhow!(
+        "{}:{}:{}: invalid JSONC: {}",
+        path.display(),
+        err.line_display(),
+        err.column_display(),
+        err.kind()
+    )
 }
 
 /// The file as a plain JSON value (comments dropped), with the same errors as [`parse`].
 pub fn to_value(path: &Path, text: &str) -> anyhow::Result<Value> {
     jsonc_parser::parse_to_serde_value(text, &ParseOptions::default())
-        .map_err(|err| {
-            anyhow!(
-                "{}:{}:{}: invalid JSONC: {}",
-                path.display(),
-                err.line_display(),
-                err.column_display(),
-                err.kind()
-            )
-        })
+        .map_err(|err| located(path, &err))
         .map(|v| v.unwrap_or(Value::Object(Default::default())))
 }
 
