@@ -297,31 +297,18 @@ pub async fn up(
     if created {
         patch_login_environment(docker, &container).await?;
     }
-    if created {
-        if let Some(command) = config.get("postCreateCommand") {
-            lifecycle(
-                docker,
-                &container,
-                &user,
-                &container_folder,
-                &remote_env,
-                "postCreateCommand",
-                command,
-            )
-            .await?;
+    // As the reference CLI: postCreateCommand once, when the container is created, then
+    // postStartCommand on every start.
+    let hooks: &[&str] = if created {
+        &["postCreateCommand", "postStartCommand"]
+    } else {
+        &["postStartCommand"]
+    };
+    for &hook in hooks {
+        if let Some(command) = config.get(hook) {
+            lifecycle(docker, &container, &user, &container_folder, &remote_env, hook, command)
+                .await?;
         }
-    }
-    if let Some(command) = config.get("postStartCommand") {
-        lifecycle(
-            docker,
-            &container,
-            &user,
-            &container_folder,
-            &remote_env,
-            "postStartCommand",
-            command,
-        )
-        .await?;
     }
     Ok((container, user))
 }
