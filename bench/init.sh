@@ -13,7 +13,7 @@ RUNS="${RUNS:-10}"
 command -v tini >/dev/null || { echo "bench: tini is missing (apt-get install tini)" >&2; exit 1; }
 command -v unshare >/dev/null || { echo "bench: unshare is missing (util-linux)" >&2; exit 1; }
 
-cargo build --quiet --release --no-default-features --bin aiida-init
+cargo build --quiet --release -p aiida-init
 BIN="$PWD/target/release/aiida-init"
 WORK="$(mktemp -d /tmp/aiida-init-bench.XXXXXX)"
 trap 'pkill -KILL -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -17,4 +17,4 @@ cargo run --locked --quiet --bin aiida-devc -- images build
 
 # Unit tests, the real binaries as PID 1, the images, the registry, the reference CLI.
 # One test thread per core: the integration tests start containers and services.
-cargo test --locked --all-targets "$@"
+cargo test --locked --workspace --all-targets "$@"

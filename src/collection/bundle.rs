@@ -3,23 +3,16 @@
 //! The `aiida-services` Feature installs `aiida-init`, the project's init and supervisor. Its
 //! install.sh copies the file `aiida-init` from the Feature's folder, so that file must be there
 //! before the folder is packaged or tested (git ignores it). [`prepare`] puts it there: from
-//! `--aiida-init FILE` when given, else by building it from this project's sources:
-//!
-//! ```text
-//! RUSTFLAGS='-C target-feature=+crt-static' \
-//!   cargo build --release --locked --no-default-features --bin aiida-init --target <host triple>
-//! ```
-//!
-//! A static binary runs on any Linux image of the same architecture, whatever its libc. It is the
-//! same command and output (`target/<triple>/release/aiida-init`) as the images build uses, so one
-//! compile serves both.
+//! `--aiida-init FILE` when given, else built from this workspace by
+//! [`crate::host::aiida_init::build_static`], the same build the images use.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
 use super::package::Source;
+use crate::host::aiida_init;
+use crate::platform::Platform;
 
 /// Feature id -> the file it needs in its folder, built from this project's binary of that name.
 pub const BUNDLED_BINARIES: &[(&str, &str)] = &[("aiida-services", "aiida-init")];
@@ -38,7 +31,12 @@ pub fn prepare(source: &Source, given: Option<&Path>, verbose: bool) -> anyhow::
                 }
                 path.to_owned()
             }
-            None => build_static(binary, verbose)?,
+            None => {
+                let Some(root) = aiida_init::project_root() else {
+                    bail!("{binary} must be bundled into its Feature, but this aiida-devc was not built from a checkout it can find; pass --{binary} FILE");
+                };
+                aiida_init::build_static(&root, Platform::host(), verbose)?
+            }
         };
         let bytes = std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
         // Leave an identical file alone, so its mtime (and the package's bytes) stay the same.
@@ -53,42 +51,3 @@ pub fn prepare(source: &Source, given: Option<&Path>, verbose: bool) -> anyhow::
     Ok(())
 }
 
-/// The project's sources, when this binary was built from a checkout that is still there.
-pub fn project_root() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    root.join("Cargo.toml").is_file().then_some(root)
-}
-
-/// Build `binary` statically (see the module documentation) and return its path.
-pub fn build_static(binary: &str, verbose: bool) -> anyhow::Result<PathBuf> {
-    let Some(root) = project_root() else {
-        bail!("{binary} must be bundled into its Feature, but this aiida-devc was not built from a checkout it can find; pass --{binary} FILE");
-    };
-    let triple = host_triple()?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(|d| root.join(d)).unwrap_or_else(|| root.join("target"));
-    if verbose {
-        eprintln!("building a static {binary} for {triple} (cargo build --release --no-default-features)");
-    }
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args(["build", "--release", "--locked", "--no-default-features", "--bin", binary, "--target", &triple])
-        .output()
-        .with_context(|| format!("cannot run cargo to build {binary}"))?;
-    if !output.status.success() {
-        bail!("building {binary} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    }
-    let path = target_dir.join(&triple).join("release").join(binary);
-    if !path.is_file() {
-        bail!("cargo built {binary} but {} is missing", path.display());
-    }
-    Ok(path)
-}
-
-fn host_triple() -> anyhow::Result<String> {
-    let output = Command::new("rustc").arg("-vV").output().context("cannot run rustc -vV")?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
-        .context("rustc -vV printed no host triple")
-}

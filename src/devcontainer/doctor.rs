@@ -79,12 +79,7 @@ pub struct ImageFacts {
 
 /// The host architecture in Docker's words.
 pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        other => other,
-    }
+    crate::platform::Platform::host().architecture()
 }
 
 impl DoctorArgs {

@@ -1,6 +1,8 @@
 //! What every command needs from the machine it runs on: the Docker engine ([`docker`]), the
-//! CA bundle that builds and containers must trust ([`ca`]), and the options that select them.
+//! CA bundle that builds and containers must trust ([`ca`]), aiida-init built from this
+//! workspace ([`aiida_init`]), and the options that select them.
 
+pub mod aiida_init;
 pub mod ca;
 pub mod docker;
 

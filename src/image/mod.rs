@@ -6,8 +6,8 @@
 //! * build args: the aiida-core version, the base image, opt-in conda (Miniforge);
 //! * the CA option (`--ca-cert`): the bundle goes into the build context for the stages that
 //!   download over https, never into the final image;
-//! * aiida-init compiled on the host for the target platform ([`init_binary`]) and put in the
-//!   context as `build/aiida-init`;
+//! * aiida-init compiled on the host for the target platform
+//!   ([`crate::host::aiida_init`]) and put in the context as `build/aiida-init`;
 //! * the OCI labels and `devcontainer.metadata` ([`labels`]);
 //! * tags in upstream's scheme ([`naming`]), read back from the built image.
 //!
@@ -16,7 +16,6 @@
 
 pub mod context;
 pub mod driver;
-pub mod init_binary;
 pub mod labels;
 pub mod naming;
 
@@ -26,6 +25,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::platform::Platform;
 use naming::{ImageKind, Repository};
 
 /// The aiida-core release the images get unless `--aiida-version` says otherwise.
@@ -124,11 +124,10 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
     };
     kinds.sort();
     kinds.dedup();
-    let platform = args
-        .platform
-        .clone()
-        .unwrap_or_else(|| init_binary::host_platform().to_owned());
-    init_binary::rust_target(&platform)?;
+    let platform = match &args.platform {
+        Some(text) => Platform::parse(text)?,
+        None => Platform::host(),
+    };
     let dockerfiles = args.source.join("Dockerfiles");
     let ca = host.ca_bundle()?;
     let docker = crate::host::docker::connect().await?;
@@ -136,10 +135,7 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
     let init = if kinds.contains(&ImageKind::Base) {
         let path = match &args.init_binary {
             Some(path) => path.clone(),
-            None => {
-                eprintln!("aiida-init: compiling for {platform}");
-                init_binary::compile(&args.source, &platform)?
-            }
+            None => crate::host::aiida_init::build_static(&args.source, platform, true)?,
         };
         Some(
             std::fs::read(&path)
@@ -204,7 +200,7 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
                 context: tarball,
                 build_args,
                 labels: labels::labels(kind, &args.aiida_version, &base, &source),
-                platform: args.platform.as_deref(),
+                platform: Some(platform.docker()),
                 no_cache: args.no_cache,
                 verbose: args.verbose,
             },

@@ -13,13 +13,12 @@
 //! Needs the images (`aiida-devc images build`, run by scripts/test.sh before the tests), the
 //! reference CLI, and PyPI (through the CA option behind a TLS-intercepting proxy).
 
-mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use support::plugin_workspace::{PluginWorkspace, aiida_devc, git, text};
+use crate::support::plugin_workspace::{PluginWorkspace, aiida_devc, git, text};
 
 /// The plugin: the AiiDA team's demo plugin, with calculations, parsers, data and CLI entry points.
 const PLUGIN: &str = "aiida-diff==2.0.0";
@@ -42,7 +41,7 @@ fn unpack_sdist(requirement: &str, dir: &Path) {
         .arg(requirement)
         .output()
         .expect("run pip on the host");
-    support::require(
+    crate::support::require(
         out.status.success(),
         &format!("pip download {requirement} ({})", text(&out.stderr)),
     );
@@ -118,7 +117,7 @@ except Exception as exc:
 fn run_outside_any_container(plugin: &Path, version: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("plugin");
-    support::copy_tree(plugin, &copy);
+    crate::support::copy_tree(plugin, &copy);
     let venv = dir.path().join("venv");
     let ok = Command::new("python3")
         .arg("-m")
@@ -126,11 +125,11 @@ fn run_outside_any_container(plugin: &Path, version: &str) -> String {
         .arg(&venv)
         .status()
         .expect("python3 -m venv");
-    support::require(ok.success(), "python3 with venv on the host");
+    crate::support::require(ok.success(), "python3 with venv on the host");
     let mut pip = Command::new(venv.join("bin/pip"));
     pip.args(["install", "--quiet", &format!("aiida-core=={version}")])
         .arg(&copy);
-    if let Some(ca) = support::ca_bundle() {
+    if let Some(ca) = crate::support::ca_bundle() {
         pip.env("PIP_CERT", &ca.path);
     }
     let out = pip.output().expect("pip install on the host");
@@ -185,7 +184,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     ws.chown(1000, 100);
 
     // The CA option, when one is in use, goes through the generated config as ${localEnv:...}.
-    let ca = support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
+    let ca = crate::support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
     let env: Vec<(&str, &str)> = ca.iter().map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str())).collect();
 
     let init = aiida_devc(ws.path(), &["init", "."], &env);
@@ -196,7 +195,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
         text(&init.stderr)
     );
     assert!(init_out.contains("aiida-core>=2.0, <3"), "{init_out}");
-    support::require(
+    crate::support::require(
         init_out.contains("; present locally)"),
         &format!("the image init picked, locally:\n{init_out}"),
     );
@@ -367,7 +366,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
 fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds_it() {
     let ws = PluginWorkspace::new();
     ws.harness.require_image(SERVICES_IMAGE);
-    support::copy_tree(&support::plugin_workspace::sample_plugin(), ws.path());
+    crate::support::copy_tree(&crate::support::plugin_workspace::sample_plugin(), ws.path());
     ws.chown(1000, 100);
     let up = aiida_devc(ws.path(), &["up", ".", "--engine-api"], &[]);
     let up_out = text(&up.stdout);

@@ -9,13 +9,12 @@
 //! tests), docker-compose, the reference CLI, and PyPI (through the CA option behind a
 //! TLS-intercepting proxy) for the plugin's test extras.
 
-mod support;
 
 use std::time::Instant;
 
-use support::compose::{ComposeProject, POSTGRES_IMAGE, RABBITMQ_IMAGE, build_service_images};
-use support::copy_tree;
-use support::plugin_workspace::{PluginWorkspace, aiida_devc, git, sample_plugin, text};
+use crate::support::compose::{ComposeProject, POSTGRES_IMAGE, RABBITMQ_IMAGE, build_service_images};
+use crate::support::copy_tree;
+use crate::support::plugin_workspace::{PluginWorkspace, aiida_devc, git, sample_plugin, text};
 
 #[test]
 fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() {
@@ -33,7 +32,7 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
     // A developer's own checkout: the image user's UID owns it.
     ws.chown(1000, 100);
 
-    let ca = support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
+    let ca = crate::support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
     let env: Vec<(&str, &str)> = ca.iter().map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str())).collect();
     let init = aiida_devc(
         ws.path(),

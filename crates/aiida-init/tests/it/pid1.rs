@@ -2,12 +2,10 @@
 //! child process, and as PID 1 for an unprivileged user with /run not writable: exit codes,
 //! signals, reaping, start order, readiness, restarts, failures, timeouts and shutdown.
 
-#[path = "support/init.rs"]
-mod init_support;
 
 use std::time::{Duration, Instant};
 
-use init_support::{ALL_MODES, Mode, Tree, require_tool};
+use crate::support::{ALL_MODES, Mode, Tree, require_tool};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -273,7 +271,7 @@ fn a_longrun_killed_with_sigkill_comes_back() {
 }
 
 /// The host pid of a process known by its pid inside the namespace (NSpid in /proc).
-fn host_pid_of_sleep(running: &init_support::Running, inner: i32, mode: Mode) -> i32 {
+fn host_pid_of_sleep(running: &crate::support::Running, inner: i32, mode: Mode) -> i32 {
     if mode == Mode::Child {
         return inner;
     }
@@ -287,7 +285,7 @@ fn host_pid_of_sleep(running: &init_support::Running, inner: i32, mode: Mode) ->
                 }
             }
         }
-        todo.extend(init_support::children_of(p));
+        todo.extend(crate::support::children_of(p));
     }
     panic!("no process with pid {inner} in the namespace");
 }
@@ -594,20 +592,20 @@ fn status_and_wait_report_the_running_instance() {
     let rt = tree.path().join("rt");
     let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
     let t = Instant::now();
-    let wait = init_support::aiida_init(&["wait", "--timeout", "10", "slow"], &env);
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "10", "slow"], &env);
     assert!(wait.status.success(), "{wait:?}");
     assert!(
         t.elapsed() >= Duration::from_millis(400),
         "wait returned before readiness"
     );
-    let wait = init_support::aiida_init(&["wait", "--timeout", "10"], &env);
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "10"], &env);
     assert_eq!(wait.status.code(), Some(1), "{wait:?}");
     let err = String::from_utf8_lossy(&wait.stderr);
     assert!(
         err.contains("broken failed: up exited 4") && err.contains("it went wrong"),
         "{err}"
     );
-    let status = init_support::aiida_init(&["status", "--json"], &env);
+    let status = crate::support::aiida_init(&["status", "--json"], &env);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let slow = v["services"]
         .as_array()
@@ -618,13 +616,13 @@ fn status_and_wait_report_the_running_instance() {
     assert_eq!(slow["state"], "ready");
     assert!(slow["pid"].as_i64().unwrap() > 1);
     assert!(slow["took_ms"].as_u64().unwrap() >= 400);
-    let human = init_support::aiida_init(&["status"], &env);
+    let human = crate::support::aiida_init(&["status"], &env);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
         text.contains("slow") && text.contains("ready") && text.contains("timeline:"),
         "{text}"
     );
-    let wait = init_support::aiida_init(&["wait", "--timeout", "0.3", "nosuch"], &env);
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "0.3", "nosuch"], &env);
     assert_eq!(wait.status.code(), Some(1));
     let (out, _) = running.shut_down(LIMIT);
     assert_eq!(out.code, 0);
@@ -645,7 +643,7 @@ fn halt_and_s6_svc_control_the_running_instance() {
     let rt = tree.path().join("rt");
     let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
     let svc_dir = tree.svc("svc");
-    let out = init_support::aiida_init(&["s6-svc", "-r", svc_dir.to_str().unwrap()], &env);
+    let out = crate::support::aiida_init(&["s6-svc", "-r", svc_dir.to_str().unwrap()], &env);
     assert!(out.status.success(), "{out:?}");
     let deadline = Instant::now() + LIMIT;
     while tree.read_out("pids").lines().count() < 2 {
@@ -656,7 +654,7 @@ fn halt_and_s6_svc_control_the_running_instance() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::write(rt.join("s6-linux-init-container-results/exitcode"), "42\n").unwrap();
-    let out = init_support::aiida_init(&["halt"], &env);
+    let out = crate::support::aiida_init(&["halt"], &env);
     assert!(out.status.success(), "{out:?}");
     let out = running.finish(LIMIT);
     assert_eq!(out.code, 42, "halt exits with the exit code file: {out:?}");
@@ -667,26 +665,26 @@ fn legacy_directories_run_in_s6_overlay_order() {
     prerequisites();
     let tree = Tree::new();
     let etc = tree.path().join("root/etc");
-    init_support::write_exec(
+    crate::support::write_exec(
         &etc.join("cont-init.d/10-first"),
         &format!("#!/bin/sh\n{}\n", tree.log_event("cont-init-10")),
     );
-    init_support::write_exec(
+    crate::support::write_exec(
         &etc.join("cont-init.d/20-second"),
         &format!("#!/bin/sh\nsleep 0.2\n{}\n", tree.log_event("cont-init-20")),
     );
-    init_support::write_exec(
+    crate::support::write_exec(
         &etc.join("cont-finish.d/10-bye"),
         &format!("#!/bin/sh\n{}\n", tree.log_event("cont-finish")),
     );
-    init_support::write_exec(
+    crate::support::write_exec(
         &etc.join("services.d/legacy/run"),
         &format!(
             "#!/bin/sh\n{}\necho >&3\nexec sleep 100\n",
             tree.log_event("services.d")
         ),
     );
-    init_support::write(&etc.join("services.d/legacy/notification-fd"), "3\n");
+    crate::support::write(&etc.join("services.d/legacy/notification-fd"), "3\n");
     tree.oneshot_sh(
         "usersvc",
         &tree.log_event("user"),

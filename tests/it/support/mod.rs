@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod collections;
+pub mod images;
 pub mod compose;
 pub mod registry;
 pub mod plugin_workspace;

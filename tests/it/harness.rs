@@ -1,9 +1,8 @@
 //! The test harness itself, against the real engine: a container runs, https works inside it
 //! with the CA option, and the reference devcontainer CLI brings up and execs into a workspace.
 
-mod support;
 
-use support::{Harness, RunOptions, Workspace, base_image};
+use crate::support::{Harness, RunOptions, Workspace, base_image};
 
 #[test]
 fn a_container_from_the_base_image_runs_a_command() {
@@ -20,7 +19,7 @@ fn pip_download_over_https_works_with_the_ca_option() {
     let mut opts = RunOptions::default();
     // The bundle goes in read-only and is used through the variables pip and OpenSSL read,
     // exactly as `--ca-cert` makes the tool do.
-    if let Some(ca) = support::ca_bundle() {
+    if let Some(ca) = crate::support::ca_bundle() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ca.pem");
         std::fs::write(&file, &ca.pem).unwrap();

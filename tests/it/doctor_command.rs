@@ -2,7 +2,6 @@
 //! container, each against the real engine where the check needs an image (its label, its
 //! architecture, its users), plus the clean case.
 
-mod support;
 
 use std::fs;
 use std::io::Write;
@@ -11,9 +10,9 @@ use std::path::Path;
 use bollard::query_parameters::{CommitContainerOptions, ImportImageOptions};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use support::copy_tree;
-use support::plugin_workspace::{aiida_devc, sample_plugin, text};
-use support::{Harness, base_image, unique_name};
+use crate::support::copy_tree;
+use crate::support::plugin_workspace::{aiida_devc, sample_plugin, text};
+use crate::support::{Harness, base_image, unique_name};
 
 const CONFIG: &str = ".devcontainer/devcontainer.json";
 
@@ -166,7 +165,7 @@ fn a_config_as_init_writes_it_has_no_problem_on_a_matching_image() {
     let h = Harness::new();
     let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
     let dir = workspace(&config_for(&image, ""));
-    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(ok, "{out}");
     assert!(out.contains("✔ no problems found"), "{out}");
@@ -178,7 +177,7 @@ fn override_command_true_on_an_image_with_init_is_found() {
     let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
     let config = config_for(&image, "").replace("\"overrideCommand\": false", "\"overrideCommand\": true");
     let dir = workspace(&config);
-    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(
@@ -195,7 +194,7 @@ fn unset_override_command_on_an_image_without_the_label_is_found() {
     let image = image_with_aiida_user(&h, None);
     let config = config_for(&image, "").replace("  \"overrideCommand\": false,\n", "");
     let dir = workspace(&config);
-    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(
@@ -280,7 +279,7 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
     let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
     // A root-owned checkout: the CLI cannot give aiida UID 0 (root has it).
     let dir = workspace(&config_for(&image, ""));
-    support::plugin_workspace::chown_tree(dir.path(), 0, 0);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 0, 0);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(
@@ -291,13 +290,13 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
 
     // A developer's checkout (UID 1001) with updateRemoteUserUID turned off.
     let dir = workspace(&config_for(&image, "\n  \"updateRemoteUserUID\": false,"));
-    support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(out.contains("(updateRemoteUserUID is false)"), "{out}");
     // Without that setting the CLI remaps aiida to 1001 itself: no problem.
     let dir = workspace(&config_for(&image, ""));
-    support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
     let (ok, out) = doctor(dir.path());
     assert!(ok, "{out}");
 }
@@ -308,7 +307,7 @@ fn a_second_daemon_started_by_a_lifecycle_command_is_found() {
     let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
     let config = config_for(&image, "\n  \"postCreateCommand\": \"pip install -e . && verdi daemon restart\",");
     let dir = workspace(&config);
-    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"), "{out}");
@@ -323,7 +322,7 @@ fn compose_workspace() -> tempfile::TempDir {
     fs::remove_dir_all(dir.path().join(".devcontainer")).unwrap();
     let out = aiida_devc(dir.path(), &["--ca-cert", "none", "init", ".", "--variant", "compose"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
+    crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     dir
 }
 

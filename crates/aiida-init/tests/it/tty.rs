@@ -2,15 +2,13 @@
 //! command owns the terminal (job control in an interactive bash) and Ctrl-C reaches the
 //! command, not PID 1, giving 130.
 
-#[path = "support/init.rs"]
-mod init_support;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use init_support::{Tree, require_tool};
+use crate::support::{Tree, require_tool};
 
 struct Terminal {
     master: OwnedFd,
@@ -24,7 +22,7 @@ impl Terminal {
     fn start(tree: &Tree, args: &[&str]) -> Terminal {
         require_tool("unshare");
         let pty = nix::pty::openpty(None, None).expect("openpty");
-        let mut cmd: Command = tree.command(init_support::Mode::Pid1, args);
+        let mut cmd: Command = tree.command(crate::support::Mode::Pid1, args);
         let slave = pty.slave;
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -109,7 +107,7 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        init_support::kill_tree(self.child.id() as i32);
+        crate::support::kill_tree(self.child.id() as i32);
         let _ = self.child.wait();
     }
 }

@@ -1,12 +1,10 @@
 //! The `S6_*` variables with s6-overlay's meanings, the `user2` bundle, and what a child
 //! inherits (signal mask and ignored signals restored, as tini's sigconf test checks).
 
-#[path = "support/init.rs"]
-mod init_support;
 
 use std::time::{Duration, Instant};
 
-use init_support::{Mode, Tree, require_tool};
+use crate::support::{Mode, Tree, require_tool};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -108,7 +106,7 @@ fn s6_cmd_wait_for_services_maxtime_bounds_the_start() {
 fn s6_kill_finish_maxtime_bounds_cont_finish_scripts_and_timeout_finish_bounds_finish() {
     let tree = Tree::new();
     let etc = tree.path().join("root/etc");
-    init_support::write_exec(
+    crate::support::write_exec(
         &etc.join("cont-finish.d/slow"),
         "#!/bin/sh\nexec sleep 30\n",
     );
@@ -161,7 +159,7 @@ fn user2_starts_after_legacy_services() {
     // Move `second` from the user bundle to user2.
     let bundles = tree.path().join("root/etc/s6-overlay/user-bundles.d");
     std::fs::remove_file(bundles.join("user/contents.d/second")).unwrap();
-    init_support::write(&bundles.join("user2/contents.d/second"), "");
+    crate::support::write(&bundles.join("user2/contents.d/second"), "");
     let out = tree.run(Mode::Child, &["true"], &[], LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
     let order = tree.event_names();

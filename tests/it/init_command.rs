@@ -2,13 +2,12 @@
 //! into a file full of the user's comments, `--dry-run`, a second run that changes nothing, and
 //! the errors for bad input (file:line:column, nothing written).
 
-mod support;
 
 use std::fs;
 use std::path::Path;
 
-use support::copy_tree;
-use support::plugin_workspace::{aiida_devc, sample_plugin, text};
+use crate::support::copy_tree;
+use crate::support::plugin_workspace::{aiida_devc, sample_plugin, text};
 
 /// A copy of the sample plugin without its committed devcontainer.json.
 fn fresh_sample() -> tempfile::TempDir {
@@ -258,7 +257,7 @@ fn the_lite_variant_uses_the_base_image_and_says_so() {
 
 #[test]
 fn a_python_requirement_the_local_image_does_not_meet_is_a_warning() {
-    let h = support::Harness::new();
+    let h = crate::support::Harness::new();
     h.require_image("aiidateam/aiida-core-with-services:aiida-2.9.4");
     let dir = fresh_sample();
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
@@ -303,7 +302,7 @@ fn the_compose_variant_defaults_to_the_templates_service_images() {
     assert!(ok, "{stderr}");
     let compose = fs::read_to_string(dir.path().join(COMPOSE)).unwrap();
     let template: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(support::project_root().join("devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json")).unwrap(),
+        &fs::read_to_string(crate::support::project_root().join("devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json")).unwrap(),
     )
     .unwrap();
     for option in ["postgresImage", "rabbitmqImage"] {

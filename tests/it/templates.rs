@@ -5,13 +5,12 @@
 //! all green (they need the aiida-core-base and aiida-core-with-services images, which
 //! scripts/test.sh builds before the tests).
 
-mod support;
 
 use std::collections::BTreeSet;
 
-use support::collections::{aiida_devc, devcontainer, namespace, scratch_copy, tar_entries};
-use support::registry::Registry;
-use support::{Harness, Workspace};
+use crate::support::collections::{aiida_devc, devcontainer, namespace, scratch_copy, tar_entries};
+use crate::support::registry::Registry;
+use crate::support::{Harness, Workspace};
 
 const TEMPLATES: [&str; 3] = ["aiida-plugin", "aiida-plugin-compose", "aiida-plugin-lite"];
 
@@ -52,7 +51,7 @@ fn published_templates_hold_the_same_entries_as_the_reference_clis() {
         let (their_tar, their_metadata) = published(registry, &format!("{theirs}/{id}"));
         assert_eq!(normalised(our_metadata.clone()), normalised(their_metadata), "metadata of {id}");
         let (ours, theirs) = (tar_entries(&our_tar), tar_entries(&their_tar));
-        let names = |e: &[support::collections::TarEntry]| e.iter().map(|e| (e.name.clone(), e.mode, e.directory)).collect::<Vec<_>>();
+        let names = |e: &[crate::support::collections::TarEntry]| e.iter().map(|e| (e.name.clone(), e.mode, e.directory)).collect::<Vec<_>>();
         assert_eq!(names(&ours), names(&theirs), "entries of {id}");
         for (a, b) in ours.iter().zip(&theirs) {
             if a.name == "./devcontainer-template.json" {
@@ -160,7 +159,7 @@ fn the_aiida_plugin_lite_template_comes_up_without_services() {
 fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
     Harness::new().require_image("aiidateam/aiida-core-base:latest");
     // Stand-ins for the official postgres and rabbitmq images, built from Debian's packages.
-    support::compose::build_service_images();
+    crate::support::compose::build_service_images();
 
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
@@ -169,13 +168,13 @@ fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
     let ws = Workspace::with_config("{}");
     devcontainer(&[
         "templates", "apply", "-t", &format!("{}/{ns}/aiida-plugin-compose", registry.host), "-w", ws.path().to_str().unwrap(),
-        "-a", &serde_json::json!({"postgresImage": support::compose::POSTGRES_IMAGE, "rabbitmqImage": support::compose::RABBITMQ_IMAGE}).to_string(),
+        "-a", &serde_json::json!({"postgresImage": crate::support::compose::POSTGRES_IMAGE, "rabbitmqImage": crate::support::compose::RABBITMQ_IMAGE}).to_string(),
     ])
     .ok("apply");
     std::fs::copy(templates.join("test/aiida-plugin-compose/test.sh"), ws.path().join("test.sh")).unwrap();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
     // Whatever happens, remove the whole Compose project (containers, network, volumes) afterwards.
-    let _project = support::compose::ComposeProject::of_workspace(ws.path());
+    let _project = crate::support::compose::ComposeProject::of_workspace(ws.path());
     assert!(up.status.success(), "devcontainer up failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
     let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
     assert!(

@@ -3,15 +3,12 @@
 //! of `status`, `wait` and the `/command` names, `docker stop` without any fixed grace sleep,
 //! and `docker run --init` (tini as PID 1, aiida-init as PID 2).
 
-#[path = "support/init.rs"]
-mod init_support;
-mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use init_support::Tree;
-use support::{Harness, base_image, unique_name};
+use crate::support::Tree;
+use crate::support::{Containers, base_image};
 
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
@@ -42,11 +39,9 @@ fn service_tree() -> Tree {
 }
 
 /// `docker run -d` with the binary as /init and the tree as /etc/s6-overlay.
-fn start(h: &Harness, tree: &Tree, extra: &[&str], cmd: &[&str]) -> String {
-    h.require_image(&base_image());
-    let name = unique_name("init");
-    h.track_container(&name);
-    let bin = init_support::bin();
+fn start(containers: &Containers, tree: &Tree, extra: &[&str], cmd: &[&str]) -> String {
+    let name = containers.new_name("docker");
+    let bin = crate::support::bin();
     let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
     args.push("-v".into());
     args.push(format!("{}:/init:ro", bin.display()));
@@ -90,7 +85,7 @@ fn stop_cleanly_and_quickly(name: &str) -> String {
 
 #[test]
 fn in_a_container_as_root_services_come_up_and_docker_stop_is_quick() {
-    let h = Harness::new();
+    let h = Containers::new();
     let tree = service_tree();
     let name = start(&h, &tree, &[], &[]);
     let wait = docker(&["exec", &name, "aiida-init", "wait", "--timeout", "20"]);
@@ -131,7 +126,7 @@ fn in_a_container_as_root_services_come_up_and_docker_stop_is_quick() {
 
 #[test]
 fn in_a_container_as_nobody_with_run_not_writable() {
-    let h = Harness::new();
+    let h = Containers::new();
     let tree = service_tree();
     let name = start(&h, &tree, &["--user", "65534:65534"], &[]);
     // `docker exec` as root, with none of the instance's environment, still finds it.
@@ -170,7 +165,7 @@ fn in_a_container_as_nobody_with_run_not_writable() {
 
 #[test]
 fn in_a_container_under_docker_init_and_with_a_command() {
-    let h = Harness::new();
+    let h = Containers::new();
     let tree = service_tree();
     // tini (docker-init) is PID 1, aiida-init PID 2: no "can only run as pid 1".
     let name = start(

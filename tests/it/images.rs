@@ -2,14 +2,11 @@
 //! `aiida-devc images build` (scripts/test.sh builds them once per run; a missing image fails the
 //! test). Each test starts its own containers and volumes, removed when it ends.
 
-#[path = "support/images.rs"]
-mod images_support;
-mod support;
 
 use std::time::Duration;
 
-use images_support::{Container, Start, base_image, docker, home_volume, text, with_services_image};
-use support::Harness;
+use crate::support::images::{Container, Start, base_image, docker, home_volume, text, with_services_image};
+use crate::support::Harness;
 
 /// Submits `core.arithmetic.add` (optionally sleeping first) through the daemon; prints the PK.
 const SUBMIT_ADD: &str = r#"
@@ -299,7 +296,7 @@ fn a_command_runs_once_ready_and_gives_its_exit_code() {
 fn interactive_bash_has_job_control() {
     let h = Harness::new();
     h.require_image(&base_image());
-    let name = support::unique_name("tty");
+    let name = crate::support::unique_name("tty");
     h.track_container(&name);
     // `script` gives docker a terminal, as a user's shell would.
     let cmd = format!(
@@ -364,13 +361,13 @@ fn explicit_user_and_docker_init_both_work() {
 #[test]
 fn after_a_uid_remap_pip_installs_and_services_work() {
     let h = Harness::new();
-    let dockerfile = support::project_root()
+    let dockerfile = crate::support::project_root()
         .join(".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile");
-    support::require(
+    crate::support::require(
         dockerfile.is_file(),
         &format!("the devcontainer CLI's {}", dockerfile.display()),
     );
-    let tag = format!("{}:uid", support::unique_name("remap"));
+    let tag = format!("{}:uid", crate::support::unique_name("remap"));
     h.track_image(&tag);
     let out = docker(&[
         "build",
@@ -399,7 +396,7 @@ fn after_a_uid_remap_pip_installs_and_services_work() {
 
     let mut opts = Start::default();
     let ca_dir = tempfile::tempdir().unwrap();
-    if let Some(ca) = support::ca_bundle() {
+    if let Some(ca) = crate::support::ca_bundle() {
         let file = ca_dir.path().join("ca.pem");
         std::fs::write(&file, &ca.pem).unwrap();
         opts.volumes
@@ -478,7 +475,7 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
 #[test]
 fn devcontainer_cli_runs_init_and_waits_for_readiness() {
     let image = base_image();
-    let ws = support::Workspace::with_config(&format!(r#"{{ "image": "{image}" }}"#));
+    let ws = crate::support::Workspace::with_config(&format!(r#"{{ "image": "{image}" }}"#));
     ws.harness().require_image(&image);
     let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", &image]);
     let labels: serde_json::Value = serde_json::from_slice(&labels.stdout).unwrap();
@@ -556,7 +553,7 @@ fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
         ),
     )
     .unwrap();
-    let tag = format!("{}:hooks", support::unique_name("hooks"));
+    let tag = format!("{}:hooks", crate::support::unique_name("hooks"));
     h.track_image(&tag);
     let out = docker(&["build", "-q", "-t", &tag, dir.path().to_str().unwrap()]);
     assert!(
@@ -646,7 +643,7 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
         volumes: vec![volume.clone()],
         ..Default::default()
     };
-    if let Some(ca) = support::ca_bundle() {
+    if let Some(ca) = crate::support::ca_bundle() {
         let file = ca_dir.path().join("ca.pem");
         std::fs::write(&file, &ca.pem).unwrap();
         old_opts
@@ -713,7 +710,7 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     new.assert_verdi_ready(true);
     assert_eq!(new.sh(schema).trim(), head);
     let (code, out) = new.exec(
-        &images_support::python_in_profile(&format!(
+        &crate::support::images::python_in_profile(&format!(
             "from aiida import orm\nprint(orm.load_node('{uuid}').value)"
         ))
         .iter()

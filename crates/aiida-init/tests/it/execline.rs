@@ -2,8 +2,6 @@
 //! (package `execline`) and under aiida-init's interpreter, and must give the same argv, the
 //! same environment, the same working directory and the same exit code.
 
-#[path = "support/init.rs"]
-mod init_support;
 
 use std::path::Path;
 use std::process::Command;
@@ -53,7 +51,7 @@ fn run(
 }
 
 fn setup() -> tempfile::TempDir {
-    init_support::require_tool("execlineb");
+    crate::support::require_tool("execlineb");
     assert!(
         Path::new(REAL_EXECLINE_BIN).join("foreground").exists(),
         "missing prerequisite: Debian's execline package"
@@ -61,7 +59,7 @@ fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     // `dump` shows what the final program received: argv, cwd and the sorted environment as
     // exec'd (PATH aside: Debian's execlineb prepends its own directory).
-    init_support::write_exec(
+    crate::support::write_exec(
         &dir.path().join("bin/dump"),
         "#!/bin/sh\nprintf 'argv[%s]\\n' \"$@\"\necho \"cwd=$(pwd)\"\ntr '\\0' '\\n' < /proc/$$/environ | LC_ALL=C sort | grep -v '^PATH='\n",
     );
@@ -79,7 +77,7 @@ fn same(dir: &Path, options: &[&str], script: &str, args: &[&str]) -> Outcome {
         script,
         args,
     );
-    let bin = init_support::bin();
+    let bin = crate::support::bin();
     let ours = run(
         dir,
         &[bin.to_str().unwrap(), "execlineb"],
@@ -265,7 +263,7 @@ fn errors_give_the_same_exit_codes() {
         let out = Command::new(interpreter[0]).args(&interpreter[1..]).arg("-c").output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let bin = init_support::bin();
+    let bin = crate::support::bin();
     let (ours, message) = code(&[bin.to_str().unwrap(), "execlineb"]);
     assert_eq!(ours, code(&[REAL_EXECLINEB]).0, "{message}");
     assert_eq!(ours, Some(100));
@@ -275,7 +273,7 @@ fn errors_give_the_same_exit_codes() {
 #[test]
 fn s6_echo_and_the_multi_call_names() {
     let dir = setup();
-    let bin = init_support::bin();
+    let bin = crate::support::bin();
     let links = dir.path().join("command");
     let out = Command::new(&bin)
         .args(["install-commands"])
@@ -301,7 +299,7 @@ fn s6_echo_and_the_multi_call_names() {
     assert_eq!(String::from_utf8_lossy(&fg.stdout), "inner\nouter\n");
     // A script with the s6-overlay shebang runs through the installed name.
     let script = dir.path().join("shebang");
-    init_support::write_exec(
+    crate::support::write_exec(
         &script,
         &format!(
             "#!{}/execlineb -P\nforeground {{ s6-echo hello }} s6-echo world\n",

@@ -4,13 +4,12 @@
 //! the Features' own scenarios pass under `devcontainer features test`, and a workspace that uses
 //! our published Features by their localhost OCI ids comes up with `verdi status` all green.
 
-mod support;
 
 use std::path::Path;
 
-use support::collections::{aiida_devc, devcontainer, namespace, place_ca_bundle, scratch_copy, tar_entries};
-use support::registry::Registry;
-use support::Workspace;
+use crate::support::collections::{aiida_devc, devcontainer, namespace, place_ca_bundle, scratch_copy, tar_entries};
+use crate::support::registry::Registry;
+use crate::support::Workspace;
 
 /// The reference CLI builds Feature images through one fixed tag
 /// (`dev_container_feature_content_temp`), so two of its builds at once break each other: the
@@ -25,7 +24,7 @@ fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
 /// (`vsc-<digits>-...`) to the harness for removal, children first. (Its scratch build tag
 /// `dev_container_feature_content_temp`, 2 MB, stays: the next feature build reuses it.)
 struct ImagesBuiltDuring<'h> {
-    harness: &'h support::Harness,
+    harness: &'h crate::support::Harness,
     before: std::collections::BTreeSet<String>,
 }
 
@@ -87,7 +86,7 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
         let file = format!("devcontainer-feature-{id}.tgz");
         let ours = tar_entries(&std::fs::read(ours.join(&file)).unwrap());
         let theirs = tar_entries(&std::fs::read(theirs.join(&file)).unwrap());
-        let names = |entries: &[support::collections::TarEntry]| entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        let names = |entries: &[crate::support::collections::TarEntry]| entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&ours), names(&theirs), "entry names of {file}");
         assert_eq!(ours, theirs, "entries (modes, types, contents) of {file}");
         assert!(names(&ours).contains(&"./install.sh".to_owned()));
@@ -296,7 +295,7 @@ fn refused_and_unreachable_registries_are_named_without_credentials() {
 
 #[test]
 fn the_feature_scenarios_pass_under_the_reference_cli() {
-    let harness = support::Harness::new();
+    let harness = crate::support::Harness::new();
     let _turn = feature_builds();
     // `devcontainer features test` leaves the images it builds for its scenario workspaces
     // (vsc-<timestamp>-<hash>[-features|-uid]) behind: remove them afterwards.

@@ -1,12 +1,10 @@
 //! Bad service trees: each gives one clear error naming the service directory and the file,
 //! exits non-zero, and starts nothing (not even the valid services of the same tree).
 
-#[path = "support/init.rs"]
-mod init_support;
 
 use std::time::Duration;
 
-use init_support::{Mode, Tree};
+use crate::support::{Mode, Tree};
 
 /// A tree with one valid service that would leave a marker if anything started.
 fn tree_with_a_witness() -> Tree {
@@ -43,7 +41,7 @@ fn assert_rejected(tree: &Tree, expected: &[&str]) -> String {
     );
     assert!(!cmd_marker.exists(), "the command started");
     // `aiida-init check` reports the same error.
-    let mut c = std::process::Command::new(init_support::bin());
+    let mut c = std::process::Command::new(crate::support::bin());
     c.arg("check")
         .env("AIIDA_INIT_ROOT", tree.path().join("root"));
     let check = c.output().unwrap();
@@ -171,9 +169,9 @@ fn check_prints_the_start_order_of_a_valid_tree() {
     tree.oneshot("db", "true\n", None, &["base"])
         .longrun("api", "exec sleep 1", &["db"]);
     // The old location of the user bundle still works, with a warning.
-    init_support::write(&tree.rc().join("user/type"), "bundle\n");
-    init_support::write(&tree.rc().join("user/contents.d/api"), "");
-    let mut c = std::process::Command::new(init_support::bin());
+    crate::support::write(&tree.rc().join("user/type"), "bundle\n");
+    crate::support::write(&tree.rc().join("user/contents.d/api"), "");
+    let mut c = std::process::Command::new(crate::support::bin());
     c.arg("check")
         .env("AIIDA_INIT_ROOT", tree.path().join("root"));
     let out = c.output().unwrap();
@@ -237,8 +235,8 @@ fn the_old_user_bundle_location_still_runs_its_services() {
     let marker = tree.out_file("ran");
     tree.file("legacy-style", "type", "oneshot\n")
         .file("legacy-style", "up", &format!("#!/command/execlineb -P\nwith-contenv\nforeground {{ s6-echo starting }}\nsh -c \"touch {}\"\n", marker.display()));
-    init_support::write(&tree.rc().join("user/type"), "bundle\n");
-    init_support::write(&tree.rc().join("user/contents.d/legacy-style"), "");
+    crate::support::write(&tree.rc().join("user/type"), "bundle\n");
+    crate::support::write(&tree.rc().join("user/contents.d/legacy-style"), "");
     let out = tree.run(Mode::Pid1, &["true"], &[], Duration::from_secs(10));
     assert_eq!(out.code, 0, "{out:?}");
     assert!(marker.exists(), "{out:?}");

@@ -497,3 +497,49 @@ pub fn aiida_init(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output 
     }
     c.output().expect("run aiida-init")
 }
+
+/// The containers one Docker test made, removed (with their anonymous volumes) when it ends,
+/// also when it fails. Driven through the `docker` command line: aiida-init's tests use no
+/// Docker client library.
+pub struct Containers {
+    names: std::sync::Mutex<Vec<String>>,
+}
+
+impl Containers {
+    /// Fails the test when no Docker engine answers or the base image is missing.
+    pub fn new() -> Containers {
+        let info = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+        let answers = info.as_ref().is_ok_and(|o| o.status.success());
+        assert!(
+            answers,
+            "missing prerequisite: a Docker engine that answers ({}). Run `bash scripts/bootstrap.sh` (as root) first.",
+            info.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_else(|e| e.to_string())
+        );
+        let image = base_image();
+        let present = Command::new("docker").args(["image", "inspect", &image]).output().is_ok_and(|o| o.status.success());
+        assert!(present, "missing prerequisite: the image {image}. Run `bash scripts/bootstrap.sh` (as root) first.");
+        Containers { names: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// A new container name, removed when `self` drops.
+    pub fn new_name(&self, what: &str) -> String {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("aiida-init-test-{what}-{}-{n}", std::process::id());
+        self.names.lock().unwrap().push(name.clone());
+        name
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for name in self.names.lock().unwrap().drain(..) {
+            let _ = Command::new("docker").args(["rm", "-f", "-v", &name]).output();
+        }
+    }
+}
+
+/// The image the Docker tests start from (`AIIDA_DEVC_BASE_IMAGE`, default `debian:bookworm`).
+pub fn base_image() -> String {
+    std::env::var("AIIDA_DEVC_BASE_IMAGE").unwrap_or_else(|_| "debian:bookworm".into())
+}

@@ -1,0 +1,102 @@
+//! aiida-init built from this workspace for a platform: the one binary that the images (as
+//! `/init`) and the aiida-services Feature carry.
+//!
+//! ```text
+//! RUSTFLAGS='-C target-feature=+crt-static' \
+//!   cargo build -p aiida-init --release --locked --target <triple>
+//! ```
+//!
+//! Static glibc, so it runs on any Linux image of its architecture whatever its libc. Compiling
+//! on the host reuses the host's cargo cache and keeps Rust and crates.io out of image builds.
+//!
+//! For another architecture than the host's, the Rust toolchain on PATH needs that target's
+//! standard library. When it has none (rustup cannot download one on these machines), Debian's
+//! `rustc` with `libstd-rust-web-dev:<arch>` and the cross linker `<arch>-linux-gnu-gcc` are used
+//! instead, in a target directory of their own (`target/debian-rustc`) so that the two
+//! toolchains do not invalidate each other's builds. `scripts/bootstrap.sh --arm64` installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::platform::Platform;
+
+/// Debian's rustc, which ships the standard library of other architectures as packages.
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+
+/// The workspace this aiida-devc was built from, when it is still there.
+pub fn project_root() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    root.join("crates/aiida-init/Cargo.toml").is_file().then_some(root)
+}
+
+/// Build aiida-init from the workspace at `source` for `platform`; returns the binary's path.
+pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow::Result<PathBuf> {
+    if !source.join("crates/aiida-init/Cargo.toml").is_file() {
+        bail!(
+            "cannot build aiida-init: {} is not the aiida-devc workspace (no crates/aiida-init/Cargo.toml). \
+             Run from a checkout, pass --source DIR, or give a prebuilt binary",
+            source.display()
+        );
+    }
+    let triple = platform.rust_target();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(source)
+        .args(["build", "-p", "aiida-init", "--release", "--locked", "--target", triple])
+        // With --target, these flags reach only the target's crates, not build scripts.
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    let mut target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| source.join(d))
+        .unwrap_or_else(|| source.join("target"));
+    if platform != Platform::host() && !toolchain_has_std(None, triple) {
+        if !toolchain_has_std(Some(Path::new(DEBIAN_RUSTC)), triple) {
+            bail!(
+                "cannot build aiida-init for {platform}: neither the Rust toolchain on PATH nor Debian's \
+                 {DEBIAN_RUSTC} has the standard library for {triple}. Install the cross toolchain \
+                 (`bash scripts/bootstrap.sh --arm64`, as root), or `rustup target add {triple}`"
+            );
+        }
+        target_dir = target_dir.join("debian-rustc");
+        let linker_var = format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace('-', "_"));
+        command
+            .env("RUSTC", DEBIAN_RUSTC)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env(linker_var, format!("{}-linux-gnu-gcc", platform.uname_machine()));
+    }
+    if verbose {
+        eprintln!("aiida-init: building a static binary for {platform} ({triple})");
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
+    if !output.status.success() {
+        bail!(
+            "building aiida-init for {platform} ({triple}) failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let binary = target_dir.join(triple).join("release/aiida-init");
+    if !binary.is_file() {
+        bail!("cargo built aiida-init but {} is missing", binary.display());
+    }
+    Ok(binary)
+}
+
+/// Whether `rustc` (the one on PATH when `None`) has the standard library for `triple`.
+fn toolchain_has_std(rustc: Option<&Path>, triple: &str) -> bool {
+    let rustc = rustc
+        .map(|p| p.as_os_str().to_owned())
+        .or_else(|| std::env::var_os("RUSTC"))
+        .unwrap_or_else(|| "rustc".into());
+    let Ok(output) = Command::new(&rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    if !output.status.success() {
+        return false;
+    }
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    sysroot.join("lib/rustlib").join(triple).join("lib").is_dir()
+}

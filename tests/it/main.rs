@@ -1,0 +1,14 @@
+//! The integration tests of the `aiida-devc` CLI, one module per area, against the real things:
+//! a Docker engine, the images, a registry on localhost and the reference devcontainer CLI.
+//! `support` holds the harness they share.
+
+mod support;
+
+mod compose_e2e;
+mod doctor_command;
+mod features;
+mod harness;
+mod images;
+mod init_command;
+mod templates;
+mod workspace_e2e;
