@@ -40,7 +40,9 @@ impl Platform {
             .map(Platform::parse)
             .collect::<anyhow::Result<Vec<_>>>()?;
         if platforms.is_empty() {
-            bail!("--platform: no platform given (use linux/amd64, linux/arm64 or both, comma-separated)");
+            bail!(
+                "--platform: no platform given (use linux/amd64, linux/arm64 or both, comma-separated)"
+            );
         }
         platforms.sort();
         platforms.dedup();
@@ -125,7 +127,13 @@ mod tests {
         for text in ["linux/amd64", "amd64", "x86_64", "linux/x86_64"] {
             assert_eq!(Platform::parse(text).unwrap(), Platform::Amd64, "{text}");
         }
-        for text in ["linux/arm64", "linux/arm64/v8", "arm64", "aarch64", "linux/aarch64"] {
+        for text in [
+            "linux/arm64",
+            "linux/arm64/v8",
+            "arm64",
+            "aarch64",
+            "linux/aarch64",
+        ] {
             assert_eq!(Platform::parse(text).unwrap(), Platform::Arm64, "{text}");
         }
         let err = Platform::parse("windows/amd64").unwrap_err().to_string();

@@ -33,21 +33,25 @@ pub fn prepare(source: &Source, given: Option<&Path>, verbose: bool) -> anyhow::
             }
             None => {
                 let Some(root) = aiida_init::project_root() else {
-                    bail!("{binary} must be bundled into its Feature, but this aiida-devc was not built from a checkout it can find; pass --{binary} FILE");
+                    bail!(
+                        "{binary} must be bundled into its Feature, but this aiida-devc was not built from a checkout it can find; pass --{binary} FILE"
+                    );
                 };
                 aiida_init::build_static(&root, Platform::host(), verbose)?
             }
         };
-        let bytes = std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+        let bytes =
+            std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
         // Leave an identical file alone, so its mtime (and the package's bytes) stay the same.
         if std::fs::read(&destination).ok().as_deref() != Some(bytes.as_slice()) {
             let partial = destination.with_extension("partial");
-            std::fs::write(&partial, &bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::write(&partial, &bytes)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
-            std::fs::rename(&partial, &destination).with_context(|| format!("cannot write {}", destination.display()))?;
+            std::fs::rename(&partial, &destination)
+                .with_context(|| format!("cannot write {}", destination.display()))?;
         }
     }
     Ok(())
 }
-

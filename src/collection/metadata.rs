@@ -28,7 +28,14 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -54,15 +61,24 @@ impl JsoncFile {
     }
 
     pub fn parse(path: &Path, text: String) -> Result<JsoncFile, Problem> {
-        let collect = CollectOptions { comments: CommentCollectionStrategy::Off, tokens: true };
-        let parsed = jsonc_parser::parse_to_ast(&text, &collect, &ParseOptions::default()).map_err(|e| Problem {
-            file: path.to_owned(),
-            line: e.line_display(),
-            column: e.column_display(),
-            message: format!("invalid JSON: {}", e.kind()),
-        })?;
+        let collect = CollectOptions {
+            comments: CommentCollectionStrategy::Off,
+            tokens: true,
+        };
+        let parsed = jsonc_parser::parse_to_ast(&text, &collect, &ParseOptions::default())
+            .map_err(|e| Problem {
+                file: path.to_owned(),
+                line: e.line_display(),
+                column: e.column_display(),
+                message: format!("invalid JSON: {}", e.kind()),
+            })?;
         let Some(ast) = parsed.value else {
-            return Err(Problem { file: path.to_owned(), line: 1, column: 1, message: "the file is empty".into() });
+            return Err(Problem {
+                file: path.to_owned(),
+                line: 1,
+                column: 1,
+                message: "the file is empty".into(),
+            });
         };
         // The parser tolerates a missing comma between members; the spec's JSON does not.
         let commas: Vec<usize> = parsed
@@ -74,12 +90,22 @@ impl JsoncFile {
             .collect();
         if let Some(offset) = missing_comma(&ast, &commas) {
             let (line, column) = line_column(&text, offset);
-            return Err(Problem { file: path.to_owned(), line, column, message: "invalid JSON: expected a comma before this member".into() });
+            return Err(Problem {
+                file: path.to_owned(),
+                line,
+                column,
+                message: "invalid JSON: expected a comma before this member".into(),
+            });
         }
         let mut locations = HashMap::new();
         record_locations(&ast, String::new(), &text, &mut locations);
         let value: Value = ast.into();
-        Ok(JsoncFile { path: path.to_owned(), text, value, locations })
+        Ok(JsoncFile {
+            path: path.to_owned(),
+            text,
+            value,
+            locations,
+        })
     }
 
     /// Where the value at `pointer` starts (the closest enclosing value when it is absent).
@@ -104,7 +130,12 @@ impl JsoncFile {
     /// A problem at the value `pointer` points to.
     pub fn problem(&self, pointer: &str, message: impl Into<String>) -> Problem {
         let (line, column) = self.location(pointer);
-        Problem { file: self.path.clone(), line, column, message: message.into() }
+        Problem {
+            file: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 }
 
@@ -118,7 +149,10 @@ fn escape_pointer(key: &str) -> String {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
     (line, column)
 }
 
@@ -126,8 +160,16 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn missing_comma(ast: &Ast, commas: &[usize]) -> Option<usize> {
     use jsonc_parser::common::Ranged;
     let ranges: Vec<(usize, usize)> = match ast {
-        Ast::Object(object) => object.properties.iter().map(|p| (p.start(), p.end())).collect(),
-        Ast::Array(array) => array.elements.iter().map(|e| (e.start(), e.end())).collect(),
+        Ast::Object(object) => object
+            .properties
+            .iter()
+            .map(|p| (p.start(), p.end()))
+            .collect(),
+        Ast::Array(array) => array
+            .elements
+            .iter()
+            .map(|e| (e.start(), e.end()))
+            .collect(),
         _ => return None,
     };
     for pair in ranges.windows(2) {
@@ -141,10 +183,17 @@ fn missing_comma(ast: &Ast, commas: &[usize]) -> Option<usize> {
         Ast::Array(array) => array.elements.iter().collect(),
         _ => Vec::new(),
     };
-    children.into_iter().find_map(|child| missing_comma(child, commas))
+    children
+        .into_iter()
+        .find_map(|child| missing_comma(child, commas))
 }
 
-fn record_locations(ast: &Ast, pointer: String, text: &str, out: &mut HashMap<String, (usize, usize)>) {
+fn record_locations(
+    ast: &Ast,
+    pointer: String,
+    text: &str,
+    out: &mut HashMap<String, (usize, usize)>,
+) {
     use jsonc_parser::common::Ranged;
     out.insert(pointer.clone(), line_column(text, ast.start()));
     match ast {
@@ -156,7 +205,10 @@ fn record_locations(ast: &Ast, pointer: String, text: &str, out: &mut HashMap<St
                 };
                 let child = format!("{pointer}/{}", escape_pointer(&key));
                 // The key itself, for problems about the property rather than its value.
-                out.insert(format!("{child}{KEY_MARK}"), line_column(text, prop.start()));
+                out.insert(
+                    format!("{child}{KEY_MARK}"),
+                    line_column(text, prop.start()),
+                );
                 record_locations(&prop.value, child, text, out);
             }
         }
@@ -172,32 +224,80 @@ fn record_locations(ast: &Ast, pointer: String, text: &str, out: &mut HashMap<St
 /// Properties a `devcontainer-feature.json` may have (the spec's schema, plus `currentId`, which
 /// packaging adds).
 const FEATURE_PROPERTIES: &[&str] = &[
-    "id", "version", "name", "description", "documentationURL", "licenseURL", "keywords", "options",
-    "containerEnv", "privileged", "init", "capAdd", "securityOpt", "entrypoint", "customizations",
-    "installsAfter", "dependsOn", "legacyIds", "deprecated", "mounts", "onCreateCommand",
-    "updateContentCommand", "postCreateCommand", "postStartCommand", "postAttachCommand", "currentId",
+    "id",
+    "version",
+    "name",
+    "description",
+    "documentationURL",
+    "licenseURL",
+    "keywords",
+    "options",
+    "containerEnv",
+    "privileged",
+    "init",
+    "capAdd",
+    "securityOpt",
+    "entrypoint",
+    "customizations",
+    "installsAfter",
+    "dependsOn",
+    "legacyIds",
+    "deprecated",
+    "mounts",
+    "onCreateCommand",
+    "updateContentCommand",
+    "postCreateCommand",
+    "postStartCommand",
+    "postAttachCommand",
+    "currentId",
 ];
 
 /// Properties a `devcontainer-template.json` may have (the spec's table, plus what packaging adds).
 const TEMPLATE_PROPERTIES: &[&str] = &[
-    "id", "version", "name", "description", "documentationURL", "licenseURL", "options", "platforms",
-    "publisher", "keywords", "optionalPaths", "type", "files", "fileCount", "featureIds",
+    "id",
+    "version",
+    "name",
+    "description",
+    "documentationURL",
+    "licenseURL",
+    "options",
+    "platforms",
+    "publisher",
+    "keywords",
+    "optionalPaths",
+    "type",
+    "files",
+    "fileCount",
+    "featureIds",
 ];
 
 const OPTION_PROPERTIES: &[&str] = &["type", "default", "description", "enum", "proposals"];
 
 /// Characters an option value must not contain (see the module documentation).
-pub const FORBIDDEN_IN_OPTION_VALUES: &[(char, &str)] =
-    &[('"', "a double quote"), ('$', "a '$'"), ('`', "a backtick"), ('\\', "a backslash"), ('\n', "a newline"), ('\r', "a carriage return")];
+pub const FORBIDDEN_IN_OPTION_VALUES: &[(char, &str)] = &[
+    ('"', "a double quote"),
+    ('$', "a '$'"),
+    ('`', "a backtick"),
+    ('\\', "a backslash"),
+    ('\n', "a newline"),
+    ('\r', "a carriage return"),
+];
 
 /// The first forbidden character in `value`, described.
 pub fn unsafe_character(value: &str) -> Option<&'static str> {
-    value.chars().find_map(|c| FORBIDDEN_IN_OPTION_VALUES.iter().find(|(f, _)| *f == c).map(|(_, name)| *name))
+    value.chars().find_map(|c| {
+        FORBIDDEN_IN_OPTION_VALUES
+            .iter()
+            .find(|(f, _)| *f == c)
+            .map(|(_, name)| *name)
+    })
 }
 
 fn is_lowercase_id(id: &str) -> bool {
     !id.is_empty()
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.')
+        && id.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
+        })
         && id.starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
@@ -223,45 +323,80 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
     }
     for required in ["id", "version", "name"] {
         match object.get(required) {
-            None => problems.push(file.problem("", format!("the required property '{required}' is missing"))),
+            None => problems
+                .push(file.problem("", format!("the required property '{required}' is missing"))),
             Some(Value::String(s)) if !s.trim().is_empty() => {}
-            Some(_) => problems.push(file.problem(&format!("/{required}"), format!("'{required}' must be a non-empty string"))),
+            Some(_) => problems.push(file.problem(
+                &format!("/{required}"),
+                format!("'{required}' must be a non-empty string"),
+            )),
         }
     }
     if let Some(Value::String(id)) = object.get("id") {
         if !is_lowercase_id(id) {
-            problems.push(file.problem("/id", format!("id '{id}' must be lowercase letters, digits, '-', '_' or '.'")));
+            problems.push(file.problem(
+                "/id",
+                format!("id '{id}' must be lowercase letters, digits, '-', '_' or '.'"),
+            ));
         }
         if let Some(folder) = folder_name {
             if folder != id {
-                problems.push(file.problem("/id", format!("id '{id}' does not match its folder name '{folder}'")));
+                problems.push(file.problem(
+                    "/id",
+                    format!("id '{id}' does not match its folder name '{folder}'"),
+                ));
             }
         }
     }
     if let Some(Value::String(version)) = object.get("version") {
         if semver::Version::parse(version).is_err() {
-            problems.push(file.problem("/version", format!("version '{version}' is not a semantic version (MAJOR.MINOR.PATCH)")));
+            problems.push(file.problem(
+                "/version",
+                format!("version '{version}' is not a semantic version (MAJOR.MINOR.PATCH)"),
+            ));
         }
     }
-    for key in ["name", "description", "documentationURL", "licenseURL", "entrypoint", "currentId", "publisher"] {
+    for key in [
+        "name",
+        "description",
+        "documentationURL",
+        "licenseURL",
+        "entrypoint",
+        "currentId",
+        "publisher",
+    ] {
         if let Some(v) = object.get(key) {
             if !v.is_string() {
-                problems.push(file.problem(&format!("/{key}"), format!("'{key}' must be a string")));
+                problems
+                    .push(file.problem(&format!("/{key}"), format!("'{key}' must be a string")));
             }
         }
     }
     for key in ["privileged", "init", "deprecated"] {
         if let Some(v) = object.get(key) {
             if !v.is_boolean() {
-                problems.push(file.problem(&format!("/{key}"), format!("'{key}' must be true or false")));
+                problems.push(
+                    file.problem(&format!("/{key}"), format!("'{key}' must be true or false")),
+                );
             }
         }
     }
-    for key in ["keywords", "capAdd", "securityOpt", "installsAfter", "legacyIds", "platforms", "optionalPaths"] {
+    for key in [
+        "keywords",
+        "capAdd",
+        "securityOpt",
+        "installsAfter",
+        "legacyIds",
+        "platforms",
+        "optionalPaths",
+    ] {
         if let Some(v) = object.get(key) {
             let ok = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
             if !ok {
-                problems.push(file.problem(&format!("/{key}"), format!("'{key}' must be an array of strings")));
+                problems.push(file.problem(
+                    &format!("/{key}"),
+                    format!("'{key}' must be an array of strings"),
+                ));
             }
         }
     }
@@ -270,11 +405,17 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
             Some(map) => {
                 for (k, v) in map {
                     if !v.is_string() {
-                        problems.push(file.problem(&format!("/containerEnv/{}", escape_pointer(k)), format!("containerEnv '{k}' must be a string")));
+                        problems.push(file.problem(
+                            &format!("/containerEnv/{}", escape_pointer(k)),
+                            format!("containerEnv '{k}' must be a string"),
+                        ));
                     }
                 }
             }
-            None => problems.push(file.problem("/containerEnv", "'containerEnv' must be an object of strings")),
+            None => problems.push(file.problem(
+                "/containerEnv",
+                "'containerEnv' must be an object of strings",
+            )),
         }
     }
     if let Some(mounts) = object.get("mounts") {
@@ -282,10 +423,16 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
             Some(items) => {
                 for (i, mount) in items.iter().enumerate() {
                     let pointer = format!("/mounts/{i}");
-                    let ok_type = mount.get("type").and_then(Value::as_str).is_some_and(|t| t == "bind" || t == "volume");
+                    let ok_type = mount
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t == "bind" || t == "volume");
                     let ok_target = mount.get("target").is_some_and(Value::is_string);
                     if !(ok_type && ok_target) {
-                        problems.push(file.problem(&pointer, "a mount needs \"type\" (\"bind\" or \"volume\") and \"target\""));
+                        problems.push(file.problem(
+                            &pointer,
+                            "a mount needs \"type\" (\"bind\" or \"volume\") and \"target\"",
+                        ));
                     }
                 }
             }
@@ -306,12 +453,25 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
     problems
 }
 
-fn check_option(file: &JsoncFile, kind: CollectionKind, name: &str, option: &Value, problems: &mut Vec<Problem>) {
+fn check_option(
+    file: &JsoncFile,
+    kind: CollectionKind,
+    name: &str,
+    option: &Value,
+    problems: &mut Vec<Problem>,
+) {
     let base = format!("/options/{}", escape_pointer(name));
     let id_ok = match kind {
         // The reference CLI substitutes `${templateOption:<\w+>}` only.
-        CollectionKind::Templates => !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        CollectionKind::Features => !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'),
+        CollectionKind::Templates => {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
+        CollectionKind::Features => {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        }
     };
     if !id_ok {
         let rule = match kind {
@@ -328,7 +488,10 @@ fn check_option(file: &JsoncFile, kind: CollectionKind, name: &str, option: &Val
         if !OPTION_PROPERTIES.contains(&key.as_str()) {
             problems.push(file.key_problem(
                 &format!("{base}/{}", escape_pointer(key)),
-                format!("option '{name}' has an unknown property '{key}' (allowed: {})", OPTION_PROPERTIES.join(", ")),
+                format!(
+                    "option '{name}' has an unknown property '{key}' (allowed: {})",
+                    OPTION_PROPERTIES.join(", ")
+                ),
             ));
         }
     }
@@ -337,42 +500,75 @@ fn check_option(file: &JsoncFile, kind: CollectionKind, name: &str, option: &Val
         Some("boolean") => match map.get("default") {
             Some(Value::Bool(_)) => {}
             // Templates take string defaults (the reference CLI substitutes a false default as '').
-            Some(Value::String(s)) if kind == CollectionKind::Templates && (s == "true" || s == "false") => {}
-            Some(_) => problems.push(file.problem(&format!("{base}/default"), format!("option '{name}' is boolean: its default must be true or false"))),
+            Some(Value::String(s))
+                if kind == CollectionKind::Templates && (s == "true" || s == "false") => {}
+            Some(_) => problems.push(file.problem(
+                &format!("{base}/default"),
+                format!("option '{name}' is boolean: its default must be true or false"),
+            )),
             None => problems.push(file.problem(&base, format!("option '{name}' needs a default"))),
         },
         Some("string") => {
             match map.get("default") {
-                Some(Value::String(s)) => check_value(file, &format!("{base}/default"), name, s, problems),
-                Some(_) => problems.push(file.problem(&format!("{base}/default"), format!("option '{name}' is a string: its default must be a string"))),
-                None => problems.push(file.problem(&base, format!("option '{name}' needs a default"))),
+                Some(Value::String(s)) => {
+                    check_value(file, &format!("{base}/default"), name, s, problems)
+                }
+                Some(_) => problems.push(file.problem(
+                    &format!("{base}/default"),
+                    format!("option '{name}' is a string: its default must be a string"),
+                )),
+                None => {
+                    problems.push(file.problem(&base, format!("option '{name}' needs a default")))
+                }
             }
             for list in ["enum", "proposals"] {
-                let Some(values) = map.get(list) else { continue };
+                let Some(values) = map.get(list) else {
+                    continue;
+                };
                 let Some(values) = values.as_array() else {
-                    problems.push(file.problem(&format!("{base}/{list}"), format!("'{list}' of option '{name}' must be an array of strings")));
+                    problems.push(file.problem(
+                        &format!("{base}/{list}"),
+                        format!("'{list}' of option '{name}' must be an array of strings"),
+                    ));
                     continue;
                 };
                 for (i, v) in values.iter().enumerate() {
                     let pointer = format!("{base}/{list}/{i}");
                     match v.as_str() {
                         Some(s) => check_value(file, &pointer, name, s, problems),
-                        None => problems.push(file.problem(&pointer, format!("'{list}' of option '{name}' must hold strings"))),
+                        None => problems.push(file.problem(
+                            &pointer,
+                            format!("'{list}' of option '{name}' must hold strings"),
+                        )),
                     }
                 }
             }
-            if let (Some(Value::Array(allowed)), Some(Value::String(default))) = (map.get("enum"), map.get("default")) {
+            if let (Some(Value::Array(allowed)), Some(Value::String(default))) =
+                (map.get("enum"), map.get("default"))
+            {
                 if !allowed.iter().any(|v| v.as_str() == Some(default)) {
                     problems.push(file.problem(&format!("{base}/default"), format!("the default '{default}' of option '{name}' is not one of its enum values")));
                 }
             }
         }
-        Some(other) => problems.push(file.problem(&format!("{base}/type"), format!("option '{name}' has type '{other}'; use \"string\" or \"boolean\""))),
-        None => problems.push(file.problem(&base, format!("option '{name}' needs a \"type\" (\"string\" or \"boolean\")"))),
+        Some(other) => problems.push(file.problem(
+            &format!("{base}/type"),
+            format!("option '{name}' has type '{other}'; use \"string\" or \"boolean\""),
+        )),
+        None => problems.push(file.problem(
+            &base,
+            format!("option '{name}' needs a \"type\" (\"string\" or \"boolean\")"),
+        )),
     }
 }
 
-fn check_value(file: &JsoncFile, pointer: &str, name: &str, value: &str, problems: &mut Vec<Problem>) {
+fn check_value(
+    file: &JsoncFile,
+    pointer: &str,
+    name: &str,
+    value: &str,
+    problems: &mut Vec<Problem>,
+) {
     if let Some(what) = unsafe_character(value) {
         problems.push(file.problem(
             pointer,
@@ -409,28 +605,54 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_located() {
-        let err = JsoncFile::parse(Path::new("f.json"), "{\n  \"id\": \"x\",\n  \"version\" \"1\"\n}".into()).unwrap_err();
+        let err = JsoncFile::parse(
+            Path::new("f.json"),
+            "{\n  \"id\": \"x\",\n  \"version\" \"1\"\n}".into(),
+        )
+        .unwrap_err();
         assert_eq!((err.line, err.column), (3, 13), "{err}");
-        assert!(err.to_string().starts_with("f.json:3:13: invalid JSON"), "{err}");
+        assert!(
+            err.to_string().starts_with("f.json:3:13: invalid JSON"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_missing_comma_is_an_error() {
-        let err = JsoncFile::parse(Path::new("f.json"), "{\n  \"a\": [1 2],\n  \"b\": 1\n}".into()).unwrap_err();
+        let err = JsoncFile::parse(
+            Path::new("f.json"),
+            "{\n  \"a\": [1 2],\n  \"b\": 1\n}".into(),
+        )
+        .unwrap_err();
         assert_eq!((err.line, err.column), (2, 11), "{err}");
-        let err = JsoncFile::parse(Path::new("f.json"), "{\"a\": 1 // x, y\n \"b\": 2}".into()).unwrap_err();
+        let err = JsoncFile::parse(Path::new("f.json"), "{\"a\": 1 // x, y\n \"b\": 2}".into())
+            .unwrap_err();
         assert_eq!((err.line, err.column), (2, 2), "{err}");
-        assert!(JsoncFile::parse(Path::new("f.json"), "{\"a\": [1, 2,], // c\n \"b\": {}}".into()).is_ok());
+        assert!(
+            JsoncFile::parse(
+                Path::new("f.json"),
+                "{\"a\": [1, 2,], // c\n \"b\": {}}".into()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn problems_point_at_the_value() {
-        let file = parse("{\n  // c\n  \"id\": \"x\", \"version\": \"1.0\", \"name\": \"X\",\n  \"options\": {\"v\": {\"type\": \"string\", \"default\": \"a$b\"}}\n}");
+        let file = parse(
+            "{\n  // c\n  \"id\": \"x\", \"version\": \"1.0\", \"name\": \"X\",\n  \"options\": {\"v\": {\"type\": \"string\", \"default\": \"a$b\"}}\n}",
+        );
         let problems = check(&file, CollectionKind::Features, Some("x"));
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(text.len(), 2, "{text:#?}");
-        assert!(text[0].starts_with("f.json:3:25: version '1.0' is not a semantic version"), "{text:#?}");
-        assert!(text[1].starts_with("f.json:4:50: the value \"a$b\" of option 'v' contains a '$'"), "{text:#?}");
+        assert!(
+            text[0].starts_with("f.json:3:25: version '1.0' is not a semantic version"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].starts_with("f.json:4:50: the value \"a$b\" of option 'v' contains a '$'"),
+            "{text:#?}"
+        );
     }
 
     #[test]
@@ -463,11 +685,29 @@ mod tests {
     #[test]
     fn unknown_properties_missing_fields_and_folder_mismatch() {
         let file = parse(r#"{"id": "Y", "version": "1.0.0", "colour": 1}"#);
-        let text: Vec<String> = check(&file, CollectionKind::Features, Some("x")).iter().map(|p| p.message.clone()).collect();
-        assert!(text.iter().any(|m| m.starts_with("unknown property 'colour'")), "{text:#?}");
-        assert!(text.iter().any(|m| m == "the required property 'name' is missing"), "{text:#?}");
-        assert!(text.iter().any(|m| m.contains("does not match its folder name 'x'")), "{text:#?}");
-        assert!(text.iter().any(|m| m.contains("must be lowercase")), "{text:#?}");
+        let text: Vec<String> = check(&file, CollectionKind::Features, Some("x"))
+            .iter()
+            .map(|p| p.message.clone())
+            .collect();
+        assert!(
+            text.iter()
+                .any(|m| m.starts_with("unknown property 'colour'")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|m| m == "the required property 'name' is missing"),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|m| m.contains("does not match its folder name 'x'")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("must be lowercase")),
+            "{text:#?}"
+        );
     }
 
     #[test]

@@ -136,7 +136,11 @@ impl std::fmt::Display for InvalidSources {
         for problem in &self.0 {
             writeln!(f, "{problem}")?;
         }
-        write!(f, "{} problem(s) found; nothing was packaged or pushed", self.0.len())
+        write!(
+            f,
+            "{} problem(s) found; nothing was packaged or pushed",
+            self.0.len()
+        )
     }
 }
 
@@ -176,7 +180,10 @@ fn validate(kind: CollectionKind, args: &ValidateArgs) -> anyhow::Result<()> {
 }
 
 /// Discover, check, bundle binaries, and package everything in memory.
-fn package_all(kind: CollectionKind, common: &CommonArgs) -> anyhow::Result<(package::Discovery, Vec<package::Package>)> {
+fn package_all(
+    kind: CollectionKind,
+    common: &CommonArgs,
+) -> anyhow::Result<(package::Discovery, Vec<package::Package>)> {
     let discovery = load(kind, common)?;
     if kind == CollectionKind::Features {
         for source in &discovery.sources {
@@ -195,9 +202,11 @@ fn package_command(kind: CollectionKind, args: &PackageArgs) -> anyhow::Result<(
     let (discovery, packages) = package_all(kind, &args.common)?;
     let out = &args.output_folder;
     if args.force_clean_output_folder && out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("cannot clean the output folder {}", out.display()))?;
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("cannot clean the output folder {}", out.display()))?;
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let mut written = Vec::new();
     for package in &packages {
         let path = out.join(&package.file_name);
@@ -207,13 +216,24 @@ fn package_command(kind: CollectionKind, args: &PackageArgs) -> anyhow::Result<(
             "digest": crate::oci::artifact::sha256_digest(&package.tar), "size": package.tar.len(),
         }));
         if !args.common.json {
-            println!("packaged {} {} -> {}", package.id, package.version, path.display());
+            println!(
+                "packaged {} {} -> {}",
+                package.id,
+                package.version,
+                path.display()
+            );
         }
     }
     let collection_path = out.join("devcontainer-collection.json");
-    write_atomically(&collection_path, package::collection_json(kind, &packages).as_bytes())?;
+    write_atomically(
+        &collection_path,
+        package::collection_json(kind, &packages).as_bytes(),
+    )?;
     if args.common.json {
-        println!("{}", json!({"output": out, "single": discovery.single, kind.plural(): written, "collection": collection_path}));
+        println!(
+            "{}",
+            json!({"output": out, "single": discovery.single, kind.plural(): written, "collection": collection_path})
+        );
     } else {
         println!("wrote {}", collection_path.display());
     }
@@ -222,7 +242,8 @@ fn package_command(kind: CollectionKind, args: &PackageArgs) -> anyhow::Result<(
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let partial = path.with_extension("partial");
-    std::fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::write(&partial, bytes)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -237,7 +258,10 @@ impl Progress {
     fn new(steps: u64, json: bool) -> Progress {
         use std::io::IsTerminal;
         if json {
-            return Progress { bar: None, plain: false };
+            return Progress {
+                bar: None,
+                plain: false,
+            };
         }
         if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(steps);
@@ -246,9 +270,15 @@ impl Progress {
                     .expect("a valid template")
                     .progress_chars("=> "),
             );
-            Progress { bar: Some(bar), plain: false }
+            Progress {
+                bar: Some(bar),
+                plain: false,
+            }
         } else {
-            Progress { bar: None, plain: true }
+            Progress {
+                bar: None,
+                plain: true,
+            }
         }
     }
 
@@ -276,12 +306,18 @@ impl Progress {
     }
 }
 
-fn publish_command(kind: CollectionKind, args: &PublishArgs, ca: Option<&crate::host::ca::CaBundle>) -> anyhow::Result<()> {
+fn publish_command(
+    kind: CollectionKind,
+    args: &PublishArgs,
+    ca: Option<&crate::host::ca::CaBundle>,
+) -> anyhow::Result<()> {
     publish::check_registry(&args.registry).map_err(anyhow::Error::msg)?;
     publish::check_namespace(&args.namespace).map_err(anyhow::Error::msg)?;
     let (_discovery, packages) = package_all(kind, &args.common)?;
     let registry = Registry::connect(&args.registry, &AuthEnv::from_process(), ca)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(publish_all(kind, args, &registry, &packages))?;
     if args.common.json {
         println!("{}", Value::Object(result));
@@ -300,9 +336,19 @@ async fn publish_all(
     let progress = Progress::new(packages.len() as u64 * 7 + 3, args.common.json);
     let mut result = serde_json::Map::new();
     for package in packages {
-        let version = semver::Version::parse(&package.version)
-            .with_context(|| format!("version '{}' of {} is not a semantic version", package.version, package.id))?;
-        let artifact = Artifact::package(package.tar.clone(), &package.file_name, &package.metadata, registry.host(), kind.singular());
+        let version = semver::Version::parse(&package.version).with_context(|| {
+            format!(
+                "version '{}' of {} is not a semantic version",
+                package.version, package.id
+            )
+        })?;
+        let artifact = Artifact::package(
+            package.tar.clone(),
+            &package.file_name,
+            &package.metadata,
+            registry.host(),
+            kind.singular(),
+        );
         let repository = format!("{namespace}/{}", package.id);
         let outcome = push_versioned(registry, &repository, &version, &artifact, &progress).await?;
         let mut entry = serde_json::Map::new();
@@ -312,10 +358,21 @@ async fn publish_all(
                 entry.insert("digest".into(), json!(artifact.manifest.digest()));
                 entry.insert("version".into(), json!(package.version));
                 let mut legacy_published = Vec::new();
-                for legacy in package.metadata.get("legacyIds").and_then(Value::as_array).into_iter().flatten() {
-                    let Some(legacy) = legacy.as_str() else { continue };
+                for legacy in package
+                    .metadata
+                    .get("legacyIds")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(legacy) = legacy.as_str() else {
+                        continue;
+                    };
                     let legacy_repository = format!("{namespace}/{legacy}");
-                    if push_versioned(registry, &legacy_repository, &version, &artifact, &progress).await?.is_some() {
+                    if push_versioned(registry, &legacy_repository, &version, &artifact, &progress)
+                        .await?
+                        .is_some()
+                    {
                         legacy_published.push(legacy.to_owned());
                     }
                 }
@@ -325,28 +382,57 @@ async fn publish_all(
             }
             None => progress.note(format!(
                 "{} {} is already published at {}/{repository}; skipped",
-                package.id, package.version, registry.host()
+                package.id,
+                package.version,
+                registry.host()
             )),
         }
         result.insert(package.id.clone(), Value::Object(entry));
     }
-    let collection = Artifact::collection(package::collection_json(kind, packages).into_bytes(), registry.host());
-    progress.step(format!("uploading the collection to {}/{namespace}", registry.host()));
+    let collection = Artifact::collection(
+        package::collection_json(kind, packages).into_bytes(),
+        registry.host(),
+    );
+    progress.step(format!(
+        "uploading the collection to {}/{namespace}",
+        registry.host()
+    ));
     registry.push_blobs(namespace, &collection).await?;
-    registry.push_manifest(namespace, "latest", &collection).await?;
+    registry
+        .push_manifest(namespace, "latest", &collection)
+        .await?;
     progress.step(format!("tagged {}/{namespace}:latest", registry.host()));
     progress.finish();
     if !args.common.json {
         for package in packages {
             match result[&package.id].get("publishedTags") {
                 Some(tags) => {
-                    let tags: Vec<&str> = tags.as_array().unwrap().iter().filter_map(Value::as_str).collect();
-                    println!("published {}/{namespace}/{} {} as {}", registry.host(), package.id, package.version, tags.join(", "));
+                    let tags: Vec<&str> = tags
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    println!(
+                        "published {}/{namespace}/{} {} as {}",
+                        registry.host(),
+                        package.id,
+                        package.version,
+                        tags.join(", ")
+                    );
                 }
-                None => println!("skipped {}/{namespace}/{} {} (already published)", registry.host(), package.id, package.version),
+                None => println!(
+                    "skipped {}/{namespace}/{} {} (already published)",
+                    registry.host(),
+                    package.id,
+                    package.version
+                ),
             }
         }
-        println!("published the collection {}/{namespace}:latest", registry.host());
+        println!(
+            "published the collection {}/{namespace}:latest",
+            registry.host()
+        );
     }
     Ok(result)
 }
@@ -360,12 +446,20 @@ async fn push_versioned(
     artifact: &Artifact,
     progress: &Progress,
 ) -> anyhow::Result<Option<Vec<String>>> {
-    progress.step(format!("reading the tags of {}/{repository}", registry.host()));
+    progress.step(format!(
+        "reading the tags of {}/{repository}",
+        registry.host()
+    ));
     let published = registry.list_tags(repository).await?;
     let Some(tags) = publish::tags_to_push(version, &published) else {
         return Ok(None);
     };
-    progress.step(format!("uploading {} ({} bytes) to {}/{repository}", artifact.title(), artifact.layer.len(), registry.host()));
+    progress.step(format!(
+        "uploading {} ({} bytes) to {}/{repository}",
+        artifact.title(),
+        artifact.layer.len(),
+        registry.host()
+    ));
     registry.push_blobs(repository, artifact).await?;
     // The exact version first: if anything fails later, no floating tag points at a version
     // that was not pushed.

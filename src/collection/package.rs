@@ -28,7 +28,9 @@ pub struct Source {
 
 impl Source {
     pub fn id(&self) -> &str {
-        self.metadata.value["id"].as_str().unwrap_or(&self.folder_name)
+        self.metadata.value["id"]
+            .as_str()
+            .unwrap_or(&self.folder_name)
     }
 
     pub fn version(&self) -> &str {
@@ -61,9 +63,16 @@ pub struct Discovery {
 /// (single mode), or a `src` folder with one sub-folder per item (collection mode; folders
 /// starting with `.` are ignored, folders without the metadata file are skipped with a note).
 /// Every metadata file is parsed and checked; all problems are returned together.
-pub fn discover(target: &Path, kind: CollectionKind) -> anyhow::Result<Result<Discovery, Vec<Problem>>> {
+pub fn discover(
+    target: &Path,
+    kind: CollectionKind,
+) -> anyhow::Result<Result<Discovery, Vec<Problem>>> {
     if !target.is_dir() {
-        bail!("{} is not a folder (give the src folder of a collection, or one {} folder)", target.display(), kind.singular());
+        bail!(
+            "{} is not a folder (give the src folder of a collection, or one {} folder)",
+            target.display(),
+            kind.singular()
+        );
     }
     let mut discovery = Discovery::default();
     let mut problems = Vec::new();
@@ -85,7 +94,9 @@ pub fn discover(target: &Path, kind: CollectionKind) -> anyhow::Result<Result<Di
                 continue;
             }
             if !dir.join(metadata_name).is_file() {
-                discovery.skipped.push(format!("{} has no {metadata_name}; skipped", dir.display()));
+                discovery
+                    .skipped
+                    .push(format!("{} has no {metadata_name}; skipped", dir.display()));
                 continue;
             }
             folders.push((dir, Some(name)));
@@ -93,7 +104,12 @@ pub fn discover(target: &Path, kind: CollectionKind) -> anyhow::Result<Result<Di
         folders
     };
     if folders.is_empty() {
-        bail!("no {} found in {} (expected {} in it or in its sub-folders)", kind.plural(), target.display(), metadata_name);
+        bail!(
+            "no {} found in {} (expected {} in it or in its sub-folders)",
+            kind.plural(),
+            target.display(),
+            metadata_name
+        );
     }
     for (dir, folder) in folders {
         let file = match JsoncFile::read(&dir.join(metadata_name)) {
@@ -105,10 +121,19 @@ pub fn discover(target: &Path, kind: CollectionKind) -> anyhow::Result<Result<Di
         };
         problems.extend(check(&file, kind, folder.as_deref()));
         problems.extend(check_folder(&dir, &file, kind));
-        let folder_name = folder.unwrap_or_else(|| file.value["id"].as_str().unwrap_or_default().to_owned());
-        discovery.sources.push(Source { folder_name, dir, metadata: file });
+        let folder_name =
+            folder.unwrap_or_else(|| file.value["id"].as_str().unwrap_or_default().to_owned());
+        discovery.sources.push(Source {
+            folder_name,
+            dir,
+            metadata: file,
+        });
     }
-    Ok(if problems.is_empty() { Ok(discovery) } else { Err(problems) })
+    Ok(if problems.is_empty() {
+        Ok(discovery)
+    } else {
+        Err(problems)
+    })
 }
 
 /// Checks of the folder beyond its metadata file.
@@ -117,7 +142,10 @@ fn check_folder(dir: &Path, metadata: &JsoncFile, kind: CollectionKind) -> Vec<P
     match kind {
         CollectionKind::Features => {
             if !dir.join("install.sh").is_file() {
-                problems.push(metadata.problem("", format!("the Feature folder {} has no install.sh", dir.display())));
+                problems.push(metadata.problem(
+                    "",
+                    format!("the Feature folder {} has no install.sh", dir.display()),
+                ));
             }
         }
         CollectionKind::Templates => {
@@ -134,12 +162,19 @@ fn check_folder(dir: &Path, metadata: &JsoncFile, kind: CollectionKind) -> Vec<P
                 }
             }
             // Every ${templateOption:X} must name a declared option, or it silently becomes ''.
-            let declared: Vec<String> = metadata.value.get("options").and_then(Value::as_object).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            let declared: Vec<String> = metadata
+                .value
+                .get("options")
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
             for file in walk(dir).unwrap_or_default() {
                 if file.ends_with(kind.metadata_file()) {
                     continue;
                 }
-                let Ok(text) = std::fs::read_to_string(dir.join(&file)) else { continue };
+                let Ok(text) = std::fs::read_to_string(dir.join(&file)) else {
+                    continue;
+                };
                 for (name, line, column) in template_option_uses(&text) {
                     if !declared.contains(&name) {
                         problems.push(Problem {
@@ -157,7 +192,10 @@ fn check_folder(dir: &Path, metadata: &JsoncFile, kind: CollectionKind) -> Vec<P
 }
 
 fn template_config(dir: &Path) -> Option<PathBuf> {
-    [".devcontainer.json", ".devcontainer/devcontainer.json"].iter().map(|p| dir.join(p)).find(|p| p.is_file())
+    [".devcontainer.json", ".devcontainer/devcontainer.json"]
+        .iter()
+        .map(|p| dir.join(p))
+        .find(|p| p.is_file())
 }
 
 /// Files below `dir`, relative, sorted, `/`-separated (dot-files included).
@@ -165,7 +203,8 @@ fn walk(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(dir.join(&relative))?.collect::<Result<_, _>>()?;
+        let mut entries: Vec<_> =
+            std::fs::read_dir(dir.join(&relative))?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let path = relative.join(entry.file_name());
@@ -186,10 +225,16 @@ pub fn package(source: &Source, kind: CollectionKind) -> anyhow::Result<Package>
     let mut metadata = source.metadata.value.clone();
     let rewritten = match kind {
         CollectionKind::Features => {
-            let has_legacy = metadata.get("legacyIds").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let has_legacy = metadata
+                .get("legacyIds")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
             if has_legacy {
                 let id = metadata["id"].clone();
-                metadata.as_object_mut().unwrap().insert("currentId".into(), id);
+                metadata
+                    .as_object_mut()
+                    .unwrap()
+                    .insert("currentId".into(), id);
             }
             has_legacy
         }
@@ -204,7 +249,11 @@ pub fn package(source: &Source, kind: CollectionKind) -> anyhow::Result<Package>
     Ok(Package {
         id: source.id().to_owned(),
         version: source.version().to_owned(),
-        file_name: format!("devcontainer-{}-{}.tgz", kind.singular(), source.folder_name),
+        file_name: format!(
+            "devcontainer-{}-{}.tgz",
+            kind.singular(),
+            source.folder_name
+        ),
         metadata,
         tar,
     })
@@ -221,10 +270,17 @@ pub fn pretty_json(value: &Value) -> String {
 
 fn add_template_properties(dir: &Path, metadata: &mut Value) -> anyhow::Result<()> {
     let config_path = template_config(dir).context("no devcontainer.json")?;
-    let config = JsoncFile::read(&config_path).map_err(|p| anyhow::anyhow!("{p}"))?.value;
+    let config = JsoncFile::read(&config_path)
+        .map_err(|p| anyhow::anyhow!("{p}"))?
+        .value;
     let kind = if config.get("dockerComposeFile").is_some() {
         "dockerCompose"
-    } else if config.get("build").and_then(|b| b.get("dockerfile")).is_some() || config.get("dockerFile").is_some() {
+    } else if config
+        .get("build")
+        .and_then(|b| b.get("dockerfile"))
+        .is_some()
+        || config.get("dockerFile").is_some()
+    {
         "dockerfile"
     } else {
         "image"
@@ -235,11 +291,18 @@ fn add_template_properties(dir: &Path, metadata: &mut Value) -> anyhow::Result<(
         .and_then(Value::as_object)
         .map(|f| f.keys().map(|k| Value::String(resource_name(k))).collect())
         .unwrap_or_default();
-    let object = metadata.as_object_mut().context("metadata is not an object")?;
+    let object = metadata
+        .as_object_mut()
+        .context("metadata is not an object")?;
     if let Some(Value::Array(optional)) = object.get_mut("optionalPaths") {
         for entry in optional.iter_mut() {
-            let Some(folder) = entry.as_str().and_then(|p| p.strip_suffix("/*")) else { continue };
-            let inside: Vec<&String> = files.iter().filter(|f| f.strip_prefix(folder).is_some_and(|r| r.starts_with('/'))).collect();
+            let Some(folder) = entry.as_str().and_then(|p| p.strip_suffix("/*")) else {
+                continue;
+            };
+            let inside: Vec<&String> = files
+                .iter()
+                .filter(|f| f.strip_prefix(folder).is_some_and(|r| r.starts_with('/')))
+                .collect();
             if let [only] = inside.as_slice() {
                 *entry = Value::String((*only).clone());
             }
@@ -247,7 +310,10 @@ fn add_template_properties(dir: &Path, metadata: &mut Value) -> anyhow::Result<(
     }
     let count = files.len();
     object.insert("type".into(), kind.into());
-    object.insert("files".into(), files.into_iter().map(Value::String).collect());
+    object.insert(
+        "files".into(),
+        files.into_iter().map(Value::String).collect(),
+    );
     object.insert("fileCount".into(), count.into());
     object.insert("featureIds".into(), Value::Array(feature_ids));
     Ok(())
@@ -292,7 +358,10 @@ fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyho
             header.set_cksum();
             builder.append(&header, std::io::empty())?;
         } else if meta.file_type().is_symlink() {
-            bail!("{} is a symbolic link; packages hold regular files only", full.display());
+            bail!(
+                "{} is a symbolic link; packages hold regular files only",
+                full.display()
+            );
         } else {
             let data = match replaced {
                 Some(bytes) if relative == Path::new(metadata_name) => bytes.to_vec(),
@@ -308,7 +377,11 @@ fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyho
 }
 
 /// Depth-first, sorted, each directory before its contents and its files before its folders.
-fn entry_order(root: &Path, relative: PathBuf, order: &mut Vec<(PathBuf, bool)>) -> std::io::Result<()> {
+fn entry_order(
+    root: &Path,
+    relative: PathBuf,
+    order: &mut Vec<(PathBuf, bool)>,
+) -> std::io::Result<()> {
     order.push((relative.clone(), true));
     let mut entries: Vec<_> = std::fs::read_dir(root.join(&relative))?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -336,9 +409,9 @@ fn set_raw_name(header: &mut tar::Header, name: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     // Split at a '/' so that the prefix fits 155 bytes and the rest 100.
-    let split = (0..bytes.len())
-        .rev()
-        .find(|&i| bytes[i] == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len());
+    let split = (0..bytes.len()).rev().find(|&i| {
+        bytes[i] == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len()
+    });
     let Some(i) = split else {
         bail!("the path {name} is too long for a tar entry");
     };
@@ -350,8 +423,14 @@ fn set_raw_name(header: &mut tar::Header, name: &str) -> anyhow::Result<()> {
 /// `devcontainer-collection.json` for the packaged items.
 pub fn collection_json(kind: CollectionKind, packages: &[Package]) -> String {
     let mut root = serde_json::Map::new();
-    root.insert("sourceInformation".into(), serde_json::json!({"source": "devcontainer-cli"}));
-    root.insert(kind.plural().into(), packages.iter().map(|p| p.metadata.clone()).collect());
+    root.insert(
+        "sourceInformation".into(),
+        serde_json::json!({"source": "devcontainer-cli"}),
+    );
+    root.insert(
+        kind.plural().into(),
+        packages.iter().map(|p| p.metadata.clone()).collect(),
+    );
     pretty_json(&Value::Object(root))
 }
 
@@ -361,9 +440,15 @@ mod tests {
 
     #[test]
     fn resource_names_drop_tags_and_digests() {
-        assert_eq!(resource_name("ghcr.io/devcontainers/features/python:1"), "ghcr.io/devcontainers/features/python");
+        assert_eq!(
+            resource_name("ghcr.io/devcontainers/features/python:1"),
+            "ghcr.io/devcontainers/features/python"
+        );
         assert_eq!(resource_name("localhost:5000/a/b"), "localhost:5000/a/b");
-        assert_eq!(resource_name("localhost:5000/a/b@sha256:00"), "localhost:5000/a/b");
+        assert_eq!(
+            resource_name("localhost:5000/a/b@sha256:00"),
+            "localhost:5000/a/b"
+        );
         assert_eq!(resource_name("./local"), "./local");
     }
 
@@ -375,7 +460,11 @@ mod tests {
         std::fs::write(dir.path().join(".hidden"), "").unwrap();
         std::fs::write(dir.path().join("a.sh"), "#!/bin/sh\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path().join("a.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("a.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         let tar = tar_folder(dir.path(), "none", None).unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let entries: Vec<(String, u32, u64)> = archive
@@ -388,15 +477,25 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(names, ["./", "./.hidden", "./a.sh", "./b/", "./b/c/", "./b/c/x"]);
+        assert_eq!(
+            names,
+            ["./", "./.hidden", "./a.sh", "./b/", "./b/c/", "./b/c/x"]
+        );
         assert_eq!(entries[2].1 & 0o777, 0o755);
         assert!(entries.iter().all(|e| e.2 == 0));
-        assert_eq!(tar, tar_folder(dir.path(), "none", None).unwrap(), "packaging is reproducible");
+        assert_eq!(
+            tar,
+            tar_folder(dir.path(), "none", None).unwrap(),
+            "packaging is reproducible"
+        );
     }
 
     #[test]
     fn pretty_json_matches_json_stringify_with_four_spaces() {
         let v: Value = serde_json::from_str(r#"{"b":1,"a":[],"c":{},"d":["x"]}"#).unwrap();
-        assert_eq!(pretty_json(&v), "{\n    \"b\": 1,\n    \"a\": [],\n    \"c\": {},\n    \"d\": [\n        \"x\"\n    ]\n}");
+        assert_eq!(
+            pretty_json(&v),
+            "{\n    \"b\": 1,\n    \"a\": [],\n    \"c\": {},\n    \"d\": [\n        \"x\"\n    ]\n}"
+        );
     }
 }

@@ -13,14 +13,20 @@ pub fn tags_to_push(version: &Version, published: &[String]) -> Option<Vec<Strin
     if published.contains(&exact) {
         return None;
     }
-    let versions: Vec<Version> = published.iter().filter_map(|t| Version::parse(t).ok()).collect();
-    let newest_in = |matches: &dyn Fn(&Version) -> bool| versions.iter().filter(|v| matches(v)).max().cloned();
+    let versions: Vec<Version> = published
+        .iter()
+        .filter_map(|t| Version::parse(t).ok())
+        .collect();
+    let newest_in =
+        |matches: &dyn Fn(&Version) -> bool| versions.iter().filter(|v| matches(v)).max().cloned();
     let moves = |newest: Option<Version>| newest.is_none_or(|n| *version > n);
     let mut tags = Vec::new();
     if moves(newest_in(&|v| v.major == version.major && v.pre.is_empty())) {
         tags.push(version.major.to_string());
     }
-    if moves(newest_in(&|v| v.major == version.major && v.minor == version.minor && v.pre.is_empty())) {
+    if moves(newest_in(&|v| {
+        v.major == version.major && v.minor == version.minor && v.pre.is_empty()
+    })) {
         tags.push(format!("{}.{}", version.major, version.minor));
     }
     tags.push(exact);
@@ -34,7 +40,12 @@ pub fn tags_to_push(version: &Version, published: &[String]) -> Option<Vec<Strin
 pub fn check_namespace(namespace: &str) -> Result<(), String> {
     let segment_ok = |s: &str| {
         !s.is_empty()
-            && s.split(['.', '_', '-']).all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+            && s.split(['.', '_', '-']).all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
     };
     if namespace.split('/').all(segment_ok) {
         Ok(())
@@ -52,12 +63,17 @@ pub fn check_registry(registry: &str) -> Result<(), String> {
         Some((h, p)) => (h, Some(p)),
         None => (registry, None),
     };
-    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
     if host_ok && port_ok {
         Ok(())
     } else {
-        Err(format!("registry '{registry}' is not a host name with an optional port (for example ghcr.io or localhost:5000; no scheme, no path)"))
+        Err(format!(
+            "registry '{registry}' is not a host name with an optional port (for example ghcr.io or localhost:5000; no scheme, no path)"
+        ))
     }
 }
 
@@ -79,9 +95,15 @@ mod tests {
     fn floating_tags_only_move_forward() {
         let published = ["1", "1.2", "1.2.3", "1.3", "1.3.0", "latest"];
         assert_eq!(tags("1.2.5", &published).unwrap(), ["1.2", "1.2.5"]);
-        assert_eq!(tags("1.3.1", &published).unwrap(), ["1", "1.3", "1.3.1", "latest"]);
+        assert_eq!(
+            tags("1.3.1", &published).unwrap(),
+            ["1", "1.3", "1.3.1", "latest"]
+        );
         assert_eq!(tags("0.9.0", &published).unwrap(), ["0", "0.9", "0.9.0"]);
-        assert_eq!(tags("2.0.0", &published).unwrap(), ["2", "2.0", "2.0.0", "latest"]);
+        assert_eq!(
+            tags("2.0.0", &published).unwrap(),
+            ["2", "2.0", "2.0.0", "latest"]
+        );
     }
 
     #[test]

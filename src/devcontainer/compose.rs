@@ -19,14 +19,17 @@ use serde_json::Value;
 use crate::plugin::images::Variant;
 
 /// The Template's compose file (with `${templateOption:...}` placeholders).
-const TEMPLATE_COMPOSE: &str =
-    include_str!("../../devcontainer-templates/src/aiida-plugin-compose/.devcontainer/docker-compose.yml");
+const TEMPLATE_COMPOSE: &str = include_str!(
+    "../../devcontainer-templates/src/aiida-plugin-compose/.devcontainer/docker-compose.yml"
+);
 /// The Template's devcontainer.json: the compose file's name, the service and the workspace folder.
-const TEMPLATE_CONFIG: &str =
-    include_str!("../../devcontainer-templates/src/aiida-plugin-compose/.devcontainer/devcontainer.json");
+const TEMPLATE_CONFIG: &str = include_str!(
+    "../../devcontainer-templates/src/aiida-plugin-compose/.devcontainer/devcontainer.json"
+);
 /// The Template's metadata: the options and their defaults.
-const TEMPLATE_METADATA: &str =
-    include_str!("../../devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json");
+const TEMPLATE_METADATA: &str = include_str!(
+    "../../devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json"
+);
 
 /// A key of the Template's devcontainer.json (`dockerComposeFile`, `service`, `workspaceFolder`).
 pub fn template_setting(key: &str) -> String {
@@ -42,7 +45,8 @@ pub fn template_setting(key: &str) -> String {
 
 /// The default of one of the Template's options (`postgresImage`, `rabbitmqImage`).
 pub fn template_default(option: &str) -> String {
-    let metadata: Value = serde_json::from_str(TEMPLATE_METADATA).expect("the Template's metadata is JSON");
+    let metadata: Value =
+        serde_json::from_str(TEMPLATE_METADATA).expect("the Template's metadata is JSON");
     metadata["options"][option]["default"]
         .as_str()
         .unwrap_or_else(|| panic!("the aiida-plugin-compose Template has a default for {option}"))
@@ -85,7 +89,9 @@ impl ServiceImages {
 fn check_reference(flag: &str, image: &str) -> anyhow::Result<()> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
     if image.is_empty() || !image.chars().all(plain) || image.starts_with(['-', '.', '/', ':']) {
-        bail!("{flag} {image:?} is not an image reference (like postgres:16 or registry.example/team/postgres:16)");
+        bail!(
+            "{flag} {image:?} is not an image reference (like postgres:16 or registry.example/team/postgres:16)"
+        );
     }
     Ok(())
 }
@@ -95,14 +101,23 @@ pub fn render(aiida_image: &str, services: &ServiceImages) -> anyhow::Result<Str
     check_reference("--image", aiida_image)?;
     check_reference("--postgres-image", &services.postgres)?;
     check_reference("--rabbitmq-image", &services.rabbitmq)?;
-    let tagged = format!("{}:${{templateOption:imageTag}}", Variant::Compose.repository());
-    assert!(TEMPLATE_COMPOSE.contains(&tagged), "the Template's aiida service uses {tagged}");
+    let tagged = format!(
+        "{}:${{templateOption:imageTag}}",
+        Variant::Compose.repository()
+    );
+    assert!(
+        TEMPLATE_COMPOSE.contains(&tagged),
+        "the Template's aiida service uses {tagged}"
+    );
     let body = TEMPLATE_COMPOSE
         .replace(&tagged, aiida_image)
         .replace("${templateOption:postgresImage}", &services.postgres)
         .replace("${templateOption:rabbitmqImage}", &services.rabbitmq);
     if let Some(i) = body.find("${templateOption:") {
-        bail!("the aiida-plugin-compose Template uses an option `init` does not fill: {}", &body[i..].lines().next().unwrap_or_default());
+        bail!(
+            "the aiida-plugin-compose Template uses an option `init` does not fill: {}",
+            &body[i..].lines().next().unwrap_or_default()
+        );
     }
     Ok(format!(
         "# Written by `aiida-devc init --variant compose` (the aiida-plugin-compose Template).\n\
@@ -136,7 +151,11 @@ pub struct ComposeService {
 pub fn compose_files(config_dir: &Path, config: &Value) -> Vec<PathBuf> {
     match config.get("dockerComposeFile") {
         Some(Value::String(s)) => vec![config_dir.join(s)],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(|s| config_dir.join(s)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| config_dir.join(s))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -152,29 +171,52 @@ fn volume(value: &serde_yaml_ng::Value) -> Option<ServiceVolume> {
             }
         }
         serde_yaml_ng::Value::Mapping(map) => {
-            let get = |k: &str| map.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let get = |k: &str| {
+                map.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let kind = get("type");
             let source = get("source");
             let target = get("target");
             let named = kind == "volume" && !source.is_empty();
-            return Some(ServiceVolume { source, target, named });
+            return Some(ServiceVolume {
+                source,
+                target,
+                named,
+            });
         }
         _ => return None,
     };
     let named = !source.is_empty() && !source.starts_with(['.', '/', '~', '$']);
-    Some(ServiceVolume { source, target, named })
+    Some(ServiceVolume {
+        source,
+        target,
+        named,
+    })
 }
 
 /// The service `service` in `files`; `None` when no file defines it. Errors name the file.
 pub fn read_service(files: &[PathBuf], service: &str) -> anyhow::Result<Option<ComposeService>> {
     let mut found: Option<ComposeService> = None;
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("{}: cannot read this compose file (named by dockerComposeFile)", file.display()))?;
-        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {
-            Some(at) => anyhow::anyhow!("{}:{}:{}: invalid YAML: {e}", file.display(), at.line(), at.column()),
-            None => anyhow::anyhow!("{}: invalid YAML: {e}", file.display()),
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!(
+                "{}: cannot read this compose file (named by dockerComposeFile)",
+                file.display()
+            )
         })?;
+        let yaml: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {
+                Some(at) => anyhow::anyhow!(
+                    "{}:{}:{}: invalid YAML: {e}",
+                    file.display(),
+                    at.line(),
+                    at.column()
+                ),
+                None => anyhow::anyhow!("{}: invalid YAML: {e}", file.display()),
+            })?;
         let Some(definition) = yaml.get("services").and_then(|s| s.get(service)) else {
             continue;
         };
@@ -212,10 +254,20 @@ mod tests {
     fn the_rendered_file_names_the_chosen_images_and_keeps_the_contract() {
         let services = ServiceImages::or_defaults(None, Some("local/rabbitmq:3.10"));
         let text = render("aiidateam/aiida-core-base:aiida-2.9.4", &services).unwrap();
-        assert!(text.contains("image: aiidateam/aiida-core-base:aiida-2.9.4\n"), "{text}");
-        assert!(text.contains(&format!("image: {}\n", template_default("postgresImage"))), "{text}");
+        assert!(
+            text.contains("image: aiidateam/aiida-core-base:aiida-2.9.4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("image: {}\n", template_default("postgresImage"))),
+            "{text}"
+        );
         assert!(text.contains("image: local/rabbitmq:3.10\n"), "{text}");
-        for contract in ["AIIDA_POSTGRES_HOSTNAME: database", "AIIDA_BROKER_HOST: messaging", "aiida-home:/home/aiida"] {
+        for contract in [
+            "AIIDA_POSTGRES_HOSTNAME: database",
+            "AIIDA_BROKER_HOST: messaging",
+            "aiida-home:/home/aiida",
+        ] {
             assert!(text.contains(contract), "{contract}: {text}");
         }
         let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
@@ -226,18 +278,38 @@ mod tests {
     fn an_image_that_is_not_a_reference_is_refused() {
         let services = ServiceImages::or_defaults(Some("postgres:16\n    privileged: true"), None);
         let err = render("aiidateam/aiida-core-base:latest", &services).unwrap_err();
-        assert!(err.to_string().starts_with("--postgres-image \"postgres:16\\n"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("--postgres-image \"postgres:16\\n"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_service_is_read_back_with_its_volumes() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("docker-compose.yml");
-        std::fs::write(&file, render("img:1", &ServiceImages::or_defaults(None, None)).unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            render("img:1", &ServiceImages::or_defaults(None, None)).unwrap(),
+        )
+        .unwrap();
         let service = read_service(&[file], &service()).unwrap().unwrap();
         assert_eq!(service.image.as_deref(), Some("img:1"));
-        assert!(service.volumes.iter().any(|v| v.target == "/home/aiida" && v.named), "{service:?}");
-        assert!(service.volumes.iter().any(|v| v.target == "/workspaces" && !v.named), "{service:?}");
+        assert!(
+            service
+                .volumes
+                .iter()
+                .any(|v| v.target == "/home/aiida" && v.named),
+            "{service:?}"
+        );
+        assert!(
+            service
+                .volumes
+                .iter()
+                .any(|v| v.target == "/workspaces" && !v.named),
+            "{service:?}"
+        );
         assert_eq!(service.entrypoint, None);
     }
 }

@@ -80,7 +80,9 @@ pub fn find_tests_dir(dir: &Path) -> Option<String> {
 /// The settings aiida-devc owns, in the order they are written.
 pub fn entries(c: &Choices) -> Vec<Entry> {
     let what = match c.variant {
-        Variant::Services => "aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container",
+        Variant::Services => {
+            "aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container"
+        }
         Variant::Lite => "aiida-core-base: AiiDA without PostgreSQL and RabbitMQ",
         Variant::Compose => "aiida-core-base, with PostgreSQL and RabbitMQ in their own containers",
     };
@@ -171,7 +173,11 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         ),
     ]);
     if !mounts.is_empty() {
-        entries.push(Entry::commented("mounts", Desired::Items(mounts), mounts_comment));
+        entries.push(Entry::commented(
+            "mounts",
+            Desired::Items(mounts),
+            mounts_comment,
+        ));
     }
     if c.ca {
         entries.push(Entry::commented(
@@ -209,7 +215,10 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
     ]);
     let mut settings = vec![
         Entry::new("python.testing.pytestEnabled", Desired::Value(json!(true))),
-        Entry::new("python.testing.unittestEnabled", Desired::Default(json!(false))),
+        Entry::new(
+            "python.testing.unittestEnabled",
+            Desired::Default(json!(false)),
+        ),
     ];
     if let Some(tests) = &c.tests_dir {
         settings.push(Entry::new(
@@ -222,7 +231,10 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         Desired::Object(vec![Entry::new(
             "vscode",
             Desired::Object(vec![
-                Entry::new("extensions", Desired::Items(vec![json!("ms-python.python")])),
+                Entry::new(
+                    "extensions",
+                    Desired::Items(vec![json!("ms-python.python")]),
+                ),
                 Entry::new("settings", Desired::Object(settings)),
             ]),
         )]),

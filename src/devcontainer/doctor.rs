@@ -32,7 +32,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, WaitContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, RemoveContainerOptions, WaitContainerOptions,
+};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -89,7 +91,11 @@ impl DoctorArgs {
         if let Some(image) = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| merge::to_value(&path, &t).ok())
-            .and_then(|v| self.compose_service(&v).ok().and_then(|s| configured_image(&v, s.as_ref())))
+            .and_then(|v| {
+                self.compose_service(&v)
+                    .ok()
+                    .and_then(|s| configured_image(&v, s.as_ref()))
+            })
         {
             if image_facts(&image, USER, None)?.is_none() {
                 println!(
@@ -118,8 +124,12 @@ impl DoctorArgs {
     /// Run every check.
     pub fn diagnose(&self) -> anyhow::Result<Vec<Finding>> {
         let path = config_path(&self.dir);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read it; `aiida-devc init` writes one", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: cannot read it; `aiida-devc init` writes one",
+                path.display()
+            )
+        })?;
         let config = merge::to_value(&path, &text)?;
         let at = |needle: &str| Location::of(&path, &text, needle).to_string();
         let mut findings = Vec::new();
@@ -127,7 +137,10 @@ impl DoctorArgs {
         let service = self.compose_service(&config)?;
         let is_compose = config.get("dockerComposeFile").is_some();
         if let (true, None) = (is_compose, &service) {
-            let name = config.get("service").and_then(Value::as_str).unwrap_or_default();
+            let name = config
+                .get("service")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             anyhow::bail!(
                 "{}: no compose file named by dockerComposeFile defines the service {name:?}",
                 at("\"service\"")
@@ -161,7 +174,10 @@ impl DoctorArgs {
                 .any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
         });
         // A compose service that replaces the image's entry point bypasses /init as surely.
-        if let Some((service, entrypoint)) = service.as_ref().and_then(|s| s.entrypoint.as_ref().map(|e| (s, e))) {
+        if let Some((service, entrypoint)) = service
+            .as_ref()
+            .and_then(|s| s.entrypoint.as_ref().map(|e| (s, e)))
+        {
             if needs_init && !entrypoint.contains("/init") {
                 findings.push(Finding {
                     check: "override-command",
@@ -204,7 +220,9 @@ impl DoctorArgs {
                 "postAttachCommand",
             ] {
                 let command = config.get(hook).map(|v| v.to_string()).unwrap_or_default();
-                if command.contains("verdi daemon start") || command.contains("verdi daemon restart") {
+                if command.contains("verdi daemon start")
+                    || command.contains("verdi daemon restart")
+                {
                     findings.push(Finding {
                         check: "daemon",
                         location: at(&format!("\"{hook}\"")),
@@ -255,10 +273,16 @@ impl DoctorArgs {
             _ => false,
         });
         if let (None, Some(service)) = (home_mount, &service) {
-            let home = service.volumes.iter().find(|v| v.target.trim_end_matches('/') == HOME);
+            let home = service
+                .volumes
+                .iter()
+                .find(|v| v.target.trim_end_matches('/') == HOME);
             is_volume = home.is_some_and(|v| v.named);
             if !is_volume {
-                let name = config.get("service").and_then(Value::as_str).unwrap_or_default();
+                let name = config
+                    .get("service")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let problem = match home {
                     Some(v) => format!(
                         "{HOME} of the service {name:?} is bind-mounted from {}: a bind mount is not filled from the image, so the profile and pip's user site are missing",
@@ -327,7 +351,10 @@ impl DoctorArgs {
                 let update_off = config.get("updateRemoteUserUID") == Some(&Value::Bool(false));
                 let numeric = remote_user.chars().all(|c| c.is_ascii_digit());
                 let taken = facts.user_with_host_uid.clone();
-                if owner != uid && cfg!(target_os = "linux") && (update_off || numeric || taken.is_some()) {
+                if owner != uid
+                    && cfg!(target_os = "linux")
+                    && (update_off || numeric || taken.is_some())
+                {
                     let why = if update_off {
                         "updateRemoteUserUID is false".to_string()
                     } else if numeric {
@@ -385,7 +412,11 @@ pub fn format_findings(findings: &[Finding]) -> String {
 
 /// Inspect `image` in the local engine, and ask a throwaway container of it for the UIDs the
 /// UID check needs. `None` when no engine answers or the image is not there.
-fn image_facts(image: &str, remote_user: &str, owner_uid: Option<u32>) -> anyhow::Result<Option<ImageFacts>> {
+fn image_facts(
+    image: &str,
+    remote_user: &str,
+    owner_uid: Option<u32>,
+) -> anyhow::Result<Option<ImageFacts>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

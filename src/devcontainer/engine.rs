@@ -28,7 +28,9 @@ use anyhow::{Context, anyhow, bail};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
-use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions, StartContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, StartContainerOptions,
+};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -105,7 +107,9 @@ fn mount_from(value: &Value, vars: &HashMap<&str, String>) -> anyhow::Result<Mou
             .map(|(k, v)| {
                 (
                     k.clone(),
-                    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
                 )
             })
             .collect(),
@@ -208,7 +212,10 @@ pub async fn up(
 
     let filters = HashMap::from([(
         "label".to_string(),
-        labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
     )]);
     let existing = docker
         .list_containers(Some(ListContainersOptions {
@@ -223,7 +230,8 @@ pub async fn up(
     let (container, created) = match existing {
         Some(summary) => {
             let container = summary.id.context("a container without an id")?;
-            let running = summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            let running =
+                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
             if running {
                 return Ok((container, user));
             }
@@ -243,7 +251,8 @@ pub async fn up(
                 .flatten()
             {
                 mounts.push(
-                    mount_from(mount, &vars).with_context(|| format!("{}: mounts", config_file.display()))?,
+                    mount_from(mount, &vars)
+                        .with_context(|| format!("{}: mounts", config_file.display()))?,
                 );
             }
             mounts.extend(extra.mounts.iter().cloned());
@@ -258,7 +267,8 @@ pub async fn up(
                 .and_then(|c| c.labels.as_ref())
                 .and_then(|l| l.get("devcontainer.metadata"))
                 .is_some_and(|m| {
-                    m.contains("\"overrideCommand\":false") || m.contains("\"overrideCommand\": false")
+                    m.contains("\"overrideCommand\":false")
+                        || m.contains("\"overrideCommand\": false")
                 });
             let keep_entrypoint =
                 override_command == Some(false) || (override_command.is_none() && label_false);
@@ -306,8 +316,16 @@ pub async fn up(
     };
     for &hook in hooks {
         if let Some(command) = config.get(hook) {
-            lifecycle(docker, &container, &user, &container_folder, &remote_env, hook, command)
-                .await?;
+            lifecycle(
+                docker,
+                &container,
+                &user,
+                &container_folder,
+                &remote_env,
+                hook,
+                command,
+            )
+            .await?;
         }
     }
     Ok((container, user))
@@ -355,14 +373,22 @@ async fn patch_login_environment(docker: &Docker, container: &str) -> anyhow::Re
         )
         .await?;
     let mut output_text = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await?
+    {
         while let Some(chunk) = output.next().await {
             output_text.push_str(&chunk?.to_string());
         }
     }
-    let code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    let code = docker
+        .inspect_exec(&created.id)
+        .await?
+        .exit_code
+        .unwrap_or(-1);
     if code != 0 {
-        bail!("patching /etc/environment and /etc/profile in the container failed ({code}): {output_text}");
+        bail!(
+            "patching /etc/environment and /etc/profile in the container failed ({code}): {output_text}"
+        );
     }
     Ok(())
 }
@@ -400,12 +426,18 @@ async fn lifecycle(
             },
         )
         .await?;
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await?
+    {
         while let Some(chunk) = output.next().await {
             eprint!("{}", chunk?);
         }
     }
-    let code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    let code = docker
+        .inspect_exec(&created.id)
+        .await?
+        .exit_code
+        .unwrap_or(-1);
     if code != 0 {
         bail!("the {hook} failed with exit code {code}");
     }
@@ -425,7 +457,8 @@ mod tests {
         let id = devcontainer_id(&labels);
         assert_eq!(id.len(), 52);
         assert!(
-            id.chars().all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c)),
+            id.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c)),
             "{id}"
         );
     }
@@ -437,6 +470,9 @@ mod tests {
             substitute("home-${devcontainerId}-${unknown}", &vars),
             "home-abc-${unknown}"
         );
-        assert_eq!(substitute("${localEnv:AIIDA_DEVC_SURELY_UNSET:/x}", &vars), "/x");
+        assert_eq!(
+            substitute("${localEnv:AIIDA_DEVC_SURELY_UNSET:/x}", &vars),
+            "/x"
+        );
     }
 }

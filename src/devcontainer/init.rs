@@ -87,7 +87,10 @@ pub fn config_path(dir: &Path) -> PathBuf {
 /// Tags of `repository` in the local engine, one list per image; empty when no engine answers
 /// (init works offline).
 pub fn local_tags(repository: &str) -> Vec<Vec<String>> {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         return Vec::new();
     };
     rt.block_on(async {
@@ -132,7 +135,11 @@ impl InitArgs {
     }
 
     /// Everything but printing: decide, merge, and write unless `--dry-run`.
-    pub fn execute(&self, host: &HostOptions, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
+    pub fn execute(
+        &self,
+        host: &HostOptions,
+        local_tags: &[Vec<String>],
+    ) -> anyhow::Result<InitOutcome> {
         let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
         let compose_variant = self.variant == Variant::Compose;
         if !compose_variant {
@@ -153,12 +160,14 @@ impl InitArgs {
                 aiida_core: None,
                 present_locally: false,
             },
-            None => images::choose(self.variant, plugin.aiida_core.as_ref(), &flat).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {e}. Pick an image with --image, or relax the requirement",
-                    plugin.source.display()
-                )
-            })?,
+            None => {
+                images::choose(self.variant, plugin.aiida_core.as_ref(), &flat).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}. Pick an image with --image, or relax the requirement",
+                        plugin.source.display()
+                    )
+                })?
+            }
         };
         let extras = match &self.extras {
             Some(extras) => {
@@ -191,7 +200,10 @@ impl InitArgs {
             extras,
             ca,
             tests_dir: config::find_tests_dir(&self.dir),
-            services: ServiceImages::or_defaults(self.postgres_image.as_deref(), self.rabbitmq_image.as_deref()),
+            services: ServiceImages::or_defaults(
+                self.postgres_image.as_deref(),
+                self.rabbitmq_image.as_deref(),
+            ),
         };
         // The compose file is decided (and any conflict refused) before anything is written.
         let compose = if compose_variant {
@@ -204,7 +216,9 @@ impl InitArgs {
         let before = match fs::read_to_string(&path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot read the file", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("{}: cannot read the file", path.display()));
+            }
         };
         let base = before
             .clone()
@@ -238,7 +252,8 @@ impl InitArgs {
         let must_write = before.as_deref() != Some(after.as_str());
         let written = must_write && !self.dry_run;
         let compose = compose.map(|mut c| {
-            c.written = c.before.as_deref() != Some(c.after.as_str()) && !self.dry_run && !c.conflict;
+            c.written =
+                c.before.as_deref() != Some(c.after.as_str()) && !self.dry_run && !c.conflict;
             c
         });
         // The compose file first: a devcontainer.json that names a missing file would not open.
@@ -267,13 +282,19 @@ impl InitArgs {
 
     /// The compose file to write, or an error when a different one exists and `--force` is not
     /// given.
-    fn compose_file(&self, aiida_image: &str, services: &ServiceImages) -> anyhow::Result<ComposeOutcome> {
+    fn compose_file(
+        &self,
+        aiida_image: &str,
+        services: &ServiceImages,
+    ) -> anyhow::Result<ComposeOutcome> {
         let path = compose::compose_path(&self.dir);
         let after = compose::render(aiida_image, services)?;
         let before = match fs::read_to_string(&path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot read the file", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("{}: cannot read the file", path.display()));
+            }
         };
         let conflict = before.as_ref().is_some_and(|existing| existing != &after) && !self.force;
         if let Some(existing) = &before {
@@ -286,7 +307,13 @@ impl InitArgs {
                 );
             }
         }
-        Ok(ComposeOutcome { path, before, after, written: false, conflict })
+        Ok(ComposeOutcome {
+            path,
+            before,
+            after,
+            written: false,
+            conflict,
+        })
     }
 }
 
@@ -315,7 +342,9 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
             let where_ = if o.image.present_locally {
                 "present locally".to_string()
             } else {
-                format!("not present locally: build it with `aiida-devc images build --aiida-version {v}`")
+                format!(
+                    "not present locally: build it with `aiida-devc images build --aiida-version {v}`"
+                )
             };
             writeln!(
                 out,
@@ -396,7 +425,11 @@ fn report_compose(out: &mut impl Write, c: &ComposeOutcome, dry_run: bool) -> an
         writeln!(out, "{} is up to date.", c.path.display())?;
         return Ok(());
     }
-    write!(out, "{}", merge::diff(&c.path, c.before.as_deref().unwrap_or(""), &c.after))?;
+    write!(
+        out,
+        "{}",
+        merge::diff(&c.path, c.before.as_deref().unwrap_or(""), &c.after)
+    )?;
     let verb = match (dry_run, c.before.is_some()) {
         (true, _) if c.conflict => "would refuse to replace (it differs; --force replaces it)",
         (true, true) => "would replace",
@@ -415,11 +448,16 @@ mod tests {
     #[test]
     fn the_help_names_the_templates_service_image_defaults() {
         use clap::Args;
-        let help = InitArgs::augment_args(clap::Command::new("init")).render_long_help().to_string();
+        let help = InitArgs::augment_args(clap::Command::new("init"))
+            .render_long_help()
+            .to_string();
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for option in ["postgresImage", "rabbitmqImage"] {
             let default = compose::template_default(option);
-            assert!(help.contains(&format!("{option}, {default})")), "{option} {default}: {help}");
+            assert!(
+                help.contains(&format!("{option}, {default})")),
+                "{option} {default}: {help}"
+            );
         }
     }
 
@@ -427,7 +465,11 @@ mod tests {
     fn the_python_version_comes_from_the_tags_of_the_same_image() {
         let local = vec![
             vec!["aiida-2.8.0".to_string(), "python-3.10".into()],
-            vec!["aiida-2.9.4".to_string(), "latest".into(), "python-3.11".into()],
+            vec![
+                "aiida-2.9.4".to_string(),
+                "latest".into(),
+                "python-3.11".into(),
+            ],
         ];
         assert_eq!(local_python(&local, "aiida-2.9.4").as_deref(), Some("3.11"));
         assert_eq!(local_python(&local, "aiida-2.8.0").as_deref(), Some("3.10"));

@@ -67,7 +67,9 @@ impl Desired {
                     .map(|e| (e.key.clone(), e.desired.to_input()))
                     .collect(),
             ),
-            Desired::Items(items) => CstInputValue::Array(items.iter().map(value_to_input).collect()),
+            Desired::Items(items) => {
+                CstInputValue::Array(items.iter().map(value_to_input).collect())
+            }
         }
     }
 }
@@ -79,9 +81,11 @@ fn value_to_input(value: &Value) -> CstInputValue {
         Value::Number(n) => CstInputValue::Number(n.to_string()),
         Value::String(s) => CstInputValue::String(s.clone()),
         Value::Array(items) => CstInputValue::Array(items.iter().map(value_to_input).collect()),
-        Value::Object(map) => {
-            CstInputValue::Object(map.iter().map(|(k, v)| (k.clone(), value_to_input(v))).collect())
-        }
+        Value::Object(map) => CstInputValue::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), value_to_input(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -100,7 +104,9 @@ pub fn identity(item: &Value) -> String {
                 matches!(k.trim(), "target" | "dst" | "destination").then(|| v.trim().to_owned())
             });
             match target {
-                Some(target) if s.contains("source=") || s.contains("src=") || s.contains("type=") => {
+                Some(target)
+                    if s.contains("source=") || s.contains("src=") || s.contains("type=") =>
+                {
                     format!("target={target}")
                 }
                 _ => s.to_lowercase(),
@@ -164,7 +170,13 @@ pub fn merge(path: &Path, text: &str, entries: &[Entry]) -> anyhow::Result<(Stri
     };
     let mut changes = Changes::default();
     let mut comments = Vec::new();
-    merge_object(&object, entries, &mut Vec::new(), &mut changes, &mut comments)?;
+    merge_object(
+        &object,
+        entries,
+        &mut Vec::new(),
+        &mut changes,
+        &mut comments,
+    )?;
     if changes.is_empty() {
         return Ok((text.to_owned(), changes));
     }
@@ -248,7 +260,11 @@ fn merge_items(array: &CstArray, items: &[Value], dotted: &str, changes: &mut Ch
 
 fn collect_comments(entry: &Entry, path: &[String], comments: &mut Vec<Comment>) {
     if let Some(comment) = &entry.comment {
-        comments.push(Comment { path: path.to_vec(), text: comment.clone(), refresh: false });
+        comments.push(Comment {
+            path: path.to_vec(),
+            text: comment.clone(),
+            refresh: false,
+        });
     }
     if let Desired::Object(sub) = &entry.desired {
         for child in sub {
@@ -271,13 +287,20 @@ struct Comment {
 
 impl Comment {
     fn refresh(path: &[String], text: &str) -> Comment {
-        Comment { path: path.to_vec(), text: text.to_owned(), refresh: true }
+        Comment {
+            path: path.to_vec(),
+            text: text.to_owned(),
+            refresh: true,
+        }
     }
 }
 
 /// Put each comment on its own lines above the property at its path, indented like it.
 fn insert_comments(text: &str, comments: &[Comment]) -> String {
-    let collect = CollectOptions { comments: CommentCollectionStrategy::Off, tokens: false };
+    let collect = CollectOptions {
+        comments: CommentCollectionStrategy::Off,
+        tokens: false,
+    };
     let Ok(parsed) = jsonc_parser::parse_to_ast(text, &collect, &ParseOptions::default()) else {
         return text.to_owned();
     };
@@ -288,11 +311,18 @@ fn insert_comments(text: &str, comments: &[Comment]) -> String {
             continue;
         };
         let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let indent: String = text[line_start..start].chars().take_while(|c| c.is_whitespace()).collect();
+        let indent: String = text[line_start..start]
+            .chars()
+            .take_while(|c| c.is_whitespace())
+            .collect();
         if indent.len() != start - line_start {
             continue; // the property shares its line with something else: no room for a comment
         }
-        let block: String = comment.text.lines().map(|l| format!("{indent}// {l}\n")).collect();
+        let block: String = comment
+            .text
+            .lines()
+            .map(|l| format!("{indent}// {l}\n"))
+            .collect();
         if !comment.refresh {
             edits.push((line_start, line_start, block));
             continue;
@@ -300,9 +330,13 @@ fn insert_comments(text: &str, comments: &[Comment]) -> String {
         // The `//` lines directly above, with the same indentation.
         let mut block_start = line_start;
         while block_start > 0 {
-            let previous = text[..block_start - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let previous = text[..block_start - 1]
+                .rfind('\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
             let line = &text[previous..block_start - 1];
-            if line.starts_with(&format!("{indent}//")) && !line[indent.len()..].starts_with("///") {
+            if line.starts_with(&format!("{indent}//")) && !line[indent.len()..].starts_with("///")
+            {
                 block_start = previous;
             } else {
                 break;
@@ -327,7 +361,10 @@ fn property_start(value: Option<&jsonc_parser::ast::Value>, path: &[String]) -> 
     let jsonc_parser::ast::Value::Object(object) = value? else {
         return None;
     };
-    let prop = object.properties.iter().find(|p| p.name.as_str() == first)?;
+    let prop = object
+        .properties
+        .iter()
+        .find(|p| p.name.as_str() == first)?;
     if rest.is_empty() {
         Some(prop.range.start)
     } else {
@@ -378,7 +415,10 @@ mod tests {
     fn merging_into_nothing_then_again_changes_nothing() {
         let path = Path::new("devcontainer.json");
         let (first, changes) = merge(path, "{}\n", &entries()).unwrap();
-        assert_eq!(changes.added, vec!["image", "name", "mounts", "customizations"]);
+        assert_eq!(
+            changes.added,
+            vec!["image", "name", "mounts", "customizations"]
+        );
         assert!(
             first.contains("  // The image.\n  \"image\": \"img:1\""),
             "{first}"
@@ -428,12 +468,22 @@ mod tests {
     fn an_updated_value_refreshes_only_the_comment_aiida_devc_wrote() {
         let path = Path::new("devcontainer.json");
         let ours = "{\n  // The image.\n  // Version 1.\n  \"image\": \"img:1\"\n}\n";
-        let entries = vec![Entry::commented("image", Desired::Value(json!("img:2")), "The image.\nVersion 2.")];
+        let entries = vec![Entry::commented(
+            "image",
+            Desired::Value(json!("img:2")),
+            "The image.\nVersion 2.",
+        )];
         let (out, _) = merge(path, ours, &entries).unwrap();
-        assert_eq!(out, "{\n  // The image.\n  // Version 2.\n  \"image\": \"img:2\"\n}\n");
+        assert_eq!(
+            out,
+            "{\n  // The image.\n  // Version 2.\n  \"image\": \"img:2\"\n}\n"
+        );
 
         let theirs = "{\n  // Pinned on purpose.\n  \"image\": \"img:1\"\n}\n";
         let (out, _) = merge(path, theirs, &entries).unwrap();
-        assert_eq!(out, "{\n  // Pinned on purpose.\n  \"image\": \"img:2\"\n}\n");
+        assert_eq!(
+            out,
+            "{\n  // Pinned on purpose.\n  \"image\": \"img:2\"\n}\n"
+        );
     }
 }

@@ -60,7 +60,12 @@ pub struct ExecOutput {
 }
 
 /// Run `cmd` in a running container as `user` and collect its output.
-pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) -> anyhow::Result<ExecOutput> {
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    cmd: &[&str],
+) -> anyhow::Result<ExecOutput> {
     let created = docker
         .create_exec(
             container,
@@ -75,7 +80,9 @@ pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) ->
         .await
         .with_context(|| format!("cannot exec {cmd:?} in container {container}"))?;
     let (mut stdout, mut stderr) = (String::new(), String::new());
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await?
+    {
         while let Some(chunk) = output.next().await {
             match chunk? {
                 bollard::container::LogOutput::StdOut { message } => {
@@ -88,7 +95,11 @@ pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) ->
             }
         }
     }
-    let exit_code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    let exit_code = docker
+        .inspect_exec(&created.id)
+        .await?
+        .exit_code
+        .unwrap_or(-1);
     Ok(ExecOutput {
         exit_code,
         stdout,
@@ -140,7 +151,8 @@ const EMPTY_BUILTINS: &[&str] = &["fix-attrs", "legacy-services", "legacy-cont-i
 /// Read `aiida-init status --json`: `services_up_ms` and a `services` list with `name`,
 /// `state`, `started_ms`, `ready_ms` and `took_ms`. Rows are sorted by start.
 pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
-    let value: Value = serde_json::from_str(json).context("aiida-init status --json printed no JSON")?;
+    let value: Value =
+        serde_json::from_str(json).context("aiida-init status --json printed no JSON")?;
     let services = value
         .get("services")
         .and_then(Value::as_array)
@@ -148,15 +160,28 @@ pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
     let mut rows: Vec<TimelineRow> = services
         .iter()
         .map(|s| TimelineRow {
-            name: s.get("name").and_then(Value::as_str).unwrap_or("?").to_owned(),
-            state: s.get("state").and_then(Value::as_str).unwrap_or("?").to_owned(),
+            name: s
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
+            state: s
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
             started_ms: s.get("started_ms").and_then(Value::as_u64),
             ready_ms: s.get("ready_ms").and_then(Value::as_u64),
             took_ms: s.get("took_ms").and_then(Value::as_u64),
         })
         .filter(|r| !(EMPTY_BUILTINS.contains(&r.name.as_str()) && r.took_ms.unwrap_or(0) == 0))
         .collect();
-    rows.sort_by_key(|r| (r.started_ms.unwrap_or(u64::MAX), r.ready_ms.unwrap_or(u64::MAX)));
+    rows.sort_by_key(|r| {
+        (
+            r.started_ms.unwrap_or(u64::MAX),
+            r.ready_ms.unwrap_or(u64::MAX),
+        )
+    });
     Ok(Timeline {
         services_up_ms: value.get("services_up_ms").and_then(Value::as_u64),
         rows,
@@ -228,10 +253,13 @@ impl UpArgs {
             }
         }
 
-        let config_mounts_ca = value.get("mounts").and_then(Value::as_array).is_some_and(|m| {
-            m.iter()
-                .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
-        });
+        let config_mounts_ca = value
+            .get("mounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| {
+                m.iter()
+                    .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
+            });
         let bundle = host.ca_bundle()?;
         // The CA option (see the module documentation): the variable the configuration names, or
         // a mount and environment for this run only.
@@ -265,14 +293,21 @@ impl UpArgs {
                     command.env(CA_ENV, ca);
                 }
                 if let Some(ca) = &ca_run {
-                    command
-                        .arg("--mount")
-                        .arg(format!("type=bind,source={},target={CA_TARGET}", ca.display()));
+                    command.arg("--mount").arg(format!(
+                        "type=bind,source={},target={CA_TARGET}",
+                        ca.display()
+                    ));
                     for var in CA_VARS {
-                        command.arg("--remote-env").arg(format!("{var}={CA_TARGET}"));
+                        command
+                            .arg("--remote-env")
+                            .arg(format!("{var}={CA_TARGET}"));
                     }
                 }
-                eprintln!("aiida-devc: bringing up {} with {}", dir.display(), cli.display());
+                eprintln!(
+                    "aiida-devc: bringing up {} with {}",
+                    dir.display(),
+                    cli.display()
+                );
                 let output = command
                     .stdin(Stdio::null())
                     .stderr(Stdio::inherit())
@@ -296,7 +331,10 @@ impl UpArgs {
                     .as_str()
                     .context("`devcontainer up` gave no containerId")?
                     .to_owned();
-                let user = result["remoteUser"].as_str().unwrap_or(config::USER).to_owned();
+                let user = result["remoteUser"]
+                    .as_str()
+                    .unwrap_or(config::USER)
+                    .to_owned();
                 (container, user)
             }
             None => {
@@ -368,7 +406,10 @@ impl UpArgs {
             );
         }
         if verdi.exit_code != 0 {
-            bail!("`verdi status` reports a problem (exit code {})", verdi.exit_code);
+            bail!(
+                "`verdi status` reports a problem (exit code {})",
+                verdi.exit_code
+            );
         }
         Ok(())
     }

@@ -28,7 +28,9 @@ const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 /// The workspace this aiida-devc was built from, when it is still there.
 pub fn project_root() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    root.join("crates/aiida-init/Cargo.toml").is_file().then_some(root)
+    root.join("crates/aiida-init/Cargo.toml")
+        .is_file()
+        .then_some(root)
 }
 
 /// Build aiida-init from the workspace at `source` for `platform`; returns the binary's path.
@@ -45,7 +47,15 @@ pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow:
     let mut command = Command::new(&cargo);
     command
         .current_dir(source)
-        .args(["build", "-p", "aiida-init", "--release", "--locked", "--target", triple])
+        .args([
+            "build",
+            "-p",
+            "aiida-init",
+            "--release",
+            "--locked",
+            "--target",
+            triple,
+        ])
         // With --target, these flags reach only the target's crates, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     let mut target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -60,11 +70,17 @@ pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow:
             );
         }
         target_dir = target_dir.join("debian-rustc");
-        let linker_var = format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace('-', "_"));
+        let linker_var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            triple.to_uppercase().replace('-', "_")
+        );
         command
             .env("RUSTC", DEBIAN_RUSTC)
             .env("CARGO_TARGET_DIR", &target_dir)
-            .env(linker_var, format!("{}-linux-gnu-gcc", platform.uname_machine()));
+            .env(
+                linker_var,
+                format!("{}-linux-gnu-gcc", platform.uname_machine()),
+            );
     }
     if verbose {
         eprintln!("aiida-init: building a static binary for {platform} ({triple})");
@@ -98,5 +114,9 @@ fn toolchain_has_std(rustc: Option<&Path>, triple: &str) -> bool {
         return false;
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    sysroot.join("lib/rustlib").join(triple).join("lib").is_dir()
+    sysroot
+        .join("lib/rustlib")
+        .join(triple)
+        .join("lib")
+        .is_dir()
 }

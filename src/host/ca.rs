@@ -41,7 +41,10 @@ impl CaBundle {
                 path.display()
             );
         }
-        Ok(CaBundle { path: path.to_owned(), pem })
+        Ok(CaBundle {
+            path: path.to_owned(),
+            pem,
+        })
     }
 
     /// How many certificates the bundle holds.
@@ -66,7 +69,9 @@ pub fn resolve(option: Option<&Path>) -> anyhow::Result<Option<CaBundle>> {
             }
             let bundle = CaBundle::read(host)?;
             let stock = stock_certificates(Path::new(STOCK_CERTS_DIR));
-            let extra = pem_certificates(&bundle.pem).into_iter().any(|c| !stock.contains(&c));
+            let extra = pem_certificates(&bundle.pem)
+                .into_iter()
+                .any(|c| !stock.contains(&c));
             Ok(extra.then_some(bundle))
         }
     }
@@ -96,7 +101,9 @@ fn stock_certificates(dir: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -127,7 +134,10 @@ mod tests {
         let path = dir.path().join("empty.pem");
         fs::write(&path, "not a certificate\n").unwrap();
         let err = resolve(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("empty.pem") && err.contains("no PEM certificate"), "{err}");
+        assert!(
+            err.contains("empty.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub fn archive(dir: &Path, generated: &[Generated]) -> anyhow::Result<Vec<u8>> {
     for relative in files {
         let path = dir.join(&relative);
         let name = relative.to_string_lossy().replace('\\', "/");
-        let meta = fs::symlink_metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
         if meta.file_type().is_symlink() {
@@ -38,7 +39,8 @@ pub fn archive(dir: &Path, generated: &[Generated]) -> anyhow::Result<Vec<u8>> {
         } else if meta.is_dir() {
             builder.append_data(&mut header, &name, std::io::empty())?;
         } else {
-            let data = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let data =
+                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             builder.append_data(&mut header, &name, data.as_slice())?;
         }
     }
@@ -80,7 +82,11 @@ mod tests {
         fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         fs::create_dir_all(dir.path().join("init")).unwrap();
         fs::write(dir.path().join("init/run"), "#!/bin/sh\n").unwrap();
-        fs::set_permissions(dir.path().join("init/run"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(
+            dir.path().join("init/run"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         fs::create_dir_all(dir.path().join("build")).unwrap();
         fs::write(dir.path().join("build/stale"), "x").unwrap();
         let generated = [Generated {
@@ -100,7 +106,10 @@ mod tests {
         }
         assert!(seen.contains(&("Dockerfile".into(), 0o644)), "{seen:?}");
         assert!(seen.contains(&("init/run".into(), 0o755)), "{seen:?}");
-        assert!(seen.contains(&("build/aiida-init".into(), 0o755)), "{seen:?}");
+        assert!(
+            seen.contains(&("build/aiida-init".into(), 0o755)),
+            "{seen:?}"
+        );
         assert!(!seen.iter().any(|(p, _)| p == "build/stale"), "{seen:?}");
     }
 

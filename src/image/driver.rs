@@ -8,8 +8,8 @@ use anyhow::{Context, anyhow, bail};
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
-    TagImageOptions, WaitContainerOptions,
+    BuildImageOptions, CreateContainerOptions, LogsOptions, RemoveContainerOptions,
+    StartContainerOptions, TagImageOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,7 +46,8 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
         ..Default::default()
     };
     let progress = Progress::new(req.display, req.verbose);
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(req.context.into())));
+    let mut stream =
+        docker.build_image(options, None, Some(bollard::body_full(req.context.into())));
     let mut tail: Vec<String> = Vec::new();
     let mut image_id = None;
     while let Some(item) = stream.next().await {
@@ -54,7 +55,11 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
             Ok(info) => info,
             Err(bollard::errors::Error::DockerStreamError { error }) => {
                 progress.fail();
-                bail!("building {} failed: {error}\n{}", req.display, tail.join("\n"));
+                bail!(
+                    "building {} failed: {error}\n{}",
+                    req.display,
+                    tail.join("\n")
+                );
             }
             Err(e) => {
                 progress.fail();
@@ -195,9 +200,11 @@ impl Progress {
     fn new(display: &str, verbose: bool) -> Progress {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{bar:20}] {pos}/{len} {elapsed} {wide_msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {prefix} [{bar:20}] {pos}/{len} {elapsed} {wide_msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(display.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));

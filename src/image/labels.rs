@@ -47,7 +47,12 @@ impl SourceInfo {
     /// serves the with-services image too. `SOURCE_DATE_EPOCH` wins when set.
     pub fn from_checkout(dir: &Path) -> SourceInfo {
         let git = |args: &[&str]| -> Option<String> {
-            let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .output()
+                .ok()?;
             out.status
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -83,8 +88,14 @@ pub fn labels(
     put("org.opencontainers.image.version", aiida_version);
     put("org.opencontainers.image.revision", &source.revision);
     put("org.opencontainers.image.created", &source.created);
-    put("org.opencontainers.image.source", env!("CARGO_PKG_REPOSITORY"));
-    put("org.opencontainers.image.licenses", env!("CARGO_PKG_LICENSE"));
+    put(
+        "org.opencontainers.image.source",
+        env!("CARGO_PKG_REPOSITORY"),
+    );
+    put(
+        "org.opencontainers.image.licenses",
+        env!("CARGO_PKG_LICENSE"),
+    );
     put("org.opencontainers.image.vendor", "AiiDA team");
     put("org.opencontainers.image.base.name", base_image);
     put("devcontainer.metadata", &devcontainer_metadata());

@@ -108,13 +108,20 @@ pub struct BuiltImage {
 
 impl std::fmt::Display for BuiltImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tags: Vec<String> = self.tags.iter().map(|t| format!("{}:{t}", self.name)).collect();
+        let tags: Vec<String> = self
+            .tags
+            .iter()
+            .map(|t| format!("{}:{t}", self.name))
+            .collect();
         write!(f, "{} ({})", tags.join(" "), &self.id)
     }
 }
 
 /// Build the requested images in chain order.
-pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::Result<Vec<BuiltImage>> {
+pub async fn build(
+    args: BuildArgs,
+    host: &crate::host::HostOptions,
+) -> anyhow::Result<Vec<BuiltImage>> {
     naming::check_aiida_version(&args.aiida_version)?;
     let repo = Repository::new(args.registry.as_deref(), &args.organization)?;
     let mut kinds = if args.images.is_empty() {
@@ -179,7 +186,9 @@ pub async fn build(args: BuildArgs, host: &crate::host::HostOptions) -> anyhow::
             ImageKind::WithServices => {
                 let base = repo.image(ImageKind::Base).with_tag(&version_tag);
                 if docker.inspect_image(&base).await.is_err() {
-                    anyhow::bail!("{base} is missing: build it first (aiida-devc images build --image base)");
+                    anyhow::bail!(
+                        "{base} is missing: build it first (aiida-devc images build --image base)"
+                    );
                 }
                 (base, Vec::new())
             }

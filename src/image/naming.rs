@@ -124,7 +124,9 @@ pub fn tags(versions: &Versions, latest: bool) -> Vec<String> {
 /// Check an aiida-core version given on the command line: a PEP 440 release such as 2.9.4.
 pub fn check_aiida_version(version: &str) -> anyhow::Result<()> {
     let ok = !version.is_empty()
-        && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.')
         && version.starts_with(|c: char| c.is_ascii_digit());
     anyhow::ensure!(
         ok,
@@ -161,7 +163,10 @@ mod tests {
         let err = Repository::new(Some("https://ghcr.io"), "x")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--registry") && err.contains("ghcr.io"), "{err}");
+        assert!(
+            err.contains("--registry") && err.contains("ghcr.io"),
+            "{err}"
+        );
         let err = Repository::new(None, "AiiDA Team").unwrap_err().to_string();
         assert!(err.contains("--organization"), "{err}");
     }

@@ -80,31 +80,62 @@ pub struct Artifact {
 impl Artifact {
     /// A packaged Feature or Template: `layer` is the tar named `file_name`, `metadata` the
     /// packaged JSON (compact in the annotation).
-    pub fn package(layer: Vec<u8>, file_name: &str, metadata: &serde_json::Value, registry: &str, kind: &str) -> Artifact {
+    pub fn package(
+        layer: Vec<u8>,
+        file_name: &str,
+        metadata: &serde_json::Value,
+        registry: &str,
+        kind: &str,
+    ) -> Artifact {
         let mut annotations = BTreeMap::new();
         annotations.insert(METADATA_ANNOTATION.to_owned(), metadata.to_string());
         if registry == "ghcr.io" {
-            annotations.insert(GITHUB_PACKAGE_TYPE_ANNOTATION.to_owned(), format!("devcontainer_{kind}"));
+            annotations.insert(
+                GITHUB_PACKAGE_TYPE_ANNOTATION.to_owned(),
+                format!("devcontainer_{kind}"),
+            );
         }
-        Artifact::new(layer, DEVCONTAINER_TAR_LAYER_MEDIA_TYPE, file_name, Some(annotations))
+        Artifact::new(
+            layer,
+            DEVCONTAINER_TAR_LAYER_MEDIA_TYPE,
+            file_name,
+            Some(annotations),
+        )
     }
 
     /// The file name the layer carries (`org.opencontainers.image.title`).
     pub fn title(&self) -> &str {
-        self.manifest.layers[0].annotations.as_ref().and_then(|a| a.get(TITLE_ANNOTATION)).map_or("", String::as_str)
+        self.manifest.layers[0]
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TITLE_ANNOTATION))
+            .map_or("", String::as_str)
     }
 
     /// The collection artifact (`devcontainer-collection.json`).
     pub fn collection(json: Vec<u8>, registry: &str) -> Artifact {
         let annotations = (registry == "ghcr.io").then(|| {
             let mut map = BTreeMap::new();
-            map.insert(GITHUB_PACKAGE_TYPE_ANNOTATION.to_owned(), "devcontainer_collection".to_owned());
+            map.insert(
+                GITHUB_PACKAGE_TYPE_ANNOTATION.to_owned(),
+                "devcontainer_collection".to_owned(),
+            );
             map
         });
-        Artifact::new(json, DEVCONTAINER_COLLECTION_LAYER_MEDIA_TYPE, "devcontainer-collection.json", annotations)
+        Artifact::new(
+            json,
+            DEVCONTAINER_COLLECTION_LAYER_MEDIA_TYPE,
+            "devcontainer-collection.json",
+            annotations,
+        )
     }
 
-    fn new(layer: Vec<u8>, media_type: &str, title: &str, annotations: Option<BTreeMap<String, String>>) -> Artifact {
+    fn new(
+        layer: Vec<u8>,
+        media_type: &str,
+        title: &str,
+        annotations: Option<BTreeMap<String, String>>,
+    ) -> Artifact {
         let mut title_annotation = BTreeMap::new();
         title_annotation.insert(TITLE_ANNOTATION.to_owned(), title.to_owned());
         let manifest = Manifest {
@@ -143,7 +174,13 @@ mod tests {
     #[test]
     fn a_feature_manifest_has_the_reference_field_order_and_annotations() {
         let metadata = serde_json::json!({"id": "hello", "version": "1.2.3", "name": "Hello"});
-        let artifact = Artifact::package(vec![0; 4], "devcontainer-feature-hello.tgz", &metadata, "localhost:5000", "feature");
+        let artifact = Artifact::package(
+            vec![0; 4],
+            "devcontainer-feature-hello.tgz",
+            &metadata,
+            "localhost:5000",
+            "feature",
+        );
         let text = String::from_utf8(artifact.manifest.to_bytes()).unwrap();
         let expected = format!(
             concat!(
@@ -163,11 +200,22 @@ mod tests {
         let metadata = serde_json::json!({"id": "x"});
         let feature = Artifact::package(vec![], "f.tgz", &metadata, "ghcr.io", "feature");
         let annotations = feature.manifest.annotations.unwrap();
-        assert_eq!(annotations[GITHUB_PACKAGE_TYPE_ANNOTATION], "devcontainer_feature");
+        assert_eq!(
+            annotations[GITHUB_PACKAGE_TYPE_ANNOTATION],
+            "devcontainer_feature"
+        );
         let collection = Artifact::collection(b"{}".to_vec(), "ghcr.io");
         let annotations = collection.manifest.annotations.unwrap();
         assert_eq!(annotations.len(), 1);
-        assert_eq!(annotations[GITHUB_PACKAGE_TYPE_ANNOTATION], "devcontainer_collection");
-        assert!(Artifact::collection(b"{}".to_vec(), "localhost:1").manifest.annotations.is_none());
+        assert_eq!(
+            annotations[GITHUB_PACKAGE_TYPE_ANNOTATION],
+            "devcontainer_collection"
+        );
+        assert!(
+            Artifact::collection(b"{}".to_vec(), "localhost:1")
+                .manifest
+                .annotations
+                .is_none()
+        );
     }
 }

@@ -31,7 +31,9 @@ impl std::fmt::Display for Source {
         match self {
             Source::Env => write!(f, "DEVCONTAINERS_OCI_AUTH"),
             Source::DockerConfig(path) => write!(f, "the docker config {}", path.display()),
-            Source::CredentialHelper(name) => write!(f, "the credential helper docker-credential-{name}"),
+            Source::CredentialHelper(name) => {
+                write!(f, "the credential helper docker-credential-{name}")
+            }
             Source::GithubToken => write!(f, "GITHUB_TOKEN"),
         }
     }
@@ -47,7 +49,11 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credential {{ username: {:?}, secret: <hidden>, source: {} }}", self.username, self.source)
+        write!(
+            f,
+            "Credential {{ username: {:?}, secret: <hidden>, source: {} }}",
+            self.username, self.source
+        )
     }
 }
 
@@ -87,8 +93,11 @@ pub fn lookup(registry: &str, env: &AuthEnv) -> anyhow::Result<Option<Credential
     if let Some(spec) = &env.devcontainers_oci_auth {
         for entry in spec.split(',') {
             let mut parts = entry.splitn(3, '|');
-            let (Some(host), Some(user), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
-                bail!("DEVCONTAINERS_OCI_AUTH has an entry that is not 'registry|user|token' (entries are separated by ',')");
+            let (Some(host), Some(user), Some(secret)) = (parts.next(), parts.next(), parts.next())
+            else {
+                bail!(
+                    "DEVCONTAINERS_OCI_AUTH has an entry that is not 'registry|user|token' (entries are separated by ',')"
+                );
             };
             if host.trim() == registry {
                 return Ok(Some(Credential {
@@ -120,7 +129,8 @@ pub fn lookup(registry: &str, env: &AuthEnv) -> anyhow::Result<Option<Credential
 }
 
 fn from_docker_config(file: &Path, registry: &str) -> anyhow::Result<Option<Credential>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read the docker config {}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the docker config {}", file.display()))?;
     let config: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("the docker config {} is not valid JSON", file.display()))?;
     let helper = config
@@ -136,13 +146,20 @@ fn from_docker_config(file: &Path, registry: &str) -> anyhow::Result<Option<Cred
     let Some(entry) = config.get("auths").and_then(|a| a.get(registry)) else {
         return Ok(None);
     };
-    if let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
+    if let Some(encoded) = entry
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok());
         let Some((user, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-            bail!("the docker config {} has an 'auth' for {registry} that is not base64 of 'user:password'", file.display());
+            bail!(
+                "the docker config {} has an 'auth' for {registry} that is not base64 of 'user:password'",
+                file.display()
+            );
         };
         return Ok(Some(Credential {
             username: user.to_owned(),
@@ -165,12 +182,20 @@ fn from_helper(helper: &str, registry: &str) -> anyhow::Result<Option<Credential
     {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("the docker config names the credential helper '{helper}' for {registry}, but {program} is not on PATH")
+            bail!(
+                "the docker config names the credential helper '{helper}' for {registry}, but {program} is not on PATH"
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("cannot run {program}")),
     };
-    child.stdin.take().expect("piped stdin").write_all(registry.as_bytes())?;
-    let output = child.wait_with_output().with_context(|| format!("cannot run {program}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(registry.as_bytes())?;
+    let output = child
+        .wait_with_output()
+        .with_context(|| format!("cannot run {program}"))?;
     if !output.status.success() {
         // "credentials not found" is the protocol's way to say: nothing stored for this host.
         return Ok(None);
@@ -182,8 +207,9 @@ fn from_helper(helper: &str, registry: &str) -> anyhow::Result<Option<Credential
         #[serde(rename = "Secret")]
         secret: String,
     }
-    let answer: HelperAnswer = serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("{program} get answered something that is not the credential helper JSON"))?;
+    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!("{program} get answered something that is not the credential helper JSON")
+    })?;
     Ok(Some(Credential {
         username: answer.username,
         secret: answer.secret,
@@ -198,7 +224,10 @@ mod tests {
     fn env_with_config(config: &str) -> (tempfile::TempDir, AuthEnv) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), config).unwrap();
-        let env = AuthEnv { docker_config_dir: Some(dir.path().to_owned()), ..Default::default() };
+        let env = AuthEnv {
+            docker_config_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        };
         (dir, env)
     }
 
@@ -209,23 +238,34 @@ mod tests {
             ..Default::default()
         };
         let credential = lookup("localhost:5000", &env).unwrap().unwrap();
-        assert_eq!((credential.username.as_str(), credential.secret.as_str()), ("me", "s3cret"));
+        assert_eq!(
+            (credential.username.as_str(), credential.secret.as_str()),
+            ("me", "s3cret")
+        );
         assert!(lookup("localhost:5001", &env).unwrap().is_none());
         assert!(!format!("{credential:?}").contains("s3cret"));
     }
 
     #[test]
     fn docker_config_auths_are_decoded() {
-        let (_dir, env) = env_with_config(r#"{"auths": {"registry.example.org": {"auth": "dXNlcjpwYXNz"}}}"#);
+        let (_dir, env) =
+            env_with_config(r#"{"auths": {"registry.example.org": {"auth": "dXNlcjpwYXNz"}}}"#);
         let credential = lookup("registry.example.org", &env).unwrap().unwrap();
-        assert_eq!((credential.username.as_str(), credential.secret.as_str()), ("user", "pass"));
+        assert_eq!(
+            (credential.username.as_str(), credential.secret.as_str()),
+            ("user", "pass")
+        );
     }
 
     #[test]
     fn a_missing_credential_helper_is_named() {
-        let (_dir, env) = env_with_config(r#"{"credHelpers": {"example.org": "nonexistent-helper"}}"#);
+        let (_dir, env) =
+            env_with_config(r#"{"credHelpers": {"example.org": "nonexistent-helper"}}"#);
         let err = lookup("example.org", &env).unwrap_err().to_string();
-        assert!(err.contains("docker-credential-nonexistent-helper"), "{err}");
+        assert!(
+            err.contains("docker-credential-nonexistent-helper"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -256,10 +296,19 @@ mod tests {
 
     #[test]
     fn github_token_is_only_for_ghcr() {
-        let env = AuthEnv { github_token: Some("ghp_x".into()), ..Default::default() };
-        assert_eq!(lookup("ghcr.io", &env).unwrap().unwrap().source, Source::GithubToken);
+        let env = AuthEnv {
+            github_token: Some("ghp_x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            lookup("ghcr.io", &env).unwrap().unwrap().source,
+            Source::GithubToken
+        );
         assert!(lookup("example.org", &env).unwrap().is_none());
-        let enterprise = AuthEnv { github_host: Some("github.example.com".into()), ..env };
+        let enterprise = AuthEnv {
+            github_host: Some("github.example.com".into()),
+            ..env
+        };
         assert!(lookup("ghcr.io", &enterprise).unwrap().is_none());
     }
 }

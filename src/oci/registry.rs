@@ -20,13 +20,29 @@ use crate::host::ca::CaBundle;
 #[derive(Debug)]
 pub enum RegistryError {
     /// 401: no credential, or one the registry does not accept.
-    Unauthorized { registry: String, action: String, credential: Option<String> },
+    Unauthorized {
+        registry: String,
+        action: String,
+        credential: Option<String>,
+    },
     /// 403: the credential is known but may not do this.
-    Forbidden { registry: String, action: String, credential: Option<String> },
+    Forbidden {
+        registry: String,
+        action: String,
+        credential: Option<String>,
+    },
     /// Nothing answers (DNS, connection refused, TLS failure, timeout).
-    Unreachable { registry: String, action: String, reason: String },
+    Unreachable {
+        registry: String,
+        action: String,
+        reason: String,
+    },
     /// Anything else the registry or the transport reported.
-    Other { registry: String, action: String, reason: String },
+    Other {
+        registry: String,
+        action: String,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for RegistryError {
@@ -36,25 +52,45 @@ impl std::fmt::Display for RegistryError {
             None => "no credential".to_owned(),
         };
         match self {
-            RegistryError::Unauthorized { registry, action, credential } => write!(
+            RegistryError::Unauthorized {
+                registry,
+                action,
+                credential,
+            } => write!(
                 f,
                 "registry {registry} refused to authenticate while {action} (HTTP 401 Unauthorized; used {}). \
                  Log in with `docker login {registry}`, or set DEVCONTAINERS_OCI_AUTH='{registry}|USER|TOKEN'{}.",
                 used(credential),
-                if registry == "ghcr.io" { " or GITHUB_TOKEN" } else { "" }
+                if registry == "ghcr.io" {
+                    " or GITHUB_TOKEN"
+                } else {
+                    ""
+                }
             ),
-            RegistryError::Forbidden { registry, action, credential } => write!(
+            RegistryError::Forbidden {
+                registry,
+                action,
+                credential,
+            } => write!(
                 f,
                 "registry {registry} denied access while {action} (HTTP 403 Forbidden; used {}). \
                  The account needs push rights on this namespace (for ghcr.io: a token with write:packages).",
                 used(credential)
             ),
-            RegistryError::Unreachable { registry, action, reason } => write!(
+            RegistryError::Unreachable {
+                registry,
+                action,
+                reason,
+            } => write!(
                 f,
                 "registry {registry} is unreachable while {action}: {reason}. Check the name and port, \
                  and that it is running (plain http is only used for localhost)."
             ),
-            RegistryError::Other { registry, action, reason } => {
+            RegistryError::Other {
+                registry,
+                action,
+                reason,
+            } => {
                 write!(f, "registry {registry} failed while {action}: {reason}")
             }
         }
@@ -79,7 +115,11 @@ impl Registry {
         Ok(Registry::with_credential(host, credential, ca))
     }
 
-    pub fn with_credential(host: &str, credential: Option<Credential>, ca: Option<&CaBundle>) -> Registry {
+    pub fn with_credential(
+        host: &str,
+        credential: Option<Credential>,
+        ca: Option<&CaBundle>,
+    ) -> Registry {
         let plain_http = is_localhost(host);
         let protocol = if plain_http {
             ClientProtocol::Http
@@ -90,7 +130,10 @@ impl Registry {
             .map(|bundle| {
                 split_pem(&bundle.pem)
                     .into_iter()
-                    .map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.into_bytes() })
+                    .map(|pem| Certificate {
+                        encoding: CertificateEncoding::Pem,
+                        data: pem.into_bytes(),
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -110,7 +153,12 @@ impl Registry {
             }
             None => (RegistryAuth::Anonymous, None),
         };
-        Registry { host: host.to_owned(), client: Client::new(config), auth, credential_source }
+        Registry {
+            host: host.to_owned(),
+            client: Client::new(config),
+            auth,
+            credential_source,
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -124,17 +172,32 @@ impl Registry {
     /// Every tag of `repository`; a repository that does not exist yet has none.
     pub async fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         let reference = self.reference(repository, "latest");
-        match self.client.list_tags(&reference, &self.auth, None, None).await {
+        match self
+            .client
+            .list_tags(&reference, &self.auth, None, None)
+            .await
+        {
             Ok(response) => Ok(response.tags),
             Err(e) if is_not_found(&e) => Ok(Vec::new()),
-            Err(e) => Err(self.explain(&format!("listing the tags of {}/{repository}", self.host), e)),
+            Err(e) => Err(self.explain(
+                &format!("listing the tags of {}/{repository}", self.host),
+                e,
+            )),
         }
     }
 
     /// The manifest at `repository:tag`, raw, or `None` when there is none.
-    pub async fn manifest(&self, repository: &str, tag: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let reference = self.reference(repository, tag);
-        match self.client.pull_manifest_raw(&reference, &self.auth, &[OCI_MANIFEST_MEDIA_TYPE]).await {
+        match self
+            .client
+            .pull_manifest_raw(&reference, &self.auth, &[OCI_MANIFEST_MEDIA_TYPE])
+            .await
+        {
             Ok((bytes, _digest)) => Ok(Some(bytes)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.explain(&format!("reading {}/{repository}:{tag}", self.host), e)),
@@ -145,34 +208,58 @@ impl Registry {
     pub async fn blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
         let reference = self.reference(repository, "latest");
         let mut out = Vec::new();
-        self.client.store_auth_if_needed(&self.host, &self.auth).await;
+        self.client
+            .store_auth_if_needed(&self.host, &self.auth)
+            .await;
         self.client
             .pull_blob(&reference, digest, &mut out)
             .await
-            .map_err(|e| self.explain(&format!("downloading {digest} from {}/{repository}", self.host), e))?;
+            .map_err(|e| {
+                self.explain(
+                    &format!("downloading {digest} from {}/{repository}", self.host),
+                    e,
+                )
+            })?;
         Ok(out)
     }
 
     /// Upload the config and layer blobs of `artifact` to `repository`.
-    pub async fn push_blobs(&self, repository: &str, artifact: &Artifact) -> Result<(), RegistryError> {
+    pub async fn push_blobs(
+        &self,
+        repository: &str,
+        artifact: &Artifact,
+    ) -> Result<(), RegistryError> {
         let reference = self.reference(repository, "latest");
-        self.client.store_auth_if_needed(&self.host, &self.auth).await;
+        self.client
+            .store_auth_if_needed(&self.host, &self.auth)
+            .await;
         let action = format!("uploading to {}/{repository}", self.host);
         self.client
             .push_blob(&reference, EMPTY_CONFIG, &artifact.manifest.config.digest)
             .await
             .map_err(|e| self.explain(&action, e))?;
         self.client
-            .push_blob(&reference, &artifact.layer, &artifact.manifest.layers[0].digest)
+            .push_blob(
+                &reference,
+                &artifact.layer,
+                &artifact.manifest.layers[0].digest,
+            )
             .await
             .map_err(|e| self.explain(&action, e))?;
         Ok(())
     }
 
     /// Point `repository:tag` at the manifest of `artifact` (whose blobs must be uploaded).
-    pub async fn push_manifest(&self, repository: &str, tag: &str, artifact: &Artifact) -> Result<(), RegistryError> {
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        artifact: &Artifact,
+    ) -> Result<(), RegistryError> {
         let reference = self.reference(repository, tag);
-        let content_type = OCI_MANIFEST_MEDIA_TYPE.parse().expect("a valid header value");
+        let content_type = OCI_MANIFEST_MEDIA_TYPE
+            .parse()
+            .expect("a valid header value");
         self.client
             .push_manifest_raw(&reference, artifact.manifest.to_bytes(), content_type)
             .await
@@ -185,22 +272,44 @@ impl Registry {
         let action = action.to_owned();
         let credential = self.credential_source.clone();
         match status_of(&error) {
-            Some(401) => return RegistryError::Unauthorized { registry, action, credential },
-            Some(403) => return RegistryError::Forbidden { registry, action, credential },
+            Some(401) => {
+                return RegistryError::Unauthorized {
+                    registry,
+                    action,
+                    credential,
+                };
+            }
+            Some(403) => {
+                return RegistryError::Forbidden {
+                    registry,
+                    action,
+                    credential,
+                };
+            }
             _ => {}
         }
         if let OciDistributionError::RequestError(e) = &error {
             if e.is_connect() || e.is_timeout() || e.status().is_none() {
-                return RegistryError::Unreachable { registry, action, reason: transport_reason(e) };
+                return RegistryError::Unreachable {
+                    registry,
+                    action,
+                    reason: transport_reason(e),
+                };
             }
         }
-        RegistryError::Other { registry, action, reason: error.to_string() }
+        RegistryError::Other {
+            registry,
+            action,
+            reason: error.to_string(),
+        }
     }
 }
 
 /// `localhost` or `localhost:PORT`: the only registries spoken to over plain http.
 pub fn is_localhost(host: &str) -> bool {
-    host.split(':').next().is_some_and(|name| name.eq_ignore_ascii_case("localhost"))
+    host.split(':')
+        .next()
+        .is_some_and(|name| name.eq_ignore_ascii_case("localhost"))
 }
 
 fn status_of(error: &OciDistributionError) -> Option<u16> {
@@ -212,7 +321,9 @@ fn status_of(error: &OciDistributionError) -> Option<u16> {
             envelope.errors.iter().find_map(|e| match e.code {
                 OciErrorCode::Unauthorized => Some(401),
                 OciErrorCode::Denied => Some(403),
-                OciErrorCode::NameUnknown | OciErrorCode::ManifestUnknown | OciErrorCode::NotFound => Some(404),
+                OciErrorCode::NameUnknown
+                | OciErrorCode::ManifestUnknown
+                | OciErrorCode::NotFound => Some(404),
                 _ => None,
             })
         }
@@ -280,8 +391,14 @@ mod tests {
     #[test]
     fn a_403_names_the_registry_and_the_credential_source_but_not_the_secret() {
         let registry = registry_with_secret();
-        let error = OciDistributionError::ServerError { code: 403, url: "https://registry.example.org/v2/x/blobs/uploads/".into(), message: "denied".into() };
-        let text = registry.explain("uploading to registry.example.org/x", error).to_string();
+        let error = OciDistributionError::ServerError {
+            code: 403,
+            url: "https://registry.example.org/v2/x/blobs/uploads/".into(),
+            message: "denied".into(),
+        };
+        let text = registry
+            .explain("uploading to registry.example.org/x", error)
+            .to_string();
         assert!(text.starts_with("registry registry.example.org denied access while uploading to registry.example.org/x (HTTP 403 Forbidden; used the credential from DEVCONTAINERS_OCI_AUTH)"), "{text}");
         assert!(!text.contains("s3cret-token"), "{text}");
     }
@@ -290,17 +407,38 @@ mod tests {
     fn registry_error_codes_map_to_401_and_403() {
         let registry = registry_with_secret();
         let envelope = |code: &str| -> OciDistributionError {
-            let envelope = serde_json::from_str(&format!(r#"{{"errors":[{{"code":"{code}","message":"m"}}]}}"#)).unwrap();
-            OciDistributionError::RegistryError { envelope, url: "u".into() }
+            let envelope = serde_json::from_str(&format!(
+                r#"{{"errors":[{{"code":"{code}","message":"m"}}]}}"#
+            ))
+            .unwrap();
+            OciDistributionError::RegistryError {
+                envelope,
+                url: "u".into(),
+            }
         };
-        assert!(matches!(registry.explain("x", envelope("DENIED")), RegistryError::Forbidden { .. }));
-        assert!(matches!(registry.explain("x", envelope("UNAUTHORIZED")), RegistryError::Unauthorized { .. }));
-        assert!(matches!(registry.explain("x", OciDistributionError::AuthenticationFailure("no".into())), RegistryError::Unauthorized { .. }));
+        assert!(matches!(
+            registry.explain("x", envelope("DENIED")),
+            RegistryError::Forbidden { .. }
+        ));
+        assert!(matches!(
+            registry.explain("x", envelope("UNAUTHORIZED")),
+            RegistryError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            registry.explain(
+                "x",
+                OciDistributionError::AuthenticationFailure("no".into())
+            ),
+            RegistryError::Unauthorized { .. }
+        ));
     }
 
     #[test]
     fn a_bundle_is_split_into_certificates() {
         let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert_eq!(split_pem(&format!("# comment\n{one}{one}")), vec![one.to_owned(), one.to_owned()]);
+        assert_eq!(
+            split_pem(&format!("# comment\n{one}{one}")),
+            vec![one.to_owned(), one.to_owned()]
+        );
     }
 }

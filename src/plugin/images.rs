@@ -20,8 +20,8 @@ pub const ORGANISATION: &str = "aiidateam";
 
 /// aiida-core releases the images are built for, newest first.
 pub const RELEASES: &[&str] = &[
-    "2.9.4", "2.9.3", "2.9.2", "2.9.1", "2.9.0", "2.8.3", "2.8.2", "2.8.1", "2.8.0", "2.7.5", "2.7.4",
-    "2.7.3", "2.6.4", "2.6.3", "2.6.2", "2.6.1", "2.6.0",
+    "2.9.4", "2.9.3", "2.9.2", "2.9.1", "2.9.0", "2.8.3", "2.8.2", "2.8.1", "2.8.0", "2.7.5",
+    "2.7.4", "2.7.3", "2.6.4", "2.6.3", "2.6.2", "2.6.1", "2.6.0",
 ];
 
 /// Which image family a devcontainer uses.
@@ -77,7 +77,8 @@ impl std::fmt::Display for NoImage {
 
 /// The aiida-core version a tag names (`aiida-2.9.4` → `2.9.4`).
 pub fn tag_version(tag: &str) -> Option<Version> {
-    tag.strip_prefix("aiida-").and_then(|v| Version::from_str(v).ok())
+    tag.strip_prefix("aiida-")
+        .and_then(|v| Version::from_str(v).ok())
 }
 
 /// Pick the image for `requirement` (see the module documentation). `local_tags` are the tags of
@@ -144,7 +145,11 @@ mod tests {
 
     #[test]
     fn a_local_tag_that_fits_wins() {
-        let local = vec!["latest".to_string(), "aiida-2.8.1".into(), "python-3.11".into()];
+        let local = vec![
+            "latest".to_string(),
+            "aiida-2.8.1".into(),
+            "python-3.11".into(),
+        ];
         let c = choose(Variant::Services, Some(&spec(">=2.6")), &local).unwrap();
         assert_eq!(c.image, "aiidateam/aiida-core-with-services:aiida-2.8.1");
         assert!(c.present_locally);

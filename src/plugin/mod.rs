@@ -140,7 +140,10 @@ pub fn read(dir: &Path) -> anyhow::Result<PluginMetadata> {
     })
 }
 
-fn merge_entry_points(mut a: Vec<(String, String)>, b: Vec<(String, String)>) -> Vec<(String, String)> {
+fn merge_entry_points(
+    mut a: Vec<(String, String)>,
+    b: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     for ep in b {
         if !a.contains(&ep) {
             a.push(ep);
@@ -214,7 +217,10 @@ fn from_pyproject(file: &Path, text: &str) -> anyhow::Result<Pyproject> {
     };
     let dependencies = string_list(project.get("dependencies"), "dependencies")?;
     let mut extras = BTreeMap::new();
-    if let Some(optional) = project.get("optional-dependencies").and_then(|v| v.as_table()) {
+    if let Some(optional) = project
+        .get("optional-dependencies")
+        .and_then(|v| v.as_table())
+    {
         for (extra, reqs) in optional {
             extras.insert(extra.clone(), string_list(Some(reqs), extra)?);
         }
@@ -255,13 +261,14 @@ fn aiida_core_requirement(
     text: &str,
 ) -> anyhow::Result<Option<VersionSpecifiers>> {
     for requirement in requirements {
-        let parsed = Requirement::<pep508_rs::VerbatimUrl>::from_str(requirement).map_err(|err| {
-            anyhow!(
-                "{}: invalid requirement {requirement:?}: {}",
-                Location::of(file, text, requirement),
-                err.message
-            )
-        })?;
+        let parsed =
+            Requirement::<pep508_rs::VerbatimUrl>::from_str(requirement).map_err(|err| {
+                anyhow!(
+                    "{}: invalid requirement {requirement:?}: {}",
+                    Location::of(file, text, requirement),
+                    err.message
+                )
+            })?;
         if parsed.name.as_ref() == "aiida-core" {
             return Ok(match parsed.version_or_url {
                 Some(VersionOrUrl::VersionSpecifier(spec)) if !spec.is_empty() => Some(spec),
@@ -289,7 +296,10 @@ struct IniEntry {
 
 /// Parse setuptools' INI dialect: `[section]`, `key = value` (or `key: value`), indented
 /// continuation lines, `#` and `;` comments.
-fn parse_ini(file: &Path, text: &str) -> anyhow::Result<BTreeMap<String, BTreeMap<String, IniEntry>>> {
+fn parse_ini(
+    file: &Path,
+    text: &str,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, IniEntry>>> {
     let mut sections: BTreeMap<String, BTreeMap<String, IniEntry>> = BTreeMap::new();
     let mut section: Option<String> = None;
     let mut key: Option<String> = None;
@@ -376,7 +386,11 @@ fn from_setup_cfg(file: &Path, text: &str) -> anyhow::Result<PluginMetadata> {
     };
     let extras = sections
         .get("options.extras_require")
-        .map(|s| s.iter().map(|(k, e)| (k.clone(), ini_list(&e.value))).collect())
+        .map(|s| {
+            s.iter()
+                .map(|(k, e)| (k.clone(), ini_list(&e.value)))
+                .collect()
+        })
         .unwrap_or_default();
     let mut entry_points = Vec::new();
     if let Some(groups) = sections.get("options.entry_points") {
@@ -663,9 +677,16 @@ thing = "aiida_thing:main"
     #[test]
     fn setup_py_computed_metadata_is_an_error_with_its_location() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "setup.py", "import json\nsetup(\n    name=NAME,\n)\n");
+        write(
+            dir.path(),
+            "setup.py",
+            "import json\nsetup(\n    name=NAME,\n)\n",
+        );
         let err = read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("setup.py:3:5: `name=` is not a literal"), "{err}");
+        assert!(
+            err.contains("setup.py:3:5: `name=` is not a literal"),
+            "{err}"
+        );
     }
 
     #[test]

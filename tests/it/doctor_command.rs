@@ -2,17 +2,16 @@
 //! container, each against the real engine where the check needs an image (its label, its
 //! architecture, its users), plus the clean case.
 
-
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use bollard::query_parameters::{CommitContainerOptions, ImportImageOptions};
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use crate::support::copy_tree;
 use crate::support::plugin_workspace::{aiida_devc, sample_plugin, text};
 use crate::support::{Harness, base_image, unique_name};
+use bollard::query_parameters::{CommitContainerOptions, ImportImageOptions};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
 const CONFIG: &str = ".devcontainer/devcontainer.json";
 
@@ -122,7 +121,9 @@ fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
     header.set_size(content.len() as u64);
     header.set_mode(0o644);
     header.set_cksum();
-    layer.append_data(&mut header, "marker", &content[..]).unwrap();
+    layer
+        .append_data(&mut header, "marker", &content[..])
+        .unwrap();
     let layer = layer.into_inner().unwrap();
     let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
     let config = serde_json::json!({
@@ -151,7 +152,9 @@ fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
     bytes.flush().unwrap();
     let body = bollard::body_full(bytes.into());
     h.block_on(async {
-        let mut stream = h.docker().import_image(ImportImageOptions::default(), body, None);
+        let mut stream = h
+            .docker()
+            .import_image(ImportImageOptions::default(), body, None);
         while let Some(item) = stream.next().await {
             item.expect("docker load of the hand-made image");
         }
@@ -163,7 +166,10 @@ fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
 #[test]
 fn a_config_as_init_writes_it_has_no_problem_on_a_matching_image() {
     let h = Harness::new();
-    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    let image = image_with_aiida_user(
+        &h,
+        Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#),
+    );
     let dir = workspace(&config_for(&image, ""));
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
@@ -174,8 +180,12 @@ fn a_config_as_init_writes_it_has_no_problem_on_a_matching_image() {
 #[test]
 fn override_command_true_on_an_image_with_init_is_found() {
     let h = Harness::new();
-    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
-    let config = config_for(&image, "").replace("\"overrideCommand\": false", "\"overrideCommand\": true");
+    let image = image_with_aiida_user(
+        &h,
+        Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#),
+    );
+    let config =
+        config_for(&image, "").replace("\"overrideCommand\": false", "\"overrideCommand\": true");
     let dir = workspace(&config);
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
@@ -184,7 +194,10 @@ fn override_command_true_on_an_image_with_init_is_found() {
         out.contains("✘ [override-command] overrideCommand is true"),
         "{out}"
     );
-    assert!(out.contains("at ./.devcontainer/devcontainer.json:3:3"), "{out}");
+    assert!(
+        out.contains("at ./.devcontainer/devcontainer.json:3:3"),
+        "{out}"
+    );
     assert!(out.contains("fix: set \"overrideCommand\": false"), "{out}");
 }
 
@@ -225,7 +238,10 @@ fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
     );
     let (ok, out) = doctor(dir.path());
     assert!(!ok);
-    assert!(out.contains("✘ [home-volume] no volume on /home/aiida"), "{out}");
+    assert!(
+        out.contains("✘ [home-volume] no volume on /home/aiida"),
+        "{out}"
+    );
 
     let dir = workspace(
         r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false,
@@ -237,12 +253,18 @@ fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
         out.contains("✘ [home-volume] /home/aiida is bind-mounted"),
         "{out}"
     );
-    assert!(out.contains("at ./.devcontainer/devcontainer.json:2:14"), "{out}");
+    assert!(
+        out.contains("at ./.devcontainer/devcontainer.json:2:14"),
+        "{out}"
+    );
 }
 
 #[test]
 fn an_aiida_core_requirement_no_image_satisfies_is_found() {
-    let dir = workspace(&config_for("aiidateam/aiida-core-with-services:aiida-2.9.4", ""));
+    let dir = workspace(&config_for(
+        "aiidateam/aiida-core-with-services:aiida-2.9.4",
+        "",
+    ));
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
     fs::write(
         dir.path().join("pyproject.toml"),
@@ -258,7 +280,10 @@ fn an_aiida_core_requirement_no_image_satisfies_is_found() {
     assert!(out.contains("at ./pyproject.toml:14:6"), "{out}");
 
     // An image that does not satisfy a satisfiable requirement.
-    let dir = workspace(&config_for("aiidateam/aiida-core-with-services:aiida-2.6.4", ""));
+    let dir = workspace(&config_for(
+        "aiidateam/aiida-core-with-services:aiida-2.6.4",
+        "",
+    ));
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
     fs::write(
         dir.path().join("pyproject.toml"),
@@ -268,7 +293,9 @@ fn an_aiida_core_requirement_no_image_satisfies_is_found() {
     let (ok, out) = doctor(dir.path());
     assert!(!ok);
     assert!(
-        out.contains("✘ [aiida-core] the image holds aiida-core 2.6.4, the plugin requires aiida-core>=2.8"),
+        out.contains(
+            "✘ [aiida-core] the image holds aiida-core 2.6.4, the plugin requires aiida-core>=2.8"
+        ),
         "{out}"
     );
 }
@@ -276,17 +303,25 @@ fn an_aiida_core_requirement_no_image_satisfies_is_found() {
 #[test]
 fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
     let h = Harness::new();
-    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
+    let image = image_with_aiida_user(
+        &h,
+        Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#),
+    );
     // A root-owned checkout: the CLI cannot give aiida UID 0 (root has it).
     let dir = workspace(&config_for(&image, ""));
     crate::support::plugin_workspace::chown_tree(dir.path(), 0, 0);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(
-        out.contains("✘ [uid] the workspace belongs to UID 0 but aiida in the container is UID 1000"),
+        out.contains(
+            "✘ [uid] the workspace belongs to UID 0 but aiida in the container is UID 1000"
+        ),
         "{out}"
     );
-    assert!(out.contains("the image's user root already has UID 0"), "{out}");
+    assert!(
+        out.contains("the image's user root already has UID 0"),
+        "{out}"
+    );
 
     // A developer's checkout (UID 1001) with updateRemoteUserUID turned off.
     let dir = workspace(&config_for(&image, "\n  \"updateRemoteUserUID\": false,"));
@@ -304,14 +339,26 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
 #[test]
 fn a_second_daemon_started_by_a_lifecycle_command_is_found() {
     let h = Harness::new();
-    let image = image_with_aiida_user(&h, Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#));
-    let config = config_for(&image, "\n  \"postCreateCommand\": \"pip install -e . && verdi daemon restart\",");
+    let image = image_with_aiida_user(
+        &h,
+        Some(r#"[{"overrideCommand": false, "remoteUser": "aiida"}]"#),
+    );
+    let config = config_for(
+        &image,
+        "\n  \"postCreateCommand\": \"pip install -e . && verdi daemon restart\",",
+    );
     let dir = workspace(&config);
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"), "{out}");
-    assert!(out.contains("at ./.devcontainer/devcontainer.json:5:3"), "{out}");
+    assert!(
+        out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("at ./.devcontainer/devcontainer.json:5:3"),
+        "{out}"
+    );
 }
 
 /// A copy of the sample plugin with the devcontainer.json and docker-compose.yml that
@@ -320,7 +367,11 @@ fn compose_workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&sample_plugin(), dir.path());
     fs::remove_dir_all(dir.path().join(".devcontainer")).unwrap();
-    let out = aiida_devc(dir.path(), &["--ca-cert", "none", "init", ".", "--variant", "compose"], &[]);
+    let out = aiida_devc(
+        dir.path(),
+        &["--ca-cert", "none", "init", ".", "--variant", "compose"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
     dir
@@ -334,7 +385,10 @@ fn a_compose_config_as_init_writes_it_has_no_problem() {
     let dir = compose_workspace();
     let (ok, out) = doctor(dir.path());
     assert!(ok, "{out}");
-    assert_eq!(out, "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n");
+    assert_eq!(
+        out,
+        "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n"
+    );
 }
 
 #[test]
@@ -342,16 +396,38 @@ fn a_compose_service_without_a_home_volume_is_found_in_the_compose_file() {
     let dir = compose_workspace();
     let compose = dir.path().join(".devcontainer/docker-compose.yml");
     let text = fs::read_to_string(&compose).unwrap();
-    fs::write(&compose, text.replace("      - aiida-home:/home/aiida\n", "      - ./home:/home/aiida\n")).unwrap();
+    fs::write(
+        &compose,
+        text.replace(
+            "      - aiida-home:/home/aiida\n",
+            "      - ./home:/home/aiida\n",
+        ),
+    )
+    .unwrap();
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [home-volume] /home/aiida of the service \"aiida\" is bind-mounted from ./home"), "{out}");
-    assert!(out.contains("at ./.devcontainer/docker-compose.yml:7:3"), "{out}");
+    assert!(
+        out.contains(
+            "✘ [home-volume] /home/aiida of the service \"aiida\" is bind-mounted from ./home"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("at ./.devcontainer/docker-compose.yml:7:3"),
+        "{out}"
+    );
 
-    fs::write(&compose, text.replace("      - aiida-home:/home/aiida\n", "")).unwrap();
+    fs::write(
+        &compose,
+        text.replace("      - aiida-home:/home/aiida\n", ""),
+    )
+    .unwrap();
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [home-volume] no volume on /home/aiida in the service \"aiida\""), "{out}");
+    assert!(
+        out.contains("✘ [home-volume] no volume on /home/aiida in the service \"aiida\""),
+        "{out}"
+    );
 }
 
 #[test]
@@ -361,11 +437,26 @@ fn a_compose_service_that_replaces_the_entry_point_is_found() {
     let dir = compose_workspace();
     let compose = dir.path().join(".devcontainer/docker-compose.yml");
     let text = fs::read_to_string(&compose).unwrap();
-    fs::write(&compose, text.replace("    volumes:\n      - ../..", "    entrypoint: [\"sleep\", \"infinity\"]\n    volumes:\n      - ../..")).unwrap();
+    fs::write(
+        &compose,
+        text.replace(
+            "    volumes:\n      - ../..",
+            "    entrypoint: [\"sleep\", \"infinity\"]\n    volumes:\n      - ../..",
+        ),
+    )
+    .unwrap();
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("✘ [override-command] the compose service sets `entrypoint: [\"sleep\",\"infinity\"]`"), "{out}");
-    assert!(out.contains("at ./.devcontainer/docker-compose.yml:9:5"), "{out}");
+    assert!(
+        out.contains(
+            "✘ [override-command] the compose service sets `entrypoint: [\"sleep\",\"infinity\"]`"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("at ./.devcontainer/docker-compose.yml:9:5"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -373,7 +464,11 @@ fn a_compose_config_naming_a_missing_service_is_an_error_with_its_location() {
     let dir = compose_workspace();
     let config = dir.path().join(CONFIG);
     let text = fs::read_to_string(&config).unwrap();
-    fs::write(&config, text.replace("\"service\": \"aiida\"", "\"service\": \"app\"")).unwrap();
+    fs::write(
+        &config,
+        text.replace("\"service\": \"aiida\"", "\"service\": \"app\""),
+    )
+    .unwrap();
     let (ok, out) = doctor(dir.path());
     assert!(!ok, "{out}");
     assert!(

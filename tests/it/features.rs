@@ -4,12 +4,13 @@
 //! the Features' own scenarios pass under `devcontainer features test`, and a workspace that uses
 //! our published Features by their localhost OCI ids comes up with `verdi status` all green.
 
-
 use std::path::Path;
 
-use crate::support::collections::{aiida_devc, devcontainer, namespace, place_ca_bundle, scratch_copy, tar_entries};
-use crate::support::registry::Registry;
 use crate::support::Workspace;
+use crate::support::collections::{
+    aiida_devc, devcontainer, namespace, place_ca_bundle, scratch_copy, tar_entries,
+};
+use crate::support::registry::Registry;
 
 /// The reference CLI builds Feature images through one fixed tag
 /// (`dev_container_feature_content_temp`), so two of its builds at once break each other: the
@@ -17,7 +18,9 @@ use crate::support::Workspace;
 static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
-    FEATURE_BUILDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    FEATURE_BUILDS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// On drop, hands the images tagged since `before` by the reference CLI's feature tests
@@ -58,9 +61,14 @@ fn hello_collection(version: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write(
         &dir.path().join("src/hello/devcontainer-feature.json"),
-        &format!(r#"{{ "id": "hello", "version": "{version}", "name": "Hello", "options": {{ "greeting": {{ "type": "string", "default": "hi" }} }} }}"#),
+        &format!(
+            r#"{{ "id": "hello", "version": "{version}", "name": "Hello", "options": {{ "greeting": {{ "type": "string", "default": "hi" }} }} }}"#
+        ),
     );
-    write(&dir.path().join("src/hello/install.sh"), "#!/bin/sh\necho \"$GREETING\" > /usr/local/hello\n");
+    write(
+        &dir.path().join("src/hello/install.sh"),
+        "#!/bin/sh\necho \"$GREETING\" > /usr/local/hello\n",
+    );
     dir
 }
 
@@ -74,46 +82,95 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
         "{\n  // renamed from old-name\n  \"id\": \"renamed\", \"version\": \"2.0.0\", \"name\": \"Renamed\",\n  \"legacyIds\": [\"old-name\"], \"options\": {}\n}\n",
     );
     write(&src.join("renamed/install.sh"), "#!/bin/sh\n");
-    write(&src.join("renamed/.hidden/data"), "dot folders are packaged too\n");
+    write(
+        &src.join("renamed/.hidden/data"),
+        "dot folders are packaged too\n",
+    );
     let ours = features.join("ours");
     let theirs = features.join("theirs");
-    aiida_devc(&["features", "package", src.to_str().unwrap(), "-o", ours.to_str().unwrap()], &[]).ok("aiida-devc features package");
+    aiida_devc(
+        &[
+            "features",
+            "package",
+            src.to_str().unwrap(),
+            "-o",
+            ours.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok("aiida-devc features package");
     // Now that aiida-init is in the aiida-services folder, both tools package the same sources.
-    assert!(src.join("aiida-services/aiida-init").is_file(), "aiida-init was not bundled");
-    devcontainer(&["features", "package", src.to_str().unwrap(), "-o", theirs.to_str().unwrap()]).ok("devcontainer features package");
+    assert!(
+        src.join("aiida-services/aiida-init").is_file(),
+        "aiida-init was not bundled"
+    );
+    devcontainer(&[
+        "features",
+        "package",
+        src.to_str().unwrap(),
+        "-o",
+        theirs.to_str().unwrap(),
+    ])
+    .ok("devcontainer features package");
 
     for id in ["aiida-core", "aiida-services", "renamed"] {
         let file = format!("devcontainer-feature-{id}.tgz");
         let ours = tar_entries(&std::fs::read(ours.join(&file)).unwrap());
         let theirs = tar_entries(&std::fs::read(theirs.join(&file)).unwrap());
-        let names = |entries: &[crate::support::collections::TarEntry]| entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        let names = |entries: &[crate::support::collections::TarEntry]| {
+            entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>()
+        };
         assert_eq!(names(&ours), names(&theirs), "entry names of {file}");
         assert_eq!(ours, theirs, "entries (modes, types, contents) of {file}");
         assert!(names(&ours).contains(&"./install.sh".to_owned()));
     }
     let collection = |dir: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join("devcontainer-collection.json")).unwrap()).unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(dir.join("devcontainer-collection.json")).unwrap(),
+        )
+        .unwrap()
     };
-    assert_eq!(collection(&ours), collection(&theirs), "devcontainer-collection.json");
+    assert_eq!(
+        collection(&ours),
+        collection(&theirs),
+        "devcontainer-collection.json"
+    );
     assert_eq!(collection(&ours)["features"][2]["currentId"], "renamed");
 
     // One Feature's folder as the target (single mode), with -f cleaning the output folder.
     let single = src.join("aiida-core");
     for (tool, out) in [("ours", &ours), ("theirs", &theirs)] {
-        let args = ["features", "package", single.to_str().unwrap(), "-o", out.to_str().unwrap(), "-f"];
+        let args = [
+            "features",
+            "package",
+            single.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-f",
+        ];
         match tool {
             "ours" => aiida_devc(&args, &[]).ok("aiida-devc features package (single)"),
             _ => devcontainer(&args).ok("devcontainer features package (single)"),
         };
     }
     let listing = |dir: &Path| {
-        let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         names
     };
-    assert_eq!(listing(&ours), listing(&theirs), "single-mode output folders");
+    assert_eq!(
+        listing(&ours),
+        listing(&theirs),
+        "single-mode output folders"
+    );
     let file = "devcontainer-feature-aiida-core.tgz";
-    assert_eq!(tar_entries(&std::fs::read(ours.join(file)).unwrap()), tar_entries(&std::fs::read(theirs.join(file)).unwrap()));
+    assert_eq!(
+        tar_entries(&std::fs::read(ours.join(file)).unwrap()),
+        tar_entries(&std::fs::read(theirs.join(file)).unwrap())
+    );
 }
 
 #[test]
@@ -122,43 +179,120 @@ fn the_reference_cli_reads_what_we_publish() {
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("features");
     let run = aiida_devc(
-        &["features", "publish", features.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns, "--json"],
+        &[
+            "features",
+            "publish",
+            features.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+            "--json",
+        ],
         &[],
     )
     .ok("aiida-devc features publish");
     let result = run.json();
     for id in ["aiida-core", "aiida-services"] {
-        assert_eq!(result[id]["publishedTags"], serde_json::json!(["0", "0.1", "0.1.0", "latest"]), "{result}");
-        assert_eq!(registry.tags(&format!("{ns}/{id}")), ["0", "0.1", "0.1.0", "latest"]);
+        assert_eq!(
+            result[id]["publishedTags"],
+            serde_json::json!(["0", "0.1", "0.1.0", "latest"]),
+            "{result}"
+        );
+        assert_eq!(
+            registry.tags(&format!("{ns}/{id}")),
+            ["0", "0.1", "0.1.0", "latest"]
+        );
 
         let reference = format!("{}/{ns}/{id}", registry.host);
-        let manifest = devcontainer(&["features", "info", "manifest", &reference, "--output-format", "json"]).ok("features info manifest");
+        let manifest = devcontainer(&[
+            "features",
+            "info",
+            "manifest",
+            &reference,
+            "--output-format",
+            "json",
+        ])
+        .ok("features info manifest");
         let manifest = manifest.json();
-        let canonical = manifest["canonicalId"].as_str().unwrap_or_default().to_owned();
-        assert_eq!(canonical, format!("{reference}@{}", result[id]["digest"].as_str().unwrap()), "{manifest}");
+        let canonical = manifest["canonicalId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(
+            canonical,
+            format!("{reference}@{}", result[id]["digest"].as_str().unwrap()),
+            "{manifest}"
+        );
         let manifest = &manifest["manifest"];
-        assert_eq!(manifest["config"]["mediaType"], "application/vnd.devcontainers", "{manifest}");
-        assert_eq!(manifest["config"]["digest"], "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        assert_eq!(
+            manifest["config"]["mediaType"], "application/vnd.devcontainers",
+            "{manifest}"
+        );
+        assert_eq!(
+            manifest["config"]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
         assert_eq!(manifest["config"]["size"], 2);
-        assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.devcontainers.layer.v1+tar");
-        assert_eq!(manifest["layers"][0]["annotations"]["org.opencontainers.image.title"], format!("devcontainer-feature-{id}.tgz"));
-        let metadata: serde_json::Value = serde_json::from_str(manifest["annotations"]["dev.containers.metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            manifest["layers"][0]["mediaType"],
+            "application/vnd.devcontainers.layer.v1+tar"
+        );
+        assert_eq!(
+            manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
+            format!("devcontainer-feature-{id}.tgz")
+        );
+        let metadata: serde_json::Value = serde_json::from_str(
+            manifest["annotations"]["dev.containers.metadata"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(metadata["id"], id);
-        assert_eq!(result[id]["digest"], serde_json::json!(manifest_digest(registry, &format!("{ns}/{id}"))));
+        assert_eq!(
+            result[id]["digest"],
+            serde_json::json!(manifest_digest(registry, &format!("{ns}/{id}")))
+        );
 
-        let tags = devcontainer(&["features", "info", "tags", &reference, "--output-format", "json"]).ok("features info tags");
-        let mut tags: Vec<String> = serde_json::from_value(tags.json()["publishedTags"].clone()).unwrap();
+        let tags = devcontainer(&[
+            "features",
+            "info",
+            "tags",
+            &reference,
+            "--output-format",
+            "json",
+        ])
+        .ok("features info tags");
+        let mut tags: Vec<String> =
+            serde_json::from_value(tags.json()["publishedTags"].clone()).unwrap();
         tags.sort();
         assert_eq!(tags, ["0", "0.1", "0.1.0", "latest"]);
     }
     // The collection artifact at <namespace>:latest.
-    let collection: serde_json::Value = serde_json::from_str(&registry.manifest(&ns, "latest").expect("a collection manifest")).unwrap();
+    let collection: serde_json::Value = serde_json::from_str(
+        &registry
+            .manifest(&ns, "latest")
+            .expect("a collection manifest"),
+    )
+    .unwrap();
     let layer = &collection["layers"][0];
-    assert_eq!(layer["mediaType"], "application/vnd.devcontainers.collection.layer.v1+json");
-    assert_eq!(layer["annotations"]["org.opencontainers.image.title"], "devcontainer-collection.json");
-    let json: serde_json::Value = serde_json::from_slice(&registry.blob(&ns, layer["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.devcontainers.collection.layer.v1+json"
+    );
+    assert_eq!(
+        layer["annotations"]["org.opencontainers.image.title"],
+        "devcontainer-collection.json"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&registry.blob(&ns, layer["digest"].as_str().unwrap())).unwrap();
     assert_eq!(json["sourceInformation"]["source"], "devcontainer-cli");
-    let ids: Vec<&str> = json["features"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = json["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["aiida-core", "aiida-services"]);
 }
 
@@ -174,12 +308,27 @@ fn republishing_changes_nothing_and_floating_tags_only_move_forward() {
     let repository = format!("{ns}/hello");
     let publish = |version: &str| {
         let collection = hello_collection(version);
-        aiida_devc(&["features", "publish", collection.path().join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns, "--json"], &[])
-            .ok(&format!("publish {version}"))
-            .json()
+        aiida_devc(
+            &[
+                "features",
+                "publish",
+                collection.path().join("src").to_str().unwrap(),
+                "-r",
+                &registry.host,
+                "-n",
+                &ns,
+                "--json",
+            ],
+            &[],
+        )
+        .ok(&format!("publish {version}"))
+        .json()
     };
     let first = publish("1.2.0");
-    assert_eq!(first["hello"]["publishedTags"], serde_json::json!(["1", "1.2", "1.2.0", "latest"]));
+    assert_eq!(
+        first["hello"]["publishedTags"],
+        serde_json::json!(["1", "1.2", "1.2.0", "latest"])
+    );
     let latest = registry.manifest(&repository, "latest").unwrap();
 
     // The same version again: skipped, nothing moves.
@@ -190,18 +339,40 @@ fn republishing_changes_nothing_and_floating_tags_only_move_forward() {
 
     // An older version (a back-port) gets its own tags but does not move 1 or latest.
     let older = publish("1.1.5");
-    assert_eq!(older["hello"]["publishedTags"], serde_json::json!(["1.1", "1.1.5"]));
+    assert_eq!(
+        older["hello"]["publishedTags"],
+        serde_json::json!(["1.1", "1.1.5"])
+    );
     assert_eq!(registry.manifest(&repository, "latest").unwrap(), latest);
     assert_eq!(registry.manifest(&repository, "1").unwrap(), latest);
 
     // A newer one moves them.
     let newer = publish("1.3.0");
-    assert_eq!(newer["hello"]["publishedTags"], serde_json::json!(["1", "1.3", "1.3.0", "latest"]));
-    assert_eq!(registry.manifest(&repository, "latest").unwrap(), registry.manifest(&repository, "1.3.0").unwrap());
-    assert_eq!(registry.tags(&repository), ["1", "1.1", "1.1.5", "1.2", "1.2.0", "1.3", "1.3.0", "latest"]);
+    assert_eq!(
+        newer["hello"]["publishedTags"],
+        serde_json::json!(["1", "1.3", "1.3.0", "latest"])
+    );
+    assert_eq!(
+        registry.manifest(&repository, "latest").unwrap(),
+        registry.manifest(&repository, "1.3.0").unwrap()
+    );
+    assert_eq!(
+        registry.tags(&repository),
+        [
+            "1", "1.1", "1.1.5", "1.2", "1.2.0", "1.3", "1.3.0", "latest"
+        ]
+    );
 
     // The reference CLI sees the same thing.
-    let tags = devcontainer(&["features", "info", "tags", &format!("{}/{repository}", registry.host), "--output-format", "json"]).ok("info tags");
+    let tags = devcontainer(&[
+        "features",
+        "info",
+        "tags",
+        &format!("{}/{repository}", registry.host),
+        "--output-format",
+        "json",
+    ])
+    .ok("info tags");
     assert_eq!(tags.json()["publishedTags"].as_array().unwrap().len(), 8);
 }
 
@@ -215,43 +386,158 @@ fn each_bad_input_gives_its_error_and_pushes_nothing() {
         expect: &'static str,
     }
     let cases = [
-        Case { what: "syntax", json: "{\n  \"id\": \"hello\",\n  \"version\": \"1.0.0\"\n  \"name\": \"x\"\n}", install: true, expect: "devcontainer-feature.json:4:3: invalid JSON" },
-        Case { what: "dollar", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"$(id)\"}}}", install: true, expect: "devcontainer-feature.json:2:49: the value \"$(id)\" of option 'a' contains a '$'" },
-        Case { what: "quote", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"x\", \"proposals\": [\"a\\\"b\"]}}}", install: true, expect: "devcontainer-feature.json:2:68: the value \"a\\\"b\" of option 'a' contains a double quote" },
-        Case { what: "backtick", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"enum\": [\"`id`\"], \"default\": \"`id`\"}}}", install: true, expect: "contains a backtick" },
-        Case { what: "newline", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"a\\nb\"}}}", install: true, expect: "contains a newline" },
-        Case { what: "version", json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}", install: true, expect: "devcontainer-feature.json:1:28: version '1.0' is not a semantic version" },
-        Case { what: "install", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\"}", install: false, expect: "has no install.sh" },
-        Case { what: "unknown", json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}", install: true, expect: "devcontainer-feature.json:1:50: unknown property 'colour'" },
+        Case {
+            what: "syntax",
+            json: "{\n  \"id\": \"hello\",\n  \"version\": \"1.0.0\"\n  \"name\": \"x\"\n}",
+            install: true,
+            expect: "devcontainer-feature.json:4:3: invalid JSON",
+        },
+        Case {
+            what: "dollar",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"$(id)\"}}}",
+            install: true,
+            expect: "devcontainer-feature.json:2:49: the value \"$(id)\" of option 'a' contains a '$'",
+        },
+        Case {
+            what: "quote",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"x\", \"proposals\": [\"a\\\"b\"]}}}",
+            install: true,
+            expect: "devcontainer-feature.json:2:68: the value \"a\\\"b\" of option 'a' contains a double quote",
+        },
+        Case {
+            what: "backtick",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"enum\": [\"`id`\"], \"default\": \"`id`\"}}}",
+            install: true,
+            expect: "contains a backtick",
+        },
+        Case {
+            what: "newline",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"a\\nb\"}}}",
+            install: true,
+            expect: "contains a newline",
+        },
+        Case {
+            what: "version",
+            json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}",
+            install: true,
+            expect: "devcontainer-feature.json:1:28: version '1.0' is not a semantic version",
+        },
+        Case {
+            what: "install",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\"}",
+            install: false,
+            expect: "has no install.sh",
+        },
+        Case {
+            what: "unknown",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}",
+            install: true,
+            expect: "devcontainer-feature.json:1:50: unknown property 'colour'",
+        },
     ];
     for case in cases {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("src/hello/devcontainer-feature.json"), case.json);
+        write(
+            &dir.path().join("src/hello/devcontainer-feature.json"),
+            case.json,
+        );
         if case.install {
             write(&dir.path().join("src/hello/install.sh"), "#!/bin/sh\n");
         }
         // A good Feature beside the bad one must not be pushed either.
-        write(&dir.path().join("src/good/devcontainer-feature.json"), r#"{"id": "good", "version": "1.0.0", "name": "Good"}"#);
+        write(
+            &dir.path().join("src/good/devcontainer-feature.json"),
+            r#"{"id": "good", "version": "1.0.0", "name": "Good"}"#,
+        );
         write(&dir.path().join("src/good/install.sh"), "#!/bin/sh\n");
         let ns = namespace(case.what);
-        let run = aiida_devc(&["features", "publish", dir.path().join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]);
+        let run = aiida_devc(
+            &[
+                "features",
+                "publish",
+                dir.path().join("src").to_str().unwrap(),
+                "-r",
+                &registry.host,
+                "-n",
+                &ns,
+            ],
+            &[],
+        );
         assert!(!run.success, "{}: publish succeeded", case.what);
-        assert!(run.stderr.contains(case.expect), "{}: expected {:?} in:\n{}", case.what, case.expect, run.stderr);
-        assert!(run.stderr.contains("nothing was packaged or pushed"), "{}", run.stderr);
-        let pushed: Vec<String> = registry.repositories().into_iter().filter(|r| r.starts_with(&ns)).collect();
+        assert!(
+            run.stderr.contains(case.expect),
+            "{}: expected {:?} in:\n{}",
+            case.what,
+            case.expect,
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("nothing was packaged or pushed"),
+            "{}",
+            run.stderr
+        );
+        let pushed: Vec<String> = registry
+            .repositories()
+            .into_iter()
+            .filter(|r| r.starts_with(&ns))
+            .collect();
         assert!(pushed.is_empty(), "{}: pushed {pushed:?}", case.what);
         // validate reports the same problem, with --json for CI.
-        let validate = aiida_devc(&["features", "validate", "--json", dir.path().join("src").to_str().unwrap()], &[]);
+        let validate = aiida_devc(
+            &[
+                "features",
+                "validate",
+                "--json",
+                dir.path().join("src").to_str().unwrap(),
+            ],
+            &[],
+        );
         assert!(!validate.success);
         assert_eq!(validate.json()["valid"], false);
     }
     // A bad namespace or registry is refused before anything is read.
     let good = hello_collection("1.0.0");
     let src = good.path().join("src");
-    let run = aiida_devc(&["features", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", "Bad/Namespace"], &[]);
-    assert!(!run.success && run.stderr.contains("namespace 'Bad/Namespace' is not valid"), "{}", run.stderr);
-    let run = aiida_devc(&["features", "publish", src.to_str().unwrap(), "-r", "http://localhost:1", "-n", "a/b"], &[]);
-    assert!(!run.success && run.stderr.contains("registry 'http://localhost:1' is not a host name"), "{}", run.stderr);
+    let run = aiida_devc(
+        &[
+            "features",
+            "publish",
+            src.to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            "Bad/Namespace",
+        ],
+        &[],
+    );
+    assert!(
+        !run.success
+            && run
+                .stderr
+                .contains("namespace 'Bad/Namespace' is not valid"),
+        "{}",
+        run.stderr
+    );
+    let run = aiida_devc(
+        &[
+            "features",
+            "publish",
+            src.to_str().unwrap(),
+            "-r",
+            "http://localhost:1",
+            "-n",
+            "a/b",
+        ],
+        &[],
+    );
+    assert!(
+        !run.success
+            && run
+                .stderr
+                .contains("registry 'http://localhost:1' is not a host name"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -261,36 +547,98 @@ fn refused_and_unreachable_registries_are_named_without_credentials() {
     let src = collection.path().join("src");
     let ns = namespace("auth");
     let publish = |env: &[(&str, &str)]| {
-        aiida_devc(&["features", "publish", src.to_str().unwrap(), "-r", &secured.host, "-n", &ns], env)
+        aiida_devc(
+            &[
+                "features",
+                "publish",
+                src.to_str().unwrap(),
+                "-r",
+                &secured.host,
+                "-n",
+                &ns,
+            ],
+            env,
+        )
     };
     let empty_docker_config = tempfile::tempdir().unwrap();
     let docker_config = empty_docker_config.path().to_str().unwrap();
 
     let anonymous = publish(&[("DOCKER_CONFIG", docker_config)]);
     assert!(!anonymous.success);
-    assert!(anonymous.stderr.contains(&format!("registry {} refused to authenticate", secured.host)), "{}", anonymous.stderr);
-    assert!(anonymous.stderr.contains("HTTP 401") && anonymous.stderr.contains("used no credential"), "{}", anonymous.stderr);
+    assert!(
+        anonymous.stderr.contains(&format!(
+            "registry {} refused to authenticate",
+            secured.host
+        )),
+        "{}",
+        anonymous.stderr
+    );
+    assert!(
+        anonymous.stderr.contains("HTTP 401") && anonymous.stderr.contains("used no credential"),
+        "{}",
+        anonymous.stderr
+    );
 
     let wrong = format!("{}|publisher|wrong-s3cret-value", secured.host);
-    let refused = publish(&[("DOCKER_CONFIG", docker_config), ("DEVCONTAINERS_OCI_AUTH", &wrong)]);
+    let refused = publish(&[
+        ("DOCKER_CONFIG", docker_config),
+        ("DEVCONTAINERS_OCI_AUTH", &wrong),
+    ]);
     assert!(!refused.success);
-    assert!(refused.stderr.contains("HTTP 401") && refused.stderr.contains("DEVCONTAINERS_OCI_AUTH"), "{}", refused.stderr);
-    assert!(!refused.stderr.contains("wrong-s3cret-value") && !refused.stdout.contains("wrong-s3cret-value"), "the secret was printed");
+    assert!(
+        refused.stderr.contains("HTTP 401") && refused.stderr.contains("DEVCONTAINERS_OCI_AUTH"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("wrong-s3cret-value")
+            && !refused.stdout.contains("wrong-s3cret-value"),
+        "the secret was printed"
+    );
     assert!(secured.tags(&format!("{ns}/hello")).is_empty());
 
     // The right credential, from a docker config this time, is accepted.
     let config = tempfile::tempdir().unwrap();
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode("publisher:right-password");
-    std::fs::write(config.path().join("config.json"), format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, secured.host)).unwrap();
-    publish(&[("DOCKER_CONFIG", config.path().to_str().unwrap())]).ok("publish with the docker config's credential");
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            secured.host
+        ),
+    )
+    .unwrap();
+    publish(&[("DOCKER_CONFIG", config.path().to_str().unwrap())])
+        .ok("publish with the docker config's credential");
 
     // Nothing listens on a port that was just free.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let host = format!("localhost:{port}");
-    let unreachable = aiida_devc(&["features", "publish", src.to_str().unwrap(), "-r", &host, "-n", &ns], &[]);
+    let unreachable = aiida_devc(
+        &[
+            "features",
+            "publish",
+            src.to_str().unwrap(),
+            "-r",
+            &host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    );
     assert!(!unreachable.success);
-    assert!(unreachable.stderr.contains(&format!("registry {host} is unreachable")), "{}", unreachable.stderr);
+    assert!(
+        unreachable
+            .stderr
+            .contains(&format!("registry {host} is unreachable")),
+        "{}",
+        unreachable.stderr
+    );
 }
 
 #[test]
@@ -300,22 +648,57 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
     // `devcontainer features test` leaves the images it builds for its scenario workspaces
     // (vsc-<timestamp>-<hash>[-features|-uid]) behind: remove them afterwards.
     let before = harness.image_tags();
-    let _cleanup = ImagesBuiltDuring { harness: &harness, before };
+    let _cleanup = ImagesBuiltDuring {
+        harness: &harness,
+        before,
+    };
     let (_dir, features) = scratch_copy("features");
     // aiida-init must be in the aiida-services folder: packaging puts it there.
     let out = features.join("out");
-    aiida_devc(&["features", "package", features.join("src").to_str().unwrap(), "-o", out.to_str().unwrap()], &[]).ok("package");
-    for scenario in ["aiida-core/non_root_sqlite", "aiida-services/non_root_services"] {
+    aiida_devc(
+        &[
+            "features",
+            "package",
+            features.join("src").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok("package");
+    for scenario in [
+        "aiida-core/non_root_sqlite",
+        "aiida-services/non_root_services",
+    ] {
         place_ca_bundle(&features.join("test").join(scenario));
     }
     let run = devcontainer(&[
-        "features", "test", "--project-folder", features.to_str().unwrap(),
-        "--features", "aiida-core", "aiida-services",
-        "--skip-autogenerated", "--skip-duplicated",
+        "features",
+        "test",
+        "--project-folder",
+        features.to_str().unwrap(),
+        "--features",
+        "aiida-core",
+        "aiida-services",
+        "--skip-autogenerated",
+        "--skip-duplicated",
     ]);
-    let report = run.stdout.rsplit("TEST REPORT").next().unwrap_or_default().to_owned();
-    assert!(run.success, "devcontainer features test failed:\n{}\n{}", run.stdout, run.stderr);
-    assert!(report.contains("Passed:      'non_root_sqlite'") && report.contains("Passed:      'non_root_services'"), "{report}");
+    let report = run
+        .stdout
+        .rsplit("TEST REPORT")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        run.success,
+        "devcontainer features test failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        report.contains("Passed:      'non_root_sqlite'")
+            && report.contains("Passed:      'non_root_services'"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -323,7 +706,19 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("up");
-    aiida_devc(&["features", "publish", features.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    aiida_devc(
+        &[
+            "features",
+            "publish",
+            features.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
 
     let config = format!(
         r#"{{
@@ -338,36 +733,70 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
     );
     let ws = Workspace::with_config(&config);
     let dot = ws.path().join(".devcontainer");
-    std::fs::copy(features.join("test/aiida-core/non_root_sqlite/Dockerfile"), dot.join("Dockerfile")).unwrap();
+    std::fs::copy(
+        features.join("test/aiida-core/non_root_sqlite/Dockerfile"),
+        dot.join("Dockerfile"),
+    )
+    .unwrap();
     place_ca_bundle(&dot);
     let turn = feature_builds();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
     drop(turn);
     let stdout = String::from_utf8_lossy(&up.stdout);
-    assert!(up.status.success(), "devcontainer up failed:\n{stdout}\n{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "devcontainer up failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
 
-    let exec = ws.devcontainer(&["exec", "bash", "-c", "id -un; verdi status 2>&1; verdi profile show 2>&1 | grep -o 'core\\.[a-z_]*'"]);
+    let exec = ws.devcontainer(&[
+        "exec",
+        "bash",
+        "-c",
+        "id -un; verdi status 2>&1; verdi profile show 2>&1 | grep -o 'core\\.[a-z_]*'",
+    ]);
     let out = String::from_utf8_lossy(&exec.stdout).to_string();
-    assert!(exec.status.success(), "verdi status failed:\n{out}\n{}", String::from_utf8_lossy(&exec.stderr));
+    assert!(
+        exec.status.success(),
+        "verdi status failed:\n{out}\n{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
     assert_eq!(out.lines().next(), Some("aiida"), "{out}");
     for line in ["✔ profile", "✔ storage", "✔ broker", "✔ daemon"] {
         assert!(out.contains(line), "no '{line}' in:\n{out}");
     }
     assert!(!out.contains('✘') && !out.contains('⏺'), "{out}");
-    assert!(out.contains("core.psql_dos") && out.contains("core.rabbitmq"), "the profile does not use the services:\n{out}");
+    assert!(
+        out.contains("core.psql_dos") && out.contains("core.rabbitmq"),
+        "the profile does not use the services:\n{out}"
+    );
 
     // docker stop reaches aiida-init through the entrypoint's trap: PostgreSQL shuts down cleanly.
-    let id = ws.harness().containers_with_label(&format!("devcontainer.local_folder={}", ws.path().display()));
+    let id = ws.harness().containers_with_label(&format!(
+        "devcontainer.local_folder={}",
+        ws.path().display()
+    ));
     let id = id.first().expect("the workspace container");
     let started = std::time::Instant::now();
-    let stop = std::process::Command::new("docker").args(["stop", id]).output().unwrap();
+    let stop = std::process::Command::new("docker")
+        .args(["stop", id])
+        .output()
+        .unwrap();
     assert!(stop.status.success());
     let stop_seconds = started.elapsed().as_secs_f64();
-    let logs = std::process::Command::new("docker").args(["cp", &format!("{id}:/tmp/aiida-services.log"), "-"]).output().unwrap();
+    let logs = std::process::Command::new("docker")
+        .args(["cp", &format!("{id}:/tmp/aiida-services.log"), "-"])
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&logs.stdout);
-    assert!(log.contains("database system is shut down"), "PostgreSQL did not shut down cleanly ({stop_seconds:.1} s):\n{log}");
+    assert!(
+        log.contains("database system is shut down"),
+        "PostgreSQL did not shut down cleanly ({stop_seconds:.1} s):\n{log}"
+    );
     assert!(stop_seconds < 10.0, "docker stop took {stop_seconds:.1} s");
-    eprintln!("docker stop of the workspace container: {stop_seconds:.2} s, PostgreSQL shut down cleanly");
+    eprintln!(
+        "docker stop of the workspace container: {stop_seconds:.2} s, PostgreSQL shut down cleanly"
+    );
 }
 
 #[test]
@@ -380,14 +809,49 @@ fn a_renamed_feature_is_published_under_its_legacy_ids_too() {
     );
     write(&dir.path().join("src/renamed/install.sh"), "#!/bin/sh\n");
     let ns = namespace("legacy");
-    let result = aiida_devc(&["features", "publish", dir.path().join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns, "--json"], &[])
-        .ok("publish")
-        .json();
-    assert_eq!(result["renamed"]["publishedLegacyIds"], serde_json::json!(["old-name"]), "{result}");
-    assert_eq!(registry.tags(&format!("{ns}/old-name")), ["1", "1.0", "1.0.0", "latest"]);
-    assert_eq!(registry.manifest(&format!("{ns}/old-name"), "1.0.0"), registry.manifest(&format!("{ns}/renamed"), "1.0.0"));
+    let result = aiida_devc(
+        &[
+            "features",
+            "publish",
+            dir.path().join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+            "--json",
+        ],
+        &[],
+    )
+    .ok("publish")
+    .json();
+    assert_eq!(
+        result["renamed"]["publishedLegacyIds"],
+        serde_json::json!(["old-name"]),
+        "{result}"
+    );
+    assert_eq!(
+        registry.tags(&format!("{ns}/old-name")),
+        ["1", "1.0", "1.0.0", "latest"]
+    );
+    assert_eq!(
+        registry.manifest(&format!("{ns}/old-name"), "1.0.0"),
+        registry.manifest(&format!("{ns}/renamed"), "1.0.0")
+    );
     // The reference CLI resolves the old id to the same Feature.
-    let info = devcontainer(&["features", "info", "manifest", &format!("{}/{ns}/old-name", registry.host), "--output-format", "json"]).ok("info manifest");
-    let metadata: serde_json::Value = serde_json::from_str(info.json()["manifest"]["annotations"]["dev.containers.metadata"].as_str().unwrap()).unwrap();
+    let info = devcontainer(&[
+        "features",
+        "info",
+        "manifest",
+        &format!("{}/{ns}/old-name", registry.host),
+        "--output-format",
+        "json",
+    ])
+    .ok("info manifest");
+    let metadata: serde_json::Value = serde_json::from_str(
+        info.json()["manifest"]["annotations"]["dev.containers.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(metadata["currentId"], "renamed");
 }

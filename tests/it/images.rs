@@ -2,11 +2,12 @@
 //! `aiida-devc images build` (scripts/test.sh builds them once per run; a missing image fails the
 //! test). Each test starts its own containers and volumes, removed when it ends.
 
-
 use std::time::Duration;
 
-use crate::support::images::{Container, Start, base_image, docker, home_volume, text, with_services_image};
 use crate::support::Harness;
+use crate::support::images::{
+    Container, Start, base_image, docker, home_volume, text, with_services_image,
+};
 
 /// Submits `core.arithmetic.add` (optionally sleeping first) through the daemon; prints the PK.
 const SUBMIT_ADD: &str = r#"
@@ -217,15 +218,30 @@ fn with_services_is_ready_again_after_docker_kill() {
     // verdi's own daemon commands act on the supervised daemon: it is never taken for a stale
     // PID file, and a restart leaves exactly one daemon with one worker.
     // (The bracket keeps grep, and the shell running it, out of the count.)
-    let workers = || c.sh("ps -eo args | grep -c '[d]aemon worker' || true").trim().to_owned();
+    let workers = || {
+        c.sh("ps -eo args | grep -c '[d]aemon worker' || true")
+            .trim()
+            .to_owned()
+    };
     let (code, restart) = c.exec(&["verdi", "daemon", "restart"]);
     assert_eq!(code, 0, "verdi daemon restart failed:\n{restart}");
-    assert!(!restart.contains("stale"), "the supervised daemon was taken for stale:\n{restart}");
+    assert!(
+        !restart.contains("stale"),
+        "the supervised daemon was taken for stale:\n{restart}"
+    );
     c.assert_verdi_ready(true);
-    assert_eq!(workers(), "1", "not exactly one daemon worker after a restart");
+    assert_eq!(
+        workers(),
+        "1",
+        "not exactly one daemon worker after a restart"
+    );
     let (code, stop) = c.exec(&["verdi", "daemon", "stop"]);
     assert_eq!(code, 0, "verdi daemon stop failed:\n{stop}");
-    assert_eq!(workers(), "0", "a daemon worker is left after `verdi daemon stop`");
+    assert_eq!(
+        workers(),
+        "0",
+        "a daemon worker is left after `verdi daemon stop`"
+    );
 }
 
 /// The base image alone: SQLite and ZeroMQ, the daemon runs a calculation; the user and the
@@ -236,7 +252,10 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
     let c = Container::start(&h, &base_image(), Start::default());
     c.wait_ready();
     let status = c.assert_verdi_ready(false);
-    assert!(status.contains("sqlite"), "storage is not SQLite:\n{status}");
+    assert!(
+        status.contains("sqlite"),
+        "storage is not SQLite:\n{status}"
+    );
     let pk = submit_add(&c, 2, 3, None);
     assert_eq!(await_sum(&c, &pk), 5);
 
@@ -280,7 +299,11 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
 #[test]
 fn a_command_runs_once_ready_and_gives_its_exit_code() {
     let h = Harness::new();
-    let out = h.run(&with_services_image(), &["verdi", "status"], Default::default());
+    let out = h.run(
+        &with_services_image(),
+        &["verdi", "status"],
+        Default::default(),
+    );
     assert_eq!(out.exit_code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("✔ broker:") && out.stdout.contains("Daemon is running"),
@@ -314,7 +337,10 @@ fn interactive_bash_has_job_control() {
         text.contains("[1]") && text.contains("Running"),
         "jobs did not list the job:\n{text}"
     );
-    assert!(text.contains("default"), "the profile was not ready:\n{text}");
+    assert!(
+        text.contains("default"),
+        "the profile was not ready:\n{text}"
+    );
 }
 
 /// `--user 1000` and Docker's own `--init` (aiida-init not PID 1) both work.
@@ -353,7 +379,10 @@ fn explicit_user_and_docker_init_both_work() {
         "aiida-init is PID 1 despite --init"
     );
     let took = under_tini.stop();
-    assert!(took < Duration::from_secs(8), "stop under --init took {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "stop under --init took {took:?}"
+    );
 }
 
 /// A devcontainer UID remap (what the devcontainer CLI does for a host user with another UID:
@@ -361,8 +390,9 @@ fn explicit_user_and_docker_init_both_work() {
 #[test]
 fn after_a_uid_remap_pip_installs_and_services_work() {
     let h = Harness::new();
-    let dockerfile = crate::support::project_root()
-        .join(".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile");
+    let dockerfile = crate::support::project_root().join(
+        ".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile",
+    );
     crate::support::require(
         dockerfile.is_file(),
         &format!("the devcontainer CLI's {}", dockerfile.display()),
@@ -457,7 +487,10 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
         .find(|l| l.starts_with("postgresql"))
         .unwrap_or_default()
         .to_owned();
-    assert!(!line.contains("ready"), "postgresql shown as ready:\n{status}");
+    assert!(
+        !line.contains("ready"),
+        "postgresql shown as ready:\n{status}"
+    );
     assert!(
         c.logs().contains("pg_control"),
         "PostgreSQL's error is not in the log:\n{}",
@@ -618,7 +651,10 @@ fn base_image_uses_external_postgresql_and_rabbitmq_when_configured() {
     );
     base.wait_ready();
     let status = base.assert_verdi_ready(true);
-    assert!(status.contains("aiida-external"), "not the external PostgreSQL database:\n{status}");
+    assert!(
+        status.contains("aiida-external"),
+        "not the external PostgreSQL database:\n{status}"
+    );
     let pk = submit_add(&base, 4, 5, None);
     assert_eq!(await_sum(&base, &pk), 9);
 }
@@ -660,7 +696,10 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     ));
     // No configuration file yet: aiida-core 2.3 refuses one in the image's (newer) format.
     let (code, _) = old.exec(&["test", "-e", "/home/aiida/.aiida/config.json"]);
-    assert_ne!(code, 0, "a container without a profile wrote an AiiDA configuration file");
+    assert_ne!(
+        code, 0,
+        "a container without a profile wrote an AiiDA configuration file"
+    );
     let version = old.sh("/tmp/old-aiida/bin/verdi --version");
     assert!(version.contains("2.3."), "not aiida-core 2.3: {version}");
     // The names aiida-prepare gives (database and user `aiida-<profile>`), made with the image's
@@ -682,7 +721,11 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
         .unwrap_or_else(|| panic!("no node stored by aiida-core 2.3:\n{stored}"))
         .to_owned();
     let schema = "psql -d aiida-default -tAc 'SELECT version_num FROM alembic_version'";
-    assert_eq!(old.sh(schema).trim(), "main_0001", "aiida-core 2.3 stores another schema");
+    assert_eq!(
+        old.sh(schema).trim(),
+        "main_0001",
+        "aiida-core 2.3 stores another schema"
+    );
     old.stop();
     let out = docker(&["rm", &old.name]);
     assert!(out.status.success(), "{}", text(&out));
@@ -700,7 +743,10 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
         .sh("python -c 'from aiida.storage.psql_dos.backend import PsqlDosBackend; print(PsqlDosBackend.version_head())'")
         .trim()
         .to_owned();
-    assert_ne!(head, "main_0001", "the image's aiida-core needs no migration from 2.3");
+    assert_ne!(
+        head, "main_0001",
+        "the image's aiida-core needs no migration from 2.3"
+    );
     let logs = new.logs();
     assert!(
         logs.contains(&format!("migrating the storage from main_0001 to {head}"))
@@ -717,6 +763,9 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
         .map(String::as_str)
         .collect::<Vec<_>>(),
     );
-    assert_eq!(code, 0, "loading the node stored by aiida-core 2.3 failed:\n{out}");
+    assert_eq!(
+        code, 0,
+        "loading the node stored by aiida-core 2.3 failed:\n{out}"
+    );
     assert_eq!(out.trim(), "stored by 2.3");
 }

@@ -2,7 +2,6 @@
 //! into a file full of the user's comments, `--dry-run`, a second run that changes nothing, and
 //! the errors for bad input (file:line:column, nothing written).
 
-
 use std::fs;
 use std::path::Path;
 
@@ -204,7 +203,11 @@ fn a_setup_cfg_plugin_with_a_ca_bundle_gets_the_ca_mount_without_a_host_path() {
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let out = aiida_devc(dir.path(), &["init", ".", "--ca-cert", ca.to_str().unwrap()], &[]);
+    let out = aiida_devc(
+        dir.path(),
+        &["init", ".", "--ca-cert", ca.to_str().unwrap()],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
     insta::assert_snapshot!("init_setup_cfg_with_ca", config);
@@ -226,7 +229,9 @@ fn a_dockerfile_config_is_refused_with_its_location() {
     let (ok, _, stderr) = init(dir.path(), &[]);
     assert!(!ok);
     assert!(
-        stderr.starts_with("error: ./.devcontainer/devcontainer.json:2:3: this configuration uses `build`"),
+        stderr.starts_with(
+            "error: ./.devcontainer/devcontainer.json:2:3: this configuration uses `build`"
+        ),
         "{stderr}"
     );
 }
@@ -236,7 +241,10 @@ fn the_lite_variant_uses_the_base_image_and_says_so() {
     let dir = fresh_sample();
     let (ok, stdout, stderr) = init(dir.path(), &["--variant", "lite"]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("image: aiidateam/aiida-core-base:aiida-2.9.4 (aiida-core 2.9.4 satisfies"), "{stdout}");
+    assert!(
+        stdout.contains("image: aiidateam/aiida-core-base:aiida-2.9.4 (aiida-core 2.9.4 satisfies"),
+        "{stdout}"
+    );
     let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
     let lite_comment = "  // The image, picked by `aiida-devc init` from the plugin's requirements:\n  \
                         // aiida-core-base: AiiDA without PostgreSQL and RabbitMQ,\n  \
@@ -246,13 +254,25 @@ fn the_lite_variant_uses_the_base_image_and_says_so() {
     // Switching back updates only the image, and the comment aiida-devc wrote above it.
     let (ok, stdout, _) = init(dir.path(), &[]);
     assert!(ok);
-    assert!(stdout.contains("updated ./.devcontainer/devcontainer.json: updated image."), "{stdout}");
+    assert!(
+        stdout.contains("updated ./.devcontainer/devcontainer.json: updated image."),
+        "{stdout}"
+    );
     let back = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
-    assert!(back.contains("  // aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container,\n"), "{back}");
+    assert!(
+        back.contains(
+            "  // aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container,\n"
+        ),
+        "{back}"
+    );
     assert!(!back.contains("aiida-core-base"), "{back}");
     let fresh = fresh_sample();
     init(fresh.path(), &[]);
-    assert_eq!(back, fs::read_to_string(fresh.path().join(CONFIG)).unwrap(), "differs from a fresh init");
+    assert_eq!(
+        back,
+        fs::read_to_string(fresh.path().join(CONFIG)).unwrap(),
+        "differs from a fresh init"
+    );
 }
 
 #[test]
@@ -261,7 +281,11 @@ fn a_python_requirement_the_local_image_does_not_meet_is_a_warning() {
     h.require_image("aiidateam/aiida-core-with-services:aiida-2.9.4");
     let dir = fresh_sample();
     let pyproject = fs::read_to_string(dir.path().join("pyproject.toml")).unwrap();
-    fs::write(dir.path().join("pyproject.toml"), pyproject.replace(">=3.9", ">=3.99")).unwrap();
+    fs::write(
+        dir.path().join("pyproject.toml"),
+        pyproject.replace(">=3.9", ">=3.99"),
+    )
+    .unwrap();
     let out = aiida_devc(dir.path(), &["--ca-cert", "none", "init", "."], &[]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -276,7 +300,14 @@ const COMPOSE: &str = ".devcontainer/docker-compose.yml";
 #[test]
 fn the_compose_variant_writes_the_config_and_the_compose_file_and_a_second_run_changes_nothing() {
     let dir = fresh_sample();
-    let images = ["--variant", "compose", "--postgres-image", "local/postgres:15", "--rabbitmq-image", "local/rabbitmq:3.10"];
+    let images = [
+        "--variant",
+        "compose",
+        "--postgres-image",
+        "local/postgres:15",
+        "--rabbitmq-image",
+        "local/rabbitmq:3.10",
+    ];
     let (ok, stdout, stderr) = init(dir.path(), &images);
     assert!(ok, "{stderr}");
     insta::assert_snapshot!("init_compose_output", stdout);
@@ -292,7 +323,10 @@ fn the_compose_variant_writes_the_config_and_the_compose_file_and_a_second_run_c
         "{stdout}"
     );
     assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), config);
-    assert_eq!(fs::read_to_string(dir.path().join(COMPOSE)).unwrap(), compose);
+    assert_eq!(
+        fs::read_to_string(dir.path().join(COMPOSE)).unwrap(),
+        compose
+    );
 }
 
 #[test]
@@ -302,12 +336,19 @@ fn the_compose_variant_defaults_to_the_templates_service_images() {
     assert!(ok, "{stderr}");
     let compose = fs::read_to_string(dir.path().join(COMPOSE)).unwrap();
     let template: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(crate::support::project_root().join("devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json")).unwrap(),
+        &fs::read_to_string(
+            crate::support::project_root()
+                .join("devcontainer-templates/src/aiida-plugin-compose/devcontainer-template.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     for option in ["postgresImage", "rabbitmqImage"] {
         let default = template["options"][option]["default"].as_str().unwrap();
-        assert!(compose.contains(&format!("    image: {default}\n")), "{option} {default}:\n{compose}");
+        assert!(
+            compose.contains(&format!("    image: {default}\n")),
+            "{option} {default}:\n{compose}"
+        );
     }
 }
 
@@ -326,7 +367,10 @@ fn a_different_compose_file_is_refused_unless_forced_and_nothing_is_written() {
          replace it, or remove it"
     );
     assert_eq!(fs::read_to_string(dir.path().join(COMPOSE)).unwrap(), mine);
-    assert!(!dir.path().join(CONFIG).exists(), "devcontainer.json was written");
+    assert!(
+        !dir.path().join(CONFIG).exists(),
+        "devcontainer.json was written"
+    );
 
     // --dry-run shows the difference and still writes nothing.
     let (ok, stdout, stderr) = init(dir.path(), &["--variant", "compose", "--dry-run"]);
@@ -338,7 +382,10 @@ fn a_different_compose_file_is_refused_unless_forced_and_nothing_is_written() {
 
     let (ok, stdout, stderr) = init(dir.path(), &["--variant", "compose", "--force"]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("replaced (--force) ./.devcontainer/docker-compose.yml."), "{stdout}");
+    assert!(
+        stdout.contains("replaced (--force) ./.devcontainer/docker-compose.yml."),
+        "{stdout}"
+    );
     let fresh = fresh_sample();
     init(fresh.path(), &["--variant", "compose"]);
     assert_eq!(
@@ -360,12 +407,20 @@ fn the_compose_variant_merges_into_a_config_full_of_comments() {
     assert!(ok, "{stderr}");
     let merged = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
     insta::assert_snapshot!("init_compose_merged_file", merged);
-    for kept in ["// My team's dev container", "/* The display name. */", "// jupyter", "// keep ruff"] {
+    for kept in [
+        "// My team's dev container",
+        "/* The display name. */",
+        "// jupyter",
+        "// keep ruff",
+    ] {
         assert!(merged.contains(kept), "lost {kept:?}:\n{merged}");
     }
     let (ok, stdout, _) = init(dir.path(), &["--variant", "compose"]);
     assert!(ok);
-    assert!(stdout.ends_with("devcontainer.json is up to date."), "{stdout}");
+    assert!(
+        stdout.ends_with("devcontainer.json is up to date."),
+        "{stdout}"
+    );
 
     // An image-based config is not silently turned into a compose one.
     fs::write(dir.path().join(CONFIG), USER_CONFIG).unwrap();
@@ -375,7 +430,10 @@ fn the_compose_variant_merges_into_a_config_full_of_comments() {
         stderr.starts_with("error: ./.devcontainer/devcontainer.json:5:5: this configuration uses `image`; `--variant compose`"),
         "{stderr}"
     );
-    assert_eq!(fs::read_to_string(dir.path().join(CONFIG)).unwrap(), USER_CONFIG);
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CONFIG)).unwrap(),
+        USER_CONFIG
+    );
 }
 
 #[test]
@@ -383,6 +441,9 @@ fn service_image_flags_need_the_compose_variant() {
     let dir = fresh_sample();
     let (ok, _, stderr) = init(dir.path(), &["--postgres-image", "postgres:15"]);
     assert!(!ok);
-    assert_eq!(stderr.trim(), "error: --postgres-image applies to `--variant compose` only");
+    assert_eq!(
+        stderr.trim(),
+        "error: --postgres-image applies to `--variant compose` only"
+    );
     assert!(!dir.path().join(".devcontainer").exists());
 }

@@ -5,7 +5,6 @@
 //! all green (they need the aiida-core-base and aiida-core-with-services images, which
 //! scripts/test.sh builds before the tests).
 
-
 use std::collections::BTreeSet;
 
 use crate::support::collections::{aiida_devc, devcontainer, namespace, scratch_copy, tar_entries};
@@ -16,9 +15,19 @@ const TEMPLATES: [&str; 3] = ["aiida-plugin", "aiida-plugin-compose", "aiida-plu
 
 /// The layer (tar) and the metadata annotation of `repository:latest`.
 fn published(registry: &Registry, repository: &str) -> (Vec<u8>, serde_json::Value) {
-    let manifest: serde_json::Value = serde_json::from_str(&registry.manifest(repository, "latest").expect("a manifest")).unwrap();
-    let layer = registry.blob(repository, manifest["layers"][0]["digest"].as_str().unwrap());
-    let metadata = serde_json::from_str(manifest["annotations"]["dev.containers.metadata"].as_str().unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&registry.manifest(repository, "latest").expect("a manifest"))
+            .unwrap();
+    let layer = registry.blob(
+        repository,
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    );
+    let metadata = serde_json::from_str(
+        manifest["annotations"]["dev.containers.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     (layer, metadata)
 }
 
@@ -43,36 +52,92 @@ fn published_templates_hold_the_same_entries_as_the_reference_clis() {
     std::fs::write(extra.join(".github/workflows/ci.yml"), "on: push\n").unwrap();
     let ours = namespace("templates-ours");
     let theirs = namespace("templates-theirs");
-    aiida_devc(&["templates", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", &ours], &[]).ok("aiida-devc templates publish");
-    devcontainer(&["templates", "publish", src.to_str().unwrap(), "-r", &registry.host, "-n", &theirs]).ok("devcontainer templates publish");
+    aiida_devc(
+        &[
+            "templates",
+            "publish",
+            src.to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ours,
+        ],
+        &[],
+    )
+    .ok("aiida-devc templates publish");
+    devcontainer(&[
+        "templates",
+        "publish",
+        src.to_str().unwrap(),
+        "-r",
+        &registry.host,
+        "-n",
+        &theirs,
+    ])
+    .ok("devcontainer templates publish");
 
     for id in TEMPLATES.into_iter().chain(["with-optional"]) {
         let (our_tar, our_metadata) = published(registry, &format!("{ours}/{id}"));
         let (their_tar, their_metadata) = published(registry, &format!("{theirs}/{id}"));
-        assert_eq!(normalised(our_metadata.clone()), normalised(their_metadata), "metadata of {id}");
+        assert_eq!(
+            normalised(our_metadata.clone()),
+            normalised(their_metadata),
+            "metadata of {id}"
+        );
         let (ours, theirs) = (tar_entries(&our_tar), tar_entries(&their_tar));
-        let names = |e: &[crate::support::collections::TarEntry]| e.iter().map(|e| (e.name.clone(), e.mode, e.directory)).collect::<Vec<_>>();
+        let names = |e: &[crate::support::collections::TarEntry]| {
+            e.iter()
+                .map(|e| (e.name.clone(), e.mode, e.directory))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&ours), names(&theirs), "entries of {id}");
         for (a, b) in ours.iter().zip(&theirs) {
             if a.name == "./devcontainer-template.json" {
                 let parse = |bytes: &[u8]| normalised(serde_json::from_slice(bytes).unwrap());
-                assert_eq!(parse(&a.content), parse(&b.content), "{id}: devcontainer-template.json");
+                assert_eq!(
+                    parse(&a.content),
+                    parse(&b.content),
+                    "{id}: devcontainer-template.json"
+                );
             } else {
                 assert_eq!(a.content, b.content, "{id}: {}", a.name);
             }
         }
         assert!(our_metadata["fileCount"].as_u64().unwrap() >= 2);
         if id == "with-optional" {
-            assert_eq!(our_metadata["optionalPaths"], serde_json::json!([".github/workflows/ci.yml"]));
-            assert_eq!(our_metadata["featureIds"], serde_json::json!(["ghcr.io/devcontainers/features/common-utils"]));
+            assert_eq!(
+                our_metadata["optionalPaths"],
+                serde_json::json!([".github/workflows/ci.yml"])
+            );
+            assert_eq!(
+                our_metadata["featureIds"],
+                serde_json::json!(["ghcr.io/devcontainers/features/common-utils"])
+            );
         }
     }
     // Both collections list the same Templates.
     for ns in [&ours, &theirs] {
-        let manifest: serde_json::Value = serde_json::from_str(&registry.manifest(ns, "latest").unwrap()).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&registry.blob(ns, manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
-        let ids: Vec<&str> = json["templates"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["aiida-plugin", "aiida-plugin-compose", "aiida-plugin-lite", "with-optional"]);
+        let manifest: serde_json::Value =
+            serde_json::from_str(&registry.manifest(ns, "latest").unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &registry.blob(ns, manifest["layers"][0]["digest"].as_str().unwrap()),
+        )
+        .unwrap();
+        let ids: Vec<&str> = json["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "aiida-plugin",
+                "aiida-plugin-compose",
+                "aiida-plugin-lite",
+                "with-optional"
+            ]
+        );
     }
 }
 
@@ -81,28 +146,71 @@ fn each_template_applies_from_the_registry() {
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let ns = namespace("apply");
-    aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    aiida_devc(
+        &[
+            "templates",
+            "publish",
+            templates.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
     for id in TEMPLATES {
         let workspace = tempfile::tempdir().unwrap();
         let run = devcontainer(&[
-            "templates", "apply", "-t", &format!("{}/{ns}/{id}", registry.host),
-            "-w", workspace.path().to_str().unwrap(), "-a", r#"{"imageTag": "aiida-2.9.4"}"#,
+            "templates",
+            "apply",
+            "-t",
+            &format!("{}/{ns}/{id}", registry.host),
+            "-w",
+            workspace.path().to_str().unwrap(),
+            "-a",
+            r#"{"imageTag": "aiida-2.9.4"}"#,
         ])
         .ok(&format!("templates apply {id}"));
         let files: Vec<String> = serde_json::from_value(run.json()["files"].clone()).unwrap();
-        assert!(files.iter().any(|f| f.ends_with(".devcontainer/devcontainer.json")), "{id}: {files:?}");
-        let text = std::fs::read_to_string(workspace.path().join(".devcontainer/devcontainer.json")).unwrap();
-        assert!(!text.contains("${templateOption"), "{id}: an option was not substituted:\n{text}");
-        let config = aiida_devc::collection::metadata::JsoncFile::parse(std::path::Path::new("devcontainer.json"), text.clone())
-            .unwrap_or_else(|p| panic!("{id}: the applied devcontainer.json is not valid: {p}"));
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ends_with(".devcontainer/devcontainer.json")),
+            "{id}: {files:?}"
+        );
+        let text =
+            std::fs::read_to_string(workspace.path().join(".devcontainer/devcontainer.json"))
+                .unwrap();
+        assert!(
+            !text.contains("${templateOption"),
+            "{id}: an option was not substituted:\n{text}"
+        );
+        let config = aiida_devc::collection::metadata::JsoncFile::parse(
+            std::path::Path::new("devcontainer.json"),
+            text.clone(),
+        )
+        .unwrap_or_else(|p| panic!("{id}: the applied devcontainer.json is not valid: {p}"));
         let image = match config.value.get("image") {
             Some(image) => image.as_str().unwrap().to_owned(),
-            None => std::fs::read_to_string(workspace.path().join(".devcontainer/docker-compose.yml")).unwrap(),
+            None => {
+                std::fs::read_to_string(workspace.path().join(".devcontainer/docker-compose.yml"))
+                    .unwrap()
+            }
         };
-        assert!(image.contains(":aiida-2.9.4"), "{id}: the imageTag option did not reach the image:\n{image}");
+        assert!(
+            image.contains(":aiida-2.9.4"),
+            "{id}: the imageTag option did not reach the image:\n{image}"
+        );
         // Defaults fill the options that were not given.
-        assert!(text.contains("'.[tests]'"), "{id}: the pipExtras default is missing:\n{text}");
-        assert!(!workspace.path().join("devcontainer-template.json").exists(), "{id}: the metadata was applied");
+        assert!(
+            text.contains("'.[tests]'"),
+            "{id}: the pipExtras default is missing:\n{text}"
+        );
+        assert!(
+            !workspace.path().join("devcontainer-template.json").exists(),
+            "{id}: the metadata was applied"
+        );
     }
 }
 
@@ -111,17 +219,33 @@ fn an_undeclared_template_option_is_located_and_pushes_nothing() {
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let config = templates.join("src/aiida-plugin-lite/.devcontainer/devcontainer.json");
-    let text = std::fs::read_to_string(&config).unwrap().replace("${templateOption:imageTag}", "${templateOption:imageTagg}");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("${templateOption:imageTag}", "${templateOption:imageTagg}");
     std::fs::write(&config, text).unwrap();
     let ns = namespace("bad-template");
-    let run = aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]);
+    let run = aiida_devc(
+        &[
+            "templates",
+            "publish",
+            templates.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    );
     assert!(!run.success);
     assert!(
         run.stderr.contains("aiida-plugin-lite/.devcontainer/devcontainer.json:5:") && run.stderr.contains("${templateOption:imageTagg} names an option that devcontainer-template.json does not declare"),
         "{}",
         run.stderr
     );
-    assert!(registry.repositories().iter().all(|r| !r.starts_with(&ns)), "something was pushed");
+    assert!(
+        registry.repositories().iter().all(|r| !r.starts_with(&ns)),
+        "something was pushed"
+    );
 }
 
 /// Apply a Template from our registry, bring it up with the reference CLI and run its test.sh.
@@ -130,12 +254,41 @@ fn bring_up(id: &str, image: &str) {
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let ns = namespace("up");
-    aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    aiida_devc(
+        &[
+            "templates",
+            "publish",
+            templates.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
     let ws = Workspace::with_config("{}");
-    devcontainer(&["templates", "apply", "-t", &format!("{}/{ns}/{id}", registry.host), "-w", ws.path().to_str().unwrap()]).ok("apply");
-    std::fs::copy(templates.join(format!("test/{id}/test.sh")), ws.path().join("test.sh")).unwrap();
+    devcontainer(&[
+        "templates",
+        "apply",
+        "-t",
+        &format!("{}/{ns}/{id}", registry.host),
+        "-w",
+        ws.path().to_str().unwrap(),
+    ])
+    .ok("apply");
+    std::fs::copy(
+        templates.join(format!("test/{id}/test.sh")),
+        ws.path().join("test.sh"),
+    )
+    .unwrap();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
-    assert!(up.status.success(), "devcontainer up of {id} failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "devcontainer up of {id} failed:\n{}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
     let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
     assert!(
         test.status.success(),
@@ -164,18 +317,39 @@ fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let ns = namespace("up-compose");
-    aiida_devc(&["templates", "publish", templates.join("src").to_str().unwrap(), "-r", &registry.host, "-n", &ns], &[]).ok("publish");
+    aiida_devc(
+        &[
+            "templates",
+            "publish",
+            templates.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
     let ws = Workspace::with_config("{}");
     devcontainer(&[
         "templates", "apply", "-t", &format!("{}/{ns}/aiida-plugin-compose", registry.host), "-w", ws.path().to_str().unwrap(),
         "-a", &serde_json::json!({"postgresImage": crate::support::compose::POSTGRES_IMAGE, "rabbitmqImage": crate::support::compose::RABBITMQ_IMAGE}).to_string(),
     ])
     .ok("apply");
-    std::fs::copy(templates.join("test/aiida-plugin-compose/test.sh"), ws.path().join("test.sh")).unwrap();
+    std::fs::copy(
+        templates.join("test/aiida-plugin-compose/test.sh"),
+        ws.path().join("test.sh"),
+    )
+    .unwrap();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
     // Whatever happens, remove the whole Compose project (containers, network, volumes) afterwards.
     let _project = crate::support::compose::ComposeProject::of_workspace(ws.path());
-    assert!(up.status.success(), "devcontainer up failed:\n{}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "devcontainer up failed:\n{}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
     let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
     assert!(
         test.status.success(),

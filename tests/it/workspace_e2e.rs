@@ -13,7 +13,6 @@
 //! Needs the images (`aiida-devc images build`, run by scripts/test.sh before the tests), the
 //! reference CLI, and PyPI (through the CA option behind a TLS-intercepting proxy).
 
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -153,7 +152,10 @@ fn assert_all_green(status: &str) {
         .lines()
         .filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺'))
         .collect();
-    assert!(components.len() >= 5, "verdi status is incomplete:\n{status}");
+    assert!(
+        components.len() >= 5,
+        "verdi status is incomplete:\n{status}"
+    );
     assert!(
         components.iter().all(|l| l.trim_start().starts_with('✔')),
         "verdi status is not all green:\n{status}"
@@ -185,7 +187,10 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
 
     // The CA option, when one is in use, goes through the generated config as ${localEnv:...}.
     let ca = crate::support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
-    let env: Vec<(&str, &str)> = ca.iter().map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str())).collect();
+    let env: Vec<(&str, &str)> = ca
+        .iter()
+        .map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str()))
+        .collect();
 
     let init = aiida_devc(ws.path(), &["init", "."], &env);
     let init_out = text(&init.stdout);
@@ -261,7 +266,15 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     // fail inside the container, and the very same way outside any container (below).
     let pytest = devcontainer_exec_output(
         &ws,
-        &["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"],
+        &[
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rf",
+        ],
         &env,
     );
     let summary = pytest
@@ -273,7 +286,10 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     eprintln!("the plugin's tests in the container: {summary}");
     assert!(summary.contains("2 passed"), "{pytest}");
     if pytest.contains(" failed") {
-        let failed: Vec<&str> = pytest.lines().filter(|l| l.starts_with("FAILED ")).collect();
+        let failed: Vec<&str> = pytest
+            .lines()
+            .filter(|l| l.starts_with("FAILED "))
+            .collect();
         assert_eq!(failed.len(), 2, "{pytest}");
         assert!(
             failed
@@ -366,7 +382,10 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
 fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds_it() {
     let ws = PluginWorkspace::new();
     ws.harness.require_image(SERVICES_IMAGE);
-    crate::support::copy_tree(&crate::support::plugin_workspace::sample_plugin(), ws.path());
+    crate::support::copy_tree(
+        &crate::support::plugin_workspace::sample_plugin(),
+        ws.path(),
+    );
     ws.chown(1000, 100);
     let up = aiida_devc(ws.path(), &["up", ".", "--engine-api"], &[]);
     let up_out = text(&up.stdout);

@@ -410,7 +410,11 @@ pub fn execlineb_main(args: &[String]) -> ! {
                 }
                 'c' => {
                     let Some(script) = option_value(&letters, k, args, &mut i) else {
-                        die("execlineb", 100, "-c needs a script: execlineb -c SCRIPT ARGS...")
+                        die(
+                            "execlineb",
+                            100,
+                            "-c needs a script: execlineb -c SCRIPT ARGS...",
+                        )
                     };
                     inline = Some(script);
                     k = letters.len();

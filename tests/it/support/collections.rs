@@ -23,20 +23,32 @@ impl Run {
 
     /// Panic with both streams unless it succeeded.
     pub fn ok(self, what: &str) -> Run {
-        assert!(self.success, "{what} failed:\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            self.success,
+            "{what} failed:\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// The JSON document that ends stdout (one line for ours, possibly pretty-printed for the
     /// reference CLI's `--output-format json`).
     pub fn json(&self) -> serde_json::Value {
-        let starts: Vec<usize> = self.stdout.match_indices('{').map(|(i, _)| i).filter(|&i| i == 0 || self.stdout.as_bytes()[i - 1] == b'\n').collect();
+        let starts: Vec<usize> = self
+            .stdout
+            .match_indices('{')
+            .map(|(i, _)| i)
+            .filter(|&i| i == 0 || self.stdout.as_bytes()[i - 1] == b'\n')
+            .collect();
         for &start in starts.iter().rev() {
             if let Ok(value) = serde_json::from_str(self.stdout[start..].trim()) {
                 return value;
             }
         }
-        panic!("stdout does not end with a JSON document:\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+        panic!(
+            "stdout does not end with a JSON document:\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        )
     }
 }
 
@@ -52,12 +64,20 @@ pub fn aiida_devc(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 /// Run the reference devcontainer CLI.
 pub fn devcontainer(args: &[&str]) -> Run {
-    Run::from(Command::new(super::devcontainer_cli()).args(args).output().expect("run the reference devcontainer CLI"))
+    Run::from(
+        Command::new(super::devcontainer_cli())
+            .args(args)
+            .output()
+            .expect("run the reference devcontainer CLI"),
+    )
 }
 
 /// A scratch copy of the project's `features` (or `devcontainer-templates`) folder.
 pub fn scratch_copy(folder: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new().prefix("aiida-devc-collection-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("aiida-devc-collection-")
+        .tempdir()
+        .unwrap();
     let copy = dir.path().join(folder);
     super::copy_tree(&super::project_root().join(folder), &copy);
     (dir, copy)
@@ -85,7 +105,12 @@ pub fn tar_entries(bytes: &[u8]) -> Vec<TarEntry> {
             let directory = e.header().entry_type().is_dir();
             let mut content = Vec::new();
             std::io::Read::read_to_end(&mut e, &mut content).unwrap();
-            TarEntry { name, mode, directory, content }
+            TarEntry {
+                name,
+                mode,
+                directory,
+                content,
+            }
         })
         .collect();
     entries.sort();
@@ -101,5 +126,13 @@ pub fn place_ca_bundle(folder: &Path) {
 
 /// A unique, valid OCI namespace for one test.
 pub fn namespace(what: &str) -> String {
-    format!("aiida-devc-test/{}-{}", what, super::unique_name("ns").rsplit('-').take(2).collect::<Vec<_>>().join("-"))
+    format!(
+        "aiida-devc-test/{}-{}",
+        what,
+        super::unique_name("ns")
+            .rsplit('-')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("-")
+    )
 }

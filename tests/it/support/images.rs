@@ -120,7 +120,12 @@ impl<'h> Container<'h> {
         let start = Instant::now();
         // exec fails while the container is still starting its init: retry briefly.
         loop {
-            let (code, out) = self.exec(&["aiida-init", "wait", "--timeout", &READY_TIMEOUT.to_string()]);
+            let (code, out) = self.exec(&[
+                "aiida-init",
+                "wait",
+                "--timeout",
+                &READY_TIMEOUT.to_string(),
+            ]);
             if code == 0 {
                 return start.elapsed();
             }
@@ -183,7 +188,11 @@ impl<'h> Container<'h> {
     /// `docker inspect -f FORMAT`.
     pub fn inspect(&self, format: &str) -> String {
         let out = docker(&["inspect", "-f", format, &self.name]);
-        assert!(out.status.success(), "docker inspect failed: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "docker inspect failed: {}",
+            text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }

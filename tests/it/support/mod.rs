@@ -14,10 +14,10 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod collections;
-pub mod images;
 pub mod compose;
-pub mod registry;
+pub mod images;
 pub mod plugin_workspace;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,10 +50,15 @@ pub fn ca_bundle() -> Option<aiida_devc::host::ca::CaBundle> {
 
 /// The reference devcontainer CLI installed by the bootstrap (or `DEVCONTAINER_CLI`).
 pub fn devcontainer_cli() -> PathBuf {
-    let path = std::env::var_os("DEVCONTAINER_CLI").map(PathBuf::from).unwrap_or_else(|| {
-        project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer")
-    });
-    require(path.is_file(), &format!("the reference devcontainer CLI at {}", path.display()));
+    let path = std::env::var_os("DEVCONTAINER_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer")
+        });
+    require(
+        path.is_file(),
+        &format!("the reference devcontainer CLI at {}", path.display()),
+    );
     path
 }
 
@@ -73,7 +78,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
 
 /// Run the reference CLI on a workspace folder:
 /// `devcontainer <subcommand> --workspace-folder <workspace> <rest>`, with `env` added.
-pub fn devcontainer_in(workspace: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub fn devcontainer_in(
+    workspace: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let (subcommand, rest) = args.split_first().expect("a devcontainer subcommand");
     Command::new(devcontainer_cli())
         .arg(subcommand)
@@ -87,7 +96,10 @@ pub fn devcontainer_in(workspace: &Path, args: &[&str], env: &[(&str, &str)]) ->
 
 /// Fail the test when a prerequisite is missing: prerequisites are never skipped.
 pub fn require(present: bool, what: &str) {
-    assert!(present, "missing prerequisite: {what}. Run `bash scripts/bootstrap.sh` (as root) first.");
+    assert!(
+        present,
+        "missing prerequisite: {what}. Run `bash scripts/bootstrap.sh` (as root) first."
+    );
 }
 
 /// A name no other test (or test run) uses: `aiida-devc-test-<what>-<pid>-<n>`.
@@ -132,7 +144,10 @@ pub struct Harness {
 impl Harness {
     /// Connect to the engine; fails the test when none answers.
     pub fn new() -> Harness {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let docker = rt
             .block_on(aiida_devc::host::docker::connect())
             .unwrap_or_else(|e| panic!("missing prerequisite: {e:#}"));
@@ -194,22 +209,41 @@ impl Harness {
                 cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
                 env: Some(opts.env.clone()),
                 user: opts.user.clone(),
-                host_config: Some(HostConfig { binds: Some(opts.binds.clone()), ..Default::default() }),
+                host_config: Some(HostConfig {
+                    binds: Some(opts.binds.clone()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
-            let create = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
-            self.docker.create_container(Some(create), body).await.expect("create container");
-            self.docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
+            let create = CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            };
+            self.docker
+                .create_container(Some(create), body)
+                .await
+                .expect("create container");
+            self.docker
+                .start_container(
+                    &name,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
                 .await
                 .expect("start container");
-            let mut wait = self.docker.wait_container(&name, None::<WaitContainerOptions>);
+            let mut wait = self
+                .docker
+                .wait_container(&name, None::<WaitContainerOptions>);
             let exit_code = match wait.next().await {
                 Some(Ok(status)) => status.status_code,
                 // bollard reports a non-zero exit as an error carrying the code.
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                 other => panic!("waiting for container {name}: {other:?}"),
             };
-            let logs = LogsOptions { stdout: true, stderr: true, ..Default::default() };
+            let logs = LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            };
             let mut stream = self.docker.logs(&name, Some(logs));
             let (mut stdout, mut stderr) = (String::new(), String::new());
             while let Some(chunk) = stream.next().await {
@@ -223,23 +257,36 @@ impl Harness {
                     _ => {}
                 }
             }
-            RunOutput { exit_code, stdout, stderr }
+            RunOutput {
+                exit_code,
+                stdout,
+                stderr,
+            }
         })
     }
 
     /// Every image tag in the engine.
     pub fn image_tags(&self) -> std::collections::BTreeSet<String> {
-        self.block_on(self.docker.list_images(None::<bollard::query_parameters::ListImagesOptions>))
-            .expect("list images")
-            .into_iter()
-            .flat_map(|i| i.repo_tags)
-            .collect()
+        self.block_on(
+            self.docker
+                .list_images(None::<bollard::query_parameters::ListImagesOptions>),
+        )
+        .expect("list images")
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect()
     }
 
     /// Names of the containers (running or not) that carry `label` (`key` or `key=value`).
     pub fn containers_with_label(&self, label: &str) -> Vec<String> {
-        let filters = [("label".to_string(), vec![label.to_string()])].into_iter().collect();
-        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let filters = [("label".to_string(), vec![label.to_string()])]
+            .into_iter()
+            .collect();
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
         self.block_on(self.docker.list_containers(Some(opts)))
             .expect("list containers")
             .into_iter()
@@ -257,17 +304,26 @@ impl Drop for Harness {
         let docker = self.docker.clone();
         self.rt.block_on(async move {
             for name in containers {
-                let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                let opts = RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                };
                 let _ = docker.remove_container(&name, Some(opts)).await;
             }
             for name in volumes {
-                let _ = docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true })).await;
+                let _ = docker
+                    .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
+                    .await;
             }
             for name in networks {
                 let _ = docker.remove_network(&name).await;
             }
             for name in images {
-                let opts = RemoveImageOptions { force: true, ..Default::default() };
+                let opts = RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                };
                 let _ = docker.remove_image(&name, Some(opts), None).await;
             }
         });
@@ -285,10 +341,16 @@ pub struct Workspace {
 impl Workspace {
     /// A temporary folder with `.devcontainer/devcontainer.json` holding `config`.
     pub fn with_config(config: &str) -> Workspace {
-        let dir = tempfile::Builder::new().prefix("aiida-devc-ws-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("aiida-devc-ws-")
+            .tempdir()
+            .unwrap();
         std::fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
         std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), config).unwrap();
-        Workspace { dir, harness: Harness::new() }
+        Workspace {
+            dir,
+            harness: Harness::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -313,11 +375,20 @@ impl Drop for Workspace {
         }
         // Images the CLI built for this workspace (feature layers, UID updates) are tagged
         // vsc-<folder name>-<hash>[-features|-uid]; the images the config names are left alone.
-        let folder = self.path().file_name().unwrap().to_string_lossy().to_lowercase();
+        let folder = self
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase();
         let prefix = format!("vsc-{folder}-");
         // Children before parents: the -uid image is built on the -features one.
-        let mut tags: Vec<String> =
-            self.harness.image_tags().into_iter().filter(|t| t.starts_with(&prefix)).collect();
+        let mut tags: Vec<String> = self
+            .harness
+            .image_tags()
+            .into_iter()
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
         tags.sort_by_key(|t| std::cmp::Reverse(t.ends_with("-uid")));
         for tag in tags {
             self.harness.track_image(&tag);

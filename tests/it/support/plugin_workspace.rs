@@ -37,7 +37,12 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
 pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=aiida-devc test", "-c", "user.email=test@aiida-devc.invalid"])
+        .args([
+            "-c",
+            "user.name=aiida-devc test",
+            "-c",
+            "user.email=test@aiida-devc.invalid",
+        ])
         .args(args)
         .output()
         .expect("run git");
@@ -83,7 +88,11 @@ impl PluginWorkspace {
         args.extend_from_slice(cmd);
         let out = self.devcontainer(&args, env);
         let stdout = text(&out.stdout);
-        assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed:\n{stdout}\n{}",
+            text(&out.stderr)
+        );
         stdout
     }
 
@@ -110,11 +119,13 @@ impl Drop for PluginWorkspace {
     fn drop(&mut self) {
         let label = format!("devcontainer.local_folder={}", self.path().display());
         for id in self.harness.containers_with_label(&label) {
-            if let Ok(inspect) = self.harness.block_on(
-                self.harness
-                    .docker()
-                    .inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>),
-            ) {
+            if let Ok(inspect) = self
+                .harness
+                .block_on(self.harness.docker().inspect_container(
+                    &id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                ))
+            {
                 for mount in inspect.mounts.unwrap_or_default() {
                     if mount.typ == Some(bollard::models::MountPointTypeEnum::VOLUME) {
                         if let Some(name) = mount.name {
@@ -129,7 +140,11 @@ impl Drop for PluginWorkspace {
         // the image the config names, which stays).
         let prefix = format!(
             "vsc-{}-",
-            self.path().file_name().unwrap().to_string_lossy().to_lowercase()
+            self.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_lowercase()
         );
         let images = self
             .harness

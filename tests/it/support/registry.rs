@@ -40,8 +40,15 @@ impl Registry {
 
     fn start(credentials: Option<(String, String)>) -> Registry {
         let binary = Path::new("/usr/bin/docker-registry");
-        super::require(binary.is_file(), "the docker-registry package (Debian's OCI registry)");
-        let dir = tempfile::Builder::new().prefix("aiida-devc-registry-").tempdir().unwrap().keep();
+        super::require(
+            binary.is_file(),
+            "the docker-registry package (Debian's OCI registry)",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("aiida-devc-registry-")
+            .tempdir()
+            .unwrap()
+            .keep();
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
@@ -50,7 +57,10 @@ impl Registry {
         if let Some((user, password)) = &credentials {
             let htpasswd = dir.join("htpasswd");
             std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password))).unwrap();
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: aiida-devc-test\n    path: {}\n", htpasswd.display()));
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: aiida-devc-test\n    path: {}\n",
+                htpasswd.display()
+            ));
         }
         let config_path = dir.join("config.yml");
         let storage_dir = dir.clone();
@@ -65,8 +75,16 @@ impl Registry {
 "$0" serve "$1" & pid=$!
 wait "$pid""#;
             let mut command = Command::new("sh");
-            command.arg("-c").arg(script).arg(binary).arg(&config_path).arg(&storage_dir);
-            command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+            command
+                .arg("-c")
+                .arg(script)
+                .arg(binary)
+                .arg(&config_path)
+                .arg(&storage_dir);
+            command
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
             // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
                 command.pre_exec(|| {
@@ -78,15 +96,23 @@ wait "$pid""#;
             }
             let child = command.spawn();
             let ok = child.is_ok();
-            tx.send(child.map(|c| c.id()).map_err(|e| e.to_string())).unwrap();
+            tx.send(child.map(|c| c.id()).map_err(|e| e.to_string()))
+                .unwrap();
             if ok {
                 loop {
                     std::thread::park();
                 }
             }
         });
-        let pid = rx.recv().unwrap().unwrap_or_else(|e| panic!("cannot start docker-registry: {e}"));
-        let registry = Registry { host: format!("localhost:{port}"), port, dir };
+        let pid = rx
+            .recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("cannot start docker-registry: {e}"));
+        let registry = Registry {
+            host: format!("localhost:{port}"),
+            port,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if http_status(port, "/v2/").is_some() {
@@ -104,7 +130,11 @@ wait "$pid""#;
         let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let mut tags: Vec<String> = value["tags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         tags.sort();
         tags
@@ -116,18 +146,31 @@ wait "$pid""#;
         let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         value["repositories"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// The raw manifest at `repository:reference`.
     pub fn manifest(&self, repository: &str, reference: &str) -> Option<String> {
-        http_get_accept(self.port, &format!("/v2/{repository}/manifests/{reference}"), "application/vnd.oci.image.manifest.v1+json")
+        http_get_accept(
+            self.port,
+            &format!("/v2/{repository}/manifests/{reference}"),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
     }
 
     /// A blob's bytes.
     pub fn blob(&self, repository: &str, digest: &str) -> Vec<u8> {
-        http_get_bytes(self.port, &format!("/v2/{repository}/blobs/{digest}"), "*/*").expect("the blob exists")
+        http_get_bytes(
+            self.port,
+            &format!("/v2/{repository}/blobs/{digest}"),
+            "*/*",
+        )
+        .expect("the blob exists")
     }
 
     /// How many requests that changed something (uploads and manifest PUTs) the log shows, for
@@ -135,13 +178,21 @@ wait "$pid""#;
     pub fn write_requests(&self) -> usize {
         let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains("http.request.method=PUT") || l.contains("http.request.method=POST") || l.contains("http.request.method=PATCH"))
+            .filter(|l| {
+                l.contains("http.request.method=PUT")
+                    || l.contains("http.request.method=POST")
+                    || l.contains("http.request.method=PATCH")
+            })
             .count()
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A bcrypt hash for htpasswd (distribution accepts only bcrypt), from Python's crypt module.
@@ -149,17 +200,28 @@ fn bcrypt(password: &str) -> String {
     let out = Command::new("python3")
         .args(["-W", "ignore", "-c", "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))", password])
         .output();
-    let out = out.unwrap_or_else(|e| panic!("missing prerequisite: python3 (to hash a test password): {e}"));
+    let out = out
+        .unwrap_or_else(|e| panic!("missing prerequisite: python3 (to hash a test password): {e}"));
     let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(hash.starts_with("$2"), "python3 could not make a bcrypt hash: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        hash.starts_with("$2"),
+        "python3 could not make a bcrypt hash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     hash
 }
 
 fn request(port: u16, path: &str, accept: &str) -> Option<(u16, Vec<u8>)> {
     use std::io::Write;
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nAccept: {accept}\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;
     let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;

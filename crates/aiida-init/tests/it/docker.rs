@@ -3,7 +3,6 @@
 //! of `status`, `wait` and the `/command` names, `docker stop` without any fixed grace sleep,
 //! and `docker run --init` (tini as PID 1, aiida-init as PID 2).
 
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 

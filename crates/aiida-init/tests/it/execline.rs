@@ -2,7 +2,6 @@
 //! (package `execline`) and under aiida-init's interpreter, and must give the same argv, the
 //! same environment, the same working directory and the same exit code.
 
-
 use std::path::Path;
 use std::process::Command;
 
@@ -260,8 +259,15 @@ fn errors_give_the_same_exit_codes() {
 
     // `-c` with nothing after it is a usage error (100) in both, not a crash.
     let code = |interpreter: &[&str]| {
-        let out = Command::new(interpreter[0]).args(&interpreter[1..]).arg("-c").output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(interpreter[0])
+            .args(&interpreter[1..])
+            .arg("-c")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let bin = crate::support::bin();
     let (ours, message) = code(&[bin.to_str().unwrap(), "execlineb"]);

@@ -2,7 +2,6 @@
 //! child process, and as PID 1 for an unprivileged user with /run not writable: exit codes,
 //! signals, reaping, start order, readiness, restarts, failures, timeouts and shutdown.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::{ALL_MODES, Mode, Tree, require_tool};

@@ -1,7 +1,6 @@
 //! The `S6_*` variables with s6-overlay's meanings, the `user2` bundle, and what a child
 //! inherits (signal mask and ignored signals restored, as tini's sigconf test checks).
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::{Mode, Tree, require_tool};

@@ -1,7 +1,6 @@
 //! Bad service trees: each gives one clear error naming the service directory and the file,
 //! exits non-zero, and starts nothing (not even the valid services of the same tree).
 
-
 use std::time::Duration;
 
 use crate::support::{Mode, Tree};

@@ -2,7 +2,6 @@
 //! command owns the terminal (job control in an interactive bash) and Ctrl-C reaches the
 //! command, not PID 1, giving 130.
 
-
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

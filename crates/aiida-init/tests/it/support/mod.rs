@@ -508,17 +508,28 @@ pub struct Containers {
 impl Containers {
     /// Fails the test when no Docker engine answers or the base image is missing.
     pub fn new() -> Containers {
-        let info = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+        let info = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output();
         let answers = info.as_ref().is_ok_and(|o| o.status.success());
         assert!(
             answers,
             "missing prerequisite: a Docker engine that answers ({}). Run `bash scripts/bootstrap.sh` (as root) first.",
-            info.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_else(|e| e.to_string())
+            info.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+                .unwrap_or_else(|e| e.to_string())
         );
         let image = base_image();
-        let present = Command::new("docker").args(["image", "inspect", &image]).output().is_ok_and(|o| o.status.success());
-        assert!(present, "missing prerequisite: the image {image}. Run `bash scripts/bootstrap.sh` (as root) first.");
-        Containers { names: std::sync::Mutex::new(Vec::new()) }
+        let present = Command::new("docker")
+            .args(["image", "inspect", &image])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            present,
+            "missing prerequisite: the image {image}. Run `bash scripts/bootstrap.sh` (as root) first."
+        );
+        Containers {
+            names: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// A new container name, removed when `self` drops.
@@ -534,7 +545,9 @@ impl Containers {
 impl Drop for Containers {
     fn drop(&mut self) {
         for name in self.names.lock().unwrap().drain(..) {
-            let _ = Command::new("docker").args(["rm", "-f", "-v", &name]).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v", &name])
+                .output();
         }
     }
 }
