@@ -11,6 +11,10 @@ cd "$ROOT"
 
 bash scripts/bootstrap.sh
 
+# Gates before any test: formatting and lints over the whole workspace (both crates, all targets).
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
 # The images under test (aiidateam/aiida-core-base:latest, aiidateam/aiida-core-with-services:latest),
 # built once per run; the engine's layer cache makes a rebuild of unchanged sources take seconds.
 cargo run --locked --quiet --bin aiida-devc -- images build
