@@ -145,36 +145,22 @@ pub struct Timeline {
     pub rows: Vec<TimelineRow>,
 }
 
-/// s6-overlay's built-in steps that aiida-init reports and that do nothing in these images.
-const EMPTY_BUILTINS: &[&str] = &["fix-attrs", "legacy-services", "legacy-cont-init"];
-
-/// Read `aiida-init status --json`: `services_up_ms` and a `services` list with `name`,
-/// `state`, `started_ms`, `ready_ms` and `took_ms`. Rows are sorted by start.
+/// Read `aiida-init status --json` (aiida-init's state file): when all services were up and,
+/// sorted by start, each service but s6-overlay's built-ins that did nothing.
 pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
-    let value: Value =
-        serde_json::from_str(json).context("aiida-init status --json printed no JSON")?;
-    let services = value
-        .get("services")
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("aiida-init status --json has no `services` list"))?;
-    let mut rows: Vec<TimelineRow> = services
+    let state = aiida_init::state::InstanceState::from_json(json)
+        .context("aiida-init status --json printed no state")?;
+    let mut rows: Vec<TimelineRow> = state
+        .services
         .iter()
+        .filter(|s| !s.is_empty_builtin())
         .map(|s| TimelineRow {
-            name: s
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned(),
-            state: s
-                .get("state")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned(),
-            started_ms: s.get("started_ms").and_then(Value::as_u64),
-            ready_ms: s.get("ready_ms").and_then(Value::as_u64),
-            took_ms: s.get("took_ms").and_then(Value::as_u64),
+            name: s.name.clone(),
+            state: s.state.as_str().to_owned(),
+            started_ms: s.started_ms,
+            ready_ms: s.ready_ms,
+            took_ms: s.took_ms,
         })
-        .filter(|r| !(EMPTY_BUILTINS.contains(&r.name.as_str()) && r.took_ms.unwrap_or(0) == 0))
         .collect();
     rows.sort_by_key(|r| {
         (
@@ -183,7 +169,7 @@ pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
         )
     });
     Ok(Timeline {
-        services_up_ms: value.get("services_up_ms").and_then(Value::as_u64),
+        services_up_ms: state.services_up_ms,
         rows,
     })
 }

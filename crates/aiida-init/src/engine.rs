@@ -32,37 +32,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::json;
 
 use super::graph::Plan;
 use super::model::{Action, Kind, Service, ServiceTree};
 use super::pid1::{Event, Exit, Reactor, Role, Session};
 use super::runtime::Runtime;
 use super::settings::Settings;
-
-/// A service's state as `status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum State {
-    Down,
-    Starting,
-    Up,
-    Ready,
-    Failed,
-    Stopping,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Down => "down",
-            State::Starting => "starting",
-            State::Up => "up",
-            State::Ready => "ready",
-            State::Failed => "failed",
-            State::Stopping => "stopping",
-        }
-    }
-}
+use super::state::{self as wire, ServiceStatus};
 
 /// Which of a oneshot's scripts runs.
 #[derive(Clone, Copy)]
@@ -82,7 +58,7 @@ enum Deadline {
 
 struct Svc {
     def: Service,
-    state: State,
+    state: ServiceStatus,
     pid: Option<i32>,
     finish_pid: Option<i32>,
     deadline: Option<(Instant, Deadline)>,
@@ -169,7 +145,7 @@ impl Engine {
             index.insert(name.clone(), svcs.len());
             svcs.push(Svc {
                 def,
-                state: State::Down,
+                state: ServiceStatus::Down,
                 pid: None,
                 finish_pid: None,
                 deadline: None,
@@ -321,8 +297,8 @@ impl Engine {
     fn satisfied(&self, i: usize) -> bool {
         let s = &self.svcs[i];
         match s.state {
-            State::Up | State::Ready => true,
-            State::Starting => {
+            ServiceStatus::Up | ServiceStatus::Ready => true,
+            ServiceStatus::Starting => {
                 matches!(&s.def.kind, Kind::Longrun(l) if !l.wait_ready) && s.pid.is_some()
             }
             _ => false,
@@ -336,12 +312,15 @@ impl Engine {
             || s.finish_pid.is_some()
             || matches!(
                 s.state,
-                State::Starting | State::Up | State::Ready | State::Stopping
+                ServiceStatus::Starting
+                    | ServiceStatus::Up
+                    | ServiceStatus::Ready
+                    | ServiceStatus::Stopping
             )
     }
 
     fn settled(&self, i: usize) -> bool {
-        self.satisfied(i) || self.svcs[i].state == State::Failed
+        self.satisfied(i) || self.svcs[i].state == ServiceStatus::Failed
     }
 
     fn command_for(&self, path: &std::path::Path, args: &[String]) -> Command {
@@ -400,7 +379,7 @@ impl Engine {
             Kind::Bundle { .. } => {}
             Kind::Oneshot { up, .. } => {
                 let Some(cmd) = self.action_command(&up, &self.svcs[i].def.dir.clone()) else {
-                    self.svcs[i].state = State::Up;
+                    self.svcs[i].state = ServiceStatus::Up;
                     self.svcs[i].ready_at = Some(now);
                     self.event(i, "up");
                     return;
@@ -437,11 +416,11 @@ impl Engine {
                         s.pid = Some(pid);
                         s.last_spawn = Some(now);
                         if l.notification_fd.is_some() {
-                            s.state = State::Starting;
+                            s.state = ServiceStatus::Starting;
                             s.deadline = s.def.timeout_up.map(|t| (now + t, Deadline::UpTimeout));
                             self.event(i, "started");
                         } else {
-                            s.state = State::Up;
+                            s.state = ServiceStatus::Up;
                             s.deadline = None;
                             if s.ready_at.is_none() {
                                 s.ready_at = Some(now);
@@ -484,14 +463,14 @@ impl Engine {
         let (role, state, timeout, deadline, what) = match script {
             OneshotScript::Up => (
                 Role::Up(i),
-                State::Starting,
+                ServiceStatus::Starting,
                 self.svcs[i].def.timeout_up,
                 Deadline::UpTimeout,
                 "starting",
             ),
             OneshotScript::Down => (
                 Role::Down(i),
-                State::Stopping,
+                ServiceStatus::Stopping,
                 self.svcs[i].def.timeout_down,
                 Deadline::DownTimeout,
                 "stopping",
@@ -511,7 +490,7 @@ impl Engine {
         let name = self.svcs[i].def.name.clone();
         self.error(&format!("{name}: {reason}"));
         let s = &mut self.svcs[i];
-        s.state = State::Failed;
+        s.state = ServiceStatus::Failed;
         s.reason = Some(reason.clone());
         s.failure_code = if code == 0 { 1 } else { code };
         s.deadline = None;
@@ -528,27 +507,27 @@ impl Engine {
                 if let Some(pid) = self.svcs[i].pid {
                     // `up` (or `down`) still running: stop it.
                     let _ = kill(Pid::from_raw(-pid), Signal::SIGTERM);
-                    self.svcs[i].state = State::Stopping;
+                    self.svcs[i].state = ServiceStatus::Stopping;
                     self.svcs[i].deadline =
                         Some((now + self.settings.kill_gracetime, Deadline::Kill));
                     return;
                 }
-                if !matches!(self.svcs[i].state, State::Up | State::Ready) {
-                    self.svcs[i].state = if self.svcs[i].state == State::Failed {
-                        State::Failed
+                if !matches!(self.svcs[i].state, ServiceStatus::Up | ServiceStatus::Ready) {
+                    self.svcs[i].state = if self.svcs[i].state == ServiceStatus::Failed {
+                        ServiceStatus::Failed
                     } else {
-                        State::Down
+                        ServiceStatus::Down
                     };
                     return;
                 }
                 let Some(cmd) = self.action_command(&down, &self.svcs[i].def.dir.clone()) else {
-                    self.svcs[i].state = State::Down;
+                    self.svcs[i].state = ServiceStatus::Down;
                     self.event(i, "down");
                     return;
                 };
                 if let Err(e) = self.run_oneshot_script(i, cmd, OneshotScript::Down, now, reactor) {
                     self.error(&format!("{name}: cannot run down: {e}"));
-                    self.svcs[i].state = State::Down;
+                    self.svcs[i].state = ServiceStatus::Down;
                 }
             }
             Kind::Longrun(l) => {
@@ -559,15 +538,15 @@ impl Engine {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
                     let grace = l.timeout_kill.unwrap_or(self.settings.services_gracetime);
                     let s = &mut self.svcs[i];
-                    s.state = State::Stopping;
+                    s.state = ServiceStatus::Stopping;
                     s.deadline = Some((now + grace, Deadline::Kill));
                     self.event(i, "stopping");
                 } else if self.svcs[i].finish_pid.is_some() {
-                    self.svcs[i].state = State::Stopping;
+                    self.svcs[i].state = ServiceStatus::Stopping;
                 } else {
                     let s = &mut self.svcs[i];
-                    if s.state != State::Failed || s.deadline.is_some() {
-                        s.state = State::Down;
+                    if s.state != ServiceStatus::Failed || s.deadline.is_some() {
+                        s.state = ServiceStatus::Down;
                     }
                     s.deadline = None;
                     self.event(i, "down");
@@ -582,11 +561,11 @@ impl Engine {
         s.finish_pid = None;
         s.deadline = None;
         let stopping = !s.want_up
-            || s.state == State::Stopping
+            || s.state == ServiceStatus::Stopping
             || !matches!(self.phase, Phase::Starting | Phase::Running);
         if stopping {
-            if s.state != State::Failed {
-                s.state = State::Down;
+            if s.state != ServiceStatus::Failed {
+                s.state = ServiceStatus::Down;
             }
             self.event(i, "down");
             return;
@@ -596,7 +575,7 @@ impl Engine {
             return;
         }
         if s.once {
-            s.state = State::Down;
+            s.state = ServiceStatus::Down;
             self.event(i, "down");
             return;
         }
@@ -604,10 +583,10 @@ impl Engine {
             .last_spawn
             .map(|t| t + Duration::from_secs(1))
             .unwrap_or(now);
-        s.state = if s.state == State::Failed {
-            State::Failed
+        s.state = if s.state == ServiceStatus::Failed {
+            ServiceStatus::Failed
         } else {
-            State::Starting
+            ServiceStatus::Starting
         };
         s.deadline = Some((earliest.max(now), Deadline::Restart));
         self.dirty = true;
@@ -619,8 +598,10 @@ impl Engine {
             Event::Signal(sig) => self.on_signal(sig, reactor),
             Event::Ready(i) => {
                 let s = &mut self.svcs[i];
-                if s.state == State::Starting || (s.state == State::Failed && s.pid.is_some()) {
-                    s.state = State::Ready;
+                if s.state == ServiceStatus::Starting
+                    || (s.state == ServiceStatus::Failed && s.pid.is_some())
+                {
+                    s.state = ServiceStatus::Ready;
                     s.reason = None;
                     s.deadline = None;
                     let now = Instant::now();
@@ -661,10 +642,10 @@ impl Engine {
                 self.svcs[i].pid = None;
                 let name = self.svcs[i].def.name.clone();
                 match self.svcs[i].state {
-                    State::Starting => {
+                    ServiceStatus::Starting => {
                         self.svcs[i].deadline = None;
                         if exit == Exit::Code(0) {
-                            self.svcs[i].state = State::Up;
+                            self.svcs[i].state = ServiceStatus::Up;
                             self.svcs[i].ready_at = Some(Instant::now());
                             self.info(&format!("{name} is up"));
                             self.event(i, "up");
@@ -672,8 +653,8 @@ impl Engine {
                             self.fail(i, format!("up {}", exit.describe()), exit.code());
                         }
                     }
-                    State::Stopping => {
-                        self.svcs[i].state = State::Down;
+                    ServiceStatus::Stopping => {
+                        self.svcs[i].state = ServiceStatus::Down;
                         self.svcs[i].deadline = None;
                         self.event(i, "down");
                     }
@@ -690,7 +671,7 @@ impl Engine {
                         exit.describe()
                     ));
                 }
-                self.svcs[i].state = State::Down;
+                self.svcs[i].state = ServiceStatus::Down;
                 self.event(i, "down");
             }
             Some(Role::Run(i)) => {
@@ -851,7 +832,7 @@ impl Engine {
         let failed: Vec<usize> = (0..self.svcs.len())
             .filter(|&i| {
                 self.wanted[i]
-                    && self.svcs[i].state == State::Failed
+                    && self.svcs[i].state == ServiceStatus::Failed
                     && !self.svcs[i].failed_by_dependency
             })
             .collect();
@@ -995,7 +976,7 @@ impl Engine {
             Phase::Starting | Phase::Running => {
                 for i in 0..self.svcs.len() {
                     if !self.wanted[i]
-                        || self.svcs[i].state != State::Down
+                        || self.svcs[i].state != ServiceStatus::Down
                         || !self.svcs[i].want_up
                         || self.svcs[i].started_at.is_some()
                     {
@@ -1003,7 +984,7 @@ impl Engine {
                     }
                     if let Some(&d) = self.deps[i]
                         .iter()
-                        .find(|&&d| self.svcs[d].state == State::Failed)
+                        .find(|&&d| self.svcs[d].state == ServiceStatus::Failed)
                     {
                         let dep = self.svcs[d].def.name.clone();
                         let code = self.svcs[d].failure_code;
@@ -1041,7 +1022,7 @@ impl Engine {
         if self.phase == Phase::StoppingServices {
             for i in (0..self.svcs.len()).rev() {
                 let s = &self.svcs[i];
-                let stoppable = self.active(i) && s.state != State::Stopping;
+                let stoppable = self.active(i) && s.state != ServiceStatus::Stopping;
                 if stoppable && self.dependents[i].iter().all(|&d| !self.active(d)) {
                     self.stop(i, reactor);
                 }
@@ -1131,87 +1112,102 @@ impl Engine {
             .unwrap_or(self.exit_code);
         if !reactor.is_pid1 {
             // As PID 1 the whole container goes away with us: nobody is left to read it.
-            self.write_state_with_phase("finished");
+            self.write_state_with_phase(wire::Phase::Finished);
         }
         Some(code & 0xff)
     }
 
-    fn phase_name(&self) -> &'static str {
+    fn wire_phase(&self) -> wire::Phase {
         match self.phase {
-            Phase::Starting => "starting",
-            Phase::Running => "running",
+            Phase::Starting => wire::Phase::Starting,
+            Phase::Running => wire::Phase::Running,
             Phase::StoppingCommand | Phase::StoppingServices | Phase::FinalSweep { .. } => {
-                "stopping"
+                wire::Phase::Stopping
             }
-            Phase::Done => "finished",
+            Phase::Done => wire::Phase::Finished,
         }
     }
 
     fn write_state(&mut self) {
-        let phase = self.phase_name();
+        let phase = self.wire_phase();
         self.write_state_with_phase(phase);
     }
 
-    fn write_state_with_phase(&mut self, phase: &str) {
+    fn write_state_with_phase(&mut self, phase: wire::Phase) {
         self.dirty = false;
         self.last_state_write = Instant::now();
-        let boot_ms = self
+        let path = self.runtime.state_file();
+        if let Err(e) =
+            super::runtime::write_atomic(&path, self.snapshot(phase).to_json().as_bytes())
+        {
+            if self.settings.verbosity >= 3 {
+                eprintln!("aiida-init: warning: {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// The state file's contents now.
+    fn snapshot(&self, phase: wire::Phase) -> wire::InstanceState {
+        let boot_unix_ms = self
             .boot_wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(ms)
             .unwrap_or(0);
         let rel = |t: Option<Instant>| t.map(|t| ms(t.saturating_duration_since(self.boot)));
-        let services: Vec<serde_json::Value> = self
+        let services = self
             .svcs
             .iter()
             .enumerate()
-            .filter(|(i, s)| self.wanted[*i] || s.state != State::Down)
+            .filter(|(i, s)| self.wanted[*i] || s.state != ServiceStatus::Down)
             .map(|(i, s)| {
-                let (kind, readiness) = match &s.def.kind {
-                    Kind::Longrun(l) => ("longrun", l.wait_ready),
-                    k => (k.type_name(), false),
+                let (kind, notifies_readiness) = match &s.def.kind {
+                    Kind::Longrun(l) => (wire::ServiceKind::Longrun, l.wait_ready),
+                    _ => (wire::ServiceKind::Oneshot, false),
                 };
-                json!({
-                    "name": s.def.name,
-                    "type": kind,
-                    "state": s.state.as_str(),
-                    "pid": s.pid,
-                    "notifies_readiness": readiness,
-                    "dependencies": self.deps[i].iter().map(|&d| self.svcs[d].def.name.clone()).collect::<Vec<_>>(),
-                    "started_ms": rel(s.started_at),
-                    "ready_ms": rel(s.ready_at),
-                    "took_ms": match (s.started_at, s.ready_at) { (Some(a), Some(b)) => Some(ms(b.saturating_duration_since(a))), _ => None },
-                    "restarts": s.restarts,
-                    "last_exit": s.last_exit.map(|e| e.describe()),
-                    "reason": s.reason,
-                    "last_lines": s.lines.iter().collect::<Vec<_>>(),
-                })
+                wire::ServiceState {
+                    name: s.def.name.clone(),
+                    kind,
+                    state: s.state,
+                    pid: s.pid,
+                    notifies_readiness,
+                    dependencies: self.deps[i]
+                        .iter()
+                        .map(|&d| self.svcs[d].def.name.clone())
+                        .collect(),
+                    started_ms: rel(s.started_at),
+                    ready_ms: rel(s.ready_at),
+                    took_ms: s
+                        .started_at
+                        .zip(s.ready_at)
+                        .map(|(a, b)| ms(b.saturating_duration_since(a))),
+                    restarts: s.restarts,
+                    last_exit: s.last_exit.map(Exit::describe),
+                    reason: s.reason.clone(),
+                    last_lines: s.lines.iter().cloned().collect(),
+                }
             })
             .collect();
-        let state = json!({
-            "pid": std::process::id(),
-            "phase": phase,
-            "boot_unix_ms": boot_ms,
-            "services_up_ms": rel(self.stage2_done_at),
-            "command": {
-                "argv": self.command,
-                "pid": self.command_pid,
-                "exit": self.command_exit.map(|e| e.code()),
+        wire::InstanceState {
+            pid: std::process::id(),
+            phase,
+            boot_unix_ms,
+            services_up_ms: rel(self.stage2_done_at),
+            command: wire::CommandState {
+                argv: self.command.clone(),
+                pid: self.command_pid,
+                exit: self.command_exit.map(Exit::code),
             },
-            "bundles": self.bundles,
-            "services": services,
-            "timeline": self.timeline.iter().map(|(t, n, e)| json!({"ms": ms(*t), "service": n, "event": e})).collect::<Vec<_>>(),
-        });
-        let path = self.runtime.state_file();
-        if let Err(e) = super::runtime::write_atomic(
-            &path,
-            serde_json::to_string_pretty(&state)
-                .unwrap_or_default()
-                .as_bytes(),
-        ) {
-            if self.settings.verbosity >= 3 {
-                eprintln!("aiida-init: warning: {}: {e}", path.display());
-            }
+            bundles: self.bundles.clone(),
+            services,
+            timeline: self
+                .timeline
+                .iter()
+                .map(|(t, service, event)| wire::TimelineEvent {
+                    ms: ms(*t),
+                    service: service.clone(),
+                    event: event.clone(),
+                })
+                .collect(),
         }
     }
 }

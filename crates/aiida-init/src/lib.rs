@@ -34,6 +34,7 @@ pub mod model;
 pub mod pid1;
 pub mod runtime;
 pub mod settings;
+pub mod state;
 pub mod status;
 
 use anyhow::Result;

@@ -9,23 +9,22 @@
 //! exits 0 then; 1 when one of them failed or the instance is stopping, 2 on timeout, printing
 //! which service is at fault and its last log lines.
 
-use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::runtime;
+use super::state::{InstanceState, Phase, ServiceState, ServiceStatus};
 
-fn read_state() -> Option<Value> {
+fn read_state() -> Option<InstanceState> {
     let rt = runtime::locate()?;
-    let text = std::fs::read_to_string(rt.state_file()).ok()?;
-    serde_json::from_str(&text).ok()
+    InstanceState::read(&rt.state_file()).ok()
 }
 
-fn fmt_ms(v: &Value) -> String {
-    v.as_u64()
-        .map(|ms| format!("{}.{:03}s", ms / 1000, ms % 1000))
-        .unwrap_or_else(|| "-".into())
+fn fmt_ms(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "-".into(),
+        |ms| format!("{}.{:03}s", ms / 1000, ms % 1000),
+    )
 }
 
 /// `aiida-init status [--json]`.
@@ -49,263 +48,199 @@ pub fn status(args: &[String]) -> i32 {
         return 1;
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&state).unwrap_or_default()
-        );
-        return 0;
+        println!("{}", state.to_json());
+    } else {
+        print!("{}", render(&state));
     }
-    println!(
-        "aiida-init pid {}: {}{}",
-        state["pid"],
-        state["phase"].as_str().unwrap_or("?"),
-        state["services_up_ms"]
-            .as_u64()
-            .map(|_| format!(", services up after {}", fmt_ms(&state["services_up_ms"])))
-            .unwrap_or_default()
+    0
+}
+
+/// What `aiida-init status` prints: the phase, a table of the services (without s6-overlay's
+/// built-ins that did nothing), the command and the timeline.
+pub fn render(state: &InstanceState) -> String {
+    let mut out = String::new();
+    let up = state
+        .services_up_ms
+        .map(|ms| format!(", services up after {}", fmt_ms(Some(ms))))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "aiida-init pid {}: {}{up}",
+        state.pid,
+        state.phase.as_str()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  NOTE",
         "SERVICE", "TYPE", "STATE", "PID", "READY AT", "TOOK"
     );
-    for s in state["services"].as_array().into_iter().flatten() {
-        let name = s["name"].as_str().unwrap_or("?");
-        if matches!(
-            name,
-            "stage2-hook" | "fix-attrs" | "legacy-services" | "legacy-cont-init"
-        ) && s["state"] == "up"
-            && s["took_ms"].as_u64().unwrap_or(0) == 0
-        {
-            continue; // s6-overlay's empty built-ins: noise
-        }
-        let note = s["reason"].as_str().map(String::from).unwrap_or_else(|| {
-            let r = s["restarts"].as_u64().unwrap_or(0);
-            if r > 0 {
+    for s in state.services.iter().filter(|s| !s.is_empty_builtin()) {
+        let note = s.reason.clone().unwrap_or_else(|| {
+            if s.restarts > 0 {
                 format!(
-                    "restarted {r}x, last {}",
-                    s["last_exit"].as_str().unwrap_or("?")
+                    "restarted {}x, last {}",
+                    s.restarts,
+                    s.last_exit.as_deref().unwrap_or("?")
                 )
             } else {
                 String::new()
             }
         });
-        println!(
-            "{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  {}",
-            name,
-            s["type"].as_str().unwrap_or("?"),
-            s["state"].as_str().unwrap_or("?"),
-            s["pid"]
-                .as_i64()
-                .map(|p| p.to_string())
-                .unwrap_or("-".into()),
-            fmt_ms(&s["ready_ms"]),
-            fmt_ms(&s["took_ms"]),
-            note
+        let line = format!(
+            "{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  {note}",
+            s.name,
+            s.kind.as_str(),
+            s.state.as_str(),
+            s.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            fmt_ms(s.ready_ms),
+            fmt_ms(s.took_ms),
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
-    if let Some(cmd) = state["command"]["argv"]
-        .as_array()
-        .filter(|a| !a.is_empty())
-    {
-        let argv: Vec<&str> = cmd.iter().filter_map(|a| a.as_str()).collect();
-        let pid = state["command"]["pid"]
-            .as_i64()
-            .map(|p| format!("pid {p}"))
-            .unwrap_or_else(|| "not running".into());
-        let exit = state["command"]["exit"]
-            .as_i64()
+    let command = &state.command;
+    if !command.argv.is_empty() {
+        let pid = command
+            .pid
+            .map_or_else(|| "not running".into(), |p| format!("pid {p}"));
+        let exit = command
+            .exit
             .map(|c| format!(", exit {c}"))
             .unwrap_or_default();
-        println!("command: {} ({pid}{exit})", argv.join(" "));
+        let _ = writeln!(out, "command: {} ({pid}{exit})", command.argv.join(" "));
     }
-    println!("timeline:");
-    for e in state["timeline"].as_array().into_iter().flatten() {
-        println!(
-            "  {:>9}  {:<24} {}",
-            fmt_ms(&e["ms"]),
-            e["service"].as_str().unwrap_or(""),
-            e["event"].as_str().unwrap_or("")
-        );
+    let _ = writeln!(out, "timeline:");
+    for e in &state.timeline {
+        let line = format!("  {:>9}  {:<24} {}", fmt_ms(Some(e.ms)), e.service, e.event);
+        let _ = writeln!(out, "{}", line.trim_end());
     }
-    0
+    out
 }
 
-fn is_ready(s: &Value) -> bool {
-    match s["state"].as_str() {
-        Some("ready") => true,
-        Some("up") => !s["notifies_readiness"].as_bool().unwrap_or(false),
-        _ => false,
+/// Why `s` is at fault, with its last lines of output.
+fn failure(s: &ServiceState, what: &str) -> String {
+    let mut out = format!("aiida-init wait: {} {what}", s.name);
+    if let Some(r) = &s.reason {
+        let _ = write!(out, ": {r}");
     }
-}
-
-fn print_failure(s: &Value, what: &str) {
-    eprintln!(
-        "aiida-init wait: {} {what}{}",
-        s["name"].as_str().unwrap_or("?"),
-        s["reason"]
-            .as_str()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default()
-    );
-    let lines: Vec<&str> = s["last_lines"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l.as_str())
-        .collect();
-    if !lines.is_empty() {
-        eprintln!("last lines of {}:", s["name"].as_str().unwrap_or("?"));
-        for l in lines {
-            eprintln!("  {l}");
+    out.push('\n');
+    if !s.last_lines.is_empty() {
+        let _ = writeln!(out, "last lines of {}:", s.name);
+        for l in &s.last_lines {
+            let _ = writeln!(out, "  {l}");
         }
     }
+    out
+}
+
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let secs: f64 = v.parse().ok()?;
+    // Durations beyond what a Duration holds (or infinite) mean: no limit.
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)).filter(|_| secs >= 0.0)
 }
 
 /// `aiida-init wait [--timeout SECS] [SERVICE...]`.
 pub fn wait(args: &[String]) -> i32 {
+    const USAGE: &str = "usage: aiida-init wait [--timeout SECS] [SERVICE...]";
     let mut timeout: Option<Duration> = None;
     let mut names = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        match args[i].as_str() {
+        let value = match args[i].as_str() {
             "--timeout" | "-t" => {
-                let Some(v) = args.get(i + 1).and_then(|v| v.parse::<f64>().ok()) else {
-                    eprintln!("aiida-init wait: --timeout needs a number of seconds");
-                    return 100;
-                };
-                timeout = Some(Duration::from_secs_f64(v));
                 i += 1;
+                Some(args.get(i).map(String::as_str))
             }
-            a if a.starts_with("--timeout=") => match a["--timeout=".len()..].parse::<f64>() {
-                Ok(v) => timeout = Some(Duration::from_secs_f64(v)),
-                Err(_) => {
-                    eprintln!("aiida-init wait: --timeout needs a number of seconds");
-                    return 100;
-                }
-            },
+            a if a.starts_with("--timeout=") => Some(Some(&a["--timeout=".len()..])),
             a if a.starts_with('-') => {
-                eprintln!(
-                    "aiida-init wait: unknown option `{a}` (usage: aiida-init wait [--timeout SECS] [SERVICE...])"
-                );
+                eprintln!("aiida-init wait: unknown option `{a}` ({USAGE})");
                 return 100;
             }
-            a => names.push(a.to_string()),
+            a => {
+                names.push(a.to_string());
+                None
+            }
+        };
+        if let Some(v) = value {
+            let Some(t) = v.and_then(parse_timeout) else {
+                eprintln!("aiida-init wait: --timeout needs a number of seconds ({USAGE})");
+                return 100;
+            };
+            timeout = Some(t);
         }
         i += 1;
     }
+    let (code, message) = wait_for(&names, timeout);
+    eprint!("{message}");
+    code
+}
+
+/// Wait until `names` are ready; returns the exit code and what to print on stderr.
+fn wait_for(names: &[String], timeout: Option<Duration>) -> (i32, String) {
     let start = Instant::now();
-    let mut last: Option<Value> = None;
+    let mut last: Option<InstanceState> = None;
     loop {
         if let Some(state) = read_state() {
-            match check(&state, &names) {
-                Check::Ready => return 0,
-                Check::Failed(code) => return code,
+            match check(&state, names) {
+                Check::Ready => return (0, String::new()),
+                Check::Failed(message) => return (1, message),
                 Check::Pending => {}
             }
             last = Some(state);
         }
-        if timeout.is_some_and(|t| start.elapsed() >= t) {
-            let secs = timeout.unwrap().as_secs_f64();
-            match &last {
-                None => eprintln!(
-                    "aiida-init wait: timed out after {secs}s: no running aiida-init found"
-                ),
-                Some(state) => {
-                    let targets = targets(state, &names).unwrap_or_default();
-                    for s in state["services"].as_array().into_iter().flatten() {
-                        if targets.contains(s["name"].as_str().unwrap_or("")) && !is_ready(s) {
-                            print_failure(
-                                s,
-                                &format!(
-                                    "not ready after {secs}s (state {})",
-                                    s["state"].as_str().unwrap_or("?")
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-            return 2;
+        if let Some(t) = timeout.filter(|t| start.elapsed() >= *t) {
+            return (2, timed_out(last.as_ref(), names, t));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
+fn timed_out(state: Option<&InstanceState>, names: &[String], timeout: Duration) -> String {
+    let secs = timeout.as_secs_f64();
+    let Some(state) = state else {
+        return format!("aiida-init wait: timed out after {secs}s: no running aiida-init found\n");
+    };
+    let targets = state.targets(names).unwrap_or_default();
+    state
+        .services
+        .iter()
+        .filter(|s| targets.contains(&s.name) && !s.is_ready())
+        .map(|s| {
+            failure(
+                s,
+                &format!("not ready after {secs}s (state {})", s.state.as_str()),
+            )
+        })
+        .collect()
+}
+
 enum Check {
     Ready,
     Pending,
-    Failed(i32),
+    /// With the message to print.
+    Failed(String),
 }
 
-/// The services to wait for: the named ones (bundles expanded), else the `user` bundle.
-fn targets(state: &Value, names: &[String]) -> Result<BTreeSet<String>, String> {
-    let bundles = &state["bundles"];
-    let known: BTreeSet<&str> = state["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    let wanted: Vec<String> = if names.is_empty() {
-        vec!["user".into()]
-    } else {
-        names.to_vec()
-    };
-    let mut out = BTreeSet::new();
-    for n in wanted {
-        if let Some(members) = bundles[n.as_str()].as_array() {
-            out.extend(members.iter().filter_map(|m| m.as_str()).map(String::from));
-        } else if known.contains(n.as_str()) {
-            out.insert(n);
-        } else {
-            return Err(n);
-        }
-    }
-    // Plus everything they depend on.
-    let services = state["services"].as_array().cloned().unwrap_or_default();
-    let mut todo: Vec<String> = out.iter().cloned().collect();
-    while let Some(n) = todo.pop() {
-        if let Some(s) = services.iter().find(|s| s["name"] == n.as_str()) {
-            for d in s["dependencies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_str())
-            {
-                if out.insert(d.to_string()) {
-                    todo.push(d.to_string());
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn check(state: &Value, names: &[String]) -> Check {
-    let targets = match targets(state, names) {
+fn check(state: &InstanceState, names: &[String]) -> Check {
+    let targets = match state.targets(names) {
         Ok(t) => t,
         Err(n) => {
-            eprintln!("aiida-init wait: no service or bundle named `{n}` in the running instance");
-            return Check::Failed(1);
+            return Check::Failed(format!(
+                "aiida-init wait: no service or bundle named `{n}` in the running instance\n"
+            ));
         }
     };
     let mut all_ready = true;
-    for s in state["services"].as_array().into_iter().flatten() {
-        if !targets.contains(s["name"].as_str().unwrap_or("")) {
-            continue;
+    for s in state.services.iter().filter(|s| targets.contains(&s.name)) {
+        if s.state == ServiceStatus::Failed {
+            return Check::Failed(failure(s, "failed"));
         }
-        if s["state"] == "failed" {
-            print_failure(s, "failed");
-            return Check::Failed(1);
-        }
-        all_ready &= is_ready(s);
+        all_ready &= s.is_ready();
     }
     if all_ready {
         return Check::Ready;
     }
-    if matches!(state["phase"].as_str(), Some("stopping") | Some("finished")) {
-        eprintln!("aiida-init wait: the instance is shutting down");
-        return Check::Failed(1);
+    if matches!(state.phase, Phase::Stopping | Phase::Finished) {
+        return Check::Failed("aiida-init wait: the instance is shutting down\n".into());
     }
     Check::Pending
 }
