@@ -324,7 +324,7 @@ impl Engine {
     }
 
     fn command_for(&self, path: &std::path::Path, args: &[String]) -> Command {
-        let mut cmd = super::commands::script_command(path);
+        let mut cmd = super::builtins::script_command(path);
         cmd.args(args);
         cmd.env_clear();
         cmd.envs(self.child_env.iter().map(|(k, v)| (k, v)));
@@ -772,7 +772,7 @@ impl Engine {
                     };
                     match c {
                         // `u`: up, and restarted when it dies; `o`: up once.
-                        'u' | 'o' => {
+                        'u' | 'U' | 'o' => {
                             self.svcs[i].want_up = true;
                             self.svcs[i].once = c == 'o';
                             if pid.is_none()
@@ -783,7 +783,7 @@ impl Engine {
                             }
                         }
                         'O' => self.svcs[i].once = true,
-                        'd' => self.stop(i, reactor),
+                        'd' | 'D' => self.stop(i, reactor),
                         'r' => send(Signal::try_from(l.down_signal).unwrap_or(Signal::SIGTERM)),
                         'k' => send(Signal::SIGKILL),
                         't' => send(Signal::SIGTERM),
@@ -795,7 +795,7 @@ impl Engine {
                         '2' => send(Signal::SIGUSR2),
                         'p' => send(Signal::SIGSTOP),
                         'c' => send(Signal::SIGCONT),
-                        'w' => send(Signal::SIGWINCH),
+                        'y' => send(Signal::SIGWINCH),
                         _ => {}
                     }
                 }

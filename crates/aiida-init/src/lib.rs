@@ -26,13 +26,18 @@
 //! aiida-init NAME ARGS...          run one of the multi-call names (e.g. execlineb)
 //! ```
 
+pub mod builtins;
 pub mod commands;
 pub mod engine;
 pub mod execline;
+pub mod execline_programs;
+pub mod getopt;
 pub mod graph;
 pub mod model;
 pub mod pid1;
+pub mod program;
 pub mod runtime;
+pub mod s6;
 pub mod settings;
 pub mod state;
 pub mod status;
@@ -66,7 +71,7 @@ pub fn main() -> ! {
     } else {
         args[1..].to_vec()
     };
-    if commands::MULTI_CALL_NAMES.contains(&called_as.as_str()) {
+    if builtins::is_multi_call_name(&called_as) {
         commands::multi_call(&called_as, &rest);
     }
     if called_as != "aiida-init" {
@@ -94,9 +99,7 @@ pub fn main() -> ! {
             0
         }
         Some("--") => run_init(rest[1..].to_vec()),
-        Some(name) if commands::MULTI_CALL_NAMES.contains(&name) => {
-            commands::multi_call(name, &rest[1..])
-        }
+        Some(name) if builtins::is_multi_call_name(name) => commands::multi_call(name, &rest[1..]),
         _ => run_init(rest),
     };
     std::process::exit(code)
@@ -166,5 +169,20 @@ fn run_init(command: Vec<String>) -> i32 {
         }
     };
     let mut engine = engine::Engine::new(settings, runtime, tree, plan, command);
-    pid1::run(&mut engine, &mut reactor)
+    supervise(&mut engine, &mut reactor)
+}
+
+/// Drive the engine with the core loop's events until it is done; returns the exit code.
+fn supervise(engine: &mut engine::Engine, reactor: &mut pid1::Reactor) -> i32 {
+    engine.boot(reactor);
+    loop {
+        engine.tick(reactor);
+        if let Some(code) = engine.finished(reactor) {
+            return code;
+        }
+        let events = reactor.wait(engine.next_deadline());
+        for ev in events {
+            engine.handle(ev, reactor);
+        }
+    }
 }

@@ -14,7 +14,7 @@
 //! * [`Reactor::wait`] polls the signalfd, the output pipes, readiness pipes and the control
 //!   FIFO until something happens or the engine's next deadline, reaps every exited child
 //!   (`waitpid(-1, WNOHANG)` until nothing is left, orphans included) and returns [`Event`]s;
-//! * [`run`] drives an [`super::engine::Engine`] with those events until it says it is done.
+//! * the crate's entry point drives the engine with those events until it says it is done.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -537,19 +537,4 @@ pub fn open_control_fifo(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: fd was just opened and is owned here.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Drive the engine until it is done; returns the exit code.
-pub fn run(engine: &mut super::engine::Engine, reactor: &mut Reactor) -> i32 {
-    engine.boot(reactor);
-    loop {
-        engine.tick(reactor);
-        if let Some(code) = engine.finished(reactor) {
-            return code;
-        }
-        let events = reactor.wait(engine.next_deadline());
-        for ev in events {
-            engine.handle(ev, reactor);
-        }
-    }
 }

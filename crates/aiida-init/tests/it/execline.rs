@@ -322,3 +322,30 @@ fn s6_echo_and_the_multi_call_names() {
         "{out:?}"
     );
 }
+
+#[test]
+fn s6_svc_rejects_unknown_letters_and_missing_directories_as_usage_errors() {
+    let dir = setup();
+    let links = dir.path().join("command");
+    let out = Command::new(crate::support::bin())
+        .arg("install-commands")
+        .arg(&links)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for (args, message) in [
+        (&["-z", "svc"][..], "s6-svc: fatal: unknown option -z\n"),
+        (
+            &["-r"][..],
+            "s6-svc: fatal: usage: s6-svc [-wu|-wU|-wd|-wD|-wr|-wR] [-T timeout] -abqhkti12pcyroduDUxO servicedir...\n",
+        ),
+        (&["-T"][..], "s6-svc: fatal: option -T needs a value\n"),
+    ] {
+        let out = Command::new(links.join("s6-svc"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(100), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message, "{args:?}");
+    }
+}

@@ -1,12 +1,14 @@
 //! The integration tests of aiida-init, one module per area: the real binary as PID 1 of a new
 //! PID namespace, under tini, as a plain child and as an unprivileged user (`pid1`, `settings`,
 //! `tty`), bad service trees (`tree`), the execline subset against Debian's real `execlineb`
-//! (`execline`), and inside Docker containers (`docker`). `support` holds the harness.
+//! (`execline`), inside Docker containers (`docker`), and the layering of the modules
+//! (`layering`). `support` holds the harness.
 
 mod support;
 
 mod docker;
 mod execline;
+mod layering;
 mod pid1;
 mod settings;
 mod tree;
