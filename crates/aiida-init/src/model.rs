@@ -149,16 +149,40 @@ fn read_names(dir: &Path, what: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+fn has_shebang(path: &Path) -> bool {
+    use std::io::Read;
+    let mut start = [0u8; 2];
+    std::fs::File::open(path).is_ok_and(|mut f| f.read_exact(&mut start).is_ok() && &start == b"#!")
+}
+
 fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// What s6 runs with `execve`: a `data/check` must be executable.
 fn require_executable(path: &Path) -> Result<()> {
+    require_runnable(path)?;
+    if !is_executable(path) {
+        bail!("{}: not executable (chmod +x it)", path.display());
+    }
+    Ok(())
+}
+
+/// A longrun's `run` or `finish`. s6-rc-compile copies them with mode 0755 whatever their mode
+/// in the source tree, so one without the exec bit is accepted and runs through its `#!`
+/// interpreter ([`super::builtins::script_command`]); without the bit it needs that line.
+fn require_runnable(path: &Path) -> Result<()> {
     if !path.exists() {
         bail!("{}: missing", path.display());
     }
-    if !is_executable(path) {
-        bail!("{}: not executable (chmod +x it)", path.display());
+    if !path.is_file() {
+        bail!("{}: not a file", path.display());
+    }
+    if !is_executable(path) && !has_shebang(path) {
+        bail!(
+            "{}: neither executable nor a script with a #! line (chmod +x it, or start it with #!/bin/sh)",
+            path.display()
+        );
     }
     // A script run by our execlineb is checked against the subset now, not when it runs.
     if execline::has_execline_shebang(path) {
@@ -194,10 +218,10 @@ fn parse_longrun(dir: &Path, wait_ready_default: Option<bool>) -> Result<Longrun
         }
     }
     let run = dir.join("run");
-    require_executable(&run)?;
+    require_runnable(&run)?;
     let finish = dir.join("finish");
     let finish = if finish.exists() {
-        require_executable(&finish)?;
+        require_runnable(&finish)?;
         Some(finish)
     } else {
         None

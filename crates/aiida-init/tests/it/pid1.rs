@@ -713,3 +713,39 @@ fn legacy_directories_run_in_s6_overlay_order() {
         "{out:?}"
     );
 }
+
+#[test]
+fn run_and_finish_without_the_exec_bit_run_through_their_interpreter_as_under_s6_rc() {
+    prerequisites();
+    let tree = Tree::new();
+    let ran = tree.out_file("ran");
+    let finished = tree.out_file("finished");
+    // Mode 0644, as s6-rc source trees in the wild ship them.
+    tree.file("daemon", "type", "longrun\n")
+        .file(
+            "daemon",
+            "run",
+            &format!(
+                "#!/bin/sh\necho \"run as $0\" > {}\nexit 3\n",
+                ran.display()
+            ),
+        )
+        .file(
+            "daemon",
+            "finish",
+            &format!(
+                "#!/bin/sh -e\necho \"finish $1\" > {}\nexit 125\n",
+                finished.display()
+            ),
+        )
+        .user("daemon");
+    let wait = format!("while [ ! -s {} ]; do sleep 0.05; done", finished.display());
+    let out = tree.run(Mode::Pid1, &["sh", "-c", &wait], &[], LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    let run_path = tree.svc("daemon").join("run");
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap(),
+        format!("run as {}\n", run_path.display())
+    );
+    assert_eq!(std::fs::read_to_string(&finished).unwrap(), "finish 3\n");
+}

@@ -95,12 +95,30 @@ fn a_missing_type_is_rejected() {
 }
 
 #[test]
-fn a_run_that_is_not_executable_is_rejected() {
+fn a_run_without_the_exec_bit_nor_a_shebang_is_rejected() {
+    // s6-rc installs `run` with mode 0755: without a #! line the kernel cannot run it.
     let tree = tree_with_a_witness();
     tree.file("daemon", "type", "longrun\n")
-        .file("daemon", "run", "#!/bin/sh\nexec sleep 1\n")
+        .file("daemon", "run", "exec sleep 1\n")
         .user("daemon");
-    assert_rejected(&tree, &["/s6-rc.d/daemon/run: not executable"]);
+    assert_rejected(
+        &tree,
+        &["/s6-rc.d/daemon/run: neither executable nor a script with a #! line"],
+    );
+}
+
+#[test]
+fn a_data_check_that_is_not_executable_is_rejected() {
+    // s6-notifyoncheck execs ./data/check as it is: s6 rejects it too.
+    let tree = tree_with_a_witness();
+    tree.exec("daemon", "run", "#!/bin/sh\nexec sleep 1\n")
+        .file("daemon", "type", "longrun\n")
+        .file("daemon", "data/check", "#!/bin/sh\ntrue\n")
+        .user("daemon");
+    assert_rejected(
+        &tree,
+        &["/s6-rc.d/daemon/data/check: not executable (chmod +x it)"],
+    );
 }
 
 #[test]
