@@ -4,12 +4,16 @@
 #   bash scripts/bootstrap.sh [--arm64]
 #
 # 1. A Docker engine that answers (installs Debian's docker.io and starts dockerd if needed).
-# 2. The base image debian:bookworm (pulled when a registry answers, else bootstrapped from the
-#    Debian mirror with debootstrap and imported).
-# 3. Host packages the tests use: a real OCI registry (docker-registry), execline, tini,
+# 2. With --arm64 (on an x86_64 host): qemu-user-static 10 from bookworm-backports and its
+#    binfmt handler, so linux/arm64 containers run under emulation (bookworm's qemu 7.2 crashes
+#    Erlang, so RabbitMQ); Debian's Rust with the aarch64 standard library and the cross linker,
+#    so aiida-init is cross-compiled for arm64.
+# 3. The base image debian:bookworm for the host's platform (pulled when a registry answers,
+#    else bootstrapped from the Debian mirror with debootstrap); with --arm64 also
+#    debian:bookworm-arm64, the same for linux/arm64 (its config says arm64/v8).
+# 4. Host packages the tests use: a real OCI registry (docker-registry), execline, tini,
 #    dumb-init.
-# 4. The reference devcontainer CLI, in .tools/devcontainer-cli (git ignores it).
-# 5. With --arm64: qemu binfmt handlers, so linux/arm64 containers run under emulation.
+# 5. The reference devcontainer CLI, in .tools/devcontainer-cli (git ignores it).
 #
 # It prints one line per step and stops with a reason when a step cannot be done.
 set -euo pipefail
@@ -23,7 +27,7 @@ WANT_ARM64=0
 for arg in "$@"; do
     case "$arg" in
         --arm64) WANT_ARM64=1 ;;
-        -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bootstrap: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -71,51 +75,115 @@ else
     say "Docker engine: answering ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
 fi
 
-# --- 2. Base image ----------------------------------------------------------------------------
-# $1 = image name, $2 = debootstrap architecture, $3 = docker platform.
+# --- 2. arm64 emulation and cross toolchain --------------------------------------------------
+if [ "$WANT_ARM64" = 1 ]; then
+    if [ "$(uname -m)" = aarch64 ]; then
+        say "arm64: native"
+    else
+        is_root || die "setting up arm64 emulation needs root"
+        mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        # Erlang's JIT-only beam.smp dies under bookworm's qemu 7.2; qemu 10 runs it.
+        qemu_version=$(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null || true)
+        if [ -z "$qemu_version" ] || dpkg --compare-versions "${qemu_version#*:}" lt 10; then
+            codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+            backports=/etc/apt/sources.list.d/aiida-devc-backports.list
+            [ -e "$backports" ] || echo "deb $DEBIAN_MIRROR $codename-backports main" >"$backports"
+            say "installing qemu-user-static from $codename-backports (found: ${qemu_version:-none})"
+            apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
+            APT_UPDATED=1
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                -t "$codename-backports" qemu-user-static binfmt-support >/dev/null \
+                || die "apt-get install -t $codename-backports qemu-user-static failed"
+        fi
+        apt_install binfmt-support
+        # Reopen the handler so that it runs the installed qemu (flag F keeps the interpreter open).
+        update-binfmts --disable qemu-aarch64 >/dev/null 2>&1 || true
+        update-binfmts --enable qemu-aarch64 || die "update-binfmts --enable qemu-aarch64 failed"
+        [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || die "qemu-aarch64 binfmt handler is not registered"
+        say "arm64: qemu-user-static $(dpkg-query -W -f='${Version}' qemu-user-static), binfmt handler registered"
+        # Debian's Rust ships the aarch64 standard library as a package (rustup cannot download it
+        # on machines without access to static.rust-lang.org).
+        if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+            dpkg --add-architecture arm64
+            APT_UPDATED=0
+        fi
+        apt_install rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+        say "arm64: cross toolchain present ($(/usr/bin/rustc --version), aarch64-linux-gnu-gcc)"
+    fi
+fi
+
+# --- 3. Base images ---------------------------------------------------------------------------
+# $1 = image name, $2 = Debian architecture (= OCI architecture), $3 = OCI variant or "".
+# Made with `docker load` from a docker-save archive whose config names the architecture:
+# `docker import --platform` records the host's architecture on engine 20.10.
 ensure_base_image() {
-    local image=$1 arch=$2 platform=$3
-    if docker image inspect "$image" >/dev/null 2>&1; then
-        say "base image $image: present"
+    local image=$1 arch=$2 variant=$3
+    local present
+    present=$(docker image inspect --format '{{.Architecture}}' "$image" 2>/dev/null || true)
+    if [ "$present" = "$arch" ]; then
+        say "base image $image: present ($arch)"
         return 0
     fi
-    if timeout 60 docker pull --platform "$platform" "$image" >/dev/null 2>&1; then
+    [ -z "$present" ] || say "base image $image: present but for $present; making it again for $arch"
+    if [ "$arch" = "$HOST_ARCH" ] && timeout 60 docker pull "$image" >/dev/null 2>&1; then
         say "base image $image: pulled"
         return 0
     fi
-    say "base image $image: no registry answers; bootstrapping it from $DEBIAN_MIRROR (about 30 s, more under emulation)"
+    say "base image $image: bootstrapping it for $arch from $DEBIAN_MIRROR (about 30 s, 2-4 min under emulation)"
     apt_install debootstrap
-    local suite=${image#*:}
-    local rootfs
-    rootfs=$(mktemp -d /tmp/aiida-devc-rootfs.XXXXXX)
+    local suite=${image##*:}
+    suite=${suite%-"$arch"}
+    local work
+    work=$(mktemp -d /tmp/aiida-devc-base.XXXXXX)
     # shellcheck disable=SC2064
-    trap "rm -rf '$rootfs'" RETURN
-    debootstrap --arch="$arch" --variant=minbase "$suite" "$rootfs" "$DEBIAN_MIRROR" >"$rootfs.log" 2>&1 \
-        || { tail -20 "$rootfs.log" >&2; die "debootstrap of $suite ($arch) failed; full log: $rootfs.log"; }
-    rm -f "$rootfs.log"
+    trap "rm -rf '$work'" RETURN
+    mkdir "$work/rootfs" "$work/image"
+    debootstrap --arch="$arch" --variant=minbase "$suite" "$work/rootfs" "$DEBIAN_MIRROR" >"$work/debootstrap.log" 2>&1 \
+        || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap of $suite ($arch) failed"; }
     # Like the official image: updates and security suites, no package caches or lists.
-    cat >"$rootfs/etc/apt/sources.list" <<EOF
-deb $DEBIAN_MIRROR $suite main
-deb $DEBIAN_MIRROR $suite-updates main
-deb ${DEBIAN_MIRROR%/debian}/debian-security $suite-security main
-EOF
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -c . | docker import --platform "$platform" --change 'CMD ["bash"]' - "$image" >/dev/null \
-        || die "docker import of $image failed"
-    say "base image $image: imported"
+    printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s/debian-security %s-security main\n' \
+        "$DEBIAN_MIRROR" "$suite" "$DEBIAN_MIRROR" "$suite" "${DEBIAN_MIRROR%/debian}" "$suite" \
+        >"$work/rootfs/etc/apt/sources.list"
+    rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
+    tar --numeric-owner -C "$work/rootfs" -cf "$work/image/layer.tar" . \
+        || die "cannot archive the $arch root file system"
+    local diff_id config_digest created variant_field=""
+    [ -z "$variant" ] || variant_field="\"variant\":\"$variant\","
+    diff_id=$(sha256sum "$work/image/layer.tar" | cut -d' ' -f1)
+    created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    printf '{"architecture":"%s",%s"os":"linux","created":"%s","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["bash"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"%s","created_by":"debootstrap --arch=%s --variant=minbase %s"}]}' \
+        "$arch" "$variant_field" "$created" "$diff_id" "$created" "$arch" "$suite" >"$work/image/config.json"
+    config_digest=$(sha256sum "$work/image/config.json" | cut -d' ' -f1)
+    mv "$work/image/config.json" "$work/image/$config_digest.json"
+    printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["layer.tar"]}]' "$config_digest" "$image" \
+        >"$work/image/manifest.json"
+    tar -C "$work/image" -c . | docker load >/dev/null || die "docker load of $image failed"
+    present=$(docker image inspect --format '{{.Architecture}}' "$image" 2>/dev/null || true)
+    [ "$present" = "$arch" ] || die "base image $image was loaded but says architecture '$present', not $arch"
+    say "base image $image: loaded ($arch${variant:+/$variant})"
 }
 
 case "$(uname -m)" in
-    x86_64) ensure_base_image "$BASE_IMAGE" amd64 linux/amd64 ;;
-    aarch64) ensure_base_image "$BASE_IMAGE" arm64 linux/arm64 ;;
+    x86_64) HOST_ARCH=amd64 ;;
+    aarch64) HOST_ARCH=arm64 ;;
     *) die "unsupported host architecture $(uname -m)" ;;
 esac
+if [ "$HOST_ARCH" = arm64 ]; then
+    ensure_base_image "$BASE_IMAGE" arm64 v8
+else
+    ensure_base_image "$BASE_IMAGE" amd64 ""
+    # The other platform's base carries the architecture as a tag suffix, so that both coexist
+    # in one engine; `aiida-devc images build --platform linux/arm64` builds on it.
+    if [ "$WANT_ARM64" = 1 ]; then
+        ensure_base_image "$BASE_IMAGE-arm64" arm64 v8
+    fi
+fi
 
-# --- 3. Host packages for the tests -----------------------------------------------------------
+# --- 4. Host packages for the tests -----------------------------------------------------------
 apt_install docker-registry execline tini dumb-init python3 python3-pip git docker-compose
 say "host packages: docker-registry, execline, tini, dumb-init, python3, pip, git, docker-compose present"
 
-# --- 4. Reference devcontainer CLI ------------------------------------------------------------
+# --- 5. Reference devcontainer CLI ------------------------------------------------------------
 CLI="$TOOLS/devcontainer-cli/node_modules/.bin/devcontainer"
 if [ -x "$CLI" ] && [ "$("$CLI" --version 2>/dev/null)" = "$DEVCONTAINER_CLI_VERSION" ]; then
     say "devcontainer CLI $DEVCONTAINER_CLI_VERSION: present ($CLI)"
@@ -127,20 +195,6 @@ else
         "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >/dev/null \
         || die "npm install @devcontainers/cli@$DEVCONTAINER_CLI_VERSION failed"
     say "devcontainer CLI $("$CLI" --version): installed ($CLI)"
-fi
-
-# --- 5. arm64 emulation -----------------------------------------------------------------------
-if [ "$WANT_ARM64" = 1 ]; then
-    if [ "$(uname -m)" = aarch64 ]; then
-        say "arm64: native"
-    else
-        is_root || die "registering qemu binfmt handlers needs root"
-        mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-        apt_install qemu-user-static binfmt-support
-        [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
-        [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || die "qemu-aarch64 binfmt handler is not registered"
-        say "arm64: qemu-aarch64 binfmt handler registered"
-    fi
 fi
 
 say "ready"
