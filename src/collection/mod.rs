@@ -1,15 +1,16 @@
 //! devcontainer collections: the Features in `features/src` and the Templates in
 //! `devcontainer-templates/src`, validated, packaged and published (`aiida-devc features|templates
-//! validate|package|publish`).
+//! validate|package|publish|docs`).
 //!
 //! The commands take the reference devcontainer CLI's positionals and flags, and produce what it
 //! produces: the same tarball entries ([`package`]), the same manifests, annotations and tags
 //! ([`crate::oci`], [`publish`]), and the collection artifact at `<registry>/<namespace>:latest`.
 //! Everything is read, checked ([`metadata`]) and packaged before the first byte is pushed, so bad
 //! input pushes nothing. Progress goes to stderr (a bar on a terminal, plain lines otherwise);
-//! `--json` prints one JSON document on stdout for CI.
+//! `--json` prints one JSON document on stdout for CI. [`docs`] writes each item's README.md.
 
 pub mod bundle;
+pub mod docs;
 pub mod metadata;
 pub mod package;
 pub mod publish;
@@ -67,6 +68,9 @@ pub enum CollectionCommand {
     /// Package and push to an OCI registry, with the tags X, X.Y, X.Y.Z and latest, and the
     /// collection at <registry>/<namespace>:latest.
     Publish(PublishArgs),
+    /// Write each item's README.md from its metadata and NOTES.md; with --check, write nothing
+    /// and fail when a README is not current.
+    Docs(DocsArgs),
 }
 
 /// Options every subcommand shares.
@@ -114,6 +118,26 @@ pub struct PublishArgs {
     pub namespace: String,
 }
 
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    /// The src folder of a collection (one sub-folder per item), or one item's folder.
+    #[arg(default_value = ".")]
+    pub target: PathBuf,
+    /// The registry the usage examples refer to.
+    #[arg(short = 'r', long, default_value = "ghcr.io")]
+    pub registry: String,
+    /// The namespace the usage examples refer to [default: aiidateam/devcontainer-features or
+    /// aiidateam/devcontainer-templates].
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Write nothing; fail, naming each file, when a README differs from what would be written.
+    #[arg(long)]
+    pub check: bool,
+    /// Print one JSON document on stdout instead of text (for CI).
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl CollectionCommand {
     pub fn run(self, kind: CollectionKind, host: &crate::host::HostOptions) -> anyhow::Result<()> {
         match self {
@@ -123,6 +147,7 @@ impl CollectionCommand {
                 let ca = host.ca_bundle()?;
                 publish_command(kind, &args, ca.as_ref())
             }
+            CollectionCommand::Docs(args) => docs_command(kind, &args),
         }
     }
 }
@@ -175,6 +200,67 @@ fn validate(kind: CollectionKind, args: &ValidateArgs) -> anyhow::Result<()> {
         println!("{}", json!({"valid": true, kind.plural(): ids}));
     } else {
         println!("{} {} valid: {}", ids.len(), kind.plural(), ids.join(", "));
+    }
+    Ok(())
+}
+
+fn docs_command(kind: CollectionKind, args: &DocsArgs) -> anyhow::Result<()> {
+    let common = CommonArgs {
+        target: args.target.clone(),
+        json: args.json,
+        aiida_init: None,
+    };
+    let discovery = load(kind, &common)?;
+    let problems: Vec<metadata::Problem> = discovery.sources.iter().flat_map(docs::check).collect();
+    if !problems.is_empty() {
+        return Err(InvalidSources(problems).into());
+    }
+    let namespace = args
+        .namespace
+        .as_deref()
+        .unwrap_or(docs::default_namespace(kind));
+    publish::check_namespace(namespace).map_err(anyhow::Error::msg)?;
+    let readmes = discovery
+        .sources
+        .iter()
+        .map(|source| docs::render(source, kind, &args.registry, namespace))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let stale: Vec<PathBuf> = docs::stale(&readmes)
+        .into_iter()
+        .map(Path::to_owned)
+        .collect();
+    if args.check {
+        if args.json {
+            println!("{}", json!({"current": stale.is_empty(), "stale": stale}));
+        }
+        if !stale.is_empty() {
+            let list: Vec<String> = stale.iter().map(|p| p.display().to_string()).collect();
+            anyhow::bail!(
+                "{} README(s) not current: {}\nregenerate with: aiida-devc {} docs {}",
+                stale.len(),
+                list.join(", "),
+                kind.plural(),
+                args.target.display()
+            );
+        }
+        if !args.json {
+            println!("{} README(s) current", readmes.len());
+        }
+        return Ok(());
+    }
+    for readme in &readmes {
+        if stale.contains(&readme.path) {
+            write_atomically(&readme.path, readme.text.as_bytes())?;
+            if !args.json {
+                println!("wrote {}", readme.path.display());
+            }
+        } else if !args.json {
+            println!("unchanged {}", readme.path.display());
+        }
+    }
+    if args.json {
+        let all: Vec<&Path> = readmes.iter().map(|r| r.path.as_path()).collect();
+        println!("{}", json!({"readmes": all, "written": stale}));
     }
     Ok(())
 }

@@ -149,7 +149,7 @@ fn check_folder(dir: &Path, metadata: &JsoncFile, kind: CollectionKind) -> Vec<P
             }
         }
         CollectionKind::Templates => {
-            let config = template_config(dir);
+            let config = template_config_path(dir);
             match &config {
                 None => problems.push(metadata.problem(
                     "",
@@ -191,7 +191,8 @@ fn check_folder(dir: &Path, metadata: &JsoncFile, kind: CollectionKind) -> Vec<P
     problems
 }
 
-fn template_config(dir: &Path) -> Option<PathBuf> {
+/// A Template's devcontainer.json: `.devcontainer.json` or `.devcontainer/devcontainer.json`.
+pub fn template_config_path(dir: &Path) -> Option<PathBuf> {
     [".devcontainer.json", ".devcontainer/devcontainer.json"]
         .iter()
         .map(|p| dir.join(p))
@@ -269,7 +270,7 @@ pub fn pretty_json(value: &Value) -> String {
 }
 
 fn add_template_properties(dir: &Path, metadata: &mut Value) -> anyhow::Result<()> {
-    let config_path = template_config(dir).context("no devcontainer.json")?;
+    let config_path = template_config_path(dir).context("no devcontainer.json")?;
     let config = JsoncFile::read(&config_path)
         .map_err(|p| anyhow::anyhow!("{p}"))?
         .value;

@@ -5,6 +5,7 @@
 mod support;
 
 mod compose_e2e;
+mod docs;
 mod doctor_command;
 mod features;
 mod harness;

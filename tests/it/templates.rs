@@ -207,10 +207,12 @@ fn each_template_applies_from_the_registry() {
             text.contains("'.[tests]'"),
             "{id}: the pipExtras default is missing:\n{text}"
         );
-        assert!(
-            !workspace.path().join("devcontainer-template.json").exists(),
-            "{id}: the metadata was applied"
-        );
+        for not_applied in ["devcontainer-template.json", "README.md", "NOTES.md"] {
+            assert!(
+                !workspace.path().join(not_applied).exists(),
+                "{id}: {not_applied} was applied"
+            );
+        }
     }
 }
 
