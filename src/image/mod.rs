@@ -11,13 +11,17 @@
 //! * the OCI labels and `devcontainer.metadata` ([`labels`]);
 //! * tags in upstream's scheme ([`naming`]), read back from the built image.
 //!
-//! The platform (`--platform`) and the registry/organisation (`--registry`, `--organization`)
-//! are parameters, so that multi-architecture builds and pushes can be added on top.
+//! `--platform LIST` builds the chain once per platform; another platform than the host's runs
+//! its RUN steps under qemu, on a base image whose config names that architecture, and is tagged
+//! with the architecture as a suffix ([`naming::local_tag`]). `--push` then runs the release gate
+//! ([`smoke`]) for every platform and publishes ([`publish`]).
 
 pub mod context;
 pub mod driver;
 pub mod labels;
 pub mod naming;
+pub mod publish;
+pub mod smoke;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,8 +40,11 @@ pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm";
 /// `aiida-devc images ...`
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Build aiida-core-base and aiida-core-with-services (in that order) and tag them.
+    /// Build aiida-core-base and aiida-core-with-services (in that order) for each platform and
+    /// tag them; with --push, smoke-test every platform and publish one OCI image index per tag.
     Build(BuildArgs),
+    /// Smoke-test and publish images already built by `images build` (same names and platforms).
+    Push(PushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +57,8 @@ pub struct BuildArgs {
     #[arg(long, default_value = DEFAULT_AIIDA_VERSION, env = "AIIDA_DEVC_AIIDA_VERSION")]
     pub aiida_version: String,
     /// Base image of aiida-core-base (Debian or Ubuntu; ubuntu:24.04 is supported but not tested).
+    /// For another platform than the host's, its tag gets the architecture as a suffix
+    /// (debian:bookworm-arm64, made by `scripts/bootstrap.sh --arm64`).
     #[arg(long, default_value = DEFAULT_BASE_IMAGE, env = "AIIDA_DEVC_BASE_IMAGE")]
     pub base_image: String,
     /// Registry host to name the images under, e.g. ghcr.io or localhost:5000 (none: Docker Hub
@@ -59,8 +68,10 @@ pub struct BuildArgs {
     /// Organisation (namespace) of the image names.
     #[arg(long, default_value = "aiidateam", env = "AIIDA_DEVC_ORGANIZATION")]
     pub organization: String,
-    /// Target platform (linux/amd64, linux/arm64); default: this machine's.
-    #[arg(long)]
+    /// Target platforms, comma-separated (linux/amd64, linux/arm64); default: this machine's.
+    /// Another platform than the host's is built under qemu and tagged with an architecture
+    /// suffix (aiida-2.9.4-arm64).
+    #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
     /// Also install conda and mamba (Miniforge, in /opt/conda); needs conda-forge and GitHub to
     /// be reachable.
@@ -72,7 +83,8 @@ pub struct BuildArgs {
     /// Build without the engine's layer cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Use this aiida-init binary instead of compiling one (it must match the platform).
+    /// Use this aiida-init binary instead of compiling one (only with a single platform, which
+    /// it must match).
     #[arg(long, value_name = "FILE")]
     pub init_binary: Option<PathBuf>,
     /// The aiida-devc source tree (Dockerfiles/ and the aiida-init crate).
@@ -81,20 +93,103 @@ pub struct BuildArgs {
     /// Show every line of the builder's output.
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub publish: PublishOptions,
+}
+
+/// What `--push` does (shared by `images build --push` and `images push`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PublishOptions {
+    /// After the build: smoke-test each platform, then push every platform's image and one OCI
+    /// image index per tag to --registry.
+    #[arg(long)]
+    pub push: bool,
+    /// One more tag to publish (repeatable), e.g. edge or pr-123.
+    #[arg(long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Print what was pushed (tags, digests, platforms) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push only these images.
+    #[arg(long = "image", value_enum, value_name = "IMAGE")]
+    pub images: Vec<ImageKind>,
+    /// The aiida-core release the images were built with.
+    #[arg(long, default_value = DEFAULT_AIIDA_VERSION, env = "AIIDA_DEVC_AIIDA_VERSION")]
+    pub aiida_version: String,
+    /// Registry host to push to, e.g. ghcr.io or localhost:5000.
+    #[arg(long, env = "AIIDA_DEVC_REGISTRY")]
+    pub registry: Option<String>,
+    /// Organisation (namespace) of the image names.
+    #[arg(long, default_value = "aiidateam", env = "AIIDA_DEVC_ORGANIZATION")]
+    pub organization: String,
+    /// Platforms, comma-separated (linux/amd64, linux/arm64); default: this machine's.
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// One more tag to publish (repeatable), e.g. edge or pr-123.
+    #[arg(long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Print what was pushed (tags, digests, platforms) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ImagesCommand {
     pub fn run(self, host: &crate::host::HostOptions) -> anyhow::Result<()> {
+        let rt = tokio::runtime::Runtime::new()?;
         match self {
-            ImagesCommand::Build(args) => {
-                let rt = tokio::runtime::Runtime::new()?;
-                rt.block_on(build(args, host)).map(|built| {
-                    for image in built {
+            ImagesCommand::Build(args) => rt.block_on(async {
+                let publish = args.publish.clone();
+                let plan = publish::Plan::new(
+                    args.registry.as_deref(),
+                    &args.organization,
+                    &args.platform,
+                    &args.images,
+                    &args.aiida_version,
+                    &publish,
+                )?;
+                let built = build(args, host).await?;
+                if !publish.json {
+                    for image in &built {
                         println!("{image}");
                     }
-                })
-            }
+                }
+                if let Some(plan) = plan {
+                    let docker = crate::host::docker::connect().await?;
+                    plan.run(&docker, host).await?;
+                }
+                anyhow::Ok(())
+            }),
+            ImagesCommand::Push(args) => rt.block_on(async {
+                let publish = PublishOptions {
+                    push: true,
+                    tags: args.tags.clone(),
+                    json: args.json,
+                };
+                let plan = publish::Plan::new(
+                    args.registry.as_deref(),
+                    &args.organization,
+                    &args.platform,
+                    &args.images,
+                    &args.aiida_version,
+                    &publish,
+                )?
+                .expect("push is set");
+                let docker = crate::host::docker::connect().await?;
+                plan.run(&docker, host).await.map(|_| ())
+            }),
         }
+    }
+}
+
+/// The platforms of `--platform LIST` (default: the host's).
+pub fn platforms(list: &Option<String>) -> anyhow::Result<Vec<Platform>> {
+    match list {
+        Some(text) => Platform::parse_list(text),
+        None => Ok(vec![Platform::host()]),
     }
 }
 
@@ -117,7 +212,7 @@ impl std::fmt::Display for BuiltImage {
     }
 }
 
-/// Build the requested images in chain order.
+/// Build the requested images in chain order, for each platform in turn.
 pub async fn build(
     args: BuildArgs,
     host: &crate::host::HostOptions,
@@ -131,14 +226,39 @@ pub async fn build(
     };
     kinds.sort();
     kinds.dedup();
-    let platform = match &args.platform {
-        Some(text) => Platform::parse(text)?,
-        None => Platform::host(),
-    };
-    let dockerfiles = args.source.join("Dockerfiles");
+    let platforms = platforms(&args.platform)?;
+    if args.init_binary.is_some() && platforms.len() > 1 {
+        anyhow::bail!(
+            "--init-binary is for one platform; --platform lists {}",
+            platforms.len()
+        );
+    }
     let ca = host.ca_bundle()?;
     let docker = crate::host::docker::connect().await?;
+    if let Some(ca) = &ca {
+        eprintln!(
+            "CA bundle: {} certificates from {} (build stages only)",
+            ca.len(),
+            ca.path.display()
+        );
+    }
+    let mut built = Vec::new();
+    for platform in platforms {
+        built.extend(build_platform(&args, &docker, &repo, &kinds, platform, ca.as_ref()).await?);
+    }
+    Ok(built)
+}
 
+/// Build `kinds` for one platform, with the local names of [`naming::local_tag`].
+async fn build_platform(
+    args: &BuildArgs,
+    docker: &bollard::Docker,
+    repo: &Repository,
+    kinds: &[ImageKind],
+    platform: Platform,
+    ca: Option<&crate::host::ca::CaBundle>,
+) -> anyhow::Result<Vec<BuiltImage>> {
+    let dockerfiles = args.source.join("Dockerfiles");
     let init = if kinds.contains(&ImageKind::Base) {
         let path = match &args.init_binary {
             Some(path) => path.clone(),
@@ -151,18 +271,11 @@ pub async fn build(
     } else {
         None
     };
-    if let Some(ca) = &ca {
-        eprintln!(
-            "CA bundle: {} certificates from {} (build stages only)",
-            ca.len(),
-            ca.path.display()
-        );
-    }
 
     let source = labels::SourceInfo::from_checkout(&args.source);
     let version_tag = format!("aiida-{}", args.aiida_version);
     let mut built = Vec::new();
-    for kind in kinds {
+    for &kind in kinds {
         let name = repo.image(kind);
         let (base, generated) = match kind {
             ImageKind::Base => {
@@ -174,24 +287,30 @@ pub async fn build(
                     },
                     context::Generated {
                         path: "build/ca.pem".into(),
-                        contents: ca
-                            .as_ref()
-                            .map(|c| c.pem.clone().into_bytes())
-                            .unwrap_or_default(),
+                        contents: ca.map(|c| c.pem.clone().into_bytes()).unwrap_or_default(),
                         mode: 0o644,
                     },
                 ];
-                (args.base_image.clone(), generated)
+                let base = naming::local_base_image(&args.base_image, platform);
+                check_base_platform(docker, &base, platform).await?;
+                (base, generated)
             }
             ImageKind::WithServices => {
-                let base = repo.image(ImageKind::Base).with_tag(&version_tag);
+                let base = repo
+                    .image(ImageKind::Base)
+                    .with_tag(&naming::local_tag(&version_tag, platform));
                 if docker.inspect_image(&base).await.is_err() {
                     anyhow::bail!(
-                        "{base} is missing: build it first (aiida-devc images build --image base)"
+                        "{base} is missing: build it first (aiida-devc images build --image base --platform {platform})"
                     );
                 }
                 (base, Vec::new())
             }
+        };
+        let display = if platform == Platform::host() {
+            kind.name().to_owned()
+        } else {
+            format!("{} ({platform})", kind.name())
         };
         let dir = dockerfiles.join(kind.name());
         let tarball = context::archive(&dir, &generated)?;
@@ -200,11 +319,11 @@ pub async fn build(
             build_args.insert("AIIDA_VERSION".into(), args.aiida_version.clone());
             build_args.insert("WITH_CONDA".into(), args.with_conda.to_string());
         }
-        let first_tag = name.with_tag(&version_tag);
+        let first_tag = name.with_tag(&naming::local_tag(&version_tag, platform));
         let id = driver::build(
-            &docker,
+            docker,
             driver::BuildRequest {
-                display: kind.name(),
+                display: &display,
                 tag: &first_tag,
                 context: tarball,
                 build_args,
@@ -215,12 +334,17 @@ pub async fn build(
             },
         )
         .await?;
-        let versions = driver::probe_versions(&docker, &first_tag, &args.aiida_version).await?;
+        check_base_platform(docker, &first_tag, platform).await?;
+        let versions = driver::probe_versions(docker, &first_tag, &args.aiida_version).await?;
         let mut tags = naming::tags(&versions, !args.no_latest);
         if kind == ImageKind::Base {
             tags.retain(|t| !t.starts_with("postgresql-"));
         }
-        driver::tag(&docker, &first_tag, &name.0, &tags).await?;
+        let tags: Vec<String> = tags
+            .iter()
+            .map(|t| naming::local_tag(t, platform))
+            .collect();
+        driver::tag(docker, &first_tag, &name.0, &tags).await?;
         built.push(BuiltImage {
             name: name.0.clone(),
             tags,
@@ -228,4 +352,30 @@ pub async fn build(
         });
     }
     Ok(built)
+}
+
+/// Fail unless `image`'s config names `platform`'s architecture (the classic builder builds on
+/// a local base as it is, so a base of the wrong architecture gives an image of it).
+async fn check_base_platform(
+    docker: &bollard::Docker,
+    image: &str,
+    platform: Platform,
+) -> anyhow::Result<()> {
+    let inspect = match docker.inspect_image(image).await {
+        Ok(inspect) => inspect,
+        // The builder pulls a missing base for the host's platform when a registry answers.
+        Err(_) if platform == Platform::host() => return Ok(()),
+        Err(e) => {
+            return Err(anyhow::anyhow!(e).context(format!(
+                "the base image {image} for {platform} is missing (`bash scripts/bootstrap.sh --arm64` makes debian:bookworm-arm64)"
+            )));
+        }
+    };
+    let architecture = inspect.architecture.unwrap_or_default();
+    anyhow::ensure!(
+        architecture == platform.architecture(),
+        "{image} is an image for {architecture}, not {platform}: its config must name the architecture \
+         (`bash scripts/bootstrap.sh --arm64` makes debian:bookworm-arm64 that way)"
+    );
+    Ok(())
 }

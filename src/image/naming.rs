@@ -3,8 +3,15 @@
 //! A name is `[REGISTRY/]ORGANIZATION/IMAGE` (`aiidateam/aiida-core-base` by default, like
 //! upstream's `${REGISTRY}${ORGANIZATION}/${image}`). Every build is tagged `aiida-X.Y.Z` and
 //! `python-X.Y`, the with-services image also `postgresql-N`, and `latest` unless turned off.
+//!
+//! One engine keeps the images of several platforms side by side: the host's platform gets the
+//! tags above, any other platform the same tags with its architecture as a suffix
+//! (`aiida-2.9.4-arm64`, `latest-arm64`; base image `debian:bookworm-arm64`). In a registry, one
+//! OCI image index per tag lists every platform's manifest ([`crate::image::publish`]).
 
 use std::fmt;
+
+use crate::platform::Platform;
 
 /// The images this project builds, in build order (each is `FROM` the one before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -93,6 +100,31 @@ impl ImageName {
 impl fmt::Display for ImageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The local tag of `tag` for `platform`: unchanged for the host's platform, `TAG-ARCH` otherwise.
+pub fn local_tag(tag: &str, platform: Platform) -> String {
+    if platform == Platform::host() {
+        tag.to_owned()
+    } else {
+        format!("{tag}-{}", platform.architecture())
+    }
+}
+
+/// The local name of the base image `image` (`NAME[:TAG]`) for `platform`, in the same scheme.
+pub fn local_base_image(image: &str, platform: Platform) -> String {
+    if platform == Platform::host() {
+        return image.to_owned();
+    }
+    // A ':' after the last '/' starts the tag (a registry port comes before a '/').
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].find(':') {
+        Some(colon) => {
+            let (name, tag) = image.split_at(name_start + colon);
+            format!("{name}:{}", local_tag(&tag[1..], platform))
+        }
+        None => format!("{image}:{}", local_tag("latest", platform)),
     }
 }
 
@@ -187,6 +219,32 @@ mod tests {
             ..v
         };
         assert_eq!(tags(&v, false), ["aiida-2.9.4", "python-3.11"]);
+    }
+
+    #[test]
+    fn the_other_platform_gets_an_architecture_suffix() {
+        let other = match Platform::host() {
+            Platform::Amd64 => Platform::Arm64,
+            Platform::Arm64 => Platform::Amd64,
+        };
+        let arch = other.architecture();
+        assert_eq!(local_tag("aiida-2.9.4", Platform::host()), "aiida-2.9.4");
+        assert_eq!(
+            local_tag("aiida-2.9.4", other),
+            format!("aiida-2.9.4-{arch}")
+        );
+        assert_eq!(
+            local_base_image("debian:bookworm", other),
+            format!("debian:bookworm-{arch}")
+        );
+        assert_eq!(
+            local_base_image("localhost:5000/acme/base", other),
+            format!("localhost:5000/acme/base:latest-{arch}")
+        );
+        assert_eq!(
+            local_base_image("debian:bookworm", Platform::host()),
+            "debian:bookworm"
+        );
     }
 
     #[test]

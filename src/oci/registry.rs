@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OciImageIndex};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
@@ -267,6 +268,59 @@ impl Registry {
         Ok(())
     }
 
+    /// Where the credential in use came from (`None`: anonymous).
+    pub fn credential_source(&self) -> Option<&str> {
+        self.credential_source.as_deref()
+    }
+
+    /// The descriptor (media type, digest, size) of the image manifest or index at
+    /// `repository:reference`, or `None` when there is none.
+    pub async fn descriptor(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        let target = self.reference(repository, reference);
+        match self
+            .client
+            .pull_manifest_raw(&target, &self.auth, IMAGE_MANIFEST_MEDIA_TYPES)
+            .await
+        {
+            Ok((bytes, digest)) => {
+                let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| OCI_MANIFEST_MEDIA_TYPE.to_owned());
+                Ok(Some(Descriptor {
+                    media_type,
+                    digest,
+                    size: bytes.len() as i64,
+                    bytes: bytes.to_vec(),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.explain(
+                &format!("reading {}/{repository}:{reference}", self.host),
+                e,
+            )),
+        }
+    }
+
+    /// Point `repository:tag` at the OCI image index `index` (whose manifests must be in the same
+    /// repository); returns the index's URL.
+    pub async fn push_index(
+        &self,
+        repository: &str,
+        tag: &str,
+        index: OciImageIndex,
+    ) -> Result<String, RegistryError> {
+        let reference = self.reference(repository, tag);
+        self.client
+            .push_manifest_list(&reference, &self.auth, index)
+            .await
+            .map_err(|e| self.explain(&format!("tagging {}/{repository}:{tag}", self.host), e))
+    }
+
     fn explain(&self, action: &str, error: OciDistributionError) -> RegistryError {
         let registry = self.host.clone();
         let action = action.to_owned();
@@ -303,6 +357,25 @@ impl Registry {
             reason: error.to_string(),
         }
     }
+}
+
+/// Media types of image manifests and indexes, OCI's and Docker's (what `docker push` writes).
+pub const IMAGE_MANIFEST_MEDIA_TYPES: &[&str] = &[
+    OCI_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE,
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// A manifest as stored in a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub media_type: String,
+    /// `sha256:...`
+    pub digest: String,
+    pub size: i64,
+    /// The manifest itself.
+    pub bytes: Vec<u8>,
 }
 
 /// `localhost` or `localhost:PORT`: the only registries spoken to over plain http.

@@ -1,0 +1,519 @@
+//! `--push`: publish the images of every built platform as one OCI image index per tag.
+//!
+//! The order makes a failed run harmless, since no tag ever points at a partial set:
+//! 1. the release gate: [`super::smoke`] for every platform's with-services image; if one fails,
+//!    nothing is pushed;
+//! 2. every platform's image is pushed through the engine (`docker push`) under a per-platform
+//!    tag `aiida-X.Y.Z-<arch>`, and its manifest is read back by digest;
+//! 3. last, for each tag, an OCI image index listing exactly those manifests (by digest, in the
+//!    same repository) is written ([OCI image index], [distribution spec: pushing manifests]).
+//!
+//! Tags: `aiida-X.Y.Z`, `python-X.Y`, `postgresql-N` (with-services), every `--tag`, and
+//! `latest` only when X.Y.Z is a final release at least as high as every final `aiida-*` release
+//! already in that repository (so an older aiida-core never moves it). The same sources give the
+//! same image IDs through the layer cache, so the same manifests and the same index digests:
+//! republishing changes no digest.
+//!
+//! Credentials are those of `features publish` ([`crate::oci::auth`]); a refused or unreachable
+//! registry is an error naming the registry and where the credential came from, never the
+//! credential.
+//!
+//! [OCI image index]: https://github.com/opencontainers/image-spec/blob/main/image-index.md
+//! [distribution spec: pushing manifests]: https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-manifests
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::PushImageOptions;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use oci_client::manifest::{
+    ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OciImageIndex, Platform as OciPlatform,
+};
+use pep508_rs::pep440_rs::Version;
+use serde::Serialize;
+
+use super::naming::{self, ImageKind, Repository};
+use super::{PublishOptions, driver, smoke};
+use crate::oci::auth::{AuthEnv, Credential};
+use crate::oci::registry::Registry;
+use crate::platform::Platform;
+
+/// What to publish, resolved from the command line before any work is done.
+pub struct Plan {
+    registry: String,
+    repo: Repository,
+    platforms: Vec<Platform>,
+    kinds: Vec<ImageKind>,
+    aiida_version: String,
+    extra_tags: Vec<String>,
+    json: bool,
+}
+
+/// What one run published, printed with `--json`.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub registry: String,
+    pub images: Vec<PublishedImage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublishedImage {
+    /// `registry/organization/image`
+    pub repository: String,
+    /// The digest every tag below points at (the OCI image index).
+    pub index_digest: String,
+    pub tags: Vec<String>,
+    pub platforms: Vec<PublishedPlatform>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublishedPlatform {
+    /// `linux/amd64`, `linux/arm64/v8`
+    pub platform: String,
+    pub digest: String,
+}
+
+impl Plan {
+    /// `None` without `--push`; an error for options that make no sense together.
+    pub fn new(
+        registry: Option<&str>,
+        organization: &str,
+        platform_list: &Option<String>,
+        images: &[ImageKind],
+        aiida_version: &str,
+        options: &PublishOptions,
+    ) -> anyhow::Result<Option<Plan>> {
+        if !options.push {
+            if !options.tags.is_empty() {
+                bail!("--tag names a tag to publish: it needs --push");
+            }
+            return Ok(None);
+        }
+        let repo = Repository::new(registry, organization)?;
+        let Some(registry) = repo.registry.clone() else {
+            bail!("--push needs --registry HOST (e.g. ghcr.io or localhost:5000)");
+        };
+        naming::check_aiida_version(aiida_version)?;
+        for tag in &options.tags {
+            check_tag(tag)?;
+        }
+        let mut kinds = if images.is_empty() {
+            ImageKind::ALL.to_vec()
+        } else {
+            images.to_vec()
+        };
+        kinds.sort();
+        kinds.dedup();
+        Ok(Some(Plan {
+            registry,
+            repo,
+            platforms: super::platforms(platform_list)?,
+            kinds,
+            aiida_version: aiida_version.to_owned(),
+            extra_tags: options.tags.clone(),
+            json: options.json,
+        }))
+    }
+
+    /// The local image of `kind` for `platform` (as `images build` named it).
+    fn local_image(&self, kind: ImageKind, platform: Platform) -> String {
+        self.repo.image(kind).with_tag(&naming::local_tag(
+            &format!("aiida-{}", self.aiida_version),
+            platform,
+        ))
+    }
+
+    /// The per-platform tag every platform's image is pushed under.
+    fn platform_tag(&self, platform: Platform) -> String {
+        format!("aiida-{}-{}", self.aiida_version, platform.architecture())
+    }
+
+    /// Gate, push, index; prints progress on stderr and, with `--json`, the result on stdout.
+    pub async fn run(
+        &self,
+        docker: &Docker,
+        host: &crate::host::HostOptions,
+    ) -> anyhow::Result<Published> {
+        let steps = Steps::new();
+        // Everything local is checked before anything leaves the machine.
+        for &kind in &self.kinds {
+            for &platform in &self.platforms {
+                let image = self.local_image(kind, platform);
+                let inspect = docker.inspect_image(&image).await.with_context(|| {
+                    format!(
+                        "{image} is missing: build it first (aiida-devc images build --platform {platform} \
+                         --registry {} --organization {})",
+                        self.registry, self.repo.organization
+                    )
+                })?;
+                let architecture = inspect.architecture.unwrap_or_default();
+                if architecture != platform.architecture() {
+                    bail!("{image} is an image for {architecture}, not {platform}");
+                }
+            }
+        }
+
+        // 1. The release gate.
+        for &platform in &self.platforms {
+            let image = self.local_image(ImageKind::WithServices, platform);
+            let step = steps.start(format!("smoke test {platform}: {image}"));
+            match smoke::smoke_test(docker, &image, platform).await {
+                Ok(ready) => step.done(format!("ready in {:.0?}, calculation finished", ready)),
+                Err(e) => {
+                    step.fail();
+                    return Err(e.context(format!(
+                        "the release gate failed for {platform}: nothing was pushed"
+                    )));
+                }
+            }
+        }
+
+        // The tags, from what the images hold (every platform must agree).
+        let mut versions = BTreeMap::new();
+        for &kind in &self.kinds {
+            let mut found: Option<naming::Versions> = None;
+            for &platform in &self.platforms {
+                let image = self.local_image(kind, platform);
+                let v = driver::probe_versions(docker, &image, &self.aiida_version).await?;
+                if let Some(first) = &found {
+                    if first != &v {
+                        bail!(
+                            "{image} holds {v:?} but the {} image holds {first:?}: the platforms must agree",
+                            self.platforms[0]
+                        );
+                    }
+                } else {
+                    found = Some(v);
+                }
+            }
+            versions.insert(kind, found.expect("at least one platform"));
+        }
+
+        let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
+        let ca = host.ca_bundle()?;
+        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref());
+
+        // 2. Every platform's image, by digest.
+        let mut manifests: BTreeMap<ImageKind, Vec<(Platform, crate::oci::registry::Descriptor)>> =
+            BTreeMap::new();
+        for &kind in &self.kinds {
+            let name = self.repo.image(kind);
+            let repository = repository_path(&name.0, &self.registry);
+            for &platform in &self.platforms {
+                let local = self.local_image(kind, platform);
+                let tag = self.platform_tag(platform);
+                let step = steps.start(format!("push {}:{tag}", name.0));
+                driver::tag(docker, &local, &name.0, std::slice::from_ref(&tag)).await?;
+                if let Err(e) = push(docker, &name.0, &tag, credential.as_ref()).await {
+                    step.fail();
+                    return Err(e);
+                }
+                let descriptor =
+                    registry
+                        .descriptor(&repository, &tag)
+                        .await?
+                        .with_context(|| {
+                            format!(
+                                "{}:{tag} was pushed but the registry does not serve it",
+                                name.0
+                            )
+                        })?;
+                step.done(descriptor.digest.clone());
+                manifests
+                    .entry(kind)
+                    .or_default()
+                    .push((platform, descriptor));
+            }
+        }
+
+        // 3. One index per tag, last.
+        let mut published = Vec::new();
+        for &kind in &self.kinds {
+            let name = self.repo.image(kind);
+            let repository = repository_path(&name.0, &self.registry);
+            let existing = registry.list_tags(&repository).await?;
+            let latest = moves_latest(&self.aiida_version, &existing);
+            let mut tags = naming::tags(&versions[&kind], latest);
+            if kind == ImageKind::Base {
+                tags.retain(|t| !t.starts_with("postgresql-"));
+            }
+            for extra in &self.extra_tags {
+                if !tags.contains(extra) {
+                    tags.push(extra.clone());
+                }
+            }
+            let entries = &manifests[&kind];
+            let index = image_index(entries);
+            let mut index_digest = String::new();
+            for tag in &tags {
+                let step = steps.start(format!("index {}:{tag}", name.0));
+                registry.push_index(&repository, tag, index.clone()).await?;
+                let written = registry
+                    .descriptor(&repository, tag)
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "{}:{tag} was written but the registry does not serve it",
+                            name.0
+                        )
+                    })?;
+                step.done(written.digest.clone());
+                index_digest = written.digest;
+            }
+            published.push(PublishedImage {
+                repository: name.0.clone(),
+                index_digest,
+                tags,
+                platforms: entries
+                    .iter()
+                    .map(|(platform, d)| PublishedPlatform {
+                        platform: oci_platform_name(*platform),
+                        digest: d.digest.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        let published = Published {
+            registry: self.registry.clone(),
+            images: published,
+        };
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&published)?);
+        } else {
+            for image in &published.images {
+                println!(
+                    "{}@{} ({}) tags: {}",
+                    image.repository,
+                    image.index_digest,
+                    image
+                        .platforms
+                        .iter()
+                        .map(|p| p.platform.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    image.tags.join(" ")
+                );
+            }
+        }
+        Ok(published)
+    }
+}
+
+/// `linux/amd64`, `linux/arm64/v8`.
+fn oci_platform_name(platform: Platform) -> String {
+    match platform.variant() {
+        Some(v) => format!("{}/{v}", platform.docker()),
+        None => platform.docker().to_owned(),
+    }
+}
+
+/// The repository path inside the registry (`organization/image`).
+fn repository_path(name: &str, registry: &str) -> String {
+    name.strip_prefix(registry)
+        .map(|rest| rest.trim_start_matches('/'))
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// The OCI image index of one image's per-platform manifests, in platform order.
+pub fn image_index(entries: &[(Platform, crate::oci::registry::Descriptor)]) -> OciImageIndex {
+    OciImageIndex {
+        schema_version: 2,
+        media_type: Some(OCI_IMAGE_INDEX_MEDIA_TYPE.to_owned()),
+        manifests: entries
+            .iter()
+            .map(|(platform, d)| ImageIndexEntry {
+                media_type: d.media_type.clone(),
+                digest: d.digest.clone(),
+                size: d.size,
+                platform: Some(OciPlatform {
+                    architecture: platform.architecture().into(),
+                    os: "linux".into(),
+                    os_version: None,
+                    os_features: None,
+                    variant: platform.variant().map(str::to_owned),
+                    features: None,
+                }),
+                annotations: None,
+            })
+            .collect(),
+        artifact_type: None,
+        annotations: None,
+    }
+}
+
+/// Whether publishing aiida-core `version` moves `latest`, given the tags already in the
+/// repository: only a final release at least as high as every final `aiida-*` release there.
+pub fn moves_latest(version: &str, existing_tags: &[String]) -> bool {
+    let Ok(ours) = Version::from_str(version) else {
+        return false;
+    };
+    if ours.any_prerelease() {
+        return false;
+    }
+    existing_tags
+        .iter()
+        .filter_map(|t| t.strip_prefix("aiida-"))
+        .filter_map(|v| Version::from_str(v).ok())
+        .filter(|v| !v.any_prerelease())
+        .all(|v| v <= ours)
+}
+
+/// A tag name as the distribution spec allows it.
+fn check_tag(tag: &str) -> anyhow::Result<()> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    anyhow::ensure!(
+        ok,
+        "--tag {tag:?} is not a valid tag (letters, digits, _ . -, at most 128, not starting with . or -)"
+    );
+    Ok(())
+}
+
+/// `docker push NAME:TAG` through the engine.
+async fn push(
+    docker: &Docker,
+    name: &str,
+    tag: &str,
+    credential: Option<&Credential>,
+) -> anyhow::Result<()> {
+    let credentials = credential.map(|c| DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.secret.clone()),
+        ..Default::default()
+    });
+    let registry = name.split('/').next().unwrap_or(name);
+    let mut stream = docker.push_image(
+        name,
+        Some(PushImageOptions {
+            tag: Some(tag.to_owned()),
+            ..Default::default()
+        }),
+        credentials,
+    );
+    while let Some(item) = stream.next().await {
+        let message = match item {
+            Ok(info) => info.error.or(info.error_detail.and_then(|d| d.message)),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = message {
+            let used = match credential {
+                Some(c) => format!("the credential from {}", c.source),
+                None => "no credential".to_owned(),
+            };
+            let hint = if message.contains("unauthorized") || message.contains("authentication") {
+                format!(
+                    " Log in with `docker login {registry}`, or set DEVCONTAINERS_OCI_AUTH='{registry}|USER|TOKEN'."
+                )
+            } else if message.contains("denied") {
+                " The account needs push rights on this namespace.".to_owned()
+            } else {
+                String::new()
+            };
+            bail!(
+                "registry {registry} refused the push of {name}:{tag} (used {used}): {message}.{hint}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Progress: a spinner per step on a terminal, one line per finished step otherwise.
+struct Steps;
+
+struct Step {
+    bar: ProgressBar,
+    what: String,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps
+    }
+
+    fn start(&self, what: String) -> Step {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+        );
+        bar.set_message(what.clone());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Step { bar, what }
+    }
+}
+
+impl Step {
+    fn done(self, result: String) {
+        self.bar.finish_and_clear();
+        eprintln!("{}: {result}", self.what);
+    }
+
+    fn fail(self) {
+        self.bar.finish_and_clear();
+        eprintln!("{}: failed", self.what);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn latest_moves_only_forward_and_only_for_final_releases() {
+        assert!(moves_latest("2.9.4", &[]));
+        assert!(moves_latest(
+            "2.9.4",
+            &tags(&["aiida-2.9.4", "latest", "python-3.11"])
+        ));
+        assert!(moves_latest(
+            "2.10.0",
+            &tags(&["aiida-2.9.4", "aiida-2.11.0rc1"])
+        ));
+        assert!(!moves_latest("2.6.3", &tags(&["aiida-2.9.4", "latest"])));
+        assert!(!moves_latest("2.10.0rc1", &tags(&["aiida-2.9.4"])));
+        assert!(!moves_latest("2.10.0rc1", &[]));
+    }
+
+    #[test]
+    fn an_index_lists_each_platform_by_digest_with_the_oci_media_type() {
+        let descriptor = |d: &str| crate::oci::registry::Descriptor {
+            media_type: "application/vnd.docker.distribution.manifest.v2+json".into(),
+            digest: d.into(),
+            size: 1234,
+            bytes: Vec::new(),
+        };
+        let index = image_index(&[
+            (Platform::Amd64, descriptor("sha256:aa")),
+            (Platform::Arm64, descriptor("sha256:bb")),
+        ]);
+        let json = serde_json::to_value(&index).unwrap();
+        assert_eq!(json["mediaType"], OCI_IMAGE_INDEX_MEDIA_TYPE);
+        assert_eq!(json["manifests"][0]["platform"]["architecture"], "amd64");
+        assert_eq!(json["manifests"][1]["platform"]["variant"], "v8");
+        assert_eq!(json["manifests"][1]["digest"], "sha256:bb");
+        assert_eq!(oci_platform_name(Platform::Arm64), "linux/arm64/v8");
+    }
+
+    #[test]
+    fn tags_are_checked_and_repository_paths_found() {
+        assert!(check_tag("pr-123").is_ok());
+        assert!(check_tag("-bad").is_err());
+        assert!(check_tag("a/b").is_err());
+        assert_eq!(
+            repository_path("localhost:5000/acme/aiida-core-base", "localhost:5000"),
+            "acme/aiida-core-base"
+        );
+    }
+}
