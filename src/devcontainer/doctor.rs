@@ -19,7 +19,9 @@
 //!   already has that UID, such as root): the container cannot write to the workspace.
 //!
 //! Checks that need the image (its label, architecture and users) use the local engine when the
-//! image is there and say so when it is not.
+//! image is there and say so when it is not; an image that is not local but named with a
+//! registry host (`ghcr.io/...`, `localhost:5000/...`) has its architecture checked against the
+//! registry's image index.
 //!
 //! A Compose configuration (`dockerComposeFile`, as `init --variant compose` writes) is checked
 //! on the service it names in `service`: its image, its volume on the home, and an `entrypoint`
@@ -98,10 +100,17 @@ impl DoctorArgs {
             })
         {
             if image_facts(&image, USER, None)?.is_none() {
-                println!(
-                    "note: {image} is not in the local engine (or no engine answers): its label, \
-                     architecture and users were not checked"
-                );
+                match registry_platforms(&image) {
+                    Some(platforms) => println!(
+                        "note: {image} is not in the local engine; its registry serves it for {}: \
+                         its label and users were not checked",
+                        platforms.join(", ")
+                    ),
+                    None => println!(
+                        "note: {image} is not in the local engine (or no engine answers): its label, \
+                         architecture and users were not checked"
+                    ),
+                }
             }
         }
         print!("{}", format_findings(&findings));
@@ -253,6 +262,29 @@ impl DoctorArgs {
                             host_architecture()
                         ),
                         fix: format!("rebuild the image on this host (`aiida-devc images build`) or pull its {} variant", host_architecture()),
+                    });
+                }
+            }
+        }
+
+        // Architecture of an image that is not local: the registry's index must list the host's.
+        if let (None, Some(image)) = (&facts, &image) {
+            if let Some(platforms) = registry_platforms(image) {
+                let host = crate::platform::Platform::host();
+                if !platforms.iter().any(|p| p.starts_with(host.docker())) {
+                    findings.push(Finding {
+                        check: "architecture",
+                        location: at(image),
+                        problem: format!(
+                            "the registry's {image} is published for {} only, this host is {}: it runs under \
+                             emulation, several times slower, or not at all",
+                            platforms.join(", "),
+                            host.docker()
+                        ),
+                        fix: format!(
+                            "publish it for {host} too (`aiida-devc images build --platform linux/amd64,linux/arm64 --push ...`) \
+                             or choose an image whose index lists {host}"
+                        ),
                     });
                 }
             }
@@ -458,6 +490,59 @@ fn image_facts(
             }
         }
         Ok(Some(facts))
+    })
+}
+
+/// The platforms (`linux/arm64/v8`) a registry serves `image` for: those of its image index, or
+/// of its single manifest's config. `None` when the reference names no registry host (Docker
+/// Hub is not asked), or the registry does not answer or has no such image.
+pub fn registry_platforms(image: &str) -> Option<Vec<String>> {
+    let (host, rest) = image.split_once('/')?;
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        return None;
+    }
+    let (repository, reference) = match rest.rsplit_once('@') {
+        Some((repo, digest)) => (repo, digest),
+        None => match rest.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (rest, "latest"),
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let ca = crate::host::ca::resolve(None).ok().flatten();
+        let registry = crate::oci::Registry::connect(
+            host,
+            &crate::oci::auth::AuthEnv::from_process(),
+            ca.as_ref(),
+        )
+        .ok()?;
+        let descriptor = registry.descriptor(repository, reference).await.ok()??;
+        let manifest: Value = serde_json::from_slice(&descriptor.bytes).ok()?;
+        let name = |p: &Value| -> Option<String> {
+            let os = p["os"].as_str()?;
+            let arch = p["architecture"].as_str()?;
+            Some(match p["variant"].as_str() {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            })
+        };
+        if let Some(entries) = manifest["manifests"].as_array() {
+            return Some(
+                entries
+                    .iter()
+                    .filter_map(|e| name(&e["platform"]))
+                    .filter(|p| p != "unknown/unknown")
+                    .collect(),
+            );
+        }
+        let config_digest = manifest["config"]["digest"].as_str()?;
+        let config = registry.blob(repository, config_digest).await.ok()?;
+        let config: Value = serde_json::from_slice(&config).ok()?;
+        Some(vec![name(&config)?])
     })
 }
 
