@@ -276,17 +276,7 @@ impl Reactor {
 
     /// Wait for events until `deadline` (None: until something happens).
     pub fn wait(&mut self, deadline: Option<Instant>) -> Vec<Event> {
-        let timeout_ms: i32 = match deadline {
-            None => -1,
-            Some(d) => {
-                let now = Instant::now();
-                if d <= now {
-                    0
-                } else {
-                    (d - now).as_millis().min(i32::MAX as u128) as i32 + 1
-                }
-            }
-        };
+        let timeout_ms = poll_timeout_ms(deadline, Instant::now());
         let mut fds = vec![libc::pollfd {
             fd: self.signals.as_raw_fd(),
             events: libc::POLLIN,
@@ -491,6 +481,18 @@ pub fn descendants() -> Vec<i32> {
     found
 }
 
+/// `poll`'s timeout for `deadline`: -1 (none) without one, 0 when it has passed, else the
+/// milliseconds until it, rounded up so the wake-up is never early, and at most `i32::MAX`
+/// (24.8 days; a later deadline wakes the loop then, which looks again).
+pub fn poll_timeout_ms(deadline: Option<Instant>, now: Instant) -> i32 {
+    let Some(deadline) = deadline else {
+        return -1;
+    };
+    let left = deadline.saturating_duration_since(now);
+    let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
+    i32::try_from(ms).unwrap_or(i32::MAX)
+}
+
 fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on an fd we own.
     unsafe {
@@ -537,4 +539,32 @@ pub fn open_control_fifo(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: fd was just opened and is owned here.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_poll_timeout_rounds_up_and_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(poll_timeout_ms(None, now), -1);
+        assert_eq!(poll_timeout_ms(Some(now), now), 0);
+        assert_eq!(poll_timeout_ms(Some(now), now + Duration::from_secs(1)), 0);
+        assert_eq!(
+            poll_timeout_ms(Some(now + Duration::from_millis(5)), now),
+            5
+        );
+        assert_eq!(
+            poll_timeout_ms(Some(now + Duration::from_micros(5001)), now),
+            6
+        );
+        assert_eq!(poll_timeout_ms(Some(now + Duration::from_nanos(1)), now), 1);
+        // 24.8 days and more: the longest wait poll takes, not a negative (infinite) one.
+        let limit = Duration::from_millis(i32::MAX as u64);
+        assert_eq!(poll_timeout_ms(Some(now + limit), now), i32::MAX);
+        let huge = Duration::from_secs(100 * 365 * 24 * 3600);
+        assert_eq!(poll_timeout_ms(Some(now + huge), now), i32::MAX);
+    }
 }

@@ -252,3 +252,30 @@ fn down_signal_is_what_a_stopping_longrun_receives() {
     let got = tree.event_names();
     assert_eq!(got, vec!["INT"], "{out:?}");
 }
+
+#[test]
+fn huge_durations_do_not_overflow_into_an_endless_or_broken_wait() {
+    // 24.8 days is i32::MAX milliseconds, poll's longest timeout; these are far beyond.
+    let tree = Tree::new();
+    tree.longrun("slow", "sleep 0.3; echo >&3; exec sleep 100", &[])
+        .file("slow", "notification-fd", "3\n")
+        .file("slow", "timeout-up", "99999999999999\n");
+    let marker = tree.out_file("cmd-ran");
+    let cmd = format!("touch {}", marker.display());
+    let env = [("S6_CMD_WAIT_FOR_SERVICES_MAXTIME", "2147483648000")];
+    let out = tree.run(Mode::Child, &["sh", "-c", &cmd], &env, LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(marker.exists(), "{out:?}");
+    // `wait` with a timeout of years, or an infinite one, waits for readiness as usual.
+    let running = tree.spawn(Mode::Child, &[], &env);
+    let rt = tree.path().join("rt");
+    let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+    for timeout in ["1e12", "inf"] {
+        let wait = crate::support::aiida_init(&["wait", "--timeout", timeout, "slow"], &env);
+        assert!(wait.status.success(), "--timeout {timeout}: {wait:?}");
+    }
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "-1"], &env);
+    assert_eq!(wait.status.code(), Some(100), "{wait:?}");
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+}
