@@ -34,7 +34,7 @@ pub fn reset_sigpipe() {
 /// code when BEHAVIOUR is 2, else 0.
 pub fn run_parts(args: &[String]) -> i32 {
     let Some(dir) = args.first() else {
-        eprintln!("aiida-init: usage: run-parts DIR [MAXTIME_MS] [BEHAVIOUR]");
+        eprintln_whole!("aiida-init: usage: run-parts DIR [MAXTIME_MS] [BEHAVIOUR]");
         return 100;
     };
     let maxtime: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -42,7 +42,7 @@ pub fn run_parts(args: &[String]) -> i32 {
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(e) => e.flatten().map(|e| e.path()).collect(),
         Err(e) => {
-            eprintln!("aiida-init: {dir}: cannot read: {e}");
+            eprintln_whole!("aiida-init: {dir}: cannot read: {e}");
             return 111;
         }
     };
@@ -56,7 +56,7 @@ pub fn run_parts(args: &[String]) -> i32 {
             .map(|m| m.permissions().mode() & 0o111 == 0)
             .unwrap_or(true)
         {
-            eprintln!(
+            eprintln_whole!(
                 "aiida-init: warning: {}: not executable, skipped",
                 path.display()
             );
@@ -77,7 +77,7 @@ pub fn run_parts(args: &[String]) -> i32 {
                     Err(_) => break 111,
                 }
                 if maxtime > 0 && started.elapsed() >= Duration::from_millis(maxtime) {
-                    eprintln!(
+                    eprintln_whole!(
                         "aiida-init: warning: {}: still running after {maxtime} ms: killed",
                         path.display()
                     );
@@ -88,13 +88,13 @@ pub fn run_parts(args: &[String]) -> i32 {
                 std::thread::sleep(Duration::from_millis(5));
             },
             Err(e) => {
-                eprintln!("aiida-init: {}: cannot run: {e}", path.display());
+                eprintln_whole!("aiida-init: {}: cannot run: {e}", path.display());
                 126
             }
         };
         if code != 0 {
             if behaviour >= 1 {
-                eprintln!("aiida-init: warning: {} exited {code}", path.display());
+                eprintln_whole!("aiida-init: warning: {} exited {code}", path.display());
             }
             if behaviour >= 2 {
                 return code;
@@ -107,19 +107,19 @@ pub fn run_parts(args: &[String]) -> i32 {
 /// `aiida-init install-commands DIR`: link every multi-call name in DIR to this binary.
 pub fn install_commands(args: &[String]) -> i32 {
     let Some(dir) = args.first() else {
-        eprintln!("aiida-init: usage: install-commands DIR");
+        eprintln_whole!("aiida-init: usage: install-commands DIR");
         return 100;
     };
     let dir = Path::new(dir);
     let exe = match std::env::current_exe().and_then(std::fs::canonicalize) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("aiida-init: cannot find this binary's path: {e}");
+            eprintln_whole!("aiida-init: cannot find this binary's path: {e}");
             return 111;
         }
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        eprintln!("aiida-init: {}: cannot create: {e}", dir.display());
+        eprintln_whole!("aiida-init: {}: cannot create: {e}", dir.display());
         return 111;
     }
     let mut count = 0;
@@ -128,7 +128,7 @@ pub fn install_commands(args: &[String]) -> i32 {
         let link = dir.join(name);
         let _ = std::fs::remove_file(&link);
         if let Err(e) = std::os::unix::fs::symlink(&exe, &link) {
-            eprintln!(
+            eprintln_whole!(
                 "aiida-init: {}: cannot create the link: {e}",
                 link.display()
             );

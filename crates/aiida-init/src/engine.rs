@@ -230,16 +230,16 @@ impl Engine {
 
     fn info(&self, msg: &str) {
         if self.settings.verbosity >= 2 {
-            eprintln!("aiida-init: info: {msg}");
+            eprintln_whole!("aiida-init: info: {msg}");
         }
     }
     fn warn(&self, msg: &str) {
         if self.settings.verbosity >= 1 {
-            eprintln!("aiida-init: warning: {msg}");
+            eprintln_whole!("aiida-init: warning: {msg}");
         }
     }
     fn error(&self, msg: &str) {
-        eprintln!("aiida-init: error: {msg}");
+        eprintln_whole!("aiida-init: error: {msg}");
     }
 
     fn event(&mut self, i: usize, what: &str) {
@@ -1141,7 +1141,7 @@ impl Engine {
             super::runtime::write_atomic(&path, self.snapshot(phase).to_json().as_bytes())
         {
             if self.settings.verbosity >= 3 {
-                eprintln!("aiida-init: warning: {}: {e}", path.display());
+                eprintln_whole!("aiida-init: warning: {}: {e}", path.display());
             }
         }
     }

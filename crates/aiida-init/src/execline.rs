@@ -377,7 +377,7 @@ pub fn execlineb_main(args: &[String]) -> ! {
     };
     if let Some((min, skip_in_at)) = substitute {
         if positionals.len() < min {
-            eprintln!(
+            eprintln_whole!(
                 "execlineb: warning: too few arguments: expecting at least {min} but got {}",
                 positionals.len()
             );

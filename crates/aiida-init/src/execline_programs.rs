@@ -89,7 +89,7 @@ pub fn if_(inv: &Invocation) -> Next {
         WaitStatus::Exited(_, c) => (c == 0, c),
         WaitStatus::Signaled(_, s, _) => {
             if !negate && !inv.options.has('X') {
-                eprintln!("if: fatal: child crashed with signal {}", s as i32);
+                eprintln_whole!("if: fatal: child crashed with signal {}", s as i32);
             }
             (false, 128 + s as i32)
         }

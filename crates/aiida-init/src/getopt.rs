@@ -13,7 +13,7 @@ pub const SYSTEM: i32 = 111;
 
 /// Print an execline-style fatal error and exit with `code`.
 pub fn die(prog: &str, code: i32, msg: &str) -> ! {
-    eprintln!("{prog}: fatal: {msg}");
+    eprintln_whole!("{prog}: fatal: {msg}");
     std::process::exit(code)
 }
 

@@ -26,6 +26,17 @@
 //! aiida-init NAME ARGS...          run one of the multi-call names (e.g. execlineb)
 //! ```
 
+/// `eprintln!` that writes the line whole, in one `write` (Rust's `eprintln!` writes a
+/// formatted line in pieces, which log collectors that time-stamp each read split in two).
+macro_rules! eprintln_whole {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+
 pub mod builtins;
 pub mod commands;
 pub mod engine;
@@ -117,7 +128,7 @@ fn check() -> i32 {
     match load() {
         Ok((settings, tree, plan)) => {
             for w in &tree.warnings {
-                eprintln!("aiida-init: warning: {w}");
+                eprintln_whole!("aiida-init: warning: {w}");
             }
             println!(
                 "service tree {} is valid; start order:",
@@ -135,7 +146,7 @@ fn check() -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("aiida-init: error: {e:#}");
+            eprintln_whole!("aiida-init: error: {e:#}");
             100
         }
     }
@@ -145,26 +156,26 @@ fn run_init(command: Vec<String>) -> i32 {
     let (settings, tree, plan) = match load() {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("aiida-init: fatal: invalid service tree, nothing started: {e:#}");
+            eprintln_whole!("aiida-init: fatal: invalid service tree, nothing started: {e:#}");
             return 100;
         }
     };
     if settings.verbosity >= 1 {
         for w in &tree.warnings {
-            eprintln!("aiida-init: warning: {w}");
+            eprintln_whole!("aiida-init: warning: {w}");
         }
     }
     let runtime = match runtime::choose() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("aiida-init: fatal: {e:#}");
+            eprintln_whole!("aiida-init: fatal: {e:#}");
             return 100;
         }
     };
     let mut reactor = match pid1::Reactor::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("aiida-init: fatal: cannot set up signal handling: {e}");
+            eprintln_whole!("aiida-init: fatal: cannot set up signal handling: {e}");
             return 111;
         }
     };

@@ -322,13 +322,13 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context) -> ! {
             std::process::exit(0);
         }
         if tries > 0 && attempt >= tries {
-            eprintln!(
+            eprintln_whole!(
                 "s6-notifyoncheck: fatal: the check failed {attempt} times: giving up (the service stays up, not ready)"
             );
             std::process::exit(1);
         }
         if global > 0 && start.elapsed() >= Duration::from_millis(global) {
-            eprintln!("s6-notifyoncheck: fatal: timed out");
+            eprintln_whole!("s6-notifyoncheck: fatal: timed out");
             std::process::exit(99);
         }
         std::thread::sleep(Duration::from_millis(waiting));

@@ -31,13 +31,13 @@ fn fmt_ms(ms: Option<u64>) -> String {
 pub fn status(args: &[String]) -> i32 {
     let json = args.iter().any(|a| a == "--json");
     if let Some(bad) = args.iter().find(|a| *a != "--json") {
-        eprintln!(
+        eprintln_whole!(
             "aiida-init status: unknown argument `{bad}` (usage: aiida-init status [--json])"
         );
         return 100;
     }
     let Some(state) = read_state() else {
-        eprintln!(
+        eprintln_whole!(
             "aiida-init status: no running aiida-init found (searched {})",
             runtime::candidates()
                 .iter()
@@ -152,7 +152,7 @@ pub fn wait(args: &[String]) -> i32 {
             }
             a if a.starts_with("--timeout=") => Some(Some(&a["--timeout=".len()..])),
             a if a.starts_with('-') => {
-                eprintln!("aiida-init wait: unknown option `{a}` ({USAGE})");
+                eprintln_whole!("aiida-init wait: unknown option `{a}` ({USAGE})");
                 return 100;
             }
             a => {
@@ -162,7 +162,7 @@ pub fn wait(args: &[String]) -> i32 {
         };
         if let Some(v) = value {
             let Some(t) = v.and_then(parse_timeout) else {
-                eprintln!("aiida-init wait: --timeout needs a number of seconds ({USAGE})");
+                eprintln_whole!("aiida-init wait: --timeout needs a number of seconds ({USAGE})");
                 return 100;
             };
             timeout = Some(t);

@@ -749,3 +749,49 @@ fn run_and_finish_without_the_exec_bit_run_through_their_interpreter_as_under_s6
     );
     assert_eq!(std::fs::read_to_string(&finished).unwrap(), "finish 3\n");
 }
+
+#[test]
+fn each_log_line_is_written_whole() {
+    // stderr is a datagram socket: each write() arrives as one message, so a line written in
+    // pieces (`aiida-init: info: `, then the message) would show as several.
+    let tree = Tree::new();
+    tree.oneshot("setup", "true\n", None, &[]);
+    tree.longrun(
+        "daemon",
+        "echo one; echo two >&2; exec sleep 100",
+        &["setup"],
+    );
+    let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let mut c = tree.command(Mode::Child, &["sh", "-c", "sleep 0.3; exit 3"]);
+    c.env("S6_VERBOSITY", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )));
+    let status = c.status().unwrap();
+    assert_eq!(status.code(), Some(3));
+    ours.set_nonblocking(true).unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = ours.recv(&mut buf) {
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "aiida-init: info: starting daemon\n"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"[daemon] two\n".to_string()),
+        "{messages:?}"
+    );
+    for m in &messages {
+        assert!(
+            m.ends_with('\n')
+                && m.lines()
+                    .all(|l| l.starts_with("aiida-init: ") || l.starts_with('[')),
+            "a line written in pieces: {m:?} in {messages:?}"
+        );
+    }
+}
