@@ -34,48 +34,22 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::graph::Plan;
+use super::lifecycle::{self, Effect, Level, Machine, Proc};
 use super::model::{Action, Kind, Service, ServiceTree};
 use super::pid1::{Event, Exit, Reactor, Role, Session};
 use super::runtime::Runtime;
 use super::settings::Settings;
 use super::state::{self as wire, ServiceStatus};
 
-/// Which of a oneshot's scripts runs.
-#[derive(Clone, Copy)]
-enum OneshotScript {
-    Up,
-    Down,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Deadline {
-    UpTimeout,
-    DownTimeout,
-    Kill,
-    FinishKill,
-    Restart,
-}
-
 struct Svc {
     def: Service,
-    state: ServiceStatus,
+    cfg: lifecycle::Config,
+    machine: Machine,
+    /// The process in flight (`run`, `finish`, `up` or `down`).
     pid: Option<i32>,
-    finish_pid: Option<i32>,
-    deadline: Option<(Instant, Deadline)>,
-    started_at: Option<Instant>,
-    ready_at: Option<Instant>,
-    last_spawn: Option<Instant>,
-    last_exit: Option<Exit>,
-    restarts: u32,
-    reason: Option<String>,
-    /// Cleared by `s6-svc -d` and at shutdown: do not (re)start.
-    want_up: bool,
-    /// `s6-svc -o`: run once, do not restart.
-    once: bool,
+    /// The pid of the `run` that exited last (an argument of `finish`).
+    dead_pid: i32,
     lines: VecDeque<String>,
-    failure_code: i32,
-    /// Failed only because a dependency failed.
-    failed_by_dependency: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,23 +117,14 @@ impl Engine {
         for name in &plan.order {
             let def = tree.services.remove(name).expect("planned service exists");
             index.insert(name.clone(), svcs.len());
+            let cfg = lifecycle_config(&def, &settings);
             svcs.push(Svc {
                 def,
-                state: ServiceStatus::Down,
+                cfg,
+                machine: Machine::default(),
                 pid: None,
-                finish_pid: None,
-                deadline: None,
-                started_at: None,
-                ready_at: None,
-                last_spawn: None,
-                last_exit: None,
-                restarts: 0,
-                reason: None,
-                want_up: true,
-                once: false,
+                dead_pid: 0,
                 lines: VecDeque::new(),
-                failure_code: 0,
-                failed_by_dependency: false,
             });
         }
         let deps = plan
@@ -294,35 +259,6 @@ impl Engine {
         self.write_state();
     }
 
-    fn satisfied(&self, i: usize) -> bool {
-        let s = &self.svcs[i];
-        match s.state {
-            ServiceStatus::Up | ServiceStatus::Ready => true,
-            ServiceStatus::Starting => {
-                matches!(&s.def.kind, Kind::Longrun(l) if !l.wait_ready) && s.pid.is_some()
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether the service still has a process or a transition in flight.
-    fn active(&self, i: usize) -> bool {
-        let s = &self.svcs[i];
-        s.pid.is_some()
-            || s.finish_pid.is_some()
-            || matches!(
-                s.state,
-                ServiceStatus::Starting
-                    | ServiceStatus::Up
-                    | ServiceStatus::Ready
-                    | ServiceStatus::Stopping
-            )
-    }
-
-    fn settled(&self, i: usize) -> bool {
-        self.satisfied(i) || self.svcs[i].state == ServiceStatus::Failed
-    }
-
     fn command_for(&self, path: &std::path::Path, args: &[String]) -> Command {
         let mut cmd = super::builtins::script_command(path);
         cmd.args(args);
@@ -368,29 +304,51 @@ impl Engine {
         Some(cmd)
     }
 
-    fn start(&mut self, i: usize, reactor: &mut Reactor) {
-        let now = Instant::now();
-        let name = self.svcs[i].def.name.clone();
-        if self.svcs[i].started_at.is_none() {
-            self.svcs[i].started_at = Some(now);
-        }
-        self.svcs[i].reason = None;
-        match self.svcs[i].def.kind.clone() {
-            Kind::Bundle { .. } => {}
-            Kind::Oneshot { up, .. } => {
-                let Some(cmd) = self.action_command(&up, &self.svcs[i].def.dir.clone()) else {
-                    self.svcs[i].state = ServiceStatus::Up;
-                    self.svcs[i].ready_at = Some(now);
-                    self.event(i, "up");
-                    return;
-                };
-                if let Err(e) = self.run_oneshot_script(i, cmd, OneshotScript::Up, now, reactor) {
-                    self.fail(i, format!("cannot run up: {e}"), 111);
+    /// Feed `event` to service `i`'s state machine and carry out what it says.
+    fn apply(&mut self, i: usize, event: lifecycle::Event, reactor: &mut Reactor) {
+        let phase = if matches!(self.phase, Phase::Starting | Phase::Running) {
+            lifecycle::Phase::Supervising
+        } else {
+            lifecycle::Phase::ShuttingDown
+        };
+        let svc = &self.svcs[i];
+        let (machine, effects) =
+            lifecycle::step(&svc.machine, &svc.cfg, event, Instant::now(), phase);
+        self.svcs[i].machine = machine;
+        self.dirty = true;
+        for effect in effects {
+            match effect {
+                Effect::Spawn(process) => {
+                    let answer = match self.spawn(i, process, reactor) {
+                        Ok(pid) => {
+                            self.svcs[i].pid = Some(pid);
+                            lifecycle::Event::Spawned
+                        }
+                        Err(reason) => lifecycle::Event::SpawnFailed(reason),
+                    };
+                    self.apply(i, answer, reactor);
                 }
+                Effect::Signal(signal) => self.signal(i, signal),
+                Effect::Log(Level::Info, message) => self.info(&message),
+                Effect::Log(Level::Warning, message) => self.warn(&message),
+                Effect::Log(Level::Error, message) => self.error(&message),
+                Effect::Note(what) => self.event(i, &what),
             }
-            Kind::Longrun(l) => {
+        }
+    }
+
+    /// Start one of service `i`'s processes; the error says what could not run.
+    fn spawn(&mut self, i: usize, process: Proc, reactor: &mut Reactor) -> Result<i32, String> {
+        let svc = &self.svcs[i];
+        let dir = svc.def.dir.clone();
+        let session = Session::Service {
+            label: svc.def.name.clone(),
+            service: Some(i),
+        };
+        match (&svc.def.kind, process) {
+            (Kind::Longrun(l), Proc::Run) => {
                 let mut cmd = self.command_for(&l.run, &[]);
-                cmd.current_dir(&self.svcs[i].def.dir);
+                cmd.current_dir(&dir);
                 let mut notify = None;
                 let mut notify_read = None;
                 if let Some(n) = l.notification_fd {
@@ -399,219 +357,86 @@ impl Engine {
                             notify = Some((n, w));
                             notify_read = Some(r);
                         }
-                        Err(e) => {
-                            self.warn(&format!("{name}: cannot create the readiness pipe: {e}"))
-                        }
+                        Err(e) => self.warn(&format!(
+                            "{}: cannot create the readiness pipe: {e}",
+                            svc.def.name
+                        )),
                     }
                 }
-                if self.svcs[i].restarts == 0 && self.svcs[i].last_spawn.is_none() {
-                    self.info(&format!("starting {name}"));
+                let run = l.run.display().to_string();
+                let pid = reactor
+                    .spawn(cmd, Role::Run(i), session, notify)
+                    .map_err(|e| format!("cannot run {run}: {e}"))?;
+                if let Some(r) = notify_read {
+                    reactor.watch_notify(r, i);
                 }
-                match self.spawn_service_process(i, cmd, Role::Run(i), notify, reactor) {
-                    Ok(pid) => {
-                        if let Some(r) = notify_read {
-                            reactor.watch_notify(r, i);
-                        }
-                        let s = &mut self.svcs[i];
-                        s.pid = Some(pid);
-                        s.last_spawn = Some(now);
-                        if l.notification_fd.is_some() {
-                            s.state = ServiceStatus::Starting;
-                            s.deadline = s.def.timeout_up.map(|t| (now + t, Deadline::UpTimeout));
-                            self.event(i, "started");
-                        } else {
-                            s.state = ServiceStatus::Up;
-                            s.deadline = None;
-                            if s.ready_at.is_none() {
-                                s.ready_at = Some(now);
-                            }
-                            self.event(i, "up");
-                        }
-                    }
-                    Err(e) => self.fail(i, format!("cannot run {}: {e}", l.run.display()), 111),
-                }
+                Ok(pid)
             }
-        }
-    }
-
-    /// Start one of service `i`'s processes in a session labelled with the service's name.
-    fn spawn_service_process(
-        &self,
-        i: usize,
-        cmd: Command,
-        role: Role,
-        notify: Option<(i32, std::os::fd::OwnedFd)>,
-        reactor: &mut Reactor,
-    ) -> std::io::Result<i32> {
-        let session = Session::Service {
-            label: self.svcs[i].def.name.clone(),
-            service: Some(i),
-        };
-        reactor.spawn(cmd, role, session, notify)
-    }
-
-    /// Run a oneshot's `up` or `down` script: while it runs the service is `Starting` or
-    /// `Stopping`, until that script's timeout.
-    fn run_oneshot_script(
-        &mut self,
-        i: usize,
-        cmd: Command,
-        script: OneshotScript,
-        now: Instant,
-        reactor: &mut Reactor,
-    ) -> std::io::Result<()> {
-        let (role, state, timeout, deadline, what) = match script {
-            OneshotScript::Up => (
-                Role::Up(i),
-                ServiceStatus::Starting,
-                self.svcs[i].def.timeout_up,
-                Deadline::UpTimeout,
-                "starting",
-            ),
-            OneshotScript::Down => (
-                Role::Down(i),
-                ServiceStatus::Stopping,
-                self.svcs[i].def.timeout_down,
-                Deadline::DownTimeout,
-                "stopping",
-            ),
-        };
-        self.info(&format!("{what} {}", self.svcs[i].def.name));
-        let pid = self.spawn_service_process(i, cmd, role, None, reactor)?;
-        let s = &mut self.svcs[i];
-        s.pid = Some(pid);
-        s.state = state;
-        s.deadline = timeout.map(|t| (now + t, deadline));
-        self.event(i, what);
-        Ok(())
-    }
-
-    fn fail(&mut self, i: usize, reason: String, code: i32) {
-        let name = self.svcs[i].def.name.clone();
-        self.error(&format!("{name}: {reason}"));
-        let s = &mut self.svcs[i];
-        s.state = ServiceStatus::Failed;
-        s.reason = Some(reason.clone());
-        s.failure_code = if code == 0 { 1 } else { code };
-        s.deadline = None;
-        self.event(i, &format!("failed: {reason}"));
-    }
-
-    fn stop(&mut self, i: usize, reactor: &mut Reactor) {
-        let now = Instant::now();
-        let name = self.svcs[i].def.name.clone();
-        self.svcs[i].want_up = false;
-        match self.svcs[i].def.kind.clone() {
-            Kind::Bundle { .. } => {}
-            Kind::Oneshot { down, .. } => {
-                if let Some(pid) = self.svcs[i].pid {
-                    // `up` (or `down`) still running: stop it.
-                    let _ = kill(Pid::from_raw(-pid), Signal::SIGTERM);
-                    self.svcs[i].state = ServiceStatus::Stopping;
-                    self.svcs[i].deadline =
-                        Some((now + self.settings.kill_gracetime, Deadline::Kill));
-                    return;
-                }
-                if !matches!(self.svcs[i].state, ServiceStatus::Up | ServiceStatus::Ready) {
-                    self.svcs[i].state = if self.svcs[i].state == ServiceStatus::Failed {
-                        ServiceStatus::Failed
-                    } else {
-                        ServiceStatus::Down
-                    };
-                    return;
-                }
-                let Some(cmd) = self.action_command(&down, &self.svcs[i].def.dir.clone()) else {
-                    self.svcs[i].state = ServiceStatus::Down;
-                    self.event(i, "down");
-                    return;
+            (Kind::Longrun(l), Proc::Finish) => {
+                let finish = l.finish.as_ref().ok_or("no finish script")?;
+                let (code, sig) = match svc.machine.last_exit {
+                    Some(Exit::Signal(s)) => (256, s),
+                    Some(Exit::Code(c)) => (c, 0),
+                    None => (0, 0),
                 };
-                if let Err(e) = self.run_oneshot_script(i, cmd, OneshotScript::Down, now, reactor) {
-                    self.error(&format!("{name}: cannot run down: {e}"));
-                    self.svcs[i].state = ServiceStatus::Down;
-                }
+                let args = [
+                    code.to_string(),
+                    sig.to_string(),
+                    svc.def.name.clone(),
+                    svc.dead_pid.to_string(),
+                ];
+                let mut cmd = self.command_for(finish, &args);
+                cmd.current_dir(&dir);
+                reactor
+                    .spawn(cmd, Role::Finish(i), session, None)
+                    .map_err(|e| format!("cannot run finish: {e}"))
             }
-            Kind::Longrun(l) => {
-                if let Some(pid) = self.svcs[i].pid {
-                    self.info(&format!("stopping {name}"));
-                    let sig = Signal::try_from(l.down_signal).unwrap_or(Signal::SIGTERM);
-                    let _ = kill(Pid::from_raw(pid), sig);
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
-                    let grace = l.timeout_kill.unwrap_or(self.settings.services_gracetime);
-                    let s = &mut self.svcs[i];
-                    s.state = ServiceStatus::Stopping;
-                    s.deadline = Some((now + grace, Deadline::Kill));
-                    self.event(i, "stopping");
-                } else if self.svcs[i].finish_pid.is_some() {
-                    self.svcs[i].state = ServiceStatus::Stopping;
+            (Kind::Oneshot { up, down }, Proc::Up | Proc::Down) => {
+                let (action, role, what) = if process == Proc::Up {
+                    (up, Role::Up(i), "up")
                 } else {
-                    let s = &mut self.svcs[i];
-                    if s.state != ServiceStatus::Failed || s.deadline.is_some() {
-                        s.state = ServiceStatus::Down;
-                    }
-                    s.deadline = None;
-                    self.event(i, "down");
-                }
+                    (down, Role::Down(i), "down")
+                };
+                let cmd = self
+                    .action_command(action, &dir)
+                    .ok_or_else(|| format!("{what} does nothing"))?;
+                reactor
+                    .spawn(cmd, role, session, None)
+                    .map_err(|e| format!("cannot run {what}: {e}"))
             }
+            _ => Err(format!("{} has no such process", svc.def.name)),
         }
     }
 
-    fn after_longrun_death(&mut self, i: usize, finish_code: Option<i32>) {
-        let now = Instant::now();
-        let s = &mut self.svcs[i];
-        s.finish_pid = None;
-        s.deadline = None;
-        let stopping = !s.want_up
-            || s.state == ServiceStatus::Stopping
-            || !matches!(self.phase, Phase::Starting | Phase::Running);
-        if stopping {
-            if s.state != ServiceStatus::Failed {
-                s.state = ServiceStatus::Down;
-            }
-            self.event(i, "down");
+    /// Send a signal to service `i`'s process in flight.
+    fn signal(&self, i: usize, signal: lifecycle::Signal) {
+        let Some(pid) = self.svcs[i].pid else {
             return;
-        }
-        if finish_code == Some(125) {
-            self.fail(i, "finish exited 125: not restarted".into(), 125);
-            return;
-        }
-        if s.once {
-            s.state = ServiceStatus::Down;
-            self.event(i, "down");
-            return;
-        }
-        let earliest = s
-            .last_spawn
-            .map(|t| t + Duration::from_secs(1))
-            .unwrap_or(now);
-        s.state = if s.state == ServiceStatus::Failed {
-            ServiceStatus::Failed
-        } else {
-            ServiceStatus::Starting
         };
-        s.deadline = Some((earliest.max(now), Deadline::Restart));
-        self.dirty = true;
+        match signal {
+            lifecycle::Signal::Down => {
+                let down = match &self.svcs[i].def.kind {
+                    Kind::Longrun(l) => Signal::try_from(l.down_signal).unwrap_or(Signal::SIGTERM),
+                    _ => Signal::SIGTERM,
+                };
+                let _ = kill(Pid::from_raw(pid), down);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+            lifecycle::Signal::TermGroup => {
+                let _ = kill(Pid::from_raw(-pid), Signal::SIGTERM);
+            }
+            lifecycle::Signal::Kill => {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            lifecycle::Signal::KillGroup => sigkill_with_its_group(pid),
+        }
     }
 
     pub fn handle(&mut self, ev: Event, reactor: &mut Reactor) {
         match ev {
             Event::Exited { pid, role, exit } => self.on_exit(pid, role, exit, reactor),
             Event::Signal(sig) => self.on_signal(sig, reactor),
-            Event::Ready(i) => {
-                let s = &mut self.svcs[i];
-                if s.state == ServiceStatus::Starting
-                    || (s.state == ServiceStatus::Failed && s.pid.is_some())
-                {
-                    s.state = ServiceStatus::Ready;
-                    s.reason = None;
-                    s.deadline = None;
-                    let now = Instant::now();
-                    if s.ready_at.is_none() {
-                        s.ready_at = Some(now);
-                    }
-                    self.info(&format!("{} is ready", self.svcs[i].def.name));
-                    self.event(i, "ready");
-                }
-            }
+            Event::Ready(i) => self.apply(i, lifecycle::Event::Ready, reactor),
             Event::Line(i, line) => {
                 let s = &mut self.svcs[i];
                 s.lines.push_back(line);
@@ -624,8 +449,8 @@ impl Engine {
     }
 
     fn on_exit(&mut self, dead_pid: i32, role: Option<Role>, exit: Exit, reactor: &mut Reactor) {
-        match role {
-            None => {}
+        let i = match role {
+            None => return,
             Some(Role::Command) => {
                 self.command_pid = None;
                 self.command_exit = Some(exit);
@@ -637,90 +462,16 @@ impl Engine {
                 self.info(&format!("the command {}", exit.describe()));
                 self.note("(command)", &exit.describe());
                 self.begin_shutdown(reactor);
-            }
-            Some(Role::Up(i)) => {
-                self.svcs[i].pid = None;
-                let name = self.svcs[i].def.name.clone();
-                match self.svcs[i].state {
-                    ServiceStatus::Starting => {
-                        self.svcs[i].deadline = None;
-                        if exit == Exit::Code(0) {
-                            self.svcs[i].state = ServiceStatus::Up;
-                            self.svcs[i].ready_at = Some(Instant::now());
-                            self.info(&format!("{name} is up"));
-                            self.event(i, "up");
-                        } else {
-                            self.fail(i, format!("up {}", exit.describe()), exit.code());
-                        }
-                    }
-                    ServiceStatus::Stopping => {
-                        self.svcs[i].state = ServiceStatus::Down;
-                        self.svcs[i].deadline = None;
-                        self.event(i, "down");
-                    }
-                    _ => {}
-                }
-            }
-            Some(Role::Down(i)) => {
-                self.svcs[i].pid = None;
-                self.svcs[i].deadline = None;
-                if exit != Exit::Code(0) {
-                    self.warn(&format!(
-                        "{}: down {}",
-                        self.svcs[i].def.name,
-                        exit.describe()
-                    ));
-                }
-                self.svcs[i].state = ServiceStatus::Down;
-                self.event(i, "down");
+                return;
             }
             Some(Role::Run(i)) => {
-                let name = self.svcs[i].def.name.clone();
-                self.svcs[i].pid = None;
-                self.svcs[i].last_exit = Some(exit);
-                let Kind::Longrun(l) = self.svcs[i].def.kind.clone() else {
-                    return;
-                };
-                let running =
-                    matches!(self.phase, Phase::Starting | Phase::Running) && self.svcs[i].want_up;
-                if running {
-                    self.warn(&format!("{name}: {}", exit.describe()));
-                }
-                self.event(i, &format!("exited ({})", exit.describe()));
-                if let Some(finish) = &l.finish {
-                    let (code, sig) = match exit {
-                        Exit::Code(c) => (c, 0),
-                        Exit::Signal(s) => (256, s),
-                    };
-                    let args = [
-                        code.to_string(),
-                        sig.to_string(),
-                        name.clone(),
-                        dead_pid.to_string(),
-                    ];
-                    let mut cmd = self.command_for(finish, &args);
-                    cmd.current_dir(&self.svcs[i].def.dir);
-                    match self.spawn_service_process(i, cmd, Role::Finish(i), None, reactor) {
-                        Ok(pid) => {
-                            self.svcs[i].finish_pid = Some(pid);
-                            self.svcs[i].deadline = l
-                                .timeout_finish
-                                .map(|t| (Instant::now() + t, Deadline::FinishKill));
-                            return;
-                        }
-                        Err(e) => self.warn(&format!("{name}: cannot run finish: {e}")),
-                    }
-                }
-                self.after_longrun_death(i, None);
+                self.svcs[i].dead_pid = dead_pid;
+                i
             }
-            Some(Role::Finish(i)) => {
-                let code = match exit {
-                    Exit::Code(c) => Some(c),
-                    Exit::Signal(_) => None,
-                };
-                self.after_longrun_death(i, code);
-            }
-        }
+            Some(Role::Up(i) | Role::Down(i) | Role::Finish(i)) => i,
+        };
+        self.svcs[i].pid = None;
+        self.apply(i, lifecycle::Event::Exited(exit), reactor);
     }
 
     fn on_signal(&mut self, sig: i32, reactor: &mut Reactor) {
@@ -764,7 +515,9 @@ impl Engine {
                     return;
                 };
                 for c in opts.trim_start_matches('-').chars() {
-                    let pid = self.svcs[i].pid;
+                    // Signals are for `run`, not for a `finish` in flight.
+                    let svc = &self.svcs[i];
+                    let pid = svc.pid.filter(|_| svc.machine.running == Some(Proc::Run));
                     let send = |s: Signal| {
                         if let Some(p) = pid {
                             let _ = kill(Pid::from_raw(p), s);
@@ -773,17 +526,11 @@ impl Engine {
                     match c {
                         // `u`: up, and restarted when it dies; `o`: up once.
                         'u' | 'U' | 'o' => {
-                            self.svcs[i].want_up = true;
-                            self.svcs[i].once = c == 'o';
-                            if pid.is_none()
-                                && self.svcs[i].finish_pid.is_none()
-                                && matches!(self.phase, Phase::Running | Phase::Starting)
-                            {
-                                self.start(i, reactor);
-                            }
+                            let once = c == 'o';
+                            self.apply(i, lifecycle::Event::WantUp { once }, reactor);
                         }
-                        'O' => self.svcs[i].once = true,
-                        'd' | 'D' => self.stop(i, reactor),
+                        'O' => self.apply(i, lifecycle::Event::Once, reactor),
+                        'd' | 'D' => self.apply(i, lifecycle::Event::Stop, reactor),
                         'r' => send(Signal::try_from(l.down_signal).unwrap_or(Signal::SIGTERM)),
                         'k' => send(Signal::SIGKILL),
                         't' => send(Signal::SIGTERM),
@@ -811,9 +558,6 @@ impl Engine {
         }
         self.note("(init)", "shutting down");
         self.stopping_since = Some(Instant::now());
-        for s in &mut self.svcs {
-            s.want_up = false;
-        }
         if let Some(pid) = self.command_pid {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
@@ -831,14 +575,13 @@ impl Engine {
         self.stage2_done_at = Some(Instant::now());
         let failed: Vec<usize> = (0..self.svcs.len())
             .filter(|&i| {
-                self.wanted[i]
-                    && self.svcs[i].state == ServiceStatus::Failed
-                    && !self.svcs[i].failed_by_dependency
+                let m = &self.svcs[i].machine;
+                self.wanted[i] && m.status == ServiceStatus::Failed && !m.failed_by_dependency
             })
             .collect();
         let mut code = failed
             .first()
-            .map(|&i| self.svcs[i].failure_code)
+            .map(|&i| self.svcs[i].machine.failure_code)
             .unwrap_or(0);
         if timed_out {
             let pending: Vec<String> = (0..self.svcs.len())
@@ -905,155 +648,140 @@ impl Engine {
         self.dirty = true;
     }
 
-    /// Advance: start what can start, stop what can stop, handle deadlines.
-    pub fn tick(&mut self, reactor: &mut Reactor) {
-        let now = Instant::now();
-        // Per-service deadlines.
-        for i in 0..self.svcs.len() {
-            let Some((when, what)) = self.svcs[i].deadline else {
-                continue;
-            };
-            if when > now {
-                continue;
-            }
-            self.svcs[i].deadline = None;
-            let name = self.svcs[i].def.name.clone();
-            match what {
-                Deadline::UpTimeout => {
-                    let t = self.svcs[i].def.timeout_up.map(ms).unwrap_or(0);
-                    if matches!(self.svcs[i].def.kind, Kind::Oneshot { .. }) {
-                        if let Some(pid) = self.svcs[i].pid {
-                            sigkill_with_its_group(pid);
-                        }
-                        self.fail(i, format!("up timed out after {t} ms (timeout-up)"), 111);
-                    } else {
-                        self.fail(i, format!("not ready within {t} ms (timeout-up)"), 111);
-                    }
-                }
-                Deadline::DownTimeout => {
-                    if let Some(pid) = self.svcs[i].pid {
-                        self.warn(&format!(
-                            "{name}: down timed out (timeout-down): killing it"
-                        ));
-                        sigkill_with_its_group(pid);
-                    }
-                }
-                Deadline::Kill => {
-                    if let Some(pid) = self.svcs[i].pid {
-                        self.warn(&format!(
-                            "{name}: still running after its grace time: sending SIGKILL"
-                        ));
-                        let killpg = matches!(&self.svcs[i].def.kind, Kind::Longrun(l) if l.kill_process_group)
-                            || matches!(self.svcs[i].def.kind, Kind::Oneshot { .. });
-                        if killpg {
-                            sigkill_with_its_group(pid);
-                        } else {
-                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                        }
-                    }
-                }
-                Deadline::FinishKill => {
-                    if let Some(pid) = self.svcs[i].finish_pid {
-                        self.warn(&format!(
-                            "{name}: finish took longer than timeout-finish: killing it"
-                        ));
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    }
-                }
-                Deadline::Restart => {
-                    if self.svcs[i].want_up
-                        && matches!(self.phase, Phase::Starting | Phase::Running)
-                    {
-                        self.svcs[i].restarts += 1;
-                        self.info(&format!("restarting {name}"));
-                        self.start(i, reactor);
-                    }
-                }
-            }
-        }
+    fn settled(&self, i: usize) -> bool {
+        self.svcs[i].machine.settled(&self.svcs[i].cfg)
+    }
 
-        match self.phase {
-            Phase::Starting | Phase::Running => {
-                for i in 0..self.svcs.len() {
-                    if !self.wanted[i]
-                        || self.svcs[i].state != ServiceStatus::Down
-                        || !self.svcs[i].want_up
-                        || self.svcs[i].started_at.is_some()
-                    {
-                        continue;
-                    }
-                    if let Some(&d) = self.deps[i]
-                        .iter()
-                        .find(|&&d| self.svcs[d].state == ServiceStatus::Failed)
-                    {
-                        let dep = self.svcs[d].def.name.clone();
-                        let code = self.svcs[d].failure_code;
-                        self.fail(i, format!("not started: its dependency {dep} failed"), code);
-                        self.svcs[i].failed_by_dependency = true;
-                        continue;
-                    }
-                    if self.deps[i].iter().all(|&d| self.satisfied(d)) {
-                        self.start(i, reactor);
-                    }
-                }
-                if self.phase == Phase::Starting {
-                    let all_settled =
-                        (0..self.svcs.len()).all(|i| !self.wanted[i] || self.settled(i));
-                    let timed_out = self.stage2_deadline.is_some_and(|d| d <= now);
-                    if all_settled || timed_out {
-                        self.finish_stage2(reactor, timed_out && !all_settled);
-                    }
-                }
-            }
-            Phase::StoppingCommand => {
-                if self.command_pid.is_none() {
-                    self.phase = Phase::StoppingServices;
-                    self.phase_deadline = None;
-                } else if self.phase_deadline.is_some_and(|d| d <= now) {
-                    if let Some(pid) = self.command_pid {
-                        self.warn("the command did not stop after SIGTERM: sending SIGKILL");
-                        sigkill_with_its_group(pid);
-                    }
-                    self.phase_deadline = None;
-                }
-            }
-            _ => {}
+    /// Advance: timers, then the step of the current phase, then the state file.
+    pub fn tick(&mut self, reactor: &mut Reactor) {
+        self.fire_due_timers(reactor);
+        if matches!(self.phase, Phase::Starting | Phase::Running) {
+            self.start_what_can_start(reactor);
+        }
+        if self.phase == Phase::Starting {
+            self.end_stage2_when_settled(reactor);
+        }
+        if self.phase == Phase::StoppingCommand {
+            self.stop_the_command();
         }
         if self.phase == Phase::StoppingServices {
-            for i in (0..self.svcs.len()).rev() {
-                let s = &self.svcs[i];
-                let stoppable = self.active(i) && s.state != ServiceStatus::Stopping;
-                if stoppable && self.dependents[i].iter().all(|&d| !self.active(d)) {
-                    self.stop(i, reactor);
-                }
-            }
-            if (0..self.svcs.len()).all(|i| !self.active(i)) {
-                self.phase = Phase::FinalSweep { killed: false };
-                self.phase_deadline = Some(Instant::now() + self.settings.kill_gracetime);
-                let mut events = Vec::new();
-                if !reactor.nothing_left(&mut events) {
-                    self.info("sending SIGTERM to the remaining processes");
-                    reactor.signal_everything(Signal::SIGTERM);
-                    reactor.signal_everything(Signal::SIGCONT);
-                }
-                self.dirty = true;
-            }
+            self.stop_services_in_reverse_order(reactor);
         }
         if let Phase::FinalSweep { killed } = self.phase {
-            let mut events = Vec::new();
-            if reactor.nothing_left(&mut events) {
-                self.phase = Phase::Done;
-            } else if !killed && self.phase_deadline.is_some_and(|d| d <= Instant::now()) {
-                self.warn("processes left after S6_KILL_GRACETIME: sending SIGKILL");
-                reactor.signal_everything(Signal::SIGKILL);
-                self.phase = Phase::FinalSweep { killed: true };
-                self.phase_deadline = Some(Instant::now() + Duration::from_secs(2));
-            } else if killed && self.phase_deadline.is_some_and(|d| d <= Instant::now()) {
-                self.phase = Phase::Done;
-            }
+            self.sweep_what_is_left(reactor, killed);
         }
         if self.dirty && self.state_write_due() {
             self.write_state();
+        }
+    }
+
+    /// Each service whose timer is due gets it.
+    fn fire_due_timers(&mut self, reactor: &mut Reactor) {
+        let now = Instant::now();
+        for i in 0..self.svcs.len() {
+            if let Some((when, timer)) = self.svcs[i].machine.timer {
+                if when <= now {
+                    self.apply(i, lifecycle::Event::TimerDue(timer), reactor);
+                }
+            }
+        }
+    }
+
+    /// Start each wanted service that has not started and whose dependencies are satisfied;
+    /// fail those with a failed dependency.
+    fn start_what_can_start(&mut self, reactor: &mut Reactor) {
+        for i in 0..self.svcs.len() {
+            let m = &self.svcs[i].machine;
+            if !self.wanted[i]
+                || m.status != ServiceStatus::Down
+                || !m.want_up
+                || m.started_at.is_some()
+            {
+                continue;
+            }
+            let failed = self.deps[i]
+                .iter()
+                .find(|&&d| self.svcs[d].machine.status == ServiceStatus::Failed);
+            if let Some(&d) = failed {
+                let dependency = self.svcs[d].def.name.clone();
+                let code = self.svcs[d].machine.failure_code;
+                self.apply(
+                    i,
+                    lifecycle::Event::DependencyFailed { dependency, code },
+                    reactor,
+                );
+            } else if self.deps[i]
+                .iter()
+                .all(|&d| self.svcs[d].machine.satisfied(&self.svcs[d].cfg))
+            {
+                self.apply(i, lifecycle::Event::Start, reactor);
+            }
+        }
+    }
+
+    /// Stage 2 is over when every wanted service has settled, or at
+    /// `S6_CMD_WAIT_FOR_SERVICES_MAXTIME`.
+    fn end_stage2_when_settled(&mut self, reactor: &mut Reactor) {
+        let all_settled = (0..self.svcs.len()).all(|i| !self.wanted[i] || self.settled(i));
+        let timed_out = self.stage2_deadline.is_some_and(|d| d <= Instant::now());
+        if all_settled || timed_out {
+            self.finish_stage2(reactor, timed_out && !all_settled);
+        }
+    }
+
+    /// The command got SIGTERM: on to the services once it is gone, SIGKILL it after
+    /// `S6_KILL_GRACETIME`.
+    fn stop_the_command(&mut self) {
+        if self.command_pid.is_none() {
+            self.phase = Phase::StoppingServices;
+            self.phase_deadline = None;
+        } else if self.phase_deadline.is_some_and(|d| d <= Instant::now()) {
+            if let Some(pid) = self.command_pid {
+                self.warn("the command did not stop after SIGTERM: sending SIGKILL");
+                sigkill_with_its_group(pid);
+            }
+            self.phase_deadline = None;
+        }
+    }
+
+    /// Stop each service whose dependents are all down; once none is active, TERM whatever is
+    /// left.
+    fn stop_services_in_reverse_order(&mut self, reactor: &mut Reactor) {
+        let active = |svcs: &[Svc], i: usize| svcs[i].machine.active();
+        for i in (0..self.svcs.len()).rev() {
+            let stoppable =
+                active(&self.svcs, i) && self.svcs[i].machine.status != ServiceStatus::Stopping;
+            if stoppable && self.dependents[i].iter().all(|&d| !active(&self.svcs, d)) {
+                self.apply(i, lifecycle::Event::Stop, reactor);
+            }
+        }
+        if (0..self.svcs.len()).all(|i| !active(&self.svcs, i)) {
+            self.phase = Phase::FinalSweep { killed: false };
+            self.phase_deadline = Some(Instant::now() + self.settings.kill_gracetime);
+            let mut events = Vec::new();
+            if !reactor.nothing_left(&mut events) {
+                self.info("sending SIGTERM to the remaining processes");
+                reactor.signal_everything(Signal::SIGTERM);
+                reactor.signal_everything(Signal::SIGCONT);
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// Done when no process is left; SIGKILL them after `S6_KILL_GRACETIME`, and give up 2 s
+    /// after that.
+    fn sweep_what_is_left(&mut self, reactor: &mut Reactor, killed: bool) {
+        let mut events = Vec::new();
+        let due = self.phase_deadline.is_some_and(|d| d <= Instant::now());
+        if reactor.nothing_left(&mut events) {
+            self.phase = Phase::Done;
+        } else if !killed && due {
+            self.warn("processes left after S6_KILL_GRACETIME: sending SIGKILL");
+            reactor.signal_everything(Signal::SIGKILL);
+            self.phase = Phase::FinalSweep { killed: true };
+            self.phase_deadline = Some(Instant::now() + Duration::from_secs(2));
+        } else if killed && due {
+            self.phase = Phase::Done;
         }
     }
 
@@ -1080,7 +808,7 @@ impl Engine {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         for s in &self.svcs {
-            if let Some((t, _)) = s.deadline {
+            if let Some((t, _)) = s.machine.timer {
                 consider(t);
             }
         }
@@ -1158,7 +886,7 @@ impl Engine {
             .svcs
             .iter()
             .enumerate()
-            .filter(|(i, s)| self.wanted[*i] || s.state != ServiceStatus::Down)
+            .filter(|(i, s)| self.wanted[*i] || s.machine.status != ServiceStatus::Down)
             .map(|(i, s)| {
                 let (kind, notifies_readiness) = match &s.def.kind {
                     Kind::Longrun(l) => (wire::ServiceKind::Longrun, l.wait_ready),
@@ -1167,22 +895,23 @@ impl Engine {
                 wire::ServiceState {
                     name: s.def.name.clone(),
                     kind,
-                    state: s.state,
-                    pid: s.pid,
+                    state: s.machine.status,
+                    pid: s.pid.filter(|_| s.machine.running != Some(Proc::Finish)),
                     notifies_readiness,
                     dependencies: self.deps[i]
                         .iter()
                         .map(|&d| self.svcs[d].def.name.clone())
                         .collect(),
-                    started_ms: rel(s.started_at),
-                    ready_ms: rel(s.ready_at),
+                    started_ms: rel(s.machine.started_at),
+                    ready_ms: rel(s.machine.ready_at),
                     took_ms: s
+                        .machine
                         .started_at
-                        .zip(s.ready_at)
+                        .zip(s.machine.ready_at)
                         .map(|(a, b)| ms(b.saturating_duration_since(a))),
-                    restarts: s.restarts,
-                    last_exit: s.last_exit.map(Exit::describe),
-                    reason: s.reason.clone(),
+                    restarts: s.machine.restarts,
+                    last_exit: s.machine.last_exit.map(Exit::describe),
+                    reason: s.machine.reason.clone(),
                     last_lines: s.lines.iter().cloned().collect(),
                 }
             })
@@ -1209,6 +938,44 @@ impl Engine {
                 })
                 .collect(),
         }
+    }
+}
+
+/// What the state machine needs to know of a service.
+fn lifecycle_config(def: &Service, settings: &Settings) -> lifecycle::Config {
+    let does_something = |a: &Action| !matches!(a, Action::Nothing);
+    let base = lifecycle::Config {
+        name: def.name.clone(),
+        longrun: false,
+        notifies: false,
+        wait_ready: false,
+        has_finish: false,
+        has_up: false,
+        has_down: false,
+        timeout_up: def.timeout_up,
+        timeout_down: def.timeout_down,
+        timeout_finish: None,
+        longrun_grace: settings.services_gracetime,
+        kill_gracetime: settings.kill_gracetime,
+        kill_process_group: false,
+    };
+    match &def.kind {
+        Kind::Longrun(l) => lifecycle::Config {
+            longrun: true,
+            notifies: l.notification_fd.is_some(),
+            wait_ready: l.wait_ready,
+            has_finish: l.finish.is_some(),
+            timeout_finish: l.timeout_finish,
+            longrun_grace: l.timeout_kill.unwrap_or(settings.services_gracetime),
+            kill_process_group: l.kill_process_group,
+            ..base
+        },
+        Kind::Oneshot { up, down } => lifecycle::Config {
+            has_up: does_something(up),
+            has_down: does_something(down),
+            ..base
+        },
+        Kind::Bundle { .. } => base,
     }
 }
 

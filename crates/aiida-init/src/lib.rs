@@ -6,13 +6,21 @@
 //!
 //! * [`settings`]: the `S6_*` and `AIIDA_INIT_*` environment variables;
 //! * [`model`]: service directories read into a plain data model (nothing runs);
-//! * [`execline`]: the execline subset (lexer, validation, interpreter);
+//! * [`execline`]: the execline subset: lexer, validation, and `execlineb`;
+//! * [`builtins`]: the one table of the commands aiida-init answers itself (execline's own
+//!   programs in [`execline_programs`], the s6 helpers in [`s6`], their common types in
+//!   [`program`], their options parsed by [`getopt`]) and the interpreter that dispatches on it;
 //! * [`graph`]: bundles flattened, dependencies and cycles checked, an order chosen;
+//! * [`lifecycle`]: one service's life as a pure state machine (state, event) -> (state, effects);
 //! * [`pid1`]: the core loop (signals, reaping, children, watched fds);
-//! * [`engine`]: the supervisor that brings the plan up and down;
+//! * [`engine`]: the supervisor that brings the plan up and down, feeding each service's state
+//!   machine and carrying out its effects;
 //! * [`runtime`]: the runtime directory and how other processes find it;
+//! * [`state`]: the typed schema of `state.json`, shared by the engine and its readers;
 //! * [`status`]: `aiida-init status` and `aiida-init wait`;
-//! * [`commands`]: the `/command/*` multi-call names (`with-contenv`, `s6-svc`, ...).
+//! * [`commands`]: the multi-call entry, `install-commands` and `run-parts`.
+//!
+//! Modules form layers: none imports another that imports it back (a test checks it).
 //!
 //! Usage (`aiida-init help` prints it):
 //!
@@ -44,6 +52,7 @@ pub mod execline;
 pub mod execline_programs;
 pub mod getopt;
 pub mod graph;
+pub mod lifecycle;
 pub mod model;
 pub mod pid1;
 pub mod program;
