@@ -90,6 +90,9 @@ pub struct Engine {
     self_exe: PathBuf,
     child_env: Vec<(String, String)>,
     dirty: bool,
+    /// Only the services' last lines changed: written at most once a second
+    /// (`LINES_THROTTLE`), so that a chatty service does not rewrite the file for each line.
+    lines_dirty: bool,
     last_state_write: Instant,
     /// When the shutdown began: the first state write while stopping waits `STATE_THROTTLE`
     /// after it, so a shutdown that is over sooner writes the state file once, at the end.
@@ -98,6 +101,7 @@ pub struct Engine {
 
 const KEEP_LINES: usize = 20;
 const STATE_THROTTLE: Duration = Duration::from_millis(100);
+const LINES_THROTTLE: Duration = Duration::from_secs(1);
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
@@ -188,6 +192,7 @@ impl Engine {
             self_exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             child_env,
             dirty: true,
+            lines_dirty: false,
             last_state_write: Instant::now(),
             stopping_since: None,
         }
@@ -443,6 +448,7 @@ impl Engine {
                 while s.lines.len() > KEEP_LINES {
                     s.lines.pop_front();
                 }
+                self.lines_dirty = true;
             }
             Event::Control(line) => self.on_control(&line, reactor),
         }
@@ -670,7 +676,9 @@ impl Engine {
         if let Phase::FinalSweep { killed } = self.phase {
             self.sweep_what_is_left(reactor, killed);
         }
-        if self.dirty && self.state_write_due() {
+        let lines_due =
+            self.lines_dirty && self.last_state_write + LINES_THROTTLE <= Instant::now();
+        if (self.dirty || lines_due) && self.state_write_due() {
             self.write_state();
         }
     }
@@ -820,6 +828,9 @@ impl Engine {
                 consider(at);
             }
         }
+        if self.lines_dirty {
+            consider(self.last_state_write + LINES_THROTTLE);
+        }
         if self.phase == Phase::Starting {
             if let Some(t) = self.stage2_deadline {
                 consider(t);
@@ -863,6 +874,7 @@ impl Engine {
 
     fn write_state_with_phase(&mut self, phase: wire::Phase) {
         self.dirty = false;
+        self.lines_dirty = false;
         self.last_state_write = Instant::now();
         let path = self.runtime.state_file();
         if let Err(e) =

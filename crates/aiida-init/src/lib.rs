@@ -17,7 +17,7 @@
 //!   machine and carrying out its effects;
 //! * [`runtime`]: the runtime directory and how other processes find it;
 //! * [`state`]: the typed schema of `state.json`, shared by the engine and its readers;
-//! * [`status`]: `aiida-init status` and `aiida-init wait`;
+//! * [`status`]: `aiida-init status`, `aiida-init wait` and `aiida-init restart`;
 //! * [`commands`]: the multi-call entry, `install-commands` and `run-parts`.
 //!
 //! Modules form layers: none imports another that imports it back (a test checks it).
@@ -29,6 +29,7 @@
 //! aiida-init [--] [CMD...]         the same
 //! aiida-init status [--json]       services, states, timings of the running instance
 //! aiida-init wait [--timeout SECS] [SERVICE...]
+//! aiida-init restart SERVICE [--timeout SECS]
 //! aiida-init check                 validate the service tree, print the start order
 //! aiida-init install-commands DIR  link execlineb, with-contenv, s6-svc, ... in DIR
 //! aiida-init NAME ARGS...          run one of the multi-call names (e.g. execlineb)
@@ -70,6 +71,9 @@ usage:
   aiida-init status [--json]            services, states and timings of the running instance
   aiida-init wait [--timeout SECS] [SERVICE...]
                                         wait until the user bundle (or SERVICEs) are ready
+  aiida-init restart SERVICE [--timeout SECS]
+                                        restart a longrun and wait until it is ready again
+                                        (default timeout 120 s; a oneshot is refused)
   aiida-init check                      validate the service tree and print the start order
   aiida-init install-commands DIR       link the s6-overlay command names in DIR (e.g. /command)
   aiida-init NAME ARGS...               run a multi-call command (execlineb, with-contenv, ...)
@@ -107,6 +111,7 @@ pub fn main() -> ! {
     let code = match rest.first().map(String::as_str) {
         Some("status") => status::status(&rest[1..]),
         Some("wait") => status::wait(&rest[1..]),
+        Some("restart") => status::restart(&rest[1..]),
         Some("check") => check(),
         Some("install-commands") => commands::install_commands(&rest[1..]),
         Some("run-parts") => commands::run_parts(&rest[1..]),

@@ -284,6 +284,20 @@ pub fn for_helpers() -> Result<Runtime> {
     })
 }
 
+/// Send one request (`halt`, `svc -r NAME`) to the running instance's control FIFO.
+pub fn send_control(rt: &Runtime, line: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = rt.control_fifo();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .with_context(|| format!("unable to open {}", fifo.display()))?;
+    f.write_all(format!("{line}\n").as_bytes())
+        .with_context(|| format!("unable to write to {}", fifo.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

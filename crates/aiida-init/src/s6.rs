@@ -14,8 +14,6 @@
 //!   the directory's name); an unknown letter is a usage error;
 //! * `halt`, `poweroff`, `reboot`: start the ordered shutdown of the running instance.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -336,25 +334,9 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context) -> ! {
 }
 
 fn send_control(prog: &str, line: &str) {
-    let rt = runtime::for_helpers().unwrap_or_else(|e| die(prog, SYSTEM, &format!("{e:#}")));
-    let fifo = rt.control_fifo();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap_or_else(|e| {
-            die(
-                prog,
-                SYSTEM,
-                &format!("unable to open {}: {e}", fifo.display()),
-            )
-        });
-    if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
-        die(
-            prog,
-            SYSTEM,
-            &format!("unable to write to {}: {e}", fifo.display()),
-        );
+    let sent = runtime::for_helpers().and_then(|rt| runtime::send_control(&rt, line));
+    if let Err(e) = sent {
+        die(prog, SYSTEM, &format!("{e:#}"));
     }
 }
 

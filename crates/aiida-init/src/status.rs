@@ -1,4 +1,5 @@
-//! `aiida-init status [--json]` and `aiida-init wait [--timeout SECS] [SERVICE...]`.
+//! `aiida-init status [--json]`, `aiida-init wait [--timeout SECS] [SERVICE...]` and
+//! `aiida-init restart SERVICE [--timeout SECS]`.
 //!
 //! Both run as separate processes (typically `docker exec CONTAINER aiida-init status`) and
 //! read `state.json` of the running instance, found by [`runtime::locate`] whatever the
@@ -13,7 +14,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::runtime;
-use super::state::{InstanceState, Phase, ServiceState, ServiceStatus};
+use super::state::{InstanceState, Phase, ServiceKind, ServiceState, ServiceStatus};
 
 fn read_state() -> Option<InstanceState> {
     let rt = runtime::locate()?;
@@ -116,9 +117,9 @@ pub fn render(state: &InstanceState) -> String {
     out
 }
 
-/// Why `s` is at fault, with its last lines of output.
-fn failure(s: &ServiceState, what: &str) -> String {
-    let mut out = format!("aiida-init wait: {} {what}", s.name);
+/// Why `s` is at fault, with its last lines of output (`command` is `wait` or `restart`).
+fn failure(command: &str, s: &ServiceState, what: &str) -> String {
+    let mut out = format!("aiida-init {command}: {} {what}", s.name);
     if let Some(r) = &s.reason {
         let _ = write!(out, ": {r}");
     }
@@ -138,9 +139,12 @@ fn parse_timeout(v: &str) -> Option<Duration> {
     Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)).filter(|_| secs >= 0.0)
 }
 
-/// `aiida-init wait [--timeout SECS] [SERVICE...]`.
-pub fn wait(args: &[String]) -> i32 {
-    const USAGE: &str = "usage: aiida-init wait [--timeout SECS] [SERVICE...]";
+/// `[--timeout SECS] NAME...` of `wait` and `restart`; the error is the message to print.
+fn parse_timeout_and_names(
+    command: &str,
+    usage: &str,
+    args: &[String],
+) -> Result<(Option<Duration>, Vec<String>), String> {
     let mut timeout: Option<Duration> = None;
     let mut names = Vec::new();
     let mut i = 0;
@@ -152,8 +156,9 @@ pub fn wait(args: &[String]) -> i32 {
             }
             a if a.starts_with("--timeout=") => Some(Some(&a["--timeout=".len()..])),
             a if a.starts_with('-') => {
-                eprintln_whole!("aiida-init wait: unknown option `{a}` ({USAGE})");
-                return 100;
+                return Err(format!(
+                    "aiida-init {command}: unknown option `{a}` ({usage})"
+                ));
             }
             a => {
                 names.push(a.to_string());
@@ -162,13 +167,27 @@ pub fn wait(args: &[String]) -> i32 {
         };
         if let Some(v) = value {
             let Some(t) = v.and_then(parse_timeout) else {
-                eprintln_whole!("aiida-init wait: --timeout needs a number of seconds ({USAGE})");
-                return 100;
+                return Err(format!(
+                    "aiida-init {command}: --timeout needs a number of seconds ({usage})"
+                ));
             };
             timeout = Some(t);
         }
         i += 1;
     }
+    Ok((timeout, names))
+}
+
+/// `aiida-init wait [--timeout SECS] [SERVICE...]`.
+pub fn wait(args: &[String]) -> i32 {
+    const USAGE: &str = "usage: aiida-init wait [--timeout SECS] [SERVICE...]";
+    let (timeout, names) = match parse_timeout_and_names("wait", USAGE, args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln_whole!("{message}");
+            return 100;
+        }
+    };
     let (code, message) = wait_for(&names, timeout);
     eprint!("{message}");
     code
@@ -206,6 +225,7 @@ fn timed_out(state: Option<&InstanceState>, names: &[String], timeout: Duration)
         .filter(|s| targets.contains(&s.name) && !s.is_ready())
         .map(|s| {
             failure(
+                "wait",
                 s,
                 &format!("not ready after {secs}s (state {})", s.state.as_str()),
             )
@@ -232,7 +252,7 @@ fn check(state: &InstanceState, names: &[String]) -> Check {
     let mut all_ready = true;
     for s in state.services.iter().filter(|s| targets.contains(&s.name)) {
         if s.state == ServiceStatus::Failed {
-            return Check::Failed(failure(s, "failed"));
+            return Check::Failed(failure("wait", s, "failed"));
         }
         all_ready &= s.is_ready();
     }
@@ -243,4 +263,111 @@ fn check(state: &InstanceState, names: &[String]) -> Check {
         return Check::Failed("aiida-init wait: the instance is shutting down\n".into());
     }
     Check::Pending
+}
+
+/// How long `restart` waits without `--timeout`.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `aiida-init restart SERVICE [--timeout SECS]`: restart a longrun (its down-signal, then
+/// the supervisor starts it again; one that is down is started) and return once it is ready
+/// again: 0 then, 1 when it failed, is not a longrun or the instance is stopping, 2 when
+/// `--timeout` (default 120 s) ran out. A oneshot is refused: its `up` ran once at start-up
+/// and there is no process to restart.
+pub fn restart(args: &[String]) -> i32 {
+    const USAGE: &str = "usage: aiida-init restart SERVICE [--timeout SECS]";
+    let (timeout, names) = match parse_timeout_and_names("restart", USAGE, args) {
+        Ok((timeout, names)) if names.len() == 1 => (timeout.unwrap_or(RESTART_TIMEOUT), names),
+        Ok(_) => {
+            eprintln_whole!("aiida-init restart: name one service ({USAGE})");
+            return 100;
+        }
+        Err(message) => {
+            eprintln_whole!("{message}");
+            return 100;
+        }
+    };
+    let (code, out, err) = restart_service(&names[0], timeout);
+    print!("{out}");
+    eprint!("{err}");
+    code
+}
+
+/// Restart `name`; returns the exit code, stdout and stderr.
+fn restart_service(name: &str, timeout: Duration) -> (i32, String, String) {
+    let Some(rt) = runtime::locate() else {
+        let searched: Vec<String> = runtime::candidates()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let message = format!(
+            "aiida-init restart: no running aiida-init found (searched {})\n",
+            searched.join(", ")
+        );
+        return (1, String::new(), message);
+    };
+    let state = match InstanceState::read(&rt.state_file()) {
+        Ok(state) => state,
+        Err(e) => return (1, String::new(), format!("aiida-init restart: {e:#}\n")),
+    };
+    let before = match restartable(&state, name) {
+        Ok(s) => s.clone(),
+        Err(message) => return (1, String::new(), format!("aiida-init restart: {message}\n")),
+    };
+    let request = if before.pid.is_some() { "-r" } else { "-u" };
+    if let Err(e) = runtime::send_control(&rt, &format!("svc {request} {name}")) {
+        return (1, String::new(), format!("aiida-init restart: {e:#}\n"));
+    }
+    let start = Instant::now();
+    let mut last = before.clone();
+    loop {
+        if let Ok(state) = InstanceState::read(&rt.state_file()) {
+            if matches!(state.phase, Phase::Stopping | Phase::Finished) {
+                let message = "aiida-init restart: the instance is shutting down\n";
+                return (1, String::new(), message.into());
+            }
+            if let Some(s) = state.service(name) {
+                let new_process = s.pid.is_some() && s.pid != before.pid;
+                if new_process && s.is_ready() {
+                    let pid = s.pid.unwrap_or_default();
+                    return (
+                        0,
+                        format!("{name} is ready again (pid {pid})\n"),
+                        String::new(),
+                    );
+                }
+                let new_failure = s.restarts != before.restarts || new_process;
+                if s.state == ServiceStatus::Failed && new_failure {
+                    return (1, String::new(), failure("restart", s, "failed"));
+                }
+                last = s.clone();
+            }
+        }
+        if start.elapsed() >= timeout {
+            let what = format!(
+                "not ready again after {}s (state {})",
+                timeout.as_secs_f64(),
+                last.state.as_str()
+            );
+            return (2, String::new(), failure("restart", &last, &what));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The longrun `name` of the running instance, or why it cannot be restarted.
+fn restartable<'a>(state: &'a InstanceState, name: &str) -> Result<&'a ServiceState, String> {
+    if matches!(state.phase, Phase::Stopping | Phase::Finished) {
+        return Err("the instance is shutting down".into());
+    }
+    match state.service(name) {
+        Some(s) if s.kind == ServiceKind::Longrun => Ok(s),
+        Some(_) => Err(format!(
+            "{name} is a oneshot: its up ran once at start-up, and there is no process to restart"
+        )),
+        None if state.bundles.contains_key(name) => Err(format!(
+            "{name} is a bundle: restart one of its longruns ({})",
+            state.bundles[name].join(", ")
+        )),
+        None => Err(format!("no service named `{name}` in the running instance")),
+    }
 }

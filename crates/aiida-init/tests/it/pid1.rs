@@ -795,3 +795,90 @@ fn each_log_line_is_written_whole() {
         );
     }
 }
+
+/// The `state.json` entry of `name` in the instance at `env`.
+fn service_state(env: &[(&str, &std::path::Path)], name: &str) -> serde_json::Value {
+    let status = crate::support::aiida_init(&["status", "--json"], env);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {v}"))
+}
+
+#[test]
+fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_restart() {
+    prerequisites();
+    let tree = Tree::new();
+    let first = tree.out_file("first-start-done");
+    tree.longrun("db", "sleep 0.4; echo >&3; exec sleep 100", &[])
+        .file("db", "notification-fd", "3\n");
+    // Ready at its first start only: a restart never gets ready.
+    tree.longrun(
+        "flaky",
+        &format!(
+            "if [ -e {m} ]; then echo not this time; exec sleep 100; fi; touch {m}; echo >&3; exec sleep 100",
+            m = first.display()
+        ),
+        &[],
+    )
+    .file("flaky", "notification-fd", "3\n");
+    tree.oneshot("setup", "true\n", None, &[]);
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    let rt = tree.path().join("rt");
+    let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
+    assert!(wait.status.success(), "{wait:?}");
+    let before = service_state(&env, "db");
+
+    let t = Instant::now();
+    let out = crate::support::aiida_init(&["restart", "db", "--timeout", "20"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "returned before readiness"
+    );
+    let after = service_state(&env, "db");
+    assert_eq!(after["state"], "ready");
+    assert_eq!(after["restarts"], 1);
+    assert_ne!(after["pid"], before["pid"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("db is ready again (pid {})\n", after["pid"])
+    );
+
+    let out = crate::support::aiida_init(&["restart", "setup"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "aiida-init restart: setup is a oneshot: its up ran once at start-up, and there is no process to restart\n"
+    );
+    let out = crate::support::aiida_init(&["restart", "nosuch"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "aiida-init restart: no service named `nosuch` in the running instance\n"
+    );
+    let out = crate::support::aiida_init(&["restart", "user"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "aiida-init restart: user is a bundle: restart one of its longruns (db, flaky, setup)\n"
+    );
+    let out = crate::support::aiida_init(&["restart"], &env);
+    assert_eq!(out.status.code(), Some(100), "{out:?}");
+
+    let t = Instant::now();
+    let out = crate::support::aiida_init(&["restart", "flaky", "--timeout", "1.5"], &env);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(t.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "aiida-init restart: flaky not ready again after 1.5s (state starting)\nlast lines of flaky:\n  not this time\n"
+    );
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+}
