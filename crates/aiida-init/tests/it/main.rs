@@ -1,8 +1,9 @@
 //! The integration tests of aiida-init, one module per area: the real binary as PID 1 of a new
 //! PID namespace, under tini, as a plain child and as an unprivileged user (`pid1`, `settings`,
 //! `tty`), bad service trees (`tree`), the execline subset against Debian's real `execlineb`
-//! (`execline`), inside Docker containers (`docker`), and the layering of the modules
-//! (`layering`). `support` holds the harness.
+//! (`execline`), inside Docker containers (`docker`), what users read of `status` and `wait`
+//! as snapshots (`status`), and the layering of the modules (`layering`). `support` holds the
+//! harness.
 
 mod support;
 
@@ -11,5 +12,6 @@ mod execline;
 mod layering;
 mod pid1;
 mod settings;
+mod status;
 mod tree;
 mod tty;

@@ -1,0 +1,102 @@
+//! What users read of `aiida-init status` (human and `--json`) and of `aiida-init wait`
+//! failures, as whole-output snapshots (`tests/it/snapshots/`), with pids, times and temporary
+//! paths replaced by placeholders.
+
+use std::path::Path;
+
+use crate::support::{Mode, Tree};
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Placeholders for what changes from run to run.
+fn filters(tree: &Tree) -> Vec<(String, &'static str)> {
+    vec![
+        (regex_escape(&tree.path().display().to_string()), "[TREE]"),
+        (r"\d+\.\d{3}s".into(), "[T]s"),
+        (r#""(\w+_ms|ms)": \d+"#.into(), r#""$1": "[MS]""#),
+        (r#""pid": \d+"#.into(), r#""pid": "[PID]""#),
+        (r"pid \d+".into(), "pid [PID]"),
+        (r"(?m)^(\S+ +\S+ +\S+ +)\d+( )".into(), "$1[PID]$2"),
+    ]
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn status_and_wait_failures_as_users_read_them() {
+    let tree = Tree::new();
+    tree.longrun("database", "sleep 0.3; echo >&3; exec sleep 100", &[])
+        .file("database", "notification-fd", "3\n");
+    tree.oneshot(
+        "profile",
+        "sh -c \"echo creating the profile; echo it went wrong >&2; exit 4\"\n",
+        None,
+        &["database"],
+    );
+    let running = tree.spawn(Mode::Pid1, &["sleep", "100"], &[]);
+    let rt = tree.path().join("rt");
+    let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
+    assert_eq!(wait.status.code(), Some(1), "{wait:?}");
+    let settings = {
+        let mut s = insta::Settings::clone_current();
+        for (pattern, replacement) in filters(&tree) {
+            s.add_filter(&pattern, replacement);
+        }
+        s
+    };
+    let _guard = settings.bind_to_scope();
+    insta::assert_snapshot!("wait_failed", text(&wait.stderr));
+
+    // Once the failure is known, the services are up and the command runs.
+    let wait_db = crate::support::aiida_init(&["wait", "--timeout", "20", "database"], &env);
+    assert!(wait_db.status.success(), "{wait_db:?}");
+    let human = crate::support::aiida_init(&["status"], &env);
+    assert!(human.status.success(), "{human:?}");
+    insta::assert_snapshot!("status", text(&human.stdout));
+    let json = crate::support::aiida_init(&["status", "--json"], &env);
+    assert!(json.status.success(), "{json:?}");
+    insta::assert_snapshot!("status_json", text(&json.stdout));
+
+    let timeout = crate::support::aiida_init(&["wait", "--timeout", "0.2", "nosuch"], &env);
+    assert_eq!(timeout.status.code(), Some(1), "{timeout:?}");
+    insta::assert_snapshot!("wait_unknown_service", text(&timeout.stderr));
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 143, "{out:?}");
+}
+
+#[test]
+fn a_wait_that_times_out_names_the_services_not_ready() {
+    let tree = Tree::new();
+    tree.longrun("broker", "echo booting the broker; exec sleep 100", &[])
+        .file("broker", "notification-fd", "3\n");
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    let rt = tree.path().join("rt");
+    let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+    // Its output is in the state file within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "0.5"], &env);
+    assert_eq!(wait.status.code(), Some(2), "{wait:?}");
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in filters(&tree) {
+        settings.add_filter(&pattern, replacement);
+    }
+    settings.bind(|| insta::assert_snapshot!("wait_timed_out", text(&wait.stderr)));
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+}
