@@ -52,10 +52,7 @@ pub fn run_parts(args: &[String]) -> i32 {
         if name.starts_with('.') || !path.is_file() {
             continue;
         }
-        if std::fs::metadata(&path)
-            .map(|m| m.permissions().mode() & 0o111 == 0)
-            .unwrap_or(true)
-        {
+        if std::fs::metadata(&path).map_or(true, |m| m.permissions().mode() & 0o111 == 0) {
             eprintln_whole!(
                 "aiida-init: warning: {}: not executable, skipped",
                 path.display()

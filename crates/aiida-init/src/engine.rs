@@ -104,7 +104,7 @@ const STATE_THROTTLE: Duration = Duration::from_millis(100);
 const LINES_THROTTLE: Duration = Duration::from_secs(1);
 
 fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Engine {
@@ -112,7 +112,7 @@ impl Engine {
         settings: Settings,
         runtime: Runtime,
         tree: ServiceTree,
-        plan: Plan,
+        plan: &Plan,
         command: Vec<String>,
     ) -> Engine {
         let mut svcs = Vec::new();
@@ -291,7 +291,7 @@ impl Engine {
             } => {
                 let mut c = Command::new(&self.self_exe);
                 c.arg0("aiida-init").arg("run-parts").arg(dir);
-                c.arg(per_script_limit.map(ms).unwrap_or(0).to_string());
+                c.arg(per_script_limit.map_or(0, ms).to_string());
                 c.arg(self.settings.behaviour_if_stage2_fails.to_string());
                 c
             }
@@ -370,7 +370,7 @@ impl Engine {
                 }
                 let run = l.run.display().to_string();
                 let pid = reactor
-                    .spawn(cmd, Role::Run(i), session, notify)
+                    .spawn(cmd, Role::Run(i), &session, notify)
                     .map_err(|e| format!("cannot run {run}: {e}"))?;
                 if let Some(r) = notify_read {
                     reactor.watch_notify(r, i);
@@ -393,7 +393,7 @@ impl Engine {
                 let mut cmd = self.command_for(finish, &args);
                 cmd.current_dir(&dir);
                 reactor
-                    .spawn(cmd, Role::Finish(i), session, None)
+                    .spawn(cmd, Role::Finish(i), &session, None)
                     .map_err(|e| format!("cannot run finish: {e}"))
             }
             (Kind::Oneshot { up, down }, Proc::Up | Proc::Down) => {
@@ -406,7 +406,7 @@ impl Engine {
                     .action_command(action, &dir)
                     .ok_or_else(|| format!("{what} does nothing"))?;
                 reactor
-                    .spawn(cmd, role, session, None)
+                    .spawn(cmd, role, &session, None)
                     .map_err(|e| format!("cannot run {what}: {e}"))
             }
             _ => Err(format!("{} has no such process", svc.def.name)),
@@ -587,8 +587,7 @@ impl Engine {
             .collect();
         let mut code = failed
             .first()
-            .map(|&i| self.svcs[i].machine.failure_code)
-            .unwrap_or(0);
+            .map_or(0, |&i| self.svcs[i].machine.failure_code);
         if timed_out {
             let pending: Vec<String> = (0..self.svcs.len())
                 .filter(|&i| self.wanted[i] && !self.settled(i))
@@ -632,7 +631,7 @@ impl Engine {
             cmd.env_clear();
             cmd.envs(self.child_env.iter().map(|(k, v)| (k, v)));
             cmd.current_dir(&self.command_dir);
-            match reactor.spawn(cmd, Role::Command, Session::Foreground, None) {
+            match reactor.spawn(cmd, Role::Command, &Session::Foreground, None) {
                 Ok(pid) => {
                     self.command_pid = Some(pid);
                     self.note("(command)", "started");
@@ -891,8 +890,7 @@ impl Engine {
         let boot_unix_ms = self
             .boot_wall
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map(ms)
-            .unwrap_or(0);
+            .map_or(0, ms);
         let rel = |t: Option<Instant>| t.map(|t| ms(t.saturating_duration_since(self.boot)));
         let services = self
             .svcs

@@ -427,7 +427,7 @@ fn substitute_positionals(
     for t in tokens {
         match t {
             Token::Word(w) if w == "$@" || w == "${@}" => {
-                out.extend(at.iter().cloned().map(Token::Word))
+                out.extend(at.iter().cloned().map(Token::Word));
             }
             Token::Word(w) => {
                 let mut words = vec![w.clone()];
@@ -450,17 +450,15 @@ fn substitute_positionals(
 
 /// True when the file's first line is an execline shebang (`#!.../execlineb ...`).
 pub fn has_execline_shebang(path: &Path) -> bool {
-    std::fs::read(path)
-        .map(|b| {
-            let first = b.split(|c| *c == b'\n').next().unwrap_or(&[]);
-            first.starts_with(b"#!")
-                && std::ffi::OsStr::from_bytes(first)
-                    .to_string_lossy()
-                    .split_whitespace()
-                    .next()
-                    .is_some_and(|w| w.ends_with("execlineb"))
-        })
-        .unwrap_or(false)
+    std::fs::read(path).is_ok_and(|b| {
+        let first = b.split(|c| *c == b'\n').next().unwrap_or(&[]);
+        first.starts_with(b"#!")
+            && std::ffi::OsStr::from_bytes(first)
+                .to_string_lossy()
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.ends_with("execlineb"))
+    })
 }
 
 #[cfg(test)]

@@ -76,6 +76,35 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
             );
         }
     }
+    let (dependencies, dependents) = atomic_dependencies(tree, &bundles)?;
+    let order = topological_order(tree, &dependencies)?;
+    let mut wanted = BTreeSet::new();
+    let mut todo: Vec<String> = bundles
+        .get("top")
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
+    while let Some(n) = todo.pop() {
+        if wanted.insert(n.clone()) {
+            todo.extend(dependencies[&n].iter().cloned());
+        }
+    }
+    Ok(Plan {
+        order,
+        dependencies,
+        dependents,
+        bundles,
+        wanted,
+    })
+}
+
+type Edges = BTreeMap<String, BTreeSet<String>>;
+
+/// Each atomic service's direct atomic dependencies (bundles replaced by their members), and
+/// its dependents.
+fn atomic_dependencies(
+    tree: &ServiceTree,
+    bundles: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(Edges, Edges)> {
     let mut dependencies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut dependents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, svc) in &tree.services {
@@ -113,6 +142,11 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
         dependencies.insert(name.clone(), direct);
     }
 
+    Ok((dependencies, dependents))
+}
+
+/// A dependency-respecting order (dependencies first); a cycle is an error naming it.
+fn topological_order(tree: &ServiceTree, dependencies: &Edges) -> Result<Vec<String>> {
     // Topological order with cycle detection (depth first, path kept for the message).
     let mut order = Vec::new();
     let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 visiting, 2 done
@@ -152,7 +186,7 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
     for n in dependencies.keys() {
         visit(
             n,
-            &dependencies,
+            dependencies,
             tree,
             &mut state,
             &mut Vec::new(),
@@ -160,21 +194,5 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
         )?;
     }
 
-    let mut wanted = BTreeSet::new();
-    let mut todo: Vec<String> = bundles
-        .get("top")
-        .map(|t| t.iter().cloned().collect())
-        .unwrap_or_default();
-    while let Some(n) = todo.pop() {
-        if wanted.insert(n.clone()) {
-            todo.extend(dependencies[&n].iter().cloned());
-        }
-    }
-    Ok(Plan {
-        order,
-        dependencies,
-        dependents,
-        bundles,
-        wanted,
-    })
+    Ok(order)
 }

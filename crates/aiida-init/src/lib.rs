@@ -86,10 +86,10 @@ runtime directory: $AIIDA_INIT_RUNTIME_DIR, else /run, $XDG_RUNTIME_DIR, /tmp/ai
 /// Entry point of the `aiida-init` binary: dispatch on the name it was called by.
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
-    let called_as = args
-        .first()
-        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-        .unwrap_or_else(|| "aiida-init".into());
+    let called_as = args.first().map_or_else(
+        || "aiida-init".into(),
+        |a| a.rsplit('/').next().unwrap_or(a).to_string(),
+    );
     let rest = if args.is_empty() {
         Vec::new()
     } else {
@@ -193,7 +193,7 @@ fn run_init(command: Vec<String>) -> i32 {
             return 111;
         }
     };
-    let mut engine = engine::Engine::new(settings, runtime, tree, plan, command);
+    let mut engine = engine::Engine::new(settings, runtime, tree, &plan, command);
     supervise(&mut engine, &mut reactor)
 }
 

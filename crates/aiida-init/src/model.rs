@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::execline;
-use super::settings::Settings;
+use super::settings::{Paths, Settings};
 
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -349,13 +349,55 @@ fn builtin(name: &str, kind: Kind, dependencies: Vec<String>) -> Service {
     }
 }
 
+/// The `user` and `user2` bundles' contents, gathered from both their locations.
+type UserBundles = BTreeMap<&'static str, Vec<String>>;
+
 /// Read the whole service tree described by `settings`.
 pub fn load(settings: &Settings) -> Result<ServiceTree> {
-    let paths = &settings.paths;
     let mut tree = ServiceTree::default();
-    let mut user: BTreeMap<&str, Vec<String>> =
-        BTreeMap::from([("user", Vec::new()), ("user2", Vec::new())]);
+    let mut user: UserBundles = BTreeMap::from([("user", Vec::new()), ("user2", Vec::new())]);
+    read_s6_rc_dir(&settings.paths, &mut tree, &mut user)?;
+    read_bundle_dir(&settings.paths, &mut tree, &mut user)?;
+    add_overlay_builtins(settings, &mut tree);
+    add_legacy_services(settings, &mut tree)?;
+    let paths = &settings.paths;
+    for (name, contents) in user {
+        let dir = paths.bundle_dir.join(name);
+        let mut contents = contents;
+        contents.sort();
+        contents.dedup();
+        tree.services.insert(
+            name.into(),
+            Service {
+                name: name.into(),
+                dir,
+                kind: Kind::Bundle { contents },
+                dependencies: vec![],
+                timeout_up: None,
+                timeout_down: None,
+            },
+        );
+    }
+    tree.services.insert(
+        "top".into(),
+        builtin(
+            "top",
+            Kind::Bundle {
+                contents: vec![
+                    "base".into(),
+                    "user".into(),
+                    "legacy-services".into(),
+                    "user2".into(),
+                ],
+            },
+            vec![],
+        ),
+    );
+    Ok(tree)
+}
 
+/// `s6-rc.d/*`: the services, and the `user` bundles at their old location.
+fn read_s6_rc_dir(paths: &Paths, tree: &mut ServiceTree, user: &mut UserBundles) -> Result<()> {
     for (name, dir) in subdirs(&paths.s6_rc_dir)? {
         if name == "user" || name == "user2" {
             tree.warnings.push(format!(
@@ -380,6 +422,11 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
         tree.services
             .insert(name.clone(), parse_service(&name, &dir)?);
     }
+    Ok(())
+}
+
+/// `user-bundles.d/user` and `user2`.
+fn read_bundle_dir(paths: &Paths, tree: &mut ServiceTree, user: &mut UserBundles) -> Result<()> {
     for (name, dir) in subdirs(&paths.bundle_dir)? {
         if let Some(contents) = user.get_mut(name.as_str()) {
             let type_path = dir.join("type");
@@ -401,12 +448,17 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
         }
     }
 
-    // Legacy directories and s6-overlay's own names. S6_STAGE2_HOOK runs first (before `base`).
+    Ok(())
+}
+
+/// s6-overlay's own names: `stage2-hook` (S6_STAGE2_HOOK, first), `fix-attrs`,
+/// `legacy-cont-init` (cont-init.d up, cont-finish.d down) and the `base` bundle.
+fn add_overlay_builtins(settings: &Settings, tree: &mut ServiceTree) {
+    let paths = &settings.paths;
     let hook = settings
         .stage2_hook
         .clone()
-        .map(Action::Shell)
-        .unwrap_or(Action::Nothing);
+        .map_or(Action::Nothing, Action::Shell);
     tree.services.insert(
         "stage2-hook".into(),
         builtin(
@@ -463,6 +515,12 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
             vec![],
         ),
     );
+}
+
+/// `services.d/*` as longruns after `base` and `user`, and the `legacy-services` oneshot after
+/// them all.
+fn add_legacy_services(settings: &Settings, tree: &mut ServiceTree) -> Result<()> {
+    let paths = &settings.paths;
     let mut legacy_deps = vec!["base".to_string(), "user".to_string()];
     for (name, dir) in subdirs(&paths.services_dir)? {
         if tree.services.contains_key(&name) || name == "user" || name == "user2" {
@@ -498,37 +556,5 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
             legacy_deps,
         ),
     );
-    for (name, contents) in user {
-        let dir = paths.bundle_dir.join(name);
-        let mut contents = contents;
-        contents.sort();
-        contents.dedup();
-        tree.services.insert(
-            name.into(),
-            Service {
-                name: name.into(),
-                dir,
-                kind: Kind::Bundle { contents },
-                dependencies: vec![],
-                timeout_up: None,
-                timeout_down: None,
-            },
-        );
-    }
-    tree.services.insert(
-        "top".into(),
-        builtin(
-            "top",
-            Kind::Bundle {
-                contents: vec![
-                    "base".into(),
-                    "user".into(),
-                    "legacy-services".into(),
-                    "user2".into(),
-                ],
-            },
-            vec![],
-        ),
-    );
-    Ok(tree)
+    Ok(())
 }

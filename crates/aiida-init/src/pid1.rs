@@ -63,7 +63,7 @@ impl Exit {
             Exit::Code(c) => format!("exited {c}"),
             Exit::Signal(s) => format!(
                 "killed by {}",
-                Signal::try_from(s).map(|s| s.as_str()).unwrap_or("signal")
+                Signal::try_from(s).map_or("signal", Signal::as_str)
             ),
         }
     }
@@ -192,14 +192,14 @@ impl Reactor {
         &mut self,
         mut cmd: Command,
         role: Role,
-        session: Session,
+        session: &Session,
         notify: Option<(i32, OwnedFd)>,
     ) -> std::io::Result<i32> {
         let original_mask = self.original_mask;
         let notify_raw = notify.as_ref().map(|(n, fd)| (*n, fd.as_raw_fd()));
         let tty = self.tty;
         let mut outputs = Vec::new();
-        match &session {
+        match session {
             Session::Service { label, service } => {
                 cmd.stdin(Stdio::null());
                 let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -255,7 +255,7 @@ impl Reactor {
         drop(cmd); // closes our copies of the pipes' write ends
         drop(notify);
         let child = child?;
-        let pid = child.id() as i32;
+        let pid = pid_i32(child.id());
         // The pid is reaped by our own loop, never through `Child`.
         std::mem::forget(child);
         self.children.insert(pid, role);
@@ -313,7 +313,7 @@ impl Reactor {
     fn read_signals(&mut self, events: &mut Vec<Event>) {
         let mut reap = false;
         while let Ok(Some(info)) = self.signals.read_signal() {
-            let sig = info.ssi_signo as i32;
+            let sig = i32::try_from(info.ssi_signo).unwrap_or(0);
             if sig == libc::SIGCHLD {
                 reap = true;
             } else {
@@ -440,9 +440,14 @@ impl Reactor {
     }
 }
 
+/// A pid as the kernel's `pid_t` (pids never exceed `i32::MAX`, `/proc/sys/kernel/pid_max`).
+pub fn pid_i32(pid: u32) -> i32 {
+    i32::try_from(pid).unwrap_or(i32::MAX)
+}
+
 /// Live (non-zombie) descendants of this process, from /proc.
 pub fn descendants() -> Vec<i32> {
-    let me = std::process::id() as i32;
+    let me = pid_i32(std::process::id());
     let mut parent_of: Vec<(i32, i32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::state::{InstanceState, Phase};
+
 pub const ENV_RUNTIME_DIR: &str = "AIIDA_INIT_RUNTIME_DIR";
 
 /// The paths of one runtime directory.
@@ -176,15 +178,11 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn locate() -> Option<Runtime> {
     for base in candidates() {
         let rt = Runtime { base };
-        let Ok(text) = std::fs::read_to_string(rt.state_file()) else {
+        let Ok(state) = InstanceState::read(&rt.state_file()) else {
             continue;
         };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
-        let finished = v.get("phase").and_then(|p| p.as_str()) == Some("finished");
-        if !finished && pid_alive(pid) {
+        let pid = i32::try_from(state.pid).unwrap_or(0);
+        if state.phase != Phase::Finished && pid_alive(pid) {
             return Some(rt);
         }
     }

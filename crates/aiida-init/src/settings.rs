@@ -81,12 +81,10 @@ impl Settings {
             }
             None => (etc.join("s6-overlay"), etc.clone()),
         };
-        let s6_rc_dir = var("AIIDA_INIT_S6_RC_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| profile_dir.join("s6-rc.d"));
+        let s6_rc_dir =
+            var("AIIDA_INIT_S6_RC_DIR").map_or_else(|| profile_dir.join("s6-rc.d"), PathBuf::from);
         let bundle_dir = var("S6_RUNTIME_BUNDLEDIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| profile_dir.join("user-bundles.d"));
+            .map_or_else(|| profile_dir.join("user-bundles.d"), PathBuf::from);
         Settings {
             keep_env: flag("S6_KEEP_ENV"),
             behaviour_if_stage2_fails: millis("S6_BEHAVIOUR_IF_STAGE2_FAILS", 0).min(2) as u8,

@@ -52,10 +52,10 @@ fn start(containers: &Containers, tree: &Tree, extra: &[&str], cmd: &[&str]) -> 
         tree.path().join("root/etc/s6-overlay").display()
     ));
     args.extend(["-e".into(), "GREETING=hello".into()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(ToString::to_string));
     args.push(base_image());
     args.push("/init".into());
-    args.extend(cmd.iter().map(|s| s.to_string()));
+    args.extend(cmd.iter().map(ToString::to_string));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = docker(&refs);
     assert!(out.status.success(), "docker run: {}", text(&out));

@@ -243,6 +243,12 @@ fn a_longrun_killed_with_sigkill_comes_back() {
         );
         let running = tree.spawn(mode, &[], &[]);
         running.wait_for_file(&pids, LIMIT);
+        // The file exists as soon as the shell opened it: wait for its line.
+        let deadline = Instant::now() + LIMIT;
+        while !tree.read_out("pids").ends_with('\n') {
+            assert!(Instant::now() < deadline, "the service wrote no pid");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let first: i32 = tree.read_out("pids").trim().parse().unwrap();
         let first_host = host_pid_of_sleep(&running, first, mode);
         // SAFETY: kill(2).

@@ -106,7 +106,7 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        crate::support::kill_tree(self.child.id() as i32);
+        crate::support::kill_tree(crate::support::pid(&self.child));
         let _ = self.child.wait();
     }
 }

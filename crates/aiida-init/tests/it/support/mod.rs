@@ -51,10 +51,14 @@ pub fn bin_for_any_user() -> PathBuf {
 }
 
 /// Fail the test (never skip) when a host tool is missing.
+/// A child's pid as `kill` takes it.
+pub fn pid(child: &std::process::Child) -> i32 {
+    i32::try_from(child.id()).expect("a pid fits in pid_t")
+}
+
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
     assert!(
         found,
         "missing prerequisite: `{tool}`. Run `bash scripts/bootstrap.sh` (as root) first."
@@ -330,7 +334,7 @@ impl Running {
     /// The pid of the container's "PID 1" as seen from the host (what `docker kill` signals):
     /// the child of `unshare`, or aiida-init itself when it is a plain child.
     pub fn top_pid(&self) -> i32 {
-        let me = self.child.as_ref().unwrap().id() as i32;
+        let me = pid(self.child.as_ref().unwrap());
         if self.mode == Mode::Child {
             return me;
         }
@@ -405,7 +409,7 @@ impl Running {
                 break Some(s);
             }
             if Instant::now() >= deadline {
-                kill_tree(child.id() as i32);
+                kill_tree(pid(&child));
                 let _ = child.wait();
                 break None;
             }
@@ -448,7 +452,7 @@ fn join_with_limit(t: std::thread::JoinHandle<String>) -> String {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            kill_tree(c.id() as i32);
+            kill_tree(pid(&c));
             let _ = c.wait();
         }
     }
@@ -515,8 +519,10 @@ impl Containers {
         assert!(
             answers,
             "missing prerequisite: a Docker engine that answers ({}). Run `bash scripts/bootstrap.sh` (as root) first.",
-            info.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
-                .unwrap_or_else(|e| e.to_string())
+            info.map_or_else(
+                |e| e.to_string(),
+                |o| String::from_utf8_lossy(&o.stderr).trim().to_string()
+            )
         );
         let image = base_image();
         let present = Command::new("docker")
