@@ -49,6 +49,10 @@ pub struct InitArgs {
     /// Compose variant: replace an existing compose file that differs from the one init writes.
     #[arg(long)]
     pub force: bool,
+    /// Where the images are published (HOST[/ORGANIZATION]): the tag is the newest aiida-X.Y.Z
+    /// in its tag list that satisfies the plugin's aiida-core requirement.
+    #[arg(long, value_name = "HOST[/ORG]", env = "AIIDA_DEVC_REGISTRY", default_value = images::DEFAULT_REGISTRY, value_parser = images::ImageRegistry::parse)]
+    pub registry: images::ImageRegistry,
 }
 
 /// What `init` decided and did.
@@ -65,6 +69,9 @@ pub struct InitOutcome {
     pub image_python: Option<String>,
     /// The compose file (compose variant).
     pub compose: Option<ComposeOutcome>,
+    /// Why the published tags could not be read, when the image was picked from the built-in
+    /// releases instead.
+    pub tags_unavailable: Option<String>,
 }
 
 /// What `init` did with the compose file.
@@ -128,7 +135,16 @@ fn local_python(local_tags: &[Vec<String>], tag: &str) -> Option<String> {
 
 impl InitArgs {
     pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
-        let outcome = self.execute(host, &local_tags(&self.variant.repository()))?;
+        let repository = self.registry.image(self.variant);
+        let outcome = self.execute(host, &local_tags(&repository))?;
+        if let Some(reason) = &outcome.tags_unavailable {
+            eprintln!(
+                "note: cannot read the published tags of {}/{}: {reason}\n\
+                 note: picked the tag from the built-in list of aiida-core releases and the local images instead",
+                self.registry.host,
+                self.registry.path(self.variant)
+            );
+        }
         let mut out = std::io::stdout().lock();
         report(&mut out, &outcome, self.dry_run)?;
         Ok(())
@@ -154,6 +170,7 @@ impl InitArgs {
             }
         }
         let plugin = plugin::read(&self.dir)?;
+        let mut tags_unavailable = None;
         let image = match &self.image {
             Some(image) => ImageChoice {
                 image: image.clone(),
@@ -161,7 +178,36 @@ impl InitArgs {
                 present_locally: false,
             },
             None => {
-                images::choose(self.variant, plugin.aiida_core.as_ref(), &flat).map_err(|e| {
+                let requirement = plugin.aiida_core.as_ref();
+                let published = images::published_tags(
+                    &self.registry,
+                    self.variant,
+                    host.ca_bundle()?.as_ref(),
+                );
+                if let images::PublishedTags::Unavailable(reason) = &published {
+                    tags_unavailable = Some(reason.clone());
+                }
+                let chosen = match &published {
+                    images::PublishedTags::Read(tags) => images::choose_published(
+                        self.variant,
+                        &self.registry,
+                        requirement,
+                        tags,
+                        &flat,
+                    )
+                    .map_err(|e| e.to_string()),
+                    images::PublishedTags::Unavailable(_) => {
+                        images::choose_from(&self.registry.image(self.variant), requirement, &flat)
+                            .map_err(|e| {
+                                format!(
+                                    "{e} (the built-in list: the tags of {}/{} could not be read)",
+                                    self.registry.host,
+                                    self.registry.path(self.variant)
+                                )
+                            })
+                    }
+                };
+                chosen.map_err(|e| {
                     anyhow::anyhow!(
                         "{}: {e}. Pick an image with --image, or relax the requirement",
                         plugin.source.display()
@@ -277,6 +323,7 @@ impl InitArgs {
             written,
             image_python,
             compose,
+            tags_unavailable,
         })
     }
 

@@ -183,7 +183,8 @@ fn a_requirement_no_image_satisfies_is_an_error_that_says_what_exists() {
     assert!(!ok);
     assert_eq!(
         stderr.trim(),
-        "error: ./pyproject.toml: no image satisfies aiida-core~=1.6: images exist for aiida-core 2.6.0 to 2.9.4. \
+        "error: ./pyproject.toml: no image satisfies aiida-core~=1.6: images exist for aiida-core 2.6.0 to 2.9.4 \
+         (the built-in list: the tags of docker.io/aiidateam/aiida-core-with-services could not be read). \
          Pick an image with --image, or relax the requirement"
     );
     assert!(!dir.path().join(".devcontainer").exists());

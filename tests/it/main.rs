@@ -11,5 +11,6 @@ mod features;
 mod harness;
 mod images;
 mod init_command;
+mod init_registry;
 mod templates;
 mod workspace_e2e;

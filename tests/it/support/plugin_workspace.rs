@@ -13,9 +13,21 @@ pub fn sample_plugin() -> PathBuf {
     project_root().join("tests/fixtures/aiida-sample-plugin")
 }
 
-/// `aiida-devc ARGS` in `cwd`, with `env` added.
+/// A proxy that refuses at once. `init` reads the published image tags from a registry (Docker
+/// Hub by default); through this proxy it cannot, and falls back to the built-in releases and the
+/// local images, so that the tests pick the same image on every machine, online or not.
+pub const OFFLINE_PROXY: &str = "http://localhost:1";
+
+/// `aiida-devc ARGS` in `cwd`, with `env` added; `init` runs behind [`OFFLINE_PROXY`] unless
+/// `env` sets `HTTPS_PROXY`.
 pub fn aiida_devc(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aiida-devc"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aiida-devc"));
+    if args.contains(&"init") {
+        command
+            .env("HTTPS_PROXY", OFFLINE_PROXY)
+            .env("https_proxy", OFFLINE_PROXY);
+    }
+    command
         .current_dir(cwd)
         .args(args)
         .envs(env.iter().copied())
