@@ -38,12 +38,9 @@
 /// `eprintln!` that writes the line whole, in one `write` (Rust's `eprintln!` writes a
 /// formatted line in pieces, which log collectors that time-stamp each read split in two).
 macro_rules! eprintln_whole {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let mut line = format!($($arg)*);
-        line.push('\n');
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }};
+    ($($arg:tt)*) => {
+        $crate::write_stderr_line(format_args!($($arg)*))
+    };
 }
 
 pub mod builtins;
@@ -82,6 +79,15 @@ service tree: $AIIDA_INIT_S6_RC_DIR (default /etc/s6-overlay/s6-rc.d), bundles i
 $S6_RUNTIME_BUNDLEDIR (default /etc/s6-overlay/user-bundles.d), $AIIDA_INIT_ROOT prefixes /etc.
 runtime directory: $AIIDA_INIT_RUNTIME_DIR, else /run, $XDG_RUNTIME_DIR, /tmp/aiida-init-UID.
 ";
+
+/// Write one line to stderr with one `write` (see `eprintln_whole!`).
+#[doc(hidden)]
+pub fn write_stderr_line(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut line = std::fmt::format(args);
+    line.push('\n');
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
 
 /// Entry point of the `aiida-init` binary: dispatch on the name it was called by.
 pub fn main() -> ! {
