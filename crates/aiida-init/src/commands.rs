@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::builtins::{self, script_command};
 
-/// Run the multi-call command `name` with `args` (argv without argv[0]). Never returns.
+/// Run the multi-call command `name` with `args` (argv without `argv[0]`). Never returns.
 pub fn multi_call(name: &str, args: &[String]) -> ! {
     reset_sigpipe();
     if name == builtins::EXECLINEB {

@@ -1,5 +1,8 @@
 //! The supervisor engine: runs a validated [`Plan`] of services, the container command and the
-//! ordered shutdown, reacting to the [`Event`]s of the core loop ([`super::pid1`]).
+//! ordered shutdown, reacting to the [`Event`]s of the core loop ([`super::pid1`]). Each
+//! service's own life is the state machine of [`super::lifecycle`]: the engine turns the core
+//! loop's events into its events, and carries out its effects (start a process, signal it, log,
+//! add to the timeline). [`Engine::tick`] runs the named steps of the current phase.
 //!
 //! Life of an instance:
 //!
@@ -22,7 +25,9 @@
 //!
 //! The exit code is the command's (128+N for signal N), else what the exit code file says
 //! (s6-overlay's `s6-linux-init-container-results/exitcode`), else 0. The state of everything is
-//! written to `state.json` in the runtime directory for `status` and `wait`.
+//! written to `state.json` in the runtime directory ([`super::state`]) for `status`, `wait` and
+//! `restart`: at once while starting and running, at most every 100 ms while stopping, and
+//! within a second when only the services' last lines of output changed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::process::CommandExt;

@@ -850,6 +850,18 @@ fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_re
         format!("db is ready again (pid {})\n", after["pid"])
     );
 
+    // A longrun stopped with `s6-svc -d` is started again.
+    let down = crate::support::aiida_init(&["s6-svc", "-d", "db"], &env);
+    assert!(down.status.success(), "{down:?}");
+    let deadline = Instant::now() + LIMIT;
+    while service_state(&env, "db")["state"] != "down" {
+        assert!(Instant::now() < deadline, "db did not go down");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = crate::support::aiida_init(&["restart", "db"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(service_state(&env, "db")["state"], "ready");
+
     let out = crate::support::aiida_init(&["restart", "setup"], &env);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
