@@ -88,8 +88,17 @@ fn a_wait_that_times_out_names_the_services_not_ready() {
     let running = tree.spawn(Mode::Pid1, &[], &[]);
     let rt = tree.path().join("rt");
     let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
-    // Its output is in the state file within a second.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Its output reaches the state file within a second or so.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let status = crate::support::aiida_init(&["status", "--json"], &env);
+        let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if state["services"][0]["last_lines"][0] == "booting the broker" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no output in {state}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let wait = crate::support::aiida_init(&["wait", "--timeout", "0.5"], &env);
     assert_eq!(wait.status.code(), Some(2), "{wait:?}");
     let mut settings = insta::Settings::clone_current();
