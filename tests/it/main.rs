@@ -13,4 +13,5 @@ mod images;
 mod init_command;
 mod init_registry;
 mod templates;
+mod workflows;
 mod workspace_e2e;
