@@ -1,0 +1,7 @@
+#![no_main]
+//! The `execline` checks of aiida-init's tests (crates/aiida-init/tests/it/fuzz/checks.rs).
+
+#[path = "../../crates/aiida-init/tests/it/fuzz/checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::execline(data));

@@ -1,0 +1,7 @@
+#![no_main]
+//! The `setup_py` checks of the CLI's tests (tests/it/fuzz/checks.rs).
+
+#[path = "../../tests/it/fuzz/checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::setup_py(data));
