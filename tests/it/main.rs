@@ -4,10 +4,12 @@
 
 mod support;
 
+mod bad_env;
 mod compose_e2e;
 mod docs;
 mod doctor_command;
 mod features;
+mod fuzz;
 mod harness;
 mod images;
 mod init_command;
