@@ -85,6 +85,9 @@ pub struct Engine {
     stage2_deadline: Option<Instant>,
     boot: Instant,
     boot_wall: SystemTime,
+    /// This process's start time and PID namespace, recorded in the state file (see
+    /// `runtime::locate`).
+    identity: (Option<u64>, Option<String>),
     stage2_done_at: Option<Instant>,
     timeline: Vec<(Duration, String, String)>,
     exit_code: i32,
@@ -189,6 +192,7 @@ impl Engine {
             stage2_deadline: None,
             boot: Instant::now(),
             boot_wall: SystemTime::now(),
+            identity: super::runtime::own_identity(),
             stage2_done_at: None,
             timeline: Vec::new(),
             exit_code: 0,
@@ -933,6 +937,8 @@ impl Engine {
             .collect();
         wire::InstanceState {
             pid: std::process::id(),
+            pid_start_ticks: self.identity.0,
+            pid_namespace: self.identity.1.clone(),
             phase,
             boot_unix_ms,
             services_up_ms: rel(self.stage2_done_at),

@@ -174,19 +174,71 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
-/// Find the runtime directory of the running instance, if any.
-pub fn locate() -> Option<Runtime> {
-    for base in candidates() {
-        let rt = Runtime { base };
-        let Ok(state) = InstanceState::read(&rt.state_file()) else {
-            continue;
-        };
-        let pid = i32::try_from(state.pid).unwrap_or(0);
-        if state.phase != Phase::Finished && pid_alive(pid) {
-            return Some(rt);
-        }
+/// The start time of the process whose `/proc` directory is `proc_dir` (`stat` field 22, clock
+/// ticks since boot: the same number from every PID namespace), unless it is a zombie.
+fn start_ticks(proc_dir: &Path) -> Option<u64> {
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+    // Field 2 (comm) may hold spaces and parentheses: count from the last ')', which ends it;
+    // after it come field 3 (state) onwards, so field 22 is the 20th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
     }
-    None
+    fields.nth(18)?.parse().ok()
+}
+
+/// The PID namespace of the process whose `/proc` directory is `proc_dir` (`pid:[INODE]`).
+fn pid_namespace(proc_dir: &Path) -> Option<String> {
+    let link = std::fs::read_link(proc_dir.join("ns/pid")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// This process's start time and PID namespace, for the state file.
+pub fn own_identity() -> (Option<u64>, Option<String>) {
+    let me = Path::new("/proc/self");
+    (start_ticks(me), pid_namespace(me))
+}
+
+/// Whether the instance that wrote `state` is still running.
+///
+/// Its process must be alive and be the same process: a file left by an earlier instance (a
+/// stopped or killed container started again, where PID 1 is alive but is another process) is
+/// not the running instance. Seen from the instance's own PID namespace (`docker exec`), its
+/// PID must have the recorded start time; seen from outside (the host, tests), some process of
+/// that namespace must. Files of older versions, without those fields, fall back to the PID.
+pub fn is_running(state: &InstanceState) -> bool {
+    if state.phase == Phase::Finished {
+        return false;
+    }
+    let pid = i32::try_from(state.pid).unwrap_or(0);
+    let (Some(ticks), Some(namespace)) = (state.pid_start_ticks, state.pid_namespace.as_deref())
+    else {
+        return pid_alive(pid);
+    };
+    if pid_namespace(Path::new("/proc/self")).as_deref() == Some(namespace) {
+        return pid > 0 && start_ticks(&Path::new("/proc").join(pid.to_string())) == Some(ticks);
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let dir = entry.path();
+        entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && start_ticks(&dir) == Some(ticks)
+            && pid_namespace(&dir).as_deref() == Some(namespace)
+    })
+}
+
+/// Find the runtime directory of the running instance, if any (see [`is_running`]).
+pub fn locate() -> Option<Runtime> {
+    candidates()
+        .into_iter()
+        .map(|base| Runtime { base })
+        .find(|rt| InstanceState::read(&rt.state_file()).is_ok_and(|state| is_running(&state)))
 }
 
 /// Write `contents` to `path` atomically (temporary file, then swapped in or renamed).
@@ -299,6 +351,28 @@ pub fn send_control(rt: &Runtime, line: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_running_and_a_namesake_with_another_start_time_is_not() {
+        let (ticks, namespace) = own_identity();
+        let state = |ticks: Option<u64>, phase: Phase| InstanceState {
+            pid: std::process::id(),
+            pid_start_ticks: ticks,
+            pid_namespace: namespace.clone(),
+            phase,
+            ..InstanceState::default()
+        };
+        assert!(ticks.is_some() && namespace.is_some());
+        assert!(is_running(&state(ticks, Phase::Stopping)));
+        assert!(!is_running(&state(ticks, Phase::Finished)));
+        assert!(!is_running(&state(ticks.map(|t| t + 1), Phase::Running)));
+        // Another namespace: some process of it must have the start time.
+        let elsewhere = InstanceState {
+            pid_namespace: Some("pid:[1]".into()),
+            ..state(ticks, Phase::Running)
+        };
+        assert!(!is_running(&elsewhere));
+    }
 
     #[test]
     fn write_atomic_creates_then_replaces_and_leaves_no_temporary_file() {

@@ -17,6 +17,12 @@ use serde::{Deserialize, Serialize};
 pub struct InstanceState {
     /// The aiida-init process.
     pub pid: u32,
+    /// That process's start time (`/proc/PID/stat` field 22, clock ticks since the kernel
+    /// booted) and PID namespace (`pid:[INODE]`): they tell the running instance from a file
+    /// left by an earlier one (after `docker stop`/`docker start`, PID 1 is alive again but is
+    /// another process, in another namespace). `None` in files written by older versions.
+    pub pid_start_ticks: Option<u64>,
+    pub pid_namespace: Option<String>,
     pub phase: Phase,
     /// Wall-clock start, in milliseconds since the Unix epoch.
     pub boot_unix_ms: u64,

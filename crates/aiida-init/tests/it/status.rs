@@ -15,6 +15,11 @@ fn filters(tree: &Tree) -> Vec<(String, &'static str)> {
         (r"\d+\.\d{3}s".into(), "[T]s"),
         (r#""(\w+_ms|ms)": \d+"#.into(), r#""$1": "[MS]""#),
         (r#""pid": \d+"#.into(), r#""pid": "[PID]""#),
+        (
+            r#""pid_start_ticks": \d+"#.into(),
+            r#""pid_start_ticks": "[TICKS]""#,
+        ),
+        (r"pid:\[\d+\]".into(), "pid:[NS]"),
         (r"pid \d+".into(), "pid [PID]"),
         (r"(?m)^(\S+ +\S+ +\S+ +)\d+( )".into(), "$1[PID]$2"),
     ]
@@ -108,4 +113,34 @@ fn a_wait_that_times_out_names_the_services_not_ready() {
     settings.bind(|| insta::assert_snapshot!("wait_timed_out", text(&wait.stderr)));
     let (out, _) = running.shut_down(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// After `docker stop` and `docker start`, the runtime directory still holds the state file of
+/// the earlier instance, whose PID (1) is alive again but is another process. `wait` must not
+/// take that file's "stopping" for the new instance's (it failed a reopened dev container's
+/// postStartCommand with "the instance is shutting down"): it waits for the new instance.
+#[test]
+fn a_state_file_left_by_an_earlier_instance_is_not_taken_for_the_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = dir.path().join("rt");
+    std::fs::create_dir_all(rt.join("aiida-init")).unwrap();
+    // A live process of this PID namespace (this test), with another start time than the one
+    // recorded.
+    let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let stale = format!(
+        r#"{{"pid": {}, "pid_start_ticks": 1, "pid_namespace": "{}", "phase": "stopping", "services": []}}"#,
+        std::process::id(),
+        namespace.display()
+    );
+    std::fs::write(rt.join("aiida-init/state.json"), stale).unwrap();
+    let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "0.5"], &env);
+    assert_eq!(wait.status.code(), Some(2), "{wait:?}");
+    assert_eq!(
+        text(&wait.stderr),
+        "aiida-init wait: timed out after 0.5s: no running aiida-init found\n"
+    );
+    let status = crate::support::aiida_init(&["status"], &env);
+    assert!(!status.status.success(), "{status:?}");
 }
