@@ -28,28 +28,32 @@ pub fn home_volume_source() -> String {
     "aiida-home-${devcontainerId}".into()
 }
 
-/// The command that installs the plugin for development.
+/// The command that installs the plugin for development. pip is quiet (warnings and errors still
+/// in full, not a line per requirement already satisfied), then lists what is in the user site
+/// (`~/.local`): the plugin and whatever it needed beyond the image's packages.
 pub fn install_command(extras: &[String]) -> String {
     let target = if extras.is_empty() {
         ".".to_string()
     } else {
         format!(".[{}]", extras.join(","))
     };
-    format!("python -m pip install --editable '{target}'")
+    format!(
+        "python -m pip install --quiet --disable-pip-version-check --editable '{target}' \
+         && python -m pip list --user --disable-pip-version-check"
+    )
 }
 
-/// The supervised daemon's service directory (s6-overlay's layout, which aiida-init follows).
-pub const DAEMON_SERVICE: &str = "/run/service/aiida-daemon";
+/// The supervised daemon's service (s6-overlay's layout, which aiida-init follows).
+pub const DAEMON_SERVICE: &str = "aiida-daemon";
 
 /// Install the plugin, wait for AiiDA, then restart the daemon under its supervisor so that it
-/// loads the plugin. `verdi daemon restart` is not used: it would replace the supervised daemon
-/// with one that runs outside the supervisor.
+/// loads the plugin (`aiida-init restart` returns once it is ready again, or says why not).
+/// `verdi daemon restart` is not used: it would replace the supervised daemon with one that runs
+/// outside the supervisor.
 pub fn post_create_command(extras: &[String]) -> String {
     format!(
         "{install} && aiida-init wait --timeout {READY_TIMEOUT_SECS} \
-         && /command/s6-svc -d {DAEMON_SERVICE} \
-         && for i in $(seq 300); do aiida-init status | grep -Eq '^aiida-daemon +longrun +down' && break; sleep 0.2; done \
-         && /command/s6-svc -u {DAEMON_SERVICE} && aiida-init wait --timeout {READY_TIMEOUT_SECS}",
+         && aiida-init restart {DAEMON_SERVICE} --timeout {READY_TIMEOUT_SECS}",
         install = install_command(extras)
     )
 }
@@ -191,28 +195,32 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
             "pip, OpenSSL and requests trust the mounted CA bundle.",
         ));
     }
-    entries.extend([
-        Entry::commented(
-            "postCreateCommand",
-            Desired::Value(json!(post_create_command(&c.extras))),
-            format!(
-                "Once per container: the plugin in editable mode, with {extras}. The daemon\n\
-                 started before the install, so it is restarted through aiida-init (s6-svc down,\n\
-                 then up once it is down) to load the plugin; then wait until it is ready again."
+    entries.push(Entry::commented(
+        "postCreateCommand",
+        Desired::Value(json!(post_create_command(&c.extras))),
+        format!(
+            "Once per container: the plugin in editable mode, with {extras}. The daemon\n\
+             started before the install, so it is restarted through aiida-init to load the plugin."
+        ),
+    ));
+    // The images init picks carry postStartCommand `aiida-init wait` and waitFor in their
+    // devcontainer.metadata label, which the devcontainer tools merge into this file: a second
+    // wait here would only run twice. An image given with --image may not have the label.
+    if c.image.aiida_core.is_none() {
+        entries.extend([
+            Entry::commented(
+                "postStartCommand",
+                Desired::Value(json!(format!("aiida-init wait --timeout {READY_TIMEOUT_SECS}"))),
+                "At every start: wait until the services, the profile and the daemon are ready\n\
+                 (`aiida-init status` shows which service took how long).",
             ),
-        ),
-        Entry::commented(
-            "postStartCommand",
-            Desired::Value(json!(format!("aiida-init wait --timeout {READY_TIMEOUT_SECS}"))),
-            "At every start: wait until the services, the profile and the daemon are ready\n\
-             (`aiida-init status` shows which service took how long).",
-        ),
-        Entry::commented(
-            "waitFor",
-            Desired::Value(json!("postStartCommand")),
-            "VS Code and Codespaces open the terminal only once postStartCommand is done: AiiDA is ready.",
-        ),
-    ]);
+            Entry::commented(
+                "waitFor",
+                Desired::Value(json!("postStartCommand")),
+                "VS Code and Codespaces open the terminal only once postStartCommand is done: AiiDA is ready.",
+            ),
+        ]);
+    }
     let mut settings = vec![
         Entry::new("python.testing.pytestEnabled", Desired::Value(json!(true))),
         Entry::new(

@@ -16,7 +16,13 @@
 //! * `aiida-core`: the plugin's aiida-core requirement matches no image, or not the one in use;
 //! * `uid`: the workspace belongs to a UID that the image user does not have, and the CLI will not
 //!   remap it (`updateRemoteUserUID: false`, a numeric `remoteUser`, or another user of the image
-//!   already has that UID, such as root): the container cannot write to the workspace.
+//!   already has that UID, such as root): the container cannot write to the workspace;
+//! * `ca-bundle`: https from this machine goes through a TLS-intercepting proxy (the CA bundle
+//!   option resolves to a bundle: `--ca-cert`, `AIIDA_DEVC_CA_CERT`, or a host bundle with
+//!   certificates beyond Debian's stock set) but the configuration passes no CA bundle to the
+//!   container, so the plugin install fails with CERTIFICATE_VERIFY_FAILED under "Reopen in
+//!   Container" and `devcontainer up`; or it mounts `${localEnv:AIIDA_DEVC_CA_CERT}` while that
+//!   variable is not set here, so the container cannot be created.
 //!
 //! Checks that need the image (its label, architecture and users) use the local engine when the
 //! image is there and say so when it is not; an image that is not local but named with a
@@ -41,7 +47,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::compose::{self, ComposeService};
-use super::config::{DAEMON_SERVICE, HOME, USER};
+use super::config::{CA_ENV, DAEMON_SERVICE, HOME, USER};
 use super::init::config_path;
 use super::merge;
 use crate::host::HostOptions;
@@ -87,9 +93,14 @@ pub fn host_architecture() -> &'static str {
 }
 
 impl DoctorArgs {
-    pub fn run(&self, _host: &HostOptions) -> anyhow::Result<()> {
-        let findings = self.diagnose()?;
+    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
+        let mut findings = self.diagnose()?;
         let path = config_path(&self.dir);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let proxy = host.ca_bundle()?.is_some();
+            let env_set = std::env::var_os(CA_ENV).is_some_and(|v| !v.is_empty());
+            findings.extend(ca_finding(&path, &text, proxy, env_set));
+        }
         if let Some(image) = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| merge::to_value(&path, &t).ok())
@@ -241,8 +252,8 @@ impl DoctorArgs {
                              neither restarts after a crash nor stops in order on `docker stop`"
                         ),
                         fix: format!(
-                            "restart the supervised daemon instead: `/command/s6-svc -d {DAEMON_SERVICE}`, then \
-                             `/command/s6-svc -u {DAEMON_SERVICE}` once it is down (what `aiida-devc init` writes)"
+                            "restart the supervised daemon instead: `aiida-init restart {DAEMON_SERVICE}` (what \
+                             `aiida-devc init` writes)"
                         ),
                     });
                 }
@@ -430,7 +441,7 @@ fn configured_image(config: &Value, service: Option<&ComposeService>) -> Option<
 /// The findings for humans.
 pub fn format_findings(findings: &[Finding]) -> String {
     if findings.is_empty() {
-        return "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n".into();
+        return "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid, ca-bundle)\n".into();
     }
     let mut out = String::new();
     for f in findings {
@@ -440,6 +451,58 @@ pub fn format_findings(findings: &[Finding]) -> String {
         ));
     }
     out
+}
+
+/// The `ca-bundle` check (see the module documentation): `proxy` when the CA bundle option
+/// resolves to a bundle on this machine, `env_set` when the variable the configuration mounts is
+/// set in this environment.
+pub fn ca_finding(
+    path: &std::path::Path,
+    text: &str,
+    proxy: bool,
+    env_set: bool,
+) -> Option<Finding> {
+    let mounted = format!("${{localEnv:{CA_ENV}}}");
+    let passes_bundle = text.contains(&mounted)
+        || ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]
+            .iter()
+            .any(|v| text.contains(&format!("\"{v}\"")));
+    if text.contains(&mounted) && !env_set {
+        return Some(Finding {
+            check: "ca-bundle",
+            location: Location::of(path, text, &mounted).to_string(),
+            problem: format!(
+                "the configuration mounts ${CA_ENV}, which is not set here: the devcontainer CLI \
+                 and VS Code cannot create the container (a bind mount with an empty source)"
+            ),
+            fix: format!(
+                "export {CA_ENV}=/path/to/ca-bundle.pem wherever the container is opened (the shell \
+                 or the environment VS Code starts from)"
+            ),
+        });
+    }
+    if !proxy || passes_bundle {
+        return None;
+    }
+    let install = if text.contains("\"postCreateCommand\"") {
+        Location::of(path, text, "\"postCreateCommand\"").to_string()
+    } else {
+        Location::of(path, text, "{").to_string()
+    };
+    Some(Finding {
+        check: "ca-bundle",
+        location: install,
+        problem: "https from this machine goes through a TLS-intercepting proxy (its CA bundle trusts \
+                  certificates beyond Debian's stock set), but the configuration passes no CA bundle to \
+                  the container: `pip install` fails there with CERTIFICATE_VERIFY_FAILED under \
+                  \"Reopen in Container\" and `devcontainer up` (`aiida-devc up` passes one for its own run only)"
+            .into(),
+        fix: format!(
+            "export {CA_ENV}=/etc/ssl/certs/ca-certificates.crt (or the proxy's bundle), run `aiida-devc init` \
+             again (it mounts ${{localEnv:{CA_ENV}}} and points PIP_CERT, SSL_CERT_FILE and \
+             REQUESTS_CA_BUNDLE at it), and keep the variable exported where VS Code starts"
+        ),
+    })
 }
 
 /// Inspect `image` in the local engine, and ask a throwaway container of it for the UIDs the

@@ -72,6 +72,10 @@ pub struct InitOutcome {
     /// Why the published tags could not be read, when the image was picked from the built-in
     /// releases instead.
     pub tags_unavailable: Option<String>,
+    /// This machine's https goes through a TLS-intercepting proxy (its CA bundle holds
+    /// certificates beyond Debian's stock set), no CA bundle was asked for, and the file passes
+    /// none to the container: the plugin install will fail there.
+    pub proxy_ca_missing: bool,
 }
 
 /// What `init` did with the compose file.
@@ -313,6 +317,9 @@ impl InitArgs {
             .image
             .rsplit_once(':')
             .and_then(|(_, tag)| local_python(local_tags, tag));
+        let proxy_ca_missing = host.ca_cert.is_none()
+            && !after.contains(&format!("${{localEnv:{}}}", config::CA_ENV))
+            && host.ca_bundle().ok().flatten().is_some();
         Ok(InitOutcome {
             path,
             plugin,
@@ -324,6 +331,7 @@ impl InitArgs {
             image_python,
             compose,
             tags_unavailable,
+            proxy_ca_missing,
         })
     }
 
@@ -433,7 +441,7 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
     }
     if o.changes.is_empty() {
         writeln!(out, "{} is up to date.", o.path.display())?;
-        return Ok(());
+        return report_proxy_ca(out, o);
     }
     let before = o.before.as_deref().unwrap_or("");
     write!(out, "{}", merge::diff(&o.path, before, &o.after))?;
@@ -461,6 +469,24 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
                 .and_then(Path::parent)
                 .unwrap_or(Path::new("."))
                 .display()
+        )?;
+    }
+    report_proxy_ca(out, o)
+}
+
+/// The warning for a machine behind a TLS-intercepting proxy whose configuration passes no CA
+/// bundle, last so that it is seen.
+fn report_proxy_ca(out: &mut impl Write, o: &InitOutcome) -> anyhow::Result<()> {
+    if o.proxy_ca_missing {
+        writeln!(
+            out,
+            "warning: https from this machine goes through a TLS-intercepting proxy (its CA bundle \
+             trusts certificates beyond Debian's stock set), and this configuration passes no CA \
+             bundle to the container: the plugin install will fail there with \
+             CERTIFICATE_VERIFY_FAILED under \"Reopen in Container\" and `devcontainer up` \
+             (`aiida-devc up` passes one for its own run only). To fix it: `export {env}=/etc/ssl/certs/ca-certificates.crt` \
+             (or the proxy's bundle), run `aiida-devc init` again, and keep {env} exported where VS Code starts.",
+            env = config::CA_ENV
         )?;
     }
     Ok(())

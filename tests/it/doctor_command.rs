@@ -23,8 +23,9 @@ fn workspace(config: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `doctor` with the CA bundle option off, so that findings do not depend on this machine's proxy.
 fn doctor(dir: &Path) -> (bool, String) {
-    let out = aiida_devc(dir, &["doctor", "."], &[]);
+    let out = aiida_devc(dir, &["--ca-cert", "none", "doctor", "."], &[]);
     (out.status.success(), text(&out.stdout) + &text(&out.stderr))
 }
 
@@ -387,7 +388,7 @@ fn a_compose_config_as_init_writes_it_has_no_problem() {
     assert!(ok, "{out}");
     assert_eq!(
         out,
-        "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid)\n"
+        "✔ no problems found (override-command, daemon, architecture, home-volume, aiida-core, uid, ca-bundle)\n"
     );
 }
 
@@ -475,4 +476,53 @@ fn a_compose_config_naming_a_missing_service_is_an_error_with_its_location() {
         out.contains("error: ./.devcontainer/devcontainer.json:12:3: no compose file named by dockerComposeFile defines the service \"app\""),
         "{out}"
     );
+}
+
+/// Behind a TLS-intercepting proxy (here: a CA bundle given with --ca-cert), a configuration that
+/// passes no CA bundle to the container is found at its plugin install, with the fix; one that
+/// mounts ${localEnv:AIIDA_DEVC_CA_CERT} is found when that variable is not set.
+#[test]
+fn a_proxy_without_a_ca_bundle_in_the_config_is_found_and_an_unset_ca_variable_too() {
+    let dir = workspace(&config_for(
+        "aiidateam/aiida-core-with-services:aiida-2.9.4",
+        "\n  \"postCreateCommand\": \"pip install -e .\",",
+    ));
+    let ca = dir.path().join("proxy-ca.pem");
+    fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    let run = |config_env: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aiida-devc"));
+        command
+            .current_dir(dir.path())
+            .args(["--ca-cert", ca.to_str().unwrap(), "doctor", "."])
+            .env_remove("AIIDA_DEVC_CA_CERT");
+        if let Some(value) = config_env {
+            command.env("AIIDA_DEVC_CA_CERT", value);
+        }
+        let out = command.output().unwrap();
+        (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+    };
+    let (ok, out) = run(None);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("✘ [ca-bundle]")
+            && out.contains("CERTIFICATE_VERIFY_FAILED")
+            && out.contains("devcontainer.json:5:")
+            && out.contains("fix: export AIIDA_DEVC_CA_CERT="),
+        "{out}"
+    );
+
+    // With the CA bundle in the configuration (what init writes when AIIDA_DEVC_CA_CERT is set).
+    let init = aiida_devc(
+        dir.path(),
+        &["--ca-cert", ca.to_str().unwrap(), "init", "."],
+        &[],
+    );
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let (_, out) = run(None);
+    assert!(
+        out.contains("✘ [ca-bundle] the configuration mounts $AIIDA_DEVC_CA_CERT, which is not set here"),
+        "{out}"
+    );
+    let (_, out) = run(Some(ca.to_str().unwrap()));
+    assert!(!out.contains("[ca-bundle]"), "{out}");
 }

@@ -448,3 +448,37 @@ fn service_image_flags_need_the_compose_variant() {
     );
     assert!(!dir.path().join(".devcontainer").exists());
 }
+
+/// Without a CA bundle option, init warns when this machine's https goes through a
+/// TLS-intercepting proxy (the host bundle holds certificates beyond Debian's stock set), since
+/// the configuration it writes then makes the plugin install fail in the container; and says how
+/// to fix it. `--ca-cert none` (the user's decision) and a machine without a proxy: no warning.
+#[test]
+fn behind_a_proxy_init_without_a_ca_bundle_says_so_and_how_to_fix_it() {
+    let dir = fresh_sample();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiida-devc"))
+        .current_dir(dir.path())
+        .args(["init", "."])
+        .env_remove("AIIDA_DEVC_CA_CERT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let behind_proxy = aiida_devc::host::ca::resolve(None).unwrap().is_some();
+    let warned = stdout.contains("warning: https from this machine goes through a TLS-intercepting proxy");
+    assert_eq!(warned, behind_proxy, "{stdout}");
+    if behind_proxy {
+        let last = stdout.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("CERTIFICATE_VERIFY_FAILED")
+                && last.contains("export AIIDA_DEVC_CA_CERT=/etc/ssl/certs/ca-certificates.crt"),
+            "the warning is not the last thing said, or lacks the fix:\n{stdout}"
+        );
+    }
+    let config = fs::read_to_string(dir.path().join(CONFIG)).unwrap();
+    assert!(!config.contains("AIIDA_DEVC_CA_CERT"), "{config}");
+
+    let (ok, stdout, stderr) = init(dir.path(), &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stdout.contains("warning:"), "--ca-cert none still warns:\n{stdout}");
+}
