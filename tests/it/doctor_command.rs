@@ -488,7 +488,11 @@ fn a_proxy_without_a_ca_bundle_in_the_config_is_found_and_an_unset_ca_variable_t
         "\n  \"postCreateCommand\": \"pip install -e .\",",
     ));
     let ca = dir.path().join("proxy-ca.pem");
-    fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let run = |config_env: Option<&str>| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aiida-devc"));
         command
@@ -520,7 +524,9 @@ fn a_proxy_without_a_ca_bundle_in_the_config_is_found_and_an_unset_ca_variable_t
     assert!(init.status.success(), "{}", text(&init.stderr));
     let (_, out) = run(None);
     assert!(
-        out.contains("✘ [ca-bundle] the configuration mounts $AIIDA_DEVC_CA_CERT, which is not set here"),
+        out.contains(
+            "✘ [ca-bundle] the configuration mounts $AIIDA_DEVC_CA_CERT, which is not set here"
+        ),
         "{out}"
     );
     let (_, out) = run(Some(ca.to_str().unwrap()));

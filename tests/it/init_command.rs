@@ -465,7 +465,8 @@ fn behind_a_proxy_init_without_a_ca_bundle_says_so_and_how_to_fix_it() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let behind_proxy = aiida_devc::host::ca::resolve(None).unwrap().is_some();
-    let warned = stdout.contains("warning: https from this machine goes through a TLS-intercepting proxy");
+    let warned =
+        stdout.contains("warning: https from this machine goes through a TLS-intercepting proxy");
     assert_eq!(warned, behind_proxy, "{stdout}");
     if behind_proxy {
         let last = stdout.lines().last().unwrap_or_default();
@@ -480,5 +481,8 @@ fn behind_a_proxy_init_without_a_ca_bundle_says_so_and_how_to_fix_it() {
 
     let (ok, stdout, stderr) = init(dir.path(), &[]);
     assert!(ok, "{stderr}");
-    assert!(!stdout.contains("warning:"), "--ca-cert none still warns:\n{stdout}");
+    assert!(
+        !stdout.contains("warning:"),
+        "--ca-cert none still warns:\n{stdout}"
+    );
 }

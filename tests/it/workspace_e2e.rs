@@ -204,7 +204,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
         init_out.contains("; present locally)"),
         &format!("the image init picked, locally:\n{init_out}"),
     );
-    let doctor = aiida_devc(ws.path(), &["doctor", "."], &[]);
+    let doctor = aiida_devc(ws.path(), &["doctor", "."], &env);
     assert!(
         doctor.status.success(),
         "doctor finds problems in init's output:\n{}",
