@@ -769,3 +769,59 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     );
     assert_eq!(out.trim(), "stored by 2.3");
 }
+
+/// A restart with nothing changed prepares the profile without starting Python (the stamp of the
+/// last prepare and the schema PostgreSQL reports both match), and the profile is used as before;
+/// a database that is gone sends the next start back to the full step, which fails with the
+/// reason: the container is not ready and the failing service is named.
+#[test]
+fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_detected() {
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            volumes: vec![format!("{home}:/home/aiida")],
+            ..Default::default()
+        },
+    );
+    c.wait_ready();
+    assert!(
+        c.logs()
+            .contains("[aiida-prepare] profile 'default' created"),
+        "{}",
+        c.logs()
+    );
+    c.stop();
+    c.start_again();
+    c.wait_ready();
+    c.assert_verdi_ready(true);
+    let logs = c.logs();
+    assert!(
+        logs.contains("[aiida-prepare] profile 'default': unchanged since the last start"),
+        "the restart did not take the fast path:\n{logs}"
+    );
+    assert!(
+        !logs.contains("storage up to date"),
+        "the restart started the Python step:\n{logs}"
+    );
+
+    c.sh("psql -d postgres -c 'DROP DATABASE \"aiida-default\" WITH (FORCE)'");
+    c.stop();
+    c.start_again();
+    // Right after `docker start` the state file can still be the stopped run's.
+    let started = std::time::Instant::now();
+    let (code, out) = loop {
+        let (code, out) = c.exec(&["aiida-init", "wait", "--timeout", "300"]);
+        if !out.contains("shutting down") || started.elapsed() > Duration::from_secs(30) {
+            break (code, out);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_ne!(code, 0, "ready without its database:\n{out}");
+    assert!(
+        out.contains("aiida-prepare"),
+        "the failing step is not named:\n{out}"
+    );
+}
