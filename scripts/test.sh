@@ -9,7 +9,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-bash scripts/bootstrap.sh
+# With --arm64: the aiida-services Feature is tested in an arm64 container under emulation, and
+# packaging it cross-compiles aiida-init for aarch64.
+bash scripts/bootstrap.sh --arm64
 
 # Gates before any test: formatting and lints over the whole workspace (both crates, all targets).
 cargo fmt --all --check

@@ -82,10 +82,16 @@ pub struct CommonArgs {
     /// Print one JSON document on stdout instead of text (for CI).
     #[arg(long)]
     pub json: bool,
-    /// Features only: a prebuilt aiida-init binary to bundle into the aiida-services Feature
-    /// (default: build it from this project's sources with cargo, when needed).
-    #[arg(long, value_name = "FILE", env = "AIIDA_DEVC_AIIDA_INIT")]
-    pub aiida_init: Option<PathBuf>,
+    /// Features only: a prebuilt static aiida-init to bundle into the aiida-services Feature, one
+    /// per platform (repeat, or separate with commas; the platform is read from each file). The
+    /// platforms not given are built from this project's sources with cargo.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AIIDA_DEVC_AIIDA_INIT",
+        value_delimiter = ','
+    )]
+    pub aiida_init: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -208,7 +214,7 @@ fn docs_command(kind: CollectionKind, args: &DocsArgs) -> anyhow::Result<()> {
     let common = CommonArgs {
         target: args.target.clone(),
         json: args.json,
-        aiida_init: None,
+        aiida_init: Vec::new(),
     };
     let discovery = load(kind, &common)?;
     let problems: Vec<metadata::Problem> = discovery.sources.iter().flat_map(docs::check).collect();
@@ -273,7 +279,7 @@ fn package_all(
     let discovery = load(kind, common)?;
     if kind == CollectionKind::Features {
         for source in &discovery.sources {
-            bundle::prepare(source, common.aiida_init.as_deref(), !common.json)?;
+            bundle::prepare(source, &common.aiida_init, !common.json)?;
         }
     }
     let packages = discovery

@@ -101,8 +101,9 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
     .ok("aiida-devc features package");
     // Now that aiida-init is in the aiida-services folder, both tools package the same sources.
     assert!(
-        src.join("aiida-services/aiida-init").is_file(),
-        "aiida-init was not bundled"
+        src.join("aiida-services/aiida-init-x86_64").is_file()
+            && src.join("aiida-services/aiida-init-aarch64").is_file(),
+        "aiida-init was not bundled for both platforms"
     );
     devcontainer(&[
         "features",
@@ -854,4 +855,287 @@ fn a_renamed_feature_is_published_under_its_legacy_ids_too() {
     )
     .unwrap();
     assert_eq!(metadata["currentId"], "renamed");
+}
+
+/// The architecture an image's config records (`docker image inspect`), if the image exists.
+fn image_architecture(image: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Architecture}}", image])
+        .output()
+        .expect("run docker");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Publish the Features to the test registry, check that the aiida-services package carries an
+/// aiida-init per machine, then bring up `image` (whose architecture `machine` names) with the
+/// Feature from the registry: aiida-init runs there and PostgreSQL and RabbitMQ become ready.
+fn the_published_services_feature_comes_up_on(image: &str, machine: &str) {
+    let registry = Registry::shared();
+    let (_dir, features) = scratch_copy("features");
+    let ns = namespace("multiarch");
+    aiida_devc(
+        &[
+            "features",
+            "publish",
+            features.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
+    // One package for both: the published tarball carries an aiida-init per machine.
+    let repository = format!("{ns}/aiida-services");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &registry
+            .manifest(&repository, "latest")
+            .expect("a manifest"),
+    )
+    .unwrap();
+    let tar = registry.blob(
+        &repository,
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    );
+    let names: Vec<String> = tar_entries(&tar).into_iter().map(|e| e.name).collect();
+    for binary in ["./aiida-init-x86_64", "./aiida-init-aarch64"] {
+        assert!(
+            names.contains(&binary.to_owned()),
+            "{binary} not in {names:?}"
+        );
+    }
+
+    {
+        let expected = if machine == "x86_64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        crate::support::require(
+            image_architecture(image).as_deref() == Some(expected),
+            &format!(
+                "the {expected} base image {image} (`bash scripts/bootstrap.sh{}`, as root)",
+                if expected == "arm64" { " --arm64" } else { "" }
+            ),
+        );
+        let config = format!(
+            r#"{{
+                "image": "{image}",
+                "features": {{ "{host}/{ns}/aiida-services:0": {{ "waitTimeout": "600" }} }}
+            }}"#,
+            host = registry.host
+        );
+        let ws = Workspace::with_config(&config);
+        let turn = feature_builds();
+        let up = ws.devcontainer(&["up", "--no-lockfile"]);
+        drop(turn);
+        assert!(
+            up.status.success(),
+            "{image}: devcontainer up failed:\n{}\n{}",
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        );
+        // postStartCommand has waited for the services; check them once more, generously.
+        let exec = ws.devcontainer(&[
+            "exec",
+            "bash",
+            "-c",
+            "uname -m; aiida-init --version; /usr/local/share/aiida-services/wait 600 \
+             && (exec 3<>/dev/tcp/127.0.0.1/5672) && echo amqp-answers",
+        ]);
+        let out = String::from_utf8_lossy(&exec.stdout).to_string();
+        assert!(
+            exec.status.success(),
+            "{image}: the services are not ready:\n{out}\n{}",
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.first(), Some(&machine), "{image}: {out}");
+        assert!(
+            lines.get(1).is_some_and(|l| l.starts_with("aiida-init ")),
+            "{image}: aiida-init --version: {out}"
+        );
+        assert!(
+            out.contains("PostgreSQL and RabbitMQ are ready") && out.contains("amqp-answers"),
+            "{image}: {out}"
+        );
+    }
+}
+
+#[test]
+fn the_published_services_feature_runs_on_amd64() {
+    the_published_services_feature_comes_up_on("debian:bookworm", "x86_64");
+}
+
+/// Slow: the Feature's apt-get install runs under qemu (10 to 40 minutes, with the machine's load).
+#[test]
+fn the_published_services_feature_runs_on_arm64_under_emulation() {
+    the_published_services_feature_comes_up_on("debian:bookworm-arm64", "aarch64");
+}
+
+#[test]
+fn prebuilt_aiida_init_binaries_are_checked_and_used_for_their_platform() {
+    use aiida_devc::collection::bundle::{elf_platform, file_name};
+    use aiida_devc::platform::Platform;
+    let (_dir, features) = scratch_copy("features");
+    let src = features.join("src");
+    let out = features.join("out");
+    let package = |given: &[&Path]| {
+        let mut args = vec![
+            "features".to_owned(),
+            "package".into(),
+            src.display().to_string(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        for file in given {
+            args.push("--aiida-init".into());
+            args.push(file.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        aiida_devc(&args, &[])
+    };
+
+    let script = features.join("not-a-binary");
+    write(&script, "#!/bin/sh\necho I am not aiida-init\n");
+    let run = package(&[&script]);
+    assert!(!run.success, "a shell script was bundled as aiida-init");
+    assert!(
+        run.stderr.contains(&format!(
+            "--aiida-init {} is not an executable for linux/amd64 or linux/arm64",
+            script.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.exists(), "a package was written");
+
+    // A prebuilt amd64 binary (made distinct by a trailing byte) is bundled as it is; the arm64
+    // one, not given, is built.
+    let built = aiida_devc::host::aiida_init::build_static(
+        &crate::support::project_root(),
+        Platform::Amd64,
+        false,
+    )
+    .expect("aiida-init builds for linux/amd64");
+    let mut bytes = std::fs::read(built).unwrap();
+    bytes.push(0);
+    let prebuilt = features.join("aiida-init-prebuilt");
+    std::fs::write(&prebuilt, &bytes).unwrap();
+    let run = package(&[&prebuilt]);
+    assert!(run.success, "{}", run.stderr);
+    let folder = src.join("aiida-services");
+    assert_eq!(
+        std::fs::read(folder.join(file_name(Platform::Amd64))).unwrap(),
+        bytes
+    );
+    let arm = std::fs::read(folder.join(file_name(Platform::Arm64))).unwrap();
+    assert_eq!(elf_platform(&arm), Some(Platform::Arm64));
+
+    let run = package(&[&prebuilt, &prebuilt]);
+    assert!(!run.success);
+    assert!(
+        run.stderr
+            .contains("--aiida-init was given twice for linux/amd64"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The aiida-core Feature pip-installs aiida-core on linux/arm64 too, where an image has no
+/// compiler: every dependency must come as a wheel for aarch64 (or pure Python). pip resolves the
+/// whole tree for that platform without installing anything.
+#[test]
+fn aiida_core_and_its_dependencies_have_wheels_for_arm64() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("python3");
+    command.args([
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_28_aarch64",
+        "--platform",
+        "manylinux2014_aarch64",
+        // Debian 12's Python, the Feature's tested image.
+        "--python-version",
+        "3.11",
+        "--dest",
+        dir.path().to_str().unwrap(),
+        "aiida-core",
+    ]);
+    if let Some(ca) = crate::support::ca_bundle() {
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, &ca.pem).unwrap();
+        command.env("PIP_CERT", &pem);
+    }
+    let out = command
+        .output()
+        .expect("python3 -m pip (bash scripts/bootstrap.sh installs python3-pip)");
+    assert!(
+        out.status.success(),
+        "aiida-core cannot be installed from wheels on linux/arm64:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wheels: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".whl"))
+        .collect();
+    assert!(
+        wheels.iter().any(|w| w.starts_with("aiida_core-")),
+        "{wheels:?}"
+    );
+    // The compiled ones are for aarch64, not just pure Python that happens to resolve.
+    assert!(wheels.iter().any(|w| w.contains("aarch64")), "{wheels:?}");
+}
+
+/// install.sh picks the binary by `uname -m` and names any machine it has none for.
+#[test]
+fn the_services_install_script_refuses_a_machine_it_has_no_aiida_init_for() {
+    let harness = crate::support::Harness::new();
+    harness.require_image(&crate::support::base_image());
+    let (_dir, features) = scratch_copy("features");
+    let folder = features.join("src/aiida-services");
+    // A uname that says riscv64, first on PATH; install.sh stops before installing anything.
+    write(
+        &features.join("fake-bin/uname"),
+        "#!/bin/sh\n[ \"$1\" = -m ] && echo riscv64 || /bin/uname \"$@\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        features.join("fake-bin/uname"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let name = crate::support::unique_name("publish-uname");
+    let out = std::process::Command::new("docker")
+        .args(["run", "--rm", "--name", &name, "-v"])
+        .arg(format!("{}:/feature:ro", folder.display()))
+        .arg("-v")
+        .arg(format!(
+            "{}:/fake-bin:ro",
+            features.join("fake-bin").display()
+        ))
+        .args([
+            "-e",
+            "PATH=/fake-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            &crate::support::base_image(),
+            "sh",
+            "/feature/install.sh",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(!) aiida-services: this Feature supports linux/amd64 (x86_64) and linux/arm64 (aarch64) only, not 'riscv64'."),
+        "{stderr}"
+    );
 }

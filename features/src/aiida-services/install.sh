@@ -17,7 +17,14 @@ die() { echo "(!) aiida-services: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "install.sh must run as root (the devcontainer CLI runs Features as root)."
 command -v apt-get >/dev/null 2>&1 || die "only Debian and Ubuntu images are supported (no apt-get here)."
-[ -f "$HERE/aiida-init" ] || die "the package has no aiida-init binary; it is added by 'aiida-devc features package|publish'."
+# The package carries a static aiida-init per machine (aiida-devc features package|publish).
+MACHINE=$(uname -m)
+case "$MACHINE" in
+    x86_64|aarch64) ;;
+    *) die "this Feature supports linux/amd64 (x86_64) and linux/arm64 (aarch64) only, not '$MACHINE'." ;;
+esac
+AIIDA_INIT="$HERE/aiida-init-$MACHINE"
+[ -f "$AIIDA_INIT" ] || die "the package has no aiida-init for $MACHINE ($AIIDA_INIT); it is added by 'aiida-devc features package|publish'."
 case "$WAITTIMEOUT" in
     ''|*[!0-9]*) die "waitTimeout must be a number of seconds, not '$WAITTIMEOUT'." ;;
 esac
@@ -51,7 +58,7 @@ fi
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 [ -x "$PG_BIN/postgres" ] || die "PostgreSQL was installed but $PG_BIN/postgres is missing."
 
-install -m 0755 "$HERE/aiida-init" /usr/local/bin/aiida-init
+install -m 0755 "$AIIDA_INIT" /usr/local/bin/aiida-init
 mkdir -p "$SHARE"
 # The service tree, in the s6-overlay layout below a root of its own (AIIDA_INIT_ROOT), so that
 # it never mixes with an image's own /etc/s6-overlay.
