@@ -7,6 +7,7 @@
 //! * [`oci`] and [`collection`] package and publish devcontainer Features and Templates;
 //! * [`plugin`] reads a plugin's metadata;
 //! * [`devcontainer`] writes and checks `devcontainer.json`, and brings a workspace up;
+//! * [`jsonc`] is the JSON dialect the devcontainer files are read in;
 //! * [`platform`] names each platform the way Docker, OCI, Rust and Debian do;
 //! * [`host`] holds what every command needs from the machine it runs on (the Docker engine,
 //!   the CA bundle, tools).
@@ -16,6 +17,7 @@ pub mod collection;
 pub mod devcontainer;
 pub mod host;
 pub mod image;
+pub mod jsonc;
 pub mod oci;
 pub mod platform;
 pub mod plugin;

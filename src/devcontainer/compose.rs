@@ -33,10 +33,9 @@ const TEMPLATE_METADATA: &str = include_str!(
 
 /// A key of the Template's devcontainer.json (`dockerComposeFile`, `service`, `workspaceFolder`).
 pub fn template_setting(key: &str) -> String {
-    let config = jsonc_parser::parse_to_serde_value(TEMPLATE_CONFIG, &Default::default())
-        .ok()
-        .flatten()
-        .expect("the aiida-plugin-compose Template's devcontainer.json is valid JSONC");
+    let config: serde_json::Value =
+        jsonc_parser::parse_to_serde_value(TEMPLATE_CONFIG, &crate::jsonc::options())
+            .expect("the aiida-plugin-compose Template's devcontainer.json is valid JSONC");
     config[key]
         .as_str()
         .unwrap_or_else(|| panic!("the aiida-plugin-compose Template sets {key}"))

@@ -27,7 +27,7 @@ use std::path::Path;
 use anyhow::{Context, anyhow, bail};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, StartContainerOptions,
 };
@@ -128,8 +128,8 @@ fn mount_from(value: &Value, vars: &HashMap<&str, String>) -> anyhow::Result<Mou
             .map(|v| substitute(v, vars))
     };
     let typ = match get(&["type"]).as_deref() {
-        Some("bind") => MountTypeEnum::BIND,
-        Some("volume") | None => MountTypeEnum::VOLUME,
+        Some("bind") => MountType::BIND,
+        Some("volume") | None => MountType::VOLUME,
         Some(other) => bail!("mount type {other:?} is not supported (bind or volume)"),
     };
     Ok(Mount {
@@ -239,7 +239,7 @@ pub async fn up(
         }
         None => {
             let mut mounts = vec![Mount {
-                typ: Some(MountTypeEnum::BIND),
+                typ: Some(MountType::BIND),
                 source: Some(workspace.display().to_string()),
                 target: Some(container_folder.clone()),
                 ..Default::default()

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail};
 use jsonc_parser::cst::{CstArray, CstInputValue, CstNode, CstObject, CstRootNode};
-use jsonc_parser::{CollectOptions, CommentCollectionStrategy, ParseOptions};
+use jsonc_parser::{CollectOptions, CommentCollectionStrategy};
 use serde_json::Value;
 
 /// One key of an object, how much of it aiida-devc owns, and the comment that explains it.
@@ -133,7 +133,7 @@ impl Changes {
 
 /// Parse JSONC, with errors as `file:line:column: message`.
 pub fn parse(path: &Path, text: &str) -> anyhow::Result<CstRootNode> {
-    CstRootNode::parse(text, &ParseOptions::default()).map_err(|err| located(path, &err))
+    CstRootNode::parse(text, &crate::jsonc::options()).map_err(|err| located(path, &err))
 }
 
 /// A JSONC parse error as `file:line:column: invalid JSONC: message`.
@@ -149,7 +149,7 @@ fn located(path: &Path, err: &jsonc_parser::errors::ParseError) -> anyhow::Error
 
 /// The file as a plain JSON value (comments dropped), with the same errors as [`parse`].
 pub fn to_value(path: &Path, text: &str) -> anyhow::Result<Value> {
-    jsonc_parser::parse_to_serde_value(text, &ParseOptions::default())
+    jsonc_parser::parse_to_serde_value::<Option<Value>>(text, &crate::jsonc::options())
         .map_err(|err| located(path, &err))
         .map(|v| v.unwrap_or(Value::Object(Default::default())))
 }
@@ -186,9 +186,7 @@ pub fn merge(path: &Path, text: &str, entries: &[Entry]) -> anyhow::Result<(Stri
 }
 
 fn node_value(node: &CstNode) -> Value {
-    jsonc_parser::parse_to_serde_value(&node.to_string(), &ParseOptions::default())
-        .ok()
-        .flatten()
+    jsonc_parser::parse_to_serde_value(&node.to_string(), &crate::jsonc::options())
         .unwrap_or(Value::Null)
 }
 
@@ -301,7 +299,7 @@ fn insert_comments(text: &str, comments: &[Comment]) -> String {
         comments: CommentCollectionStrategy::Off,
         tokens: false,
     };
-    let Ok(parsed) = jsonc_parser::parse_to_ast(text, &collect, &ParseOptions::default()) else {
+    let Ok(parsed) = jsonc_parser::parse_to_ast(text, &collect, &crate::jsonc::options()) else {
         return text.to_owned();
     };
     // (start, end, replacement) edits of `text`.

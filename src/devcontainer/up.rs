@@ -340,7 +340,7 @@ impl UpArgs {
                 let mut extra = engine::Extra::default();
                 if let Some(ca) = &ca_run {
                     extra.mounts.push(bollard::models::Mount {
-                        typ: Some(bollard::models::MountTypeEnum::BIND),
+                        typ: Some(bollard::models::MountType::BIND),
                         source: Some(ca.display().to_string()),
                         target: Some(CA_TARGET.into()),
                         read_only: Some(true),

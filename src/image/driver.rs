@@ -53,11 +53,13 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
     while let Some(item) = stream.next().await {
         let info = match item {
             Ok(info) => info,
+            // A build step's failure (the stream's `errorDetail`).
             Err(bollard::errors::Error::DockerStreamError { error }) => {
                 progress.fail();
                 bail!(
-                    "building {} failed: {error}\n{}",
+                    "building {} failed: {}\nlast output:\n{}",
                     req.display,
+                    error.trim(),
                     tail.join("\n")
                 );
             }
@@ -66,15 +68,6 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
                 return Err(anyhow!(e).context(format!("building {} failed", req.display)));
             }
         };
-        if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
-            progress.fail();
-            bail!(
-                "building {} failed: {}\nlast output:\n{}",
-                req.display,
-                error.trim(),
-                tail.join("\n")
-            );
-        }
         if let Some(id) = info.aux.and_then(|aux| aux.id) {
             image_id = Some(id);
         }

@@ -195,7 +195,7 @@ impl Plan {
 
         let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
         let ca = host.ca_bundle()?;
-        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref());
+        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
 
         // 2. Every platform's image, by digest.
         let mut manifests: BTreeMap<ImageKind, Vec<(Platform, crate::oci::registry::Descriptor)>> =
@@ -339,6 +339,7 @@ pub fn image_index(entries: &[(Platform, crate::oci::registry::Descriptor)]) -> 
                     features: None,
                 }),
                 annotations: None,
+                artifact_type: None,
             })
             .collect(),
         artifact_type: None,
@@ -401,7 +402,8 @@ async fn push(
     );
     while let Some(item) = stream.next().await {
         let message = match item {
-            Ok(info) => info.error.or(info.error_detail.and_then(|d| d.message)),
+            Ok(info) => info.error_detail.and_then(|d| d.message),
+            Err(bollard::errors::Error::DockerStreamError { error }) => Some(error),
             Err(e) => Some(e.to_string()),
         };
         if let Some(message) = message {

@@ -1,8 +1,8 @@
 //! One registry, reached through `oci-client`: list tags, read and push manifests and blobs.
 //!
 //! Only the host name `localhost` (with any port) is spoken to over plain http, as the reference
-//! devcontainer CLI does; every other registry over https, trusting the CA bundle of
-//! [`crate::host::ca`] in addition to the built-in roots. Failures become a [`RegistryError`]
+//! devcontainer CLI does; every other registry over https (rustls), trusting the CA bundle of
+//! [`crate::host::ca`] in addition to the system's roots. Failures become a [`RegistryError`]
 //! that names the registry and what was being done, and never contains a credential.
 
 use std::time::Duration;
@@ -113,14 +113,16 @@ impl Registry {
     /// finds in `env`, and the extra CA bundle if any.
     pub fn connect(host: &str, env: &AuthEnv, ca: Option<&CaBundle>) -> anyhow::Result<Registry> {
         let credential = super::auth::lookup(host, env)?;
-        Ok(Registry::with_credential(host, credential, ca))
+        Registry::with_credential(host, credential, ca)
     }
 
+    /// Set up a client for `host` with `credential`. Fails when the CA bundle holds a
+    /// certificate the TLS library cannot load.
     pub fn with_credential(
         host: &str,
         credential: Option<Credential>,
         ca: Option<&CaBundle>,
-    ) -> Registry {
+    ) -> anyhow::Result<Registry> {
         let plain_http = is_localhost(host);
         let protocol = if plain_http {
             ClientProtocol::Http
@@ -154,12 +156,19 @@ impl Registry {
             }
             None => (RegistryAuth::Anonymous, None),
         };
-        Registry {
+        install_crypto_provider();
+        let client = Client::try_from(config).map_err(|e| {
+            let bundle = ca.map_or(String::new(), |ca| {
+                format!(" with the CA bundle {}", ca.path.display())
+            });
+            anyhow::anyhow!("cannot set up a client for registry {host}{bundle}: {e}")
+        })?;
+        Ok(Registry {
             host: host.to_owned(),
-            client: Client::new(config),
+            client,
             auth,
             credential_source,
-        }
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -199,7 +208,7 @@ impl Registry {
             .pull_manifest_raw(&reference, &self.auth, &[OCI_MANIFEST_MEDIA_TYPE])
             .await
         {
-            Ok((bytes, _digest)) => Ok(Some(bytes)),
+            Ok((bytes, _digest)) => Ok(Some(bytes.to_vec())),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.explain(&format!("reading {}/{repository}:{tag}", self.host), e)),
         }
@@ -242,7 +251,7 @@ impl Registry {
         self.client
             .push_blob(
                 &reference,
-                &artifact.layer,
+                artifact.layer.clone(),
                 &artifact.manifest.layers[0].digest,
             )
             .await
@@ -359,6 +368,12 @@ impl Registry {
     }
 }
 
+/// rustls needs one process-wide crypto provider: ring, which builds in seconds (see Cargo.toml).
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Media types of image manifests and indexes, OCI's and Docker's (what `docker push` writes).
 pub const IMAGE_MANIFEST_MEDIA_TYPES: &[&str] = &[
     OCI_MANIFEST_MEDIA_TYPE,
@@ -458,7 +473,7 @@ mod tests {
             secret: "s3cret-token".into(),
             source: super::super::auth::Source::Env,
         };
-        Registry::with_credential("registry.example.org", Some(credential), None)
+        Registry::with_credential("registry.example.org", Some(credential), None).unwrap()
     }
 
     #[test]
@@ -504,6 +519,14 @@ mod tests {
             ),
             RegistryError::Unauthorized { .. }
         ));
+    }
+
+    #[test]
+    fn an_https_client_trusts_a_real_bundle() {
+        let bundle = CaBundle::read(std::path::Path::new(crate::host::ca::HOST_BUNDLE))
+            .expect("the host's CA bundle (install ca-certificates)");
+        let registry = Registry::with_credential("registry.example.org", None, Some(&bundle));
+        assert!(registry.is_ok(), "{:?}", registry.err());
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::path::Path;
 use crate::support::copy_tree;
 use crate::support::plugin_workspace::{aiida_devc, sample_plugin, text};
 use crate::support::{Harness, base_image, unique_name};
+use aiida_devc::oci::artifact::sha256_digest;
 use bollard::query_parameters::{CommitContainerOptions, ImportImageOptions};
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 
 const CONFIG: &str = ".devcontainer/devcontainer.json";
 
@@ -126,14 +126,17 @@ fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
         .append_data(&mut header, "marker", &content[..])
         .unwrap();
     let layer = layer.into_inner().unwrap();
-    let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
+    let diff_id = sha256_digest(&layer);
     let config = serde_json::json!({
         "architecture": other, "os": "linux",
         "config": {"User": "aiida", "Entrypoint": ["/init"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     })
     .to_string();
-    let config_name = format!("{:x}.json", Sha256::digest(config.as_bytes()));
+    let config_name = format!(
+        "{}.json",
+        sha256_digest(config.as_bytes()).trim_start_matches("sha256:")
+    );
     let manifest =
         serde_json::json!([{"Config": config_name, "RepoTags": [name], "Layers": ["layer/layer.tar"]}])
             .to_string();

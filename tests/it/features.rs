@@ -391,7 +391,7 @@ fn each_bad_input_gives_its_error_and_pushes_nothing() {
             what: "syntax",
             json: "{\n  \"id\": \"hello\",\n  \"version\": \"1.0.0\"\n  \"name\": \"x\"\n}",
             install: true,
-            expect: "devcontainer-feature.json:4:3: invalid JSON",
+            expect: "devcontainer-feature.json:3:21: invalid JSON: Expected comma",
         },
         Case {
             what: "dollar",

@@ -139,7 +139,7 @@ impl Drop for PluginWorkspace {
                 ))
             {
                 for mount in inspect.mounts.unwrap_or_default() {
-                    if mount.typ == Some(bollard::models::MountPointTypeEnum::VOLUME) {
+                    if mount.typ.as_deref() == Some("volume") {
                         if let Some(name) = mount.name {
                             self.harness.track_volume(&name);
                         }
