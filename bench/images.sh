@@ -34,15 +34,7 @@ cp "$ROOT/bench/images-baseline/"* "$ctx/"
 cp "$(command -v tini-static || echo /usr/bin/tini-static)" "$ctx/tini-static"
 docker build -q --build-arg "IMAGE=$IMAGE" -t "$BASELINE" "$ctx" >/dev/null
 
-ready_ours() {
-    local out tries=0
-    until out=$(docker exec "$1" aiida-init wait --timeout 300 2>&1); do
-        # Right after `docker start` the state file can still be the stopped run's.
-        if [[ $out == *"shutting down"* ]] && ((++tries < 200)); then sleep 0.05; continue; fi
-        echo "$out" >&2
-        return 1
-    done
-}
+ready_ours() { docker exec "$1" aiida-init wait --timeout 300 >/dev/null; }
 # The start-up time line of ours (outside the timing), when asked for.
 timeline() {
     if [ "$1" = ours ] && [ -n "$TIMELINES" ]; then
