@@ -97,7 +97,7 @@ pub fn pem_certificates(pem: &str) -> Vec<String> {
 }
 
 /// Every certificate below Debian's stock directory (recursively).
-fn stock_certificates(dir: &Path) -> BTreeSet<String> {
+pub fn stock_certificates(dir: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {

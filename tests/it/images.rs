@@ -6,72 +6,9 @@ use std::time::Duration;
 
 use crate::support::Harness;
 use crate::support::images::{
-    Container, Start, base_image, docker, home_volume, text, with_services_image,
+    Container, Start, await_sum, base_image, docker, home_volume, submit_add, text,
+    with_services_image,
 };
-
-/// Submits `core.arithmetic.add` (optionally sleeping first) through the daemon; prints the PK.
-const SUBMIT_ADD: &str = r#"
-import sys
-from aiida import load_profile, orm, engine
-from aiida.plugins import CalculationFactory
-load_profile()
-try:
-    code = orm.load_code('add@localhost')
-except Exception:
-    code = orm.InstalledCode(label='add', computer=orm.load_computer('localhost'),
-                             filepath_executable='/bin/bash', default_calc_job_plugin='core.arithmetic.add').store()
-inputs = {'x': orm.Int(int(sys.argv[1])), 'y': orm.Int(int(sys.argv[2])), 'code': code}
-if len(sys.argv) > 3:
-    inputs['metadata'] = {'options': {'sleep': int(sys.argv[3])}}
-print(engine.submit(CalculationFactory('core.arithmetic.add'), **inputs).pk)
-"#;
-
-/// Waits (up to argv[2] s) for process argv[1] to finish; prints `sum=<value>` or fails.
-const AWAIT_PROCESS: &str = r#"
-import sys, time
-from aiida import load_profile, orm
-load_profile()
-node = orm.load_node(int(sys.argv[1]))
-deadline = time.time() + float(sys.argv[2])
-while not node.is_terminated and time.time() < deadline:
-    time.sleep(0.5)
-print(f'state={node.process_state} exit_status={node.exit_status}')
-assert node.is_finished_ok, 'not finished ok'
-print(f'sum={node.outputs.sum.value}')
-"#;
-
-fn submit_add(c: &Container, x: i64, y: i64, sleep: Option<u64>) -> String {
-    let mut args = vec![
-        "python".to_string(),
-        "-c".into(),
-        SUBMIT_ADD.into(),
-        x.to_string(),
-        y.to_string(),
-    ];
-    if let Some(s) = sleep {
-        args.push(s.to_string());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out) = c.exec(&refs);
-    assert_eq!(code, 0, "submitting core.arithmetic.add failed:\n{out}");
-    out.lines().last().unwrap().trim().to_owned()
-}
-
-fn await_sum(c: &Container, pk: &str) -> i64 {
-    let (code, out) = c.exec(&["python", "-c", AWAIT_PROCESS, pk, "120"]);
-    assert_eq!(
-        code,
-        0,
-        "process {pk} did not finish ok:\n{out}\n--- daemon log ---\n{}",
-        c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true")
-    );
-    out.lines()
-        .find_map(|l| l.strip_prefix("sum="))
-        .expect("a sum")
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 /// The whole life of a with-services container on a home volume: ready, a calculation through
 /// the daemon, a process submitted (daemon stopped) before `docker stop` that finishes after

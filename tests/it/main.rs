@@ -14,6 +14,7 @@ mod harness;
 mod images;
 mod init_command;
 mod init_registry;
+mod reliability;
 mod templates;
 mod workflows;
 mod workspace_e2e;

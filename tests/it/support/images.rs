@@ -63,6 +63,8 @@ pub struct Start {
     pub network: Option<String>,
     /// The command (CMD) after the image's entry point.
     pub cmd: Vec<String>,
+    /// `--entrypoint` instead of the image's `/init`.
+    pub entrypoint: Option<String>,
 }
 
 impl<'h> Container<'h> {
@@ -91,6 +93,9 @@ impl<'h> Container<'h> {
         }
         if opts.docker_init {
             args.push("--init".into());
+        }
+        if let Some(e) = &opts.entrypoint {
+            args.extend(["--entrypoint".into(), e.clone()]);
         }
         args.push(image.into());
         args.extend(opts.cmd.iter().cloned());
@@ -197,6 +202,75 @@ impl<'h> Container<'h> {
     }
 }
 
+/// Submits `core.arithmetic.add` (optionally sleeping first) through the daemon; prints the PK.
+const SUBMIT_ADD: &str = r#"
+import sys
+from aiida import load_profile, orm, engine
+from aiida.plugins import CalculationFactory
+load_profile()
+try:
+    code = orm.load_code('add@localhost')
+except Exception:
+    code = orm.InstalledCode(label='add', computer=orm.load_computer('localhost'),
+                             filepath_executable='/bin/bash', default_calc_job_plugin='core.arithmetic.add').store()
+inputs = {'x': orm.Int(int(sys.argv[1])), 'y': orm.Int(int(sys.argv[2])), 'code': code}
+if len(sys.argv) > 3:
+    inputs['metadata'] = {'options': {'sleep': int(sys.argv[3])}}
+print(engine.submit(CalculationFactory('core.arithmetic.add'), **inputs).pk)
+"#;
+
+/// Waits (up to argv[2] s) for process argv[1] to finish; prints `sum=<value>` or fails.
+const AWAIT_PROCESS: &str = r#"
+import sys, time
+from aiida import load_profile, orm
+load_profile()
+node = orm.load_node(int(sys.argv[1]))
+deadline = time.time() + float(sys.argv[2])
+while not node.is_terminated and time.time() < deadline:
+    time.sleep(0.5)
+print(f'state={node.process_state} exit_status={node.exit_status}')
+assert node.is_finished_ok, 'not finished ok'
+print(f'sum={node.outputs.sum.value}')
+"#;
+
+pub fn submit_add(c: &Container, x: i64, y: i64, sleep: Option<u64>) -> String {
+    let mut args = vec![
+        "python".to_string(),
+        "-c".into(),
+        SUBMIT_ADD.into(),
+        x.to_string(),
+        y.to_string(),
+    ];
+    if let Some(s) = sleep {
+        args.push(s.to_string());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = c.exec(&refs);
+    assert_eq!(code, 0, "submitting core.arithmetic.add failed:\n{out}");
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+pub fn await_sum(c: &Container, pk: &str) -> i64 {
+    await_sum_within(c, pk, 120)
+}
+
+/// [`await_sum`] with a ceiling of `seconds`.
+pub fn await_sum_within(c: &Container, pk: &str, seconds: u64) -> i64 {
+    let (code, out) = c.exec(&["python", "-c", AWAIT_PROCESS, pk, &seconds.to_string()]);
+    assert_eq!(
+        code,
+        0,
+        "process {pk} did not finish ok:\n{out}\n--- daemon log ---\n{}",
+        c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true")
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("sum="))
+        .expect("a sum")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// A named volume for the home folder, removed when the harness drops.
 pub fn home_volume(h: &Harness) -> String {
     let name = unique_name("home");
@@ -208,6 +282,38 @@ pub fn home_volume(h: &Harness) -> String {
 pub fn python_in_profile(code: &str) -> Vec<String> {
     let script = format!("from aiida import load_profile\nload_profile()\n{code}");
     vec!["python".into(), "-c".into(), script]
+}
+
+/// A container of `image` that keeps `per_core` busy loops per CPU core running for `seconds`
+/// (then it exits): the load of a machine busy with builds and other containers. Removed with
+/// the harness.
+pub fn cpu_hogs<'h>(h: &'h Harness, image: &str, per_core: usize, seconds: u64) -> Container<'h> {
+    let script = format!(
+        "for i in $(seq $(( $(nproc) * {per_core} ))); do timeout {seconds} sh -c 'while :; do :; done' & done; wait"
+    );
+    let hogs = Container::start(
+        h,
+        image,
+        Start {
+            entrypoint: Some("sh".into()),
+            cmd: vec!["-c".into(), script],
+            ..Default::default()
+        },
+    );
+    // The loops are running once the container's processes include them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, top) = hogs.exec(&["sh", "-c", "ps -eo args | grep -c '^sh -c while'"]);
+        if top.trim().parse::<usize>().unwrap_or(0) >= per_core {
+            return hogs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CPU hogs did not start:\n{}",
+            hogs.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub fn require_docker_cli() {
