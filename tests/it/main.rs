@@ -15,6 +15,7 @@ mod images;
 mod init_command;
 mod init_registry;
 mod reliability;
+mod security;
 mod templates;
 mod workflows;
 mod workspace_e2e;
