@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::images::{Container, Start, base_image, docker, text, with_services_image};
 use crate::support::Harness;
+use crate::support::images::{Container, Start, base_image, docker, text, with_services_image};
 
 /// `bash -c SCRIPT` in a container of `image` as `user`, without the image's init; its stdout.
 fn shell(image: &str, user: &str, script: &str) -> String {
