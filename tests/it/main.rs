@@ -16,6 +16,7 @@ mod init_command;
 mod init_registry;
 mod reliability;
 mod security;
+mod soak;
 mod templates;
 mod workflows;
 mod workspace_e2e;

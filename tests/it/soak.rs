@@ -1,0 +1,85 @@
+//! A short soak of aiida-core-with-services (the long one is `bench/soak.sh`): `docker kill`
+//! and `docker start` with a calculation in flight, several times on the same home volume;
+//! every calculation finishes, none is lost, and the container is ready after each start.
+
+use std::time::Duration;
+
+use crate::support::Harness;
+use crate::support::images::{
+    Container, Start, home_volume, python_in_profile, with_services_image,
+};
+
+const CYCLES: u32 = 3;
+
+/// Submit `core.arithmetic.add` with x + y on the code `add@localhost`; returns the pk.
+fn submit(c: &Container, x: u32, y: u32) -> String {
+    let code = format!(
+        "from aiida import orm\nfrom aiida.engine import submit\nfrom aiida.plugins import CalculationFactory\n\
+         builder = CalculationFactory('core.arithmetic.add').get_builder()\n\
+         builder.code = orm.load_code('add@localhost')\n\
+         builder.x = orm.Int({x})\nbuilder.y = orm.Int({y})\nprint('pk=' + str(submit(builder).pk))"
+    );
+    let args = python_in_profile(&code);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, out) = c.exec(&refs);
+    assert_eq!(status, 0, "submission failed:\n{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("pk="))
+        .unwrap_or_else(|| panic!("no pk in:\n{out}"))
+        .to_owned()
+}
+
+#[test]
+fn kill_and_start_with_calculations_in_flight_loses_nothing() {
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            volumes: vec![format!("{home}:/home/aiida")],
+            ..Start::default()
+        },
+    );
+    c.wait_ready();
+    c.sh(
+        "verdi code create core.code.installed --non-interactive --label add \
+         --computer localhost --filepath-executable /bin/bash",
+    );
+    let mut expected = Vec::new();
+    for cycle in 1..=CYCLES {
+        let (x, y) = (cycle, 100 * cycle);
+        expected.push(format!("{}:{}", submit(&c, x, y), x + y));
+        // Killed at different moments of the calculation: at once, or a second or two later.
+        std::thread::sleep(Duration::from_secs(u64::from(cycle % 3)));
+        c.kill();
+        c.start_again();
+        c.wait_ready();
+    }
+    // Each calculation finished (resumed by the daemon when the kill interrupted it) with the
+    // right sum: none lost.
+    let check = format!(
+        "import time\nfrom aiida import orm\nexpected = dict(e.split(':') for e in '{}'.split())\n\
+         deadline = time.monotonic() + 300\n\
+         while True:\n\
+         \x20   nodes = {{pk: orm.load_node(int(pk)) for pk in expected}}\n\
+         \x20   done = {{pk: n.is_finished_ok and n.outputs.sum.value == int(expected[pk]) for pk, n in nodes.items()}}\n\
+         \x20   if all(done.values()) or time.monotonic() > deadline:\n\
+         \x20       break\n\
+         \x20   time.sleep(1)\n\
+         for pk, n in nodes.items():\n\
+         \x20   print(pk, 'ok' if done[pk] else n.process_state)",
+        expected.join(" ")
+    );
+    let args = python_in_profile(&check);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, out) = c.exec(&refs);
+    assert_eq!(status, 0, "{out}");
+    let lost: Vec<&str> = out.lines().filter(|l| !l.ends_with(" ok")).collect();
+    assert!(
+        lost.is_empty() && out.lines().count() == CYCLES as usize,
+        "calculations not finished after {CYCLES} kills:\n{out}\n--- logs ---\n{}",
+        c.logs()
+    );
+    c.assert_verdi_ready(true);
+}
