@@ -1,6 +1,7 @@
 #![no_main]
 //! The `s6_rc_tree` checks of aiida-init's tests (crates/aiida-init/tests/it/fuzz/checks.rs).
 
+#[allow(dead_code)]
 #[path = "../../crates/aiida-init/tests/it/fuzz/checks.rs"]
 mod checks;
 
