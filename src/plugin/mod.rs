@@ -261,6 +261,19 @@ fn aiida_core_requirement(
     text: &str,
 ) -> anyhow::Result<Option<VersionSpecifiers>> {
     for requirement in requirements {
+        // pep508_rs 0.9 panics on a name that ends with `-`, `.` or `_` before another character
+        // (`aiida- >=2`) instead of returning its error: refused here first.
+        let name_end = requirement
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            .last();
+        if matches!(name_end, Some('-' | '.' | '_')) {
+            bail!(
+                "{}: invalid requirement {requirement:?}: the package name must end with a letter or digit",
+                Location::of(file, text, requirement)
+            );
+        }
         let parsed =
             Requirement::<pep508_rs::VerbatimUrl>::from_str(requirement).map_err(|err| {
                 anyhow!(
