@@ -462,14 +462,14 @@ fn check_option(
         Some("string") => {
             match map.get("default") {
                 Some(Value::String(s)) => {
-                    check_value(file, &format!("{base}/default"), name, s, problems)
+                    check_value(file, &format!("{base}/default"), name, s, problems);
                 }
                 Some(_) => problems.push(file.problem(
                     &format!("{base}/default"),
                     format!("option '{name}' is a string: its default must be a string"),
                 )),
                 None => {
-                    problems.push(file.problem(&base, format!("option '{name}' needs a default")))
+                    problems.push(file.problem(&base, format!("option '{name}' needs a default")));
                 }
             }
             for list in ["enum", "proposals"] {

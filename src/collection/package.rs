@@ -343,7 +343,8 @@ fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyho
         let mut header = tar::Header::new_ustar();
         header.set_uid(0);
         header.set_gid(0);
-        header.set_mtime(meta.mtime().max(0) as u64);
+        // Before 1970 (negative) is written as 1970.
+        header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
         header.set_mode(meta.mode() & 0o7777);
         let name = if relative.as_os_str().is_empty() {
             "./".to_owned()

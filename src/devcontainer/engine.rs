@@ -57,9 +57,9 @@ pub fn devcontainer_id(labels: &BTreeMap<String, String>) -> String {
     let mut digits = Vec::new();
     while number.iter().any(|b| *b != 0) {
         let mut remainder = 0u32;
-        for byte in number.iter_mut() {
+        for byte in &mut number {
             let value = (remainder << 8) | u32::from(*byte);
-            *byte = (value / 32) as u8;
+            *byte = u8::try_from(value / 32).expect("remainder < 32, so value / 32 < 256");
             remainder = value % 32;
         }
         digits.push(std::char::from_digit(remainder, 32).unwrap());
@@ -91,7 +91,7 @@ pub fn substitute(text: &str, vars: &HashMap<&str, String>) -> String {
         } else if let Some(value) = vars.get(name) {
             value.clone()
         } else {
-            rest[start..start + end + 1].to_owned()
+            rest[start..=(start + end)].to_owned()
         };
         out.push_str(&value);
         rest = &rest[start + end + 1..];

@@ -86,10 +86,10 @@ pub async fn exec(
         while let Some(chunk) = output.next().await {
             match chunk? {
                 bollard::container::LogOutput::StdOut { message } => {
-                    stdout.push_str(&String::from_utf8_lossy(&message))
+                    stdout.push_str(&String::from_utf8_lossy(&message));
                 }
                 bollard::container::LogOutput::StdErr { message } => {
-                    stderr.push_str(&String::from_utf8_lossy(&message))
+                    stderr.push_str(&String::from_utf8_lossy(&message));
                 }
                 _ => {}
             }
@@ -311,7 +311,7 @@ impl UpArgs {
                         )
                     })?;
                 if result["outcome"] != "success" {
-                    bail!("`devcontainer up` failed: {}", result);
+                    bail!("`devcontainer up` failed: {result}");
                 }
                 let container = result["containerId"]
                     .as_str()

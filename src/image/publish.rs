@@ -162,7 +162,7 @@ impl Plan {
             let image = self.local_image(ImageKind::WithServices, platform);
             let step = steps.start(format!("smoke test {platform}: {image}"));
             match smoke::smoke_test(docker, &image, platform).await {
-                Ok(ready) => step.done(format!("ready in {:.0?}, calculation finished", ready)),
+                Ok(ready) => step.done(format!("ready in {ready:.0?}, calculation finished")),
                 Err(e) => {
                     step.fail();
                     return Err(e.context(format!(

@@ -303,7 +303,7 @@ impl Registry {
                 Ok(Some(Descriptor {
                     media_type,
                     digest,
-                    size: bytes.len() as i64,
+                    size: i64::try_from(bytes.len()).expect("a manifest is far below 2^63 bytes"),
                     bytes: bytes.to_vec(),
                 }))
             }

@@ -135,13 +135,12 @@ impl<'h> Container<'h> {
                 return start.elapsed();
             }
             // Only a container whose init has not started yet gets another try.
-            if start.elapsed() > Duration::from_secs(10) || out.contains("failed") {
-                panic!(
-                    "{} did not become ready ({code}):\n{out}\n--- logs ---\n{}",
-                    self.name,
-                    self.logs()
-                );
-            }
+            assert!(
+                start.elapsed() <= Duration::from_secs(10) && !out.contains("failed"),
+                "{} did not become ready ({code}):\n{out}\n--- logs ---\n{}",
+                self.name,
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }

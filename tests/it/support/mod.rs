@@ -249,10 +249,10 @@ impl Harness {
             while let Some(chunk) = stream.next().await {
                 match chunk.expect("read container logs") {
                     bollard::container::LogOutput::StdOut { message } => {
-                        stdout.push_str(&String::from_utf8_lossy(&message))
+                        stdout.push_str(&String::from_utf8_lossy(&message));
                     }
                     bollard::container::LogOutput::StdErr { message } => {
-                        stderr.push_str(&String::from_utf8_lossy(&message))
+                        stderr.push_str(&String::from_utf8_lossy(&message));
                     }
                     _ => {}
                 }
