@@ -40,13 +40,14 @@ pub enum Command {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
+        let host = self.host.resolve()?;
         match self.command {
-            Command::Images(cmd) => cmd.run(&self.host),
-            Command::Features(cmd) => cmd.run(CollectionKind::Features, &self.host),
-            Command::Templates(cmd) => cmd.run(CollectionKind::Templates, &self.host),
-            Command::Init(args) => args.run(&self.host),
-            Command::Up(args) => args.run(&self.host),
-            Command::Doctor(args) => args.run(&self.host),
+            Command::Images(cmd) => cmd.run(&host),
+            Command::Features(cmd) => cmd.run(CollectionKind::Features, &host),
+            Command::Templates(cmd) => cmd.run(CollectionKind::Templates, &host),
+            Command::Init(args) => args.run(&host),
+            Command::Up(args) => args.run(&host),
+            Command::Doctor(args) => args.run(&host),
         }
     }
 }

@@ -145,12 +145,12 @@ pub struct DocsArgs {
 }
 
 impl CollectionCommand {
-    pub fn run(self, kind: CollectionKind, host: &crate::host::HostOptions) -> anyhow::Result<()> {
+    pub fn run(self, kind: CollectionKind, host: &crate::host::Host) -> anyhow::Result<()> {
         match self {
             CollectionCommand::Validate(args) => validate(kind, &args),
             CollectionCommand::Package(args) => package_command(kind, &args),
             CollectionCommand::Publish(args) => {
-                let ca = host.ca_bundle()?;
+                let ca = host.ca.bundle().cloned();
                 publish_command(kind, &args, ca.as_ref())
             }
             CollectionCommand::Docs(args) => docs_command(kind, &args),

@@ -50,7 +50,8 @@ use super::compose::{self, ComposeService};
 use super::config::{CA_ENV, DAEMON_SERVICE, HOME, USER};
 use super::init::config_path;
 use super::merge;
-use crate::host::HostOptions;
+use crate::host::Host;
+use crate::host::ca::CaBundle;
 use crate::plugin::{self, Location, images};
 
 /// Check the dev container configuration of the plugin in DIR for settings that silently break
@@ -93,11 +94,11 @@ pub fn host_architecture() -> &'static str {
 }
 
 impl DoctorArgs {
-    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
-        let mut findings = self.diagnose()?;
+    pub fn run(&self, host: &Host) -> anyhow::Result<()> {
+        let mut findings = self.diagnose(host.ca.bundle())?;
         let path = config_path(&self.dir);
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let proxy = host.ca_bundle()?.is_some();
+            let proxy = host.ca.bundle().is_some();
             let env_set = std::env::var_os(CA_ENV).is_some_and(|v| !v.is_empty());
             findings.extend(ca_finding(&path, &text, proxy, env_set));
         }
@@ -111,7 +112,7 @@ impl DoctorArgs {
             })
         {
             if image_facts(&image, USER, None)?.is_none() {
-                match registry_platforms(&image) {
+                match registry_platforms(&image, host.ca.bundle()) {
                     Some(platforms) => println!(
                         "note: {image} is not in the local engine; its registry serves it for {}: \
                          its label and users were not checked",
@@ -141,8 +142,8 @@ impl DoctorArgs {
         }
     }
 
-    /// Run every check.
-    pub fn diagnose(&self) -> anyhow::Result<Vec<Finding>> {
+    /// Run every check; `ca` is the bundle a registry is reached with.
+    pub fn diagnose(&self, ca: Option<&CaBundle>) -> anyhow::Result<Vec<Finding>> {
         let path = config_path(&self.dir);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -184,7 +185,7 @@ impl DoctorArgs {
             || {
                 image
                     .as_deref()
-                    .is_some_and(|i| i.starts_with(images::ORGANISATION))
+                    .is_some_and(|i| i.starts_with(crate::image::naming::ORGANIZATION))
             },
             |f| f.entrypoint.first().is_some_and(|e| e.ends_with("/init")),
         );
@@ -280,7 +281,7 @@ impl DoctorArgs {
 
         // Architecture of an image that is not local: the registry's index must list the host's.
         if let (None, Some(image)) = (&facts, &image) {
-            if let Some(platforms) = registry_platforms(image) {
+            if let Some(platforms) = registry_platforms(image, ca) {
                 let host = crate::platform::Platform::host();
                 if !platforms.iter().any(|p| p.starts_with(host.docker())) {
                     findings.push(Finding {
@@ -559,7 +560,7 @@ fn image_facts(
 /// The platforms (`linux/arm64/v8`) a registry serves `image` for: those of its image index, or
 /// of its single manifest's config. `None` when the reference names no registry host (Docker
 /// Hub is not asked), or the registry does not answer or has no such image.
-pub fn registry_platforms(image: &str) -> Option<Vec<String>> {
+pub fn registry_platforms(image: &str, ca: Option<&CaBundle>) -> Option<Vec<String>> {
     let (host, rest) = image.split_once('/')?;
     if !(host.contains('.') || host.contains(':') || host == "localhost") {
         return None;
@@ -576,13 +577,9 @@ pub fn registry_platforms(image: &str) -> Option<Vec<String>> {
         .build()
         .ok()?;
     rt.block_on(async {
-        let ca = crate::host::ca::resolve(None).ok().flatten();
-        let registry = crate::oci::Registry::connect(
-            host,
-            &crate::oci::auth::AuthEnv::from_process(),
-            ca.as_ref(),
-        )
-        .ok()?;
+        let registry =
+            crate::oci::Registry::connect(host, &crate::oci::auth::AuthEnv::from_process(), ca)
+                .ok()?;
         let descriptor = registry.descriptor(repository, reference).await.ok()??;
         let manifest: Value = serde_json::from_slice(&descriptor.bytes).ok()?;
         let name = |p: &Value| -> Option<String> {

@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use super::compose::{self, ServiceImages};
 use super::config::{self, Choices};
 use super::merge::{self, Changes};
-use crate::host::HostOptions;
+use crate::host::Host;
+use crate::host::ca::Ca;
 use crate::plugin::images::{self, ImageChoice, Variant};
 use crate::plugin::{self, PluginMetadata};
 use pep508_rs::pep440_rs::Version;
@@ -138,7 +139,7 @@ fn local_python(local_tags: &[Vec<String>], tag: &str) -> Option<String> {
 }
 
 impl InitArgs {
-    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
+    pub fn run(&self, host: &Host) -> anyhow::Result<()> {
         let repository = self.registry.image(self.variant);
         let outcome = self.execute(host, &local_tags(&repository))?;
         if let Some(reason) = &outcome.tags_unavailable {
@@ -155,11 +156,7 @@ impl InitArgs {
     }
 
     /// Everything but printing: decide, merge, and write unless `--dry-run`.
-    pub fn execute(
-        &self,
-        host: &HostOptions,
-        local_tags: &[Vec<String>],
-    ) -> anyhow::Result<InitOutcome> {
+    pub fn execute(&self, host: &Host, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
         let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
         let compose_variant = self.variant == Variant::Compose;
         if !compose_variant {
@@ -183,11 +180,8 @@ impl InitArgs {
             },
             None => {
                 let requirement = plugin.aiida_core.as_ref();
-                let published = images::published_tags(
-                    &self.registry,
-                    self.variant,
-                    host.ca_bundle()?.as_ref(),
-                );
+                let published =
+                    images::published_tags(&self.registry, self.variant, host.ca.bundle());
                 if let images::PublishedTags::Unavailable(reason) = &published {
                     tags_unavailable = Some(reason.clone());
                 }
@@ -236,13 +230,7 @@ impl InitArgs {
         };
         // A CA bundle is written into the configuration only when the user asked for one: the
         // file must not depend on the machine it was generated on.
-        let ca = match &host.ca_cert {
-            Some(path) if path.as_os_str() != "none" => {
-                host.ca_bundle()?;
-                true
-            }
-            _ => false,
-        };
+        let ca = matches!(host.ca, Ca::Given(_));
         let choices = Choices {
             plugin: &plugin,
             image: &image,
@@ -317,9 +305,8 @@ impl InitArgs {
             .image
             .rsplit_once(':')
             .and_then(|(_, tag)| local_python(local_tags, tag));
-        let proxy_ca_missing = host.ca_cert.is_none()
-            && !after.contains(&format!("${{localEnv:{}}}", config::CA_ENV))
-            && host.ca_bundle().ok().flatten().is_some();
+        let proxy_ca_missing = matches!(host.ca, Ca::Detected(_))
+            && !after.contains(&format!("${{localEnv:{}}}", config::CA_ENV));
         Ok(InitOutcome {
             path,
             plugin,

@@ -30,7 +30,7 @@ use super::config::{self, CA_ENV, CA_TARGET};
 use super::engine;
 use super::init::config_path;
 use super::merge;
-use crate::host::HostOptions;
+use crate::host::Host;
 
 /// Bring the workspace in DIR up in its dev container (with the reference devcontainer CLI),
 /// wait until AiiDA is ready, then print the start-up timeline and `verdi status`.
@@ -212,7 +212,7 @@ pub fn format_timeline(timeline: &Timeline) -> String {
 }
 
 impl UpArgs {
-    pub fn run(&self, host: &HostOptions) -> anyhow::Result<()> {
+    pub fn run(&self, host: &Host) -> anyhow::Result<()> {
         let started = Instant::now();
         let dir = std::fs::canonicalize(&self.dir)
             .with_context(|| format!("cannot open the workspace folder {}", self.dir.display()))?;
@@ -246,7 +246,7 @@ impl UpArgs {
                 m.iter()
                     .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
             });
-        let bundle = host.ca_bundle()?;
+        let bundle = host.ca.bundle();
         // The CA option (see the module documentation): the variable the configuration names, or
         // a mount and environment for this run only.
         let mut ca_env: Option<PathBuf> = None;

@@ -57,22 +57,45 @@ impl CaBundle {
     }
 }
 
-/// Apply the rule in the module documentation.
-pub fn resolve(option: Option<&Path>) -> anyhow::Result<Option<CaBundle>> {
-    match option {
-        Some(path) if path.as_os_str() == "none" => Ok(None),
-        Some(path) => CaBundle::read(path).map(Some),
-        None => {
-            let host = Path::new(HOST_BUNDLE);
-            if !host.exists() {
-                return Ok(None);
+/// The CA option of one command run: resolved once, at the start, by [`Ca::resolve`], and passed
+/// down to whatever builds, starts containers or talks to a registry.
+#[derive(Debug, Clone, Default)]
+pub enum Ca {
+    /// `--ca-cert none`, or no option on a host without certificates of its own.
+    #[default]
+    Off,
+    /// No option: the host's bundle, which holds certificates beyond the stock set.
+    Detected(CaBundle),
+    /// `--ca-cert FILE` (or `AIIDA_DEVC_CA_CERT`).
+    Given(CaBundle),
+}
+
+impl Ca {
+    /// Apply the rule in the module documentation (the one place `none` is read).
+    pub fn resolve(option: Option<&Path>) -> anyhow::Result<Ca> {
+        match option {
+            Some(path) if path.as_os_str() == "none" => Ok(Ca::Off),
+            Some(path) => CaBundle::read(path).map(Ca::Given),
+            None => {
+                let host = Path::new(HOST_BUNDLE);
+                if !host.exists() {
+                    return Ok(Ca::Off);
+                }
+                let bundle = CaBundle::read(host)?;
+                let stock = stock_certificates(Path::new(STOCK_CERTS_DIR));
+                let extra = pem_certificates(&bundle.pem)
+                    .into_iter()
+                    .any(|c| !stock.contains(&c));
+                Ok(if extra { Ca::Detected(bundle) } else { Ca::Off })
             }
-            let bundle = CaBundle::read(host)?;
-            let stock = stock_certificates(Path::new(STOCK_CERTS_DIR));
-            let extra = pem_certificates(&bundle.pem)
-                .into_iter()
-                .any(|c| !stock.contains(&c));
-            Ok(extra.then_some(bundle))
+        }
+    }
+
+    /// The bundle to trust, if any.
+    pub fn bundle(&self) -> Option<&CaBundle> {
+        match self {
+            Ca::Off => None,
+            Ca::Detected(bundle) | Ca::Given(bundle) => Some(bundle),
         }
     }
 }
@@ -133,7 +156,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.pem");
         fs::write(&path, "not a certificate\n").unwrap();
-        let err = resolve(Some(&path)).unwrap_err().to_string();
+        let err = Ca::resolve(Some(&path)).unwrap_err().to_string();
         assert!(
             err.contains("empty.pem") && err.contains("no PEM certificate"),
             "{err}"
@@ -142,7 +165,10 @@ mod tests {
 
     #[test]
     fn none_turns_the_bundle_off() {
-        assert!(resolve(Some(Path::new("none"))).unwrap().is_none());
+        assert!(matches!(
+            Ca::resolve(Some(Path::new("none"))).unwrap(),
+            Ca::Off
+        ));
     }
 
     #[test]
@@ -150,7 +176,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         fs::write(&path, ONE).unwrap();
-        let bundle = resolve(Some(&path)).unwrap().unwrap();
+        let Ca::Given(bundle) = Ca::resolve(Some(&path)).unwrap() else {
+            panic!("an explicit bundle is Given")
+        };
         assert_eq!(bundle.len(), 1);
     }
 }

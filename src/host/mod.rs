@@ -19,8 +19,16 @@ pub struct HostOptions {
 }
 
 impl HostOptions {
-    /// The CA bundle to use, after applying the default rule (see [`ca::resolve`]).
-    pub fn ca_bundle(&self) -> anyhow::Result<Option<ca::CaBundle>> {
-        ca::resolve(self.ca_cert.as_deref())
+    /// Resolve the options once, before a command does any work.
+    pub fn resolve(&self) -> anyhow::Result<Host> {
+        Ok(Host {
+            ca: ca::Ca::resolve(self.ca_cert.as_deref())?,
+        })
     }
+}
+
+/// [`HostOptions`], resolved: what the commands are given.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    pub ca: ca::Ca,
 }

@@ -66,7 +66,7 @@ pub struct BuildArgs {
     #[arg(long, env = "AIIDA_DEVC_REGISTRY")]
     pub registry: Option<String>,
     /// Organisation (namespace) of the image names.
-    #[arg(long, default_value = "aiidateam", env = "AIIDA_DEVC_ORGANIZATION")]
+    #[arg(long, default_value = naming::ORGANIZATION, env = "AIIDA_DEVC_ORGANIZATION")]
     pub organization: String,
     /// Target platforms, comma-separated (linux/amd64, linux/arm64); default: this machine's.
     /// Another platform than the host's is built under qemu and tagged with an architecture
@@ -124,7 +124,7 @@ pub struct PushArgs {
     #[arg(long, env = "AIIDA_DEVC_REGISTRY")]
     pub registry: Option<String>,
     /// Organisation (namespace) of the image names.
-    #[arg(long, default_value = "aiidateam", env = "AIIDA_DEVC_ORGANIZATION")]
+    #[arg(long, default_value = naming::ORGANIZATION, env = "AIIDA_DEVC_ORGANIZATION")]
     pub organization: String,
     /// Platforms, comma-separated (linux/amd64, linux/arm64); default: this machine's.
     #[arg(long, value_name = "LIST")]
@@ -138,7 +138,7 @@ pub struct PushArgs {
 }
 
 impl ImagesCommand {
-    pub fn run(self, host: &crate::host::HostOptions) -> anyhow::Result<()> {
+    pub fn run(self, host: &crate::host::Host) -> anyhow::Result<()> {
         let rt = tokio::runtime::Runtime::new()?;
         match self {
             ImagesCommand::Build(args) => rt.block_on(async {
@@ -213,10 +213,7 @@ impl std::fmt::Display for BuiltImage {
 }
 
 /// Build the requested images in chain order, for each platform in turn.
-pub async fn build(
-    args: BuildArgs,
-    host: &crate::host::HostOptions,
-) -> anyhow::Result<Vec<BuiltImage>> {
+pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<Vec<BuiltImage>> {
     naming::check_aiida_version(&args.aiida_version)?;
     let repo = Repository::new(args.registry.as_deref(), &args.organization)?;
     let mut kinds = if args.images.is_empty() {
@@ -233,7 +230,7 @@ pub async fn build(
             platforms.len()
         );
     }
-    let ca = host.ca_bundle()?;
+    let ca = host.ca.bundle().cloned();
     let docker = crate::host::docker::connect().await?;
     if let Some(ca) = &ca {
         eprintln!(

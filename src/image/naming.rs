@@ -13,6 +13,13 @@ use std::fmt;
 
 use crate::platform::Platform;
 
+/// The organization (namespace) the images are named under unless `--organization` says otherwise.
+pub const ORGANIZATION: &str = "aiidateam";
+
+/// Where `aiida-devc init` reads the published tags from by default: Docker Hub, under the
+/// names users know (`aiidateam/aiida-core-base`).
+pub const PUBLISHED_AT: &str = "docker.io/aiidateam";
+
 /// The images this project builds, in build order (each is `FROM` the one before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum ImageKind {

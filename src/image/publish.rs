@@ -136,7 +136,7 @@ impl Plan {
     pub async fn run(
         &self,
         docker: &Docker,
-        host: &crate::host::HostOptions,
+        host: &crate::host::Host,
     ) -> anyhow::Result<Published> {
         let steps = Steps::new();
         // Everything local is checked before anything leaves the machine.
@@ -194,7 +194,7 @@ impl Plan {
         }
 
         let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
-        let ca = host.ca_bundle()?;
+        let ca = host.ca.bundle().cloned();
         let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
 
         // 2. Every platform's image, by digest.

@@ -15,12 +15,10 @@ use std::str::FromStr;
 
 use pep508_rs::pep440_rs::{Version, VersionSpecifiers};
 
-/// Where the images live by default.
-pub const ORGANISATION: &str = "aiidateam";
+use crate::image::naming::{ImageKind, ORGANIZATION};
 
-/// The registry and organization `aiida-devc init` reads the published tags from by default:
-/// Docker Hub, where the images have the names users know (`aiidateam/aiida-core-base`).
-pub const DEFAULT_REGISTRY: &str = "docker.io/aiidateam";
+/// The registry and organization `aiida-devc init` reads the published tags from by default.
+pub const DEFAULT_REGISTRY: &str = crate::image::naming::PUBLISHED_AT;
 
 /// aiida-core releases the images are built for, newest first.
 pub const RELEASES: &[&str] = &[
@@ -41,17 +39,22 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// The image the variant's AiiDA container runs.
+    pub fn image_kind(self) -> ImageKind {
+        match self {
+            Variant::Services => ImageKind::WithServices,
+            Variant::Lite | Variant::Compose => ImageKind::Base,
+        }
+    }
+
     /// The image's name without registry and organization.
     pub fn image_name(self) -> &'static str {
-        match self {
-            Variant::Services => "aiida-core-with-services",
-            Variant::Lite | Variant::Compose => "aiida-core-base",
-        }
+        self.image_kind().name()
     }
 
     /// The image repository (without tag) the variant's AiiDA container uses by default.
     pub fn repository(self) -> String {
-        format!("{ORGANISATION}/{}", self.image_name())
+        format!("{ORGANIZATION}/{}", self.image_name())
     }
 }
 
@@ -66,7 +69,7 @@ pub struct ImageRegistry {
 
 impl ImageRegistry {
     pub fn parse(text: &str) -> Result<ImageRegistry, String> {
-        let (host, organization) = text.split_once('/').unwrap_or((text, ORGANISATION));
+        let (host, organization) = text.split_once('/').unwrap_or((text, ORGANIZATION));
         let valid_host = !host.is_empty()
             && host
                 .chars()

@@ -110,11 +110,12 @@ fn image_with_aiida_user(h: &Harness, label: Option<&str>) -> String {
 /// A one-file image whose config says it is built for arm64 (on an amd64 host) or amd64
 /// (elsewhere), loaded from a hand-made `docker save` archive.
 fn image_for_other_architecture(h: &Harness) -> (String, &'static str) {
-    let other = if aiida_devc::devcontainer::doctor::host_architecture() == "amd64" {
-        "arm64"
-    } else {
-        "amd64"
-    };
+    use aiida_devc::platform::Platform;
+    let other = Platform::ALL
+        .into_iter()
+        .find(|p| *p != Platform::host())
+        .expect("a platform other than the host's")
+        .architecture();
     let name = format!("{}:test", unique_name("foreign-arch"));
     let mut layer = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();

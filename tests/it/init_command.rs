@@ -464,7 +464,10 @@ fn behind_a_proxy_init_without_a_ca_bundle_says_so_and_how_to_fix_it() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let behind_proxy = aiida_devc::host::ca::resolve(None).unwrap().is_some();
+    let behind_proxy = matches!(
+        aiida_devc::host::ca::Ca::resolve(None).unwrap(),
+        aiida_devc::host::ca::Ca::Detected(_)
+    );
     let warned =
         stdout.contains("warning: https from this machine goes through a TLS-intercepting proxy");
     assert_eq!(warned, behind_proxy, "{stdout}");

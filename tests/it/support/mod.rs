@@ -45,7 +45,10 @@ pub fn base_image() -> String {
 /// The CA bundle the tool would use (same rule as `--ca-cert`, from `AIIDA_DEVC_CA_CERT`).
 pub fn ca_bundle() -> Option<aiida_devc::host::ca::CaBundle> {
     let option = std::env::var_os("AIIDA_DEVC_CA_CERT").map(PathBuf::from);
-    aiida_devc::host::ca::resolve(option.as_deref()).expect("the CA bundle option is invalid")
+    aiida_devc::host::ca::Ca::resolve(option.as_deref())
+        .expect("the CA bundle option is invalid")
+        .bundle()
+        .cloned()
 }
 
 /// The reference devcontainer CLI installed by the bootstrap (or `DEVCONTAINER_CLI`).
