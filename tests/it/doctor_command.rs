@@ -24,9 +24,42 @@ fn workspace(config: &str) -> tempfile::TempDir {
 }
 
 /// `doctor` with the CA bundle option off, so that findings do not depend on this machine's proxy.
-fn doctor(dir: &Path) -> (bool, String) {
+/// Its whole output (exit status, stdout, stderr) is checked against the snapshot `name`, with
+/// the workspace's path and the test's image names replaced by placeholders.
+fn doctor(dir: &Path, name: &str) -> (bool, String) {
     let out = aiida_devc(dir, &["--ca-cert", "none", "doctor", "."], &[]);
-    (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+    let all = text(&out.stdout) + &text(&out.stderr);
+    let shown = format!(
+        "success: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        out.status.success(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    insta::assert_snapshot!(name, filtered(&shown, dir));
+    (out.status.success(), all)
+}
+
+/// `output` without what varies between runs: the workspace's path and the unique names the
+/// tests give their images (`aiida-devc-test-WHAT-PID-N`).
+fn filtered(output: &str, dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let mut out = output
+        .replace(&canonical.display().to_string(), "[WORKSPACE]")
+        .replace(&dir.display().to_string(), "[WORKSPACE]");
+    while let Some(start) = out.find("aiida-devc-test-") {
+        let rest = &out[start + "aiida-devc-test-".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(rest.len());
+        let what = rest[..end]
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        out.replace_range(
+            start..start + "aiida-devc-test-".len() + end,
+            &format!("[TEST-{what}]"),
+        );
+    }
+    out
 }
 
 /// A config like the one init writes, around `image`, with `extra` top-level keys.
@@ -177,7 +210,10 @@ fn a_config_as_init_writes_it_has_no_problem_on_a_matching_image() {
     );
     let dir = workspace(&config_for(&image, ""));
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_config_as_init_writes_it_has_no_problem_on_a_matching_image",
+    );
     assert!(ok, "{out}");
     assert!(out.contains("✔ no problems found"), "{out}");
 }
@@ -193,7 +229,10 @@ fn override_command_true_on_an_image_with_init_is_found() {
         config_for(&image, "").replace("\"overrideCommand\": false", "\"overrideCommand\": true");
     let dir = workspace(&config);
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "override_command_true_on_an_image_with_init_is_found",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains("✘ [override-command] overrideCommand is true"),
@@ -213,7 +252,10 @@ fn unset_override_command_on_an_image_without_the_label_is_found() {
     let config = config_for(&image, "").replace("  \"overrideCommand\": false,\n", "");
     let dir = workspace(&config);
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "unset_override_command_on_an_image_without_the_label_is_found",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains("✘ [override-command] overrideCommand is not set"),
@@ -226,7 +268,7 @@ fn an_image_for_another_architecture_is_found() {
     let h = Harness::new();
     let (image, other) = image_for_other_architecture(&h);
     let dir = workspace(&config_for(&image, ""));
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(dir.path(), "an_image_for_another_architecture_is_found");
     assert!(!ok, "{out}");
     assert!(
         out.contains(&format!(
@@ -241,7 +283,10 @@ fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
     let dir = workspace(
         r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false }"#,
     );
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "no_volume_on_the_home_is_found_and_a_bind_mount_too",
+    );
     assert!(!ok);
     assert!(
         out.contains("✘ [home-volume] no volume on /home/aiida"),
@@ -252,7 +297,10 @@ fn no_volume_on_the_home_is_found_and_a_bind_mount_too() {
         r#"{ "image": "aiidateam/aiida-core-with-services:aiida-2.9.4", "overrideCommand": false,
              "mounts": ["source=/srv/aiida,target=/home/aiida,type=bind"] }"#,
     );
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "no_volume_on_the_home_is_found_and_a_bind_mount_too_2",
+    );
     assert!(!ok);
     assert!(
         out.contains("✘ [home-volume] /home/aiida is bind-mounted"),
@@ -276,7 +324,10 @@ fn an_aiida_core_requirement_no_image_satisfies_is_found() {
         pyproject.replace("aiida-core>=2.6,<3", "aiida-core<2"),
     )
     .unwrap();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "an_aiida_core_requirement_no_image_satisfies_is_found",
+    );
     assert!(!ok);
     assert!(
         out.contains("✘ [aiida-core] no image satisfies aiida-core<2"),
@@ -295,7 +346,10 @@ fn an_aiida_core_requirement_no_image_satisfies_is_found() {
         pyproject.replace("aiida-core>=2.6,<3", "aiida-core>=2.8"),
     )
     .unwrap();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "an_aiida_core_requirement_no_image_satisfies_is_found_2",
+    );
     assert!(!ok);
     assert!(
         out.contains(
@@ -315,7 +369,7 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
     // A root-owned checkout: the CLI cannot give aiida UID 0 (root has it).
     let dir = workspace(&config_for(&image, ""));
     crate::support::plugin_workspace::chown_tree(dir.path(), 0, 0);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(dir.path(), "a_uid_mismatch_the_cli_will_not_fix_is_found");
     assert!(!ok, "{out}");
     assert!(
         out.contains(
@@ -331,13 +385,13 @@ fn a_uid_mismatch_the_cli_will_not_fix_is_found() {
     // A developer's checkout (UID 1001) with updateRemoteUserUID turned off.
     let dir = workspace(&config_for(&image, "\n  \"updateRemoteUserUID\": false,"));
     crate::support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(dir.path(), "a_uid_mismatch_the_cli_will_not_fix_is_found_2");
     assert!(!ok, "{out}");
     assert!(out.contains("(updateRemoteUserUID is false)"), "{out}");
     // Without that setting the CLI remaps aiida to 1001 itself: no problem.
     let dir = workspace(&config_for(&image, ""));
     crate::support::plugin_workspace::chown_tree(dir.path(), 1001, 1001);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(dir.path(), "a_uid_mismatch_the_cli_will_not_fix_is_found_3");
     assert!(ok, "{out}");
 }
 
@@ -354,7 +408,10 @@ fn a_second_daemon_started_by_a_lifecycle_command_is_found() {
     );
     let dir = workspace(&config);
     crate::support::plugin_workspace::chown_tree(dir.path(), 1000, 1000);
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_second_daemon_started_by_a_lifecycle_command_is_found",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains("✘ [daemon] postCreateCommand runs `verdi daemon start/restart`"),
@@ -388,7 +445,10 @@ fn a_compose_config_as_init_writes_it_has_no_problem() {
     // The service's image is inspected like an `image` would be: its label, architecture, users.
     h.require_image("aiidateam/aiida-core-base:aiida-2.9.4");
     let dir = compose_workspace();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_compose_config_as_init_writes_it_has_no_problem",
+    );
     assert!(ok, "{out}");
     assert_eq!(
         out,
@@ -409,7 +469,10 @@ fn a_compose_service_without_a_home_volume_is_found_in_the_compose_file() {
         ),
     )
     .unwrap();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_compose_service_without_a_home_volume_is_found_in_the_compose_file",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains(
@@ -427,7 +490,10 @@ fn a_compose_service_without_a_home_volume_is_found_in_the_compose_file() {
         text.replace("      - aiida-home:/home/aiida\n", ""),
     )
     .unwrap();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_compose_service_without_a_home_volume_is_found_in_the_compose_file_2",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains("✘ [home-volume] no volume on /home/aiida in the service \"aiida\""),
@@ -450,7 +516,10 @@ fn a_compose_service_that_replaces_the_entry_point_is_found() {
         ),
     )
     .unwrap();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_compose_service_that_replaces_the_entry_point_is_found",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains(
@@ -474,7 +543,10 @@ fn a_compose_config_naming_a_missing_service_is_an_error_with_its_location() {
         text.replace("\"service\": \"aiida\"", "\"service\": \"app\""),
     )
     .unwrap();
-    let (ok, out) = doctor(dir.path());
+    let (ok, out) = doctor(
+        dir.path(),
+        "a_compose_config_naming_a_missing_service_is_an_error_with_its_location",
+    );
     assert!(!ok, "{out}");
     assert!(
         out.contains("error: ./.devcontainer/devcontainer.json:12:3: no compose file named by dockerComposeFile defines the service \"app\""),
