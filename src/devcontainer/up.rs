@@ -427,6 +427,34 @@ mod tests {
     }
 
     #[test]
+    fn the_timeline_reads_well() {
+        let row = |name: &str, state: &str, started, ready, took| TimelineRow {
+            name: name.into(),
+            state: state.into(),
+            started_ms: started,
+            ready_ms: ready,
+            took_ms: took,
+        };
+        let timeline = Timeline {
+            services_up_ms: Some(12_345),
+            rows: vec![
+                row("postgresql", "ready", Some(5), Some(812), Some(807)),
+                row("rabbitmq", "ready", Some(6), Some(6_204), Some(6_198)),
+                row("aiida-prepare", "up", Some(6_210), Some(9_100), Some(2_890)),
+                row(
+                    "aiida-daemon",
+                    "ready",
+                    Some(9_105),
+                    Some(12_345),
+                    Some(3_240),
+                ),
+                row("aiida-hook-late", "failed", Some(12_400), None, None),
+            ],
+        };
+        insta::assert_snapshot!(format_timeline(&timeline));
+    }
+
+    #[test]
     fn status_output_that_is_not_json_is_an_error() {
         assert!(parse_timeline("no such command").is_err());
     }
