@@ -261,16 +261,22 @@ fn aiida_core_requirement(
     text: &str,
 ) -> anyhow::Result<Option<VersionSpecifiers>> {
     for requirement in requirements {
-        // pep508_rs 0.9 panics on a name that ends with `-`, `.` or `_` before another character
-        // (`aiida- >=2`) instead of returning its error: refused here first.
-        let name_end = requirement
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-            .last();
-        if matches!(name_end, Some('-' | '.' | '_')) {
+        // pep508_rs 0.9 panics on a name or an extra that ends with `-`, `.` or `_` before another
+        // character (`aiida- >=2`, `aiida-core[a. ]`) instead of returning its error: refused here.
+        let ends_badly = |text: &str| {
+            let end = text
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .last();
+            matches!(end, Some('-' | '.' | '_'))
+        };
+        let extras = requirement
+            .split_once('[')
+            .map_or("", |(_, rest)| rest.split(']').next().unwrap_or(""));
+        if ends_badly(requirement) || extras.split(',').any(ends_badly) {
             bail!(
-                "{}: invalid requirement {requirement:?}: the package name must end with a letter or digit",
+                "{}: invalid requirement {requirement:?}: a package or extra name must end with a letter or digit",
                 Location::of(file, text, requirement)
             );
         }
