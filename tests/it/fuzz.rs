@@ -7,7 +7,7 @@
 //! * generated inputs (proptest) built from each format's pieces. `PROPTEST_CASES=100000` runs
 //!   longer.
 //!
-//! The same checks are the cargo-fuzz targets in `fuzz/` (see its README).
+//! The same checks are the cargo-fuzz targets in `crates/fuzz/` (see its README).
 
 pub mod checks;
 

@@ -1,5 +1,5 @@
 //! The properties every input must keep, one function per fuzz target. The property tests
-//! (`fuzz.rs`), the corpus replay and the cargo-fuzz targets (`fuzz/fuzz_targets/`) all call
+//! (`fuzz.rs`), the corpus replay and the cargo-fuzz targets (`crates/fuzz/fuzz_targets/`) all call
 //! these, so an input that ever broke one is checked the same way everywhere.
 //!
 //! Each takes raw bytes (what a fuzzer hands over); inputs that are not UTF-8 are skipped (the

@@ -6,7 +6,7 @@
 //! * generated inputs (proptest): scripts and trees built from the grammar, with the characters
 //!   that matter (quotes, escapes, braces, comments). `PROPTEST_CASES=100000` runs longer.
 //!
-//! The same checks are the cargo-fuzz targets in `fuzz/` at the workspace root (see its README).
+//! The same checks are the cargo-fuzz targets in `crates/fuzz/` (see its README).
 
 pub mod checks;
 

@@ -2,7 +2,7 @@
 //! The `devcontainer_merge` checks of the CLI's tests (tests/it/fuzz/checks.rs).
 
 #[allow(dead_code)]
-#[path = "../../tests/it/fuzz/checks.rs"]
+#[path = "../../../tests/it/fuzz/checks.rs"]
 mod checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::devcontainer_merge(data));
