@@ -47,22 +47,19 @@ pub enum ImagesCommand {
     Push(PushArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// Build only these images (a with-services build uses the base image already built with the
-    /// same aiida-core version).
+/// Which images, of which aiida-core release, named how, for which platforms: what `images build`
+/// and `images push` share.
+#[derive(Debug, Clone, Args)]
+pub struct ImageSelection {
+    /// Only these images (default: both; a with-services build uses the base image already
+    /// built with the same aiida-core version).
     #[arg(long = "image", value_enum, value_name = "IMAGE")]
     pub images: Vec<ImageKind>,
-    /// aiida-core release to install from PyPI.
+    /// aiida-core release to install from PyPI (for `push`: the one the images were built with).
     #[arg(long, default_value = DEFAULT_AIIDA_VERSION, env = "AIIDA_DEVC_AIIDA_VERSION")]
     pub aiida_version: String,
-    /// Base image of aiida-core-base (Debian or Ubuntu; ubuntu:24.04 is supported but not tested).
-    /// For another platform than the host's, its tag gets the architecture as a suffix
-    /// (debian:bookworm-arm64, made by `scripts/bootstrap.sh --arm64`).
-    #[arg(long, default_value = DEFAULT_BASE_IMAGE, env = "AIIDA_DEVC_BASE_IMAGE")]
-    pub base_image: String,
-    /// Registry host to name the images under, e.g. ghcr.io or localhost:5000 (none: Docker Hub
-    /// style names).
+    /// Registry host to name the images under and to push to, e.g. ghcr.io or localhost:5000
+    /// (none: Docker Hub style names).
     #[arg(long, env = "AIIDA_DEVC_REGISTRY")]
     pub registry: Option<String>,
     /// Organisation (namespace) of the image names.
@@ -73,6 +70,45 @@ pub struct BuildArgs {
     /// suffix (aiida-2.9.4-arm64).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
+}
+
+impl ImageSelection {
+    /// The images, in chain order (base first), each once.
+    pub fn kinds(&self) -> Vec<ImageKind> {
+        let mut kinds = if self.images.is_empty() {
+            ImageKind::ALL.to_vec()
+        } else {
+            self.images.clone()
+        };
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
+    /// The platforms `--platform` lists (default: the host's).
+    pub fn platforms(&self) -> anyhow::Result<Vec<Platform>> {
+        match &self.platform {
+            Some(text) => Platform::parse_list(text),
+            None => Ok(vec![Platform::host()]),
+        }
+    }
+
+    /// The repository the images are named under (after checking the aiida-core version).
+    pub fn repository(&self) -> anyhow::Result<Repository> {
+        naming::check_aiida_version(&self.aiida_version)?;
+        Repository::new(self.registry.as_deref(), &self.organization)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub selection: ImageSelection,
+    /// Base image of aiida-core-base (Debian or Ubuntu; ubuntu:24.04 is supported but not tested).
+    /// For another platform than the host's, its tag gets the architecture as a suffix
+    /// (debian:bookworm-arm64, made by `scripts/bootstrap.sh --arm64`).
+    #[arg(long, default_value = DEFAULT_BASE_IMAGE, env = "AIIDA_DEVC_BASE_IMAGE")]
+    pub base_image: String,
     /// Also install conda and mamba (Miniforge, in /opt/conda); needs conda-forge and GitHub to
     /// be reachable.
     #[arg(long)]
@@ -93,17 +129,18 @@ pub struct BuildArgs {
     /// Show every line of the builder's output.
     #[arg(long, short)]
     pub verbose: bool,
-    #[command(flatten)]
-    pub publish: PublishOptions,
-}
-
-/// What `--push` does (shared by `images build --push` and `images push`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct PublishOptions {
     /// After the build: smoke-test each platform, then push every platform's image and one OCI
     /// image index per tag to --registry.
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub publish: PublishOptions,
+}
+
+/// What a publication takes besides the images (shared by `images build --push` and
+/// `images push`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PublishOptions {
     /// One more tag to publish (repeatable), e.g. edge or pr-123.
     #[arg(long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
@@ -114,27 +151,10 @@ pub struct PublishOptions {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Push only these images.
-    #[arg(long = "image", value_enum, value_name = "IMAGE")]
-    pub images: Vec<ImageKind>,
-    /// The aiida-core release the images were built with.
-    #[arg(long, default_value = DEFAULT_AIIDA_VERSION, env = "AIIDA_DEVC_AIIDA_VERSION")]
-    pub aiida_version: String,
-    /// Registry host to push to, e.g. ghcr.io or localhost:5000.
-    #[arg(long, env = "AIIDA_DEVC_REGISTRY")]
-    pub registry: Option<String>,
-    /// Organisation (namespace) of the image names.
-    #[arg(long, default_value = naming::ORGANIZATION, env = "AIIDA_DEVC_ORGANIZATION")]
-    pub organization: String,
-    /// Platforms, comma-separated (linux/amd64, linux/arm64); default: this machine's.
-    #[arg(long, value_name = "LIST")]
-    pub platform: Option<String>,
-    /// One more tag to publish (repeatable), e.g. edge or pr-123.
-    #[arg(long = "tag", value_name = "NAME")]
-    pub tags: Vec<String>,
-    /// Print what was pushed (tags, digests, platforms) as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub selection: ImageSelection,
+    #[command(flatten)]
+    pub publish: PublishOptions,
 }
 
 impl ImagesCommand {
@@ -142,17 +162,16 @@ impl ImagesCommand {
         let rt = tokio::runtime::Runtime::new()?;
         match self {
             ImagesCommand::Build(args) => rt.block_on(async {
-                let publish = args.publish.clone();
-                let plan = publish::Plan::new(
-                    args.registry.as_deref(),
-                    &args.organization,
-                    &args.platform,
-                    &args.images,
-                    &args.aiida_version,
-                    &publish,
-                )?;
+                let plan = if args.push {
+                    Some(publish::Plan::new(&args.selection, &args.publish)?)
+                } else if !args.publish.tags.is_empty() {
+                    anyhow::bail!("--tag names a tag to publish: it needs --push");
+                } else {
+                    None
+                };
+                let json = args.publish.json;
                 let built = build(args, host).await?;
-                if !publish.json {
+                if !json {
                     for image in &built {
                         println!("{image}");
                     }
@@ -164,32 +183,11 @@ impl ImagesCommand {
                 anyhow::Ok(())
             }),
             ImagesCommand::Push(args) => rt.block_on(async {
-                let publish = PublishOptions {
-                    push: true,
-                    tags: args.tags.clone(),
-                    json: args.json,
-                };
-                let plan = publish::Plan::new(
-                    args.registry.as_deref(),
-                    &args.organization,
-                    &args.platform,
-                    &args.images,
-                    &args.aiida_version,
-                    &publish,
-                )?
-                .expect("push is set");
+                let plan = publish::Plan::new(&args.selection, &args.publish)?;
                 let docker = crate::host::docker::connect().await?;
                 plan.run(&docker, host).await.map(|_| ())
             }),
         }
-    }
-}
-
-/// The platforms of `--platform LIST` (default: the host's).
-pub fn platforms(list: &Option<String>) -> anyhow::Result<Vec<Platform>> {
-    match list {
-        Some(text) => Platform::parse_list(text),
-        None => Ok(vec![Platform::host()]),
     }
 }
 
@@ -214,16 +212,9 @@ impl std::fmt::Display for BuiltImage {
 
 /// Build the requested images in chain order, for each platform in turn.
 pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<Vec<BuiltImage>> {
-    naming::check_aiida_version(&args.aiida_version)?;
-    let repo = Repository::new(args.registry.as_deref(), &args.organization)?;
-    let mut kinds = if args.images.is_empty() {
-        ImageKind::ALL.to_vec()
-    } else {
-        args.images.clone()
-    };
-    kinds.sort();
-    kinds.dedup();
-    let platforms = platforms(&args.platform)?;
+    let repo = args.selection.repository()?;
+    let kinds = args.selection.kinds();
+    let platforms = args.selection.platforms()?;
     if args.init_binary.is_some() && platforms.len() > 1 {
         anyhow::bail!(
             "--init-binary is for one platform; --platform lists {}",
@@ -270,7 +261,7 @@ async fn build_platform(
     };
 
     let source = labels::SourceInfo::from_checkout(&args.source);
-    let version_tag = format!("aiida-{}", args.aiida_version);
+    let version_tag = format!("aiida-{}", args.selection.aiida_version);
     let mut built = Vec::new();
     for &kind in kinds {
         let name = repo.image(kind);
@@ -313,7 +304,7 @@ async fn build_platform(
         let tarball = context::archive(&dir, &generated)?;
         let mut build_args = HashMap::from([("BASE_IMAGE".to_owned(), base.clone())]);
         if kind == ImageKind::Base {
-            build_args.insert("AIIDA_VERSION".into(), args.aiida_version.clone());
+            build_args.insert("AIIDA_VERSION".into(), args.selection.aiida_version.clone());
             build_args.insert("WITH_CONDA".into(), args.with_conda.to_string());
         }
         let first_tag = name.with_tag(&naming::local_tag(&version_tag, platform));
@@ -324,7 +315,7 @@ async fn build_platform(
                 tag: &first_tag,
                 context: tarball,
                 build_args,
-                labels: labels::labels(kind, &args.aiida_version, &base, &source),
+                labels: labels::labels(kind, &args.selection.aiida_version, &base, &source),
                 platform: Some(platform.docker()),
                 no_cache: args.no_cache,
                 verbose: args.verbose,
@@ -332,7 +323,8 @@ async fn build_platform(
         )
         .await?;
         check_base_platform(docker, &first_tag, platform).await?;
-        let versions = driver::probe_versions(docker, &first_tag, &args.aiida_version).await?;
+        let versions =
+            driver::probe_versions(docker, &first_tag, &args.selection.aiida_version).await?;
         let mut tags = naming::tags(&versions, !args.no_latest);
         if kind == ImageKind::Base {
             tags.retain(|t| !t.starts_with("postgresql-"));

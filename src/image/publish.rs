@@ -37,7 +37,7 @@ use pep508_rs::pep440_rs::Version;
 use serde::Serialize;
 
 use super::naming::{self, ImageKind, Repository};
-use super::{PublishOptions, driver, smoke};
+use super::{ImageSelection, PublishOptions, driver, smoke};
 use crate::oci::auth::{AuthEnv, Credential};
 use crate::oci::registry::Registry;
 use crate::platform::Platform;
@@ -78,45 +78,25 @@ pub struct PublishedPlatform {
 }
 
 impl Plan {
-    /// `None` without `--push`; an error for options that make no sense together.
-    pub fn new(
-        registry: Option<&str>,
-        organization: &str,
-        platform_list: &Option<String>,
-        images: &[ImageKind],
-        aiida_version: &str,
-        options: &PublishOptions,
-    ) -> anyhow::Result<Option<Plan>> {
-        if !options.push {
-            if !options.tags.is_empty() {
-                bail!("--tag names a tag to publish: it needs --push");
-            }
-            return Ok(None);
-        }
-        let repo = Repository::new(registry, organization)?;
+    /// What publishing `selection` with `options` pushes; an error for options that make no
+    /// sense together.
+    pub fn new(selection: &ImageSelection, options: &PublishOptions) -> anyhow::Result<Plan> {
+        let repo = selection.repository()?;
         let Some(registry) = repo.registry.clone() else {
             bail!("--push needs --registry HOST (e.g. ghcr.io or localhost:5000)");
         };
-        naming::check_aiida_version(aiida_version)?;
         for tag in &options.tags {
             check_tag(tag)?;
         }
-        let mut kinds = if images.is_empty() {
-            ImageKind::ALL.to_vec()
-        } else {
-            images.to_vec()
-        };
-        kinds.sort();
-        kinds.dedup();
-        Ok(Some(Plan {
+        Ok(Plan {
             registry,
             repo,
-            platforms: super::platforms(platform_list)?,
-            kinds,
-            aiida_version: aiida_version.to_owned(),
+            platforms: selection.platforms()?,
+            kinds: selection.kinds(),
+            aiida_version: selection.aiida_version.clone(),
             extra_tags: options.tags.clone(),
             json: options.json,
-        }))
+        })
     }
 
     /// The local image of `kind` for `platform` (as `images build` named it).
