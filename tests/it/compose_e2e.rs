@@ -66,7 +66,8 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
         init_out.contains("image: aiidateam/aiida-core-base:aiida-2.9.4"),
         "{init_out}"
     );
-    let doctor = aiida_devc(ws.path(), &["doctor", "."], &[]);
+    // As where the container is opened: the variable the config mounts is set.
+    let doctor = aiida_devc(ws.path(), &["doctor", "."], &env);
     assert!(
         doctor.status.success(),
         "doctor finds problems in init's output:\n{}",

@@ -268,8 +268,8 @@ fn check(state: &InstanceState, names: &[String]) -> Check {
 /// How long `restart` waits without `--timeout`.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `aiida-init restart SERVICE [--timeout SECS]`: restart a longrun (its down-signal, then
-/// the supervisor starts it again; one that is down is started) and return once it is ready
+/// `aiida-init restart SERVICE [--timeout SECS]`: restart a longrun (down with its down-signal,
+/// then up, whatever its `finish` says; one that is down is started) and return once it is ready
 /// again: 0 then, 1 when it failed, is not a longrun or the instance is stopping, 2 when
 /// `--timeout` (default 120 s) ran out. A oneshot is refused: its `up` ran once at start-up
 /// and there is no process to restart.
@@ -313,11 +313,34 @@ fn restart_service(name: &str, timeout: Duration) -> (i32, String, String) {
         Ok(s) => s.clone(),
         Err(message) => return (1, String::new(), format!("aiida-init restart: {message}\n")),
     };
-    let request = if before.pid.is_some() { "-r" } else { "-u" };
-    if let Err(e) = runtime::send_control(&rt, &format!("svc {request} {name}")) {
+    let start = Instant::now();
+    // Down, then up (not s6-svc -r): a `finish` that keeps its service down after a stop it
+    // takes for the user's own (exit 125, as the daemon's does after `verdi daemon stop`) must
+    // not keep it down here.
+    if before.pid.is_some() {
+        if let Err(e) = runtime::send_control(&rt, &format!("svc -d {name}")) {
+            return (1, String::new(), format!("aiida-init restart: {e:#}\n"));
+        }
+        loop {
+            let state = InstanceState::read(&rt.state_file()).ok();
+            let service = state.as_ref().and_then(|state| state.service(name));
+            if service.is_some_and(|s| s.pid.is_none()) {
+                break;
+            }
+            if start.elapsed() >= timeout {
+                let what = format!("still not down after {}s", timeout.as_secs_f64());
+                return (
+                    2,
+                    String::new(),
+                    failure("restart", service.unwrap_or(&before), &what),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if let Err(e) = runtime::send_control(&rt, &format!("svc -u {name}")) {
         return (1, String::new(), format!("aiida-init restart: {e:#}\n"));
     }
-    let start = Instant::now();
     let mut last = before.clone();
     loop {
         if let Ok(state) = InstanceState::read(&rt.state_file()) {

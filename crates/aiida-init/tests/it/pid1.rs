@@ -826,12 +826,23 @@ fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_re
         &[],
     )
     .file("flaky", "notification-fd", "3\n");
+    // Its finish keeps it down after any exit (as the daemon's does after `verdi daemon stop`):
+    // a restart brings it up all the same.
+    tree.longrun("keeps-down", "echo >&3; exec sleep 100", &[])
+        .file("keeps-down", "notification-fd", "3\n")
+        .exec("keeps-down", "finish", "#!/bin/sh\nexit 125\n");
     tree.oneshot("setup", "true\n", None, &[]);
     let running = tree.spawn(Mode::Pid1, &[], &[]);
     let rt = tree.path().join("rt");
     let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
     let wait = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
     assert!(wait.status.success(), "{wait:?}");
+    let kept = service_state(&env, "keeps-down");
+    let out = crate::support::aiida_init(&["restart", "keeps-down", "--timeout", "20"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let again = service_state(&env, "keeps-down");
+    assert_eq!(again["state"], "ready");
+    assert_ne!(again["pid"], kept["pid"]);
     let before = service_state(&env, "db");
 
     let t = Instant::now();
@@ -843,7 +854,8 @@ fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_re
     );
     let after = service_state(&env, "db");
     assert_eq!(after["state"], "ready");
-    assert_eq!(after["restarts"], 1);
+    // Taken down and started again on request: not a restart after an exit.
+    assert_eq!(after["restarts"], before["restarts"]);
     assert_ne!(after["pid"], before["pid"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -878,7 +890,7 @@ fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_re
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "aiida-init restart: user is a bundle: restart one of its longruns (db, flaky, setup)\n"
+        "aiida-init restart: user is a bundle: restart one of its longruns (db, flaky, keeps-down, setup)\n"
     );
     let out = crate::support::aiida_init(&["restart"], &env);
     assert_eq!(out.status.code(), Some(100), "{out:?}");
