@@ -18,10 +18,7 @@ use crate::support::images::{
 fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     let h = Harness::new();
     let home = home_volume(&h);
-    let opts = Start {
-        volumes: vec![format!("{home}:/home/aiida")],
-        ..Default::default()
-    };
+    let opts = Start::with_home(&home);
     let c = Container::start(&h, &with_services_image(), opts.clone());
     c.wait_ready();
     let status = c.assert_verdi_ready(true);
@@ -99,14 +96,7 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
 fn with_services_is_ready_again_after_docker_kill() {
     let h = Harness::new();
     let home = home_volume(&h);
-    let c = Container::start(
-        &h,
-        &with_services_image(),
-        Start {
-            volumes: vec![format!("{home}:/home/aiida")],
-            ..Default::default()
-        },
-    );
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     c.wait_ready();
     let pk =
         c.sh("python -c 'from aiida import load_profile, orm; load_profile(); print(orm.Int(7).store().pk)'");
@@ -403,14 +393,7 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
         "/home/aiida/.postgresql/global/pg_control",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let c = Container::start(
-        &h,
-        &with_services_image(),
-        Start {
-            volumes: vec![format!("{home}:/home/aiida")],
-            ..Default::default()
-        },
-    );
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     std::thread::sleep(Duration::from_secs(2));
     let (code, out) = c.exec(&["aiida-init", "wait", "--timeout", "20"]);
     assert_ne!(code, 0, "aiida-init wait claimed readiness:\n{out}");
@@ -715,14 +698,7 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
 fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_detected() {
     let h = Harness::new();
     let home = home_volume(&h);
-    let c = Container::start(
-        &h,
-        &with_services_image(),
-        Start {
-            volumes: vec![format!("{home}:/home/aiida")],
-            ..Default::default()
-        },
-    );
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     c.wait_ready();
     assert!(
         c.logs()

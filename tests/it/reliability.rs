@@ -85,14 +85,7 @@ fn the_daemon_is_reachable_whatever_clients_do_while_it_starts() {
         (while [ ! -e /tmp/stop-clients ]; do verdi status; verdi daemon status; done >/tmp/clients-$i.log 2>&1 &) ; \
         done";
     for start in 1..=STARTS {
-        let c = Container::start(
-            &h,
-            &with_services_image(),
-            Start {
-                volumes: vec![format!("{home}:/home/aiida")],
-                ..Default::default()
-            },
-        );
+        let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
         let out = docker(&["exec", "-d", &c.name, "sh", "-c", hammer]);
         assert!(out.status.success(), "starting the clients: {}", text(&out));
         c.wait_ready();

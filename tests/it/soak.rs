@@ -33,14 +33,7 @@ fn submit(c: &Container, x: u32, y: u32) -> String {
 fn kill_and_start_with_calculations_in_flight_loses_nothing() {
     let h = Harness::new();
     let home = home_volume(&h);
-    let c = Container::start(
-        &h,
-        &with_services_image(),
-        Start {
-            volumes: vec![format!("{home}:/home/aiida")],
-            ..Start::default()
-        },
-    );
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     c.wait_ready();
     c.sh(
         "verdi code create core.code.installed --non-interactive --label add \

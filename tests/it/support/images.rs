@@ -67,6 +67,16 @@ pub struct Start {
     pub entrypoint: Option<String>,
 }
 
+impl Start {
+    /// Nothing but the named volume `home` on /home/aiida (the profile, the database, the files).
+    pub fn with_home(home: &str) -> Start {
+        Start {
+            volumes: vec![format!("{home}:/home/aiida")],
+            ..Start::default()
+        }
+    }
+}
+
 impl<'h> Container<'h> {
     /// `docker run -d` the image.
     pub fn start(h: &'h Harness, image: &str, opts: Start) -> Container<'h> {
