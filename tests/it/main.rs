@@ -8,6 +8,7 @@ mod bad_env;
 mod compose_e2e;
 mod docs;
 mod doctor_command;
+mod faults;
 mod features;
 mod fuzz;
 mod harness;

@@ -1,0 +1,462 @@
+//! Faults at the edges of a with-services container's life: `docker kill` and `docker stop`
+//! while it starts (on a fresh home, while the profile is being made), `docker kill` with a
+//! calculation running, and a home volume with no space left. Each ends with `verdi status` all
+//! green and nothing lost. The faults of a running container (a service SIGKILLed) are in
+//! `bench/faults.sh`; repeated kills in `soak`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::images::{
+    Container, Start, await_sum_within, docker, home_volume, python_in_profile, submit_add, text,
+    with_services_image,
+};
+use crate::support::{Harness, require, unique_name};
+
+/// Seconds a fault test waits for a state it provokes (far above the few seconds it takes on
+/// a quiet machine).
+const CEILING: u64 = 600;
+
+/// The state of each service (`aiida-init status --json`), or `None` while the init does not
+/// answer yet.
+fn service_states(c: &Container) -> Option<BTreeMap<String, String>> {
+    let (code, out) = c.exec(&["aiida-init", "status", "--json"]);
+    if code != 0 {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+    Some(
+        status["services"]
+            .as_array()?
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap_or_default().to_owned(),
+                    s["state"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Polls the service states until `reached` holds; panics with the last states after
+/// [`CEILING`] or when `missed` holds (the moment has passed).
+fn await_states(
+    c: &Container,
+    what: &str,
+    reached: impl Fn(&BTreeMap<String, String>) -> bool,
+    missed: impl Fn(&BTreeMap<String, String>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(CEILING);
+    let mut last = None;
+    loop {
+        if let Some(states) = service_states(c) {
+            if reached(&states) {
+                return;
+            }
+            assert!(
+                !missed(&states),
+                "the start-up went past {what} before it was seen: {states:?}"
+            );
+            last = Some(states);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached in {CEILING} s: {last:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn state<'a>(states: &'a BTreeMap<String, String>, service: &str) -> &'a str {
+    states.get(service).map(String::as_str).unwrap_or("")
+}
+
+/// What the container's current run wrote to its log (`docker logs` keeps every run's lines).
+fn run_logs(c: &Container) -> String {
+    let started = c.inspect("{{.State.StartedAt}}");
+    text(&docker(&["logs", "--since", &started, &c.name]))
+}
+
+/// The PostgreSQL service of the current run came up once, without a crash loop, after a
+/// recovery that ended in "ready to accept connections".
+fn assert_postgresql_recovered(c: &Container, run_log: &str) {
+    assert!(
+        run_log.contains("database system is ready to accept connections"),
+        "PostgreSQL did not come up:\n{run_log}"
+    );
+    assert!(
+        !run_log.contains("PANIC"),
+        "PostgreSQL's recovery failed:\n{run_log}"
+    );
+    let (_, status) = c.exec(&["aiida-init", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status as JSON");
+    let postgresql = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "postgresql")
+        .expect("a postgresql service");
+    assert_eq!(
+        postgresql["restarts"], 0,
+        "PostgreSQL needed restarts: {postgresql}"
+    );
+}
+
+/// Python with the profile loaded; returns (exit code, output).
+fn in_profile(c: &Container, code: &str) -> (i32, String) {
+    let args = python_in_profile(code);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.exec(&refs)
+}
+
+/// The calculation `pk` is (still) finished ok with `sum`.
+fn assert_finished_with(c: &Container, pk: &str, sum: i64) {
+    let check = format!(
+        "from aiida import orm\nn = orm.load_node({pk})\nprint(n.is_finished_ok, n.outputs.sum.value)"
+    );
+    let (code, out) = in_profile(c, &check);
+    assert_eq!(code, 0, "loading calculation {pk} failed:\n{out}");
+    assert_eq!(
+        out.lines().last().unwrap_or_default().trim(),
+        format!("True {sum}"),
+        "calculation {pk} lost:\n{out}"
+    );
+}
+
+/// `docker kill` on a fresh home once PostgreSQL is up and the profile is being made, then
+/// `docker start`: PostgreSQL recovers (no crash loop), the profile is completed, the container
+/// is ready and a calculation finishes.
+#[test]
+fn docker_kill_while_starting_then_start_is_ready() {
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
+    await_states(
+        &c,
+        "PostgreSQL ready while the profile is made",
+        |s| state(s, "postgresql") == "ready" && state(s, "aiida-prepare") == "starting",
+        |s| state(s, "aiida-prepare") == "up",
+    );
+    c.kill();
+    assert_ne!(
+        c.inspect("{{.State.ExitCode}}"),
+        "0",
+        "docker kill: {}",
+        c.logs()
+    );
+    c.start_again();
+    c.wait_ready();
+    let run_log = run_logs(&c);
+    assert_postgresql_recovered(&c, &run_log);
+    c.assert_verdi_ready(true);
+    let pk = submit_add(&c, 2, 3, None);
+    assert_eq!(await_sum_within(&c, &pk, CEILING), 5);
+    c.assert_verdi_ready(true);
+}
+
+/// `docker kill` while a calculation's job runs (the daemon has submitted it to the scheduler
+/// and it sleeps), then `docker start`: the daemon picks the calculation up again, it is not left
+/// waiting. Its job ran inside the container and died with it, so the calculation ends with the
+/// parser's "invalid output" (exit status 320); the same calculation submitted again with its
+/// stored input nodes finishes with the right sum. Nothing is lost: the
+/// interrupted calculation and its inputs stay in the database.
+#[test]
+fn docker_kill_during_a_calculation_then_start_resumes_it() {
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
+    c.wait_ready();
+    let pk = submit_add(&c, 20, 22, Some(20));
+    let running = format!(
+        "import time\nfrom aiida import orm\nn = orm.load_node({pk})\n\
+         deadline = time.monotonic() + {CEILING}\n\
+         while n.get_job_id() is None and not n.is_terminated and time.monotonic() < deadline:\n\
+         \x20   time.sleep(0.5)\n\
+         print(n.get_job_id(), n.process_state)"
+    );
+    let (code, out) = in_profile(&c, &running);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ProcessState.WAITING"),
+        "the calculation's job did not start (or ended already): {out}"
+    );
+    c.kill();
+    c.start_again();
+    c.wait_ready();
+    assert_postgresql_recovered(&c, &run_logs(&c));
+    let resumed = format!(
+        "import time\nfrom aiida import orm\nfrom aiida.engine import submit\n\
+         n = orm.load_node({pk})\n\
+         deadline = time.monotonic() + {CEILING}\n\
+         while not n.is_terminated and time.monotonic() < deadline:\n\
+         \x20   time.sleep(0.5)\n\
+         print('state', n.process_state, n.exit_status)\n\
+         if n.is_finished_ok:\n\
+         \x20   print('sum', n.outputs.sum.value)\n\
+         elif n.exit_status == 320:\n\
+         \x20   print('again', submit(n.process_class, x=n.inputs.x, y=n.inputs.y, code=n.inputs.code).pk)"
+    );
+    let (code, out) = in_profile(&c, &resumed);
+    assert_eq!(code, 0, "{out}");
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+    };
+    match (field("sum "), field("again ")) {
+        (Some(sum), _) => assert_eq!(sum, "42", "{out}"),
+        (None, Some(again)) => assert_eq!(await_sum_within(&c, &again, CEILING), 42),
+        _ => panic!(
+            "calculation {pk} was not resumed to an end after docker start:\n{out}\n--- daemon log ---\n{}",
+            c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true")
+        ),
+    }
+    c.assert_verdi_ready(true);
+}
+
+/// `docker stop` on a fresh home while the profile is being made (its database exists, the
+/// profile does not yet): aiida-init stops the services and exits 0 within docker's grace period
+/// (no SIGKILL), and the next `docker start` completes the profile and becomes ready.
+#[test]
+fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
+    await_states(
+        &c,
+        "the profile being made",
+        |s| state(s, "aiida-prepare") == "starting",
+        |s| state(s, "aiida-prepare") == "up",
+    );
+    // The database is created first, then the profile: stop in between.
+    let deadline = Instant::now() + Duration::from_secs(CEILING);
+    while !c.logs().contains("PostgreSQL database 'aiida-default'") {
+        assert!(
+            Instant::now() < deadline,
+            "no database created:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = c.stop();
+    let first_run = c.logs();
+    assert!(
+        !first_run.contains("profile 'default' created"),
+        "the profile was complete before docker stop:\n{first_run}"
+    );
+    assert_eq!(
+        c.inspect("{{.State.ExitCode}}"),
+        "0",
+        "docker stop while the profile was made (took {took:?}):\n{first_run}"
+    );
+    assert!(
+        first_run.contains("database system is shut down"),
+        "PostgreSQL was not shut down cleanly:\n{first_run}"
+    );
+
+    c.start_again();
+    c.wait_ready();
+    let run_log = run_logs(&c);
+    assert!(
+        run_log.contains("profile 'default' created"),
+        "the next start did not complete the profile:\n{run_log}"
+    );
+    assert_postgresql_recovered(&c, &run_log);
+    c.assert_verdi_ready(true);
+    let pk = submit_add(&c, 1, 1, None);
+    assert_eq!(await_sum_within(&c, &pk, CEILING), 2);
+}
+
+/// A small ext4 filesystem in a file, attached to a loop device and given to docker as a
+/// local-driver volume: a home that keeps its files across restarts and can be filled up. On
+/// drop: the containers using the volume, the volume, the loop device and the file are removed.
+struct LoopHome {
+    volume: String,
+    device: String,
+    _dir: tempfile::TempDir,
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("missing prerequisite: {program} ({e})"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl LoopHome {
+    fn new(megabytes: u64) -> LoopHome {
+        // SAFETY: geteuid has no preconditions.
+        require(
+            unsafe { libc::geteuid() } == 0,
+            "root, to attach a loop device (the tests run as root in CI)",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file: PathBuf = dir.path().join("home.ext4");
+        let file_str = file.to_str().unwrap();
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(megabytes << 20)
+            .unwrap();
+        // Owned by the image's user; empty (no lost+found), so docker copies the image's home in
+        // on the first mount as it does for any new volume.
+        run(
+            "mkfs.ext4",
+            &["-q", "-F", "-E", "root_owner=1000:100", file_str],
+        );
+        run("debugfs", &["-w", "-R", "rmdir lost+found", file_str]);
+        let device = run("losetup", &["--find", "--show", file_str]);
+        let volume = unique_name("loophome");
+        let guard = LoopHome {
+            volume,
+            device,
+            _dir: dir,
+        };
+        let out = docker(&[
+            "volume",
+            "create",
+            "--driver",
+            "local",
+            "--opt",
+            "type=ext4",
+            "--opt",
+            &format!("device={}", guard.device),
+            &guard.volume,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        guard
+    }
+
+    /// Fill the filesystem to the last block, as root (the reserved blocks too), from a
+    /// throw-away container of `image`.
+    fn fill(&self, image: &str) {
+        let out = docker(&[
+            "run",
+            "--rm",
+            "--user",
+            "root",
+            "--entrypoint",
+            "sh",
+            "-v",
+            &format!("{}:/home/aiida", self.volume),
+            image,
+            "-c",
+            "fallocate -l $(df -B1 --output=avail /home/aiida | tail -1) /home/aiida/filler; \
+             dd if=/dev/zero of=/home/aiida/filler-rest bs=4k 2>/dev/null; \
+             df -B1 --output=avail /home/aiida | tail -1",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0",
+            "the home is not full: {}",
+            text(&out)
+        );
+    }
+}
+
+impl Drop for LoopHome {
+    fn drop(&mut self) {
+        let filter = format!("volume={}", self.volume);
+        let users = docker(&["ps", "-aq", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&users.stdout).split_whitespace() {
+            let _ = docker(&["rm", "-f", "-v", id]);
+        }
+        let _ = docker(&["volume", "rm", "-f", &self.volume]);
+        let _ = Command::new("losetup").args(["-d", &self.device]).output();
+    }
+}
+
+/// The home volume full (a small ext4 filesystem on a loop device, filled while the container
+/// was stopped): after `docker start`, `aiida-init wait`, `status --json` and the log say which
+/// service cannot start and why (No space left on device), and the container stays up for
+/// inspection. Once the filler is removed, a restart recovers: ready, `verdi status` green, the
+/// calculation made before still there, a new one finishes.
+#[test]
+fn a_full_home_volume_is_reported_and_a_restart_after_freeing_space_recovers() {
+    let h = Harness::new();
+    let home = LoopHome::new(300);
+    let image = with_services_image();
+    let c = Container::start(&h, &image, Start::with_home(&home.volume));
+    c.wait_ready();
+    let before = submit_add(&c, 3, 4, None);
+    assert_eq!(await_sum_within(&c, &before, CEILING), 7);
+    c.stop();
+    home.fill(&image);
+
+    c.start_again();
+    // PostgreSQL cannot write its lock file: it exits, is restarted, exits again.
+    let deadline = Instant::now() + Duration::from_secs(CEILING);
+    let waited = loop {
+        let (code, out) = c.exec(&["aiida-init", "wait", "--timeout", "20"]);
+        if out.contains("No space left on device") {
+            assert_ne!(code, 0, "aiida-init wait said ready:\n{out}");
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline && code != 0,
+            "no clear error from aiida-init wait ({code}):\n{out}\n--- logs ---\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        waited.contains("postgresql not ready"),
+        "aiida-init wait does not name PostgreSQL:\n{waited}"
+    );
+    let (_, status) = c.exec(&["aiida-init", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status as JSON");
+    let postgresql = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "postgresql")
+        .expect("a postgresql service");
+    assert!(
+        postgresql["last_lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l
+                .as_str()
+                .unwrap_or_default()
+                .contains("No space left on device")),
+        "aiida-init status does not show why PostgreSQL fails: {postgresql}"
+    );
+    let run_log = run_logs(&c);
+    assert!(
+        run_log.contains("[postgresql]") && run_log.contains("No space left on device"),
+        "the log does not say why:\n{run_log}"
+    );
+    assert_eq!(
+        c.inspect("{{.State.Running}}"),
+        "true",
+        "the container did not stay up"
+    );
+
+    let out = docker(&[
+        "exec",
+        "--user",
+        "root",
+        &c.name,
+        "rm",
+        "/home/aiida/filler",
+        "/home/aiida/filler-rest",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    c.stop();
+    c.start_again();
+    c.wait_ready();
+    c.assert_verdi_ready(true);
+    assert_finished_with(&c, &before, 7);
+    let after = submit_add(&c, 5, 6, None);
+    assert_eq!(await_sum_within(&c, &after, CEILING), 11);
+}
