@@ -76,7 +76,7 @@ pub fn render(state: &InstanceState) -> String {
         "SERVICE", "TYPE", "STATE", "PID", "READY AT", "TOOK"
     );
     for s in state.services.iter().filter(|s| !s.is_empty_builtin()) {
-        let note = s.reason.clone().unwrap_or_else(|| {
+        let mut note = s.reason.clone().unwrap_or_else(|| {
             if s.restarts > 0 {
                 format!(
                     "restarted {}x, last {}",
@@ -87,6 +87,12 @@ pub fn render(state: &InstanceState) -> String {
                 String::new()
             }
         });
+        // A longrun that keeps failing (a full disk, a bad setting): its last words say why.
+        if s.restarts > 0 && !matches!(s.state, ServiceStatus::Ready | ServiceStatus::Up) {
+            if let Some(last) = s.last_lines.iter().rev().find(|l| !l.trim().is_empty()) {
+                let _ = write!(note, ": {}", last.trim());
+            }
+        }
         let line = format!(
             "{:<24} {:<8} {:<9} {:>8} {:>9} {:>9}  {note}",
             s.name,

@@ -144,3 +144,55 @@ fn a_state_file_left_by_an_earlier_instance_is_not_taken_for_the_running_one() {
     let status = crate::support::aiida_init(&["status"], &env);
     assert!(!status.status.success(), "{status:?}");
 }
+
+/// A longrun that exits at once, again and again (PostgreSQL on a full home volume, say): `status`
+/// shows its restarts and its last line on its own row, `wait` names it with its last lines, and
+/// the instance keeps running for inspection.
+#[test]
+fn a_longrun_that_keeps_failing_says_why_in_status_and_wait() {
+    let tree = Tree::new();
+    tree.longrun(
+        "database",
+        "echo 'FATAL:  could not write lock file \"postmaster.pid\": No space left on device' >&2; exit 1",
+        &[],
+    )
+    .file("database", "notification-fd", "3\n");
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    let rt = tree.path().join("rt");
+    let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let status = crate::support::aiida_init(&["status", "--json"], &env);
+        let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if state["services"][0]["restarts"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not restarted twice: {state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let human = crate::support::aiida_init(&["status"], &env);
+    assert!(human.status.success(), "{human:?}");
+    let human = text(&human.stdout);
+    let row = human
+        .lines()
+        .find(|l| l.starts_with("database "))
+        .unwrap_or_else(|| panic!("no row for the service:\n{human}"));
+    assert!(
+        row.contains("restarted")
+            && row.contains("last exited 1: FATAL:  could not write lock file \"postmaster.pid\": No space left on device"),
+        "the row does not say why the service fails:\n{human}"
+    );
+
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "0.5"], &env);
+    assert_eq!(wait.status.code(), Some(2), "{wait:?}");
+    let stderr = text(&wait.stderr);
+    assert!(
+        stderr.contains("database not ready") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+}
