@@ -12,8 +12,12 @@
 #    shutdown of PostgreSQL, RabbitMQ or the daemon) and `docker start`. The recovery time is
 #    from `docker start` until `aiida-init wait` returns. At the end every submitted calculation
 #    must be finished with exit status 0 and the right sum; the others are counted as lost.
-# 2. Fresh starts: `docker run -d` of a new container without a volume, timed until
-#    `aiida-init wait` returns, then removed. Reports min/median/p90/max.
+# 2. Fresh starts: `docker run -d` of a new container on a new, empty home volume (the first
+#    start a user sees: the image's home copied in, the profile made), timed until
+#    `aiida-init wait` returns, then removed with its volume. Reports min/median/p90/max.
+#
+# The machine's load average is printed at the start and end of each part (the numbers mean
+# little without it).
 #
 # AIIDA_DEVC_IMAGE_PREFIX picks the images (default aiidateam), as in the tests.
 set -euo pipefail
@@ -31,8 +35,9 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || {
 }
 cleanup() {
     docker rm -f "$NAME" "$NAME-fresh" >/dev/null 2>&1 || true
-    docker volume rm -f "$NAME" >/dev/null 2>&1 || true
+    docker volume rm -f "$NAME" "$NAME-fresh" >/dev/null 2>&1 || true
 }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
 trap cleanup EXIT
 
 # Until `aiida-init wait` succeeds (exec fails while the init is starting; retried briefly).
@@ -73,7 +78,7 @@ submitted=$(mktemp)
 results=$(mktemp)
 trap 'cleanup; rm -f "$submitted" "$results"' EXIT
 
-echo "== kill/start: $CYCLES cycles on $IMAGE"
+echo "== kill/start: $CYCLES cycles on $IMAGE (load average $(load))"
 docker volume create "$NAME" >/dev/null
 docker run -d --name "$NAME" -v "$NAME:/home/aiida" "$IMAGE" >/dev/null
 t=$(now)
@@ -96,7 +101,7 @@ for cycle in $(seq "$CYCLES"); do
     wait_ready "$NAME"
     recovery=$(since "$t")
     recoveries+=("$recovery")
-    echo "cycle $cycle: calculation $pk submitted, killed, ready again after $recovery s"
+    echo "cycle $cycle: calculation $pk submitted, killed, ready again after $recovery s (load average $(load))"
 done
 
 # Every calculation must finish (the daemon resumes what a kill interrupted).
@@ -137,24 +142,26 @@ print(f"min {v[0]:.1f} s, median {statistics.median(v):.1f} s, p90 {p90:.1f} s, 
 }
 echo "recovery after docker kill + docker start: $(stats "${recoveries[@]}")"
 
-echo "== fresh starts: $FRESH on $IMAGE"
+echo "== fresh starts: $FRESH on $IMAGE, each on a new home volume (load average $(load))"
 times=()
 failures=0
 for i in $(seq "$FRESH"); do
     docker rm -f "$NAME-fresh" >/dev/null 2>&1 || true
+    docker volume rm -f "$NAME-fresh" >/dev/null 2>&1 || true
     t=$(now)
-    docker run -d --name "$NAME-fresh" "$IMAGE" >/dev/null
+    docker run -d --name "$NAME-fresh" -v "$NAME-fresh:/home/aiida" "$IMAGE" >/dev/null
     if wait_ready "$NAME-fresh"; then
         took=$(since "$t")
         times+=("$took")
-        echo "start $i: ready after $took s"
+        echo "start $i: ready after $took s (load average $(load))"
     else
         failures=$((failures + 1))
         echo "start $i: NOT ready"
     fi
 done
 docker rm -f "$NAME-fresh" >/dev/null 2>&1 || true
-echo "== summary"
+docker volume rm -f "$NAME-fresh" >/dev/null 2>&1 || true
+echo "== summary (load average at the end $(load))"
 echo "kill/start: $CYCLES cycles, $finished calculations finished, lost: $lost; recovery $(stats "${recoveries[@]}")"
 if [ "${#times[@]}" -gt 0 ]; then
     echo "fresh starts: $((FRESH - failures)) of $FRESH ready; time to ready $(stats "${times[@]}")"
