@@ -106,6 +106,19 @@ fn assert_postgresql_recovered(c: &Container, run_log: &str) {
     );
 }
 
+/// The profile's database is `aiida-default`, the only one of its kind: an interrupted first
+/// start left no second database behind.
+fn assert_one_profile_database(c: &Container) {
+    let names =
+        c.sh("psql -X -A -t -c \"SELECT datname FROM pg_database WHERE datname LIKE 'aiida-%'\"");
+    assert_eq!(names.trim(), "aiida-default", "the profile's databases");
+    let status = c.assert_verdi_ready(true);
+    assert!(
+        status.contains("5432/aiida-default /"),
+        "the profile does not use aiida-default:\n{status}"
+    );
+}
+
 /// Python with the profile loaded; returns (exit code, output).
 fn in_profile(c: &Container, code: &str) -> (i32, String) {
     let args = python_in_profile(code);
@@ -128,8 +141,8 @@ fn assert_finished_with(c: &Container, pk: &str, sum: i64) {
 }
 
 /// `docker kill` on a fresh home once PostgreSQL is up and the profile is being made, then
-/// `docker start`: PostgreSQL recovers (no crash loop), the profile is completed, the container
-/// is ready and a calculation finishes.
+/// `docker start`: PostgreSQL recovers (no crash loop), the profile is completed on the one
+/// database `aiida-default`, the container is ready and a calculation finishes.
 #[test]
 fn docker_kill_while_starting_then_start_is_ready() {
     let h = Harness::new();
@@ -152,7 +165,7 @@ fn docker_kill_while_starting_then_start_is_ready() {
     c.wait_ready();
     let run_log = run_logs(&c);
     assert_postgresql_recovered(&c, &run_log);
-    c.assert_verdi_ready(true);
+    assert_one_profile_database(&c);
     let pk = submit_add(&c, 2, 3, None);
     assert_eq!(await_sum_within(&c, &pk, CEILING), 5);
     c.assert_verdi_ready(true);
@@ -220,7 +233,8 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
 
 /// `docker stop` on a fresh home while the profile is being made (its database exists, the
 /// profile does not yet): aiida-init stops the services and exits 0 within docker's grace period
-/// (no SIGKILL), and the next `docker start` completes the profile and becomes ready.
+/// (no SIGKILL), and the next `docker start` makes the empty database again, completes the
+/// profile and becomes ready.
 #[test]
 fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
     let h = Harness::new();
@@ -265,8 +279,12 @@ fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
         run_log.contains("profile 'default' created"),
         "the next start did not complete the profile:\n{run_log}"
     );
+    assert!(
+        run_log.contains("PostgreSQL database 'aiida-default': empty, left by an interrupted first start, dropped"),
+        "the empty database of the first run was not made again:\n{run_log}"
+    );
     assert_postgresql_recovered(&c, &run_log);
-    c.assert_verdi_ready(true);
+    assert_one_profile_database(&c);
     let pk = submit_add(&c, 1, 1, None);
     assert_eq!(await_sum_within(&c, &pk, CEILING), 2);
 }
@@ -430,6 +448,13 @@ fn a_full_home_volume_is_reported_and_a_restart_after_freeing_space_recovers() {
                 .unwrap_or_default()
                 .contains("No space left on device")),
         "aiida-init status does not show why PostgreSQL fails: {postgresql}"
+    );
+    let (_, human) = c.exec(&["aiida-init", "status"]);
+    assert!(
+        human.lines().any(|l| l.starts_with("postgresql ")
+            && l.contains("restarted")
+            && l.contains("No space left on device")),
+        "aiida-init status does not say why PostgreSQL fails:\n{human}"
     );
     let run_log = run_logs(&c);
     assert!(
