@@ -289,6 +289,56 @@ fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
     assert_eq!(await_sum_within(&c, &pk, CEILING), 2);
 }
 
+/// A process whose task the broker no longer holds never runs again; a worker whose database
+/// session broke when PostgreSQL restarted can drop a task that way. Made here by hand: with no
+/// worker running, a calculation is submitted and its task purged from RabbitMQ's queue. When
+/// PostgreSQL is then SIGKILLed (and restarted by aiida-init), the daemon service stops the
+/// workers, sends the process a new task and starts them: the calculation finishes.
+#[test]
+fn a_process_that_lost_its_task_runs_after_postgresql_restarts() {
+    let h = Harness::new();
+    let c = Container::start(&h, &with_services_image(), Start::default());
+    c.wait_ready();
+    c.sh("verdi daemon decr 1");
+    let deadline = Instant::now() + Duration::from_secs(CEILING);
+    while c
+        .sh("ps -eo args | grep -c '[d]aemon worker' || true")
+        .trim()
+        != "0"
+    {
+        assert!(Instant::now() < deadline, "the worker did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pk = submit_add(&c, 6, 7, None);
+    let queue = c.sh("rabbitmqctl -q list_queues name | grep '\\.process\\.queue$'");
+    c.sh(&format!("rabbitmqctl -q purge_queue '{}'", queue.trim()));
+    c.sh("verdi daemon incr 1");
+    std::thread::sleep(Duration::from_secs(10));
+    let (code, out) = in_profile(
+        &c,
+        &format!("from aiida import orm\nprint(orm.load_node({pk}).is_terminated)"),
+    );
+    assert_eq!(
+        (code, out.lines().last().unwrap_or_default()),
+        (0, "False"),
+        "the calculation ran without its task: {out}"
+    );
+
+    c.sh("kill -9 $(head -1 ~/.postgresql/postmaster.pid)");
+    let sent = format!("sent again: [{pk}]");
+    while !c.logs().contains(&sent) {
+        assert!(
+            Instant::now() < deadline,
+            "the lost process was not sent again:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(await_sum_within(&c, &pk, CEILING), 13);
+    c.wait_ready();
+    c.assert_verdi_ready(true);
+}
+
 /// A small ext4 filesystem in a file, attached to a loop device and given to docker as a
 /// local-driver volume: a home that keeps its files across restarts and can be filled up. On
 /// drop: the containers using the volume, the volume, the loop device and the file are removed.
