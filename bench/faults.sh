@@ -6,12 +6,23 @@
 #   bash bench/faults.sh [IMAGE] [SLEEP]
 #
 # Faults: SIGKILL of PostgreSQL's postmaster, of RabbitMQ (beam.smp), of the daemon's circus
-# process, of the daemon worker; `docker kill` then `docker start`. Results: bench/reliability.md.
+# process, of the daemon worker; `docker kill` then `docker start`. Then the faults of a start:
+# `docker kill` and `docker stop` of a first start on a fresh home while the profile is being
+# made, and a full home volume (a 300 MB ext4 filesystem on a loop device, filled as root while
+# the container is stopped; needs root). Results: bench/reliability.md.
 set -euo pipefail
 image=${1:-aiidateam/aiida-core-with-services:latest}
 sleep_s=${2:-15}
 c="aiida-devc-bench-faults-$$"
-trap 'docker rm -f "$c" >/dev/null 2>&1 || true; docker volume rm -f "$c-home" >/dev/null 2>&1 || true' EXIT
+loop_dir=$(mktemp -d)
+loop_dev=
+cleanup() {
+    docker rm -f "$c" "$c-start" >/dev/null 2>&1 || true
+    docker volume rm -f "$c-home" "$c-start" >/dev/null 2>&1 || true
+    if [ -n "$loop_dev" ]; then losetup -d "$loop_dev" 2>/dev/null || true; fi
+    rm -rf "$loop_dir"
+}
+trap cleanup EXIT
 
 submit='
 import sys
@@ -35,7 +46,12 @@ node = orm.load_node(int(sys.argv[1]))
 deadline = time.time() + 600
 while not node.is_terminated and time.time() < deadline:
     time.sleep(1)
-print("finished" if node.is_finished_ok and node.outputs.sum.value == int(sys.argv[2]) + 2 else f"LOST ({node.process_state}, {node.exit_status})")
+if node.is_finished_ok and node.outputs.sum.value == int(sys.argv[2]) + 2:
+    print("finished")
+elif node.is_terminated:  # resumed to an end, but its job died (it ran in the killed container)
+    print(f"resumed, ended with exit status {node.exit_status}")
+else:
+    print(f"LOST ({node.process_state})")
 '
 running='
 import sys, time
@@ -80,3 +96,90 @@ fault "SIGKILL circus (the daemon service)" 3 docker exec "$c" sh -c 'kill -9 $(
 fault "SIGKILL daemon worker" 4 docker exec "$c" sh -c "kill -9 \$(ps -eo pid,args | awk '/[d]aemon worker/ {print \$1}')"
 fault "docker kill, docker start" 5 sh -c "docker kill $c >/dev/null && docker wait $c >/dev/null && docker start $c >/dev/null"
 docker exec "$c" aiida-init status | sed -n '1,12p'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The faults of a start, each on container $c-start.
+s() { docker exec "$c-start" "$@"; }
+state_of() {  # state of service $1 (aiida-init status --json), empty while the init is starting
+    s aiida-init status --json 2>/dev/null |
+        python3 -c "import json, sys; print({v['name']: v['state'] for v in json.load(sys.stdin)['services']}['$1'])" 2>/dev/null || true
+}
+ready_after() {  # seconds from $1 until aiida-init wait returns in $c-start, or "never"
+    local t0=$1 deadline=$((SECONDS + 600))
+    until s aiida-init wait --timeout 600 >/dev/null 2>&1; do
+        if [ "$SECONDS" -gt "$deadline" ]; then echo never; return; fi
+        sleep 0.2
+    done
+    awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }"
+}
+calculation_ok() {  # a calculation submitted now finishes with the right sum
+    local pk
+    pk=$(s python -c "$submit" 40 0 | tail -1)
+    s python -c "$await" "$pk" 40 | tail -1
+}
+fresh_start_until_profile() {  # a first start on a new home, until the profile is being made
+    docker rm -f "$c-start" >/dev/null 2>&1 || true
+    docker volume rm -f "$c-start" >/dev/null 2>&1 || true
+    docker run -d --name "$c-start" -v "$c-start:/home/aiida" "$image" >/dev/null
+    local deadline=$((SECONDS + 600))
+    until [ "$(state_of aiida-prepare)" = starting ]; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "faults: the profile was never being made" >&2; exit 1; }
+        sleep 0.1
+    done
+    until docker logs "$c-start" 2>&1 | grep -q "PostgreSQL database 'aiida-default'"; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "faults: no database created" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+databases() { s psql -X -A -t -c "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'aiida-%'"; }
+
+fresh_start_until_profile
+docker kill "$c-start" >/dev/null && docker wait "$c-start" >/dev/null || true
+t0=$(date +%s.%N)
+docker start "$c-start" >/dev/null
+recovery=$(ready_after "$t0")
+printf '| docker kill of a first start while the profile is made, docker start | ready again (databases: %s) | %s s (from docker start) | %s |\n' \
+    "$(databases)" "$recovery" "$(calculation_ok)"
+
+fresh_start_until_profile
+t0=$(date +%s.%N)
+docker stop "$c-start" >/dev/null
+stop_took=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
+exit_code=$(docker inspect -f '{{.State.ExitCode}}' "$c-start")
+t0=$(date +%s.%N)
+docker start "$c-start" >/dev/null
+recovery=$(ready_after "$t0")
+printf '| docker stop of a first start while the profile is made (stop took %s s, exit %s), docker start | profile completed (databases: %s) | %s s (from docker start) | %s |\n' \
+    "$stop_took" "$exit_code" "$(databases)" "$recovery" "$(calculation_ok)"
+
+# The full home volume.
+docker rm -f "$c-start" >/dev/null
+docker volume rm -f "$c-start" >/dev/null
+truncate -s 300M "$loop_dir/home.ext4"
+mkfs.ext4 -q -F -E root_owner=1000:100 "$loop_dir/home.ext4"
+debugfs -w -R "rmdir lost+found" "$loop_dir/home.ext4" >/dev/null 2>&1
+loop_dev=$(losetup --find --show "$loop_dir/home.ext4")
+docker volume create --driver local --opt type=ext4 --opt "device=$loop_dev" "$c-start" >/dev/null
+docker run -d --name "$c-start" -v "$c-start:/home/aiida" "$image" >/dev/null
+ready_after "$(date +%s.%N)" >/dev/null
+before=$(s python -c "$submit" 7 0 | tail -1)
+s python -c "$await" "$before" 7 >/dev/null
+docker stop "$c-start" >/dev/null
+docker run --rm --user root --entrypoint sh -v "$c-start:/home/aiida" "$image" -c \
+    'fallocate -l $(df -B1 --output=avail /home/aiida | tail -1) /home/aiida/filler; dd if=/dev/zero of=/home/aiida/filler-rest bs=4k 2>/dev/null; true'
+t0=$(date +%s.%N)
+docker start "$c-start" >/dev/null
+deadline=$((SECONDS + 600))
+until s aiida-init status 2>/dev/null | grep -q '^postgresql .*No space left on device'; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "faults: no clear error for the full home" >&2; s aiida-init status >&2; exit 1; }
+    sleep 0.5
+done
+reported=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
+docker exec --user root "$c-start" rm /home/aiida/filler /home/aiida/filler-rest
+docker stop "$c-start" >/dev/null
+t0=$(date +%s.%N)
+docker start "$c-start" >/dev/null
+recovery=$(ready_after "$t0")
+printf '| home volume full, docker start | aiida-init status: postgresql No space left on device after %s s; filler removed, docker restart: ready | %s s (from docker start) | earlier calculation: %s; new: %s |\n' \
+    "$reported" "$recovery" "$(s python -c "$await" "$before" 7 | tail -1)" "$(calculation_ok)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
