@@ -183,7 +183,9 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     c.wait_ready();
-    let pk = submit_add(&c, 20, 22, Some(20));
+    // The job sleeps long enough to be running when the kill comes, however slow the machine; it
+    // dies with the container, so the sleep costs nothing.
+    let pk = submit_add(&c, 20, 22, Some(120));
     let running = format!(
         "import time\nfrom aiida import orm\nn = orm.load_node({pk})\n\
          deadline = time.monotonic() + {CEILING}\n\
