@@ -141,6 +141,14 @@ fn with_services_is_ready_again_after_docker_kill() {
         env.contains("{consumer_timeout,undefined}"),
         "consumer_timeout is set:\n{env}"
     );
+    // Without plugins the node boots from the image's boot script (embedded mode), which
+    // halves RabbitMQ's CPU per boot.
+    let mode = c.sh("rabbitmqctl eval 'code:get_mode().'");
+    assert_eq!(
+        mode.trim(),
+        "embedded",
+        "RabbitMQ did not boot from its boot script"
+    );
 
     // verdi's own daemon commands act on the supervised daemon: it is never taken for a stale
     // PID file, and a restart leaves exactly one daemon with one worker.
