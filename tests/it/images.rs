@@ -149,6 +149,13 @@ fn with_services_is_ready_again_after_docker_kill() {
         "embedded",
         "RabbitMQ did not boot from its boot script"
     );
+    // The daemon runs no circusd-stats process (nothing reads its statistics).
+    assert_eq!(
+        c.sh("ps -eo args | grep -c '[c]ircus import stats' || true")
+            .trim(),
+        "0",
+        "a circusd-stats process runs beside the daemon"
+    );
 
     // verdi's own daemon commands act on the supervised daemon: it is never taken for a stale
     // PID file, and a restart leaves exactly one daemon with one worker.
