@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of aiida-devc against the real things: bootstraps the machine (Docker engine,
-# base image, registry, reference devcontainer CLI), then runs the whole cargo test suite.
+# base images for amd64 and arm64, qemu, registry, reference devcontainer CLI), then runs the
+# whole cargo test suite.
 #
 #   bash scripts/test.sh [extra cargo test arguments]
 #
@@ -17,9 +18,12 @@ bash scripts/bootstrap.sh --arm64
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-# The images under test (aiidateam/aiida-core-base:latest, aiidateam/aiida-core-with-services:latest),
-# built once per run; the engine's layer cache makes a rebuild of unchanged sources take seconds.
-cargo run --locked --quiet --bin aiida-devc -- images build
+# The images under test, built once per run for both platforms: aiidateam/aiida-core-base and
+# aiidateam/aiida-core-with-services (tags aiida-X.Y.Z, latest, ...) for this machine's platform,
+# and the same tags with the suffix -arm64 for linux/arm64 (built under qemu). The multiarch
+# tests publish these to a registry on localhost; the engine's layer cache makes a rebuild of
+# unchanged sources take seconds.
+cargo run --locked --quiet --bin aiida-devc -- images build --platform linux/amd64,linux/arm64
 
 # Unit tests, the real binaries as PID 1, the images, the registry, the reference CLI.
 # One test thread per core: the integration tests start containers and services.
