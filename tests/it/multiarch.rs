@@ -84,7 +84,7 @@ fn push(registry: &Registry, org: &str, extra: &[&str]) -> crate::support::colle
 
 /// The registry's manifest at `repo:reference` (any media type), with its digest.
 fn manifest(registry: &Registry, repo: &str, reference: &str) -> Option<(Value, String)> {
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None);
+    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,7 +96,7 @@ fn manifest(registry: &Registry, repo: &str, reference: &str) -> Option<(Value, 
 }
 
 fn tags(registry: &Registry, repo: &str) -> BTreeSet<String> {
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None);
+    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -223,7 +223,7 @@ fn each_tag_is_an_oci_index_of_amd64_and_arm64_and_latest_only_moves_forward() {
     let newer = format!("aiida-{}", "99.0.0");
     let (index, _) = manifest(registry, &with_services, &format!("aiida-{AIIDA_VERSION}")).unwrap();
     let amd64_only: oci_index_for_test::Index = oci_index_for_test::only_first(&index);
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None);
+    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -408,7 +408,7 @@ fn doctor_checks_the_registry_index_for_the_host_platform() {
     other_only
         .manifests
         .retain(|m| serde_json::to_value(&m.platform).unwrap()["architecture"] != host);
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None);
+    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
