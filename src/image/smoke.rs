@@ -51,10 +51,13 @@ pub async fn smoke_test(
     image: &str,
     platform: Platform,
 ) -> anyhow::Result<Duration> {
+    // Unique per call: one process may smoke-test the same platform twice at once.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!(
-        "aiida-devc-smoke-{}-{}",
+        "aiida-devc-smoke-{}-{}-{}",
         platform.architecture(),
-        std::process::id()
+        std::process::id(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),

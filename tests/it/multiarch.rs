@@ -266,8 +266,9 @@ fn the_registry_arm64_image_becomes_ready_under_emulation() {
     let p = published();
     let registry = Registry::shared();
     let h = Harness::new();
+    // A tag no other test names locally (`aiida-X.Y.Z` is what the pushes read).
     let image = format!(
-        "{}/{}/aiida-core-with-services:aiida-{AIIDA_VERSION}",
+        "{}/{}/aiida-core-with-services:postgresql-15",
         registry.host, p.org
     );
     let out = docker(&["pull", "--platform", "linux/arm64", &image]);
