@@ -129,20 +129,26 @@ fn index_platforms(index: &Value) -> Vec<String> {
         .collect()
 }
 
-/// One publication of both platforms per test binary, shared by the tests that use it.
+/// One publication of both platforms per test binary, shared by the tests that use it. When it
+/// fails, every test that needs it fails at once with its error (it is not tried again).
 struct Published {
     org: String,
     json: Value,
 }
 
 fn published() -> &'static Published {
-    static ONCE: OnceLock<Published> = OnceLock::new();
-    ONCE.get_or_init(|| {
+    static ONCE: OnceLock<Result<Published, String>> = OnceLock::new();
+    let result = ONCE.get_or_init(|| {
         let h = Harness::new();
         let registry = Registry::shared();
         let org = unique_name("multiarch").replace("aiida-devc-test-", "");
         let names = name_for_registry(&h, registry, &org);
+        let started = Instant::now();
         let run = push(registry, &org, &["--tag", "edge"]);
+        eprintln!(
+            "images push of linux/amd64 and linux/arm64 (both release gates included) took {:.0?}",
+            started.elapsed()
+        );
         untag(&names);
         untag(
             &IMAGES
@@ -157,12 +163,22 @@ fn published() -> &'static Published {
                 })
                 .collect::<Vec<_>>(),
         );
-        let run = run.ok("images push of linux/amd64 and linux/arm64");
-        Published {
-            json: run.json(),
-            org,
+        if run.success {
+            Ok(Published {
+                json: run.json(),
+                org,
+            })
+        } else {
+            Err(format!(
+                "images push of linux/amd64 and linux/arm64 failed:\n--- stdout\n{}\n--- stderr\n{}",
+                run.stdout, run.stderr
+            ))
         }
-    })
+    });
+    match result {
+        Ok(published) => published,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// After the push, every tag of both images is an OCI image index in the same repository that

@@ -194,9 +194,19 @@ fn pid_namespace(proc_dir: &Path) -> Option<String> {
 }
 
 /// This process's start time and PID namespace, for the state file.
+///
+/// The start time is read from `/proc/PID/task/PID/stat` (the main thread's, the same number),
+/// not from `/proc/self/stat`: qemu's user-mode emulation, which runs the arm64 images on an
+/// x86_64 host, answers reads of `/proc/self/stat` and `/proc/PID/stat` of the emulated process
+/// itself with a start time of its own making, which would never match what every other process
+/// reads for this PID.
 pub fn own_identity() -> (Option<u64>, Option<String>) {
-    let me = Path::new("/proc/self");
-    (start_ticks(me), pid_namespace(me))
+    let pid = std::process::id();
+    let main_thread = PathBuf::from(format!("/proc/{pid}/task/{pid}"));
+    (
+        start_ticks(&main_thread),
+        pid_namespace(Path::new("/proc/self")),
+    )
 }
 
 /// Whether the instance that wrote `state` is still running.
@@ -351,6 +361,13 @@ pub fn send_control(rt: &Runtime, line: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_start_time_is_what_other_processes_read_for_this_pid() {
+        let seen_by_others = start_ticks(&Path::new("/proc").join(std::process::id().to_string()));
+        assert!(seen_by_others.is_some());
+        assert_eq!(own_identity().0, seen_by_others);
+    }
 
     #[test]
     fn this_process_is_running_and_a_namesake_with_another_start_time_is_not() {
