@@ -291,16 +291,22 @@ fn the_registry_arm64_image_becomes_ready_under_emulation() {
     assert!(out.status.success(), "docker pull: {}", text(&out));
     h.track_image(&image);
     // By ID from here: another test may name the tag locally meanwhile.
+    // (The engine's inspect has no variant; the index test checks arm64/v8 in the registry.)
     let inspect = docker(&[
         "image",
         "inspect",
         "-f",
-        "{{.Id}} {{.Architecture}}/{{.Variant}}",
+        "{{.Id}} {{.Os}}/{{.Architecture}}",
         &image,
     ]);
+    assert!(
+        inspect.status.success(),
+        "docker image inspect: {}",
+        text(&inspect)
+    );
     let inspect = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
-    let (id, arch) = inspect.split_once(' ').expect("docker image inspect");
-    assert_eq!(arch, "arm64/v8", "{image}");
+    let (id, platform) = inspect.split_once(' ').expect("docker image inspect");
+    assert_eq!(platform, "linux/arm64", "{image}");
 
     let c = Container::start(&h, id, Start::default());
     let started = Instant::now();
