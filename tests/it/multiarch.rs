@@ -65,6 +65,21 @@ fn untag(names: &[String]) {
     }
 }
 
+/// The per-platform names `images push` gives the local images before pushing them.
+fn pushed_names(registry: &Registry, org: &str) -> Vec<String> {
+    IMAGES
+        .iter()
+        .flat_map(|image| {
+            ["amd64", "arm64"].map(|arch| {
+                format!(
+                    "{}/{org}/{image}:aiida-{AIIDA_VERSION}-{arch}",
+                    registry.host
+                )
+            })
+        })
+        .collect()
+}
+
 /// `aiida-devc images push` of both platforms to `registry` under `org`.
 fn push(registry: &Registry, org: &str, extra: &[&str]) -> crate::support::collections::Run {
     let mut args = vec![
@@ -150,19 +165,7 @@ fn published() -> &'static Published {
             started.elapsed()
         );
         untag(&names);
-        untag(
-            &IMAGES
-                .iter()
-                .flat_map(|image| {
-                    ["amd64", "arm64"].map(|arch| {
-                        format!(
-                            "{}/{org}/{image}:aiida-{AIIDA_VERSION}-{arch}",
-                            registry.host
-                        )
-                    })
-                })
-                .collect::<Vec<_>>(),
-        );
+        untag(&pushed_names(registry, &org));
         if run.success {
             Ok(Published {
                 json: run.json(),
@@ -254,6 +257,7 @@ fn each_tag_is_an_oci_index_of_amd64_and_arm64_and_latest_only_moves_forward() {
     let names = name_for_registry(&h, registry, &p.org);
     let again = push(registry, &p.org, &[]);
     untag(&names);
+    untag(&pushed_names(registry, &p.org));
     let again = again.ok("republishing the same images").json();
     for (first, second) in p.json["images"]
         .as_array()
