@@ -9,7 +9,7 @@ use crate::support::images::{
     Container, Start, home_volume, python_in_profile, with_services_image,
 };
 
-const CYCLES: u32 = 3;
+const CYCLES: u32 = 5;
 
 /// Submit `core.arithmetic.add` with x + y on the code `add@localhost`; returns the pk.
 fn submit(c: &Container, x: u32, y: u32) -> String {
