@@ -10,8 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::images::{
-    Container, Start, await_sum_within, docker, home_volume, python_in_profile, submit_add, text,
-    with_services_image,
+    Container, Start, await_sum_within, docker, home_volume, submit_add, text, with_services_image,
 };
 use crate::support::{Harness, require, unique_name};
 
@@ -119,19 +118,12 @@ fn assert_one_profile_database(c: &Container) {
     );
 }
 
-/// Python with the profile loaded; returns (exit code, output).
-fn in_profile(c: &Container, code: &str) -> (i32, String) {
-    let args = python_in_profile(code);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    c.exec(&refs)
-}
-
 /// The calculation `pk` is (still) finished ok with `sum`.
 fn assert_finished_with(c: &Container, pk: &str, sum: i64) {
     let check = format!(
         "from aiida import orm\nn = orm.load_node({pk})\nprint(n.is_finished_ok, n.outputs.sum.value)"
     );
-    let (code, out) = in_profile(c, &check);
+    let (code, out) = c.python_in_profile(&check);
     assert_eq!(code, 0, "loading calculation {pk} failed:\n{out}");
     assert_eq!(
         out.lines().last().unwrap_or_default().trim(),
@@ -193,7 +185,7 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
          \x20   time.sleep(0.5)\n\
          print(n.get_job_id(), n.process_state)"
     );
-    let (code, out) = in_profile(&c, &running);
+    let (code, out) = c.python_in_profile(&running);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("ProcessState.WAITING"),
@@ -215,7 +207,7 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
          elif n.exit_status == 320:\n\
          \x20   print('again', submit(n.process_class, x=n.inputs.x, y=n.inputs.y, code=n.inputs.code).pk)"
     );
-    let (code, out) = in_profile(&c, &resumed);
+    let (code, out) = c.python_in_profile(&resumed);
     assert_eq!(code, 0, "{out}");
     let field = |key: &str| {
         out.lines()
@@ -316,10 +308,9 @@ fn a_process_that_lost_its_task_runs_after_postgresql_restarts() {
     c.sh(&format!("rabbitmqctl -q purge_queue '{}'", queue.trim()));
     c.sh("verdi daemon incr 1");
     std::thread::sleep(Duration::from_secs(10));
-    let (code, out) = in_profile(
-        &c,
-        &format!("from aiida import orm\nprint(orm.load_node({pk}).is_terminated)"),
-    );
+    let (code, out) = c.python_in_profile(&format!(
+        "from aiida import orm\nprint(orm.load_node({pk}).is_terminated)"
+    ));
     assert_eq!(
         (code, out.lines().last().unwrap_or_default()),
         (0, "False"),

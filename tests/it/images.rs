@@ -690,14 +690,9 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     );
     new.assert_verdi_ready(true);
     assert_eq!(new.sh(schema).trim(), head);
-    let (code, out) = new.exec(
-        &crate::support::images::python_in_profile(&format!(
-            "from aiida import orm\nprint(orm.load_node('{uuid}').value)"
-        ))
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
-    );
+    let (code, out) = new.python_in_profile(&format!(
+        "from aiida import orm\nprint(orm.load_node('{uuid}').value)"
+    ));
     assert_eq!(
         code, 0,
         "loading the node stored by aiida-core 2.3 failed:\n{out}"

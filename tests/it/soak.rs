@@ -5,29 +5,9 @@
 use std::time::Duration;
 
 use crate::support::Harness;
-use crate::support::images::{
-    Container, Start, home_volume, python_in_profile, with_services_image,
-};
+use crate::support::images::{Container, Start, home_volume, submit_add, with_services_image};
 
 const CYCLES: u32 = 5;
-
-/// Submit `core.arithmetic.add` with x + y on the code `add@localhost`; returns the pk.
-fn submit(c: &Container, x: u32, y: u32) -> String {
-    let code = format!(
-        "from aiida import orm\nfrom aiida.engine import submit\nfrom aiida.plugins import CalculationFactory\n\
-         builder = CalculationFactory('core.arithmetic.add').get_builder()\n\
-         builder.code = orm.load_code('add@localhost')\n\
-         builder.x = orm.Int({x})\nbuilder.y = orm.Int({y})\nprint('pk=' + str(submit(builder).pk))"
-    );
-    let args = python_in_profile(&code);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, out) = c.exec(&refs);
-    assert_eq!(status, 0, "submission failed:\n{out}");
-    out.lines()
-        .find_map(|l| l.strip_prefix("pk="))
-        .unwrap_or_else(|| panic!("no pk in:\n{out}"))
-        .to_owned()
-}
 
 #[test]
 fn kill_and_start_with_calculations_in_flight_loses_nothing() {
@@ -35,14 +15,10 @@ fn kill_and_start_with_calculations_in_flight_loses_nothing() {
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     c.wait_ready();
-    c.sh(
-        "verdi code create core.code.installed --non-interactive --label add \
-         --computer localhost --filepath-executable /bin/bash",
-    );
     let mut expected = Vec::new();
     for cycle in 1..=CYCLES {
-        let (x, y) = (cycle, 100 * cycle);
-        expected.push(format!("{}:{}", submit(&c, x, y), x + y));
+        let (x, y) = (i64::from(cycle), 100 * i64::from(cycle));
+        expected.push(format!("{}:{}", submit_add(&c, x, y, None), x + y));
         // Killed at different moments of the calculation: at once, or a second or two later.
         std::thread::sleep(Duration::from_secs(u64::from(cycle % 3)));
         c.kill();
@@ -64,9 +40,7 @@ fn kill_and_start_with_calculations_in_flight_loses_nothing() {
          \x20   print(pk, 'ok' if done[pk] else n.process_state)",
         expected.join(" ")
     );
-    let args = python_in_profile(&check);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, out) = c.exec(&refs);
+    let (status, out) = c.python_in_profile(&check);
     assert_eq!(status, 0, "{out}");
     let lost: Vec<&str> = out.lines().filter(|l| !l.ends_with(" ok")).collect();
     assert!(

@@ -123,6 +123,13 @@ impl<'h> Container<'h> {
         (out.status.code().unwrap_or(-1), text(&out))
     }
 
+    /// A Python snippet run with the profile loaded (as in `verdi shell`); returns (exit code,
+    /// stdout+stderr).
+    pub fn python_in_profile(&self, code: &str) -> (i32, String) {
+        let script = format!("from aiida import load_profile\nload_profile()\n{code}");
+        self.exec(&["python", "-c", &script])
+    }
+
     /// `bash -lc SCRIPT` through exec; panics with the output when it fails.
     pub fn sh(&self, script: &str) -> String {
         let (code, out) = self.exec(&["bash", "-c", script]);
@@ -285,12 +292,6 @@ pub fn home_volume(h: &Harness) -> String {
     let name = unique_name("home");
     h.track_volume(&name);
     name
-}
-
-/// A Python snippet run with `verdi shell`-like setup (profile loaded).
-pub fn python_in_profile(code: &str) -> Vec<String> {
-    let script = format!("from aiida import load_profile\nload_profile()\n{code}");
-    vec!["python".into(), "-c".into(), script]
 }
 
 /// A container of `image` that keeps `per_core` busy loops per CPU core running for `seconds`
