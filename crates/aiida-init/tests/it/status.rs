@@ -25,6 +25,21 @@ fn filters(tree: &Tree) -> Vec<(String, &'static str)> {
     ]
 }
 
+/// Polls `aiida-init status --json` of the instance at `env` until `reached` holds; panics with
+/// `what` and the last state after [`LIMIT`].
+fn await_status(env: &[(&str, &Path)], what: &str, reached: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let status = crate::support::aiida_init(&["status", "--json"], env);
+        let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if reached(&state) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {state}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn regex_escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
@@ -94,16 +109,9 @@ fn a_wait_that_times_out_names_the_services_not_ready() {
     let rt = tree.path().join("rt");
     let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
     // Its output reaches the state file within a second or so.
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let status = crate::support::aiida_init(&["status", "--json"], &env);
-        let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-        if state["services"][0]["last_lines"][0] == "booting the broker" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no output in {state}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    await_status(&env, "no output", |state| {
+        state["services"][0]["last_lines"][0] == "booting the broker"
+    });
     let wait = crate::support::aiida_init(&["wait", "--timeout", "0.5"], &env);
     assert_eq!(wait.status.code(), Some(2), "{wait:?}");
     let mut settings = insta::Settings::clone_current();
@@ -160,19 +168,9 @@ fn a_longrun_that_keeps_failing_says_why_in_status_and_wait() {
     let running = tree.spawn(Mode::Pid1, &[], &[]);
     let rt = tree.path().join("rt");
     let env: [(&str, &Path); 1] = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let status = crate::support::aiida_init(&["status", "--json"], &env);
-        let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-        if state["services"][0]["restarts"].as_u64().unwrap_or(0) >= 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not restarted twice: {state}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    await_status(&env, "not restarted twice", |state| {
+        state["services"][0]["restarts"].as_u64().unwrap_or(0) >= 2
+    });
     let human = crate::support::aiida_init(&["status"], &env);
     assert!(human.status.success(), "{human:?}");
     let human = text(&human.stdout);
