@@ -97,13 +97,19 @@ fn push(registry: &Registry, org: &str, extra: &[&str]) -> crate::support::colle
     aiida_devc(&args, &[])
 }
 
-/// The registry's manifest at `repo:reference` (any media type), with its digest.
-fn manifest(registry: &Registry, repo: &str, reference: &str) -> Option<(Value, String)> {
+/// aiida-devc's own OCI client on the test registry, with a runtime to drive it from a test.
+fn registry_client(registry: &Registry) -> (aiida_devc::oci::Registry, tokio::runtime::Runtime) {
     let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    (client, rt)
+}
+
+/// The registry's manifest at `repo:reference` (any media type), with its digest.
+fn manifest(registry: &Registry, repo: &str, reference: &str) -> Option<(Value, String)> {
+    let (client, rt) = registry_client(registry);
     let d = rt
         .block_on(client.descriptor(repo, reference))
         .expect("the registry answers")?;
@@ -111,11 +117,7 @@ fn manifest(registry: &Registry, repo: &str, reference: &str) -> Option<(Value, 
 }
 
 fn tags(registry: &Registry, repo: &str) -> BTreeSet<String> {
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (client, rt) = registry_client(registry);
     rt.block_on(client.list_tags(repo))
         .expect("the registry answers")
         .into_iter()
@@ -242,11 +244,7 @@ fn each_tag_is_an_oci_index_of_amd64_and_arm64_and_latest_only_moves_forward() {
     let newer = format!("aiida-{}", "99.0.0");
     let (index, _) = manifest(registry, &with_services, &format!("aiida-{AIIDA_VERSION}")).unwrap();
     let amd64_only: oci_index_for_test::Index = oci_index_for_test::only_first(&index);
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (client, rt) = registry_client(registry);
     for tag in [newer.as_str(), "latest"] {
         rt.block_on(client.push_index(&with_services, tag, amd64_only.clone()))
             .expect("write an index");
@@ -435,11 +433,7 @@ fn doctor_checks_the_registry_index_for_the_host_platform() {
     other_only
         .manifests
         .retain(|m| serde_json::to_value(&m.platform).unwrap()["architecture"] != host);
-    let client = aiida_devc::oci::Registry::with_credential(&registry.host, None, None).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (client, rt) = registry_client(registry);
     rt.block_on(client.push_index(&repo, "other-arch-only", other_only))
         .expect("write an index");
 
