@@ -508,7 +508,12 @@ fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
         "10-before",
         &format!("test -e {pid_file} && echo before:up >> ~/hooks || echo before:down >> ~/hooks"),
     );
-    hook("20-before", "echo before:second >> ~/hooks");
+    // As a hook that reinstalls aiida-core would: the daemon, loading meanwhile, starts itself
+    // again on the new installation.
+    hook(
+        "20-before",
+        "echo before:second >> ~/hooks\ntouch /opt/aiida/lib/python3*/site-packages/aiida_core-*.dist-info",
+    );
     hook(
         "10-after",
         &format!("test -e {pid_file} && echo after:up >> ~/hooks || echo after:down >> ~/hooks"),
@@ -547,6 +552,11 @@ fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
             .split_whitespace()
             .collect::<Vec<_>>(),
         ["before:down", "before:second", "after:up"]
+    );
+    let logs = with_hooks.logs();
+    assert!(
+        logs.contains("aiida-core was installed again while the daemon started"),
+        "the daemon kept the aiida-core it loaded before the hooks:\n{logs}"
     );
 
     no_profile.wait_ready();
@@ -739,4 +749,27 @@ fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_dete
         out.contains("aiida-prepare"),
         "the failing step is not named:\n{out}"
     );
+    // The daemon, started beside the profile step, says why it does not start and stays not
+    // ready (it is not restarted in a loop).
+    let said = |logs: &str| {
+        logs.contains("aiida-daemon: not started") && logs.contains("aiida-prepare failed")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut logs = c.logs();
+    while !said(&logs) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        logs = c.logs();
+    }
+    assert!(said(&logs), "the daemon does not say why it waits:\n{logs}");
+    let (_, status) = c.exec(&["aiida-init", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let daemon = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "aiida-daemon")
+        .unwrap()
+        .clone();
+    assert_eq!(daemon["state"], "starting", "{status:#}");
+    assert_eq!(daemon["restarts"].as_u64().unwrap_or(0), 0, "{status:#}");
 }
