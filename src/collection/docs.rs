@@ -73,7 +73,8 @@ pub fn check(source: &Source) -> Vec<Problem> {
     problems
 }
 
-/// The README of `source`, referring to `<registry>/<namespace>/<id>`.
+/// The README of `source`, referring to `<registry>/<namespace>/<id>`: the sections of the
+/// module doc, in order.
 pub fn render(
     source: &Source,
     kind: CollectionKind,
@@ -82,14 +83,32 @@ pub fn render(
 ) -> anyhow::Result<Readme> {
     let metadata = &source.metadata.value;
     let id = source.id();
-    let name = metadata["name"].as_str().unwrap_or(id);
-    let description = metadata["description"].as_str().unwrap_or_default();
     let major = semver::Version::parse(source.version())
         .map(|v| v.major.to_string())
         .unwrap_or_else(|_| "latest".into());
     let reference = format!("{registry}/{namespace}/{id}:{major}");
 
     let mut out = String::new();
+    push_heading(&mut out, metadata, id);
+    push_example_usage(&mut out, metadata, kind, &reference);
+    push_options_table(&mut out, metadata);
+    let customizations = match kind {
+        CollectionKind::Features => metadata.get("customizations").cloned(),
+        CollectionKind::Templates => template_customizations(&source.dir)?,
+    };
+    push_customizations(&mut out, customizations.as_ref())?;
+    let has_notes = push_notes(&mut out, &source.dir)?;
+    push_footer(&mut out, kind, has_notes);
+    Ok(Readme {
+        path: source.dir.join(README),
+        text: out,
+    })
+}
+
+/// The title, the deprecation notice if any, and the description.
+fn push_heading(out: &mut String, metadata: &Value, id: &str) {
+    let name = metadata["name"].as_str().unwrap_or(id);
+    let description = metadata["description"].as_str().unwrap_or_default();
     // "AiiDA (aiida-core)" needs no second "(aiida-core)".
     if name.contains(id) {
         out.push_str(&format!("# {name}\n\n"));
@@ -101,7 +120,12 @@ pub fn render(
         out.push('\n');
     }
     out.push_str(description.trim());
-    out.push_str("\n\n## Example Usage\n\n");
+    out.push('\n');
+}
+
+/// "Example Usage": a `features` block (Features) or an apply command (Templates).
+fn push_example_usage(out: &mut String, metadata: &Value, kind: CollectionKind, reference: &str) {
+    out.push_str("\n## Example Usage\n\n");
     match kind {
         CollectionKind::Features => out.push_str(&format!(
             "```json\n\"features\": {{\n    \"{reference}\": {{}}\n}}\n```\n"
@@ -121,33 +145,39 @@ pub fn render(
             }
         }
     }
-    if let Some(options) = metadata.get("options").and_then(Value::as_object) {
-        if !options.is_empty() {
-            out.push_str("\n## Options\n\n");
-            out.push_str("| Options Id | Description | Type | Default Value |\n");
-            out.push_str("|-----|-----|-----|-----|\n");
-            for (option_id, option) in options {
-                let default = match option.get("default") {
-                    None => "-".to_owned(),
-                    Some(Value::String(s)) if s.is_empty() => "-".to_owned(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                };
-                out.push_str(&format!(
-                    "| {} | {} | {} | {} |\n",
-                    cell(option_id),
-                    cell(option["description"].as_str().unwrap_or("-")),
-                    cell(option["type"].as_str().unwrap_or("-")),
-                    cell(&default),
-                ));
-            }
-        }
-    }
-    let customizations = match kind {
-        CollectionKind::Features => metadata.get("customizations").cloned(),
-        CollectionKind::Templates => template_customizations(&source.dir)?,
+}
+
+/// "Options": one table row per option (nothing when there are none).
+fn push_options_table(out: &mut String, metadata: &Value) {
+    let Some(options) = metadata.get("options").and_then(Value::as_object) else {
+        return;
     };
-    let vscode = customizations.as_ref().and_then(|c| c.get("vscode"));
+    if options.is_empty() {
+        return;
+    }
+    out.push_str("\n## Options\n\n");
+    out.push_str("| Options Id | Description | Type | Default Value |\n");
+    out.push_str("|-----|-----|-----|-----|\n");
+    for (option_id, option) in options {
+        let default = match option.get("default") {
+            None => "-".to_owned(),
+            Some(Value::String(s)) if s.is_empty() => "-".to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            cell(option_id),
+            cell(option["description"].as_str().unwrap_or("-")),
+            cell(option["type"].as_str().unwrap_or("-")),
+            cell(&default),
+        ));
+    }
+}
+
+/// "Customizations": the VS Code extensions and settings (nothing when there are none).
+fn push_customizations(out: &mut String, customizations: Option<&Value>) -> anyhow::Result<()> {
+    let vscode = customizations.and_then(|c| c.get("vscode"));
     let extensions: Vec<&str> = vscode
         .and_then(|v| v.get("extensions"))
         .and_then(Value::as_array)
@@ -171,15 +201,25 @@ pub fn render(
         out.push_str(&serde_json::to_string_pretty(settings)?);
         out.push_str("\n```\n");
     }
-    let notes_path = source.dir.join(NOTES);
-    let has_notes = notes_path.is_file();
-    if has_notes {
-        let notes = std::fs::read_to_string(&notes_path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", notes_path.display()))?;
-        out.push('\n');
-        out.push_str(notes.trim_end());
-        out.push('\n');
+    Ok(())
+}
+
+/// The item's `NOTES.md`, verbatim; whether there is one.
+fn push_notes(out: &mut String, dir: &Path) -> anyhow::Result<bool> {
+    let notes_path = dir.join(NOTES);
+    if !notes_path.is_file() {
+        return Ok(false);
     }
+    let notes = std::fs::read_to_string(&notes_path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", notes_path.display()))?;
+    out.push('\n');
+    out.push_str(notes.trim_end());
+    out.push('\n');
+    Ok(true)
+}
+
+/// The footer saying the file is generated, and from what.
+fn push_footer(out: &mut String, kind: CollectionKind, has_notes: bool) {
     let metadata_file = kind.metadata_file();
     let sources = if has_notes {
         format!("[{metadata_file}]({metadata_file}) and [{NOTES}]({NOTES})")
@@ -190,10 +230,6 @@ pub fn render(
         "\n---\n\n_Note: this file is generated by `aiida-devc {} docs` from {sources}; edit those, not this file._\n",
         kind.plural(),
     ));
-    Ok(Readme {
-        path: source.dir.join(README),
-        text: out,
-    })
 }
 
 /// The reference CLI's notice for a deprecated Feature or one published under other ids before.
