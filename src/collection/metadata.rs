@@ -260,6 +260,34 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
         problems.push(file.problem("", "the metadata must be a JSON object"));
         return problems;
     };
+    check_known_properties(file, kind, object, &mut problems);
+    check_identity(file, object, folder_name, &mut problems);
+    check_scalar_and_list_types(file, object, &mut problems);
+    check_container_env(file, object, &mut problems);
+    check_mounts(file, object, &mut problems);
+    if let Some(options) = object.get("options") {
+        match options.as_object() {
+            Some(map) => {
+                for (name, option) in map {
+                    check_option(file, kind, name, option, &mut problems);
+                }
+            }
+            None => problems.push(file.problem("/options", "'options' must be an object")),
+        }
+    }
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems
+}
+
+type Object = serde_json::Map<String, Value>;
+
+/// Every top-level property is one the spec knows for `kind`.
+fn check_known_properties(
+    file: &JsoncFile,
+    kind: CollectionKind,
+    object: &Object,
+    problems: &mut Vec<Problem>,
+) {
     let allowed = match kind {
         CollectionKind::Features => FEATURE_PROPERTIES,
         CollectionKind::Templates => TEMPLATE_PROPERTIES,
@@ -272,6 +300,16 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
             ));
         }
     }
+}
+
+/// `id`, `version` and `name` are there; the id is lowercase and matches its folder; the version
+/// is semantic.
+fn check_identity(
+    file: &JsoncFile,
+    object: &Object,
+    folder_name: Option<&str>,
+    problems: &mut Vec<Problem>,
+) {
     for required in ["id", "version", "name"] {
         match object.get(required) {
             None => problems
@@ -307,6 +345,10 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
             ));
         }
     }
+}
+
+/// The properties that must be strings, booleans or arrays of strings are.
+fn check_scalar_and_list_types(file: &JsoncFile, object: &Object, problems: &mut Vec<Problem>) {
     for key in [
         "name",
         "description",
@@ -351,57 +393,55 @@ pub fn check(file: &JsoncFile, kind: CollectionKind, folder_name: Option<&str>) 
             }
         }
     }
-    if let Some(env) = object.get("containerEnv") {
-        match env.as_object() {
-            Some(map) => {
-                for (k, v) in map {
-                    if !v.is_string() {
-                        problems.push(file.problem(
-                            &format!("/containerEnv/{}", escape_pointer(k)),
-                            format!("containerEnv '{k}' must be a string"),
-                        ));
-                    }
+}
+
+/// `containerEnv` is an object of strings.
+fn check_container_env(file: &JsoncFile, object: &Object, problems: &mut Vec<Problem>) {
+    let Some(env) = object.get("containerEnv") else {
+        return;
+    };
+    match env.as_object() {
+        Some(map) => {
+            for (k, v) in map {
+                if !v.is_string() {
+                    problems.push(file.problem(
+                        &format!("/containerEnv/{}", escape_pointer(k)),
+                        format!("containerEnv '{k}' must be a string"),
+                    ));
                 }
             }
-            None => problems.push(file.problem(
-                "/containerEnv",
-                "'containerEnv' must be an object of strings",
-            )),
         }
+        None => problems.push(file.problem(
+            "/containerEnv",
+            "'containerEnv' must be an object of strings",
+        )),
     }
-    if let Some(mounts) = object.get("mounts") {
-        match mounts.as_array() {
-            Some(items) => {
-                for (i, mount) in items.iter().enumerate() {
-                    let pointer = format!("/mounts/{i}");
-                    let ok_type = mount
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| t == "bind" || t == "volume");
-                    let ok_target = mount.get("target").is_some_and(Value::is_string);
-                    if !(ok_type && ok_target) {
-                        problems.push(file.problem(
-                            &pointer,
-                            "a mount needs \"type\" (\"bind\" or \"volume\") and \"target\"",
-                        ));
-                    }
+}
+
+/// Each of `mounts` has a `type` (bind or volume) and a `target`.
+fn check_mounts(file: &JsoncFile, object: &Object, problems: &mut Vec<Problem>) {
+    let Some(mounts) = object.get("mounts") else {
+        return;
+    };
+    match mounts.as_array() {
+        Some(items) => {
+            for (i, mount) in items.iter().enumerate() {
+                let pointer = format!("/mounts/{i}");
+                let ok_type = mount
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t == "bind" || t == "volume");
+                let ok_target = mount.get("target").is_some_and(Value::is_string);
+                if !(ok_type && ok_target) {
+                    problems.push(file.problem(
+                        &pointer,
+                        "a mount needs \"type\" (\"bind\" or \"volume\") and \"target\"",
+                    ));
                 }
             }
-            None => problems.push(file.problem("/mounts", "'mounts' must be an array")),
         }
+        None => problems.push(file.problem("/mounts", "'mounts' must be an array")),
     }
-    if let Some(options) = object.get("options") {
-        match options.as_object() {
-            Some(map) => {
-                for (name, option) in map {
-                    check_option(file, kind, name, option, &mut problems);
-                }
-            }
-            None => problems.push(file.problem("/options", "'options' must be an object")),
-        }
-    }
-    problems.sort_by_key(|p| (p.line, p.column));
-    problems
 }
 
 fn check_option(
