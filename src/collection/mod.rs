@@ -417,6 +417,8 @@ fn publish_command(
     Ok(())
 }
 
+/// Publish every package, then the collection that lists them; report what was published
+/// (the `--json` result, keyed by id).
 async fn publish_all(
     kind: CollectionKind,
     args: &PublishArgs,
@@ -428,59 +430,102 @@ async fn publish_all(
     let progress = Progress::new(packages.len() as u64 * 7 + 3, args.common.json);
     let mut result = serde_json::Map::new();
     for package in packages {
-        let version = semver::Version::parse(&package.version).with_context(|| {
-            format!(
-                "version '{}' of {} is not a semantic version",
-                package.version, package.id
-            )
-        })?;
-        let artifact = Artifact::package(
-            package.tar.clone(),
-            &package.file_name,
-            &package.metadata,
-            registry.host(),
-            kind.singular(),
-        );
-        let repository = format!("{namespace}/{}", package.id);
-        let outcome = push_versioned(registry, &repository, &version, &artifact, &progress).await?;
-        let mut entry = serde_json::Map::new();
-        match outcome {
-            Some(tags) => {
-                entry.insert("publishedTags".into(), json!(tags));
-                entry.insert("digest".into(), json!(artifact.manifest.digest()));
-                entry.insert("version".into(), json!(package.version));
-                let mut legacy_published = Vec::new();
-                for legacy in package
-                    .metadata
-                    .get("legacyIds")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let Some(legacy) = legacy.as_str() else {
-                        continue;
-                    };
-                    let legacy_repository = format!("{namespace}/{legacy}");
-                    if push_versioned(registry, &legacy_repository, &version, &artifact, &progress)
-                        .await?
-                        .is_some()
-                    {
-                        legacy_published.push(legacy.to_owned());
-                    }
-                }
-                if !legacy_published.is_empty() {
-                    entry.insert("publishedLegacyIds".into(), json!(legacy_published));
-                }
-            }
-            None => progress.note(format!(
-                "{} {} is already published at {}/{repository}; skipped",
-                package.id,
-                package.version,
-                registry.host()
-            )),
-        }
+        let entry = publish_package(kind, namespace, registry, package, &progress).await?;
         result.insert(package.id.clone(), Value::Object(entry));
     }
+    publish_collection(kind, namespace, registry, packages, &progress).await?;
+    progress.finish();
+    if !args.common.json {
+        print_summary(namespace, registry, packages, &result);
+    }
+    Ok(result)
+}
+
+/// Push one package under its id and its legacy ids; its entry in the result (empty when that
+/// version was already published).
+async fn publish_package(
+    kind: CollectionKind,
+    namespace: &str,
+    registry: &Registry,
+    package: &package::Package,
+    progress: &Progress,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let version = semver::Version::parse(&package.version).with_context(|| {
+        format!(
+            "version '{}' of {} is not a semantic version",
+            package.version, package.id
+        )
+    })?;
+    let artifact = Artifact::package(
+        package.tar.clone(),
+        &package.file_name,
+        &package.metadata,
+        registry.host(),
+        kind.singular(),
+    );
+    let repository = format!("{namespace}/{}", package.id);
+    let mut entry = serde_json::Map::new();
+    match push_versioned(registry, &repository, &version, &artifact, progress).await? {
+        Some(tags) => {
+            entry.insert("publishedTags".into(), json!(tags));
+            entry.insert("digest".into(), json!(artifact.manifest.digest()));
+            entry.insert("version".into(), json!(package.version));
+            let legacy_published =
+                publish_legacy_ids(namespace, registry, package, &version, &artifact, progress)
+                    .await?;
+            if !legacy_published.is_empty() {
+                entry.insert("publishedLegacyIds".into(), json!(legacy_published));
+            }
+        }
+        None => progress.note(format!(
+            "{} {} is already published at {}/{repository}; skipped",
+            package.id,
+            package.version,
+            registry.host()
+        )),
+    }
+    Ok(entry)
+}
+
+/// Push the same artifact under each of the package's `legacyIds`; the ids it was pushed to.
+async fn publish_legacy_ids(
+    namespace: &str,
+    registry: &Registry,
+    package: &package::Package,
+    version: &semver::Version,
+    artifact: &Artifact,
+    progress: &Progress,
+) -> anyhow::Result<Vec<String>> {
+    let mut legacy_published = Vec::new();
+    for legacy in package
+        .metadata
+        .get("legacyIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(legacy) = legacy.as_str() else {
+            continue;
+        };
+        let legacy_repository = format!("{namespace}/{legacy}");
+        if push_versioned(registry, &legacy_repository, version, artifact, progress)
+            .await?
+            .is_some()
+        {
+            legacy_published.push(legacy.to_owned());
+        }
+    }
+    Ok(legacy_published)
+}
+
+/// Push the collection metadata (`devcontainer-collection.json`) to `<namespace>:latest`.
+async fn publish_collection(
+    kind: CollectionKind,
+    namespace: &str,
+    registry: &Registry,
+    packages: &[package::Package],
+    progress: &Progress,
+) -> anyhow::Result<()> {
     let collection = Artifact::collection(
         package::collection_json(kind, packages).into_bytes(),
         registry.host(),
@@ -494,39 +539,45 @@ async fn publish_all(
         .push_manifest(namespace, "latest", &collection)
         .await?;
     progress.step(format!("tagged {}/{namespace}:latest", registry.host()));
-    progress.finish();
-    if !args.common.json {
-        for package in packages {
-            match result[&package.id].get("publishedTags") {
-                Some(tags) => {
-                    let tags: Vec<&str> = tags
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    println!(
-                        "published {}/{namespace}/{} {} as {}",
-                        registry.host(),
-                        package.id,
-                        package.version,
-                        tags.join(", ")
-                    );
-                }
-                None => println!(
-                    "skipped {}/{namespace}/{} {} (already published)",
+    Ok(())
+}
+
+/// One line per package (published with its tags, or skipped), then the collection.
+fn print_summary(
+    namespace: &str,
+    registry: &Registry,
+    packages: &[package::Package],
+    result: &serde_json::Map<String, Value>,
+) {
+    for package in packages {
+        match result[&package.id].get("publishedTags") {
+            Some(tags) => {
+                let tags: Vec<&str> = tags
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "published {}/{namespace}/{} {} as {}",
                     registry.host(),
                     package.id,
-                    package.version
-                ),
+                    package.version,
+                    tags.join(", ")
+                );
             }
+            None => println!(
+                "skipped {}/{namespace}/{} {} (already published)",
+                registry.host(),
+                package.id,
+                package.version
+            ),
         }
-        println!(
-            "published the collection {}/{namespace}:latest",
-            registry.host()
-        );
     }
-    Ok(result)
+    println!(
+        "published the collection {}/{namespace}:latest",
+        registry.host()
+    );
 }
 
 /// Push one version to one repository with the tags [`publish::tags_to_push`] chooses; `None`
