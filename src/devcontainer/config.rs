@@ -83,6 +83,48 @@ pub fn find_tests_dir(dir: &Path) -> Option<String> {
 
 /// The settings aiida-devc owns, in the order they are written.
 pub fn entries(c: &Choices) -> Vec<Entry> {
+    let mut entries = vec![Entry::new("name", Desired::Default(json!(c.plugin.name)))];
+    entries.extend(container_entries(c));
+    entries.extend(init_and_user_entries());
+    entries.extend(mounts_entry(c));
+    entries.extend(ca_env_entry(c));
+    entries.extend(lifecycle_entries(c));
+    entries.extend(editor_entries(c));
+    entries
+}
+
+/// What runs: the compose file and its AiiDA service, or the one image.
+fn container_entries(c: &Choices) -> Vec<Entry> {
+    if c.variant != Variant::Compose {
+        return vec![image_entry(c)];
+    }
+    let file = compose::file_name();
+    vec![
+        Entry::commented(
+            "dockerComposeFile",
+            Desired::Value(json!(file)),
+            format!(
+                "Three containers, defined in {file}: AiiDA (aiida-core-base, the image picked by\n\
+                 `aiida-devc init` from the plugin's requirements), PostgreSQL and RabbitMQ. The AiiDA\n\
+                 container's AIIDA_POSTGRES_HOSTNAME and AIIDA_BROKER_HOST make its profile use them;\n\
+                 its home (file repository, pip installs) is a named volume that survives rebuilds."
+            ),
+        ),
+        Entry::commented(
+            "service",
+            Desired::Value(json!(compose::service())),
+            "The service VS Code attaches to: the AiiDA container.",
+        ),
+        Entry::commented(
+            "workspaceFolder",
+            Desired::Value(json!(compose::template_setting("workspaceFolder"))),
+            format!("Where {file} mounts the repository."),
+        ),
+    ]
+}
+
+/// The image, with a comment on what it holds and why it was picked.
+fn image_entry(c: &Choices) -> Entry {
     let what = match c.variant {
         Variant::Services => {
             "aiida-core-with-services: PostgreSQL, RabbitMQ and AiiDA in one container"
@@ -97,13 +139,36 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
         ),
         None => "chosen with `aiida-devc init --image`".into(),
     };
-    let extras = if c.extras.is_empty() {
-        "no extras".to_string()
-    } else {
-        format!("its extras [{}]", c.extras.join(","))
-    };
+    Entry::commented(
+        "image",
+        Desired::Value(json!(c.image.image)),
+        format!(
+            "The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."
+        ),
+    )
+}
+
+/// The image's init stays PID 1, and the image's non-root user works in it.
+fn init_and_user_entries() -> [Entry; 2] {
+    [
+        Entry::commented(
+            "overrideCommand",
+            Desired::Value(json!(false)),
+            "Keep the image's /init (aiida-init) as PID 1: it starts the services and the daemon,\n\
+             and stops them cleanly on `docker stop`. `true` would replace it with a sleep loop.",
+        ),
+        Entry::commented(
+            "remoteUser",
+            Desired::Value(json!(USER)),
+            "The image's non-root user, owner of the AiiDA profile.",
+        ),
+    ]
+}
+
+/// The home volume (the compose file keeps it in its own named volume) and the CA bundle; none
+/// when there is neither.
+fn mounts_entry(c: &Choices) -> Option<Entry> {
     let compose = c.variant == Variant::Compose;
-    // The compose file keeps the home in its own named volume.
     let mut mounts = Vec::new();
     if !compose {
         mounts.push(json!({"source": home_volume_source(), "target": HOME, "type": "volume"}));
@@ -111,6 +176,9 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
     if c.ca {
         mounts
             .push(json!({"source": format!("${{localEnv:{CA_ENV}}}"), "target": CA_TARGET, "type": "bind"}));
+    }
+    if mounts.is_empty() {
+        return None;
     }
     let mounts_comment = if compose {
         format!(
@@ -129,62 +197,17 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
              container: it survives rebuilds."
         )
     };
-    let mut entries = vec![Entry::new("name", Desired::Default(json!(c.plugin.name)))];
-    if compose {
-        let file = compose::file_name();
-        entries.extend([
-            Entry::commented(
-                "dockerComposeFile",
-                Desired::Value(json!(file)),
-                format!(
-                    "Three containers, defined in {file}: AiiDA (aiida-core-base, the image picked by\n\
-                     `aiida-devc init` from the plugin's requirements), PostgreSQL and RabbitMQ. The AiiDA\n\
-                     container's AIIDA_POSTGRES_HOSTNAME and AIIDA_BROKER_HOST make its profile use them;\n\
-                     its home (file repository, pip installs) is a named volume that survives rebuilds."
-                ),
-            ),
-            Entry::commented(
-                "service",
-                Desired::Value(json!(compose::service())),
-                "The service VS Code attaches to: the AiiDA container.",
-            ),
-            Entry::commented(
-                "workspaceFolder",
-                Desired::Value(json!(compose::template_setting("workspaceFolder"))),
-                format!("Where {file} mounts the repository."),
-            ),
-        ]);
-    } else {
-        entries.push(Entry::commented(
-            "image",
-            Desired::Value(json!(c.image.image)),
-            format!(
-                "The image, picked by `aiida-devc init` from the plugin's requirements:\n{what},\n{release}."
-            ),
-        ));
-    }
-    entries.extend([
+    Some(Entry::commented(
+        "mounts",
+        Desired::Items(mounts),
+        mounts_comment,
+    ))
+}
+
+/// With a CA bundle: the variables that make pip, OpenSSL and requests trust it.
+fn ca_env_entry(c: &Choices) -> Option<Entry> {
+    c.ca.then(|| {
         Entry::commented(
-            "overrideCommand",
-            Desired::Value(json!(false)),
-            "Keep the image's /init (aiida-init) as PID 1: it starts the services and the daemon,\n\
-             and stops them cleanly on `docker stop`. `true` would replace it with a sleep loop.",
-        ),
-        Entry::commented(
-            "remoteUser",
-            Desired::Value(json!(USER)),
-            "The image's non-root user, owner of the AiiDA profile.",
-        ),
-    ]);
-    if !mounts.is_empty() {
-        entries.push(Entry::commented(
-            "mounts",
-            Desired::Items(mounts),
-            mounts_comment,
-        ));
-    }
-    if c.ca {
-        entries.push(Entry::commented(
             "containerEnv",
             Desired::Object(
                 ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]
@@ -193,16 +216,25 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
                     .collect(),
             ),
             "pip, OpenSSL and requests trust the mounted CA bundle.",
-        ));
-    }
-    entries.push(Entry::commented(
+        )
+    })
+}
+
+/// The plugin's install on creation, and (for an image without the label) the wait at each start.
+fn lifecycle_entries(c: &Choices) -> Vec<Entry> {
+    let extras = if c.extras.is_empty() {
+        "no extras".to_string()
+    } else {
+        format!("its extras [{}]", c.extras.join(","))
+    };
+    let mut entries = vec![Entry::commented(
         "postCreateCommand",
         Desired::Value(json!(post_create_command(&c.extras))),
         format!(
             "Once per container: the plugin in editable mode, with {extras}. The daemon\n\
              started before the install, so it is restarted through aiida-init to load the plugin."
         ),
-    ));
+    )];
     // The images init picks carry postStartCommand `aiida-init wait` and waitFor in their
     // devcontainer.metadata label, which the devcontainer tools merge into this file: a second
     // wait here would only run twice. An image given with --image may not have the label.
@@ -221,6 +253,11 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
             ),
         ]);
     }
+    entries
+}
+
+/// VS Code's Python extension with pytest, and the machine Codespaces should provide.
+fn editor_entries(c: &Choices) -> [Entry; 2] {
     let mut settings = vec![
         Entry::new("python.testing.pytestEnabled", Desired::Value(json!(true))),
         Entry::new(
@@ -234,26 +271,27 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
             Desired::Default(json!([tests])),
         ));
     }
-    entries.push(Entry::commented(
-        "customizations",
-        Desired::Object(vec![Entry::new(
-            "vscode",
-            Desired::Object(vec![
-                Entry::new(
-                    "extensions",
-                    Desired::Items(vec![json!("ms-python.python")]),
-                ),
-                Entry::new("settings", Desired::Object(settings)),
-            ]),
-        )]),
-        "VS Code: the Python extension, with pytest as the test runner.",
-    ));
-    entries.push(Entry::commented(
-        "hostRequirements",
-        Desired::Default(json!({"cpus": 2, "memory": "4gb"})),
-        "Codespaces: PostgreSQL, RabbitMQ and the daemon want at least 2 cores and 4 GB.",
-    ));
-    entries
+    [
+        Entry::commented(
+            "customizations",
+            Desired::Object(vec![Entry::new(
+                "vscode",
+                Desired::Object(vec![
+                    Entry::new(
+                        "extensions",
+                        Desired::Items(vec![json!("ms-python.python")]),
+                    ),
+                    Entry::new("settings", Desired::Object(settings)),
+                ]),
+            )]),
+            "VS Code: the Python extension, with pytest as the test runner.",
+        ),
+        Entry::commented(
+            "hostRequirements",
+            Desired::Default(json!({"cpus": 2, "memory": "4gb"})),
+            "Codespaces: PostgreSQL, RabbitMQ and the daemon want at least 2 cores and 4 GB.",
+        ),
+    ]
 }
 
 /// The first lines of a file that `init` creates.
