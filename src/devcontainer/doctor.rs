@@ -35,7 +35,7 @@
 //! (overrideCommand defaults to false there).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bollard::Docker;
@@ -151,10 +151,21 @@ impl DoctorArgs {
                 path.display()
             )
         })?;
-        let config = merge::to_value(&path, &text)?;
-        let at = |needle: &str| Location::of(&path, &text, needle).to_string();
+        let subject = self.examine(&path, &text)?;
         let mut findings = Vec::new();
+        subject.check_override_command(&mut findings);
+        subject.check_daemon_hooks(&mut findings);
+        subject.check_architecture(ca, &mut findings);
+        subject.check_home_volume(&mut findings);
+        subject.check_aiida_core(&mut findings);
+        subject.check_uid(&mut findings);
+        Ok(findings)
+    }
 
+    /// Read the configuration at `path` (whose text is `text`), its compose service and what the
+    /// local engine knows about its image.
+    fn examine<'a>(&'a self, path: &'a Path, text: &'a str) -> anyhow::Result<Subject<'a>> {
+        let config = merge::to_value(path, text)?;
         let service = self.compose_service(&config)?;
         let is_compose = config.get("dockerComposeFile").is_some();
         if let (true, None) = (is_compose, &service) {
@@ -164,7 +175,7 @@ impl DoctorArgs {
                 .unwrap_or_default();
             anyhow::bail!(
                 "{}: no compose file named by dockerComposeFile defines the service {name:?}",
-                at("\"service\"")
+                Location::of(path, text, "\"service\"")
             );
         }
         let image = configured_image(&config, service.as_ref());
@@ -179,8 +190,6 @@ impl DoctorArgs {
             Some(image) => image_facts(image, &remote_user, owner_uid)?,
             None => None,
         };
-
-        // overrideCommand.
         let needs_init = facts.as_ref().map_or_else(
             || {
                 image
@@ -189,13 +198,61 @@ impl DoctorArgs {
             },
             |f| f.entrypoint.first().is_some_and(|e| e.ends_with("/init")),
         );
-        let label_says_false = facts.as_ref().is_some_and(|f| {
+        Ok(Subject {
+            dir: &self.dir,
+            path,
+            text,
+            config,
+            service,
+            is_compose,
+            image,
+            remote_user,
+            owner_uid,
+            facts,
+            needs_init,
+        })
+    }
+}
+
+/// The configuration under check and what is known about the container it makes: read once by
+/// [`DoctorArgs::diagnose`], looked at by each check.
+struct Subject<'a> {
+    /// The plugin repository.
+    dir: &'a Path,
+    /// devcontainer.json and its text.
+    path: &'a Path,
+    text: &'a str,
+    config: Value,
+    /// The compose service the configuration runs in, for a Compose configuration.
+    service: Option<ComposeService>,
+    is_compose: bool,
+    image: Option<String>,
+    remote_user: String,
+    /// The UID that owns the workspace.
+    owner_uid: Option<u32>,
+    /// What the local engine knows about the image (`None` when it is not there).
+    facts: Option<ImageFacts>,
+    /// Whether the image's /init must stay its entry point.
+    needs_init: bool,
+}
+
+impl Subject<'_> {
+    /// Where `needle` first appears in devcontainer.json.
+    fn at(&self, needle: &str) -> String {
+        Location::of(self.path, self.text, needle).to_string()
+    }
+
+    /// `override-command`: nothing replaces the image's /init.
+    fn check_override_command(&self, findings: &mut Vec<Finding>) {
+        let needs_init = self.needs_init;
+        let label_says_false = self.facts.as_ref().is_some_and(|f| {
             f.metadata
                 .iter()
                 .any(|m| m.get("overrideCommand") == Some(&Value::Bool(false)))
         });
         // A compose service that replaces the image's entry point bypasses /init as surely.
-        if let Some((service, entrypoint)) = service
+        if let Some((service, entrypoint)) = self
+            .service
             .as_ref()
             .and_then(|s| s.entrypoint.as_ref().map(|e| (s, e)))
         {
@@ -211,18 +268,18 @@ impl DoctorArgs {
                 });
             }
         }
-        match config.get("overrideCommand") {
+        match self.config.get("overrideCommand") {
             Some(Value::Bool(true)) if needs_init => findings.push(Finding {
                 check: "override-command",
-                location: at("\"overrideCommand\""),
+                location: self.at("\"overrideCommand\""),
                 problem: "overrideCommand is true: the image's /init is replaced by a sleep loop, so \
                           PostgreSQL, RabbitMQ and the daemon never start and `docker stop` kills everything"
                     .into(),
                 fix: "set \"overrideCommand\": false (or run `aiida-devc init`)".into(),
             }),
-            None if facts.is_some() && needs_init && !label_says_false && !is_compose => findings.push(Finding {
+            None if self.facts.is_some() && needs_init && !label_says_false && !self.is_compose => findings.push(Finding {
                 check: "override-command",
-                location: at("{"),
+                location: self.at("{"),
                 problem: "overrideCommand is not set and the image's devcontainer.metadata label does not \
                           set it to false: the default (true) replaces the image's /init"
                     .into(),
@@ -230,44 +287,54 @@ impl DoctorArgs {
             }),
             _ => {}
         }
+    }
 
-        // Lifecycle commands that start a daemon beside the supervised one.
-        if needs_init {
-            for hook in [
-                "onCreateCommand",
-                "updateContentCommand",
-                "postCreateCommand",
-                "postStartCommand",
-                "postAttachCommand",
-            ] {
-                let command = config.get(hook).map(|v| v.to_string()).unwrap_or_default();
-                if command.contains("verdi daemon start")
-                    || command.contains("verdi daemon restart")
-                {
-                    findings.push(Finding {
-                        check: "daemon",
-                        location: at(&format!("\"{hook}\"")),
-                        problem: format!(
-                            "{hook} runs `verdi daemon start/restart`, but the image's /init already runs the daemon \
-                             under its supervisor: it is replaced by an unsupervised daemon, which the supervisor \
-                             neither restarts after a crash nor stops in order on `docker stop`"
-                        ),
-                        fix: format!(
-                            "restart the supervised daemon instead: `aiida-init restart {DAEMON_SERVICE}` (what \
-                             `aiida-devc init` writes)"
-                        ),
-                    });
-                }
+    /// `daemon`: no lifecycle command starts a daemon beside the supervised one.
+    fn check_daemon_hooks(&self, findings: &mut Vec<Finding>) {
+        if !self.needs_init {
+            return;
+        }
+        for hook in [
+            "onCreateCommand",
+            "updateContentCommand",
+            "postCreateCommand",
+            "postStartCommand",
+            "postAttachCommand",
+        ] {
+            let command = self
+                .config
+                .get(hook)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            if command.contains("verdi daemon start") || command.contains("verdi daemon restart") {
+                findings.push(Finding {
+                    check: "daemon",
+                    location: self.at(&format!("\"{hook}\"")),
+                    problem: format!(
+                        "{hook} runs `verdi daemon start/restart`, but the image's /init already runs the daemon \
+                         under its supervisor: it is replaced by an unsupervised daemon, which the supervisor \
+                         neither restarts after a crash nor stops in order on `docker stop`"
+                    ),
+                    fix: format!(
+                        "restart the supervised daemon instead: `aiida-init restart {DAEMON_SERVICE}` (what \
+                         `aiida-devc init` writes)"
+                    ),
+                });
             }
         }
+    }
 
-        // Architecture.
-        if let (Some(facts), Some(image)) = (&facts, &image) {
+    /// `architecture`: the local image, or else the registry's index, is for the host's.
+    fn check_architecture(&self, ca: Option<&CaBundle>, findings: &mut Vec<Finding>) {
+        let Some(image) = &self.image else {
+            return;
+        };
+        if let Some(facts) = &self.facts {
             if let Some(arch) = &facts.architecture {
                 if arch != host_architecture() {
                     findings.push(Finding {
                         check: "architecture",
-                        location: at(image),
+                        location: self.at(image),
                         problem: format!(
                             "the image {image} is built for {arch}, this host is {}: it runs under emulation, \
                              several times slower, or not at all",
@@ -277,32 +344,33 @@ impl DoctorArgs {
                     });
                 }
             }
+            return;
         }
-
-        // Architecture of an image that is not local: the registry's index must list the host's.
-        if let (None, Some(image)) = (&facts, &image) {
-            if let Some(platforms) = registry_platforms(image, ca) {
-                let host = crate::platform::Platform::host();
-                if !platforms.iter().any(|p| p.starts_with(host.docker())) {
-                    findings.push(Finding {
-                        check: "architecture",
-                        location: at(image),
-                        problem: format!(
-                            "the registry's {image} is published for {} only, this host is {}: it runs under \
-                             emulation, several times slower, or not at all",
-                            platforms.join(", "),
-                            host.docker()
-                        ),
-                        fix: format!(
-                            "publish it for {host} too (`aiida-devc images build --platform linux/amd64,linux/arm64 --push ...`) \
-                             or choose an image whose index lists {host}"
-                        ),
-                    });
-                }
+        // An image that is not local: the registry's index must list the host's.
+        if let Some(platforms) = registry_platforms(image, ca) {
+            let host = crate::platform::Platform::host();
+            if !platforms.iter().any(|p| p.starts_with(host.docker())) {
+                findings.push(Finding {
+                    check: "architecture",
+                    location: self.at(image),
+                    problem: format!(
+                        "the registry's {image} is published for {} only, this host is {}: it runs under \
+                         emulation, several times slower, or not at all",
+                        platforms.join(", "),
+                        host.docker()
+                    ),
+                    fix: format!(
+                        "publish it for {host} too (`aiida-devc images build --platform linux/amd64,linux/arm64 --push ...`) \
+                         or choose an image whose index lists {host}"
+                    ),
+                });
             }
         }
+    }
 
-        // A volume on the home.
+    /// `home-volume`: a named volume on the home, in devcontainer.json or the compose service.
+    fn check_home_volume(&self, findings: &mut Vec<Finding>) {
+        let config = &self.config;
         let mounts = config
             .get("mounts")
             .and_then(Value::as_array)
@@ -316,7 +384,7 @@ impl DoctorArgs {
             Value::String(s) => s.contains("type=volume"),
             _ => false,
         });
-        if let (None, Some(service)) = (home_mount, &service) {
+        if let (None, Some(service)) = (home_mount, &self.service) {
             let home = service
                 .volumes
                 .iter()
@@ -344,7 +412,7 @@ impl DoctorArgs {
                 });
             }
         }
-        if !is_volume && service.is_none() {
+        if !is_volume && self.service.is_none() {
             let problem = match home_mount {
                 Some(_) => format!(
                     "{HOME} is bind-mounted: a bind mount is not filled from the image, so the profile and the services' data directories are missing"
@@ -355,78 +423,83 @@ impl DoctorArgs {
             };
             findings.push(Finding {
                 check: "home-volume",
-                location: if config.get("mounts").is_some() { at("\"mounts\"") } else { at("{") },
+                location: if config.get("mounts").is_some() { self.at("\"mounts\"") } else { self.at("{") },
                 problem,
                 fix: format!(
                     "add {{ \"source\": \"aiida-home-${{devcontainerId}}\", \"target\": \"{HOME}\", \"type\": \"volume\" }} to \"mounts\""
                 ),
             });
         }
+    }
 
-        // aiida-core requirement.
-        if let Ok(meta) = plugin::read(&self.dir) {
-            let source = meta.source.display().to_string();
-            match images::choose(images::Variant::Services, meta.aiida_core.as_ref(), &[]) {
-                Err(no_image) => findings.push(Finding {
-                    check: "aiida-core",
-                    location: Location::of(&meta.source, &std::fs::read_to_string(&meta.source).unwrap_or_default(), "aiida-core").to_string(),
-                    problem: no_image.to_string(),
-                    fix: format!("relax the aiida-core requirement in {source}, or build an image for a release it accepts"),
-                }),
-                Ok(_) => {
-                    let tagged = image.as_deref().and_then(|i| i.rsplit_once(':')).and_then(|(_, t)| images::tag_version(t));
-                    if let (Some(version), Some(spec)) = (tagged, &meta.aiida_core) {
-                        if !spec.contains(&version) {
-                            findings.push(Finding {
-                                check: "aiida-core",
-                                location: at(image.as_deref().unwrap_or("image")),
-                                problem: format!("the image holds aiida-core {version}, the plugin requires {}", meta.aiida_core_display()),
-                                fix: "run `aiida-devc init` to pick an image that satisfies it".into(),
-                            });
-                        }
+    /// `aiida-core`: the plugin's requirement matches an image, and the image in use.
+    fn check_aiida_core(&self, findings: &mut Vec<Finding>) {
+        let Ok(meta) = plugin::read(self.dir) else {
+            return;
+        };
+        let image = &self.image;
+        let source = meta.source.display().to_string();
+        match images::choose(images::Variant::Services, meta.aiida_core.as_ref(), &[]) {
+            Err(no_image) => findings.push(Finding {
+                check: "aiida-core",
+                location: Location::of(&meta.source, &std::fs::read_to_string(&meta.source).unwrap_or_default(), "aiida-core").to_string(),
+                problem: no_image.to_string(),
+                fix: format!("relax the aiida-core requirement in {source}, or build an image for a release it accepts"),
+            }),
+            Ok(_) => {
+                let tagged = image.as_deref().and_then(|i| i.rsplit_once(':')).and_then(|(_, t)| images::tag_version(t));
+                if let (Some(version), Some(spec)) = (tagged, &meta.aiida_core) {
+                    if !spec.contains(&version) {
+                        findings.push(Finding {
+                            check: "aiida-core",
+                            location: self.at(image.as_deref().unwrap_or("image")),
+                            problem: format!("the image holds aiida-core {version}, the plugin requires {}", meta.aiida_core_display()),
+                            fix: "run `aiida-devc init` to pick an image that satisfies it".into(),
+                        });
                     }
                 }
             }
         }
+    }
 
-        // UID.
-        if let (Some(facts), Some(owner)) = (&facts, owner_uid) {
-            if let Some(uid) = facts.remote_uid {
-                let update_off = config.get("updateRemoteUserUID") == Some(&Value::Bool(false));
-                let numeric = remote_user.chars().all(|c| c.is_ascii_digit());
-                let taken = facts.user_with_host_uid.clone();
-                if owner != uid
-                    && cfg!(target_os = "linux")
-                    && (update_off || numeric || taken.is_some())
-                {
-                    let why = if update_off {
-                        "updateRemoteUserUID is false".to_string()
-                    } else if numeric {
-                        format!("remoteUser {remote_user} is numeric, which the CLI never remaps")
-                    } else {
-                        format!(
-                            "the image's user {} already has UID {owner}",
-                            taken.unwrap_or_default()
-                        )
-                    };
-                    findings.push(Finding {
-                        check: "uid",
-                        location: self.dir.display().to_string(),
-                        problem: format!(
-                            "the workspace belongs to UID {owner} but {remote_user} in the container is UID {uid}, \
-                             and the CLI will not remap it ({why}): the container cannot write to the workspace \
-                             (setuptools editable installs, pytest caches, git commits)"
-                        ),
-                        fix: if owner == 0 {
-                            "open the folder as a regular user, not root (or `chown -R 1000 DIR`)".into()
-                        } else {
-                            "remove \"updateRemoteUserUID\": false and use the user's name, not a number, as remoteUser".into()
-                        },
-                    });
-                }
-            }
+    /// `uid`: the container's user can write to the workspace, or the CLI will remap it.
+    fn check_uid(&self, findings: &mut Vec<Finding>) {
+        let (Some(facts), Some(owner)) = (&self.facts, self.owner_uid) else {
+            return;
+        };
+        let Some(uid) = facts.remote_uid else {
+            return;
+        };
+        let remote_user = &self.remote_user;
+        let update_off = self.config.get("updateRemoteUserUID") == Some(&Value::Bool(false));
+        let numeric = remote_user.chars().all(|c| c.is_ascii_digit());
+        let taken = facts.user_with_host_uid.clone();
+        if owner != uid && cfg!(target_os = "linux") && (update_off || numeric || taken.is_some()) {
+            let why = if update_off {
+                "updateRemoteUserUID is false".to_string()
+            } else if numeric {
+                format!("remoteUser {remote_user} is numeric, which the CLI never remaps")
+            } else {
+                format!(
+                    "the image's user {} already has UID {owner}",
+                    taken.unwrap_or_default()
+                )
+            };
+            findings.push(Finding {
+                check: "uid",
+                location: self.dir.display().to_string(),
+                problem: format!(
+                    "the workspace belongs to UID {owner} but {remote_user} in the container is UID {uid}, \
+                     and the CLI will not remap it ({why}): the container cannot write to the workspace \
+                     (setuptools editable installs, pytest caches, git commits)"
+                ),
+                fix: if owner == 0 {
+                    "open the folder as a regular user, not root (or `chown -R 1000 DIR`)".into()
+                } else {
+                    "remove \"updateRemoteUserUID\": false and use the user's name, not a number, as remoteUser".into()
+                },
+            });
         }
-        Ok(findings)
     }
 }
 
