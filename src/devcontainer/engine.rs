@@ -171,63 +171,22 @@ pub async fn up(
     config: &Value,
     extra: &Extra,
 ) -> anyhow::Result<(String, String)> {
-    for key in ["build", "dockerFile", "dockerComposeFile", "features"] {
-        if config
-            .get(key)
-            .is_some_and(|v| !v.is_null() && v != &Value::Object(Default::default()))
-        {
-            bail!(
-                "{}: `{key}` needs the reference devcontainer CLI (`npm install -g @devcontainers/cli`); \
-                 without it aiida-devc handles image-based configurations only",
-                config_file.display()
-            );
-        }
-    }
+    refuse_what_needs_the_cli(config_file, config)?;
     let image = config
         .get("image")
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("{}: no `image`", config_file.display()))?;
-    let labels = id_labels(workspace, config_file);
-    let id = devcontainer_id(&labels);
-    let basename = workspace
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let container_folder = format!("/workspaces/{basename}");
-    let mut vars: HashMap<&str, String> = local_env.iter().map(|(k, v)| (*k, v.clone())).collect();
-    vars.extend([
-        ("devcontainerId", id.clone()),
-        ("localWorkspaceFolder", workspace.display().to_string()),
-        ("localWorkspaceFolderBasename", basename.clone()),
-        ("containerWorkspaceFolder", container_folder.clone()),
-    ]);
+    let target = Target::new(local_env, workspace, config_file);
     let remote_user = config
         .get("remoteUser")
         .or_else(|| config.get("containerUser"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let mut remote_env = string_map(config.get("remoteEnv"), &vars);
+    let mut remote_env = string_map(config.get("remoteEnv"), &target.vars);
     remote_env.extend(extra.remote_env.iter().cloned());
 
-    let filters = HashMap::from([(
-        "label".to_string(),
-        labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>(),
-    )]);
-    let existing = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await?
-        .into_iter()
-        .next();
     let user = remote_user.clone().unwrap_or_else(|| "root".into());
-    let (container, created) = match existing {
+    let (container, created) = match find_container(docker, &target.labels).await? {
         Some(summary) => {
             let container = summary.id.context("a container without an id")?;
             let running =
@@ -238,67 +197,8 @@ pub async fn up(
             (container, false)
         }
         None => {
-            let mut mounts = vec![Mount {
-                typ: Some(MountType::BIND),
-                source: Some(workspace.display().to_string()),
-                target: Some(container_folder.clone()),
-                ..Default::default()
-            }];
-            for mount in config
-                .get("mounts")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                mounts.push(
-                    mount_from(mount, &vars)
-                        .with_context(|| format!("{}: mounts", config_file.display()))?,
-                );
-            }
-            mounts.extend(extra.mounts.iter().cloned());
-            let override_command = config.get("overrideCommand").and_then(Value::as_bool);
-            let inspect = docker
-                .inspect_image(image)
-                .await
-                .with_context(|| format!("the image {image}"))?;
-            let label_false = inspect
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
-                .and_then(|l| l.get("devcontainer.metadata"))
-                .is_some_and(|m| {
-                    m.contains("\"overrideCommand\":false")
-                        || m.contains("\"overrideCommand\": false")
-                });
-            let keep_entrypoint =
-                override_command == Some(false) || (override_command.is_none() && label_false);
-            let mut all_labels: HashMap<String, String> = labels.clone().into_iter().collect();
-            all_labels.insert("dev.aiida-devc.engine-api".into(), "true".into());
-            let body = ContainerCreateBody {
-                image: Some(image.to_owned()),
-                env: Some(string_map(config.get("containerEnv"), &vars)),
-                user: config
-                    .get("containerUser")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                labels: Some(all_labels),
-                entrypoint: (!keep_entrypoint).then(|| vec!["/bin/sh".into()]),
-                cmd: (!keep_entrypoint).then(|| {
-                    vec![
-                        "-c".into(),
-                        "trap 'exit 0' TERM; while sleep 1 & wait $!; do :; done".into(),
-                    ]
-                }),
-                host_config: Some(HostConfig {
-                    mounts: Some(mounts),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let created = docker
-                .create_container(None::<CreateContainerOptions>, body)
-                .await?;
-            (created.id, true)
+            let id = create_container(docker, &target, config_file, config, image, extra).await?;
+            (id, true)
         }
     };
     docker
@@ -320,7 +220,7 @@ pub async fn up(
                 docker,
                 &container,
                 &user,
-                &container_folder,
+                &target.container_folder,
                 &remote_env,
                 hook,
                 command,
@@ -329,6 +229,164 @@ pub async fn up(
         }
     }
     Ok((container, user))
+}
+
+/// Refuse a configuration that builds an image, runs Compose or installs Features.
+fn refuse_what_needs_the_cli(config_file: &Path, config: &Value) -> anyhow::Result<()> {
+    for key in ["build", "dockerFile", "dockerComposeFile", "features"] {
+        if config
+            .get(key)
+            .is_some_and(|v| !v.is_null() && v != &Value::Object(Default::default()))
+        {
+            bail!(
+                "{}: `{key}` needs the reference devcontainer CLI (`npm install -g @devcontainers/cli`); \
+                 without it aiida-devc handles image-based configurations only",
+                config_file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The dev container of one workspace and configuration: its identifying labels, where the
+/// workspace goes in it, and the variables substituted in its settings.
+struct Target {
+    labels: BTreeMap<String, String>,
+    /// The workspace on the host, and where it is bind-mounted in the container.
+    local_folder: String,
+    container_folder: String,
+    vars: HashMap<&'static str, String>,
+}
+
+impl Target {
+    fn new(
+        local_env: &HashMap<&'static str, String>,
+        workspace: &Path,
+        config_file: &Path,
+    ) -> Target {
+        let labels = id_labels(workspace, config_file);
+        let id = devcontainer_id(&labels);
+        let basename = workspace
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let container_folder = format!("/workspaces/{basename}");
+        let mut vars: HashMap<&'static str, String> =
+            local_env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        vars.extend([
+            ("devcontainerId", id),
+            ("localWorkspaceFolder", workspace.display().to_string()),
+            ("localWorkspaceFolderBasename", basename),
+            ("containerWorkspaceFolder", container_folder.clone()),
+        ]);
+        Target {
+            labels,
+            local_folder: workspace.display().to_string(),
+            container_folder,
+            vars,
+        }
+    }
+}
+
+/// The container that carries `labels`, running or not.
+async fn find_container(
+    docker: &Docker,
+    labels: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<bollard::models::ContainerSummary>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
+    )]);
+    Ok(docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Create (not start) the container of `target` from `image`; returns its id.
+async fn create_container(
+    docker: &Docker,
+    target: &Target,
+    config_file: &Path,
+    config: &Value,
+    image: &str,
+    extra: &Extra,
+) -> anyhow::Result<String> {
+    let vars = &target.vars;
+    let mut mounts = vec![Mount {
+        typ: Some(MountType::BIND),
+        source: Some(target.local_folder.clone()),
+        target: Some(target.container_folder.clone()),
+        ..Default::default()
+    }];
+    for mount in config
+        .get("mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        mounts.push(
+            mount_from(mount, vars)
+                .with_context(|| format!("{}: mounts", config_file.display()))?,
+        );
+    }
+    mounts.extend(extra.mounts.iter().cloned());
+    let keep_entrypoint = keeps_entry_point(docker, config, image).await?;
+    let mut all_labels: HashMap<String, String> = target.labels.clone().into_iter().collect();
+    all_labels.insert("dev.aiida-devc.engine-api".into(), "true".into());
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        env: Some(string_map(config.get("containerEnv"), vars)),
+        user: config
+            .get("containerUser")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        labels: Some(all_labels),
+        entrypoint: (!keep_entrypoint).then(|| vec!["/bin/sh".into()]),
+        cmd: (!keep_entrypoint).then(|| {
+            vec![
+                "-c".into(),
+                "trap 'exit 0' TERM; while sleep 1 & wait $!; do :; done".into(),
+            ]
+        }),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await?;
+    Ok(created.id)
+}
+
+/// Whether the image's entry point runs: `overrideCommand: false`, or unset and the image's
+/// `devcontainer.metadata` label sets it to false.
+async fn keeps_entry_point(docker: &Docker, config: &Value, image: &str) -> anyhow::Result<bool> {
+    let override_command = config.get("overrideCommand").and_then(Value::as_bool);
+    let inspect = docker
+        .inspect_image(image)
+        .await
+        .with_context(|| format!("the image {image}"))?;
+    let label_false = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get("devcontainer.metadata"))
+        .is_some_and(|m| {
+            m.contains("\"overrideCommand\":false") || m.contains("\"overrideCommand\": false")
+        });
+    Ok(override_command == Some(false) || (override_command.is_none() && label_false))
 }
 
 /// Where the reference CLI keeps its once-per-container markers.
