@@ -157,77 +157,11 @@ impl InitArgs {
 
     /// Everything but printing: decide, merge, and write unless `--dry-run`.
     pub fn execute(&self, host: &Host, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
-        let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
         let compose_variant = self.variant == Variant::Compose;
-        if !compose_variant {
-            for (flag, given) in [
-                ("--postgres-image", self.postgres_image.is_some()),
-                ("--rabbitmq-image", self.rabbitmq_image.is_some()),
-                ("--force", self.force),
-            ] {
-                if given {
-                    bail!("{flag} applies to `--variant compose` only");
-                }
-            }
-        }
+        self.refuse_compose_flags_elsewhere()?;
         let plugin = plugin::read(&self.dir)?;
-        let mut tags_unavailable = None;
-        let image = match &self.image {
-            Some(image) => ImageChoice {
-                image: image.clone(),
-                aiida_core: None,
-                present_locally: false,
-            },
-            None => {
-                let requirement = plugin.aiida_core.as_ref();
-                let published =
-                    images::published_tags(&self.registry, self.variant, host.ca.bundle());
-                if let images::PublishedTags::Unavailable(reason) = &published {
-                    tags_unavailable = Some(reason.clone());
-                }
-                let chosen = match &published {
-                    images::PublishedTags::Read(tags) => images::choose_published(
-                        self.variant,
-                        &self.registry,
-                        requirement,
-                        tags,
-                        &flat,
-                    )
-                    .map_err(|e| e.to_string()),
-                    images::PublishedTags::Unavailable(_) => {
-                        images::choose_from(&self.registry.image(self.variant), requirement, &flat)
-                            .map_err(|e| {
-                                format!(
-                                    "{e} (the built-in list: the tags of {}/{} could not be read)",
-                                    self.registry.host,
-                                    self.registry.path(self.variant)
-                                )
-                            })
-                    }
-                };
-                chosen.map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: {e}. Pick an image with --image, or relax the requirement",
-                        plugin.source.display()
-                    )
-                })?
-            }
-        };
-        let extras = match &self.extras {
-            Some(extras) => {
-                for extra in extras {
-                    if !plugin.extras.contains_key(extra) {
-                        bail!(
-                            "{}: the plugin declares no extra {extra:?} (it has: {})",
-                            plugin.source.display(),
-                            plugin.extras.keys().cloned().collect::<Vec<_>>().join(", ")
-                        );
-                    }
-                }
-                extras.clone()
-            }
-            None => plugin.test_extras(),
-        };
+        let (image, tags_unavailable) = self.choose_image(host, &plugin, local_tags)?;
+        let extras = self.choose_extras(&plugin)?;
         // A CA bundle is written into the configuration only when the user asked for one: the
         // file must not depend on the machine it was generated on.
         let ca = matches!(host.ca, Ca::Given(_));
@@ -251,40 +185,12 @@ impl InitArgs {
         };
         let entries = config::entries(&choices);
         let path = config_path(&self.dir);
-        let before = match fs::read_to_string(&path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(e).with_context(|| format!("{}: cannot read the file", path.display()));
-            }
-        };
+        let before = read_if_present(&path)?;
         let base = before
             .clone()
             .unwrap_or_else(|| format!("{}{{}}\n", config::header(&plugin)));
         if before.is_some() {
-            let value = merge::to_value(&path, &base)?;
-            let foreign: &[&str] = if compose_variant {
-                &["build", "dockerFile", "image"]
-            } else {
-                &["build", "dockerFile", "dockerComposeFile"]
-            };
-            for key in foreign {
-                if value.get(key).is_some() {
-                    let at = plugin::Location::of(&path, &base, &format!("\"{key}\""));
-                    if compose_variant {
-                        bail!(
-                            "{at}: this configuration uses `{key}`; `--variant compose` runs AiiDA from \
-                             `dockerComposeFile`. Remove `{key}` (and let init set `dockerComposeFile`), or \
-                             choose `--variant services` or `lite`"
-                        );
-                    }
-                    bail!(
-                        "{at}: this configuration uses `{key}`; `aiida-devc init` manages image-based \
-                         configurations (and `--variant compose`). Remove `{key}` (and let init set `image`), \
-                         or keep it and configure the container by hand"
-                    );
-                }
-            }
+            refuse_foreign_keys(&path, &base, compose_variant)?;
         }
         let (after, changes) = merge::merge(&path, &base, &entries)?;
         let must_write = before.as_deref() != Some(after.as_str());
@@ -322,6 +228,91 @@ impl InitArgs {
         })
     }
 
+    /// `--postgres-image`, `--rabbitmq-image` and `--force` mean something for the compose
+    /// variant only.
+    fn refuse_compose_flags_elsewhere(&self) -> anyhow::Result<()> {
+        if self.variant == Variant::Compose {
+            return Ok(());
+        }
+        for (flag, given) in [
+            ("--postgres-image", self.postgres_image.is_some()),
+            ("--rabbitmq-image", self.rabbitmq_image.is_some()),
+            ("--force", self.force),
+        ] {
+            if given {
+                bail!("{flag} applies to `--variant compose` only");
+            }
+        }
+        Ok(())
+    }
+
+    /// The image given with `--image`, or the newest published (else built-in or local) tag
+    /// that satisfies the plugin's aiida-core requirement; with why the published tags could
+    /// not be read, if they could not.
+    fn choose_image(
+        &self,
+        host: &Host,
+        plugin: &PluginMetadata,
+        local_tags: &[Vec<String>],
+    ) -> anyhow::Result<(ImageChoice, Option<String>)> {
+        if let Some(image) = &self.image {
+            let given = ImageChoice {
+                image: image.clone(),
+                aiida_core: None,
+                present_locally: false,
+            };
+            return Ok((given, None));
+        }
+        let flat: Vec<String> = local_tags.iter().flatten().cloned().collect();
+        let requirement = plugin.aiida_core.as_ref();
+        let published = images::published_tags(&self.registry, self.variant, host.ca.bundle());
+        let mut tags_unavailable = None;
+        if let images::PublishedTags::Unavailable(reason) = &published {
+            tags_unavailable = Some(reason.clone());
+        }
+        let chosen = match &published {
+            images::PublishedTags::Read(tags) => {
+                images::choose_published(self.variant, &self.registry, requirement, tags, &flat)
+                    .map_err(|e| e.to_string())
+            }
+            images::PublishedTags::Unavailable(_) => {
+                images::choose_from(&self.registry.image(self.variant), requirement, &flat).map_err(
+                    |e| {
+                        format!(
+                            "{e} (the built-in list: the tags of {}/{} could not be read)",
+                            self.registry.host,
+                            self.registry.path(self.variant)
+                        )
+                    },
+                )
+            }
+        };
+        let image = chosen.map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}. Pick an image with --image, or relax the requirement",
+                plugin.source.display()
+            )
+        })?;
+        Ok((image, tags_unavailable))
+    }
+
+    /// The extras given with `--extras` (each one the plugin declares), or its test extras.
+    fn choose_extras(&self, plugin: &PluginMetadata) -> anyhow::Result<Vec<String>> {
+        let Some(extras) = &self.extras else {
+            return Ok(plugin.test_extras());
+        };
+        for extra in extras {
+            if !plugin.extras.contains_key(extra) {
+                bail!(
+                    "{}: the plugin declares no extra {extra:?} (it has: {})",
+                    plugin.source.display(),
+                    plugin.extras.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        Ok(extras.clone())
+    }
+
     /// The compose file to write, or an error when a different one exists and `--force` is not
     /// given.
     fn compose_file(
@@ -357,6 +348,45 @@ impl InitArgs {
             conflict,
         })
     }
+}
+
+/// The text of the file at `path`, or `None` when there is none.
+fn read_if_present(path: &Path) -> anyhow::Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read the file", path.display())),
+    }
+}
+
+/// Refuse an existing configuration (at `path`, with text `base`) that runs its container in a
+/// way the chosen variant does not manage: a build or Compose for an image, a build or an image
+/// for Compose.
+fn refuse_foreign_keys(path: &Path, base: &str, compose_variant: bool) -> anyhow::Result<()> {
+    let value = merge::to_value(path, base)?;
+    let foreign: &[&str] = if compose_variant {
+        &["build", "dockerFile", "image"]
+    } else {
+        &["build", "dockerFile", "dockerComposeFile"]
+    };
+    for key in foreign {
+        if value.get(key).is_some() {
+            let at = plugin::Location::of(path, base, &format!("\"{key}\""));
+            if compose_variant {
+                bail!(
+                    "{at}: this configuration uses `{key}`; `--variant compose` runs AiiDA from \
+                     `dockerComposeFile`. Remove `{key}` (and let init set `dockerComposeFile`), or \
+                     choose `--variant services` or `lite`"
+                );
+            }
+            bail!(
+                "{at}: this configuration uses `{key}`; `aiida-devc init` manages image-based \
+                 configurations (and `--variant compose`). Remove `{key}` (and let init set `image`), \
+                 or keep it and configure the container by hand"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Write through a temporary file in the same folder and a rename: never half a file.
