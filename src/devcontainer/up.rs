@@ -211,6 +211,51 @@ pub fn format_timeline(timeline: &Timeline) -> String {
     out
 }
 
+/// The variables that make pip, OpenSSL and requests trust the CA bundle.
+const CA_VARS: [&str; 3] = ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"];
+
+/// How a CA bundle reaches the container (see the module documentation).
+#[derive(Debug, Default)]
+struct CaPassing {
+    /// The bundle to name in `AIIDA_DEVC_CA_CERT`, which the configuration mounts.
+    env: Option<PathBuf>,
+    /// The bundle to mount, with its environment, for this run only.
+    run: Option<PathBuf>,
+}
+
+impl CaPassing {
+    /// The variable the configuration (at `path`, read as `value`) names when it mounts one,
+    /// or else the bundle in use (`bundle`) for this run only.
+    fn resolve(
+        path: &Path,
+        value: &Value,
+        bundle: Option<&crate::host::ca::CaBundle>,
+    ) -> anyhow::Result<CaPassing> {
+        let config_mounts_ca = value
+            .get("mounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| {
+                m.iter()
+                    .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
+            });
+        let mut passing = CaPassing::default();
+        if config_mounts_ca {
+            if std::env::var_os(CA_ENV).is_none() {
+                let bundle = bundle.ok_or_else(|| {
+                    anyhow!(
+                        "{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle",
+                        path.display()
+                    )
+                })?;
+                passing.env = Some(bundle.path.clone());
+            }
+        } else if let Some(bundle) = bundle {
+            passing.run = Some(bundle.path.clone());
+        }
+        Ok(passing)
+    }
+}
+
 impl UpArgs {
     pub fn run(&self, host: &Host) -> anyhow::Result<()> {
         let started = Instant::now();
@@ -238,33 +283,7 @@ impl UpArgs {
                 );
             }
         }
-
-        let config_mounts_ca = value
-            .get("mounts")
-            .and_then(Value::as_array)
-            .is_some_and(|m| {
-                m.iter()
-                    .any(|i| merge::identity(i) == format!("target={CA_TARGET}"))
-            });
-        let bundle = host.ca.bundle();
-        // The CA option (see the module documentation): the variable the configuration names, or
-        // a mount and environment for this run only.
-        let mut ca_env: Option<PathBuf> = None;
-        let mut ca_run: Option<PathBuf> = None;
-        if config_mounts_ca {
-            if std::env::var_os(CA_ENV).is_none() {
-                let bundle = bundle.as_ref().ok_or_else(|| {
-                    anyhow!(
-                        "{}: the configuration mounts ${{localEnv:{CA_ENV}}}; set {CA_ENV} to a CA bundle",
-                        path.display()
-                    )
-                })?;
-                ca_env = Some(bundle.path.clone());
-            }
-        } else if let Some(bundle) = &bundle {
-            ca_run = Some(bundle.path.clone());
-        }
-        const CA_VARS: [&str; 3] = ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"];
+        let ca = CaPassing::resolve(&path, &value, host.ca.bundle())?;
 
         let cli = if self.engine_api {
             None
@@ -272,57 +291,7 @@ impl UpArgs {
             find_cli(self.devcontainer_cli.as_deref())
         };
         let (container, user) = match cli {
-            Some(cli) => {
-                let mut command = Command::new(&cli);
-                command.arg("up").arg("--workspace-folder").arg(&dir);
-                if let Some(ca) = &ca_env {
-                    command.env(CA_ENV, ca);
-                }
-                if let Some(ca) = &ca_run {
-                    command.arg("--mount").arg(format!(
-                        "type=bind,source={},target={CA_TARGET}",
-                        ca.display()
-                    ));
-                    for var in CA_VARS {
-                        command
-                            .arg("--remote-env")
-                            .arg(format!("{var}={CA_TARGET}"));
-                    }
-                }
-                eprintln!(
-                    "aiida-devc: bringing up {} with {}",
-                    dir.display(),
-                    cli.display()
-                );
-                let output = command
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .with_context(|| format!("cannot run {}", cli.display()))?;
-                let stdout = String::from_utf8_lossy(&output.stdout);
-                let result: Value = stdout
-                    .lines()
-                    .rev()
-                    .find_map(|l| serde_json::from_str(l).ok())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "`devcontainer up` failed ({}) and printed no result:\n{stdout}",
-                            output.status
-                        )
-                    })?;
-                if result["outcome"] != "success" {
-                    bail!("`devcontainer up` failed: {result}");
-                }
-                let container = result["containerId"]
-                    .as_str()
-                    .context("`devcontainer up` gave no containerId")?
-                    .to_owned();
-                let user = result["remoteUser"]
-                    .as_str()
-                    .unwrap_or(config::USER)
-                    .to_owned();
-                (container, user)
-            }
+            Some(cli) => up_with_cli(&cli, &dir, &ca)?,
             None => {
                 eprintln!(
                     "aiida-devc: bringing up {} through the Docker Engine API{}",
@@ -333,40 +302,33 @@ impl UpArgs {
                         " (no reference devcontainer CLI found)"
                     }
                 );
-                let mut local_env = std::collections::HashMap::new();
-                if let Some(ca) = &ca_env {
-                    local_env.insert(CA_ENV, ca.display().to_string());
-                }
-                let mut extra = engine::Extra::default();
-                if let Some(ca) = &ca_run {
-                    extra.mounts.push(bollard::models::Mount {
-                        typ: Some(bollard::models::MountType::BIND),
-                        source: Some(ca.display().to_string()),
-                        target: Some(CA_TARGET.into()),
-                        read_only: Some(true),
-                        ..Default::default()
-                    });
-                    extra.remote_env = CA_VARS.iter().map(|v| format!("{v}={CA_TARGET}")).collect();
-                }
-                rt.block_on(engine::up(&docker, &local_env, &dir, &path, &value, &extra))?
+                rt.block_on(up_with_engine_api(&docker, &dir, &path, &value, &ca))?
             }
         };
         let up_secs = started.elapsed().as_secs_f64();
+        rt.block_on(self.report_readiness(&docker, &container, &user, started, up_secs))
+    }
 
+    /// Wait for AiiDA in the container, print the timeline and `verdi status`; an error when
+    /// AiiDA did not become ready or `verdi status` reports a problem.
+    async fn report_readiness(
+        &self,
+        docker: &Docker,
+        container: &str,
+        user: &str,
+        started: Instant,
+        up_secs: f64,
+    ) -> anyhow::Result<()> {
         let timeout = self.timeout.to_string();
-        let wait = rt.block_on(exec(
-            &docker,
-            &container,
-            &user,
+        let wait = exec(
+            docker,
+            container,
+            user,
             &["aiida-init", "wait", "--timeout", &timeout],
-        ))?;
+        )
+        .await?;
         let ready_secs = started.elapsed().as_secs_f64();
-        let status = rt.block_on(exec(
-            &docker,
-            &container,
-            &user,
-            &["aiida-init", "status", "--json"],
-        ))?;
+        let status = exec(docker, container, user, &["aiida-init", "status", "--json"]).await?;
         println!(
             "container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s",
             &container[..12.min(container.len())]
@@ -381,7 +343,7 @@ impl UpArgs {
                 status.stdout, status.stderr
             ),
         }
-        let verdi = rt.block_on(exec(&docker, &container, &user, &["verdi", "status"]))?;
+        let verdi = exec(docker, container, user, &["verdi", "status"]).await?;
         print!("\nverdi status:\n{}{}", verdi.stdout, verdi.stderr);
         if wait.exit_code != 0 {
             bail!(
@@ -399,6 +361,85 @@ impl UpArgs {
         }
         Ok(())
     }
+}
+
+/// `devcontainer up` with the reference CLI; the container id and remote user it reports.
+fn up_with_cli(cli: &Path, dir: &Path, ca: &CaPassing) -> anyhow::Result<(String, String)> {
+    let mut command = Command::new(cli);
+    command.arg("up").arg("--workspace-folder").arg(dir);
+    if let Some(ca) = &ca.env {
+        command.env(CA_ENV, ca);
+    }
+    if let Some(ca) = &ca.run {
+        command.arg("--mount").arg(format!(
+            "type=bind,source={},target={CA_TARGET}",
+            ca.display()
+        ));
+        for var in CA_VARS {
+            command
+                .arg("--remote-env")
+                .arg(format!("{var}={CA_TARGET}"));
+        }
+    }
+    eprintln!(
+        "aiida-devc: bringing up {} with {}",
+        dir.display(),
+        cli.display()
+    );
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", cli.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "`devcontainer up` failed ({}) and printed no result:\n{stdout}",
+                output.status
+            )
+        })?;
+    if result["outcome"] != "success" {
+        bail!("`devcontainer up` failed: {result}");
+    }
+    let container = result["containerId"]
+        .as_str()
+        .context("`devcontainer up` gave no containerId")?
+        .to_owned();
+    let user = result["remoteUser"]
+        .as_str()
+        .unwrap_or(config::USER)
+        .to_owned();
+    Ok((container, user))
+}
+
+/// The same container through the Docker Engine API ([`engine::up`]); its id and remote user.
+async fn up_with_engine_api(
+    docker: &Docker,
+    dir: &Path,
+    path: &Path,
+    value: &Value,
+    ca: &CaPassing,
+) -> anyhow::Result<(String, String)> {
+    let mut local_env = std::collections::HashMap::new();
+    if let Some(ca) = &ca.env {
+        local_env.insert(CA_ENV, ca.display().to_string());
+    }
+    let mut extra = engine::Extra::default();
+    if let Some(ca) = &ca.run {
+        extra.mounts.push(bollard::models::Mount {
+            typ: Some(bollard::models::MountType::BIND),
+            source: Some(ca.display().to_string()),
+            target: Some(CA_TARGET.into()),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        extra.remote_env = CA_VARS.iter().map(|v| format!("{v}={CA_TARGET}")).collect();
+    }
+    engine::up(docker, &local_env, dir, path, value, &extra).await
 }
 
 fn plugin_location(path: &Path, text: &str, needle: &str) -> crate::plugin::Location {
