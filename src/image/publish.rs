@@ -120,6 +120,38 @@ impl Plan {
     ) -> anyhow::Result<Published> {
         let steps = Steps::new();
         // Everything local is checked before anything leaves the machine.
+        self.check_local_images(docker).await?;
+        // 1. The release gate.
+        self.release_gate(docker, &steps).await?;
+        let versions = self.versions(docker).await?;
+
+        let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
+        let ca = host.ca.bundle().cloned();
+        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
+
+        // 2. Every platform's image, by digest.
+        let manifests = self
+            .push_platform_images(docker, &registry, credential.as_ref(), &steps)
+            .await?;
+
+        // 3. One index per tag, last.
+        let mut published = Vec::new();
+        for &kind in &self.kinds {
+            let image = self
+                .write_indexes(&registry, kind, &versions[&kind], &manifests[&kind], &steps)
+                .await?;
+            published.push(image);
+        }
+        let published = Published {
+            registry: self.registry.clone(),
+            images: published,
+        };
+        self.print(&published)?;
+        Ok(published)
+    }
+
+    /// Every local image to publish is there, and built for its platform.
+    async fn check_local_images(&self, docker: &Docker) -> anyhow::Result<()> {
         for &kind in &self.kinds {
             for &platform in &self.platforms {
                 let image = self.local_image(kind, platform);
@@ -136,8 +168,11 @@ impl Plan {
                 }
             }
         }
+        Ok(())
+    }
 
-        // 1. The release gate.
+    /// The smoke test of every platform's with-services image; the first failure stops all.
+    async fn release_gate(&self, docker: &Docker, steps: &Steps) -> anyhow::Result<()> {
         for &platform in &self.platforms {
             let image = self.local_image(ImageKind::WithServices, platform);
             let step = steps.start(format!("smoke test {platform}: {image}"));
@@ -151,8 +186,15 @@ impl Plan {
                 }
             }
         }
+        Ok(())
+    }
 
-        // The tags, from what the images hold (every platform must agree).
+    /// The versions each kind of image holds, which the tags come from (every platform must
+    /// agree).
+    async fn versions(
+        &self,
+        docker: &Docker,
+    ) -> anyhow::Result<BTreeMap<ImageKind, naming::Versions>> {
         let mut versions = BTreeMap::new();
         for &kind in &self.kinds {
             let mut found: Option<naming::Versions> = None;
@@ -172,12 +214,19 @@ impl Plan {
             }
             versions.insert(kind, found.expect("at least one platform"));
         }
+        Ok(versions)
+    }
 
-        let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
-        let ca = host.ca.bundle().cloned();
-        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
-
-        // 2. Every platform's image, by digest.
+    /// Push every platform's image under its per-platform tag; the manifest the registry serves
+    /// for each, per kind.
+    async fn push_platform_images(
+        &self,
+        docker: &Docker,
+        registry: &Registry,
+        credential: Option<&Credential>,
+        steps: &Steps,
+    ) -> anyhow::Result<BTreeMap<ImageKind, Vec<(Platform, crate::oci::registry::Descriptor)>>>
+    {
         let mut manifests: BTreeMap<ImageKind, Vec<(Platform, crate::oci::registry::Descriptor)>> =
             BTreeMap::new();
         for &kind in &self.kinds {
@@ -188,7 +237,7 @@ impl Plan {
                 let tag = self.platform_tag(platform);
                 let step = steps.start(format!("push {}:{tag}", name.0));
                 driver::tag(docker, &local, &name.0, std::slice::from_ref(&tag)).await?;
-                if let Err(e) = push(docker, &name.0, &tag, credential.as_ref()).await {
+                if let Err(e) = push(docker, &name.0, &tag, credential).await {
                     step.fail();
                     return Err(e);
                 }
@@ -209,60 +258,67 @@ impl Plan {
                     .push((platform, descriptor));
             }
         }
+        Ok(manifests)
+    }
 
-        // 3. One index per tag, last.
-        let mut published = Vec::new();
-        for &kind in &self.kinds {
-            let name = self.repo.image(kind);
-            let repository = repository_path(&name.0, &self.registry);
-            let existing = registry.list_tags(&repository).await?;
-            let latest = moves_latest(&self.aiida_version, &existing);
-            let mut tags = naming::tags(&versions[&kind], latest);
-            if kind == ImageKind::Base {
-                tags.retain(|t| !t.starts_with("postgresql-"));
-            }
-            for extra in &self.extra_tags {
-                if !tags.contains(extra) {
-                    tags.push(extra.clone());
-                }
-            }
-            let entries = &manifests[&kind];
-            let index = image_index(entries);
-            let mut index_digest = String::new();
-            for tag in &tags {
-                let step = steps.start(format!("index {}:{tag}", name.0));
-                registry.push_index(&repository, tag, index.clone()).await?;
-                let written = registry
-                    .descriptor(&repository, tag)
-                    .await?
-                    .with_context(|| {
-                        format!(
-                            "{}:{tag} was written but the registry does not serve it",
-                            name.0
-                        )
-                    })?;
-                step.done(written.digest.clone());
-                index_digest = written.digest;
-            }
-            published.push(PublishedImage {
-                repository: name.0.clone(),
-                index_digest,
-                tags,
-                platforms: entries
-                    .iter()
-                    .map(|(platform, d)| PublishedPlatform {
-                        platform: oci_platform_name(*platform),
-                        digest: d.digest.clone(),
-                    })
-                    .collect(),
-            });
+    /// Write the index of `entries` (the platforms' manifests of `kind`) under every tag that
+    /// `versions` and the options give; what was published.
+    async fn write_indexes(
+        &self,
+        registry: &Registry,
+        kind: ImageKind,
+        versions: &naming::Versions,
+        entries: &[(Platform, crate::oci::registry::Descriptor)],
+        steps: &Steps,
+    ) -> anyhow::Result<PublishedImage> {
+        let name = self.repo.image(kind);
+        let repository = repository_path(&name.0, &self.registry);
+        let existing = registry.list_tags(&repository).await?;
+        let latest = moves_latest(&self.aiida_version, &existing);
+        let mut tags = naming::tags(versions, latest);
+        if kind == ImageKind::Base {
+            tags.retain(|t| !t.starts_with("postgresql-"));
         }
-        let published = Published {
-            registry: self.registry.clone(),
-            images: published,
-        };
+        for extra in &self.extra_tags {
+            if !tags.contains(extra) {
+                tags.push(extra.clone());
+            }
+        }
+        let index = image_index(entries);
+        let mut index_digest = String::new();
+        for tag in &tags {
+            let step = steps.start(format!("index {}:{tag}", name.0));
+            registry.push_index(&repository, tag, index.clone()).await?;
+            let written = registry
+                .descriptor(&repository, tag)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "{}:{tag} was written but the registry does not serve it",
+                        name.0
+                    )
+                })?;
+            step.done(written.digest.clone());
+            index_digest = written.digest;
+        }
+        Ok(PublishedImage {
+            repository: name.0.clone(),
+            index_digest,
+            tags,
+            platforms: entries
+                .iter()
+                .map(|(platform, d)| PublishedPlatform {
+                    platform: oci_platform_name(*platform),
+                    digest: d.digest.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The result on stdout: JSON with `--json`, else one line per image.
+    fn print(&self, published: &Published) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&published)?);
+            println!("{}", serde_json::to_string_pretty(published)?);
         } else {
             for image in &published.images {
                 println!(
@@ -279,7 +335,7 @@ impl Plan {
                 );
             }
         }
-        Ok(published)
+        Ok(())
     }
 }
 
