@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::support::Workspace;
 use crate::support::collections::{
-    aiida_devc, devcontainer, namespace, place_ca_bundle, scratch_copy, tar_entries,
+    aiida_devc, devcontainer, namespace, place_ca_bundle, publish_features, scratch_copy,
+    tar_entries,
 };
 use crate::support::registry::Registry;
 
@@ -179,21 +180,9 @@ fn the_reference_cli_reads_what_we_publish() {
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("features");
-    let run = aiida_devc(
-        &[
-            "features",
-            "publish",
-            features.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-            "--json",
-        ],
-        &[],
-    )
-    .ok("aiida-devc features publish");
-    let result = run.json();
+    let result = publish_features(&features.join("src"), &registry.host, &ns, &["--json"])
+        .ok("aiida-devc features publish")
+        .json();
     for id in ["aiida-core", "aiida-services"] {
         assert_eq!(
             result[id]["publishedTags"],
@@ -204,75 +193,82 @@ fn the_reference_cli_reads_what_we_publish() {
             registry.tags(&format!("{ns}/{id}")),
             ["0", "0.1", "0.1.0", "latest"]
         );
-
-        let reference = format!("{}/{ns}/{id}", registry.host);
-        let manifest = devcontainer(&[
-            "features",
-            "info",
-            "manifest",
-            &reference,
-            "--output-format",
-            "json",
-        ])
-        .ok("features info manifest");
-        let manifest = manifest.json();
-        let canonical = manifest["canonicalId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        assert_eq!(
-            canonical,
-            format!("{reference}@{}", result[id]["digest"].as_str().unwrap()),
-            "{manifest}"
-        );
-        let manifest = &manifest["manifest"];
-        assert_eq!(
-            manifest["config"]["mediaType"], "application/vnd.devcontainers",
-            "{manifest}"
-        );
-        assert_eq!(
-            manifest["config"]["digest"],
-            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
-        assert_eq!(manifest["config"]["size"], 2);
-        assert_eq!(
-            manifest["layers"][0]["mediaType"],
-            "application/vnd.devcontainers.layer.v1+tar"
-        );
-        assert_eq!(
-            manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
-            format!("devcontainer-feature-{id}.tgz")
-        );
-        let metadata: serde_json::Value = serde_json::from_str(
-            manifest["annotations"]["dev.containers.metadata"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(metadata["id"], id);
-        assert_eq!(
-            result[id]["digest"],
-            serde_json::json!(manifest_digest(registry, &format!("{ns}/{id}")))
-        );
-
-        let tags = devcontainer(&[
-            "features",
-            "info",
-            "tags",
-            &reference,
-            "--output-format",
-            "json",
-        ])
-        .ok("features info tags");
-        let mut tags: Vec<String> =
-            serde_json::from_value(tags.json()["publishedTags"].clone()).unwrap();
-        tags.sort();
-        assert_eq!(tags, ["0", "0.1", "0.1.0", "latest"]);
+        let digest = result[id]["digest"].as_str().unwrap();
+        assert_reference_cli_reads_the_manifest(registry, &ns, id, digest);
+        assert_reference_cli_lists_the_tags(&format!("{}/{ns}/{id}", registry.host));
     }
-    // The collection artifact at <namespace>:latest.
+    assert_collection_lists(registry, &ns, &["aiida-core", "aiida-services"]);
+}
+
+/// `devcontainer features info manifest` reads the Feature `id` published under `ns` with
+/// `digest`: a devcontainers artifact whose annotation holds its metadata.
+fn assert_reference_cli_reads_the_manifest(registry: &Registry, ns: &str, id: &str, digest: &str) {
+    let reference = format!("{}/{ns}/{id}", registry.host);
+    let manifest = devcontainer(&[
+        "features",
+        "info",
+        "manifest",
+        &reference,
+        "--output-format",
+        "json",
+    ])
+    .ok("features info manifest");
+    let manifest = manifest.json();
+    let canonical = manifest["canonicalId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(canonical, format!("{reference}@{digest}"), "{manifest}");
+    let manifest = &manifest["manifest"];
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.devcontainers",
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["config"]["digest"],
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+    assert_eq!(manifest["config"]["size"], 2);
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.devcontainers.layer.v1+tar"
+    );
+    assert_eq!(
+        manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
+        format!("devcontainer-feature-{id}.tgz")
+    );
+    let metadata: serde_json::Value = serde_json::from_str(
+        manifest["annotations"]["dev.containers.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metadata["id"], id);
+    assert_eq!(digest, manifest_digest(registry, &format!("{ns}/{id}")));
+}
+
+/// `devcontainer features info tags` lists the tags of the first release.
+fn assert_reference_cli_lists_the_tags(reference: &str) {
+    let tags = devcontainer(&[
+        "features",
+        "info",
+        "tags",
+        reference,
+        "--output-format",
+        "json",
+    ])
+    .ok("features info tags");
+    let mut tags: Vec<String> =
+        serde_json::from_value(tags.json()["publishedTags"].clone()).unwrap();
+    tags.sort();
+    assert_eq!(tags, ["0", "0.1", "0.1.0", "latest"]);
+}
+
+/// The collection artifact at `<ns>:latest` lists the Features `ids`.
+fn assert_collection_lists(registry: &Registry, ns: &str, ids: &[&str]) {
     let collection: serde_json::Value = serde_json::from_str(
         &registry
-            .manifest(&ns, "latest")
+            .manifest(ns, "latest")
             .expect("a collection manifest"),
     )
     .unwrap();
@@ -286,15 +282,15 @@ fn the_reference_cli_reads_what_we_publish() {
         "devcontainer-collection.json"
     );
     let json: serde_json::Value =
-        serde_json::from_slice(&registry.blob(&ns, layer["digest"].as_str().unwrap())).unwrap();
+        serde_json::from_slice(&registry.blob(ns, layer["digest"].as_str().unwrap())).unwrap();
     assert_eq!(json["sourceInformation"]["source"], "devcontainer-cli");
-    let ids: Vec<&str> = json["features"]
+    let listed: Vec<&str> = json["features"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["aiida-core", "aiida-services"]);
+    assert_eq!(listed, ids);
 }
 
 fn manifest_digest(registry: &Registry, repository: &str) -> String {
@@ -380,137 +376,13 @@ fn republishing_changes_nothing_and_floating_tags_only_move_forward() {
 #[test]
 fn each_bad_input_gives_its_error_and_pushes_nothing() {
     let registry = Registry::shared();
-    struct Case {
-        what: &'static str,
-        json: &'static str,
-        install: bool,
-        expect: &'static str,
-    }
-    let cases = [
-        Case {
-            what: "syntax",
-            json: "{\n  \"id\": \"hello\",\n  \"version\": \"1.0.0\"\n  \"name\": \"x\"\n}",
-            install: true,
-            expect: "devcontainer-feature.json:3:21: invalid JSON: Expected comma",
-        },
-        Case {
-            what: "dollar",
-            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"$(id)\"}}}",
-            install: true,
-            expect: "devcontainer-feature.json:2:49: the value \"$(id)\" of option 'a' contains a '$'",
-        },
-        Case {
-            what: "quote",
-            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"x\", \"proposals\": [\"a\\\"b\"]}}}",
-            install: true,
-            expect: "devcontainer-feature.json:2:68: the value \"a\\\"b\" of option 'a' contains a double quote",
-        },
-        Case {
-            what: "backtick",
-            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"enum\": [\"`id`\"], \"default\": \"`id`\"}}}",
-            install: true,
-            expect: "contains a backtick",
-        },
-        Case {
-            what: "newline",
-            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"a\\nb\"}}}",
-            install: true,
-            expect: "contains a newline",
-        },
-        Case {
-            what: "version",
-            json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}",
-            install: true,
-            expect: "devcontainer-feature.json:1:28: version '1.0' is not a semantic version",
-        },
-        Case {
-            what: "install",
-            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\"}",
-            install: false,
-            expect: "has no install.sh",
-        },
-        Case {
-            what: "unknown",
-            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}",
-            install: true,
-            expect: "devcontainer-feature.json:1:50: unknown property 'colour'",
-        },
-    ];
-    for case in cases {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            &dir.path().join("src/hello/devcontainer-feature.json"),
-            case.json,
-        );
-        if case.install {
-            write(&dir.path().join("src/hello/install.sh"), "#!/bin/sh\n");
-        }
-        // A good Feature beside the bad one must not be pushed either.
-        write(
-            &dir.path().join("src/good/devcontainer-feature.json"),
-            r#"{"id": "good", "version": "1.0.0", "name": "Good"}"#,
-        );
-        write(&dir.path().join("src/good/install.sh"), "#!/bin/sh\n");
-        let ns = namespace(case.what);
-        let run = aiida_devc(
-            &[
-                "features",
-                "publish",
-                dir.path().join("src").to_str().unwrap(),
-                "-r",
-                &registry.host,
-                "-n",
-                &ns,
-            ],
-            &[],
-        );
-        assert!(!run.success, "{}: publish succeeded", case.what);
-        assert!(
-            run.stderr.contains(case.expect),
-            "{}: expected {:?} in:\n{}",
-            case.what,
-            case.expect,
-            run.stderr
-        );
-        assert!(
-            run.stderr.contains("nothing was packaged or pushed"),
-            "{}",
-            run.stderr
-        );
-        let pushed: Vec<String> = registry
-            .repositories()
-            .into_iter()
-            .filter(|r| r.starts_with(&ns))
-            .collect();
-        assert!(pushed.is_empty(), "{}: pushed {pushed:?}", case.what);
-        // validate reports the same problem, with --json for CI.
-        let validate = aiida_devc(
-            &[
-                "features",
-                "validate",
-                "--json",
-                dir.path().join("src").to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert!(!validate.success);
-        assert_eq!(validate.json()["valid"], false);
+    for case in bad_feature_cases() {
+        assert_refused_with_nothing_pushed(registry, &case);
     }
     // A bad namespace or registry is refused before anything is read.
     let good = hello_collection("1.0.0");
     let src = good.path().join("src");
-    let run = aiida_devc(
-        &[
-            "features",
-            "publish",
-            src.to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            "Bad/Namespace",
-        ],
-        &[],
-    );
+    let run = publish_features(&src, &registry.host, "Bad/Namespace", &[]);
     assert!(
         !run.success
             && run
@@ -519,18 +391,7 @@ fn each_bad_input_gives_its_error_and_pushes_nothing() {
         "{}",
         run.stderr
     );
-    let run = aiida_devc(
-        &[
-            "features",
-            "publish",
-            src.to_str().unwrap(),
-            "-r",
-            "http://localhost:1",
-            "-n",
-            "a/b",
-        ],
-        &[],
-    );
+    let run = publish_features(&src, "http://localhost:1", "a/b", &[]);
     assert!(
         !run.success
             && run
@@ -539,6 +400,120 @@ fn each_bad_input_gives_its_error_and_pushes_nothing() {
         "{}",
         run.stderr
     );
+}
+
+/// A Feature with bad metadata (or no install.sh), and the error that names what is wrong.
+struct BadFeature {
+    what: &'static str,
+    json: &'static str,
+    install: bool,
+    expect: &'static str,
+}
+
+/// One bad Feature per kind of mistake.
+fn bad_feature_cases() -> [BadFeature; 8] {
+    [
+        BadFeature {
+            what: "syntax",
+            json: "{\n  \"id\": \"hello\",\n  \"version\": \"1.0.0\"\n  \"name\": \"x\"\n}",
+            install: true,
+            expect: "devcontainer-feature.json:3:21: invalid JSON: Expected comma",
+        },
+        BadFeature {
+            what: "dollar",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"$(id)\"}}}",
+            install: true,
+            expect: "devcontainer-feature.json:2:49: the value \"$(id)\" of option 'a' contains a '$'",
+        },
+        BadFeature {
+            what: "quote",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"x\", \"proposals\": [\"a\\\"b\"]}}}",
+            install: true,
+            expect: "devcontainer-feature.json:2:68: the value \"a\\\"b\" of option 'a' contains a double quote",
+        },
+        BadFeature {
+            what: "backtick",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"enum\": [\"`id`\"], \"default\": \"`id`\"}}}",
+            install: true,
+            expect: "contains a backtick",
+        },
+        BadFeature {
+            what: "newline",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"a\\nb\"}}}",
+            install: true,
+            expect: "contains a newline",
+        },
+        BadFeature {
+            what: "version",
+            json: "{\"id\": \"hello\", \"version\": \"1.0\", \"name\": \"x\"}",
+            install: true,
+            expect: "devcontainer-feature.json:1:28: version '1.0' is not a semantic version",
+        },
+        BadFeature {
+            what: "install",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\"}",
+            install: false,
+            expect: "has no install.sh",
+        },
+        BadFeature {
+            what: "unknown",
+            json: "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"x\", \"colour\": \"red\"}",
+            install: true,
+            expect: "devcontainer-feature.json:1:50: unknown property 'colour'",
+        },
+    ]
+}
+
+/// Publishing `case` beside a good Feature fails with its error and pushes neither; `validate`
+/// reports it too.
+fn assert_refused_with_nothing_pushed(registry: &Registry, case: &BadFeature) {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("src/hello/devcontainer-feature.json"),
+        case.json,
+    );
+    if case.install {
+        write(&dir.path().join("src/hello/install.sh"), "#!/bin/sh\n");
+    }
+    // A good Feature beside the bad one must not be pushed either.
+    write(
+        &dir.path().join("src/good/devcontainer-feature.json"),
+        r#"{"id": "good", "version": "1.0.0", "name": "Good"}"#,
+    );
+    write(&dir.path().join("src/good/install.sh"), "#!/bin/sh\n");
+    let ns = namespace(case.what);
+    let run = publish_features(&dir.path().join("src"), &registry.host, &ns, &[]);
+    assert!(!run.success, "{}: publish succeeded", case.what);
+    assert!(
+        run.stderr.contains(case.expect),
+        "{}: expected {:?} in:\n{}",
+        case.what,
+        case.expect,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("nothing was packaged or pushed"),
+        "{}",
+        run.stderr
+    );
+    let pushed: Vec<String> = registry
+        .repositories()
+        .into_iter()
+        .filter(|r| r.starts_with(&ns))
+        .collect();
+    assert!(pushed.is_empty(), "{}: pushed {pushed:?}", case.what);
+    // validate reports the same problem, with --json for CI.
+    let validate = aiida_devc(
+        &[
+            "features",
+            "validate",
+            "--json",
+            dir.path().join("src").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!validate.success);
+    assert_eq!(validate.json()["valid"], false);
 }
 
 #[test]

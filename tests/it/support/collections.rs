@@ -62,6 +62,21 @@ pub fn aiida_devc(args: &[&str], env: &[(&str, &str)]) -> Run {
     Run::from(command.output().expect("run aiida-devc"))
 }
 
+/// `aiida-devc features publish SRC -r REGISTRY -n NAMESPACE`, then the `extra` arguments.
+pub fn publish_features(src: &Path, registry: &str, namespace: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "features",
+        "publish",
+        src.to_str().unwrap(),
+        "-r",
+        registry,
+        "-n",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    aiida_devc(&args, &[])
+}
+
 /// Run the reference devcontainer CLI.
 pub fn devcontainer(args: &[&str]) -> Run {
     Run::from(
