@@ -9,13 +9,13 @@
 //! tests), docker-compose, the reference CLI, and PyPI (through the CA option behind a
 //! TLS-intercepting proxy) for the plugin's test extras.
 
-use std::time::Instant;
-
 use crate::support::compose::{
     ComposeProject, POSTGRES_IMAGE, RABBITMQ_IMAGE, build_service_images,
 };
 use crate::support::copy_tree;
-use crate::support::plugin_workspace::{PluginWorkspace, aiida_devc, git, sample_plugin, text};
+use crate::support::plugin_workspace::{
+    CaEnv, PluginWorkspace, assert_verdi_all_green, sample_plugin,
+};
 
 #[test]
 fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() {
@@ -28,25 +28,12 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
 
     copy_tree(&sample_plugin(), ws.path());
     std::fs::remove_dir_all(ws.path().join(".devcontainer")).unwrap();
-    git(ws.path(), &["init", "--quiet"]);
-    git(ws.path(), &["add", "--all"]);
-    git(
-        ws.path(),
-        &["commit", "--quiet", "--message", "the sample plugin"],
-    );
-    // A developer's own checkout: the image user's UID owns it.
-    ws.chown(1000, 100);
+    ws.commit_as_checkout("the sample plugin");
 
-    let ca = crate::support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
-    let env: Vec<(&str, &str)> = ca
-        .iter()
-        .map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str()))
-        .collect();
-    let init = aiida_devc(
-        ws.path(),
+    let ca = CaEnv::of_host();
+    let env = ca.vars();
+    let init_out = ws.init(
         &[
-            "init",
-            ".",
             "--variant",
             "compose",
             "--postgres-image",
@@ -56,36 +43,14 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
         ],
         &env,
     );
-    let init_out = text(&init.stdout);
-    assert!(
-        init.status.success(),
-        "init failed:\n{init_out}\n{}",
-        text(&init.stderr)
-    );
     assert!(
         init_out.contains("image: aiidateam/aiida-core-base:aiida-2.9.4"),
         "{init_out}"
     );
     // As where the container is opened: the variable the config mounts is set.
-    let doctor = aiida_devc(ws.path(), &["doctor", "."], &env);
-    assert!(
-        doctor.status.success(),
-        "doctor finds problems in init's output:\n{}",
-        text(&doctor.stdout)
-    );
+    ws.assert_doctor_finds_nothing(&env);
 
-    let started = Instant::now();
-    let up = ws.devcontainer(&["up"], &env);
-    assert!(
-        up.status.success(),
-        "devcontainer up failed:\n{}\n{}",
-        text(&up.stdout),
-        text(&up.stderr)
-    );
-    eprintln!(
-        "devcontainer up (three containers, pip install, ready): {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    ws.up(&env, "three containers, pip install, ready");
     assert_eq!(
         project.containers().len(),
         3,
@@ -93,24 +58,7 @@ fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() 
     );
 
     let status = ws.exec(&["verdi", "status"], &env);
-    let components: Vec<&str> = status
-        .lines()
-        .filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺'))
-        .collect();
-    assert!(
-        components.len() >= 5,
-        "verdi status is incomplete:\n{status}"
-    );
-    assert!(
-        components.iter().all(|l| l.trim_start().starts_with('✔')),
-        "verdi status is not all green:\n{status}"
-    );
-    for component in ["storage", "broker", "daemon"] {
-        assert!(
-            components.iter().any(|l| l.contains(component)),
-            "no {component} line:\n{status}"
-        );
-    }
+    assert_verdi_all_green(&status, &["storage", "broker", "daemon"]);
     // The storage is in the database container and the broker is the messaging container's.
     assert!(
         status.contains("@database:5432"),

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::support::plugin_workspace::{PluginWorkspace, aiida_devc, git, text};
+use crate::support::plugin_workspace::{
+    CaEnv, PluginWorkspace, aiida_devc, assert_verdi_all_green, text,
+};
 
 /// The plugin: the AiiDA team's demo plugin, with calculations, parsers, data and CLI entry points.
 const PLUGIN: &str = "aiida-diff==2.0.0";
@@ -146,87 +148,45 @@ fn run_outside_any_container(plugin: &Path, version: &str) -> String {
     text(&out.stdout) + &text(&out.stderr)
 }
 
-/// Every line of `verdi status` that reports a component is a ✔, and the daemon is one of them.
-fn assert_all_green(status: &str) {
-    let components: Vec<&str> = status
-        .lines()
-        .filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺'))
-        .collect();
-    assert!(
-        components.len() >= 5,
-        "verdi status is incomplete:\n{status}"
-    );
-    assert!(
-        components.iter().all(|l| l.trim_start().starts_with('✔')),
-        "verdi status is not all green:\n{status}"
-    );
-    assert!(
-        components.iter().any(|l| l.contains("daemon")),
-        "no daemon line:\n{status}"
-    );
-}
-
 #[test]
 fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     let ws = PluginWorkspace::new();
     ws.harness.require_image(SERVICES_IMAGE);
     unpack_sdist(PLUGIN, ws.path());
-    git(ws.path(), &["init", "--quiet"]);
-    git(ws.path(), &["add", "--all"]);
-    git(
-        ws.path(),
-        &[
-            "commit",
-            "--quiet",
-            "--message",
-            "aiida-diff 2.0.0 from its sdist",
-        ],
-    );
-    // A developer's own checkout: the image user's UID owns it.
-    ws.chown(1000, 100);
+    ws.commit_as_checkout("aiida-diff 2.0.0 from its sdist");
 
     // The CA option, when one is in use, goes through the generated config as ${localEnv:...}.
-    let ca = crate::support::ca_bundle().map(|b| b.path.to_string_lossy().into_owned());
-    let env: Vec<(&str, &str)> = ca
-        .iter()
-        .map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str()))
-        .collect();
-
-    let init = aiida_devc(ws.path(), &["init", "."], &env);
-    let init_out = text(&init.stdout);
-    assert!(
-        init.status.success(),
-        "init failed:\n{init_out}\n{}",
-        text(&init.stderr)
-    );
+    let ca = CaEnv::of_host();
+    let env = ca.vars();
+    let init_out = ws.init(&[], &env);
     assert!(init_out.contains("aiida-core>=2.0, <3"), "{init_out}");
     crate::support::require(
         init_out.contains("; present locally)"),
         &format!("the image init picked, locally:\n{init_out}"),
     );
-    let doctor = aiida_devc(ws.path(), &["doctor", "."], &env);
-    assert!(
-        doctor.status.success(),
-        "doctor finds problems in init's output:\n{}",
-        text(&doctor.stdout)
-    );
+    ws.assert_doctor_finds_nothing(&env);
 
-    let started = Instant::now();
-    let up = ws.devcontainer(&["up"], &env);
-    let up_out = text(&up.stdout);
-    assert!(
-        up.status.success(),
-        "devcontainer up failed:\n{up_out}\n{}",
-        text(&up.stderr)
-    );
-    eprintln!(
-        "devcontainer up (create, pip install, ready): {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    ws.up(&env, "create, pip install, ready");
+    assert_verdi_all_green(&ws.exec(&["verdi", "status"], &env), &["daemon"]);
+    assert_home_is_the_volume_the_engine_api_names(&ws);
+    let daemon = ws.exec(&["verdi", "daemon", "status"], &env);
+    assert!(daemon.contains("running"), "{daemon}");
+    for group in ["aiida.calculations", "aiida.parsers", "aiida.data"] {
+        let plugins = ws.exec(&["verdi", "plugin", "list", group], &env);
+        assert!(
+            plugins
+                .lines()
+                .any(|l| l.trim().trim_start_matches("* ") == "diff"),
+            "no `diff` in {group}:\n{plugins}"
+        );
+    }
+    run_the_plugin_suite(&ws, &env);
+    assert_data_survives_a_stop_and_up(&ws, &env);
+}
 
-    assert_all_green(&ws.exec(&["verdi", "status"], &env));
-    // The home volume is named with the CLI's ${devcontainerId}: the Engine API path computes
-    // the same one, so both find the same data.
+/// The home volume is named with the CLI's ${devcontainerId}: the Engine API path computes the
+/// same one, so both find the same data.
+fn assert_home_is_the_volume_the_engine_api_names(ws: &PluginWorkspace) {
     let labels = aiida_devc::devcontainer::engine::id_labels(
         ws.path(),
         &ws.path().join(".devcontainer/devcontainer.json"),
@@ -250,22 +210,14 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
             .any(|m| m.name.as_deref() == Some(volume.as_str())),
         "no volume {volume} on the container"
     );
-    let daemon = ws.exec(&["verdi", "daemon", "status"], &env);
-    assert!(daemon.contains("running"), "{daemon}");
-    for group in ["aiida.calculations", "aiida.parsers", "aiida.data"] {
-        let plugins = ws.exec(&["verdi", "plugin", "list", group], &env);
-        assert!(
-            plugins
-                .lines()
-                .any(|l| l.trim().trim_start_matches("* ") == "diff"),
-            "no `diff` in {group}:\n{plugins}"
-        );
-    }
-    // The plugin's own suite. aiida-diff 2.0.0 (its latest release) reads
-    // `metadata.options.withmpi`, which aiida-core no longer fills in: its two calculation tests
-    // fail inside the container, and the very same way outside any container (below).
+}
+
+/// The plugin's own suite in the container. aiida-diff 2.0.0 (its latest release) reads
+/// `metadata.options.withmpi`, which aiida-core no longer fills in: its two calculation tests
+/// fail inside the container, and the very same way outside any container.
+fn run_the_plugin_suite(ws: &PluginWorkspace, env: &[(&str, &str)]) {
     let pytest = devcontainer_exec_output(
-        &ws,
+        ws,
         &[
             "python",
             "-m",
@@ -275,7 +227,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
             "no:cacheprovider",
             "-rf",
         ],
-        &env,
+        env,
     );
     let summary = pytest
         .lines()
@@ -303,7 +255,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
         );
         let version = ws.exec(
             &["python", "-c", "import aiida; print(aiida.__version__)"],
-            &env,
+            env,
         );
         let outside = run_outside_any_container(ws.path(), version.trim());
         assert!(
@@ -316,15 +268,18 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
             version.trim()
         );
     }
+}
 
-    // Data written now must be there after a restart.
+/// Data written now is there after `docker stop` and `aiida-devc up`, which restarts the same
+/// container (not a new one) and reports AiiDA ready.
+fn assert_data_survives_a_stop_and_up(ws: &PluginWorkspace, env: &[(&str, &str)]) {
     let uuid = ws.exec(
         &[
             "python",
             "-c",
             "from aiida import load_profile, orm; load_profile(); print(orm.Str('kept').store().uuid)",
         ],
-        &env,
+        env,
     );
     let uuid = uuid.trim().lines().last().unwrap().to_owned();
 
@@ -342,7 +297,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     eprintln!("docker stop: {:.1} s", stop.elapsed().as_secs_f64());
 
     let restart = Instant::now();
-    let up = aiida_devc(ws.path(), &["up", "."], &env);
+    let up = aiida_devc(ws.path(), &["up", "."], env);
     let up_out = text(&up.stdout);
     assert!(
         up.status.success(),
@@ -359,11 +314,12 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
         container,
         "the container was recreated instead of restarted"
     );
-    assert_all_green(
+    assert_verdi_all_green(
         up_out
             .split("verdi status:")
             .nth(1)
             .expect("verdi status in the output"),
+        &["daemon"],
     );
     let kept = ws.exec(
         &[
@@ -373,7 +329,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
                 "from aiida import load_profile, orm; load_profile(); print(orm.load_node('{uuid}').value)"
             ),
         ],
-        &env,
+        env,
     );
     assert_eq!(kept.trim().lines().last(), Some("kept"));
 }
@@ -400,11 +356,12 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
         text(&up.stderr)
     );
     assert!(up_out.contains("start-up timeline"), "{up_out}");
-    assert_all_green(
+    assert_verdi_all_green(
         up_out
             .split("verdi status:")
             .nth(1)
             .expect("verdi status in the output"),
+        &["daemon"],
     );
 
     // The reference CLI recognises the container by its labels and execs into it.

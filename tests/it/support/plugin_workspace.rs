@@ -1,6 +1,7 @@
 //! Plugin repositories for the `init`, `up` and `doctor` tests: copies of the sample plugin or of
 //! a real plugin's source distribution, the `aiida-devc` binary, and the reference CLI run on
-//! them, with the containers and volumes they create removed at the end.
+//! them, with the containers and volumes they create removed at the end; and the steps every
+//! end-to-end test takes on them (commit, `init`, `doctor`, `up`, `verdi status` all green).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,44 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The CA option as a developer passes it: `AIIDA_DEVC_CA_CERT` naming the bundle in use, when
+/// there is one (behind a TLS-intercepting proxy).
+pub struct CaEnv(Option<String>);
+
+impl CaEnv {
+    pub fn of_host() -> CaEnv {
+        CaEnv(super::ca_bundle().map(|b| b.path.to_string_lossy().into_owned()))
+    }
+
+    /// The variables to add to a command's environment.
+    pub fn vars(&self) -> Vec<(&str, &str)> {
+        self.0
+            .iter()
+            .map(|p| ("AIIDA_DEVC_CA_CERT", p.as_str()))
+            .collect()
+    }
+}
+
+/// Every line of `verdi status` that reports a component is a ✔, and each of `components`
+/// (`storage`, `broker`, `daemon`) is one of them.
+pub fn assert_verdi_all_green(status: &str, components: &[&str]) {
+    let lines: Vec<&str> = status
+        .lines()
+        .filter(|l| l.contains('✔') || l.contains('✘') || l.contains('⏺'))
+        .collect();
+    assert!(lines.len() >= 5, "verdi status is incomplete:\n{status}");
+    assert!(
+        lines.iter().all(|l| l.trim_start().starts_with('✔')),
+        "verdi status is not all green:\n{status}"
+    );
+    for component in components {
+        assert!(
+            lines.iter().any(|l| l.contains(component)),
+            "no {component} line:\n{status}"
+        );
+    }
+}
+
 /// A plugin repository in a temporary folder, brought up with the reference CLI. On drop the
 /// containers the CLI made for it, their home volumes and the images the CLI tagged for it are
 /// removed.
@@ -124,6 +163,56 @@ impl PluginWorkspace {
     /// Give the tree to `uid:gid`, as a developer's own checkout would be.
     pub fn chown(&self, uid: u32, gid: u32) {
         chown_tree(self.path(), uid, gid);
+    }
+
+    /// Commit the tree in a fresh git repository and give it to the image user's UID, as a
+    /// developer's own checkout would be.
+    pub fn commit_as_checkout(&self, message: &str) {
+        git(self.path(), &["init", "--quiet"]);
+        git(self.path(), &["add", "--all"]);
+        git(self.path(), &["commit", "--quiet", "--message", message]);
+        self.chown(1000, 100);
+    }
+
+    /// `aiida-devc init . ARGS` with `env` added, and what it printed; panics when it fails.
+    pub fn init(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut all = vec!["init", "."];
+        all.extend_from_slice(args);
+        let init = aiida_devc(self.path(), &all, env);
+        let init_out = text(&init.stdout);
+        assert!(
+            init.status.success(),
+            "init failed:\n{init_out}\n{}",
+            text(&init.stderr)
+        );
+        init_out
+    }
+
+    /// `aiida-devc doctor .` finds no problem.
+    pub fn assert_doctor_finds_nothing(&self, env: &[(&str, &str)]) {
+        let doctor = aiida_devc(self.path(), &["doctor", "."], env);
+        assert!(
+            doctor.status.success(),
+            "doctor finds problems in init's output:\n{}",
+            text(&doctor.stdout)
+        );
+    }
+
+    /// `devcontainer up`; panics when it fails, and prints how long it took (`what` says what
+    /// it did).
+    pub fn up(&self, env: &[(&str, &str)], what: &str) {
+        let started = std::time::Instant::now();
+        let up = self.devcontainer(&["up"], env);
+        assert!(
+            up.status.success(),
+            "devcontainer up failed:\n{}\n{}",
+            text(&up.stdout),
+            text(&up.stderr)
+        );
+        eprintln!(
+            "devcontainer up ({what}): {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
