@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::images::{
     Container, Start, await_sum_within, docker, home_volume, submit_add, text, with_services_image,
 };
-use crate::support::{Harness, require, unique_name};
+use crate::support::{Harness, poll_until, require, unique_name};
 
 /// Seconds a fault test waits for a state it provokes (far above the few seconds it takes on
 /// a quiet machine).
@@ -91,14 +91,7 @@ fn assert_postgresql_recovered(c: &Container, run_log: &str) {
         !run_log.contains("PANIC"),
         "PostgreSQL's recovery failed:\n{run_log}"
     );
-    let (_, status) = c.exec(&["aiida-init", "status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&status).expect("status as JSON");
-    let postgresql = status["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "postgresql")
-        .expect("a postgresql service");
+    let postgresql = c.service("postgresql");
     assert_eq!(
         postgresql["restarts"], 0,
         "PostgreSQL needed restarts: {postgresql}"
@@ -295,14 +288,14 @@ fn a_process_that_lost_its_task_runs_after_postgresql_restarts() {
     c.wait_ready();
     c.sh("verdi daemon decr 1");
     let deadline = Instant::now() + Duration::from_secs(CEILING);
-    while c
-        .sh("ps -eo args | grep -c '[d]aemon worker' || true")
-        .trim()
-        != "0"
-    {
-        assert!(Instant::now() < deadline, "the worker did not stop");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        poll_until(
+            deadline - Instant::now(),
+            Duration::from_millis(200),
+            || { c.processes("[d]aemon worker") == 0 }
+        ),
+        "the worker did not stop"
+    );
     let pk = submit_add(&c, 6, 7, None);
     let queue = c.sh("rabbitmqctl -q list_queues name | grep '\\.process\\.queue$'");
     c.sh(&format!("rabbitmqctl -q purge_queue '{}'", queue.trim()));
@@ -319,14 +312,15 @@ fn a_process_that_lost_its_task_runs_after_postgresql_restarts() {
 
     c.sh("kill -9 $(head -1 ~/.postgresql/postmaster.pid)");
     let sent = format!("sent again: [{pk}]");
-    while !c.logs().contains(&sent) {
-        assert!(
-            Instant::now() < deadline,
-            "the lost process was not sent again:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert!(
+        poll_until(
+            deadline.saturating_duration_since(Instant::now()),
+            Duration::from_millis(500),
+            || c.logs().contains(&sent)
+        ),
+        "the lost process was not sent again:\n{}",
+        c.logs()
+    );
     assert_eq!(await_sum_within(&c, &pk, CEILING), 13);
     c.wait_ready();
     c.assert_verdi_ready(true);
@@ -473,14 +467,7 @@ fn a_full_home_volume_is_reported_and_a_restart_after_freeing_space_recovers() {
         waited.contains("postgresql not ready"),
         "aiida-init wait does not name PostgreSQL:\n{waited}"
     );
-    let (_, status) = c.exec(&["aiida-init", "status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&status).expect("status as JSON");
-    let postgresql = status["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "postgresql")
-        .expect("a postgresql service");
+    let postgresql = c.service("postgresql");
     assert!(
         postgresql["last_lines"]
             .as_array()

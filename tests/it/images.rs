@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::Harness;
 use crate::support::images::{
     Container, Start, await_sum, base_image, docker, home_volume, submit_add, text,
     with_services_image,
 };
+use crate::support::{Harness, poll_until};
 
 /// The whole life of a with-services container on a home volume: ready, a calculation through
 /// the daemon, a process submitted (daemon stopped) before `docker stop` that finishes after
@@ -151,20 +151,14 @@ fn with_services_is_ready_again_after_docker_kill() {
     );
     // The daemon runs no circusd-stats process (nothing reads its statistics).
     assert_eq!(
-        c.sh("ps -eo args | grep -c '[c]ircus import stats' || true")
-            .trim(),
-        "0",
+        c.processes("[c]ircus import stats"),
+        0,
         "a circusd-stats process runs beside the daemon"
     );
 
     // verdi's own daemon commands act on the supervised daemon: it is never taken for a stale
     // PID file, and a restart leaves exactly one daemon with one worker.
-    // (The bracket keeps grep, and the shell running it, out of the count.)
-    let workers = || {
-        c.sh("ps -eo args | grep -c '[d]aemon worker' || true")
-            .trim()
-            .to_owned()
-    };
+    let workers = || c.processes("[d]aemon worker");
     let (code, restart) = c.exec(&["verdi", "daemon", "restart"]);
     assert_eq!(code, 0, "verdi daemon restart failed:\n{restart}");
     assert!(
@@ -174,14 +168,14 @@ fn with_services_is_ready_again_after_docker_kill() {
     c.assert_verdi_ready(true);
     assert_eq!(
         workers(),
-        "1",
+        1,
         "not exactly one daemon worker after a restart"
     );
     let (code, stop) = c.exec(&["verdi", "daemon", "stop"]);
     assert_eq!(code, 0, "verdi daemon stop failed:\n{stop}");
     assert_eq!(
         workers(),
-        "0",
+        0,
         "a daemon worker is left after `verdi daemon stop`"
     );
 }
@@ -754,22 +748,14 @@ fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_dete
     let said = |logs: &str| {
         logs.contains("aiida-daemon: not started") && logs.contains("aiida-prepare failed")
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut logs = c.logs();
-    while !said(&logs) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        logs = c.logs();
-    }
-    assert!(said(&logs), "the daemon does not say why it waits:\n{logs}");
-    let (_, status) = c.exec(&["aiida-init", "status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let daemon = status["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "aiida-daemon")
-        .unwrap()
-        .clone();
-    assert_eq!(daemon["state"], "starting", "{status:#}");
-    assert_eq!(daemon["restarts"].as_u64().unwrap_or(0), 0, "{status:#}");
+    assert!(
+        poll_until(Duration::from_secs(60), Duration::from_millis(200), || {
+            said(&c.logs())
+        }),
+        "the daemon does not say why it waits:\n{}",
+        c.logs()
+    );
+    let daemon = c.service("aiida-daemon");
+    assert_eq!(daemon["state"], "starting", "{daemon:#}");
+    assert_eq!(daemon["restarts"].as_u64().unwrap_or(0), 0, "{daemon:#}");
 }

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::Harness;
 use crate::support::images::{
     Container, Start, await_sum_within, base_image, cpu_hogs, docker, home_volume, submit_add,
     text, with_services_image,
 };
+use crate::support::{Harness, poll_until};
 
 /// `verdi daemon status` succeeds and `verdi status` shows everything ready.
 fn assert_daemon_reachable(c: &Container, what: &str) {
@@ -48,10 +48,9 @@ fn verdi_and_the_daemon_work_with_every_core_busy() {
     let (code, out) = c.exec(&["verdi", "daemon", "stop"]);
     assert_eq!(code, 0, "`verdi daemon stop` under load failed:\n{out}");
     assert!(!out.contains("timed out"), "{out}");
-    let workers = c.sh("ps -eo args | grep -c '[d]aemon worker' || true");
     assert_eq!(
-        workers.trim(),
-        "0",
+        c.processes("[d]aemon worker"),
+        0,
         "a worker is left after verdi daemon stop"
     );
 
@@ -92,15 +91,12 @@ fn the_daemon_is_reachable_whatever_clients_do_while_it_starts() {
         // A few more rounds of clients after readiness, then they stop.
         std::thread::sleep(Duration::from_secs(3));
         c.sh("touch /tmp/stop-clients");
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while c
-            .sh("ps -eo args | grep -c '[s]top-clients' || true")
-            .trim()
-            != "0"
-        {
-            assert!(Instant::now() < deadline, "the clients did not stop");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        assert!(
+            poll_until(Duration::from_secs(180), Duration::from_millis(500), || {
+                c.processes("[s]top-clients") == 0
+            }),
+            "the clients did not stop"
+        );
         let clients = c.sh("cat /tmp/clients-*.log | grep -c . || true");
         assert!(
             clients.trim().parse::<u32>().unwrap_or(0) > 0,

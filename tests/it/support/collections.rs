@@ -12,7 +12,7 @@ pub struct Run {
     pub stderr: String,
 }
 
-impl Run {
+impl From<Output> for Run {
     fn from(output: Output) -> Run {
         Run {
             success: output.status.success(),
@@ -20,7 +20,9 @@ impl Run {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
+}
 
+impl Run {
     /// Panic with both streams unless it succeeded.
     pub fn ok(self, what: &str) -> Run {
         assert!(

@@ -207,6 +207,29 @@ impl<'h> Container<'h> {
     }
 
     /// `docker inspect -f FORMAT`.
+    /// How many processes' command lines match the grep `pattern`; bracket one of its letters
+    /// (`[d]aemon worker`) so that grep and the shell running it are not counted.
+    pub fn processes(&self, pattern: &str) -> usize {
+        self.sh(&format!("ps -eo args | grep -c '{pattern}' || true"))
+            .trim()
+            .parse()
+            .expect("a count from grep -c")
+    }
+
+    /// The row of `service` in `aiida-init status --json`.
+    pub fn service(&self, service: &str) -> serde_json::Value {
+        let (code, out) = self.exec(&["aiida-init", "status", "--json"]);
+        assert_eq!(code, 0, "aiida-init status --json failed:\n{out}");
+        let status: serde_json::Value = serde_json::from_str(&out).expect("status as JSON");
+        status["services"]
+            .as_array()
+            .expect("a list of services")
+            .iter()
+            .find(|s| s["name"] == service)
+            .unwrap_or_else(|| panic!("no service {service} in:\n{out}"))
+            .clone()
+    }
+
     pub fn inspect(&self, format: &str) -> String {
         let out = docker(&["inspect", "-f", format, &self.name]);
         assert!(

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -98,6 +99,21 @@ pub fn devcontainer_in(
 }
 
 /// Fail the test when a prerequisite is missing: prerequisites are never skipped.
+/// Checks `condition` every `every` until it holds (true) or `ceiling` has passed (false): for
+/// waits on real state, with a ceiling far above what a quiet machine needs.
+pub fn poll_until(ceiling: Duration, every: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + ceiling;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 pub fn require(present: bool, what: &str) {
     assert!(
         present,

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::collections::Run;
 use super::{Harness, project_root};
 
 /// The sample plugin kept in the repository.
@@ -137,14 +138,9 @@ impl PluginWorkspace {
     pub fn exec(&self, cmd: &[&str], env: &[(&str, &str)]) -> String {
         let mut args = vec!["exec"];
         args.extend_from_slice(cmd);
-        let out = self.devcontainer(&args, env);
-        let stdout = text(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed:\n{stdout}\n{}",
-            text(&out.stderr)
-        );
-        stdout
+        Run::from(self.devcontainer(&args, env))
+            .ok(&format!("{cmd:?}"))
+            .stdout
     }
 
     /// The container the CLI made for this workspace.
@@ -178,14 +174,9 @@ impl PluginWorkspace {
     pub fn init(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let mut all = vec!["init", "."];
         all.extend_from_slice(args);
-        let init = aiida_devc(self.path(), &all, env);
-        let init_out = text(&init.stdout);
-        assert!(
-            init.status.success(),
-            "init failed:\n{init_out}\n{}",
-            text(&init.stderr)
-        );
-        init_out
+        Run::from(aiida_devc(self.path(), &all, env))
+            .ok("init")
+            .stdout
     }
 
     /// `aiida-devc doctor .` finds no problem.
