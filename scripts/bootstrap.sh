@@ -79,15 +79,67 @@ else
     say "Docker engine: answering ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
 fi
 
+# --- binfmt: qemu's aarch64 handler ----------------------------------------------------------
+# qemu-user-static 10 (bookworm-backports) ships its handler as a systemd-binfmt file,
+# /usr/lib/binfmt.d/qemu-aarch64.conf, and puts nothing in update-binfmts' database; older qemus
+# and other tools (binfmt-support, tonistiigi/binfmt) register the handler their own way. So the
+# handler is registered here the way systemd-binfmt does it, straight into binfmt_misc, and only
+# when it is missing, points at another interpreter, or qemu was just installed (flag F opens the
+# interpreter at registration: an older registration would keep running the old qemu). An earlier
+# registration is put back if the new one cannot be made: never leave the machine without one.
+BINFMT=/proc/sys/fs/binfmt_misc
+binfmt_interpreter() { sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64" 2>/dev/null; }
+binfmt_conf() {
+    local dir
+    for dir in /etc/binfmt.d /run/binfmt.d /usr/local/lib/binfmt.d /usr/lib/binfmt.d; do
+        [ -f "$dir/qemu-aarch64.conf" ] && { echo "$dir/qemu-aarch64.conf"; return 0; }
+    done
+    return 1
+}
+# The registration line (":name:type:offset:magic:mask:interpreter:flags") of what is registered
+# now, rebuilt from binfmt_misc's description of it, so that it can be registered again.
+binfmt_current_line() {
+    local entry=$BINFMT/qemu-aarch64 interp flags offset magic mask
+    [ -e "$entry" ] || return 1
+    interp=$(sed -n 's/^interpreter //p' "$entry")
+    flags=$(sed -n 's/^flags: //p' "$entry")
+    offset=$(sed -n 's/^offset //p' "$entry")
+    magic=$(sed -n 's/^magic //p' "$entry" | sed 's/\(..\)/\\x\1/g')
+    mask=$(sed -n 's/^mask //p' "$entry" | sed 's/\(..\)/\\x\1/g')
+    printf ':qemu-aarch64:M:%s:%s:%s:%s:%s\n' "$offset" "$magic" "$mask" "$interp" "$flags"
+}
+register_aarch64_handler() {
+    local qemu_changed=$1 conf line wanted previous=""
+    conf=$(binfmt_conf) || die "qemu-user-static is installed but no binfmt.d file for qemu-aarch64 was found"
+    line=$(grep -v '^[#;]' "$conf" | grep -m1 '^:qemu-aarch64:') || die "$conf has no qemu-aarch64 line"
+    wanted=$(printf '%s' "$line" | awk -F: '{print $(NF-1)}')
+    if [ -e "$BINFMT/qemu-aarch64" ] && [ "$qemu_changed" = 0 ] \
+        && [ "$(readlink -f "$(binfmt_interpreter)")" = "$(readlink -f "$wanted")" ]; then
+        say "arm64: binfmt handler already registered ($(binfmt_interpreter))"
+        return 0
+    fi
+    if [ -e "$BINFMT/qemu-aarch64" ]; then
+        previous=$(binfmt_current_line)
+        echo -1 >"$BINFMT/qemu-aarch64" || die "cannot remove the earlier qemu-aarch64 binfmt handler"
+    fi
+    if ! printf '%s' "$line" >"$BINFMT/register"; then
+        [ -z "$previous" ] || printf '%s' "$previous" >"$BINFMT/register" || true
+        die "cannot register the qemu-aarch64 binfmt handler from $conf"
+    fi
+    say "arm64: binfmt handler registered from $conf ($(binfmt_interpreter))"
+}
+
 # --- 2. arm64 emulation and cross toolchain --------------------------------------------------
 if [ "$WANT_ARM64" = 1 ]; then
     if [ "$(uname -m)" = aarch64 ]; then
         say "arm64: native"
     else
         is_root || die "setting up arm64 emulation needs root"
-        mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
+            || die "cannot mount binfmt_misc on /proc/sys/fs/binfmt_misc"
         # Erlang's JIT-only beam.smp dies under bookworm's qemu 7.2; qemu 10 runs it.
         qemu_version=$(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null || true)
+        QEMU_CHANGED=0
         if [ -z "$qemu_version" ] || dpkg --compare-versions "${qemu_version#*:}" lt 10; then
             codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
             backports=/etc/apt/sources.list.d/aiida-devc-backports.list
@@ -96,15 +148,12 @@ if [ "$WANT_ARM64" = 1 ]; then
             apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
             APT_UPDATED=1
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                -t "$codename-backports" qemu-user-static binfmt-support >/dev/null \
+                -t "$codename-backports" qemu-user-static >/dev/null \
                 || die "apt-get install -t $codename-backports qemu-user-static failed"
+            QEMU_CHANGED=1
         fi
-        apt_install binfmt-support
-        # Reopen the handler so that it runs the installed qemu (flag F keeps the interpreter open).
-        update-binfmts --disable qemu-aarch64 >/dev/null 2>&1 || true
-        update-binfmts --enable qemu-aarch64 || die "update-binfmts --enable qemu-aarch64 failed"
-        [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || die "qemu-aarch64 binfmt handler is not registered"
-        say "arm64: qemu-user-static $(dpkg-query -W -f='${Version}' qemu-user-static), binfmt handler registered"
+        register_aarch64_handler "$QEMU_CHANGED"
+        say "arm64: qemu-user-static $(dpkg-query -W -f='${Version}' qemu-user-static), binfmt handler: $(binfmt_interpreter)"
         # Debian's Rust ships the aarch64 standard library as a package (rustup cannot download it
         # on machines without access to static.rust-lang.org).
         if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -180,6 +229,11 @@ else
     # in one engine; `aiida-devc images build --platform linux/arm64` builds on it.
     if [ "$WANT_ARM64" = 1 ]; then
         ensure_base_image "$BASE_IMAGE-arm64" arm64 v8
+        # The handler is only proven by running something: an arm64 container, under qemu.
+        machine=$(docker run --rm --platform linux/arm64 "$BASE_IMAGE-arm64" uname -m 2>&1) \
+            || die "an arm64 container does not run under emulation: $machine"
+        [ "$machine" = aarch64 ] || die "an arm64 container says uname -m = '$machine', not aarch64"
+        say "arm64: a linux/arm64 container runs (uname -m: $machine)"
     fi
 fi
 
