@@ -486,7 +486,12 @@ impl Transition<'_> {
                 }
             }
             Timer::Restart => {
-                if self.m.want_up && self.supervising {
+                // `s6-svc -O` may arrive while `finish` runs (a service that stops itself for
+                // good sends it from there): it still keeps the service down.
+                if self.m.once {
+                    self.m.status = ServiceStatus::Down;
+                    self.note("down");
+                } else if self.m.want_up && self.supervising {
                     self.m.restarts += 1;
                     self.log(Level::Info, format!("restarting {name}"));
                     self.start();
@@ -783,6 +788,31 @@ mod tests {
         r.on(Event::Spawned);
         assert!(r.on(Event::WantUp { once: true }).is_empty());
         assert!(r.m.once);
+    }
+
+    #[test]
+    fn once_sent_while_finish_runs_keeps_the_longrun_down_until_wanted_up() {
+        let mut r = Run::new(Config {
+            has_finish: true,
+            ..longrun()
+        });
+        r.on(Event::Start);
+        r.on(Event::Spawned);
+        r.later(Duration::from_secs(5));
+        r.on(Event::Exited(Exit::Code(0)));
+        r.on(Event::Spawned);
+        // `finish` exits and its `s6-svc -O` is read before the restart timer fires.
+        r.on(Event::Exited(Exit::Code(0)));
+        assert_eq!(r.m.timer, Some((r.now, Timer::Restart)));
+        r.on(Event::Once);
+        let effects = r.on(Event::TimerDue(Timer::Restart));
+        assert_eq!(notes(&effects), ["down"]);
+        assert!(!effects.contains(&Effect::Spawn(Proc::Run)));
+        assert_eq!((r.m.status, r.m.restarts), (S::Down, 0));
+        // `s6-svc -u` (what `aiida-init start` sends) brings it back, restarted when it dies.
+        let effects = r.on(Event::WantUp { once: false });
+        assert!(effects.contains(&Effect::Spawn(Proc::Run)));
+        assert!(!r.m.once && r.m.want_up);
     }
 
     #[test]
