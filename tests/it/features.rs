@@ -1135,20 +1135,9 @@ fn fake_aiida_init(dir: &Path, platform: aiida_devc::platform::Platform) -> std:
     path
 }
 
-/// One source for each service: the files of PostgreSQL's and RabbitMQ's services (definitions,
-/// scripts, RabbitMQ's configuration) that the aiida-core-with-services image's build context
-/// gets are exactly those the packaged aiida-services Feature carries, with the same modes; and
-/// neither defines one of those services anywhere else. No Docker needed.
-#[test]
-fn the_image_and_the_services_feature_ship_the_same_services() {
-    use aiida_devc::collection::bundle::SERVICES;
-    use aiida_devc::image::context::{SHARED_SERVICES, image_archive};
-    use std::collections::BTreeMap;
-    let root = crate::support::project_root();
-    let dockerfiles = root.join("Dockerfiles");
-
-    let context = image_archive(&dockerfiles, "aiida-core-with-services", &[]).unwrap();
-    let context = tar_entries(&context);
+/// The packaged aiida-services Feature (packaged from a scratch copy of `features/`, with stand-ins
+/// for aiida-init), as tar entries.
+fn packaged_services_feature() -> Vec<crate::support::collections::TarEntry> {
     let (_dir, features) = scratch_copy("features");
     let out = features.join("out");
     let fakes: Vec<String> = aiida_devc::platform::Platform::ALL
@@ -1162,20 +1151,58 @@ fn the_image_and_the_services_feature_ship_the_same_services() {
         args.extend(["--aiida-init", fake]);
     }
     aiida_devc(&args, &[]).ok("aiida-devc features package");
-    let package =
-        tar_entries(&std::fs::read(out.join("devcontainer-feature-aiida-services.tgz")).unwrap());
+    tar_entries(&std::fs::read(out.join("devcontainer-feature-aiida-services.tgz")).unwrap())
+}
 
-    // The regular files below each side's copy of the shared folder: path -> (mode, content).
-    let files_below = |entries: &[crate::support::collections::TarEntry], prefix: &str| {
-        entries
-            .iter()
-            .filter(|e| !e.directory)
-            .filter_map(|e| {
-                let path = e.name.strip_prefix(prefix)?;
-                Some((path.to_owned(), (e.mode & 0o777, e.content.clone())))
-            })
-            .collect::<BTreeMap<String, (u32, Vec<u8>)>>()
-    };
+/// The regular files of `entries` below `prefix`: path -> (mode, content).
+fn files_below(
+    entries: &[crate::support::collections::TarEntry],
+    prefix: &str,
+) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    entries
+        .iter()
+        .filter(|e| !e.directory)
+        .filter_map(|e| {
+            let path = e.name.strip_prefix(prefix)?;
+            Some((path.to_owned(), (e.mode & 0o777, e.content.clone())))
+        })
+        .collect()
+}
+
+/// Entries outside `shared` that define one of `services` (a service directory, a run or check
+/// script) or RabbitMQ's configuration.
+fn defined_elsewhere(
+    entries: &[crate::support::collections::TarEntry],
+    shared: &str,
+    services: &[String],
+) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| !e.name.starts_with(shared))
+        .filter(|e| {
+            e.name.ends_with("/rabbitmq.conf")
+                || services.iter().any(|s| {
+                    e.name.contains(&format!("s6-rc.d/{s}/"))
+                        || e.name.ends_with(&format!("init/{s}-run"))
+                        || e.name.ends_with(&format!("init/{s}-check"))
+                })
+        })
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+/// One source for each service: the files of PostgreSQL's and RabbitMQ's services (definitions,
+/// scripts, RabbitMQ's configuration) that the aiida-core-with-services image's build context
+/// gets are exactly those the packaged aiida-services Feature carries, with the same modes; and
+/// neither defines one of those services anywhere else. No Docker needed.
+#[test]
+fn the_image_and_the_services_feature_ship_the_same_services() {
+    use aiida_devc::collection::bundle::SERVICES;
+    use aiida_devc::image::context::{SHARED_SERVICES, image_archive};
+    let dockerfiles = crate::support::project_root().join("Dockerfiles");
+    let context =
+        tar_entries(&image_archive(&dockerfiles, "aiida-core-with-services", &[]).unwrap());
+    let package = packaged_services_feature();
     let image = files_below(&context, &format!("{SHARED_SERVICES}/"));
     let feature = files_below(&package, &format!("./{SERVICES}/"));
     let services: Vec<String> = std::fs::read_dir(
@@ -1210,32 +1237,17 @@ fn the_image_and_the_services_feature_ship_the_same_services() {
         differing.is_empty(),
         "the image and the aiida-services Feature disagree on {differing:?}"
     );
-
-    // No second definition of these services outside the shared folder, in either.
-    let defined_elsewhere = |entries: &[crate::support::collections::TarEntry], shared: &str| {
-        entries
-            .iter()
-            .filter(|e| !e.name.starts_with(shared))
-            .filter(|e| {
-                e.name.ends_with("/rabbitmq.conf")
-                    || services.iter().any(|s| {
-                        e.name.contains(&format!("s6-rc.d/{s}/"))
-                            || e.name.ends_with(&format!("init/{s}-run"))
-                            || e.name.ends_with(&format!("init/{s}-check"))
-                    })
-            })
-            .map(|e| e.name.clone())
-            .collect::<Vec<_>>()
-    };
     assert_eq!(
-        defined_elsewhere(&context, &format!("{SHARED_SERVICES}/")),
-        Vec::<String>::new()
+        defined_elsewhere(&context, &format!("{SHARED_SERVICES}/"), &services),
+        Vec::<String>::new(),
+        "the with-services image defines a shared service outside Dockerfiles/{SHARED_SERVICES}"
     );
     assert_eq!(
-        defined_elsewhere(&package, &format!("./{SERVICES}/")),
-        Vec::<String>::new()
+        defined_elsewhere(&package, &format!("./{SERVICES}/"), &services),
+        Vec::<String>::new(),
+        "the aiida-services Feature defines a shared service outside its {SERVICES}/ copy"
     );
-    // And both really install it.
+    // And both install it.
     let dockerfile =
         std::fs::read_to_string(dockerfiles.join("aiida-core-with-services/Dockerfile")).unwrap();
     for copy in [
@@ -1245,7 +1257,11 @@ fn the_image_and_the_services_feature_ship_the_same_services() {
     ] {
         assert!(dockerfile.contains(copy), "the Dockerfile lacks `{copy}`");
     }
-    let install = std::fs::read_to_string(features.join("src/aiida-services/install.sh")).unwrap();
+    let install = package
+        .iter()
+        .find(|e| e.name == "./install.sh")
+        .map(|e| String::from_utf8_lossy(&e.content).into_owned())
+        .unwrap_or_default();
     assert!(
         install.contains(r#"cp -R "$HERE/services/etc" "$SHARE/root/etc""#),
         "install.sh does not install the shared services"
