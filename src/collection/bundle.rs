@@ -21,10 +21,11 @@ use super::package::Source;
 use crate::host::aiida_init;
 use crate::platform::Platform;
 
-/// The Feature that carries aiida-init and the shared services folder.
-pub const FEATURE: &str = "aiida-services";
+/// The Features that run services under aiida-init: each carries aiida-init and the shared
+/// services folder (a later one, such as a Slurm Feature, is added here).
+pub const FEATURES: &[&str] = &["aiida-services"];
 
-/// The folder of the [`FEATURE`] that holds a copy of `Dockerfiles/services/`.
+/// The folder of each of [`FEATURES`] that holds a copy of `Dockerfiles/services/`.
 pub const SERVICES: &str = "services";
 
 /// The file name of the binary for `platform` in the Feature's folder.
@@ -47,9 +48,10 @@ pub fn elf_platform(bytes: &[u8]) -> Option<Platform> {
 }
 
 /// Make sure the aiida-init binaries of every platform and the shared services folder are in
-/// `source`'s folder, when it is the aiida-services Feature. `given` are the `--aiida-init` files.
+/// `source`'s folder, when it is one of [`FEATURES`]. `given` are the `--aiida-init` files.
 pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Result<()> {
-    if source.id() != FEATURE {
+    let feature = source.id();
+    if !FEATURES.contains(&feature) {
         return Ok(());
     }
     let mut binaries: BTreeMap<Platform, Vec<u8>> = BTreeMap::new();
@@ -68,7 +70,7 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
     }
     let Some(root) = aiida_init::project_root() else {
         bail!(
-            "the {FEATURE} Feature bundles Dockerfiles/{} of the aiida-devc checkout, but this aiida-devc was not built from a checkout it can find",
+            "the {feature} Feature bundles Dockerfiles/{} of the aiida-devc checkout, but this aiida-devc was not built from a checkout it can find",
             crate::image::context::SHARED_SERVICES
         );
     };
@@ -77,7 +79,7 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
         .join(crate::image::context::SHARED_SERVICES);
     mirror(&shared, &source.dir.join(SERVICES)).with_context(|| {
         format!(
-            "cannot copy {} into the {FEATURE} Feature",
+            "cannot copy {} into the {feature} Feature",
             shared.display()
         )
     })?;
