@@ -304,7 +304,7 @@ impl Subject<'_> {
             let command = self
                 .config
                 .get(hook)
-                .map(|v| v.to_string())
+                .map(std::string::ToString::to_string)
                 .unwrap_or_default();
             if command.contains("verdi daemon start") || command.contains("verdi daemon restart") {
                 findings.push(Finding {

@@ -107,9 +107,7 @@ fn mount_from(value: &Value, vars: &HashMap<&str, String>) -> anyhow::Result<Mou
             .map(|(k, v)| {
                 (
                     k.clone(),
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string()),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
                 )
             })
             .collect(),

@@ -70,7 +70,7 @@ pub async fn exec(
         .create_exec(
             container,
             CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                cmd: Some(cmd.iter().map(std::string::ToString::to_string).collect()),
                 user: Some(user.to_string()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
@@ -175,8 +175,7 @@ pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
 }
 
 fn seconds(ms: Option<u64>) -> String {
-    ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
-        .unwrap_or_else(|| "-".into())
+    ms.map_or_else(|| "-".into(), |ms| format!("{:.2} s", ms as f64 / 1000.0))
 }
 
 /// The timeline as an aligned table, one service per line in start order.

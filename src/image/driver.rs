@@ -129,7 +129,7 @@ async fn run_capture(docker: &Docker, image: &str, cmd: &[&str]) -> anyhow::Resu
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),
         entrypoint: Some(vec![]),
-        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(cmd.iter().map(std::string::ToString::to_string).collect()),
         ..Default::default()
     };
     let create = CreateContainerOptions {

@@ -177,7 +177,7 @@ impl Plan {
             let image = self.local_image(ImageKind::WithServices, platform);
             let step = steps.start(format!("smoke test {platform}: {image}"));
             match smoke::smoke_test(docker, &image, platform).await {
-                Ok(ready) => step.done(format!("ready in {ready:.0?}, calculation finished")),
+                Ok(ready) => step.done(&format!("ready in {ready:.0?}, calculation finished")),
                 Err(e) => {
                     step.fail();
                     return Err(e.context(format!(
@@ -251,7 +251,7 @@ impl Plan {
                                 name.0
                             )
                         })?;
-                step.done(descriptor.digest.clone());
+                step.done(&descriptor.digest);
                 manifests
                     .entry(kind)
                     .or_default()
@@ -298,7 +298,7 @@ impl Plan {
                         name.0
                     )
                 })?;
-            step.done(written.digest.clone());
+            step.done(&written.digest);
             index_digest = written.digest;
         }
         Ok(PublishedImage {
@@ -350,8 +350,7 @@ fn oci_platform_name(platform: Platform) -> String {
 /// The repository path inside the registry (`organization/image`).
 fn repository_path(name: &str, registry: &str) -> String {
     name.strip_prefix(registry)
-        .map(|rest| rest.trim_start_matches('/'))
-        .unwrap_or(name)
+        .map_or(name, |rest| rest.trim_start_matches('/'))
         .to_owned()
 }
 
@@ -489,7 +488,7 @@ impl Steps {
 }
 
 impl Step {
-    fn done(self, result: String) {
+    fn done(self, result: &str) {
         self.bar.finish_and_clear();
         eprintln!("{}: {result}", self.what);
     }
@@ -505,7 +504,7 @@ mod tests {
     use super::*;
 
     fn tags(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+        list.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

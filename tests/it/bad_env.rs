@@ -51,7 +51,7 @@ fn bad_then_corrected(image: &str, bad: &[&str], expected: &[&str], rabbitmq: bo
         &h,
         image,
         Start {
-            env: bad.iter().map(|v| v.to_string()).collect(),
+            env: bad.iter().map(std::string::ToString::to_string).collect(),
             volumes: vec![volume.clone()],
             ..Start::default()
         },

@@ -71,7 +71,7 @@ fn await_states(
 }
 
 fn state<'a>(states: &'a BTreeMap<String, String>, service: &str) -> &'a str {
-    states.get(service).map(String::as_str).unwrap_or("")
+    states.get(service).map_or("", String::as_str)
 }
 
 /// What the container's current run wrote to its log (`docker logs` keeps every run's lines).

@@ -21,7 +21,7 @@ static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
     FEATURE_BUILDS
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// On drop, hands the images tagged since `before` by the reference CLI's feature tests

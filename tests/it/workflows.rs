@@ -210,7 +210,9 @@ fn the_release_runs_in_order_with_least_privileges_and_never_twice_at_once() {
             .contains_key("workflow_dispatch")
     );
     assert_eq!(
-        release["permissions"].as_mapping().map(|m| m.len()),
+        release["permissions"]
+            .as_mapping()
+            .map(serde_yaml_ng::Mapping::len),
         Some(0),
         "no permissions by default"
     );

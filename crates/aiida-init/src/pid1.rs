@@ -346,7 +346,7 @@ impl Reactor {
                     });
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
+                Ok(_) => {}
             }
         }
     }
@@ -359,7 +359,7 @@ impl Reactor {
         let data: &[u8] = match n {
             Ok(0) => &[],
             Ok(n) => &buf[..n],
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => return false,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return false,
             Err(_) => &[],
         };
         let eof = data.is_empty();

@@ -54,11 +54,10 @@ pub fn ca_bundle() -> Option<aiida_devc::host::ca::CaBundle> {
 
 /// The reference devcontainer CLI installed by the bootstrap (or `DEVCONTAINER_CLI`).
 pub fn devcontainer_cli() -> PathBuf {
-    let path = std::env::var_os("DEVCONTAINER_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer")
-        });
+    let path = std::env::var_os("DEVCONTAINER_CLI").map_or_else(
+        || project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer"),
+        PathBuf::from,
+    );
     require(
         path.is_file(),
         &format!("the reference devcontainer CLI at {}", path.display()),
@@ -225,11 +224,11 @@ impl Harness {
         self.block_on(async {
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                env: Some(opts.env.clone()),
-                user: opts.user.clone(),
+                cmd: Some(cmd.iter().map(std::string::ToString::to_string).collect()),
+                env: Some(opts.env),
+                user: opts.user,
                 host_config: Some(HostConfig {
-                    binds: Some(opts.binds.clone()),
+                    binds: Some(opts.binds),
                     ..Default::default()
                 }),
                 ..Default::default()
