@@ -50,12 +50,42 @@ pub fn bin_for_any_user() -> PathBuf {
     .clone()
 }
 
-/// Fail the test (never skip) when a host tool is missing.
+/// Start `c` with the signal dispositions a test expects, whoever started the suite (`nohup`
+/// and a background job hand us HUP, INT and QUIT ignored): no signal blocked, every classic
+/// signal at its default except those in `ignored`, which are ignored. Applied between fork and
+/// exec, so the test runner's own dispositions do not matter.
+pub fn set_dispositions(c: &mut Command, ignored: &[i32]) {
+    use std::os::unix::process::CommandExt;
+    let ignored = ignored.to_vec();
+    // SAFETY: signal(2), sigemptyset(3) and sigprocmask(2) are async-signal-safe; `ignored` is
+    // only read.
+    unsafe {
+        c.pre_exec(move || {
+            for sig in 1..32 {
+                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                    continue;
+                }
+                let disposition = if ignored.contains(&sig) {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                };
+                libc::signal(sig, disposition);
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
 /// A child's pid as `kill` takes it.
 pub fn pid(child: &std::process::Child) -> i32 {
     i32::try_from(child.id()).expect("a pid fits in pid_t")
 }
 
+/// Fail the test (never skip) when a host tool is missing.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
@@ -265,6 +295,7 @@ impl Tree {
             }
         };
         c.args(cmd);
+        set_dispositions(&mut c, &[]);
         c.env("AIIDA_INIT_ROOT", self.path().join("root"));
         c.env("S6_KILL_GRACETIME", "2000");
         c.env_remove("AIIDA_INIT_RUNTIME_DIR");
@@ -287,6 +318,11 @@ impl Tree {
         for (k, v) in env {
             c.env(k, v);
         }
+        self.spawn_command(mode, c)
+    }
+
+    /// Start `c`, made by [`Tree::command`] for `mode` (and then adjusted by the test).
+    pub fn spawn_command(&self, mode: Mode, mut c: Command) -> Running {
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
