@@ -4,7 +4,7 @@
 //! test instead of hanging it.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -546,12 +546,28 @@ pub struct Containers {
 }
 
 impl Containers {
-    /// Fails the test when no Docker engine answers or the base image is missing.
-    pub fn new() -> Containers {
+    /// `None` (after one line saying the test did not run) when no Docker engine answers; with
+    /// `AIIDA_DEVC_REQUIRE_PREREQUISITES=1` or `CI=true` (as `scripts/test.sh` sets) that fails
+    /// the test instead. Fails the test when the base image is missing.
+    pub fn new() -> Option<Containers> {
         let info = Command::new("docker")
             .args(["version", "--format", "{{.Server.Version}}"])
             .output();
         let answers = info.as_ref().is_ok_and(|o| o.status.success());
+        let required = std::env::var("AIIDA_DEVC_REQUIRE_PREREQUISITES").is_ok_and(|v| v == "1")
+            || std::env::var("CI").is_ok_and(|v| v == "true");
+        if !answers && !required {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("this test")
+                .to_owned();
+            // Straight to stderr: the test harness captures `println!` of a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test}: no Docker engine answers (set AIIDA_DEVC_REQUIRE_PREREQUISITES=1 to fail instead)"
+            );
+            return None;
+        }
         assert!(
             answers,
             "missing prerequisite: a Docker engine that answers ({}). Run `bash scripts/bootstrap.sh` (as root) first.",
@@ -569,9 +585,9 @@ impl Containers {
             present,
             "missing prerequisite: the image {image}. Run `bash scripts/bootstrap.sh` (as root) first."
         );
-        Containers {
+        Some(Containers {
             names: std::sync::Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// A new container name, removed when `self` drops.
