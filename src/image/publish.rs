@@ -25,9 +25,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use bollard::Docker;
-use bollard::auth::DockerCredentials;
-use bollard::query_parameters::PushImageOptions;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use oci_client::manifest::{
@@ -38,6 +35,7 @@ use serde::Serialize;
 
 use super::naming::{self, ImageKind, Repository};
 use super::{ImageSelection, PublishOptions, driver, smoke};
+use crate::host::docker::{self, Docker, DockerCredentials, PushImageOptions};
 use crate::oci::auth::{AuthEnv, Credential};
 use crate::oci::registry::Registry;
 use crate::platform::Platform;
@@ -438,7 +436,7 @@ async fn push(
     while let Some(item) = stream.next().await {
         let message = match item {
             Ok(info) => info.error_detail.and_then(|d| d.message),
-            Err(bollard::errors::Error::DockerStreamError { error }) => Some(error),
+            Err(docker::Error::DockerStreamError { error }) => Some(error),
             Err(e) => Some(e.to_string()),
         };
         if let Some(message) = message {
