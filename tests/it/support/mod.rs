@@ -19,12 +19,14 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod collections;
+// The decision what a missing prerequisite does, shared with aiida-init's tests.
 pub mod compose;
 pub mod images;
 pub mod plugin_workspace;
+#[path = "../../../crates/aiida-init/tests/it/support/prerequisites.rs"]
+pub mod prerequisites;
 pub mod registry;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -133,13 +135,6 @@ pub enum Need {
     Actionlint,
 }
 
-/// The one place that decides what a missing prerequisite does: a failure when
-/// `AIIDA_DEVC_REQUIRE_PREREQUISITES=1` or `CI=true`, otherwise a skip.
-pub fn prerequisites_required() -> bool {
-    std::env::var("AIIDA_DEVC_REQUIRE_PREREQUISITES").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Why `need` is missing on this machine, if it is.
 fn missing(need: Need) -> Option<String> {
     match need {
@@ -169,26 +164,14 @@ fn missing(need: Need) -> Option<String> {
 }
 
 /// True when the test must not run because something in `needs` is missing: it then prints one
-/// line saying so (the caller returns). With [`prerequisites_required`], it fails the test
+/// line saying so (the caller returns). With [`prerequisites::required`], it fails the test
 /// instead.
 #[must_use]
 pub fn skip_without(needs: &[Need]) -> bool {
     let Some(why) = needs.iter().find_map(|&need| missing(need)) else {
         return false;
     };
-    assert!(
-        !prerequisites_required(),
-        "missing prerequisite: {why}. Run `bash scripts/bootstrap.sh` (as root) first."
-    );
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_owned();
-    // Straight to stderr: the test harness captures `println!` of a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: {test}: {why} (set AIIDA_DEVC_REQUIRE_PREREQUISITES=1 to fail instead)"
-    );
+    prerequisites::skip(&why);
     true
 }
 

@@ -4,7 +4,9 @@
 //! test instead of hanging it.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+pub mod prerequisites;
+
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -554,18 +556,8 @@ impl Containers {
             .args(["version", "--format", "{{.Server.Version}}"])
             .output();
         let answers = info.as_ref().is_ok_and(|o| o.status.success());
-        let required = std::env::var("AIIDA_DEVC_REQUIRE_PREREQUISITES").is_ok_and(|v| v == "1")
-            || std::env::var("CI").is_ok_and(|v| v == "true");
-        if !answers && !required {
-            let test = std::thread::current()
-                .name()
-                .unwrap_or("this test")
-                .to_owned();
-            // Straight to stderr: the test harness captures `println!` of a passing test.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {test}: no Docker engine answers (set AIIDA_DEVC_REQUIRE_PREREQUISITES=1 to fail instead)"
-            );
+        if !answers && !prerequisites::required() {
+            prerequisites::skip("no Docker engine answers");
             return None;
         }
         assert!(
