@@ -620,6 +620,33 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn what_is_taken_back_and_handed_on_excludes_pipe_kill_stop_and_the_synchronous_signals() {
+        let taken: Vec<i32> = Ignored::candidates().collect();
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGCHLD,
+            libc::SIGTERM,
+        ] {
+            assert!(taken.contains(&sig), "{sig}");
+        }
+        for sig in [
+            libc::SIGPIPE,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGABRT,
+        ] {
+            assert!(!taken.contains(&sig), "{sig}");
+        }
+        let nohup = Ignored(Ignored::bit(libc::SIGHUP) | Ignored::bit(libc::SIGINT));
+        assert!(nohup.contains(libc::SIGHUP) && nohup.contains(libc::SIGINT));
+        assert!(!nohup.contains(libc::SIGQUIT) && !nohup.contains(libc::SIGCHLD));
+        assert!(!Ignored::default().contains(libc::SIGHUP));
+    }
+
+    #[test]
     fn the_poll_timeout_rounds_up_and_never_overflows() {
         let now = Instant::now();
         assert_eq!(poll_timeout_ms(None, now), -1);
