@@ -300,8 +300,7 @@ async fn build_platform(
         } else {
             format!("{} ({platform})", kind.name())
         };
-        let dir = dockerfiles.join(kind.name());
-        let tarball = context::archive(&dir, &generated)?;
+        let tarball = context::image_archive(&dockerfiles, kind.name(), &generated)?;
         let mut build_args = HashMap::from([("BASE_IMAGE".to_owned(), base.clone())]);
         if kind == ImageKind::Base {
             build_args.insert("AIIDA_VERSION".into(), args.selection.aiida_version.clone());

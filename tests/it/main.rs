@@ -6,6 +6,7 @@ mod support;
 
 mod bad_env;
 mod compose_e2e;
+mod daemon_commands;
 mod docs;
 mod doctor_command;
 mod faults;
