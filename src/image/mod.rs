@@ -240,7 +240,7 @@ pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<
 /// Build `kinds` for one platform, with the local names of [`naming::local_tag`].
 async fn build_platform(
     args: &BuildArgs,
-    docker: &bollard::Docker,
+    docker: &crate::host::docker::Docker,
     repo: &Repository,
     kinds: &[ImageKind],
     platform: Platform,
@@ -345,7 +345,7 @@ async fn build_platform(
 /// Fail unless `image`'s config names `platform`'s architecture (the classic builder builds on
 /// a local base as it is, so a base of the wrong architecture gives an image of it).
 async fn check_base_platform(
-    docker: &bollard::Docker,
+    docker: &crate::host::docker::Docker,
     image: &str,
     platform: Platform,
 ) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! The lite variant (aiida-core-base: SQLite and the ZeroMQ broker) gets the same, without the
 //! PostgreSQL fault.
 
+use crate::support::{Need, skip_without};
 use std::time::{Duration, Instant};
 
 use crate::support::images::{
@@ -112,31 +113,49 @@ fn with_services_after(commands: &[&str], workers: usize) {
 
 #[test]
 fn daemon_start_while_it_runs_keeps_the_service() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon start"], 1);
 }
 
 #[test]
 fn daemon_start_after_stop_brings_the_service_back() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon stop", "verdi daemon start"], 1);
 }
 
 #[test]
 fn daemon_start_with_a_number_of_workers_after_stop() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon stop", "verdi daemon start 2"], 2);
 }
 
 #[test]
 fn daemon_restart_restarts_the_service() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon restart"], 1);
 }
 
 #[test]
 fn daemon_restart_reset_restarts_the_service() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon restart --reset"], 1);
 }
 
 #[test]
 fn daemon_restart_starts_the_default_number_of_workers() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     // aiida-core's restart starts `daemon.default_workers`: the service does the same.
     with_services_after(
         &[
@@ -149,11 +168,17 @@ fn daemon_restart_starts_the_default_number_of_workers() {
 
 #[test]
 fn daemon_incr_and_decr_change_the_service_workers() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon incr 2", "verdi daemon decr 1"], 2);
 }
 
 #[test]
 fn daemon_status_answers_from_the_service() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     with_services_after(&["verdi daemon status"], 1);
 }
 
@@ -162,6 +187,9 @@ fn daemon_status_answers_from_the_service() {
 /// back behind the user's back, and the container still stops cleanly.
 #[test]
 fn daemon_stop_keeps_the_service_down_until_started() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let c = ready_after(&h, &with_services_image(), &["verdi daemon stop"]);
     let row = c.service("aiida-daemon");
@@ -194,6 +222,9 @@ fn daemon_stop_keeps_the_service_down_until_started() {
 /// stop then start with workers, incr; still supervised, a calculation runs, a clean stop.
 #[test]
 fn lite_daemon_commands_keep_the_service() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let c = ready_after(
         &h,

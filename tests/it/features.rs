@@ -4,6 +4,7 @@
 //! the Features' own scenarios pass under `devcontainer features test`, and a workspace that uses
 //! our published Features by their localhost OCI ids comes up with `verdi status` all green.
 
+use crate::support::{Need, skip_without};
 use std::path::Path;
 
 use crate::support::Workspace;
@@ -21,7 +22,7 @@ static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
     FEATURE_BUILDS
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// On drop, hands the images tagged since `before` by the reference CLI's feature tests
@@ -75,6 +76,9 @@ fn hello_collection(version: &str) -> tempfile::TempDir {
 
 #[test]
 fn packages_list_the_same_entries_as_the_reference_cli() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let (_dir, features) = scratch_copy("features");
     let src = features.join("src");
     // A renamed Feature too: packaging adds currentId and rewrites its JSON (comments dropped).
@@ -177,6 +181,9 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
 
 #[test]
 fn the_reference_cli_reads_what_we_publish() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("features");
@@ -300,6 +307,9 @@ fn manifest_digest(registry: &Registry, repository: &str) -> String {
 
 #[test]
 fn republishing_changes_nothing_and_floating_tags_only_move_forward() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let ns = namespace("tags");
     let repository = format!("{ns}/hello");
@@ -619,6 +629,9 @@ fn refused_and_unreachable_registries_are_named_without_credentials() {
 
 #[test]
 fn the_feature_scenarios_pass_under_the_reference_cli() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let harness = crate::support::Harness::new();
     let _turn = feature_builds();
     // `devcontainer features test` leaves the images it builds for its scenario workspaces
@@ -679,6 +692,9 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
 
 #[test]
 fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("up");
@@ -777,6 +793,9 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
 
 #[test]
 fn a_renamed_feature_is_published_under_its_legacy_ids_too() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -942,12 +961,18 @@ fn the_published_services_feature_comes_up_on(image: &str, machine: &str) {
 
 #[test]
 fn the_published_services_feature_runs_on_amd64() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     the_published_services_feature_comes_up_on("debian:bookworm", "x86_64");
 }
 
 /// Slow: the Feature's apt-get install runs under qemu (10 to 40 minutes, with the machine's load).
 #[test]
 fn the_published_services_feature_runs_on_arm64_under_emulation() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     the_published_services_feature_comes_up_on("debian:bookworm-arm64", "aarch64");
 }
 
@@ -1074,6 +1099,9 @@ fn aiida_core_and_its_dependencies_have_wheels_for_arm64() {
 /// install.sh picks the binary by `uname -m` and names any machine it has none for.
 #[test]
 fn the_services_install_script_refuses_a_machine_it_has_no_aiida_init_for() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let harness = crate::support::Harness::new();
     harness.require_image(&crate::support::base_image());
     let (_dir, features) = scratch_copy("features");

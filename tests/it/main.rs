@@ -16,6 +16,7 @@ mod harness;
 mod images;
 mod init_command;
 mod init_registry;
+mod layering;
 mod multiarch;
 mod reliability;
 mod security;

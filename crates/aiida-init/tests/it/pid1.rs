@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{ALL_MODES, Mode, Tree, require_tool};
+use crate::support::{ALL_MODES, Mode, Tree, require_tool, set_dispositions};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -80,6 +80,51 @@ fn signals_sent_to_pid1_reach_the_command() {
             assert_eq!(out.code, 128 + sig, "{mode:?} signal {sig}: {out:?}");
         }
     }
+}
+
+/// Started as `nohup aiida-init &` would be (HUP, INT and QUIT ignored), aiida-init still
+/// hears INT (Linux never discards a blocked signal, ignored or not), while the command gets
+/// them ignored (see settings.rs).
+#[test]
+fn a_shutdown_signal_ignored_when_aiida_init_started_still_stops_it() {
+    prerequisites();
+    for mode in [Mode::Pid1, Mode::Child] {
+        let tree = Tree::new();
+        let marker = tree.out_file("up");
+        tree.oneshot_sh("svc", &format!("touch {}", marker.display()), None, &[]);
+        let mut c = tree.command(mode, &[]);
+        set_dispositions(&mut c, &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT]);
+        let running = tree.spawn_command(mode, c);
+        running.wait_for_file(&marker, LIMIT);
+        running.signal(libc::SIGINT);
+        let out = running.finish(LIMIT);
+        assert!(
+            out.stderr.contains("received SIGINT: shutting down"),
+            "{mode:?}: {out:?}"
+        );
+    }
+}
+
+/// A parent that ignores SIGCHLD hands that on: children of a process that ignores it are
+/// reaped by the kernel, and their exit status is lost. aiida-init takes SIGCHLD back to its
+/// default for itself, and the command gets it ignored, as given.
+#[test]
+fn sigchld_ignored_when_aiida_init_started_loses_no_exit_status() {
+    prerequisites();
+    let tree = Tree::new();
+    tree.oneshot_sh("svc", "exit 0", None, &[]);
+    // As a plain child: `unshare --fork` sets SIGCHLD back to its default.
+    let start = |cmd: &[&str]| {
+        let mut c = tree.command(Mode::Child, cmd);
+        set_dispositions(&mut c, &[libc::SIGCHLD]);
+        tree.spawn_command(Mode::Child, c).finish(LIMIT)
+    };
+    let out = start(&["sh", "-c", "exit 3"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let out = start(&["grep", "^SigIgn", "/proc/self/status"]);
+    let sigign = out.stdout.trim().trim_start_matches("SigIgn:").trim();
+    let sigign = u64::from_str_radix(sigign, 16).unwrap();
+    assert_ne!(sigign & (1 << (libc::SIGCHLD - 1)), 0, "{out:?}");
 }
 
 #[test]
