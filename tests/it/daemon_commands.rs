@@ -87,7 +87,10 @@ fn assert_stops_cleanly(c: &Container) {
         .rsplit_once("received SIGTERM: shutting down")
         .unwrap_or_else(|| panic!("aiida-init did not get docker stop's SIGTERM:\n{logs}"));
     // aiida-init stopped the service, and its circus exited 0 (`finish` says so).
-    for expected in ["stopping aiida-daemon", "aiida-daemon: stopped as requested"] {
+    for expected in [
+        "stopping aiida-daemon",
+        "aiida-daemon: stopped as requested",
+    ] {
         assert!(
             stop.contains(expected),
             "no `{expected}` in the stop:\n{stop}"

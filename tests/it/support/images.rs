@@ -182,8 +182,13 @@ impl<'h> Container<'h> {
         out
     }
 
+    /// `docker logs`, both streams in the order they were written (as one pipe).
     pub fn logs(&self) -> String {
-        text(&docker(&["logs", &self.name]))
+        let out = Command::new("sh")
+            .args(["-c", "docker logs \"$1\" 2>&1", "sh", &self.name])
+            .output()
+            .expect("run the docker command line");
+        text(&out)
     }
 
     /// `docker stop`; returns how long it took.
