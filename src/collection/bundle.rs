@@ -64,11 +64,11 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
         if binaries.contains_key(&platform) {
             continue;
         }
-        let Some(root) = aiida_init::project_root() else {
-            bail!(
-                "aiida-init for {platform} must be bundled into the {FEATURE} Feature, but this aiida-devc was not built from a checkout it can find; pass --aiida-init FILE for each platform"
-            );
-        };
+        let root = aiida_init::checkout(
+            None,
+            &format!("bundling aiida-init for {platform} into the {FEATURE} Feature"),
+            "pass --aiida-init FILE for each platform",
+        )?;
         let built = aiida_init::build_static(&root, platform, verbose)?;
         let bytes =
             std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
@@ -94,8 +94,11 @@ fn write_executable(destination: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let partial = destination.with_extension("partial");
     std::fs::write(&partial, bytes)
         .with_context(|| format!("cannot write {}", partial.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    }
     std::fs::rename(&partial, destination)
         .with_context(|| format!("cannot write {}", destination.display()))?;
     Ok(())
