@@ -43,8 +43,9 @@ TOOLS="$VENV/bin"
 MATURIN_VERSION=${MATURIN_VERSION:-1.16.0}
 ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.17.1}
 UV_VERSION=${UV_VERSION:-0.13.9}
+# python3, else python (Windows, where python3 may be the Store's placeholder).
 PYTHON=python3
-command -v python3 >/dev/null || PYTHON=python # Windows
+"$PYTHON" -c 'import sys' >/dev/null 2>&1 || PYTHON=python
 PROFILE=${AIIDA_DEVC_WHEEL_PROFILE:-wheel-check}
 ARM64_BASE=${AIIDA_DEVC_ARM64_BASE:-debian:bookworm-arm64}
 CHECK_IMAGE=aiida-devc-wheel-check:arm64
@@ -99,8 +100,8 @@ build() {
     fi
     mkdir -p "$out" && out=$(cd "$out" && pwd) # maturin runs in crates/pypi
     log=$(mktemp)
-    # maturin writes its progress to stderr and the wheel's path in its last line.
-    (cd "$ROOT/crates/pypi" && maturin "${args[@]}") 2>"$log" \
+    # maturin's output, kept for a failure; the wheel's path is in its last line.
+    (cd "$ROOT/crates/pypi" && maturin "${args[@]}") >"$log" 2>&1 \
         || { cat "$log" >&2; rm -f "$log"; die "maturin build for $arch failed"; }
     sed -n 's/^📦 Built wheel[^/]*to //p' "$log" | tail -n 1
     rm -f "$log"
@@ -111,7 +112,7 @@ sdist() {
     need maturin
     mkdir -p "$out" && out=$(cd "$out" && pwd) # maturin runs in crates/pypi
     log=$(mktemp)
-    (cd "$ROOT/crates/pypi" && maturin sdist --out "$out") 2>"$log" \
+    (cd "$ROOT/crates/pypi" && maturin sdist --out "$out") >"$log" 2>&1 \
         || { cat "$log" >&2; rm -f "$log"; die "maturin sdist failed"; }
     sed -n 's/^📦 Built source distribution to //p' "$log" | tail -n 1
     rm -f "$log"
