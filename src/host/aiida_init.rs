@@ -151,3 +151,30 @@ fn toolchain_has_std(rustc: Option<&Path>, triple: &str) -> bool {
         .join("lib")
         .is_dir()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_without_the_workspace_is_refused_naming_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = checkout(
+            Some(dir.path()),
+            "`aiida-devc images build`",
+            "pass --source DIR",
+        )
+        .unwrap_err()
+        .to_string();
+        let missing = dir.path().join("crates/aiida-init/Cargo.toml");
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(
+            err.starts_with("`aiida-devc images build` needs a checkout"),
+            "{err}"
+        );
+        assert!(err.ends_with("or pass --source DIR"), "{err}");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(checkout(Some(&root), "x", "y").unwrap(), root);
+        assert_eq!(project_root(), Some(root));
+    }
+}
