@@ -1,13 +1,16 @@
-//! Binaries built from this project that a Feature carries in its package.
+//! What a Feature carries in its package besides its own folder's files.
 //!
 //! The `aiida-services` Feature installs `aiida-init`, the project's init and supervisor, on
 //! linux/amd64 and linux/arm64. Its package carries one static binary per platform, named by
 //! what `uname -m` prints there (`aiida-init-x86_64`, `aiida-init-aarch64`); install.sh copies the
-//! one for the container's machine. The files must be in the Feature's folder before it is
-//! packaged or tested (git ignores them). [`prepare`] puts them there: from `--aiida-init FILE`
-//! (repeatable; each file's platform is read from its ELF header) and, for every platform not
-//! given, built from this workspace by [`crate::host::aiida_init::build_static`], the same build
-//! the images use.
+//! one for the container's machine. It also carries the services' definitions and scripts that
+//! the aiida-core-with-services image uses, from `Dockerfiles/services/` (one source for both; see
+//! Dockerfiles/README.md), as its `services/` folder. These files must be in the Feature's folder
+//! before it is packaged or tested (git ignores them). [`prepare`] puts them there: the binaries
+//! from `--aiida-init FILE` (repeatable; each file's platform is read from its ELF header) and,
+//! for every platform not given, built from this workspace by
+//! [`crate::host::aiida_init::build_static`], the same build the images use; the services folder
+//! copied from the checkout this aiida-devc was built from.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +21,12 @@ use super::package::Source;
 use crate::host::aiida_init;
 use crate::platform::Platform;
 
-/// The Feature that carries aiida-init.
-pub const FEATURE: &str = "aiida-services";
+/// The Features that run services under aiida-init: each carries aiida-init and the shared
+/// services folder (a later one, such as a Slurm Feature, is added here).
+pub const FEATURES: &[&str] = &["aiida-services"];
+
+/// The folder of each of [`FEATURES`] that holds a copy of `Dockerfiles/services/`.
+pub const SERVICES: &str = "services";
 
 /// The file name of the binary for `platform` in the Feature's folder.
 pub fn file_name(platform: Platform) -> String {
@@ -40,10 +47,11 @@ pub fn elf_platform(bytes: &[u8]) -> Option<Platform> {
     }
 }
 
-/// Make sure the aiida-init binaries of every platform are in `source`'s folder, when it is the
-/// aiida-services Feature. `given` are the `--aiida-init` files.
+/// Make sure the aiida-init binaries of every platform and the shared services folder are in
+/// `source`'s folder, when it is one of [`FEATURES`]. `given` are the `--aiida-init` files.
 pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Result<()> {
-    if source.id() != FEATURE {
+    let feature = source.id();
+    if !FEATURES.contains(&feature) {
         return Ok(());
     }
     let mut binaries: BTreeMap<Platform, Vec<u8>> = BTreeMap::new();
@@ -60,15 +68,27 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
             bail!("--aiida-init was given twice for {platform}");
         }
     }
+    let root = aiida_init::checkout(
+        None,
+        &format!(
+            "the {feature} Feature, which bundles aiida-init and Dockerfiles/{},",
+            crate::image::context::SHARED_SERVICES
+        ),
+        "clone it first",
+    )?;
+    let shared = root
+        .join("Dockerfiles")
+        .join(crate::image::context::SHARED_SERVICES);
+    mirror(&shared, &source.dir.join(SERVICES)).with_context(|| {
+        format!(
+            "cannot copy {} into the {feature} Feature",
+            shared.display()
+        )
+    })?;
     for platform in Platform::ALL {
         if binaries.contains_key(&platform) {
             continue;
         }
-        let root = aiida_init::checkout(
-            None,
-            &format!("bundling aiida-init for {platform} into the {FEATURE} Feature"),
-            "pass --aiida-init FILE for each platform",
-        )?;
         let built = aiida_init::build_static(&root, platform, verbose)?;
         let bytes =
             std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
@@ -85,6 +105,81 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
     Ok(())
 }
 
+/// Make `to` a copy of the folder `from` (files and their modes): files that differ are written,
+/// files and folders that `from` lacks are removed, identical files are left alone (so that their
+/// mtimes, and the package's bytes, stay the same).
+pub fn mirror(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if !from.is_dir() {
+        bail!("{} is not a folder", from.display());
+    }
+    if to.is_file() || to.is_symlink() {
+        std::fs::remove_file(to)?;
+    }
+    std::fs::create_dir_all(to)?;
+    let mut wanted = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let (source, target) = (entry.path(), to.join(&name));
+        wanted.insert(name);
+        let meta = std::fs::symlink_metadata(&source)?;
+        if meta.is_dir() {
+            mirror(&source, &target)?;
+            continue;
+        }
+        if !meta.is_file() {
+            bail!("{} is not a regular file or folder", source.display());
+        }
+        if target.is_dir() {
+            std::fs::remove_dir_all(&target)?;
+        }
+        let bytes = std::fs::read(&source)?;
+        let mode = mode_of(&meta);
+        let same = std::fs::symlink_metadata(&target)
+            .is_ok_and(|t| t.is_file() && mode_of(&t) == mode)
+            && std::fs::read(&target).ok().as_deref() == Some(bytes.as_slice());
+        if !same {
+            std::fs::write(&target, &bytes)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            set_mode(&target, mode)?;
+        }
+    }
+    for entry in std::fs::read_dir(to)? {
+        let entry = entry?;
+        if !wanted.contains(&entry.file_name()) {
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file's permission bits. Windows has none: there, files are copied without them.
+#[cfg(unix)]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn mode_of(_meta: &std::fs::Metadata) -> u32 {
+    0
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Write `bytes` as an executable file, leaving an identical one alone (so that its mtime, and the
 /// package's bytes, stay the same).
 fn write_executable(destination: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -94,11 +189,7 @@ fn write_executable(destination: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let partial = destination.with_extension("partial");
     std::fs::write(&partial, bytes)
         .with_context(|| format!("cannot write {}", partial.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
-    }
+    set_mode(&partial, 0o755)?;
     std::fs::rename(&partial, destination)
         .with_context(|| format!("cannot write {}", destination.display()))?;
     Ok(())
@@ -118,6 +209,39 @@ mod tests {
         arm[18..20].copy_from_slice(&40u16.to_le_bytes()); // 32-bit ARM
         assert_eq!(elf_platform(&arm), None);
         assert_eq!(elf_platform(b"#!/bin/sh\necho hi\n"), None);
+    }
+
+    #[test]
+    fn mirror_copies_files_and_modes_and_drops_what_the_source_lacks() {
+        use std::os::unix::fs::PermissionsExt;
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let to = to.path().join("services");
+        std::fs::create_dir_all(from.path().join("etc/init")).unwrap();
+        std::fs::write(from.path().join("etc/init/run"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            from.path().join("etc/init/run"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(from.path().join("conf"), "a\n").unwrap();
+        std::fs::create_dir_all(to.join("stale/deep")).unwrap();
+        std::fs::write(to.join("stale/deep/x"), "old").unwrap();
+        std::fs::write(to.join("conf"), "changed\n").unwrap();
+        mirror(from.path(), &to).unwrap();
+        assert_eq!(std::fs::read_to_string(to.join("conf")).unwrap(), "a\n");
+        let mode = std::fs::metadata(to.join("etc/init/run"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert!(!to.join("stale").exists());
+        // Identical files are left alone: packaging twice gives the same bytes.
+        let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let before = mtime(&to.join("conf"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        mirror(from.path(), &to).unwrap();
+        assert_eq!(mtime(&to.join("conf")), before);
     }
 
     #[test]

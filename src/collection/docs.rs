@@ -84,8 +84,7 @@ pub fn render(
     let metadata = &source.metadata.value;
     let id = source.id();
     let major = semver::Version::parse(source.version())
-        .map(|v| v.major.to_string())
-        .unwrap_or_else(|_| "latest".into());
+        .map_or_else(|_| "latest".into(), |v| v.major.to_string());
     let reference = format!("{registry}/{namespace}/{id}:{major}");
 
     let mut out = String::new();
@@ -323,7 +322,10 @@ mod tests {
             dir.path(),
             "{\"id\": \"hello\", \"version\": \"1.0.0\", \"name\": \"Hello\",\n \"options\": {\"a\": {\"type\": \"string\", \"default\": \"\"}}}",
         );
-        let problems: Vec<String> = check(&source).iter().map(|p| p.to_string()).collect();
+        let problems: Vec<String> = check(&source)
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         let file = dir.path().join("devcontainer-feature.json");
         assert_eq!(
             problems,

@@ -81,7 +81,7 @@ impl JsoncFile {
             });
         };
         let mut locations = HashMap::new();
-        record_locations(&ast, String::new(), &text, &mut locations);
+        record_locations(&ast, "", &text, &mut locations);
         let value: Value = ast.into();
         Ok(JsoncFile {
             path: path.to_owned(),
@@ -141,12 +141,12 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 fn record_locations(
     ast: &Ast,
-    pointer: String,
+    pointer: &str,
     text: &str,
     out: &mut HashMap<String, (usize, usize)>,
 ) {
     use jsonc_parser::common::Ranged;
-    out.insert(pointer.clone(), line_column(text, ast.start()));
+    out.insert(pointer.to_owned(), line_column(text, ast.start()));
     match ast {
         Ast::Object(object) => {
             for prop in &object.properties {
@@ -160,12 +160,12 @@ fn record_locations(
                     format!("{child}{KEY_MARK}"),
                     line_column(text, prop.start()),
                 );
-                record_locations(&prop.value, child, text, out);
+                record_locations(&prop.value, &child, text, out);
             }
         }
         Ast::Array(array) => {
             for (i, element) in array.elements.iter().enumerate() {
-                record_locations(element, format!("{pointer}/{i}"), text, out);
+                record_locations(element, &format!("{pointer}/{i}"), text, out);
             }
         }
         _ => {}
@@ -635,7 +635,10 @@ mod tests {
             "{\n  // c\n  \"id\": \"x\", \"version\": \"1.0\", \"name\": \"X\",\n  \"options\": {\"v\": {\"type\": \"string\", \"default\": \"a$b\"}}\n}",
         );
         let problems = check(&file, CollectionKind::Features, Some("x"));
-        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let text: Vec<String> = problems
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         assert_eq!(text.len(), 2, "{text:#?}");
         assert!(
             text[0].starts_with("f.json:3:25: version '1.0' is not a semantic version"),

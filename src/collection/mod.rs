@@ -201,7 +201,7 @@ fn load(kind: CollectionKind, common: &CommonArgs) -> anyhow::Result<package::Di
 
 fn validate(kind: CollectionKind, args: &ValidateArgs) -> anyhow::Result<()> {
     let discovery = load(kind, &args.common)?;
-    let ids: Vec<&str> = discovery.sources.iter().map(|s| s.id()).collect();
+    let ids: Vec<&str> = discovery.sources.iter().map(package::Source::id).collect();
     if args.common.json {
         println!("{}", json!({"valid": true, kind.plural(): ids}));
     } else {

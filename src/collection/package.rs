@@ -206,7 +206,7 @@ fn walk(dir: &Path) -> std::io::Result<Vec<String>> {
     while let Some(relative) = pending.pop() {
         let mut entries: Vec<_> =
             std::fs::read_dir(dir.join(&relative))?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
+        entries.sort_by_key(std::fs::DirEntry::file_name);
         for entry in entries {
             let path = relative.join(entry.file_name());
             if entry.file_type()?.is_dir() {
@@ -359,7 +359,7 @@ fn mode_and_mtime(meta: &std::fs::Metadata) -> (u32, u64) {
 fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut order = Vec::new();
-    entry_order(dir, PathBuf::new(), &mut order)?;
+    entry_order(dir, Path::new(""), &mut order)?;
     for (relative, is_dir) in order {
         let full = dir.join(&relative);
         let meta = std::fs::symlink_metadata(&full)?;
@@ -404,12 +404,12 @@ fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyho
 /// Depth-first, sorted, each directory before its contents and its files before its folders.
 fn entry_order(
     root: &Path,
-    relative: PathBuf,
+    relative: &Path,
     order: &mut Vec<(PathBuf, bool)>,
 ) -> std::io::Result<()> {
-    order.push((relative.clone(), true));
-    let mut entries: Vec<_> = std::fs::read_dir(root.join(&relative))?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    order.push((relative.to_path_buf(), true));
+    let mut entries: Vec<_> = std::fs::read_dir(root.join(relative))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
     let mut dirs = Vec::new();
     for entry in entries {
         let path = relative.join(entry.file_name());
@@ -420,7 +420,7 @@ fn entry_order(
         }
     }
     for sub in dirs {
-        entry_order(root, sub, order)?;
+        entry_order(root, &sub, order)?;
     }
     Ok(())
 }

@@ -82,7 +82,10 @@ mod tests {
     use super::*;
 
     fn tags(version: &str, published: &[&str]) -> Option<Vec<String>> {
-        let published: Vec<String> = published.iter().map(|s| s.to_string()).collect();
+        let published: Vec<String> = published
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         tags_to_push(&Version::parse(version).unwrap(), &published)
     }
 

@@ -78,7 +78,7 @@ pub fn find_tests_dir(dir: &Path) -> Option<String> {
     ["tests", "test"]
         .iter()
         .find(|d| dir.join(d).is_dir())
-        .map(|d| d.to_string())
+        .map(std::string::ToString::to_string)
 }
 
 /// The settings aiida-devc owns, in the order they are written.

@@ -37,12 +37,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use bollard::Docker;
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptions, RemoveContainerOptions, WaitContainerOptions,
-};
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::compose::{self, ComposeService};
@@ -51,6 +45,7 @@ use super::init::config_path;
 use super::merge;
 use crate::host::Host;
 use crate::host::ca::CaBundle;
+use crate::host::docker::{ContainerCreateBody, Docker, run_to_end};
 use crate::plugin::{self, Location, images};
 
 /// Check the dev container configuration of the plugin in DIR for settings that silently break
@@ -94,6 +89,7 @@ pub fn host_architecture() -> &'static str {
 
 impl DoctorArgs {
     pub fn run(&self, host: &Host) -> anyhow::Result<()> {
+        println!("Docker engine: {}", crate::host::docker::endpoint());
         let mut findings = self.diagnose(host.ca.bundle())?;
         let path = config_path(&self.dir);
         if let Ok(text) = std::fs::read_to_string(&path) {
@@ -303,7 +299,7 @@ impl Subject<'_> {
             let command = self
                 .config
                 .get(hook)
-                .map(|v| v.to_string())
+                .map(std::string::ToString::to_string)
                 .unwrap_or_default();
             if command.contains("verdi daemon start") || command.contains("verdi daemon restart") {
                 findings.push(Finding {
@@ -700,36 +696,5 @@ async fn run_once(docker: &Docker, image: &str, script: &str) -> anyhow::Result<
         user: Some("0".into()),
         ..Default::default()
     };
-    let created = docker
-        .create_container(None::<CreateContainerOptions>, body)
-        .await?;
-    let result = async {
-        docker
-            .start_container(
-                &created.id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await?;
-        let mut wait = docker.wait_container(&created.id, None::<WaitContainerOptions>);
-        while wait.next().await.is_some() {}
-        let mut logs = docker.logs(
-            &created.id,
-            Some(bollard::query_parameters::LogsOptions {
-                stdout: true,
-                ..Default::default()
-            }),
-        );
-        let mut out = String::new();
-        while let Some(chunk) = logs.next().await {
-            out.push_str(&chunk?.to_string());
-        }
-        anyhow::Ok(out)
-    }
-    .await;
-    let remove = RemoveContainerOptions {
-        force: true,
-        ..Default::default()
-    };
-    let _ = docker.remove_container(&created.id, Some(remove)).await;
-    result
+    Ok(run_to_end(docker, None, body, false).await?.output)
 }

@@ -25,14 +25,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
-use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, StartContainerOptions,
-};
-use futures_util::StreamExt;
 use serde_json::Value;
+
+use crate::host::docker::{
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, CreateContainerOptions,
+    Docker, ExecSpec, HostConfig, InspectContainerOptions, ListContainersOptions, Mount, MountType,
+    StartContainerOptions, exec_streaming,
+};
 
 /// The labels that identify a workspace's container, as the reference CLI sets them.
 pub fn id_labels(workspace: &Path, config_file: &Path) -> BTreeMap<String, String> {
@@ -107,9 +106,7 @@ fn mount_from(value: &Value, vars: &HashMap<&str, String>) -> anyhow::Result<Mou
             .map(|(k, v)| {
                 (
                     k.clone(),
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string()),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
                 )
             })
             .collect(),
@@ -189,8 +186,7 @@ pub async fn up(
     let (container, created) = match find_container(docker, &target.labels).await? {
         Some(summary) => {
             let container = summary.id.context("a container without an id")?;
-            let running =
-                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            let running = summary.state == Some(ContainerSummaryStateEnum::RUNNING);
             if running {
                 return Ok((container, user));
             }
@@ -293,7 +289,7 @@ impl Target {
 async fn find_container(
     docker: &Docker,
     labels: &BTreeMap<String, String>,
-) -> anyhow::Result<Option<bollard::models::ContainerSummary>> {
+) -> anyhow::Result<Option<ContainerSummary>> {
     let filters = HashMap::from([(
         "label".to_string(),
         labels
@@ -398,10 +394,7 @@ const SYSTEM_DATA_FOLDER: &str = "/var/devcontainer";
 /// CLI's marker files are used, so neither side does it twice.
 async fn patch_login_environment(docker: &Docker, container: &str) -> anyhow::Result<()> {
     let inspect = docker
-        .inspect_container(
-            container,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
+        .inspect_container(container, None::<InspectContainerOptions>)
         .await?;
     let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
     let lines: String = env
@@ -418,31 +411,16 @@ async fn patch_login_environment(docker: &Docker, container: &str) -> anyhow::Re
          if [ ! -f \"$marker\" ]; then : > \"$marker\"\n\
          sed -i -E 's/((^|\\s)PATH=)([^\\$]*)$/\\1${{PATH:-\\3}}/g' /etc/profile || true\nfi\n"
     );
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(vec!["/bin/sh".to_string(), "-c".to_string(), script]),
-                user: Some("root".to_owned()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let spec = ExecSpec {
+        cmd: vec!["/bin/sh".to_string(), "-c".to_string(), script],
+        user: "root",
+        ..ExecSpec::default()
+    };
     let mut output_text = String::new();
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None).await?
-    {
-        while let Some(chunk) = output.next().await {
-            output_text.push_str(&chunk?.to_string());
-        }
-    }
-    let code = docker
-        .inspect_exec(&created.id)
-        .await?
-        .exit_code
-        .unwrap_or(-1);
+    let code = exec_streaming(docker, container, spec, |_, text| {
+        output_text.push_str(text);
+    })
+    .await?;
     if code != 0 {
         bail!(
             "patching /etc/environment and /etc/profile in the container failed ({code}): {output_text}"
@@ -470,32 +448,13 @@ async fn lifecycle(
         other => bail!("{hook}: only a string or an array is supported here, not {other}"),
     };
     eprintln!("aiida-devc: running the {hook}: {}", cmd.join(" "));
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(cmd),
-                user: Some(user.to_owned()),
-                working_dir: Some(folder.to_owned()),
-                env: Some(env.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None).await?
-    {
-        while let Some(chunk) = output.next().await {
-            eprint!("{}", chunk?);
-        }
-    }
-    let code = docker
-        .inspect_exec(&created.id)
-        .await?
-        .exit_code
-        .unwrap_or(-1);
+    let spec = ExecSpec {
+        cmd,
+        user,
+        working_dir: Some(folder),
+        env: env.to_vec(),
+    };
+    let code = exec_streaming(docker, container, spec, |_, text| eprint!("{text}")).await?;
     if code != 0 {
         bail!("the {hook} failed with exit code {code}");
     }

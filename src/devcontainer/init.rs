@@ -106,11 +106,11 @@ pub fn local_tags(repository: &str) -> Vec<Vec<String>> {
         return Vec::new();
     };
     rt.block_on(async {
-        let Ok(docker) = bollard::Docker::connect_with_defaults() else {
+        let Ok(docker) = crate::host::docker::local_client() else {
             return Vec::new();
         };
         let Ok(images) = docker
-            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .list_images(None::<crate::host::docker::ListImagesOptions>)
             .await
         else {
             return Vec::new();

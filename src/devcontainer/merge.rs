@@ -308,7 +308,7 @@ fn insert_comments(text: &str, comments: &[Comment]) -> String {
         let Some(start) = property_start(parsed.value.as_ref(), &comment.path) else {
             continue;
         };
-        let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let indent: String = text[line_start..start]
             .chars()
             .take_while(|c| c.is_whitespace())
@@ -328,10 +328,7 @@ fn insert_comments(text: &str, comments: &[Comment]) -> String {
         // The `//` lines directly above, with the same indentation.
         let mut block_start = line_start;
         while block_start > 0 {
-            let previous = text[..block_start - 1]
-                .rfind('\n')
-                .map(|i| i + 1)
-                .unwrap_or(0);
+            let previous = text[..block_start - 1].rfind('\n').map_or(0, |i| i + 1);
             let line = &text[previous..block_start - 1];
             if line.starts_with(&format!("{indent}//")) && !line[indent.len()..].starts_with("///")
             {

@@ -21,9 +21,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
-use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::config::{self, CA_ENV, CA_TARGET};
@@ -31,6 +28,7 @@ use super::engine;
 use super::init::config_path;
 use super::merge;
 use crate::host::Host;
+use crate::host::docker::{self, Docker, exec};
 
 /// Bring the workspace in DIR up in its dev container (with the reference devcontainer CLI),
 /// wait until AiiDA is ready, then print the start-up timeline and `verdi status`.
@@ -52,61 +50,6 @@ pub struct UpArgs {
 }
 
 /// What one `exec` in a container printed.
-#[derive(Debug, Clone)]
-pub struct ExecOutput {
-    pub exit_code: i64,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Run `cmd` in a running container as `user` and collect its output.
-pub async fn exec(
-    docker: &Docker,
-    container: &str,
-    user: &str,
-    cmd: &[&str],
-) -> anyhow::Result<ExecOutput> {
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                user: Some(user.to_string()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot exec {cmd:?} in container {container}"))?;
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None).await?
-    {
-        while let Some(chunk) = output.next().await {
-            match chunk? {
-                bollard::container::LogOutput::StdOut { message } => {
-                    stdout.push_str(&String::from_utf8_lossy(&message));
-                }
-                bollard::container::LogOutput::StdErr { message } => {
-                    stderr.push_str(&String::from_utf8_lossy(&message));
-                }
-                _ => {}
-            }
-        }
-    }
-    let exit_code = docker
-        .inspect_exec(&created.id)
-        .await?
-        .exit_code
-        .unwrap_or(-1);
-    Ok(ExecOutput {
-        exit_code,
-        stdout,
-        stderr,
-    })
-}
-
 /// The reference CLI to use (see the module documentation).
 pub fn find_cli(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
@@ -175,8 +118,7 @@ pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
 }
 
 fn seconds(ms: Option<u64>) -> String {
-    ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
-        .unwrap_or_else(|| "-".into())
+    ms.map_or_else(|| "-".into(), |ms| format!("{:.2} s", ms as f64 / 1000.0))
 }
 
 /// The timeline as an aligned table, one service per line in start order.
@@ -430,8 +372,8 @@ async fn up_with_engine_api(
     }
     let mut extra = engine::Extra::default();
     if let Some(ca) = &ca.run {
-        extra.mounts.push(bollard::models::Mount {
-            typ: Some(bollard::models::MountType::BIND),
+        extra.mounts.push(docker::Mount {
+            typ: Some(docker::MountType::BIND),
             source: Some(ca.display().to_string()),
             target: Some(CA_TARGET.into()),
             read_only: Some(true),

@@ -90,8 +90,7 @@ pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow:
         // With --target, these flags reach only the target's crates, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     let mut target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| source.join(d))
-        .unwrap_or_else(|| source.join("target"));
+        .map_or_else(|| source.join("target"), |d| source.join(d));
     if platform != Platform::host() && !toolchain_has_std(None, triple) {
         if !toolchain_has_std(Some(Path::new(DEBIAN_RUSTC)), triple) {
             bail!(

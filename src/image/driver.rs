@@ -5,16 +5,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use bollard::Docker;
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, LogsOptions, RemoveContainerOptions,
-    StartContainerOptions, TagImageOptions, WaitContainerOptions,
-};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::naming::Versions;
+use crate::host::docker::{
+    BuildImageOptions, ContainerCreateBody, Docker, Error, TagImageOptions, body_full, run_to_end,
+};
 
 /// One build request.
 pub struct BuildRequest<'a> {
@@ -46,15 +43,14 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
         ..Default::default()
     };
     let progress = Progress::new(req.display, req.verbose);
-    let mut stream =
-        docker.build_image(options, None, Some(bollard::body_full(req.context.into())));
+    let mut stream = docker.build_image(options, None, Some(body_full(req.context.into())));
     let mut tail: Vec<String> = Vec::new();
     let mut image_id = None;
     while let Some(item) = stream.next().await {
         let info = match item {
             Ok(info) => info,
             // A build step's failure (the stream's `errorDetail`).
-            Err(bollard::errors::Error::DockerStreamError { error }) => {
+            Err(Error::DockerStreamError { error }) => {
                 progress.fail();
                 bail!(
                     "building {} failed: {}\nlast output:\n{}",
@@ -129,55 +125,18 @@ async fn run_capture(docker: &Docker, image: &str, cmd: &[&str]) -> anyhow::Resu
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),
         entrypoint: Some(vec![]),
-        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(cmd.iter().map(std::string::ToString::to_string).collect()),
         ..Default::default()
     };
-    let create = CreateContainerOptions {
-        name: Some(name.clone()),
-        ..Default::default()
-    };
-    docker
-        .create_container(Some(create), body)
-        .await
-        .with_context(|| format!("cannot create a container from {image}"))?;
-    let result = async {
-        docker
-            .start_container(&name, None::<StartContainerOptions>)
-            .await?;
-        let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
-        let code = match wait.next().await {
-            Some(Ok(status)) => status.status_code,
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            other => bail!("waiting for the probe container: {other:?}"),
-        };
-        let mut logs = docker.logs(
-            &name,
-            Some(LogsOptions {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
+    let finished = run_to_end(docker, Some(&name), body, true).await?;
+    if finished.exit_code != 0 {
+        bail!(
+            "the probe in {image} exited with {}:\n{}",
+            finished.exit_code,
+            finished.output
         );
-        let mut text = String::new();
-        while let Some(chunk) = logs.next().await {
-            text.push_str(&chunk?.to_string());
-        }
-        if code != 0 {
-            bail!("the probe in {image} exited with {code}:\n{text}");
-        }
-        Ok(text)
     }
-    .await;
-    let _ = docker
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
-    result
+    Ok(finished.output)
 }
 
 /// Progress of one build: a bar over the Dockerfile's steps on a terminal, one line per step

@@ -65,8 +65,7 @@ impl SourceInfo {
             Some(epoch) => rfc3339(epoch),
             None => git(&["log", "-1", "--format=%ct"])
                 .and_then(|s| s.parse::<i64>().ok())
-                .map(rfc3339)
-                .unwrap_or_else(|| rfc3339(0)),
+                .map_or_else(|| rfc3339(0), rfc3339),
         };
         SourceInfo { revision, created }
     }

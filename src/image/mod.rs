@@ -258,7 +258,7 @@ pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<
 async fn build_platform(
     args: &BuildArgs,
     source: &Path,
-    docker: &bollard::Docker,
+    docker: &crate::host::docker::Docker,
     repo: &Repository,
     kinds: &[ImageKind],
     platform: Platform,
@@ -318,8 +318,7 @@ async fn build_platform(
         } else {
             format!("{} ({platform})", kind.name())
         };
-        let dir = dockerfiles.join(kind.name());
-        let tarball = context::archive(&dir, &generated)?;
+        let tarball = context::image_archive(&dockerfiles, kind.name(), &generated)?;
         let mut build_args = HashMap::from([("BASE_IMAGE".to_owned(), base.clone())]);
         if kind == ImageKind::Base {
             build_args.insert("AIIDA_VERSION".into(), args.selection.aiida_version.clone());
@@ -364,7 +363,7 @@ async fn build_platform(
 /// Fail unless `image`'s config names `platform`'s architecture (the classic builder builds on
 /// a local base as it is, so a base of the wrong architecture gives an image of it).
 async fn check_base_platform(
-    docker: &bollard::Docker,
+    docker: &crate::host::docker::Docker,
     image: &str,
     platform: Platform,
 ) -> anyhow::Result<()> {

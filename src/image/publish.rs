@@ -25,9 +25,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use bollard::Docker;
-use bollard::auth::DockerCredentials;
-use bollard::query_parameters::PushImageOptions;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use oci_client::manifest::{
@@ -38,6 +35,7 @@ use serde::Serialize;
 
 use super::naming::{self, ImageKind, Repository};
 use super::{ImageSelection, PublishOptions, driver, smoke};
+use crate::host::docker::{self, Docker, DockerCredentials, PushImageOptions};
 use crate::oci::auth::{AuthEnv, Credential};
 use crate::oci::registry::Registry;
 use crate::platform::Platform;
@@ -177,7 +175,7 @@ impl Plan {
             let image = self.local_image(ImageKind::WithServices, platform);
             let step = steps.start(format!("smoke test {platform}: {image}"));
             match smoke::smoke_test(docker, &image, platform).await {
-                Ok(ready) => step.done(format!("ready in {ready:.0?}, calculation finished")),
+                Ok(ready) => step.done(&format!("ready in {ready:.0?}, calculation finished")),
                 Err(e) => {
                     step.fail();
                     return Err(e.context(format!(
@@ -251,7 +249,7 @@ impl Plan {
                                 name.0
                             )
                         })?;
-                step.done(descriptor.digest.clone());
+                step.done(&descriptor.digest);
                 manifests
                     .entry(kind)
                     .or_default()
@@ -298,7 +296,7 @@ impl Plan {
                         name.0
                     )
                 })?;
-            step.done(written.digest.clone());
+            step.done(&written.digest);
             index_digest = written.digest;
         }
         Ok(PublishedImage {
@@ -350,8 +348,7 @@ fn oci_platform_name(platform: Platform) -> String {
 /// The repository path inside the registry (`organization/image`).
 fn repository_path(name: &str, registry: &str) -> String {
     name.strip_prefix(registry)
-        .map(|rest| rest.trim_start_matches('/'))
-        .unwrap_or(name)
+        .map_or(name, |rest| rest.trim_start_matches('/'))
         .to_owned()
 }
 
@@ -439,7 +436,7 @@ async fn push(
     while let Some(item) = stream.next().await {
         let message = match item {
             Ok(info) => info.error_detail.and_then(|d| d.message),
-            Err(bollard::errors::Error::DockerStreamError { error }) => Some(error),
+            Err(docker::Error::DockerStreamError { error }) => Some(error),
             Err(e) => Some(e.to_string()),
         };
         if let Some(message) = message {
@@ -489,7 +486,7 @@ impl Steps {
 }
 
 impl Step {
-    fn done(self, result: String) {
+    fn done(self, result: &str) {
         self.bar.finish_and_clear();
         eprintln!("{}: {result}", self.what);
     }
@@ -505,7 +502,7 @@ mod tests {
     use super::*;
 
     fn tags(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+        list.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

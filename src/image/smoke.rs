@@ -15,14 +15,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bollard::Docker;
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
-};
-use futures_util::StreamExt;
 
-use crate::devcontainer::up::exec;
+use crate::host::docker::{
+    ContainerCreateBody, CreateContainerOptions, Docker, StartContainerOptions, exec, log_tail,
+    remove,
+};
 use crate::platform::Platform;
 
 /// The ceiling for one platform's whole smoke test.
@@ -85,16 +82,7 @@ pub async fn smoke_test(
             )))
         }
     };
-    let _ = docker
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    remove(docker, &name).await;
     result
 }
 
@@ -184,22 +172,4 @@ async fn run(docker: &Docker, name: &str, platform: Platform) -> anyhow::Result<
         );
     }
     Ok(ready)
-}
-
-/// The last `lines` lines of the container's output (aiida-init logs every service there).
-async fn log_tail(docker: &Docker, name: &str, lines: usize) -> String {
-    let mut logs = docker.logs(
-        name,
-        Some(LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: lines.to_string(),
-            ..Default::default()
-        }),
-    );
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = logs.next().await {
-        text.push_str(&chunk.to_string());
-    }
-    text
 }

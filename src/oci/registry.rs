@@ -191,7 +191,7 @@ impl Registry {
             Err(e) if is_not_found(&e) => Ok(Vec::new()),
             Err(e) => Err(self.explain(
                 &format!("listing the tags of {}/{repository}", self.host),
-                e,
+                &e,
             )),
         }
     }
@@ -210,7 +210,7 @@ impl Registry {
         {
             Ok((bytes, _digest)) => Ok(Some(bytes.to_vec())),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.explain(&format!("reading {}/{repository}:{tag}", self.host), e)),
+            Err(e) => Err(self.explain(&format!("reading {}/{repository}:{tag}", self.host), &e)),
         }
     }
 
@@ -227,7 +227,7 @@ impl Registry {
             .map_err(|e| {
                 self.explain(
                     &format!("downloading {digest} from {}/{repository}", self.host),
-                    e,
+                    &e,
                 )
             })?;
         Ok(out)
@@ -247,7 +247,7 @@ impl Registry {
         self.client
             .push_blob(&reference, EMPTY_CONFIG, &artifact.manifest.config.digest)
             .await
-            .map_err(|e| self.explain(&action, e))?;
+            .map_err(|e| self.explain(&action, &e))?;
         self.client
             .push_blob(
                 &reference,
@@ -255,7 +255,7 @@ impl Registry {
                 &artifact.manifest.layers[0].digest,
             )
             .await
-            .map_err(|e| self.explain(&action, e))?;
+            .map_err(|e| self.explain(&action, &e))?;
         Ok(())
     }
 
@@ -273,7 +273,7 @@ impl Registry {
         self.client
             .push_manifest_raw(&reference, artifact.manifest.to_bytes(), content_type)
             .await
-            .map_err(|e| self.explain(&format!("tagging {}/{repository}:{tag}", self.host), e))?;
+            .map_err(|e| self.explain(&format!("tagging {}/{repository}:{tag}", self.host), &e))?;
         Ok(())
     }
 
@@ -310,7 +310,7 @@ impl Registry {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.explain(
                 &format!("reading {}/{repository}:{reference}", self.host),
-                e,
+                &e,
             )),
         }
     }
@@ -327,14 +327,14 @@ impl Registry {
         self.client
             .push_manifest_list(&reference, &self.auth, index)
             .await
-            .map_err(|e| self.explain(&format!("tagging {}/{repository}:{tag}", self.host), e))
+            .map_err(|e| self.explain(&format!("tagging {}/{repository}:{tag}", self.host), &e))
     }
 
-    fn explain(&self, action: &str, error: OciDistributionError) -> RegistryError {
+    fn explain(&self, action: &str, error: &OciDistributionError) -> RegistryError {
         let registry = self.host.clone();
         let action = action.to_owned();
         let credential = self.credential_source.clone();
-        match status_of(&error) {
+        match status_of(error) {
             Some(401) => {
                 return RegistryError::Unauthorized {
                     registry,
@@ -351,7 +351,7 @@ impl Registry {
             }
             _ => {}
         }
-        if let OciDistributionError::RequestError(e) = &error {
+        if let OciDistributionError::RequestError(e) = error {
             if e.is_connect() || e.is_timeout() || e.status().is_none() {
                 return RegistryError::Unreachable {
                     registry,
@@ -485,7 +485,7 @@ mod tests {
             message: "denied".into(),
         };
         let text = registry
-            .explain("uploading to registry.example.org/x", error)
+            .explain("uploading to registry.example.org/x", &error)
             .to_string();
         assert!(text.starts_with("registry registry.example.org denied access while uploading to registry.example.org/x (HTTP 403 Forbidden; used the credential from DEVCONTAINERS_OCI_AUTH)"), "{text}");
         assert!(!text.contains("s3cret-token"), "{text}");
@@ -505,17 +505,17 @@ mod tests {
             }
         };
         assert!(matches!(
-            registry.explain("x", envelope("DENIED")),
+            registry.explain("x", &envelope("DENIED")),
             RegistryError::Forbidden { .. }
         ));
         assert!(matches!(
-            registry.explain("x", envelope("UNAUTHORIZED")),
+            registry.explain("x", &envelope("UNAUTHORIZED")),
             RegistryError::Unauthorized { .. }
         ));
         assert!(matches!(
             registry.explain(
                 "x",
-                OciDistributionError::AuthenticationFailure("no".into())
+                &OciDistributionError::AuthenticationFailure("no".into())
             ),
             RegistryError::Unauthorized { .. }
         ));

@@ -347,7 +347,7 @@ mod tests {
     }
 
     fn tags(list: &[&str]) -> Vec<String> {
-        list.iter().map(|t| t.to_string()).collect()
+        list.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl Location {
         let offset = offset.min(text.len());
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
         Location {
             file: file.to_owned(),
@@ -167,7 +167,7 @@ enum Pyproject {
 
 fn from_pyproject(file: &Path, text: &str) -> anyhow::Result<Pyproject> {
     let doc: toml::Table = toml::from_str(text).map_err(|err| {
-        let offset = err.span().map(|s| s.start).unwrap_or(0);
+        let offset = err.span().map_or(0, |s| s.start);
         anyhow!(
             "{}: invalid TOML: {}",
             Location::at_offset(file, text, offset),

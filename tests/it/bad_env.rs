@@ -4,6 +4,7 @@
 //! inspection with nothing created, and a new container with corrected variables on the same home
 //! volume becomes ready.
 
+use crate::support::{Need, skip_without};
 use std::time::Duration;
 
 use crate::support::Harness;
@@ -51,7 +52,7 @@ fn bad_then_corrected(image: &str, bad: &[&str], expected: &[&str], rabbitmq: bo
         &h,
         image,
         Start {
-            env: bad.iter().map(|v| v.to_string()).collect(),
+            env: bad.iter().map(std::string::ToString::to_string).collect(),
             volumes: vec![volume.clone()],
             ..Start::default()
         },
@@ -106,6 +107,9 @@ fn bad_then_corrected(image: &str, bad: &[&str], expected: &[&str], rabbitmq: bo
 
 #[test]
 fn with_services_bad_variables_fail_clearly_and_a_corrected_start_becomes_ready() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     bad_then_corrected(
         &with_services_image(),
         &[
@@ -126,6 +130,9 @@ fn with_services_bad_variables_fail_clearly_and_a_corrected_start_becomes_ready(
 
 #[test]
 fn base_bad_variables_fail_clearly_and_a_corrected_start_becomes_ready() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     bad_then_corrected(
         &base_image(),
         &["AIIDA_PROFILE_NAME=with space", "AIIDA_BROKER_PORT=99999"],

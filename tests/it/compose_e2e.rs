@@ -16,9 +16,13 @@ use crate::support::copy_tree;
 use crate::support::plugin_workspace::{
     CaEnv, PluginWorkspace, assert_verdi_all_green, sample_plugin,
 };
+use crate::support::{Need, skip_without};
 
 #[test]
 fn the_compose_variant_opens_into_aiida_with_separate_postgresql_and_rabbitmq() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let ws = PluginWorkspace::new();
     ws.harness
         .require_image("aiidateam/aiida-core-base:aiida-2.9.4");

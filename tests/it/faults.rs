@@ -4,6 +4,7 @@
 //! green and nothing lost. The faults of a running container (a service SIGKILLed) are in
 //! `bench/faults.sh`; repeated kills in `soak`.
 
+use crate::support::{Need, skip_without};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -71,7 +72,7 @@ fn await_states(
 }
 
 fn state<'a>(states: &'a BTreeMap<String, String>, service: &str) -> &'a str {
-    states.get(service).map(String::as_str).unwrap_or("")
+    states.get(service).map_or("", String::as_str)
 }
 
 /// What the container's current run wrote to its log (`docker logs` keeps every run's lines).
@@ -130,6 +131,9 @@ fn assert_finished_with(c: &Container, pk: &str, sum: i64) {
 /// database `aiida-default`, the container is ready and a calculation finishes.
 #[test]
 fn docker_kill_while_starting_then_start_is_ready() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
@@ -164,6 +168,9 @@ fn docker_kill_while_starting_then_start_is_ready() {
 /// interrupted calculation and its inputs stay in the database.
 #[test]
 fn docker_kill_during_a_calculation_then_start_resumes_it() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
@@ -224,6 +231,9 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
 /// profile and becomes ready.
 #[test]
 fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
@@ -283,6 +293,9 @@ fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
 /// workers, sends the process a new task and starts them: the calculation finishes.
 #[test]
 fn a_process_that_lost_its_task_runs_after_postgresql_restarts() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let c = Container::start(&h, &with_services_image(), Start::default());
     c.wait_ready();
@@ -437,6 +450,9 @@ impl Drop for LoopHome {
 /// calculation made before still there, a new one finishes.
 #[test]
 fn a_full_home_volume_is_reported_and_a_restart_after_freeing_space_recovers() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = LoopHome::new(300);
     let image = with_services_image();

@@ -4,6 +4,7 @@
 //! the Features' own scenarios pass under `devcontainer features test`, and a workspace that uses
 //! our published Features by their localhost OCI ids comes up with `verdi status` all green.
 
+use crate::support::{Need, skip_without};
 use std::path::Path;
 
 use crate::support::Workspace;
@@ -21,7 +22,7 @@ static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
     FEATURE_BUILDS
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// On drop, hands the images tagged since `before` by the reference CLI's feature tests
@@ -75,6 +76,9 @@ fn hello_collection(version: &str) -> tempfile::TempDir {
 
 #[test]
 fn packages_list_the_same_entries_as_the_reference_cli() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let (_dir, features) = scratch_copy("features");
     let src = features.join("src");
     // A renamed Feature too: packaging adds currentId and rewrites its JSON (comments dropped).
@@ -177,6 +181,9 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
 
 #[test]
 fn the_reference_cli_reads_what_we_publish() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("features");
@@ -300,6 +307,9 @@ fn manifest_digest(registry: &Registry, repository: &str) -> String {
 
 #[test]
 fn republishing_changes_nothing_and_floating_tags_only_move_forward() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let ns = namespace("tags");
     let repository = format!("{ns}/hello");
@@ -619,6 +629,9 @@ fn refused_and_unreachable_registries_are_named_without_credentials() {
 
 #[test]
 fn the_feature_scenarios_pass_under_the_reference_cli() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let harness = crate::support::Harness::new();
     let _turn = feature_builds();
     // `devcontainer features test` leaves the images it builds for its scenario workspaces
@@ -679,6 +692,9 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
 
 #[test]
 fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("up");
@@ -777,6 +793,9 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
 
 #[test]
 fn a_renamed_feature_is_published_under_its_legacy_ids_too() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -919,7 +938,7 @@ fn the_published_services_feature_comes_up_on(image: &str, machine: &str) {
             "bash",
             "-c",
             "uname -m; aiida-init --version; /usr/local/share/aiida-services/wait 600 \
-             && (exec 3<>/dev/tcp/127.0.0.1/5672) && echo amqp-answers",
+             && /usr/local/share/aiida-services/root/etc/init/rabbitmq-check && echo amqp-answers",
         ]);
         let out = String::from_utf8_lossy(&exec.stdout).to_string();
         assert!(
@@ -942,12 +961,18 @@ fn the_published_services_feature_comes_up_on(image: &str, machine: &str) {
 
 #[test]
 fn the_published_services_feature_runs_on_amd64() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     the_published_services_feature_comes_up_on("debian:bookworm", "x86_64");
 }
 
 /// Slow: the Feature's apt-get install runs under qemu (10 to 40 minutes, with the machine's load).
 #[test]
 fn the_published_services_feature_runs_on_arm64_under_emulation() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     the_published_services_feature_comes_up_on("debian:bookworm-arm64", "aarch64");
 }
 
@@ -1074,6 +1099,9 @@ fn aiida_core_and_its_dependencies_have_wheels_for_arm64() {
 /// install.sh picks the binary by `uname -m` and names any machine it has none for.
 #[test]
 fn the_services_install_script_refuses_a_machine_it_has_no_aiida_init_for() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let harness = crate::support::Harness::new();
     harness.require_image(&crate::support::base_image());
     let (_dir, features) = scratch_copy("features");
@@ -1112,5 +1140,158 @@ fn the_services_install_script_refuses_a_machine_it_has_no_aiida_init_for() {
     assert!(
         stderr.contains("(!) aiida-services: this Feature supports linux/amd64 (x86_64) and linux/arm64 (aarch64) only, not 'riscv64'."),
         "{stderr}"
+    );
+}
+
+/// A stand-in for aiida-init that packaging accepts for `platform` (only its ELF header is read),
+/// so that a test that packages the aiida-services Feature need not cross-compile.
+fn fake_aiida_init(dir: &Path, platform: aiida_devc::platform::Platform) -> std::path::PathBuf {
+    let mut bytes = vec![0u8; 64];
+    bytes[..4].copy_from_slice(b"\x7fELF");
+    bytes[4] = 2; // 64-bit
+    bytes[5] = 1; // little-endian
+    let machine: u16 = match platform {
+        aiida_devc::platform::Platform::Amd64 => 62,
+        aiida_devc::platform::Platform::Arm64 => 183,
+    };
+    bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+    let path = dir.join(format!(
+        "fake-{}",
+        aiida_devc::collection::bundle::file_name(platform)
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The packaged aiida-services Feature (packaged from a scratch copy of `features/`, with stand-ins
+/// for aiida-init), as tar entries.
+fn packaged_services_feature() -> Vec<crate::support::collections::TarEntry> {
+    let (_dir, features) = scratch_copy("features");
+    let out = features.join("out");
+    let fakes: Vec<String> = aiida_devc::platform::Platform::ALL
+        .into_iter()
+        .map(|p| fake_aiida_init(&features, p).display().to_string())
+        .collect();
+    let src = features.join("src").display().to_string();
+    let out_arg = out.display().to_string();
+    let mut args = vec!["features", "package", &src, "-o", &out_arg];
+    for fake in &fakes {
+        args.extend(["--aiida-init", fake]);
+    }
+    aiida_devc(&args, &[]).ok("aiida-devc features package");
+    tar_entries(&std::fs::read(out.join("devcontainer-feature-aiida-services.tgz")).unwrap())
+}
+
+/// The regular files of `entries` below `prefix`: path -> (mode, content).
+fn files_below(
+    entries: &[crate::support::collections::TarEntry],
+    prefix: &str,
+) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    entries
+        .iter()
+        .filter(|e| !e.directory)
+        .filter_map(|e| {
+            let path = e.name.strip_prefix(prefix)?;
+            Some((path.to_owned(), (e.mode & 0o777, e.content.clone())))
+        })
+        .collect()
+}
+
+/// Entries outside `shared` that define one of `services` (a service directory, a run or check
+/// script) or RabbitMQ's configuration.
+fn defined_elsewhere(
+    entries: &[crate::support::collections::TarEntry],
+    shared: &str,
+    services: &[String],
+) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| !e.name.starts_with(shared))
+        .filter(|e| {
+            e.name.ends_with("/rabbitmq.conf")
+                || services.iter().any(|s| {
+                    e.name.contains(&format!("s6-rc.d/{s}/"))
+                        || e.name.ends_with(&format!("init/{s}-run"))
+                        || e.name.ends_with(&format!("init/{s}-check"))
+                })
+        })
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+/// One source for each service: the files of PostgreSQL's and RabbitMQ's services (definitions,
+/// scripts, RabbitMQ's configuration) that the aiida-core-with-services image's build context
+/// gets are exactly those the packaged aiida-services Feature carries, with the same modes; and
+/// neither defines one of those services anywhere else. No Docker needed.
+#[test]
+fn the_image_and_the_services_feature_ship_the_same_services() {
+    use aiida_devc::collection::bundle::SERVICES;
+    use aiida_devc::image::context::{SHARED_SERVICES, image_archive};
+    let dockerfiles = crate::support::project_root().join("Dockerfiles");
+    let context =
+        tar_entries(&image_archive(&dockerfiles, "aiida-core-with-services", &[]).unwrap());
+    let package = packaged_services_feature();
+    let image = files_below(&context, &format!("{SHARED_SERVICES}/"));
+    let feature = files_below(&package, &format!("./{SERVICES}/"));
+    let services: Vec<String> = std::fs::read_dir(
+        dockerfiles
+            .join(SHARED_SERVICES)
+            .join("etc/s6-overlay/s6-rc.d"),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    .collect();
+    assert!(
+        services.contains(&"postgresql".to_owned()) && services.contains(&"rabbitmq".to_owned()),
+        "{services:?}"
+    );
+    for needed in [
+        "etc/init/rabbitmq-check",
+        "etc/init/services-wait",
+        "etc/aiida/rabbitmq/rabbitmq.conf",
+        "etc/s6-overlay/s6-rc.d/rabbitmq/data/check",
+    ] {
+        assert!(
+            image.contains_key(needed),
+            "the image context lacks {needed}"
+        );
+    }
+    let differing: Vec<&String> = image
+        .keys()
+        .chain(feature.keys())
+        .filter(|path| image.get(*path) != feature.get(*path))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "the image and the aiida-services Feature disagree on {differing:?}"
+    );
+    assert_eq!(
+        defined_elsewhere(&context, &format!("{SHARED_SERVICES}/"), &services),
+        Vec::<String>::new(),
+        "the with-services image defines a shared service outside Dockerfiles/{SHARED_SERVICES}"
+    );
+    assert_eq!(
+        defined_elsewhere(&package, &format!("./{SERVICES}/"), &services),
+        Vec::<String>::new(),
+        "the aiida-services Feature defines a shared service outside its {SERVICES}/ copy"
+    );
+    // And both install it.
+    let dockerfile =
+        std::fs::read_to_string(dockerfiles.join("aiida-core-with-services/Dockerfile")).unwrap();
+    for copy in [
+        "COPY services/etc/s6-overlay/ /etc/s6-overlay/",
+        "COPY services/etc/init/ /etc/init/",
+        "COPY services/etc/aiida/rabbitmq/ /etc/aiida/rabbitmq/",
+    ] {
+        assert!(dockerfile.contains(copy), "the Dockerfile lacks `{copy}`");
+    }
+    let install = package
+        .iter()
+        .find(|e| e.name == "./install.sh")
+        .map(|e| String::from_utf8_lossy(&e.content).into_owned())
+        .unwrap_or_default();
+    assert!(
+        install.contains(r#"cp -R "$HERE/services/etc" "$SHARE/root/etc""#),
+        "install.sh does not install the shared services"
     );
 }

@@ -2,9 +2,13 @@
 //! with the CA option, and the reference devcontainer CLI brings up and execs into a workspace.
 
 use crate::support::{Harness, RunOptions, Workspace, base_image};
+use crate::support::{Need, skip_without};
 
 #[test]
 fn a_container_from_the_base_image_runs_a_command() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let out = h.run(
         &base_image(),
@@ -18,6 +22,9 @@ fn a_container_from_the_base_image_runs_a_command() {
 
 #[test]
 fn pip_download_over_https_works_with_the_ca_option() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let mut opts = RunOptions::default();
     // The bundle goes in read-only and is used through the variables pip and OpenSSL read,
@@ -53,6 +60,9 @@ fn pip_download_over_https_works_with_the_ca_option() {
 
 #[test]
 fn the_reference_cli_brings_up_a_workspace_and_execs_in_it() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let ws = Workspace::with_config(&format!(r#"{{ "image": "{}" }}"#, base_image()));
     let up = ws.devcontainer(&["up"]);
     let stdout = String::from_utf8_lossy(&up.stdout);

@@ -2,6 +2,7 @@
 //! `aiida-devc images build` (scripts/test.sh builds them once per run; a missing image fails the
 //! test). Each test starts its own containers and volumes, removed when it ends.
 
+use crate::support::{Need, skip_without};
 use std::time::Duration;
 
 use crate::support::images::{
@@ -16,6 +17,9 @@ use crate::support::{Harness, poll_until};
 /// clean and quick stop (PostgreSQL's own log), and the profile kept across rm and run.
 #[test]
 fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let opts = Start::with_home(&home);
@@ -94,6 +98,9 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
 /// services listen on localhost only, and RabbitMQ's consumer timeout is off.
 #[test]
 fn with_services_is_ready_again_after_docker_kill() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
@@ -184,6 +191,9 @@ fn with_services_is_ready_again_after_docker_kill() {
 /// environment follow the contract; and the final image carries no build leftovers.
 #[test]
 fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let c = Container::start(&h, &base_image(), Start::default());
     c.wait_ready();
@@ -234,6 +244,9 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
 /// `docker run IMAGE CMD` runs CMD once ready and returns its exit code.
 #[test]
 fn a_command_runs_once_ready_and_gives_its_exit_code() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let out = h.run(
         &with_services_image(),
@@ -253,6 +266,9 @@ fn a_command_runs_once_ready_and_gives_its_exit_code() {
 /// `docker run -it IMAGE bash` gets an interactive bash with job control once AiiDA is ready.
 #[test]
 fn interactive_bash_has_job_control() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     h.require_image(&base_image());
     let name = crate::support::unique_name("tty");
@@ -282,6 +298,9 @@ fn interactive_bash_has_job_control() {
 /// `--user 1000` and Docker's own `--init` (aiida-init not PID 1) both work.
 #[test]
 fn explicit_user_and_docker_init_both_work() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let with_user = Container::start(
         &h,
@@ -325,6 +344,9 @@ fn explicit_user_and_docker_init_both_work() {
 /// new UID and GID in /etc/passwd, only $HOME chowned): pip still installs, services still run.
 #[test]
 fn after_a_uid_remap_pip_installs_and_services_work() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let dockerfile = crate::support::project_root().join(
         ".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile",
@@ -387,6 +409,9 @@ fn after_a_uid_remap_pip_installs_and_services_work() {
 /// A broken service shows in the log and in `aiida-init status`, and the container is not ready.
 #[test]
 fn a_failing_service_is_reported_and_the_container_is_not_ready() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     // Fill the volume from the image, then break the database cluster.
@@ -436,6 +461,9 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
 /// reference devcontainer CLI, given only the image, runs /init and waits for readiness.
 #[test]
 fn devcontainer_cli_runs_init_and_waits_for_readiness() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let image = base_image();
     let ws = crate::support::Workspace::with_config(&format!(r#"{{ "image": "{image}" }}"#));
     ws.harness().require_image(&image);
@@ -488,6 +516,9 @@ fn devcontainer_cli_runs_init_and_waits_for_readiness() {
 /// and SETUP_DEFAULT_AIIDA_PROFILE=false starts without a profile and still becomes ready.
 #[test]
 fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     h.require_image(&base_image());
     let dir = tempfile::tempdir().unwrap();
@@ -571,6 +602,9 @@ fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
 /// of a with-services container whose network (localhost) the base container shares.
 #[test]
 fn base_image_uses_external_postgresql_and_rabbitmq_when_configured() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let services = Container::start(&h, &with_services_image(), Start::default());
     services.wait_ready();
@@ -609,6 +643,9 @@ const OLD_AIIDA: &str = "aiida-core~=2.3.0";
 /// same volume, default settings, migrates the storage, becomes ready, and still has the node.
 #[test]
 fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let volume = format!("{home}:/home/aiida");
@@ -710,6 +747,9 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
 /// reason: the container is not ready and the failing service is named.
 #[test]
 fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_detected() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));

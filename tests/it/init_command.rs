@@ -2,6 +2,7 @@
 //! into a file full of the user's comments, `--dry-run`, a second run that changes nothing, and
 //! the errors for bad input (file:line:column, nothing written).
 
+use crate::support::{Need, skip_without};
 use std::fs;
 use std::path::Path;
 
@@ -278,6 +279,9 @@ fn the_lite_variant_uses_the_base_image_and_says_so() {
 
 #[test]
 fn a_python_requirement_the_local_image_does_not_meet_is_a_warning() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = crate::support::Harness::new();
     h.require_image("aiidateam/aiida-core-with-services:aiida-2.9.4");
     let dir = fresh_sample();

@@ -3,6 +3,7 @@
 //! for several aiida-core requirements, one that no tag satisfies, and the fallback to the
 //! built-in releases when no registry answers.
 
+use crate::support::{Need, skip_without};
 use std::path::Path;
 use std::process::Command;
 
@@ -67,6 +68,9 @@ fn image_line(stdout: &str) -> &str {
 
 #[test]
 fn init_picks_the_newest_published_tag_that_satisfies_the_requirement() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let harness = Harness::new();
     let registry = Registry::shared();
     let org = format!("org-{}", unique_name("tags").rsplit('-').next().unwrap());

@@ -6,6 +6,7 @@ mod support;
 
 mod bad_env;
 mod compose_e2e;
+mod daemon_commands;
 mod docs;
 mod doctor_command;
 mod faults;
@@ -15,6 +16,7 @@ mod harness;
 mod images;
 mod init_command;
 mod init_registry;
+mod layering;
 mod multiarch;
 mod portability;
 mod reliability;

@@ -7,6 +7,7 @@
 //! (`images build --platform linux/amd64,linux/arm64 --organization $AIIDA_DEVC_IMAGE_PREFIX`);
 //! each test names them for the test registry (`docker tag`) and runs `aiida-devc images push`.
 
+use crate::support::{Need, skip_without};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -191,6 +192,9 @@ fn published() -> &'static Published {
 /// changes no digest; an aiida-core release older than one already there does not move `latest`.
 #[test]
 fn each_tag_is_an_oci_index_of_amd64_and_arm64_and_latest_only_moves_forward() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let p = published();
     let registry = Registry::shared();
     let images = p.json["images"].as_array().expect("images in --json");
@@ -281,6 +285,9 @@ fn each_tag_is_an_oci_index_of_amd64_and_arm64_and_latest_only_moves_forward() {
 /// image whose container becomes ready under emulation: `uname -m` aarch64, `verdi status` all ✔.
 #[test]
 fn the_registry_arm64_image_becomes_ready_under_emulation() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let p = published();
     let registry = Registry::shared();
     let h = Harness::new();
@@ -331,6 +338,9 @@ fn the_registry_arm64_image_becomes_ready_under_emulation() {
 /// with-services image (pulled from it, the local build is not used): `verdi status` all ✔.
 #[test]
 fn the_reference_cli_brings_up_the_registry_image() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let p = published();
     let registry = Registry::shared();
     let image = format!(
@@ -368,6 +378,9 @@ fn the_reference_cli_brings_up_the_registry_image() {
 /// platform and the service, and the registry has no tag at all for the images.
 #[test]
 fn a_platform_that_fails_its_smoke_test_publishes_nothing() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let registry = Registry::shared();
     let org = unique_name("gate").replace("aiida-devc-test-", "");
@@ -424,6 +437,9 @@ mod oci_index_for_test {
 /// index: one that lacks the host's platform is reported, the published one is not.
 #[test]
 fn doctor_checks_the_registry_index_for_the_host_platform() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let p = published();
     let registry = Registry::shared();
     let repo = format!("{}/aiida-core-with-services", p.org);

@@ -3,6 +3,7 @@
 //! container starts, and the daemon service repairs its PID and sockets files when something
 //! rewrites them. Longer soak loops are in `bench/reliability.sh`.
 
+use crate::support::{Need, skip_without};
 use std::time::{Duration, Instant};
 
 use crate::support::images::{
@@ -30,6 +31,9 @@ fn assert_daemon_reachable(c: &Container, what: &str) {
 /// SIGKILL.
 #[test]
 fn verdi_and_the_daemon_work_with_every_core_busy() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let _hogs = cpu_hogs(&h, &base_image(), 2, 900);
     let c = Container::start(&h, &with_services_image(), Start::default());
@@ -77,6 +81,9 @@ fn verdi_and_the_daemon_work_with_every_core_busy() {
 /// sockets file names the folder circus listens in.
 #[test]
 fn the_daemon_is_reachable_whatever_clients_do_while_it_starts() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     const STARTS: usize = 5;
     let h = Harness::new();
     let home = home_volume(&h);
@@ -116,6 +123,9 @@ fn the_daemon_is_reachable_whatever_clients_do_while_it_starts() {
 /// within seconds, the daemon is reachable again, and a calculation runs.
 #[test]
 fn the_daemon_repairs_its_pid_and_sockets_files() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let c = Container::start(&h, &with_services_image(), Start::default());
     c.wait_ready();

@@ -3,6 +3,7 @@
 //! localhost only; and the secrets a container needs made per container, at its first start.
 //! What is trusted on localhost, and why, is in `Dockerfiles/README.md`.
 
+use crate::support::{Need, skip_without};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
@@ -230,6 +231,9 @@ fn build_only_certificates() -> Vec<String> {
 /// environment or in their build history.
 #[test]
 fn no_secret_in_any_layer_or_the_build_history() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let leaked = build_only_certificates();
     let mut report = Vec::new();
@@ -283,6 +287,9 @@ fn shell(image: &str, user: &str, script: &str) -> String {
 /// give, and two helpers that act only for their caller or on host keys that do not exist.
 #[test]
 fn the_aiida_user_has_no_way_to_become_root() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let allowed: BTreeSet<&str> = [
         "/usr/bin/su",
@@ -349,6 +356,9 @@ fn the_aiida_user_has_no_way_to_become_root() {
 /// on the loopback interface.
 #[test]
 fn per_container_secrets_and_services_on_localhost_only() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let read = |c: &Container| {
         c.wait_ready();

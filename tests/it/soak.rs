@@ -2,6 +2,7 @@
 //! and `docker start` with a calculation in flight, several times on the same home volume;
 //! every calculation finishes, none is lost, and the container is ready after each start.
 
+use crate::support::{Need, skip_without};
 use std::time::Duration;
 
 use crate::support::Harness;
@@ -11,6 +12,9 @@ const CYCLES: u32 = 5;
 
 #[test]
 fn kill_and_start_with_calculations_in_flight_loses_nothing() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     let h = Harness::new();
     let home = home_volume(&h);
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));

@@ -5,6 +5,7 @@
 //! all green (they need the aiida-core-base and aiida-core-with-services images, which
 //! scripts/test.sh builds before the tests).
 
+use crate::support::{Need, skip_without};
 use std::collections::BTreeSet;
 
 use crate::support::collections::{aiida_devc, devcontainer, namespace, scratch_copy, tar_entries};
@@ -40,6 +41,9 @@ fn normalised(mut metadata: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn published_templates_hold_the_same_entries_as_the_reference_clis() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let src = templates.join("src");
@@ -143,6 +147,9 @@ fn published_templates_hold_the_same_entries_as_the_reference_clis() {
 
 #[test]
 fn each_template_applies_from_the_registry() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
     let registry = Registry::shared();
     let (_dir, templates) = scratch_copy("devcontainer-templates");
     let ns = namespace("apply");
@@ -302,16 +309,25 @@ fn bring_up(id: &str, image: &str) {
 
 #[test]
 fn the_aiida_plugin_template_comes_up_with_services() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     bring_up("aiida-plugin", "aiidateam/aiida-core-with-services:latest");
 }
 
 #[test]
 fn the_aiida_plugin_lite_template_comes_up_without_services() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     bring_up("aiida-plugin-lite", "aiidateam/aiida-core-base:latest");
 }
 
 #[test]
 fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     Harness::new().require_image("aiidateam/aiida-core-base:latest");
     // Stand-ins for the official postgres and rabbitmq images, built from Debian's packages.
     crate::support::compose::build_service_images();

@@ -13,6 +13,7 @@
 //! Needs the images (`aiida-devc images build`, run by scripts/test.sh before the tests), the
 //! reference CLI, and PyPI (through the CA option behind a TLS-intercepting proxy).
 
+use crate::support::{Need, skip_without};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -150,6 +151,9 @@ fn run_outside_any_container(plugin: &Path, version: &str) -> String {
 
 #[test]
 fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let ws = PluginWorkspace::new();
     ws.harness.require_image(SERVICES_IMAGE);
     unpack_sdist(PLUGIN, ws.path());
@@ -336,6 +340,9 @@ fn assert_data_survives_a_stop_and_up(ws: &PluginWorkspace, env: &[(&str, &str)]
 
 #[test]
 fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds_it() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
     let ws = PluginWorkspace::new();
     ws.harness.require_image(SERVICES_IMAGE);
     crate::support::copy_tree(

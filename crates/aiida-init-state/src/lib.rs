@@ -166,6 +166,15 @@ impl ServiceState {
         }
     }
 
+    /// A longrun that ran, stopped, and is not restarted (`s6-svc -d`, or `-O` as its `finish`
+    /// sends after a stop the service takes for its user's own): down until started again.
+    pub fn is_stopped_for_good(&self) -> bool {
+        self.kind == ServiceKind::Longrun
+            && self.state == ServiceStatus::Down
+            && self.pid.is_none()
+            && self.last_exit.is_some()
+    }
+
     /// One of s6-overlay's built-in services that is up and took no time: it did nothing, and
     /// summaries (`aiida-init status`, `aiida-devc up`'s timeline) leave it out.
     pub fn is_empty_builtin(&self) -> bool {

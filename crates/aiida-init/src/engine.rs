@@ -493,22 +493,18 @@ impl Engine {
         let Ok(signal) = Signal::try_from(sig) else {
             return;
         };
-        if matches!(signal, Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGTSTP) {
-            return;
-        }
-        let shutdown_signal = matches!(
-            signal,
-            Signal::SIGTERM | Signal::SIGINT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGPWR
-        );
-        if let Some(pid) = self.command_pid {
-            if signal != Signal::SIGTERM || self.settings.cmd_receive_signals {
-                let _ = kill(Pid::from_raw(pid), signal);
-                return;
+        let command = self.command_pid;
+        match signal_decision(signal, command.is_some(), self.settings.cmd_receive_signals) {
+            SignalDecision::Ignore => {}
+            SignalDecision::Forward => {
+                if let Some(pid) = command {
+                    let _ = kill(Pid::from_raw(pid), signal);
+                }
             }
-        }
-        if shutdown_signal {
-            self.info(&format!("received {}: shutting down", signal.as_str()));
-            self.begin_shutdown(reactor);
+            SignalDecision::ShutDown => {
+                self.info(&format!("received {}: shutting down", signal.as_str()));
+                self.begin_shutdown(reactor);
+            }
         }
     }
 
@@ -568,7 +564,7 @@ impl Engine {
     }
 
     fn begin_shutdown(&mut self, reactor: &mut Reactor) {
-        if !matches!(self.phase, Phase::Starting | Phase::Running) {
+        if !may_begin_shutdown(self.phase) {
             return;
         }
         self.note("(init)", "shutting down");
@@ -707,30 +703,23 @@ impl Engine {
     /// fail those with a failed dependency.
     fn start_what_can_start(&mut self, reactor: &mut Reactor) {
         for i in 0..self.svcs.len() {
-            let m = &self.svcs[i].machine;
-            if !self.wanted[i]
-                || m.status != ServiceStatus::Down
-                || !m.want_up
-                || m.started_at.is_some()
-            {
-                continue;
-            }
-            let failed = self.deps[i]
+            let deps: Vec<(&Machine, &lifecycle::Config)> = self.deps[i]
                 .iter()
-                .find(|&&d| self.svcs[d].machine.status == ServiceStatus::Failed);
-            if let Some(&d) = failed {
-                let dependency = self.svcs[d].def.name.clone();
-                let code = self.svcs[d].machine.failure_code;
-                self.apply(
-                    i,
-                    lifecycle::Event::DependencyFailed { dependency, code },
-                    reactor,
-                );
-            } else if self.deps[i]
-                .iter()
-                .all(|&d| self.svcs[d].machine.satisfied(&self.svcs[d].cfg))
-            {
-                self.apply(i, lifecycle::Event::Start, reactor);
+                .map(|&d| (&self.svcs[d].machine, &self.svcs[d].cfg))
+                .collect();
+            match start_decision(self.wanted[i], &self.svcs[i].machine, &deps) {
+                StartDecision::Wait => {}
+                StartDecision::DependencyFailed(k) => {
+                    let d = self.deps[i][k];
+                    let dependency = self.svcs[d].def.name.clone();
+                    let code = self.svcs[d].machine.failure_code;
+                    self.apply(
+                        i,
+                        lifecycle::Event::DependencyFailed { dependency, code },
+                        reactor,
+                    );
+                }
+                StartDecision::Start => self.apply(i, lifecycle::Event::Start, reactor),
             }
         }
     }
@@ -1021,4 +1010,260 @@ pub fn container_path() -> String {
 fn sigkill_with_its_group(pid: i32) {
     let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// What a signal received by aiida-init does (tini's and s6-overlay's rules).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SignalDecision {
+    /// Job-control stops (TTIN, TTOU, TSTP) never stop PID 1.
+    Ignore,
+    /// To the command, which decides (Ctrl-C in an interactive shell, a HUP to reload).
+    Forward,
+    /// Stop the command, then the services (TERM from `docker stop`, INT, USR1, USR2, PWR).
+    ShutDown,
+}
+
+/// The decision for `signal` while a command runs (or not). TERM goes to the command only with
+/// `S6_CMD_RECEIVE_SIGNALS=1`; otherwise it shuts everything down, the command first. Any other
+/// signal is the command's while it runs; without one, the shutdown signals shut down and the
+/// rest are ignored.
+fn signal_decision(
+    signal: Signal,
+    command_running: bool,
+    cmd_receive_signals: bool,
+) -> SignalDecision {
+    if matches!(signal, Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGTSTP) {
+        return SignalDecision::Ignore;
+    }
+    if command_running && (signal != Signal::SIGTERM || cmd_receive_signals) {
+        return SignalDecision::Forward;
+    }
+    let shutdown_signal = matches!(
+        signal,
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGPWR
+    );
+    if shutdown_signal {
+        SignalDecision::ShutDown
+    } else {
+        SignalDecision::Ignore
+    }
+}
+
+/// A shutdown begins once: while services start or run, not when one is under way.
+fn may_begin_shutdown(phase: Phase) -> bool {
+    matches!(phase, Phase::Starting | Phase::Running)
+}
+
+/// What to do now with a service that has not started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StartDecision {
+    /// Not wanted, already started or stopped, or a dependency is not there yet.
+    Wait,
+    Start,
+    /// Its dependency number `k` (an index into its dependencies) failed.
+    DependencyFailed(usize),
+}
+
+/// Whether service `machine` (wanted or not) starts now, given its dependencies' machines: it
+/// starts once each dependency is satisfied (up, ready, or a started longrun nobody waits to be
+/// ready for), and fails as soon as one has failed.
+fn start_decision(
+    wanted: bool,
+    machine: &Machine,
+    deps: &[(&Machine, &lifecycle::Config)],
+) -> StartDecision {
+    if !wanted
+        || machine.status != ServiceStatus::Down
+        || !machine.want_up
+        || machine.started_at.is_some()
+    {
+        return StartDecision::Wait;
+    }
+    if let Some(k) = deps
+        .iter()
+        .position(|(m, _)| m.status == ServiceStatus::Failed)
+    {
+        return StartDecision::DependencyFailed(k);
+    }
+    if deps.iter().all(|(m, cfg)| m.satisfied(cfg)) {
+        StartDecision::Start
+    } else {
+        StartDecision::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(longrun: bool, wait_ready: bool) -> lifecycle::Config {
+        lifecycle::Config {
+            name: "dep".into(),
+            longrun,
+            notifies: wait_ready,
+            wait_ready,
+            has_finish: false,
+            has_up: !longrun,
+            has_down: false,
+            timeout_up: None,
+            timeout_down: None,
+            timeout_finish: None,
+            longrun_grace: Duration::from_secs(3),
+            kill_gracetime: Duration::from_secs(3),
+            kill_process_group: false,
+        }
+    }
+
+    fn machine(status: ServiceStatus) -> Machine {
+        Machine {
+            status,
+            ..Machine::default()
+        }
+    }
+
+    #[test]
+    fn job_control_stops_are_ignored_in_every_case() {
+        for sig in [Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGTSTP] {
+            for (running, receive) in [(false, false), (true, false), (true, true)] {
+                assert_eq!(
+                    signal_decision(sig, running, receive),
+                    SignalDecision::Ignore
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn term_shuts_down_unless_the_command_asked_for_it() {
+        let term = Signal::SIGTERM;
+        assert_eq!(signal_decision(term, true, false), SignalDecision::ShutDown);
+        assert_eq!(
+            signal_decision(term, false, false),
+            SignalDecision::ShutDown
+        );
+        assert_eq!(signal_decision(term, true, true), SignalDecision::Forward);
+        // No command to receive it: a shutdown after all.
+        assert_eq!(signal_decision(term, false, true), SignalDecision::ShutDown);
+    }
+
+    #[test]
+    fn other_signals_are_the_commands_while_it_runs() {
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGUSR1,
+            Signal::SIGWINCH,
+        ] {
+            assert_eq!(
+                signal_decision(sig, true, false),
+                SignalDecision::Forward,
+                "{sig}"
+            );
+        }
+        // Without a command, the shutdown signals shut down and the rest do nothing.
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGPWR,
+        ] {
+            assert_eq!(
+                signal_decision(sig, false, false),
+                SignalDecision::ShutDown,
+                "{sig}"
+            );
+        }
+        for sig in [Signal::SIGHUP, Signal::SIGWINCH, Signal::SIGQUIT] {
+            assert_eq!(
+                signal_decision(sig, false, false),
+                SignalDecision::Ignore,
+                "{sig}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shutdown_begins_only_while_starting_or_running() {
+        assert!(may_begin_shutdown(Phase::Starting));
+        assert!(may_begin_shutdown(Phase::Running));
+        for phase in [
+            Phase::StoppingCommand,
+            Phase::StoppingServices,
+            Phase::FinalSweep { killed: false },
+            Phase::Done,
+        ] {
+            assert!(!may_begin_shutdown(phase), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn a_service_starts_once_its_dependencies_are_satisfied() {
+        let down = machine(ServiceStatus::Down);
+        let (up, oneshot) = (machine(ServiceStatus::Up), cfg(false, false));
+        assert_eq!(start_decision(true, &down, &[]), StartDecision::Start);
+        assert_eq!(
+            start_decision(true, &down, &[(&up, &oneshot)]),
+            StartDecision::Start
+        );
+        let starting = machine(ServiceStatus::Starting);
+        assert_eq!(
+            start_decision(true, &down, &[(&up, &oneshot), (&starting, &oneshot)]),
+            StartDecision::Wait
+        );
+        // A longrun whose `run` is running satisfies its dependents unless they wait for ready.
+        let running = Machine {
+            running: Some(lifecycle::Proc::Run),
+            ..machine(ServiceStatus::Starting)
+        };
+        assert_eq!(
+            start_decision(true, &down, &[(&running, &cfg(true, false))]),
+            StartDecision::Start
+        );
+        assert_eq!(
+            start_decision(true, &down, &[(&running, &cfg(true, true))]),
+            StartDecision::Wait
+        );
+    }
+
+    #[test]
+    fn a_failed_dependency_fails_the_service_and_says_which() {
+        let down = machine(ServiceStatus::Down);
+        let (up, failed, c) = (
+            machine(ServiceStatus::Up),
+            machine(ServiceStatus::Failed),
+            cfg(false, false),
+        );
+        assert_eq!(
+            start_decision(true, &down, &[(&up, &c), (&failed, &c)]),
+            StartDecision::DependencyFailed(1)
+        );
+    }
+
+    #[test]
+    fn only_a_wanted_service_that_never_started_and_was_not_stopped_starts() {
+        let c = cfg(false, false);
+        let up = machine(ServiceStatus::Up);
+        let down = machine(ServiceStatus::Down);
+        assert_eq!(
+            start_decision(false, &down, &[(&up, &c)]),
+            StartDecision::Wait
+        );
+        let stopped = Machine {
+            want_up: false,
+            ..machine(ServiceStatus::Down)
+        };
+        assert_eq!(start_decision(true, &stopped, &[]), StartDecision::Wait);
+        let started_before = Machine {
+            started_at: Some(std::time::Instant::now()),
+            ..machine(ServiceStatus::Down)
+        };
+        assert_eq!(
+            start_decision(true, &started_before, &[]),
+            StartDecision::Wait
+        );
+        assert_eq!(
+            start_decision(true, &machine(ServiceStatus::Up), &[]),
+            StartDecision::Wait
+        );
+    }
 }

@@ -18,7 +18,7 @@
 //! * [`runtime`]: the runtime directory and how other processes find it;
 //! * [`state`]: the typed schema of `state.json`, shared by the engine and its readers (the
 //!   crate `aiida-init-state`, re-exported);
-//! * [`status`]: `aiida-init status`, `aiida-init wait` and `aiida-init restart`;
+//! * [`status`]: `aiida-init status`, `aiida-init wait`, `aiida-init restart` and `start`;
 //! * [`commands`]: the multi-call entry, `install-commands` and `run-parts`.
 //!
 //! Modules form layers: none imports another that imports it back (a test checks it).
@@ -31,6 +31,7 @@
 //! aiida-init status [--json]       services, states, timings of the running instance
 //! aiida-init wait [--timeout SECS] [SERVICE...]
 //! aiida-init restart SERVICE [--timeout SECS]
+//! aiida-init start SERVICE [--timeout SECS]
 //! aiida-init check                 validate the service tree, print the start order
 //! aiida-init install-commands DIR  link execlineb, with-contenv, s6-svc, ... in DIR
 //! aiida-init NAME ARGS...          run one of the multi-call names (e.g. execlineb)
@@ -74,6 +75,9 @@ usage:
   aiida-init restart SERVICE [--timeout SECS]
                                         restart a longrun and wait until it is ready again
                                         (default timeout 120 s; a oneshot is refused)
+  aiida-init start SERVICE [--timeout SECS]
+                                        bring a longrun that is down up again (one that
+                                        runs is left as it is) and wait until it is ready
   aiida-init check                      validate the service tree and print the start order
   aiida-init install-commands DIR       link the s6-overlay command names in DIR (e.g. /command)
   aiida-init NAME ARGS...               run a multi-call command (execlineb, with-contenv, ...)
@@ -121,6 +125,7 @@ pub fn main() -> ! {
         Some("status") => status::status(&rest[1..]),
         Some("wait") => status::wait(&rest[1..]),
         Some("restart") => status::restart(&rest[1..]),
+        Some("start") => status::start(&rest[1..]),
         Some("check") => check(),
         Some("install-commands") => commands::install_commands(&rest[1..]),
         Some("run-parts") => commands::run_parts(&rest[1..]),

@@ -387,7 +387,8 @@ impl Transition<'_> {
             }
             Some(Proc::Run) => {
                 self.m.last_exit = Some(exit);
-                if self.supervising && self.m.want_up {
+                // Not for a longrun that stops on its user's request (it sent `s6-svc -O`).
+                if self.supervising && self.m.want_up && !self.m.once {
                     let message = format!("{}: {}", self.cfg.name, exit.describe());
                     self.log(Level::Warning, message);
                 }
@@ -414,8 +415,9 @@ impl Transition<'_> {
     /// start).
     fn after_longrun_death(&mut self, finish_code: Option<i32>) {
         self.m.timer = None;
-        let stopping =
-            !self.m.want_up || self.m.status == ServiceStatus::Stopping || !self.supervising;
+        // As s6-supervise: a longrun wanted up again (`s6-svc -u`) while its stop was under way
+        // is started again once its processes are over.
+        let stopping = !self.m.want_up || !self.supervising;
         if stopping {
             if self.m.status != ServiceStatus::Failed {
                 self.m.status = ServiceStatus::Down;
@@ -486,7 +488,12 @@ impl Transition<'_> {
                 }
             }
             Timer::Restart => {
-                if self.m.want_up && self.supervising {
+                // `s6-svc -O` may arrive while `finish` runs (a service that stops itself for
+                // good sends it from there): it still keeps the service down.
+                if self.m.once {
+                    self.m.status = ServiceStatus::Down;
+                    self.note("down");
+                } else if self.m.want_up && self.supervising {
                     self.m.restarts += 1;
                     self.log(Level::Info, format!("restarting {name}"));
                     self.start();
@@ -783,6 +790,52 @@ mod tests {
         r.on(Event::Spawned);
         assert!(r.on(Event::WantUp { once: true }).is_empty());
         assert!(r.m.once);
+    }
+
+    #[test]
+    fn a_longrun_wanted_up_again_during_its_stop_is_started_once_it_is_over() {
+        let mut r = Run::new(Config {
+            has_finish: true,
+            ..longrun()
+        });
+        r.on(Event::Start);
+        r.on(Event::Spawned);
+        r.later(Duration::from_secs(5));
+        // `s6-svc -d`, then `-u` while `finish` runs (what `aiida-init restart` sends).
+        r.on(Event::Stop);
+        r.on(Event::Exited(Exit::Code(0)));
+        r.on(Event::Spawned);
+        r.on(Event::WantUp { once: false });
+        let effects = r.on(Event::Exited(Exit::Code(0)));
+        assert!(!notes(&effects).contains(&"down"), "{effects:?}");
+        assert_eq!(r.m.timer, Some((r.now, Timer::Restart)));
+        let effects = r.on(Event::TimerDue(Timer::Restart));
+        assert!(effects.contains(&Effect::Spawn(Proc::Run)));
+    }
+
+    #[test]
+    fn once_sent_while_finish_runs_keeps_the_longrun_down_until_wanted_up() {
+        let mut r = Run::new(Config {
+            has_finish: true,
+            ..longrun()
+        });
+        r.on(Event::Start);
+        r.on(Event::Spawned);
+        r.later(Duration::from_secs(5));
+        r.on(Event::Exited(Exit::Code(0)));
+        r.on(Event::Spawned);
+        // `finish` exits and its `s6-svc -O` is read before the restart timer fires.
+        r.on(Event::Exited(Exit::Code(0)));
+        assert_eq!(r.m.timer, Some((r.now, Timer::Restart)));
+        r.on(Event::Once);
+        let effects = r.on(Event::TimerDue(Timer::Restart));
+        assert_eq!(notes(&effects), ["down"]);
+        assert!(!effects.contains(&Effect::Spawn(Proc::Run)));
+        assert_eq!((r.m.status, r.m.restarts), (S::Down, 0));
+        // `s6-svc -u` (what `aiida-init start` sends) brings it back, restarted when it dies.
+        let effects = r.on(Event::WantUp { once: false });
+        assert!(effects.contains(&Effect::Spawn(Proc::Run)));
+        assert!(!r.m.once && r.m.want_up);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   container's log, one line at a time, prefixed with the service name, and every signal at
 //!   its default disposition; the command gets its own process group which becomes the
 //!   terminal's foreground group (tini's way), inherits stdio and the dispositions we were
-//!   given; every child gets the original signal mask back before `exec`;
+//!   given (a signal ignored when we started is ignored again for it, although we take it
+//!   back to its default for ourselves: see [`Ignored`]); every child gets the original signal
+//!   mask back before `exec`;
 //! * [`Reactor::wait`] polls the signalfd, the output pipes, readiness pipes and the control
 //!   FIFO until something happens or the engine's next deadline, reaps every exited child
 //!   (`waitpid(-1, WNOHANG)` until nothing is left, orphans included) and returns [`Event`]s;
@@ -115,11 +117,73 @@ pub enum Session {
 pub struct Reactor {
     signals: SignalFd,
     original_mask: SigSet,
+    /// The signals that were ignored when we started, handed back to the command.
+    ignored_at_start: Ignored,
     children: HashMap<i32, Role>,
     watches: Vec<Watch>,
     /// The terminal on stdin, if any.
     tty: Option<RawFd>,
     pub is_pid1: bool,
+}
+
+/// The signals that were ignored (SIG_IGN) when aiida-init started: bit N for signal N.
+///
+/// Linux never discards a blocked signal, ignored or not, so our signalfd hears them all; but an
+/// ignored SIGCHLD makes the kernel reap our children itself, and their exit status is lost
+/// (the command's exit would never be seen). [`Ignored::take_back`] sets each ignored signal
+/// to its default for us (it is blocked, so that does not kill us) and [`Ignored::restore`]
+/// ignores them again in the command before `exec`, which then sees the dispositions it would
+/// have seen without us (nohup's HUP, a background job's INT and QUIT, an ignored SIGCHLD).
+/// SIGPIPE is left alone: Rust's runtime ignores it before `main`, so what we were given is
+/// unknown, and it resets SIGPIPE to its default in every child it spawns.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ignored(u64);
+
+impl Ignored {
+    /// The signals this applies to: the classic ones we block and can catch.
+    fn candidates() -> impl Iterator<Item = i32> {
+        (1..32).filter(|&sig| {
+            ![libc::SIGKILL, libc::SIGSTOP, libc::SIGPIPE].contains(&sig)
+                && !SYNCHRONOUS.iter().any(|s| *s as i32 == sig)
+        })
+    }
+
+    fn bit(sig: i32) -> u64 {
+        u32::try_from(sig).map_or(0, |n| 1u64 << n)
+    }
+
+    pub fn contains(self, sig: i32) -> bool {
+        self.0 & Self::bit(sig) != 0
+    }
+
+    /// Which candidates are ignored now; each of them is set back to its default.
+    fn take_back() -> Ignored {
+        let mut found = Ignored::default();
+        for sig in Self::candidates() {
+            // SAFETY: sigaction with a null new action only reads the current one.
+            let ignored = unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
+            };
+            if ignored {
+                found.0 |= Self::bit(sig);
+                // SAFETY: setting a default disposition; the signal is blocked.
+                unsafe { libc::signal(sig, libc::SIG_DFL) };
+            }
+        }
+        found
+    }
+
+    /// Ignore them again (between fork and exec: async-signal-safe calls only).
+    fn restore(self) {
+        for sig in 1..32 {
+            if self.contains(sig) {
+                // SAFETY: signal(2) is async-signal-safe.
+                unsafe { libc::signal(sig, libc::SIG_IGN) };
+            }
+        }
+    }
 }
 
 /// Signals that stay unblocked: raised by the CPU or abort(), they must kill us as usual.
@@ -142,6 +206,7 @@ impl Reactor {
         }
         let mut original_mask = SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut original_mask))?;
+        let ignored_at_start = Ignored::take_back();
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         let is_pid1 = std::process::id() == 1;
         if !is_pid1 {
@@ -154,6 +219,7 @@ impl Reactor {
         Ok(Reactor {
             signals,
             original_mask,
+            ignored_at_start,
             children: HashMap::new(),
             watches: Vec::new(),
             tty,
@@ -196,6 +262,7 @@ impl Reactor {
         notify: Option<(i32, OwnedFd)>,
     ) -> std::io::Result<i32> {
         let original_mask = self.original_mask;
+        let ignored_at_start = self.ignored_at_start;
         let notify_raw = notify.as_ref().map(|(n, fd)| (*n, fd.as_raw_fd()));
         let tty = self.tty;
         let mut outputs = Vec::new();
@@ -237,6 +304,7 @@ impl Reactor {
                 // SAFETY: only async-signal-safe calls between fork and exec.
                 unsafe {
                     cmd.pre_exec(move || {
+                        ignored_at_start.restore();
                         libc::setpgid(0, 0);
                         if let Some(fd) = tty {
                             let mut block = SigSet::empty();
@@ -346,7 +414,7 @@ impl Reactor {
                     });
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
+                Ok(_) => {}
             }
         }
     }
@@ -359,7 +427,7 @@ impl Reactor {
         let data: &[u8] = match n {
             Ok(0) => &[],
             Ok(n) => &buf[..n],
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => return false,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return false,
             Err(_) => &[],
         };
         let eof = data.is_empty();
@@ -550,6 +618,33 @@ pub fn open_control_fifo(path: &std::path::Path) -> std::io::Result<OwnedFd> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn what_is_taken_back_and_handed_on_excludes_pipe_kill_stop_and_the_synchronous_signals() {
+        let taken: Vec<i32> = Ignored::candidates().collect();
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGCHLD,
+            libc::SIGTERM,
+        ] {
+            assert!(taken.contains(&sig), "{sig}");
+        }
+        for sig in [
+            libc::SIGPIPE,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGABRT,
+        ] {
+            assert!(!taken.contains(&sig), "{sig}");
+        }
+        let nohup = Ignored(Ignored::bit(libc::SIGHUP) | Ignored::bit(libc::SIGINT));
+        assert!(nohup.contains(libc::SIGHUP) && nohup.contains(libc::SIGINT));
+        assert!(!nohup.contains(libc::SIGQUIT) && !nohup.contains(libc::SIGCHLD));
+        assert!(!Ignored::default().contains(libc::SIGHUP));
+    }
 
     #[test]
     fn the_poll_timeout_rounds_up_and_never_overflows() {

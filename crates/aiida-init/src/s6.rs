@@ -173,7 +173,7 @@ fn setuidgid(args: &[String]) -> Vec<String> {
         );
     }
     if let Err(e) =
-        nix::unistd::setgid(g).and_then(|_| nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)))
+        nix::unistd::setgid(g).and_then(|()| nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)))
     {
         die(
             "s6-setuidgid",

@@ -1,5 +1,5 @@
-//! `aiida-init status [--json]`, `aiida-init wait [--timeout SECS] [SERVICE...]` and
-//! `aiida-init restart SERVICE [--timeout SECS]`.
+//! `aiida-init status [--json]`, `aiida-init wait [--timeout SECS] [SERVICE...]`,
+//! `aiida-init restart SERVICE [--timeout SECS]` and `aiida-init start SERVICE [--timeout SECS]`.
 //!
 //! Both run as separate processes (typically `docker exec CONTAINER aiida-init status`) and
 //! read `state.json` of the running instance, found by [`runtime::locate`] whatever the
@@ -7,8 +7,9 @@
 //!
 //! `wait` blocks until the `user` bundle (or the named services and bundles) are ready: a
 //! oneshot whose `up` succeeded, a longrun that is up, or ready when it notifies readiness. It
-//! exits 0 then; 1 when one of them failed or the instance is stopping, 2 on timeout, printing
-//! which service is at fault and its last log lines.
+//! exits 0 then; 1 when one of them failed, is a longrun that stopped and is not restarted
+//! (`s6-svc -d` or `-O`: nothing brings it back but `aiida-init start`), or the instance is
+//! stopping; 2 on timeout, printing which service is at fault and its last log lines.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -87,8 +88,11 @@ pub fn render(state: &InstanceState) -> String {
                 String::new()
             }
         });
-        // A longrun that keeps failing (a full disk, a bad setting): its last words say why.
-        if s.restarts > 0 && !matches!(s.state, ServiceStatus::Ready | ServiceStatus::Up) {
+        // A longrun that keeps failing (a full disk, a bad setting), or that stopped for good:
+        // its last words say why.
+        let troubled =
+            s.restarts > 0 && !matches!(s.state, ServiceStatus::Ready | ServiceStatus::Up);
+        if troubled || s.is_stopped_for_good() {
             if let Some(last) = s.last_lines.iter().rev().find(|l| !l.trim().is_empty()) {
                 let _ = write!(note, ": {}", last.trim());
             }
@@ -260,6 +264,13 @@ fn check(state: &InstanceState, names: &[String]) -> Check {
         if s.state == ServiceStatus::Failed {
             return Check::Failed(failure("wait", s, "failed"));
         }
+        if s.is_stopped_for_good() {
+            let what = format!(
+                "is down and not restarted (`aiida-init start {}` starts it)",
+                s.name
+            );
+            return Check::Failed(failure("wait", s, &what));
+        }
         all_ready &= s.is_ready();
     }
     if all_ready {
@@ -271,8 +282,26 @@ fn check(state: &InstanceState, names: &[String]) -> Check {
     Check::Pending
 }
 
-/// How long `restart` waits without `--timeout`.
+/// How long `restart` and `start` wait without `--timeout`.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `restart` and `start` do to a longrun that runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bring {
+    /// Down first (with its down-signal), then up: a new process.
+    Restart,
+    /// Leave a process that runs (starting or ready) as it is; only wait for it.
+    Start,
+}
+
+impl Bring {
+    fn command(self) -> &'static str {
+        match self {
+            Bring::Restart => "restart",
+            Bring::Start => "start",
+        }
+    }
+}
 
 /// `aiida-init restart SERVICE [--timeout SECS]`: restart a longrun (down with its down-signal,
 /// then up, whatever its `finish` says; one that is down is started) and return once it is ready
@@ -280,11 +309,23 @@ const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 /// `--timeout` (default 120 s) ran out. A oneshot is refused: its `up` ran once at start-up
 /// and there is no process to restart.
 pub fn restart(args: &[String]) -> i32 {
-    const USAGE: &str = "usage: aiida-init restart SERVICE [--timeout SECS]";
-    let (timeout, names) = match parse_timeout_and_names("restart", USAGE, args) {
+    bring_up_command(Bring::Restart, args)
+}
+
+/// `aiida-init start SERVICE [--timeout SECS]`: bring a longrun that is down (stopped, or kept
+/// down by `s6-svc -O`, as the AiiDA daemon is after `verdi daemon stop`) up again, or leave
+/// one that runs as it is, and return once it is ready; exit codes as `restart`.
+pub fn start(args: &[String]) -> i32 {
+    bring_up_command(Bring::Start, args)
+}
+
+fn bring_up_command(bring: Bring, args: &[String]) -> i32 {
+    let command = bring.command();
+    let usage = format!("usage: aiida-init {command} SERVICE [--timeout SECS]");
+    let (timeout, names) = match parse_timeout_and_names(command, &usage, args) {
         Ok((timeout, names)) if names.len() == 1 => (timeout.unwrap_or(RESTART_TIMEOUT), names),
         Ok(_) => {
-            eprintln_whole!("aiida-init restart: name one service ({USAGE})");
+            eprintln_whole!("aiida-init {command}: name one service ({usage})");
             return 100;
         }
         Err(message) => {
@@ -292,40 +333,55 @@ pub fn restart(args: &[String]) -> i32 {
             return 100;
         }
     };
-    let (code, out, err) = restart_service(&names[0], timeout);
+    let (code, out, err) = bring_up(bring, &names[0], timeout);
     print!("{out}");
     eprint!("{err}");
     code
 }
 
-/// Restart `name`; returns the exit code, stdout and stderr.
-fn restart_service(name: &str, timeout: Duration) -> (i32, String, String) {
+/// Restart or start `name`; returns the exit code, stdout and stderr.
+fn bring_up(bring: Bring, name: &str, timeout: Duration) -> (i32, String, String) {
+    let command = bring.command();
     let Some(rt) = runtime::locate() else {
         let searched: Vec<String> = runtime::candidates()
             .iter()
             .map(|p| p.display().to_string())
             .collect();
         let message = format!(
-            "aiida-init restart: no running aiida-init found (searched {})\n",
+            "aiida-init {command}: no running aiida-init found (searched {})\n",
             searched.join(", ")
         );
         return (1, String::new(), message);
     };
     let state = match InstanceState::read(&rt.state_file()) {
         Ok(state) => state,
-        Err(e) => return (1, String::new(), format!("aiida-init restart: {e:#}\n")),
+        Err(e) => return (1, String::new(), format!("aiida-init {command}: {e:#}\n")),
     };
     let before = match restartable(&state, name) {
         Ok(s) => s.clone(),
-        Err(message) => return (1, String::new(), format!("aiida-init restart: {message}\n")),
+        Err(message) => {
+            return (
+                1,
+                String::new(),
+                format!("aiida-init {command}: {message}\n"),
+            );
+        }
     };
     let start = Instant::now();
+    let runs = before.pid.is_some()
+        && matches!(
+            before.state,
+            ServiceStatus::Starting | ServiceStatus::Up | ServiceStatus::Ready
+        );
+    if bring == Bring::Start && runs {
+        return wait_until_ready(command, &rt, name, &before, None, start, timeout);
+    }
     // Down, then up (not s6-svc -r): a `finish` that keeps its service down after a stop it
-    // takes for the user's own (exit 125, as the daemon's does after `verdi daemon stop`) must
-    // not keep it down here.
+    // takes for the user's own (`s6-svc -O`, as the daemon's does after `verdi daemon stop`)
+    // must not keep it down here.
     if before.pid.is_some() {
         if let Err(e) = runtime::send_control(&rt, &format!("svc -d {name}")) {
-            return (1, String::new(), format!("aiida-init restart: {e:#}\n"));
+            return (1, String::new(), format!("aiida-init {command}: {e:#}\n"));
         }
         loop {
             let state = InstanceState::read(&rt.state_file()).ok();
@@ -338,46 +394,61 @@ fn restart_service(name: &str, timeout: Duration) -> (i32, String, String) {
                 return (
                     2,
                     String::new(),
-                    failure("restart", service.unwrap_or(&before), &what),
+                    failure(command, service.unwrap_or(&before), &what),
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
     if let Err(e) = runtime::send_control(&rt, &format!("svc -u {name}")) {
-        return (1, String::new(), format!("aiida-init restart: {e:#}\n"));
+        return (1, String::new(), format!("aiida-init {command}: {e:#}\n"));
     }
+    wait_until_ready(command, &rt, name, &before, before.pid, start, timeout)
+}
+
+/// Wait until `name` runs a process other than `old_pid` and is ready: 0, 1 when it failed
+/// anew, 2 after `timeout` (counted from `start`).
+fn wait_until_ready(
+    command: &str,
+    rt: &runtime::Runtime,
+    name: &str,
+    before: &ServiceState,
+    old_pid: Option<i32>,
+    start: Instant,
+    timeout: Duration,
+) -> (i32, String, String) {
+    let again = if command == "restart" { " again" } else { "" };
     let mut last = before.clone();
     loop {
         if let Ok(state) = InstanceState::read(&rt.state_file()) {
             if matches!(state.phase, Phase::Stopping | Phase::Finished) {
-                let message = "aiida-init restart: the instance is shutting down\n";
-                return (1, String::new(), message.into());
+                let message = format!("aiida-init {command}: the instance is shutting down\n");
+                return (1, String::new(), message);
             }
             if let Some(s) = state.service(name) {
-                let new_process = s.pid.is_some() && s.pid != before.pid;
-                if new_process && s.is_ready() {
+                let new_process = s.pid.is_some() && s.pid != old_pid;
+                if (new_process || old_pid.is_none()) && s.pid.is_some() && s.is_ready() {
                     let pid = s.pid.unwrap_or_default();
                     return (
                         0,
-                        format!("{name} is ready again (pid {pid})\n"),
+                        format!("{name} is ready{again} (pid {pid})\n"),
                         String::new(),
                     );
                 }
                 let new_failure = s.restarts != before.restarts || new_process;
                 if s.state == ServiceStatus::Failed && new_failure {
-                    return (1, String::new(), failure("restart", s, "failed"));
+                    return (1, String::new(), failure(command, s, "failed"));
                 }
                 last = s.clone();
             }
         }
         if start.elapsed() >= timeout {
             let what = format!(
-                "not ready again after {}s (state {})",
+                "not ready{again} after {}s (state {})",
                 timeout.as_secs_f64(),
                 last.state.as_str()
             );
-            return (2, String::new(), failure("restart", &last, &what));
+            return (2, String::new(), failure(command, &last, &what));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -18,19 +18,24 @@ aiida_services_log=/tmp/aiida-services.log
 aiida_services_pid=
 
 aiida_services_start() {
-    . /usr/local/share/aiida-services/config || return 1
     # aiida-init runs the tree below this root: /etc/s6-overlay/{s6-rc.d,user-bundles.d}.
     aiida_services_root=/usr/local/share/aiida-services/root
+    # The service user from install.sh's settings, read without sourcing them into this shell.
+    aiida_services_user=$(sed -n 's/^SERVICE_USER=//p' "$aiida_services_root/etc/aiida/services.conf" 2>/dev/null)
+    if [ -z "$aiida_services_user" ]; then
+        echo "aiida-services: no SERVICE_USER in $aiida_services_root/etc/aiida/services.conf; services not started" >&2
+        return 1
+    fi
     if [ "$(id -u)" = 0 ]; then
         # Drop to the service user without a setuid helper; setpriv execs, so $! is aiida-init.
         env AIIDA_INIT_ROOT="$aiida_services_root" \
-            HOME="$(getent passwd "$SERVICE_USER" | cut -d: -f6)" USER="$SERVICE_USER" LOGNAME="$SERVICE_USER" \
-            setpriv --reuid="$SERVICE_USER" --regid="$(id -g "$SERVICE_USER")" --init-groups \
+            HOME="$(getent passwd "$aiida_services_user" | cut -d: -f6)" USER="$aiida_services_user" LOGNAME="$aiida_services_user" \
+            setpriv --reuid="$aiida_services_user" --regid="$(id -g "$aiida_services_user")" --init-groups \
             /usr/local/bin/aiida-init -- >"$aiida_services_log" 2>&1 &
-    elif [ "$(id -un)" = "$SERVICE_USER" ]; then
+    elif [ "$(id -un)" = "$aiida_services_user" ]; then
         AIIDA_INIT_ROOT="$aiida_services_root" /usr/local/bin/aiida-init -- >"$aiida_services_log" 2>&1 &
     else
-        echo "aiida-services: the container runs as $(id -un), not root or $SERVICE_USER; services not started" >&2
+        echo "aiida-services: the container runs as $(id -un), not root or $aiida_services_user; services not started" >&2
         return 1
     fi
     aiida_services_pid=$!

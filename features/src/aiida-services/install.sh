@@ -2,6 +2,12 @@
 # Install PostgreSQL, RabbitMQ and aiida-init, and the service tree that aiida-init runs
 # (devcontainer Feature). Runs as root during the image build.
 #
+# The service tree is the aiida-core-with-services image's own: services/ (a copy of the
+# project's Dockerfiles/services, put here by `aiida-devc features package|publish`) is laid out
+# as it lands below a root, which is / in the image and $SHARE/root here (aiida-init's
+# AIIDA_INIT_ROOT, so that it never mixes with an image's own /etc/s6-overlay). What differs from
+# the image is written into $SHARE/root/etc/aiida/services.conf below.
+#
 # The services run as the remote user (as `postgres` when the remote user is root, since
 # PostgreSQL refuses to run as root), with their data in /var/lib/aiida-services, listening on
 # 127.0.0.1 only. They are started by entrypoint.sh when the container starts.
@@ -25,6 +31,7 @@ case "$MACHINE" in
 esac
 AIIDA_INIT="$HERE/aiida-init-$MACHINE"
 [ -f "$AIIDA_INIT" ] || die "the package has no aiida-init for $MACHINE ($AIIDA_INIT); it is added by 'aiida-devc features package|publish'."
+[ -d "$HERE/services/etc/s6-overlay" ] || die "the package has no service tree ($HERE/services); it is added by 'aiida-devc features package|publish'."
 case "$WAITTIMEOUT" in
     ''|*[!0-9]*) die "waitTimeout must be a number of seconds, not '$WAITTIMEOUT'." ;;
 esac
@@ -57,27 +64,32 @@ else
 fi
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 [ -x "$PG_BIN/postgres" ] || die "PostgreSQL was installed but $PG_BIN/postgres is missing."
+# Where the service scripts find PostgreSQL's programs, as in the image.
+ln -sfn "$PG_BIN" /usr/local/lib/postgresql-bin
 
 install -m 0755 "$AIIDA_INIT" /usr/local/bin/aiida-init
-mkdir -p "$SHARE"
-# The service tree, in the s6-overlay layout below a root of its own (AIIDA_INIT_ROOT), so that
-# it never mixes with an image's own /etc/s6-overlay.
-rm -rf "$SHARE/root" "$SHARE/command"
-mkdir -p "$SHARE/root/etc"
-cp -R "$HERE/services" "$SHARE/root/etc/s6-overlay"
-/usr/local/bin/aiida-init install-commands "$SHARE/command" >/dev/null
+rm -rf "$SHARE/root" "$SHARE/command" "$SHARE/config"
+mkdir -p "$SHARE/root"
+cp -R "$HERE/services/etc" "$SHARE/root/etc"
+# What the RabbitMQ node starts from: its applications, configuration and boot script.
+"$SHARE/root/etc/aiida/rabbitmq/setup" >/dev/null
+cat > "$SHARE/root/etc/aiida/services.conf" <<CONFIG
+# The aiida-services Feature's settings for the service scripts shared with the
+# aiida-core-with-services image (each is described in ../init/services-env). Written by install.sh.
+SERVICE_USER=$SERVICE_USER
+POSTGRES_SUPERUSER=postgres
+PGDATA=$DATA/postgresql
+HOME=$DATA/rabbitmq
+RABBITMQ_MNESIA_BASE=$DATA/rabbitmq/mnesia
+RABBITMQ_LOG_BASE=$DATA/rabbitmq/log
+WAIT_TIMEOUT=$WAITTIMEOUT
+SERVICES_LOG=/tmp/aiida-services.log
+CONFIG
 chmod -R a+rX "$SHARE"
 AIIDA_INIT_ROOT="$SHARE/root" /usr/local/bin/aiida-init check >/dev/null \
     || die "aiida-init rejects the service tree in $SHARE/root (run 'AIIDA_INIT_ROOT=$SHARE/root aiida-init check')."
 install -m 0644 "$HERE/entrypoint.sh" "$SHARE/entrypoint.sh"
-install -m 0755 "$HERE/wait.sh" "$SHARE/wait"
-cat > "$SHARE/config" <<CONFIG
-# Written by the aiida-services Feature's install.sh.
-SERVICE_USER=$SERVICE_USER
-DATA=$DATA
-PG_BIN=$PG_BIN
-WAIT_TIMEOUT=$WAITTIMEOUT
-CONFIG
+ln -sfn "$SHARE/root/etc/init/services-wait" "$SHARE/wait"
 
 mkdir -p "$DATA"
 chown "$SERVICE_USER:$(id -gn "$SERVICE_USER")" "$DATA"

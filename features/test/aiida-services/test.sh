@@ -6,6 +6,6 @@ source dev-container-features-test-lib
 check "aiida-init is installed" test -x /usr/local/bin/aiida-init
 check "the services become ready" /usr/local/share/aiida-services/wait 120
 check "PostgreSQL answers on localhost" bash -c "psql -h 127.0.0.1 -U postgres -Atc 'select 1' | grep -qx 1"
-check "RabbitMQ accepts AMQP on localhost" bash -c "exec 3<>/dev/tcp/127.0.0.1/5672"
+check "RabbitMQ answers AMQP on localhost" /usr/local/share/aiida-services/root/etc/init/rabbitmq-check
 
 reportResults

@@ -84,31 +84,31 @@ impl<'h> Container<'h> {
         let name = unique_name("img");
         h.track_container(&name);
         let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
-        for e in &opts.env {
-            args.extend(["-e".into(), e.clone()]);
+        for e in opts.env {
+            args.extend(["-e".into(), e]);
         }
-        for v in &opts.volumes {
+        for v in opts.volumes {
             if let Some((source, _)) = v.split_once(':') {
                 if !source.starts_with('/') {
                     h.track_volume(source);
                 }
             }
-            args.extend(["-v".into(), v.clone()]);
+            args.extend(["-v".into(), v]);
         }
-        if let Some(u) = &opts.user {
-            args.extend(["--user".into(), u.clone()]);
+        if let Some(u) = opts.user {
+            args.extend(["--user".into(), u]);
         }
-        if let Some(n) = &opts.network {
-            args.extend(["--network".into(), n.clone()]);
+        if let Some(n) = opts.network {
+            args.extend(["--network".into(), n]);
         }
         if opts.docker_init {
             args.push("--init".into());
         }
-        if let Some(e) = &opts.entrypoint {
-            args.extend(["--entrypoint".into(), e.clone()]);
+        if let Some(e) = opts.entrypoint {
+            args.extend(["--entrypoint".into(), e]);
         }
         args.push(image.into());
-        args.extend(opts.cmd.iter().cloned());
+        args.extend(opts.cmd);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = docker(&refs);
         assert!(out.status.success(), "docker run failed: {}", text(&out));
@@ -182,8 +182,13 @@ impl<'h> Container<'h> {
         out
     }
 
+    /// `docker logs`, both streams in the order they were written (as one pipe).
     pub fn logs(&self) -> String {
-        text(&docker(&["logs", &self.name]))
+        let out = Command::new("sh")
+            .args(["-c", "docker logs \"$1\" 2>&1", "sh", &self.name])
+            .output()
+            .expect("run the docker command line");
+        text(&out)
     }
 
     /// `docker stop`; returns how long it took.
@@ -354,8 +359,7 @@ pub fn require_docker_cli() {
         Command::new("docker")
             .arg("version")
             .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false),
+            .is_ok_and(|o| o.status.success()),
         "the docker command line talking to the engine",
     );
 }

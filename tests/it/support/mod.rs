@@ -2,8 +2,13 @@
 //! the reference devcontainer CLI, with everything a test creates removed when it ends, also when
 //! it fails.
 //!
-//! A missing prerequisite (no engine, no base image, no CLI) fails the test with a message that
-//! says how to get it (`bash scripts/bootstrap.sh`); tests never skip silently.
+//! Tiers: a test that needs a Docker engine or a host tool starts with
+//! `if support::skip_without(&[Need::Docker]) { return; }`. Where it is missing, the test
+//! prints one line saying it did not run and why, and passes, so that `cargo test` on a laptop
+//! runs the unit, snapshot and property tests; with `AIIDA_DEVC_REQUIRE_PREREQUISITES=1` (which
+//! `scripts/test.sh` sets) or `CI=true`, it fails instead, so CI never skips silently. Any other
+//! missing prerequisite (a base image, a registry binary) fails the test with a message that
+//! says how to get it (`bash scripts/bootstrap.sh`).
 //!
 //! ```ignore
 //! mod support;
@@ -14,9 +19,12 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod collections;
+// The decision what a missing prerequisite does, shared with aiida-init's tests.
 pub mod compose;
 pub mod images;
 pub mod plugin_workspace;
+#[path = "../../../crates/aiida-init/tests/it/support/prerequisites.rs"]
+pub mod prerequisites;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -54,16 +62,19 @@ pub fn ca_bundle() -> Option<aiida_devc::host::ca::CaBundle> {
 
 /// The reference devcontainer CLI installed by the bootstrap (or `DEVCONTAINER_CLI`).
 pub fn devcontainer_cli() -> PathBuf {
-    let path = std::env::var_os("DEVCONTAINER_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer")
-        });
+    let path = devcontainer_cli_path();
     require(
         path.is_file(),
         &format!("the reference devcontainer CLI at {}", path.display()),
     );
     path
+}
+
+fn devcontainer_cli_path() -> PathBuf {
+    std::env::var_os("DEVCONTAINER_CLI").map_or_else(
+        || project_root().join(".tools/devcontainer-cli/node_modules/.bin/devcontainer"),
+        PathBuf::from,
+    )
 }
 
 /// Copy a folder tree (files keep their modes).
@@ -98,7 +109,6 @@ pub fn devcontainer_in(
         .expect("run the reference devcontainer CLI")
 }
 
-/// Fail the test when a prerequisite is missing: prerequisites are never skipped.
 /// Checks `condition` every `every` until it holds (true) or `ceiling` has passed (false): for
 /// waits on real state, with a ceiling far above what a quiet machine needs.
 pub fn poll_until(ceiling: Duration, every: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -114,6 +124,58 @@ pub fn poll_until(ceiling: Duration, every: Duration, mut condition: impl FnMut(
     }
 }
 
+/// What a test needs from the machine, beyond Rust and the Debian tools every test uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Need {
+    /// A Docker engine that answers (`DOCKER_HOST` or the local socket).
+    Docker,
+    /// The reference devcontainer CLI ([`devcontainer_cli`]).
+    DevcontainerCli,
+    /// actionlint, installed by the bootstrap.
+    Actionlint,
+}
+
+/// Why `need` is missing on this machine, if it is.
+fn missing(need: Need) -> Option<String> {
+    match need {
+        Need::Docker => {
+            static ENGINE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            ENGINE
+                .get_or_init(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(aiida_devc::host::docker::connect())
+                        .err()
+                        .map(|_| "no Docker engine answers".to_owned())
+                })
+                .clone()
+        }
+        Need::DevcontainerCli => {
+            let path = devcontainer_cli_path();
+            (!path.is_file()).then(|| format!("no devcontainer CLI at {}", path.display()))
+        }
+        Need::Actionlint => {
+            let path = project_root().join(".tools/actionlint/bin/actionlint");
+            (!path.is_file()).then(|| format!("no actionlint at {}", path.display()))
+        }
+    }
+}
+
+/// True when the test must not run because something in `needs` is missing: it then prints one
+/// line saying so (the caller returns). With [`prerequisites::required`], it fails the test
+/// instead.
+#[must_use]
+pub fn skip_without(needs: &[Need]) -> bool {
+    let Some(why) = needs.iter().find_map(|&need| missing(need)) else {
+        return false;
+    };
+    prerequisites::skip(&why);
+    true
+}
+
+/// Fail the test when a prerequisite is missing (only [`skip_without`] skips).
 pub fn require(present: bool, what: &str) {
     assert!(
         present,
@@ -225,11 +287,11 @@ impl Harness {
         self.block_on(async {
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                env: Some(opts.env.clone()),
-                user: opts.user.clone(),
+                cmd: Some(cmd.iter().map(std::string::ToString::to_string).collect()),
+                env: Some(opts.env),
+                user: opts.user,
                 host_config: Some(HostConfig {
-                    binds: Some(opts.binds.clone()),
+                    binds: Some(opts.binds),
                     ..Default::default()
                 }),
                 ..Default::default()

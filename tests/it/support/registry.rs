@@ -35,10 +35,10 @@ impl Registry {
     /// A registry that only lets `user` with `password` in (htpasswd, bcrypt).
     pub fn with_password(user: &str, password: &str) -> &'static Registry {
         static AUTH: OnceLock<Registry> = OnceLock::new();
-        AUTH.get_or_init(|| Registry::start(Some((user.to_owned(), password.to_owned()))))
+        AUTH.get_or_init(|| Registry::start(Some((user, password))))
     }
 
-    fn start(credentials: Option<(String, String)>) -> Registry {
+    fn start(credentials: Option<(&str, &str)>) -> Registry {
         let binary = Path::new("/usr/bin/docker-registry");
         super::require(
             binary.is_file(),
@@ -54,7 +54,7 @@ impl Registry {
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
         );
-        if let Some((user, password)) = &credentials {
+        if let Some((user, password)) = credentials {
             let htpasswd = dir.join("htpasswd");
             std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password))).unwrap();
             config.push_str(&format!(

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{ALL_MODES, Mode, Tree, require_tool};
+use crate::support::{ALL_MODES, Mode, Tree, require_tool, set_dispositions};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -80,6 +80,51 @@ fn signals_sent_to_pid1_reach_the_command() {
             assert_eq!(out.code, 128 + sig, "{mode:?} signal {sig}: {out:?}");
         }
     }
+}
+
+/// Started as `nohup aiida-init &` would be (HUP, INT and QUIT ignored), aiida-init still
+/// hears INT (Linux never discards a blocked signal, ignored or not), while the command gets
+/// them ignored (see settings.rs).
+#[test]
+fn a_shutdown_signal_ignored_when_aiida_init_started_still_stops_it() {
+    prerequisites();
+    for mode in [Mode::Pid1, Mode::Child] {
+        let tree = Tree::new();
+        let marker = tree.out_file("up");
+        tree.oneshot_sh("svc", &format!("touch {}", marker.display()), None, &[]);
+        let mut c = tree.command(mode, &[]);
+        set_dispositions(&mut c, &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT]);
+        let running = tree.spawn_command(mode, c);
+        running.wait_for_file(&marker, LIMIT);
+        running.signal(libc::SIGINT);
+        let out = running.finish(LIMIT);
+        assert!(
+            out.stderr.contains("received SIGINT: shutting down"),
+            "{mode:?}: {out:?}"
+        );
+    }
+}
+
+/// A parent that ignores SIGCHLD hands that on: children of a process that ignores it are
+/// reaped by the kernel, and their exit status is lost. aiida-init takes SIGCHLD back to its
+/// default for itself, and the command gets it ignored, as given.
+#[test]
+fn sigchld_ignored_when_aiida_init_started_loses_no_exit_status() {
+    prerequisites();
+    let tree = Tree::new();
+    tree.oneshot_sh("svc", "exit 0", None, &[]);
+    // As a plain child: `unshare --fork` sets SIGCHLD back to its default.
+    let start = |cmd: &[&str]| {
+        let mut c = tree.command(Mode::Child, cmd);
+        set_dispositions(&mut c, &[libc::SIGCHLD]);
+        tree.spawn_command(Mode::Child, c).finish(LIMIT)
+    };
+    let out = start(&["sh", "-c", "exit 3"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let out = start(&["grep", "^SigIgn", "/proc/self/status"]);
+    let sigign = out.stdout.trim().trim_start_matches("SigIgn:").trim();
+    let sigign = u64::from_str_radix(sigign, 16).unwrap();
+    assert_ne!(sigign & (1 << (libc::SIGCHLD - 1)), 0, "{out:?}");
 }
 
 #[test]
@@ -903,6 +948,89 @@ fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_re
         String::from_utf8_lossy(&out.stderr),
         "aiida-init restart: flaky not ready again after 1.5s (state starting)\nlast lines of flaky:\n  not this time\n"
     );
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn a_longrun_whose_finish_sends_once_stays_down_until_start_brings_it_up() {
+    prerequisites();
+    let tree = Tree::new();
+    // As the AiiDA daemon's service: run exits 0 when its user stopped it, and then its finish
+    // keeps it down (`s6-svc -O`) instead of letting it be restarted.
+    let stop = tree.out_file("stop-now");
+    tree.longrun(
+        "daemon",
+        &format!(
+            "echo >&3; while [ ! -e {s} ]; do sleep 0.05; done; rm -f {s}; exit 0",
+            s = stop.display()
+        ),
+        &[],
+    )
+    .file("daemon", "notification-fd", "3\n")
+    .exec(
+        "daemon",
+        "finish",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = 0 ]; then {} s6-svc -O .; echo stopped by its user; fi\nexit 0\n",
+            crate::support::bin().display()
+        ),
+    );
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    let rt = tree.path().join("rt");
+    let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
+    assert!(wait.status.success(), "{wait:?}");
+    let first = service_state(&env, "daemon");
+
+    // `start` of a longrun that runs leaves it as it is.
+    let out = crate::support::aiida_init(&["start", "daemon", "--timeout", "20"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(service_state(&env, "daemon")["pid"], first["pid"]);
+
+    std::fs::write(&stop, "").unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while service_state(&env, "daemon")["state"] != "down" {
+        assert!(Instant::now() < deadline, "daemon did not go down");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Down for good: not restarted a second later, and `wait` says so at once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let down = service_state(&env, "daemon");
+    assert_eq!(
+        (down["state"].as_str(), down["restarts"].as_u64()),
+        (Some("down"), Some(0))
+    );
+    let t = Instant::now();
+    let out = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "wait did not fail at once"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "aiida-init wait: daemon is down and not restarted (`aiida-init start daemon` starts it)\nlast lines of daemon:\n  stopped by its user\n"
+    );
+    let status = crate::support::aiida_init(&["status"], &env);
+    let table = String::from_utf8_lossy(&status.stdout);
+    let row = table.lines().find(|l| l.starts_with("daemon ")).unwrap();
+    assert!(row.contains("stopped by its user"), "{table}");
+
+    // `start` brings it up again; `wait` is then satisfied.
+    let out = crate::support::aiida_init(&["start", "daemon", "--timeout", "20"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let again = service_state(&env, "daemon");
+    assert_eq!(again["state"], "ready");
+    assert_ne!(again["pid"], first["pid"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("daemon is ready (pid {})\n", again["pid"])
+    );
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
+    assert!(wait.status.success(), "{wait:?}");
+    let out = crate::support::aiida_init(&["start", "user"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let (out, _) = running.shut_down(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Mode, Tree, require_tool};
+use crate::support::{Mode, Tree, require_tool, set_dispositions};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -178,23 +178,28 @@ fn s6_verbosity_0_keeps_aiida_init_quiet() {
 #[test]
 fn the_command_inherits_the_original_signal_mask_and_ignored_signals() {
     require_tool("unshare");
-    let direct = std::process::Command::new("grep")
-        .args(["-E", "^Sig(Blk|Ign)", "/proc/self/status"])
-        .output()
-        .unwrap();
-    let direct = String::from_utf8_lossy(&direct.stdout).into_owned();
+    // What a process started with HUP, INT and QUIT ignored (as by `nohup ... &`) sees, and
+    // what one started with every signal at its default sees.
+    let masks = |ignored: &[i32]| {
+        let mut c = std::process::Command::new("grep");
+        c.args(["-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+        set_dispositions(&mut c, ignored);
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    let nohup = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+    let direct = masks(&nohup);
+    assert_ne!(direct, masks(&[]), "the ignored signals show in SigIgn");
+    // aiida-init catches INT and QUIT itself, but the command gets them ignored, as given.
     let tree = Tree::new();
     for mode in [Mode::Pid1, Mode::Child] {
-        let out = tree.run(
-            mode,
-            &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"],
-            &[("S6_VERBOSITY", "0")],
-            LIMIT,
-        );
+        let mut c = tree.command(mode, &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+        c.env("S6_VERBOSITY", "0");
+        set_dispositions(&mut c, &nohup);
+        let out = tree.spawn_command(mode, c).finish(LIMIT);
         assert_eq!(out.code, 0, "{out:?}");
         assert_eq!(out.stdout, direct, "{mode:?}");
     }
-    // A service gets the same.
+    // A service starts with every signal at its default, whatever aiida-init was given.
     let tree = Tree::new();
     let file = tree.out_file("service-masks");
     tree.oneshot(
@@ -206,9 +211,11 @@ fn the_command_inherits_the_original_signal_mask_and_ignored_signals() {
         None,
         &[],
     );
-    let out = tree.run(Mode::Pid1, &["true"], &[], LIMIT);
+    let mut c = tree.command(Mode::Pid1, &["true"]);
+    set_dispositions(&mut c, &nohup);
+    let out = tree.spawn_command(Mode::Pid1, c).finish(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(tree.read_out("service-masks"), direct);
+    assert_eq!(tree.read_out("service-masks"), masks(&[]));
 }
 
 #[test]
