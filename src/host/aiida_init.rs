@@ -25,23 +25,54 @@ use crate::platform::Platform;
 /// Debian's rustc, which ships the standard library of other architectures as packages.
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 
+/// What a checkout of aiida-devc has and an installed binary (a wheel, `cargo install`) lacks.
+const CHECKOUT_MARKERS: [&str; 2] = ["crates/aiida-init/Cargo.toml", "Dockerfiles"];
+
+fn is_checkout(dir: &Path) -> bool {
+    CHECKOUT_MARKERS.iter().all(|m| dir.join(m).exists())
+}
+
 /// The workspace this aiida-devc was built from, when it is still there.
 pub fn project_root() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    root.join("crates/aiida-init/Cargo.toml")
-        .is_file()
-        .then_some(root)
+    is_checkout(&root).then_some(root)
+}
+
+/// The checkout of aiida-devc that a maintainers' command (`images build`, `features package`)
+/// works in: `given` (`--source DIR`), else the workspace this binary was built from when it is
+/// still there, else the current directory or one of its parents. `init`, `up` and `doctor` need
+/// none; a binary installed from a wheel has none of its own, and the error names what is missing.
+/// `otherwise` ends the error: what else the user can do.
+pub fn checkout(given: Option<&Path>, what: &str, otherwise: &str) -> anyhow::Result<PathBuf> {
+    let candidate = match given {
+        Some(dir) => Some(dir.to_owned()),
+        None => project_root().or_else(|| {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors().find(|d| is_checkout(d)).map(Path::to_owned)
+        }),
+    };
+    let dir = candidate
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    if let Some(missing) = CHECKOUT_MARKERS.iter().find(|m| !dir.join(m).exists()) {
+        bail!(
+            "{what} needs a checkout of aiida-devc ({}): {} is missing. \
+             This aiida-devc has none of its own (installed from a wheel or with cargo install): \
+             run it in a checkout, or {otherwise}",
+            env!("CARGO_PKG_REPOSITORY"),
+            dir.join(missing).display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Build aiida-init from the workspace at `source` for `platform`; returns the binary's path.
 pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow::Result<PathBuf> {
-    if !source.join("crates/aiida-init/Cargo.toml").is_file() {
-        bail!(
-            "cannot build aiida-init: {} is not the aiida-devc workspace (no crates/aiida-init/Cargo.toml). \
-             Run from a checkout, pass --source DIR, or give a prebuilt binary",
-            source.display()
-        );
-    }
+    let source = &checkout(
+        Some(source),
+        "building aiida-init",
+        "give a prebuilt binary",
+    )?;
     let triple = platform.rust_target();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
@@ -118,4 +149,31 @@ fn toolchain_has_std(rustc: Option<&Path>, triple: &str) -> bool {
         .join(triple)
         .join("lib")
         .is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_without_the_workspace_is_refused_naming_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = checkout(
+            Some(dir.path()),
+            "`aiida-devc images build`",
+            "pass --source DIR",
+        )
+        .unwrap_err()
+        .to_string();
+        let missing = dir.path().join("crates/aiida-init/Cargo.toml");
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(
+            err.starts_with("`aiida-devc images build` needs a checkout"),
+            "{err}"
+        );
+        assert!(err.ends_with("or pass --source DIR"), "{err}");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(checkout(Some(&root), "x", "y").unwrap(), root);
+        assert_eq!(project_root(), Some(root));
+    }
 }

@@ -24,7 +24,7 @@ pub mod publish;
 pub mod smoke;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -123,9 +123,10 @@ pub struct BuildArgs {
     /// it must match).
     #[arg(long, value_name = "FILE")]
     pub init_binary: Option<PathBuf>,
-    /// The aiida-devc source tree (Dockerfiles/ and the aiida-init crate).
-    #[arg(long, value_name = "DIR", default_value = env!("CARGO_MANIFEST_DIR"))]
-    pub source: PathBuf,
+    /// The aiida-devc checkout (Dockerfiles/ and the aiida-init crate) [default: the one this
+    /// aiida-devc was built from, else the current directory or a parent].
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
     /// Show every line of the builder's output.
     #[arg(long, short)]
     pub verbose: bool,
@@ -221,6 +222,11 @@ pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<
             platforms.len()
         );
     }
+    let source = crate::host::aiida_init::checkout(
+        args.source.as_deref(),
+        "`aiida-devc images build`",
+        "pass --source DIR",
+    )?;
     let ca = host.ca.bundle().cloned();
     let docker = crate::host::docker::connect().await?;
     if let Some(ca) = &ca {
@@ -232,7 +238,18 @@ pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<
     }
     let mut built = Vec::new();
     for platform in platforms {
-        built.extend(build_platform(&args, &docker, &repo, &kinds, platform, ca.as_ref()).await?);
+        built.extend(
+            build_platform(
+                &args,
+                &source,
+                &docker,
+                &repo,
+                &kinds,
+                platform,
+                ca.as_ref(),
+            )
+            .await?,
+        );
     }
     Ok(built)
 }
@@ -240,17 +257,18 @@ pub async fn build(args: BuildArgs, host: &crate::host::Host) -> anyhow::Result<
 /// Build `kinds` for one platform, with the local names of [`naming::local_tag`].
 async fn build_platform(
     args: &BuildArgs,
+    source: &Path,
     docker: &crate::host::docker::Docker,
     repo: &Repository,
     kinds: &[ImageKind],
     platform: Platform,
     ca: Option<&crate::host::ca::CaBundle>,
 ) -> anyhow::Result<Vec<BuiltImage>> {
-    let dockerfiles = args.source.join("Dockerfiles");
+    let dockerfiles = source.join("Dockerfiles");
     let init = if kinds.contains(&ImageKind::Base) {
         let path = match &args.init_binary {
             Some(path) => path.clone(),
-            None => crate::host::aiida_init::build_static(&args.source, platform, true)?,
+            None => crate::host::aiida_init::build_static(source, platform, true)?,
         };
         Some(
             std::fs::read(&path)
@@ -260,7 +278,7 @@ async fn build_platform(
         None
     };
 
-    let source = labels::SourceInfo::from_checkout(&args.source);
+    let source = labels::SourceInfo::from_checkout(source);
     let version_tag = format!("aiida-{}", args.selection.aiida_version);
     let mut built = Vec::new();
     for &kind in kinds {

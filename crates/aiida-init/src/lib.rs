@@ -16,7 +16,8 @@
 //! * [`engine`]: the supervisor that brings the plan up and down, feeding each service's state
 //!   machine and carrying out its effects;
 //! * [`runtime`]: the runtime directory and how other processes find it;
-//! * [`state`]: the typed schema of `state.json`, shared by the engine and its readers;
+//! * [`state`]: the typed schema of `state.json`, shared by the engine and its readers (the
+//!   crate `aiida-init-state`, re-exported);
 //! * [`status`]: `aiida-init status`, `aiida-init wait`, `aiida-init restart` and `start`;
 //! * [`commands`]: the multi-call entry, `install-commands` and `run-parts`.
 //!
@@ -58,8 +59,10 @@ pub mod program;
 pub mod runtime;
 pub mod s6;
 pub mod settings;
-pub mod state;
 pub mod status;
+
+/// The typed schema of `state.json` (its own crate, which the CLI reads on every platform).
+pub use aiida_init_state as state;
 
 use anyhow::Result;
 

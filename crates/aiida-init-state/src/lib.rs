@@ -1,5 +1,10 @@
-//! The state file (`state.json` in the runtime directory): one typed schema for its writer, the
-//! engine, and its readers, `aiida-init status`, `aiida-init wait` and `aiida-devc up`.
+//! The state file (`state.json` in aiida-init's runtime directory): one typed schema for its
+//! writer, aiida-init's engine, and its readers, `aiida-init status`, `aiida-init wait` and
+//! `aiida-devc up`.
+//!
+//! A crate of its own so that the CLI, which runs on macOS and Windows too, reads the schema
+//! without linking aiida-init's Linux-only runtime; aiida-init re-exports it as
+//! `aiida_init::state`.
 //!
 //! The wire format is plain JSON with the field names below. Readers accept files written by
 //! older aiida-init versions and by hand: every field has a default, and unknown fields are

@@ -1,0 +1,116 @@
+//! The CLI builds for macOS and Windows: its dependency tree for those targets holds no
+//! Linux-only crate (nix, aiida-init's runtime), every Linux- or Unix-only call in its sources
+//! sits behind a `cfg`, and `cargo check` passes for Windows and macOS (`scripts/cross-check.sh`:
+//! Debian's Rust builds those targets' std from source). wheels.yml then builds and runs the
+//! wheels on macOS and Windows runners; these are the checks a Linux machine can make.
+
+use std::process::Command;
+
+use crate::support::project_root;
+
+/// Crates that do not build, or mean Linux-only code, on macOS or Windows.
+const LINUX_ONLY: &[&str] = &["nix", "aiida-init", "procfs", "inotify"];
+
+#[test]
+fn the_cli_links_no_linux_only_crate_on_macos_or_windows() {
+    for target in [
+        "x86_64-pc-windows-msvc",
+        "x86_64-apple-darwin",
+        "aarch64-apple-darwin",
+    ] {
+        let out = Command::new(env!("CARGO"))
+            .args(["tree", "--locked", "-p", "aiida-devc", "-e", "normal"])
+            .args(["--prefix", "none", "--target", target])
+            .current_dir(project_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let crates: Vec<&str> = tree.lines().filter_map(|l| l.split(' ').next()).collect();
+        assert!(crates.contains(&"aiida-init-state"), "{target}: {tree}");
+        for linux_only in LINUX_ONLY {
+            assert!(
+                !crates.contains(linux_only),
+                "{target}: aiida-devc depends on {linux_only}:\n{tree}"
+            );
+        }
+    }
+}
+
+/// Outside unit tests, `std::os::unix` is used only within three lines after `#[cfg(unix)]`
+/// (or a Linux cfg), and `/proc` or `libc::` only after a Linux cfg.
+#[test]
+fn unix_and_linux_calls_in_the_cli_sit_behind_a_cfg() {
+    let mut files = Vec::new();
+    let mut dirs = vec![project_root().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut unguarded = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("//") {
+                continue;
+            }
+            let guard = |what: &[&str]| {
+                lines[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|l| what.iter().any(|w| l.contains(w)))
+            };
+            let linux = ["#[cfg(target_os = \"linux\")]"];
+            let unix = ["#[cfg(unix)]", "#[cfg(target_os = \"linux\")]"];
+            let ok = if line.contains("std::os::unix") {
+                guard(&unix)
+            } else if line.contains("\"/proc") || line.contains("libc::") {
+                guard(&linux)
+            } else {
+                true
+            };
+            if !ok {
+                unguarded.push(format!("{}:{}: {}", path.display(), i + 1, trimmed));
+            }
+        }
+    }
+    assert!(
+        unguarded.is_empty(),
+        "Unix- or Linux-only code without a cfg (macOS and Windows wheels would not build):\n{}",
+        unguarded.join("\n")
+    );
+}
+
+/// Type and borrow checking for the targets, with their cfgs: a Linux-only call fails here.
+/// x86_64-apple-darwin has the same cfgs as aarch64-apple-darwin for this code: one macOS is
+/// enough (`bash scripts/cross-check.sh` checks all three).
+#[test]
+fn the_cli_type_checks_for_windows_and_macos() {
+    let out = Command::new("bash")
+        .arg(project_root().join("scripts/cross-check.sh"))
+        .args(["x86_64-pc-windows-gnu", "aarch64-apple-darwin"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    crate::support::require(
+        !stderr.contains("is missing: apt-get install"),
+        &format!("the cross-check toolchain ({})", stderr.trim()),
+    );
+    assert!(
+        out.status.success(),
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
