@@ -16,6 +16,7 @@ mod images;
 mod init_command;
 mod init_registry;
 mod multiarch;
+mod release_workflow;
 mod reliability;
 mod security;
 mod soak;
