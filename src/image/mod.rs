@@ -472,3 +472,53 @@ async fn check_base_platform(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn images(args: &str) -> Result<ImagesCommand, clap::Error> {
+        let argv = std::iter::once("aiida-devc").chain(args.split_whitespace());
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Images(command) => command,
+            other => panic!("not an images command: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_platform_job_pushes_by_digest_to_several_registries_and_the_merge_reads_every_file() {
+        let ImagesCommand::Build(build) = images(
+            "images build --platform linux/arm64 --push-by-digest --registry ghcr.io \
+             --also-registry docker.io --digests d/arm64.json --json",
+        )
+        .unwrap() else {
+            panic!("not a build");
+        };
+        assert!(build.by_digest.push_by_digest && !build.push);
+        assert_eq!(build.by_digest.also_registry, ["docker.io"]);
+        assert_eq!(build.by_digest.digests, Some(PathBuf::from("d/arm64.json")));
+
+        let ImagesCommand::Merge(merge) =
+            images("images merge --registry ghcr.io --digests a.json b.json --tag v1.2.3").unwrap()
+        else {
+            panic!("not a merge");
+        };
+        assert_eq!(merge.digests.len(), 2);
+        assert_eq!(merge.platform, "linux/amd64,linux/arm64");
+        assert_eq!(merge.publish.tags, ["v1.2.3"]);
+    }
+
+    #[test]
+    fn digests_and_mirrors_need_push_by_digest_and_a_merge_needs_digests() {
+        for args in [
+            "images build --digests d.json --registry r",
+            "images push --also-registry docker.io --registry r",
+            "images merge --registry ghcr.io",
+        ] {
+            assert!(images(args).is_err(), "{args} parsed");
+        }
+    }
+}
