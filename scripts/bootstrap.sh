@@ -18,6 +18,9 @@
 # 7. maturin, ziglang and uv (from PyPI), in .tools/wheels, for the wheel tests
 #    (scripts/wheels.sh tools).
 #
+# Written for Debian 12 as root (this project's machines). Elsewhere (GitHub's hosted Ubuntu
+# runners) it installs packages with sudo, takes debian:bookworm-arm64 from arm64v8/debian, and
+# only checks the arm64 emulation and cross toolchain that the machine's own tools set up.
 # It prints one line per step and stops with a reason when a step cannot be done.
 set -euo pipefail
 
@@ -41,6 +44,13 @@ done
 say() { printf 'bootstrap: %s\n' "$*"; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
+# Root, or passwordless sudo (GitHub's hosted runners): what installing packages needs.
+SUDO=""
+if ! is_root && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    SUDO=sudo
+fi
+can_install() { is_root || [ -n "$SUDO" ]; }
+OS_ID=$(. /etc/os-release 2>/dev/null && echo "${ID:-unknown}")
 
 APT_UPDATED=0
 apt_install() {
@@ -50,13 +60,13 @@ apt_install() {
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    is_root || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
+    can_install || die "these packages are missing and installing them needs root (or sudo): ${missing[*]}"
     say "installing ${missing[*]}"
     if [ "$APT_UPDATED" = 0 ]; then
-        apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
+        $SUDO apt-get update -qq || die "apt-get update failed (is the package mirror reachable?)"
         APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"
 }
 
@@ -135,8 +145,18 @@ register_aarch64_handler() {
 if [ "$WANT_ARM64" = 1 ]; then
     if [ "$(uname -m)" = aarch64 ]; then
         say "arm64: native"
+    elif ! is_root || [ "$OS_ID" != debian ]; then
+        # Not this project's kind of machine (e.g. a hosted Ubuntu runner): emulation and the
+        # cross toolchain come from the machine's own tools (docker/setup-qemu-action, rustup
+        # target add, the cross gcc); this only checks them. An arm64 container runs below.
+        [ -e "$BINFMT/qemu-aarch64" ] \
+            || die "no qemu-aarch64 binfmt handler is registered (as root on Debian 12 this script installs one; elsewhere use docker/setup-qemu-action or tonistiigi/binfmt)"
+        say "arm64: binfmt handler registered by this machine ($(binfmt_interpreter))"
+        rust_std=$(rustc --print sysroot 2>/dev/null)/lib/rustlib/aarch64-unknown-linux-gnu/lib
+        [ -d "$rust_std" ] || die "no Rust standard library for aarch64: 'rustup target add aarch64-unknown-linux-gnu'"
+        command -v aarch64-linux-gnu-gcc >/dev/null || die "no aarch64 cross linker: install gcc-aarch64-linux-gnu"
+        say "arm64: cross toolchain present (rustup's aarch64 std, aarch64-linux-gnu-gcc)"
     else
-        is_root || die "setting up arm64 emulation needs root"
         mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
             || die "cannot mount binfmt_misc on /proc/sys/fs/binfmt_misc"
         # Erlang's JIT-only beam.smp dies under bookworm's qemu 7.2; qemu 10 runs it.
@@ -184,6 +204,16 @@ ensure_base_image() {
         say "base image $image: pulled"
         return 0
     fi
+    # arm64 on another host: from the official per-architecture repository (arm64v8/debian)
+    # where a registry answers, under the local name.
+    if [ "$arch" = arm64 ] && [ "$arch" != "$HOST_ARCH" ] \
+        && timeout 120 docker pull --platform linux/arm64 "arm64v8/${image%-arm64}" >/dev/null 2>&1 \
+        && [ "$(docker image inspect --format '{{.Architecture}}' "arm64v8/${image%-arm64}")" = arm64 ]; then
+        docker tag "arm64v8/${image%-arm64}" "$image"
+        say "base image $image: pulled (arm64v8/${image%-arm64})"
+        return 0
+    fi
+    can_install || die "base image $image is missing, no registry has it, and bootstrapping it needs root"
     say "base image $image: bootstrapping it for $arch from $DEBIAN_MIRROR (about 30 s, 2-4 min under emulation)"
     apt_install debootstrap
     local suite=${image##*:}
@@ -225,6 +255,8 @@ case "$(uname -m)" in
 esac
 if [ "$HOST_ARCH" = arm64 ]; then
     ensure_base_image "$BASE_IMAGE" arm64 v8
+    # The tests name the arm64 base by its suffixed name on every host.
+    docker tag "$BASE_IMAGE" "$BASE_IMAGE-arm64"
 else
     ensure_base_image "$BASE_IMAGE" amd64 ""
     # The other platform's base carries the architecture as a tag suffix, so that both coexist

@@ -14,6 +14,13 @@ cd "$ROOT"
 # packaging it cross-compiles aiida-init for aarch64.
 bash scripts/bootstrap.sh --arm64
 
+# The bootstrap from a new machine's state (no aarch64 handler, no update-binfmts entry) must
+# register the handler again. It briefly unregisters it, so it runs before anything else does.
+# Only where the bootstrap runs as root (this project's machines; not a hosted runner).
+if [ "$(id -u)" = 0 ]; then
+    bash tests/bootstrap/new-machine.sh
+fi
+
 # Gates before any test: formatting and lints over the whole workspace (both crates, all targets).
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
@@ -27,7 +34,9 @@ cargo check --locked --manifest-path crates/fuzz/Cargo.toml --bins
 # and the same tags with the suffix -arm64 for linux/arm64 (built under qemu). The multiarch
 # tests publish these to a registry on localhost; the engine's layer cache makes a rebuild of
 # unchanged sources take seconds.
-cargo run --locked --quiet --bin aiida-devc -- images build --platform linux/amd64,linux/arm64
+# AIIDA_DEVC_TEST_PLATFORMS narrows them (ci.yml's arm64 job: linux/arm64 only, natively).
+cargo run --locked --quiet --bin aiida-devc -- images build \
+    --platform "${AIIDA_DEVC_TEST_PLATFORMS:-linux/amd64,linux/arm64}"
 
 # Unit tests, the real binaries as PID 1, the images, the registry, the reference CLI.
 # One test thread per core: the integration tests start containers and services.

@@ -530,6 +530,16 @@ async fn publish_collection(
         package::collection_json(kind, packages).into_bytes(),
         registry.host(),
     );
+    // The same collection there already (a release run again): nothing to push.
+    let there = registry.manifest(namespace, "latest").await?;
+    if there.as_deref() == Some(collection.manifest.to_bytes().as_slice()) {
+        progress.step(format!(
+            "the collection at {}/{namespace}:latest is unchanged",
+            registry.host()
+        ));
+        progress.step(format!("{}/{namespace}:latest kept", registry.host()));
+        return Ok(());
+    }
     progress.step(format!(
         "uploading the collection to {}/{namespace}",
         registry.host()

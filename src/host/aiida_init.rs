@@ -91,26 +91,36 @@ pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow:
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     let mut target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| source.join("target"), |d| source.join(d));
-    if platform != Platform::host() && !toolchain_has_std(None, triple) {
-        if !toolchain_has_std(Some(Path::new(DEBIAN_RUSTC)), triple) {
-            bail!(
-                "cannot build aiida-init for {platform}: neither the Rust toolchain on PATH nor Debian's \
-                 {DEBIAN_RUSTC} has the standard library for {triple}. Install the cross toolchain \
-                 (`bash scripts/bootstrap.sh --arm64`, as root), or `rustup target add {triple}`"
-            );
+    let linker_var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        triple.to_uppercase().replace('-', "_")
+    );
+    let cross_linker = format!("{}-linux-gnu-gcc", platform.uname_machine());
+    let toolchain = choose_toolchain(platform, Platform::host(), |rustc| {
+        toolchain_has_std(rustc.then_some(Path::new(DEBIAN_RUSTC)), triple)
+    });
+    match toolchain {
+        Toolchain::Native => {}
+        Toolchain::Cross => {
+            // rustup's std for the target (e.g. a hosted runner with `rustup target add`): only
+            // the linker is the cross one, unless the environment names another.
+            if std::env::var_os(&linker_var).is_none() {
+                command.env(&linker_var, &cross_linker);
+            }
         }
-        target_dir = target_dir.join("debian-rustc");
-        let linker_var = format!(
-            "CARGO_TARGET_{}_LINKER",
-            triple.to_uppercase().replace('-', "_")
-        );
-        command
-            .env("RUSTC", DEBIAN_RUSTC)
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env(
-                linker_var,
-                format!("{}-linux-gnu-gcc", platform.uname_machine()),
-            );
+        Toolchain::DebianCross => {
+            target_dir = target_dir.join("debian-rustc");
+            command
+                .env("RUSTC", DEBIAN_RUSTC)
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .env(&linker_var, &cross_linker);
+        }
+        Toolchain::Missing => bail!(
+            "cannot build aiida-init for {platform}: neither the Rust toolchain on PATH nor Debian's \
+             {DEBIAN_RUSTC} has the standard library for {triple}. Install the cross toolchain \
+             (`bash scripts/bootstrap.sh --arm64`, as root), or `rustup target add {triple}` and \
+             {cross_linker}; or build on a {platform} machine, where no cross toolchain is needed"
+        ),
     }
     if verbose {
         eprintln!("aiida-init: building a static binary for {platform} ({triple})");
@@ -129,6 +139,40 @@ pub fn build_static(source: &Path, platform: Platform, verbose: bool) -> anyhow:
         bail!("cargo built aiida-init but {} is missing", binary.display());
     }
     Ok(binary)
+}
+
+/// How aiida-init is compiled for a platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toolchain {
+    /// The target is the host's platform (an arm64 runner building for linux/arm64): the
+    /// toolchain on PATH, no cross linker, no emulation.
+    Native,
+    /// Another platform, whose standard library the toolchain on PATH has (rustup's): the
+    /// cross linker `<arch>-linux-gnu-gcc`.
+    Cross,
+    /// Another platform, through Debian's rustc and its `libstd-rust-web-dev:<arch>`.
+    DebianCross,
+    /// Another platform, and no toolchain has its standard library.
+    Missing,
+}
+
+/// The toolchain for building for `target` on `host`; `has_std(debian)` says whether the
+/// toolchain on PATH (`false`) or Debian's rustc (`true`) has the target's standard library.
+/// Only asked when cross-compiling.
+pub fn choose_toolchain(
+    target: Platform,
+    host: Platform,
+    has_std: impl Fn(bool) -> bool,
+) -> Toolchain {
+    if target == host {
+        Toolchain::Native
+    } else if has_std(false) {
+        Toolchain::Cross
+    } else if has_std(true) {
+        Toolchain::DebianCross
+    } else {
+        Toolchain::Missing
+    }
 }
 
 /// Whether `rustc` (the one on PATH when `None`) has the standard library for `triple`.
@@ -175,5 +219,35 @@ mod tests {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         assert_eq!(checkout(Some(&root), "x", "y").unwrap(), root);
         assert_eq!(project_root(), Some(root));
+    }
+
+    #[test]
+    fn the_hosts_own_platform_is_built_natively_without_asking_for_a_cross_toolchain() {
+        for platform in Platform::ALL {
+            let asked = std::cell::Cell::new(false);
+            let toolchain = choose_toolchain(platform, platform, |_| {
+                asked.set(true);
+                false
+            });
+            assert_eq!(toolchain, Toolchain::Native, "{platform}");
+            assert!(!asked.get(), "{platform}: looked for a cross toolchain");
+        }
+    }
+
+    #[test]
+    fn another_platform_is_cross_compiled_with_the_first_toolchain_that_has_its_std() {
+        let (x86, arm) = (Platform::Amd64, Platform::Arm64);
+        // This project's machines: Debian's rustc has the aarch64 std, rustup's has not.
+        assert_eq!(
+            choose_toolchain(arm, x86, |debian| debian),
+            Toolchain::DebianCross
+        );
+        // A hosted runner after `rustup target add`.
+        assert_eq!(choose_toolchain(arm, x86, |_| true), Toolchain::Cross);
+        assert_eq!(
+            choose_toolchain(x86, arm, |debian| !debian),
+            Toolchain::Cross
+        );
+        assert_eq!(choose_toolchain(arm, x86, |_| false), Toolchain::Missing);
     }
 }

@@ -17,6 +17,7 @@
 //! ([`smoke`]) for every platform and publishes ([`publish`]).
 
 pub mod context;
+pub mod digests;
 pub mod driver;
 pub mod labels;
 pub mod naming;
@@ -45,6 +46,9 @@ pub enum ImagesCommand {
     Build(BuildArgs),
     /// Smoke-test and publish images already built by `images build` (same names and platforms).
     Push(PushArgs),
+    /// Write one OCI image index per tag from the digests that each platform's
+    /// `images build --push-by-digest --digests FILE` pushed (one runner per platform).
+    Merge(MergeArgs),
 }
 
 /// Which images, of which aiida-core release, named how, for which platforms: what `images build`
@@ -135,7 +139,85 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     #[command(flatten)]
+    pub by_digest: ByDigestOptions,
+    #[command(flatten)]
     pub publish: PublishOptions,
+}
+
+/// One runner per platform: push by digest now, merge the indexes later (`images merge`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ByDigestOptions {
+    /// Smoke-test each platform, then push its images under the per-platform tag only
+    /// (aiida-X.Y.Z-ARCH) and write no index: `images merge` writes the indexes later from
+    /// every platform's digests.
+    #[arg(long)]
+    pub push_by_digest: bool,
+    /// With --push-by-digest: write what was pushed (JSON) to FILE, for `images merge --digests`.
+    #[arg(long, value_name = "FILE", requires = "push_by_digest")]
+    pub digests: Option<PathBuf>,
+    /// With --push-by-digest: push the same images to this registry too (repeatable), after the
+    /// one release gate.
+    #[arg(long, value_name = "HOST", requires = "push_by_digest")]
+    pub also_registry: Vec<String>,
+}
+
+impl ByDigestOptions {
+    /// The plan of a push by digest, or `None` without --push-by-digest.
+    fn plan(
+        &self,
+        selection: &ImageSelection,
+        publish: &PublishOptions,
+    ) -> anyhow::Result<Option<publish::Plan>> {
+        if !self.push_by_digest {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            publish.tags.is_empty(),
+            "--tag names an index tag: give it to `images merge`, not to --push-by-digest"
+        );
+        Ok(Some(
+            publish::Plan::new(selection, publish)?.with_mirrors(&self.also_registry)?,
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Registry host the platform jobs pushed to (ghcr.io, localhost:5000).
+    #[arg(long, env = "AIIDA_DEVC_REGISTRY")]
+    pub registry: String,
+    /// Organisation (namespace) of the image names.
+    #[arg(long, default_value = naming::ORGANIZATION, env = "AIIDA_DEVC_ORGANIZATION")]
+    pub organization: String,
+    /// The digests files of the platform jobs (`images build --push-by-digest --digests FILE`).
+    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    pub digests: Vec<PathBuf>,
+    /// The platforms every index must list, comma-separated: a merge that misses one refuses
+    /// and writes nothing.
+    #[arg(long, value_name = "LIST", default_value = "linux/amd64,linux/arm64")]
+    pub platform: String,
+    #[command(flatten)]
+    pub publish: PublishOptions,
+}
+
+impl MergeArgs {
+    async fn run(&self, host: &crate::host::Host) -> anyhow::Result<publish::Published> {
+        let files = self
+            .digests
+            .iter()
+            .map(|path| Ok((path.clone(), digests::Digests::read(path)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let selection = ImageSelection {
+            images: Vec::new(),
+            aiida_version: files[0].1.aiida_version.clone(),
+            registry: Some(self.registry.clone()),
+            organization: self.organization.clone(),
+            platform: Some(self.platform.clone()),
+        };
+        publish::Plan::new(&selection, &self.publish)?
+            .merge(&files, host)
+            .await
+    }
 }
 
 /// What a publication takes besides the images (shared by `images build --push` and
@@ -155,6 +237,8 @@ pub struct PushArgs {
     #[command(flatten)]
     pub selection: ImageSelection,
     #[command(flatten)]
+    pub by_digest: ByDigestOptions,
+    #[command(flatten)]
     pub publish: PublishOptions,
 }
 
@@ -163,14 +247,20 @@ impl ImagesCommand {
         let rt = tokio::runtime::Runtime::new()?;
         match self {
             ImagesCommand::Build(args) => rt.block_on(async {
+                let by_digest = args.by_digest.plan(&args.selection, &args.publish)?;
+                anyhow::ensure!(
+                    !(args.push && by_digest.is_some()),
+                    "--push and --push-by-digest exclude each other: one pushes indexes, the other digests for `images merge`"
+                );
                 let plan = if args.push {
                     Some(publish::Plan::new(&args.selection, &args.publish)?)
-                } else if !args.publish.tags.is_empty() {
+                } else if !args.publish.tags.is_empty() && by_digest.is_none() {
                     anyhow::bail!("--tag names a tag to publish: it needs --push");
                 } else {
                     None
                 };
                 let json = args.publish.json;
+                let digests_file = args.by_digest.digests.clone();
                 let built = build(args, host).await?;
                 if !json {
                     for image in &built {
@@ -181,13 +271,27 @@ impl ImagesCommand {
                     let docker = crate::host::docker::connect().await?;
                     plan.run(&docker, host).await?;
                 }
+                if let Some(plan) = by_digest {
+                    let docker = crate::host::docker::connect().await?;
+                    plan.run_by_digest(&docker, host, digests_file.as_deref())
+                        .await?;
+                }
                 anyhow::Ok(())
             }),
             ImagesCommand::Push(args) => rt.block_on(async {
-                let plan = publish::Plan::new(&args.selection, &args.publish)?;
                 let docker = crate::host::docker::connect().await?;
-                plan.run(&docker, host).await.map(|_| ())
+                match args.by_digest.plan(&args.selection, &args.publish)? {
+                    Some(plan) => plan
+                        .run_by_digest(&docker, host, args.by_digest.digests.as_deref())
+                        .await
+                        .map(|_| ()),
+                    None => publish::Plan::new(&args.selection, &args.publish)?
+                        .run(&docker, host)
+                        .await
+                        .map(|_| ()),
+                }
             }),
+            ImagesCommand::Merge(args) => rt.block_on(args.run(host)).map(|_| ()),
         }
     }
 }
@@ -384,4 +488,54 @@ async fn check_base_platform(
          (`bash scripts/bootstrap.sh --arm64` makes debian:bookworm-arm64 that way)"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn images(args: &str) -> Result<ImagesCommand, clap::Error> {
+        let argv = std::iter::once("aiida-devc").chain(args.split_whitespace());
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Images(command) => command,
+            other => panic!("not an images command: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_platform_job_pushes_by_digest_to_several_registries_and_the_merge_reads_every_file() {
+        let ImagesCommand::Build(build) = images(
+            "images build --platform linux/arm64 --push-by-digest --registry ghcr.io \
+             --also-registry docker.io --digests d/arm64.json --json",
+        )
+        .unwrap() else {
+            panic!("not a build");
+        };
+        assert!(build.by_digest.push_by_digest && !build.push);
+        assert_eq!(build.by_digest.also_registry, ["docker.io"]);
+        assert_eq!(build.by_digest.digests, Some(PathBuf::from("d/arm64.json")));
+
+        let ImagesCommand::Merge(merge) =
+            images("images merge --registry ghcr.io --digests a.json b.json --tag v1.2.3").unwrap()
+        else {
+            panic!("not a merge");
+        };
+        assert_eq!(merge.digests.len(), 2);
+        assert_eq!(merge.platform, "linux/amd64,linux/arm64");
+        assert_eq!(merge.publish.tags, ["v1.2.3"]);
+    }
+
+    #[test]
+    fn digests_and_mirrors_need_push_by_digest_and_a_merge_needs_digests() {
+        for args in [
+            "images build --digests d.json --registry r",
+            "images push --also-registry docker.io --registry r",
+            "images merge --registry ghcr.io",
+        ] {
+            assert!(images(args).is_err(), "{args} parsed");
+        }
+    }
 }

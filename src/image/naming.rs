@@ -40,6 +40,11 @@ impl ImageKind {
         }
     }
 
+    /// The kind whose [`ImageKind::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<ImageKind> {
+        ImageKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn description(self) -> &'static str {
         match self {
             ImageKind::Base => {
@@ -136,7 +141,7 @@ pub fn local_base_image(image: &str, platform: Platform) -> String {
 }
 
 /// What a built image holds, as found in it after the build.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Versions {
     pub aiida: String,
     /// `X.Y`

@@ -33,6 +33,7 @@ use oci_client::manifest::{
 use pep508_rs::pep440_rs::Version;
 use serde::Serialize;
 
+use super::digests::{Digests, Pushed};
 use super::naming::{self, ImageKind, Repository};
 use super::{ImageSelection, PublishOptions, driver, smoke};
 use crate::host::docker::{self, Docker, DockerCredentials, PushImageOptions};
@@ -41,9 +42,14 @@ use crate::oci::registry::Registry;
 use crate::platform::Platform;
 
 /// What to publish, resolved from the command line before any work is done.
+#[derive(Clone)]
 pub struct Plan {
     registry: String,
     repo: Repository,
+    /// Where the local images are named (`repo`, also when pushing to a mirror).
+    local: Repository,
+    /// With `--push-by-digest`: more registries to push the same images to.
+    mirrors: Vec<String>,
     platforms: Vec<Platform>,
     kinds: Vec<ImageKind>,
     aiida_version: String,
@@ -88,7 +94,9 @@ impl Plan {
         }
         Ok(Plan {
             registry,
+            local: repo.clone(),
             repo,
+            mirrors: Vec::new(),
             platforms: selection.platforms()?,
             kinds: selection.kinds(),
             aiida_version: selection.aiida_version.clone(),
@@ -97,9 +105,31 @@ impl Plan {
         })
     }
 
+    /// Also push to these registries (`--push-by-digest --also-registry`), after checking them.
+    pub fn with_mirrors(mut self, mirrors: &[String]) -> anyhow::Result<Plan> {
+        for mirror in mirrors {
+            let repo = Repository::new(Some(mirror), &self.repo.organization)?;
+            if repo.registry.as_deref() == Some(self.registry.as_str()) {
+                bail!("--also-registry {mirror} is --registry already");
+            }
+        }
+        self.mirrors = mirrors.to_vec();
+        Ok(self)
+    }
+
+    /// The same plan aimed at the registry `host`, with the same local images.
+    fn for_registry(&self, host: &str) -> anyhow::Result<Plan> {
+        Ok(Plan {
+            registry: host.to_owned(),
+            repo: Repository::new(Some(host), &self.repo.organization)?,
+            mirrors: Vec::new(),
+            ..self.clone()
+        })
+    }
+
     /// The local image of `kind` for `platform` (as `images build` named it).
     fn local_image(&self, kind: ImageKind, platform: Platform) -> String {
-        self.repo.image(kind).with_tag(&naming::local_tag(
+        self.local.image(kind).with_tag(&naming::local_tag(
             &format!("aiida-{}", self.aiida_version),
             platform,
         ))
@@ -117,15 +147,9 @@ impl Plan {
         host: &crate::host::Host,
     ) -> anyhow::Result<Published> {
         let steps = Steps::new();
-        // Everything local is checked before anything leaves the machine.
-        self.check_local_images(docker).await?;
         // 1. The release gate.
-        self.release_gate(docker, &steps).await?;
-        let versions = self.versions(docker).await?;
-
-        let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
-        let ca = host.ca.bundle().cloned();
-        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
+        let versions = self.check_and_gate(docker, &steps).await?;
+        let (registry, credential) = self.connect(host)?;
 
         // 2. Every platform's image, by digest.
         let manifests = self
@@ -146,6 +170,131 @@ impl Plan {
         };
         self.print(&published)?;
         Ok(published)
+    }
+
+    /// `--push-by-digest`: gate, then push every platform's image to the registry and each mirror
+    /// under its per-platform tag only, and write what was pushed to `out` (the input of
+    /// `images merge`). No index is written and no user-facing tag moves.
+    pub async fn run_by_digest(
+        &self,
+        docker: &Docker,
+        host: &crate::host::Host,
+        out: Option<&std::path::Path>,
+    ) -> anyhow::Result<Digests> {
+        let steps = Steps::new();
+        let versions = self.check_and_gate(docker, &steps).await?;
+        let mut images = Vec::new();
+        let mut targets = vec![self.clone()];
+        for mirror in &self.mirrors {
+            targets.push(self.for_registry(mirror)?);
+        }
+        for target in targets {
+            let (registry, credential) = target.connect(host)?;
+            let manifests = target
+                .push_platform_images(docker, &registry, credential.as_ref(), &steps)
+                .await?;
+            for (kind, entries) in manifests {
+                for (platform, descriptor) in entries {
+                    images.push(Pushed {
+                        registry: target.registry.clone(),
+                        image: kind.name().to_owned(),
+                        platform: oci_platform_name(platform),
+                        repository: target.repo.image(kind).0,
+                        tag: target.platform_tag(platform),
+                        digest: descriptor.digest,
+                        versions: versions[&kind].clone(),
+                    });
+                }
+            }
+        }
+        let digests = Digests {
+            organization: self.repo.organization.clone(),
+            aiida_version: self.aiida_version.clone(),
+            images,
+        };
+        if let Some(out) = out {
+            digests.write(out)?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&digests)?);
+        } else {
+            for pushed in &digests.images {
+                println!(
+                    "{}:{} ({}) {}",
+                    pushed.repository, pushed.tag, pushed.platform, pushed.digest
+                );
+            }
+        }
+        Ok(digests)
+    }
+
+    /// `images merge`: one index per tag of every image in the digests files, for exactly the
+    /// platforms of `self`. Everything is checked (every platform there, every manifest in the
+    /// registry) before the first index is written.
+    pub async fn merge(
+        &self,
+        files: &[(std::path::PathBuf, Digests)],
+        host: &crate::host::Host,
+    ) -> anyhow::Result<Published> {
+        let (_, merged) = super::digests::plan_merge(
+            files,
+            &self.registry,
+            &self.repo.organization,
+            &self.platforms,
+        )?;
+        let steps = Steps::new();
+        let (registry, _) = self.connect(host)?;
+        let mut entries = BTreeMap::new();
+        for (&kind, to_merge) in &merged {
+            let repository = repository_path(&self.repo.image(kind).0, &self.registry);
+            let mut list = Vec::new();
+            for (&platform, pushed) in &to_merge.platforms {
+                let descriptor = registry
+                    .descriptor(&repository, &pushed.digest)
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "{}@{} ({platform}) is not in the registry: re-run the {platform} job. No index was written.",
+                            pushed.repository, pushed.digest
+                        )
+                    })?;
+                list.push((platform, descriptor));
+            }
+            entries.insert(kind, list);
+        }
+        let mut published = Vec::new();
+        for (kind, list) in &entries {
+            let image = self
+                .write_indexes(&registry, *kind, &merged[kind].versions, list, &steps)
+                .await?;
+            published.push(image);
+        }
+        let published = Published {
+            registry: self.registry.clone(),
+            images: published,
+        };
+        self.print(&published)?;
+        Ok(published)
+    }
+
+    /// Check the local images, run the release gate, and read what each kind holds.
+    async fn check_and_gate(
+        &self,
+        docker: &Docker,
+        steps: &Steps,
+    ) -> anyhow::Result<BTreeMap<ImageKind, naming::Versions>> {
+        // Everything local is checked before anything leaves the machine.
+        self.check_local_images(docker).await?;
+        self.release_gate(docker, steps).await?;
+        self.versions(docker).await
+    }
+
+    /// A client for the registry, with the credential found for it.
+    fn connect(&self, host: &crate::host::Host) -> anyhow::Result<(Registry, Option<Credential>)> {
+        let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
+        let ca = host.ca.bundle().cloned();
+        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
+        Ok((registry, credential))
     }
 
     /// Every local image to publish is there, and built for its platform.
@@ -235,9 +384,15 @@ impl Plan {
                 let tag = self.platform_tag(platform);
                 let step = steps.start(format!("push {}:{tag}", name.0));
                 driver::tag(docker, &local, &name.0, std::slice::from_ref(&tag)).await?;
-                if let Err(e) = push(docker, &name.0, &tag, credential).await {
-                    step.fail();
-                    return Err(e);
+                // The same image there already (its config digest is the local image ID): a
+                // re-run pushes nothing.
+                let id = docker.inspect_image(&local).await?.id.unwrap_or_default();
+                let there = registry.descriptor(&repository, &tag).await?;
+                if there.as_ref().and_then(config_digest).as_deref() != Some(id.as_str()) {
+                    if let Err(e) = push(docker, &name.0, &tag, credential).await {
+                        step.fail();
+                        return Err(e);
+                    }
                 }
                 let descriptor =
                     registry
@@ -283,10 +438,18 @@ impl Plan {
             }
         }
         let index = image_index(entries);
+        let wanted = serde_json::to_value(&index)?;
         let mut index_digest = String::new();
         for tag in &tags {
             let step = steps.start(format!("index {}:{tag}", name.0));
-            registry.push_index(&repository, tag, index.clone()).await?;
+            // An unchanged index is not written again.
+            let there = registry.descriptor(&repository, tag).await?;
+            let same = there.is_some_and(|d| {
+                serde_json::from_slice::<serde_json::Value>(&d.bytes).ok() == Some(wanted.clone())
+            });
+            if !same {
+                registry.push_index(&repository, tag, index.clone()).await?;
+            }
             let written = registry
                 .descriptor(&repository, tag)
                 .await?
@@ -335,6 +498,12 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// The config digest an image manifest names (for an image the engine pushed, the image ID).
+fn config_digest(manifest: &crate::oci::registry::Descriptor) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(&manifest.bytes).ok()?;
+    value["config"]["digest"].as_str().map(str::to_owned)
 }
 
 /// `linux/amd64`, `linux/arm64/v8`.

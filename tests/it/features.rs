@@ -964,16 +964,29 @@ fn the_published_services_feature_runs_on_amd64() {
     if skip_without(&[Need::Docker]) {
         return;
     }
-    the_published_services_feature_comes_up_on("debian:bookworm", "x86_64");
+    the_published_services_feature_comes_up_on(
+        &base_for(aiida_devc::platform::Platform::Amd64),
+        "x86_64",
+    );
 }
 
-/// Slow: the Feature's apt-get install runs under qemu (10 to 40 minutes, with the machine's load).
+/// The local base image of `platform` (`debian:bookworm`, or `debian:bookworm-arm64` for the
+/// platform that is not the host's), as `scripts/bootstrap.sh --arm64` names them.
+fn base_for(platform: aiida_devc::platform::Platform) -> String {
+    aiida_devc::image::naming::local_base_image("debian:bookworm", platform)
+}
+
+/// Slow on an x86_64 host: the Feature's apt-get install runs under qemu (10 to 40 minutes, with
+/// the machine's load); native on an arm64 host.
 #[test]
 fn the_published_services_feature_runs_on_arm64_under_emulation() {
     if skip_without(&[Need::Docker]) {
         return;
     }
-    the_published_services_feature_comes_up_on("debian:bookworm-arm64", "aarch64");
+    the_published_services_feature_comes_up_on(
+        &base_for(aiida_devc::platform::Platform::Arm64),
+        "aarch64",
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod init_registry;
 mod layering;
 mod multiarch;
 mod portability;
+mod release_workflow;
 mod reliability;
 mod security;
 mod soak;

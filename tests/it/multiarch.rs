@@ -383,29 +383,7 @@ fn a_platform_that_fails_its_smoke_test_publishes_nothing() {
     }
     let h = Harness::new();
     let registry = Registry::shared();
-    let org = unique_name("gate").replace("aiida-devc-test-", "");
-    let names = name_for_registry(&h, registry, &org);
-    // Break arm64's service tree: the oneshot that prepares the profile fails (COPY only, so the
-    // build runs nothing under emulation).
-    let broken = format!(
-        "{}/{org}/aiida-core-with-services:aiida-{AIIDA_VERSION}-arm64",
-        registry.host
-    );
-    let context = tempfile::tempdir().unwrap();
-    std::fs::write(
-        context.path().join("Dockerfile"),
-        format!("FROM {broken}\nCOPY up /etc/s6-overlay/s6-rc.d/aiida-prepare/up\n"),
-    )
-    .unwrap();
-    std::fs::write(context.path().join("up"), "/bin/false\n").unwrap();
-    let build = std::process::Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", &broken])
-        .arg(context.path())
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "docker build: {}", text(&build));
-    h.track_image(String::from_utf8_lossy(&build.stdout).trim());
+    let (org, names) = with_a_broken_arm64_image(&h, registry, "gate");
 
     let run = push(registry, &org, &[]);
     untag(&names);
@@ -416,10 +394,86 @@ fn a_platform_that_fails_its_smoke_test_publishes_nothing() {
         run.stderr
     );
     assert!(run.stderr.contains("aiida-prepare"), "{}", run.stderr);
+    assert_no_tags(registry, &org);
+}
+
+/// With one runner per platform: a platform whose release gate fails pushes nothing, writes no
+/// digests file (so the merge job has nothing of it), and the registry has no tag.
+#[test]
+fn a_platform_job_whose_gate_fails_pushes_nothing_and_writes_no_digests() {
+    let h = Harness::new();
+    let registry = Registry::shared();
+    let (org, names) = with_a_broken_arm64_image(&h, registry, "digest-gate");
+    let writes = registry.write_requests();
+    let dir = tempfile::tempdir().unwrap();
+    let digests = dir.path().join("arm64.json");
+    let run = aiida_devc(
+        &[
+            "images",
+            "push",
+            "--platform",
+            "linux/arm64",
+            "--push-by-digest",
+            "--registry",
+            &registry.host,
+            "--organization",
+            &org,
+            "--digests",
+            &digests.display().to_string(),
+            "--json",
+        ],
+        &[],
+    );
+    untag(&names);
+    assert!(!run.success, "the push succeeded with a broken arm64 image");
+    assert!(
+        run.stderr
+            .contains("the release gate failed for linux/arm64: nothing was pushed"),
+        "{}",
+        run.stderr
+    );
+    assert!(!digests.exists(), "a digests file was written");
+    assert_eq!(registry.write_requests(), writes, "something was pushed");
+    assert_no_tags(registry, &org);
+}
+
+fn assert_no_tags(registry: &Registry, org: &str) {
     for image in IMAGES {
         let repo = format!("{org}/{image}");
         assert_eq!(tags(registry, &repo), BTreeSet::new(), "{repo} got tags");
     }
+}
+
+/// The prebuilt images named for `registry` under a new organization (returned, with the local
+/// names to untag), the arm64 with-services one rebuilt with a service tree whose profile oneshot
+/// fails (COPY only, so the build runs nothing under emulation).
+fn with_a_broken_arm64_image(
+    h: &Harness,
+    registry: &Registry,
+    what: &str,
+) -> (String, Vec<String>) {
+    let org = unique_name(what).replace("aiida-devc-test-", "");
+    let names = name_for_registry(h, registry, &org);
+    let image = format!(
+        "{}/{org}/aiida-core-with-services:aiida-{AIIDA_VERSION}-arm64",
+        registry.host
+    );
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {image}\nCOPY up /etc/s6-overlay/s6-rc.d/aiida-prepare/up\n"),
+    )
+    .unwrap();
+    std::fs::write(context.path().join("up"), "/bin/false\n").unwrap();
+    let build = std::process::Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", &image])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "docker build: {}", text(&build));
+    h.track_image(String::from_utf8_lossy(&build.stdout).trim());
+    (org, names)
 }
 
 /// An index with only the first manifest of `index` (to stand for another release's index).

@@ -32,7 +32,7 @@ fn workflows() -> Vec<PathBuf> {
     files
 }
 
-fn load(name: &str) -> Value {
+pub fn load(name: &str) -> Value {
     let path = project_root().join(".github/workflows").join(name);
     serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -67,7 +67,7 @@ fn actionlint_accepts_every_workflow() {
 }
 
 /// Words of one shell command, with quotes removed (enough for the workflows' plain commands).
-fn words(command: &str) -> Vec<String> {
+pub fn words(command: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -121,7 +121,11 @@ fn commands() -> Vec<(String, String, Vec<String>)> {
         }
         for (job, body) in workflow["jobs"].as_mapping().expect("jobs") {
             let job = job.as_str().unwrap().to_owned();
-            for step in body["steps"].as_sequence().expect("steps") {
+            // A job that calls a reusable workflow has no steps of its own.
+            let Some(steps) = body["steps"].as_sequence() else {
+                continue;
+            };
+            for step in steps {
                 let Some(script) = step["run"].as_str() else {
                     continue;
                 };
@@ -159,9 +163,11 @@ fn every_command_is_aiida_devc_or_a_readme_command_and_parses() {
             }
             // The wheel script (wheels.yml builds and checks the PyPI package with it).
             Some("bash") if line.starts_with("bash scripts/wheels.sh ") => {}
-            // The README's test command and machine set-up.
+            // The README's test command (on arm64: the image, Feature and reliability tests).
             Some("bash") => assert!(
-                line == "bash scripts/test.sh" || line == "bash scripts/bootstrap.sh --arm64",
+                line == "bash scripts/test.sh"
+                    || line
+                        == "bash scripts/test.sh -- images:: features:: reliability:: --skip the_published_services_feature_runs_on_amd64",
                 "{workflow} {job}: `{line}` is not a README command"
             ),
             // The README's install command, into the runner's temporary folder and onto PATH.
@@ -173,6 +179,14 @@ fn every_command_is_aiida_devc_or_a_readme_command_and_parses() {
                 line, "echo /tmp/runner/aiida-devc/bin >> /tmp/runner/path",
                 "{workflow} {job}"
             ),
+            // CI only: the other platform's Rust target and linker, for aiida-init.
+            Some("rustup" | "sudo") => assert!(
+                workflow == "ci.yml"
+                    && (line.starts_with("rustup target add ")
+                        || line == "sudo apt-get update -qq"
+                        || line.starts_with("sudo apt-get install -y -qq gcc-")),
+                "{workflow} {job}: `{line}` is not a runner set-up step"
+            ),
             _ => panic!("{workflow} {job}: `{line}` is neither aiida-devc nor a README command"),
         }
     }
@@ -181,15 +195,22 @@ fn every_command_is_aiida_devc_or_a_readme_command_and_parses() {
             .iter()
             .any(|(w, j, l)| w == "release.yml" && j == job && l.starts_with(start))
     };
+    assert!(
+        release(
+            "images",
+            "aiida-devc images build --platform $PLATFORM --push-by-digest --registry ghcr.io --also-registry docker.io --organization aiidateam"
+        ),
+        "release.yml builds each platform and pushes it by digest: {invocations:#?}"
+    );
     for registry in ["ghcr.io", "docker.io"] {
         assert!(
             release(
-                "images",
+                "merge",
                 &format!(
-                    "aiida-devc images build --platform linux/amd64,linux/arm64 --push --registry {registry} --organization aiidateam --tag v1.2.3 --json"
+                    "aiida-devc images merge --registry {registry} --organization aiidateam --tag v1.2.3"
                 )
             ),
-            "release.yml builds and pushes both platforms to {registry}: {invocations:#?}"
+            "release.yml merges the digests on {registry}: {invocations:#?}"
         );
     }
     assert!(release(
@@ -230,12 +251,21 @@ fn the_release_runs_in_order_with_least_privileges_and_never_twice_at_once() {
     let jobs = release["jobs"].as_mapping().unwrap();
     let needs = |job: &str| release["jobs"][job]["needs"].as_str().map(str::to_owned);
     assert_eq!(needs("images").as_deref(), Some("test"));
-    assert_eq!(needs("features").as_deref(), Some("images"));
+    assert_eq!(needs("merge").as_deref(), Some("images"));
+    assert_eq!(needs("features").as_deref(), Some("merge"));
     assert_eq!(needs("templates").as_deref(), Some("features"));
     for (job, body) in jobs {
         let job = job.as_str().unwrap();
         let packages = body["permissions"]["packages"].as_str();
-        let pushes = job != "test";
+        // `pypi` uploads to PyPI (trusted publishing: an OIDC token), not to a container registry.
+        let pushes = !["test", "pypi"].contains(&job);
+        if job == "pypi" {
+            assert_eq!(
+                body["permissions"]["id-token"].as_str(),
+                Some("write"),
+                "pypi: trusted publishing needs id-token: write"
+            );
+        }
         assert_eq!(
             packages,
             pushes.then_some("write"),
@@ -247,9 +277,124 @@ fn the_release_runs_in_order_with_least_privileges_and_never_twice_at_once() {
             "{job}"
         );
     }
+    // Each platform on its native runner, with no emulation on the release path.
+    let matrix = release["jobs"]["images"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .expect("a matrix of platforms");
+    let runners: Vec<(&str, &str)> = matrix
+        .iter()
+        .map(|m| {
+            (
+                m["platform"].as_str().unwrap(),
+                m["runner"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runners,
+        [
+            ("linux/amd64", "ubuntu-24.04"),
+            ("linux/arm64", "ubuntu-24.04-arm")
+        ]
+    );
+    let text =
+        std::fs::read_to_string(project_root().join(".github/workflows/release.yml")).unwrap();
+    assert!(
+        !text.contains("setup-qemu-action"),
+        "emulation on the release path"
+    );
 
     let ci = load("ci.yml");
     let on = ci["on"].as_mapping().unwrap();
     assert!(on.contains_key("push") && on.contains_key("pull_request"));
+    assert!(on.contains_key("workflow_call"), "release.yml calls ci.yml");
     assert_eq!(ci["permissions"]["contents"].as_str(), Some("read"));
+    assert_eq!(ci["jobs"]["test"]["runs-on"].as_str(), Some("ubuntu-24.04"));
+    assert_eq!(
+        ci["jobs"]["arm64"]["runs-on"].as_str(),
+        Some("ubuntu-24.04-arm")
+    );
+}
+
+/// Hosted runners only, standard actions at majors that run on Node 24, checkouts that keep no
+/// token, and secrets only in the steps that push.
+#[test]
+fn hosted_runners_node24_actions_and_secrets_only_where_something_is_pushed() {
+    // The first major of each action that runs on Node 24.
+    let node24 = BTreeMap::from([
+        ("actions/checkout", 5),
+        ("actions/upload-artifact", 6),
+        ("actions/download-artifact", 7),
+        ("actions/setup-python", 6),
+        ("docker/login-action", 4),
+        ("docker/setup-qemu-action", 4),
+        // A container action (no Node): any release of its v1.
+        ("pypa/gh-action-pypi-publish", 1),
+    ]);
+    for path in workflows() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("self-hosted"),
+            "{name} names a self-hosted runner"
+        );
+        let workflow = load(&name);
+        for (job, body) in workflow["jobs"].as_mapping().unwrap() {
+            let job = job.as_str().unwrap();
+            if let Some(runner) = body["runs-on"].as_str() {
+                assert!(
+                    runner.starts_with("ubuntu-24.04") || runner == "${{ matrix.runner }}",
+                    "{name} {job}: runs-on {runner}"
+                );
+            }
+            for step in body["steps"].as_sequence().into_iter().flatten() {
+                let step_text = serde_yaml_ng::to_string(step).unwrap();
+                if let Some(action) = step["uses"].as_str() {
+                    let (action, version) = action.split_once('@').expect("a pinned action");
+                    let major: u32 = version
+                        .trim_start_matches('v')
+                        .split('.')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{name} {job}: {action}@{version}"));
+                    let least = node24.get(action).unwrap_or_else(|| {
+                        panic!("{name} {job}: {action} is not a standard action here")
+                    });
+                    assert!(
+                        major >= *least,
+                        "{name} {job}: {action}@{version} runs on Node 20"
+                    );
+                    if action == "actions/checkout" {
+                        assert_eq!(
+                            step["with"]["persist-credentials"].as_bool(),
+                            Some(false),
+                            "{name} {job}"
+                        );
+                    }
+                }
+                if step_text.contains("secrets.") {
+                    let run = step["run"].as_str().unwrap_or_default();
+                    assert!(
+                        run.contains("--push-by-digest")
+                            || run.contains("images merge")
+                            || run.contains(" publish "),
+                        "{name} {job}: a secret in a step that pushes nothing: {step_text}"
+                    );
+                }
+            }
+            let job_text = serde_yaml_ng::to_string(&body["env"]).unwrap();
+            assert!(
+                !job_text.contains("secrets."),
+                "{name} {job}: secrets in the job's env"
+            );
+        }
+        if let Some(env) = workflow.get("env") {
+            let env = serde_yaml_ng::to_string(env).unwrap();
+            assert!(
+                !env.contains("secrets."),
+                "{name}: secrets in the workflow's env"
+            );
+        }
+    }
 }

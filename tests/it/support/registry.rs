@@ -32,6 +32,12 @@ impl Registry {
         SHARED.get_or_init(|| Registry::start(None))
     }
 
+    /// A second anonymous registry, for what pushes to two registries (ghcr.io and docker.io).
+    pub fn second() -> &'static Registry {
+        static SECOND: OnceLock<Registry> = OnceLock::new();
+        SECOND.get_or_init(|| Registry::start(None))
+    }
+
     /// A registry that only lets `user` with `password` in (htpasswd, bcrypt).
     pub fn with_password(user: &str, password: &str) -> &'static Registry {
         static AUTH: OnceLock<Registry> = OnceLock::new();
