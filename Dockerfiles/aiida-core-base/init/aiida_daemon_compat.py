@@ -230,7 +230,10 @@ def missing_internals() -> list[str]:
         'from circus import get_arbiter' in start,
         'aiida-core: DaemonClient._start_daemon importing circus.get_arbiter when it runs',
     )
-    need('pidfile.unlink()' in start, 'aiida-core: DaemonClient._start_daemon removing its PID file with Pidfile.unlink')
+    need(
+        'pidfile.unlink()' in start,
+        'aiida-core: DaemonClient._start_daemon removing its PID file with Pidfile.unlink',
+    )
     need(
         source(DaemonClient).count('self.get_circus_socket_directory()') >= 2,
         'aiida-core: the circus endpoints built through DaemonClient.get_circus_socket_directory()',
