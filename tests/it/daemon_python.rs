@@ -6,7 +6,7 @@
 //! comes from PyPI (with the CA bundle option); the tests are mounted read-only.
 
 use crate::support::images::{Container, Start, base_image};
-use crate::support::{Harness, project_root};
+use crate::support::{Harness, Need, project_root, skip_without};
 
 /// The oldest aiida-core release the images claim to support (Dockerfiles/README.md).
 const OLDEST_AIIDA: &str = "2.6.4";
@@ -56,6 +56,9 @@ fn pytest(python: &str) -> String {
 
 #[test]
 fn the_daemon_services_python_tests_pass_with_the_images_aiida_core() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     // pip installs into the user site of the throwaway container (/opt/aiida/pip.conf).
     pytest_in_base_image(&format!(
         "python -m pip install --quiet --disable-pip-version-check '{PYTEST}'\n{}",
@@ -65,6 +68,9 @@ fn the_daemon_services_python_tests_pass_with_the_images_aiida_core() {
 
 #[test]
 fn the_daemon_services_python_tests_pass_with_the_oldest_supported_aiida_core() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
     pytest_in_base_image(&format!(
         "uv venv --quiet --python /usr/bin/python3 /tmp/oldest\n\
          VIRTUAL_ENV=/tmp/oldest uv pip install --quiet --compile-bytecode 'aiida-core=={OLDEST_AIIDA}' '{PYTEST}'\n\

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{project_root, require};
+use crate::support::{Need, project_root, skip_without};
 
 /// The files git tracks or would track (not ignored) below `folders`, relative to the root.
 fn files_below(folders: &[&str]) -> Vec<PathBuf> {
@@ -63,14 +63,10 @@ fn lint(tool: &Path, args: &[&str], files: &[PathBuf]) {
 
 #[test]
 fn ruff_finds_nothing_in_the_python_of_the_images_and_features() {
+    if skip_without(&[Need::ScriptLinters]) {
+        return;
+    }
     let ruff = project_root().join(".tools/ruff/bin/ruff");
-    require(
-        ruff.is_file(),
-        &format!(
-            "ruff at {} (`bash scripts/bootstrap.sh` installs it)",
-            ruff.display()
-        ),
-    );
     let files: Vec<PathBuf> = files_below(&["Dockerfiles", "features", "tests/python"])
         .into_iter()
         .filter(|path| {
@@ -97,10 +93,9 @@ fn ruff_finds_nothing_in_the_python_of_the_images_and_features() {
 
 #[test]
 fn shellcheck_finds_nothing_in_the_shell_scripts_of_the_images_and_features() {
-    require(
-        Command::new("shellcheck").arg("--version").output().is_ok(),
-        "shellcheck on PATH (`bash scripts/bootstrap.sh` installs it)",
-    );
+    if skip_without(&[Need::ScriptLinters]) {
+        return;
+    }
     let files: Vec<PathBuf> = files_below(&["Dockerfiles", "features"])
         .into_iter()
         .filter(|path| {
