@@ -9,7 +9,7 @@ use crate::support::images::{Container, Start, base_image};
 use crate::support::{Harness, Need, project_root, skip_without};
 
 /// The oldest aiida-core release the images claim to support (Dockerfiles/README.md).
-const OLDEST_AIIDA: &str = "2.6.4";
+const OLDEST_AIIDA: &str = "2.7.5";
 
 /// pytest for the tests, from PyPI.
 const PYTEST: &str = "pytest>=8,<10";

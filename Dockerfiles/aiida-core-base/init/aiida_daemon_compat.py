@@ -48,7 +48,9 @@ Ties that are no attributes, also checked where they can be:
   by which workers orphaned by a killed circus are found;
 * `aiida.engine.processes.control.get_active_processes` and `get_process_tasks` and the
   manager's `get_process_controller().continue_process`, for the lost-task repair (what
-  `verdi process repair` does).
+  `verdi process repair` does);
+* psycopg 3, which aiida-core depends on since 2.7 (2.6: psycopg2), with which the watchdog asks
+  PostgreSQL when it started.
 """
 
 import importlib
@@ -256,6 +258,10 @@ def missing_internals() -> list[str]:
 
     for name in ('get_active_processes', 'get_process_tasks'):
         need(callable(getattr(control, name, None)), f'aiida-core: aiida.engine.processes.control.{name}')
+    need(
+        importlib.util.find_spec('psycopg') is not None,
+        'psycopg 3 (aiida-core 2.7 and later), for the PostgreSQL start time the watchdog reads',
+    )
     need('start-circus' in source(DaemonClient), "aiida-core: a daemon's process recognised by `start-circus`")
     need(
         "'daemon', 'worker']" in source(DaemonClient),
