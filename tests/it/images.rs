@@ -382,16 +382,8 @@ fn after_a_uid_remap_pip_installs_and_services_work() {
         text(&out)
     );
 
-    let mut opts = Start::default();
     let ca_dir = tempfile::tempdir().unwrap();
-    if let Some(ca) = crate::support::ca_bundle() {
-        let file = ca_dir.path().join("ca.pem");
-        std::fs::write(&file, &ca.pem).unwrap();
-        opts.volumes
-            .push(format!("{}:/etc/aiida-devc/ca.pem:ro", file.display()));
-        opts.env.push("PIP_CERT=/etc/aiida-devc/ca.pem".into());
-    }
-    let c = Container::start(&h, &tag, opts);
+    let c = Container::start(&h, &tag, Start::default().with_ca_bundle(ca_dir.path()));
     c.wait_ready();
     c.assert_verdi_ready(true);
     assert_eq!(
@@ -650,19 +642,12 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     let home = home_volume(&h);
     let volume = format!("{home}:/home/aiida");
     let ca_dir = tempfile::tempdir().unwrap();
-    let mut old_opts = Start {
+    let old_opts = Start {
         env: vec!["SETUP_DEFAULT_AIIDA_PROFILE=false".into()],
         volumes: vec![volume.clone()],
         ..Default::default()
-    };
-    if let Some(ca) = crate::support::ca_bundle() {
-        let file = ca_dir.path().join("ca.pem");
-        std::fs::write(&file, &ca.pem).unwrap();
-        old_opts
-            .volumes
-            .push(format!("{}:/etc/aiida-devc/ca.pem:ro", file.display()));
-        old_opts.env.push("PIP_CERT=/etc/aiida-devc/ca.pem".into());
     }
+    .with_ca_bundle(ca_dir.path());
     let old = Container::start(&h, &with_services_image(), old_opts);
     old.wait_ready();
 

@@ -62,6 +62,7 @@ if [ "$REMOTE_USER" = root ]; then
 else
     SERVICE_USER=$REMOTE_USER
 fi
+# shellcheck disable=SC2012 # version-sorted folder names of Debian's packages (no odd characters)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 [ -x "$PG_BIN/postgres" ] || die "PostgreSQL was installed but $PG_BIN/postgres is missing."
 # Where the service scripts find PostgreSQL's programs, as in the image.

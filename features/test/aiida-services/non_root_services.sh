@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2016 # the checks are `bash -c '...'` scripts: they expand in that shell
 # Scenario non_root_services: run as the non-root remote user "aiida".
 set -e
 source dev-container-features-test-lib

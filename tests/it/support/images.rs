@@ -77,6 +77,24 @@ impl Start {
     }
 }
 
+impl Start {
+    /// The CA bundle option (see [`crate::support::ca_bundle`]), when there is one: written to
+    /// `dir` (which must outlive the container), mounted read-only at /etc/aiida-devc/ca.pem,
+    /// and named by `PIP_CERT` and `SSL_CERT_FILE` (uv and OpenSSL), as `--ca-cert` makes the
+    /// tool do.
+    pub fn with_ca_bundle(mut self, dir: &std::path::Path) -> Start {
+        if let Some(ca) = crate::support::ca_bundle() {
+            let file = dir.join("ca.pem");
+            std::fs::write(&file, &ca.pem).unwrap();
+            self.volumes
+                .push(format!("{}:/etc/aiida-devc/ca.pem:ro", file.display()));
+            self.env.push("PIP_CERT=/etc/aiida-devc/ca.pem".into());
+            self.env.push("SSL_CERT_FILE=/etc/aiida-devc/ca.pem".into());
+        }
+        self
+    }
+}
+
 impl<'h> Container<'h> {
     /// `docker run -d` the image.
     pub fn start(h: &'h Harness, image: &str, opts: Start) -> Container<'h> {

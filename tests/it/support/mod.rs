@@ -133,6 +133,8 @@ pub enum Need {
     DevcontainerCli,
     /// actionlint, installed by the bootstrap.
     Actionlint,
+    /// ruff (.tools/ruff) and shellcheck (on PATH), installed by the bootstrap.
+    ScriptLinters,
 }
 
 /// Why `need` is missing on this machine, if it is.
@@ -159,6 +161,20 @@ fn missing(need: Need) -> Option<String> {
         Need::Actionlint => {
             let path = project_root().join(".tools/actionlint/bin/actionlint");
             (!path.is_file()).then(|| format!("no actionlint at {}", path.display()))
+        }
+        Need::ScriptLinters => {
+            let ruff = project_root().join(".tools/ruff/bin/ruff");
+            if !ruff.is_file() {
+                Some(format!("no ruff at {}", ruff.display()))
+            } else if Command::new("shellcheck")
+                .arg("--version")
+                .output()
+                .is_err()
+            {
+                Some("no shellcheck on PATH".to_owned())
+            } else {
+                None
+            }
         }
     }
 }

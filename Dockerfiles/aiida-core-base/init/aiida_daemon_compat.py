@@ -1,0 +1,297 @@
+"""Every tie of the aiida-daemon service (/etc/init/aiida-daemon) to internals of aiida-core and circus.
+
+aiida-core offers no supervised foreground daemon: `verdi daemon start-circus --foreground` writes
+its own PID file, picks its own socket folder and starts circusd-stats. So the service drives
+aiida-core's daemon client from inside, through the members and patches below. They are private
+and may change in any release; the image build runs `python aiida_daemon_compat.py --check` right
+after installing aiida-core, so that a release without one of them fails the build, naming it,
+instead of a user's start-up. Dockerfiles/README.md states the aiida-core range that is tested and
+what aiida-core could offer so that this module could shrink.
+
+Private members of `aiida.engine.daemon.client.DaemonClient`:
+
+* `_start_daemon(number_workers, foreground=True)`: circus's arbiter in this very process (what
+  `verdi daemon start-circus --foreground` runs), so that aiida-init supervises circus directly.
+* `_clean_potentially_stale_pid_file()`: aiida-core's own staleness check of the PID file, run
+  before the service claims the file.
+* `_write_version_file()` (aiida-core 2.9 and later; optional before): the package versions the
+  daemon runs with, which `verdi daemon status` compares with the installed ones, as
+  `start_daemon` writes them.
+* `_zmq_broker_service_dir` (aiida-core 2.9 and later, with the ZeroMQ broker only): the folder
+  of the broker's status file, which `verdi status` reads; the service removes a stale one and
+  reports ready once the broker has written it.
+
+Patches:
+
+* `DaemonClient.get_circus_socket_directory`, replaced on the service's client instance: circus
+  binds its sockets in the service's own folder instead of the one the sockets file names (which
+  the service itself writes). `_start_daemon` must build its endpoints through it.
+* `circus.get_arbiter`, wrapped: a stop timeout per worker, no multicast discovery socket, no
+  circusd-stats process. `_start_daemon` must import it from `circus` when it runs (so the
+  wrapper is what it calls) and `get_arbiter` must accept those keyword arguments.
+* `circus.pidfile.Pidfile.unlink`, wrapped: the moment circus removes the daemon's PID file as it
+  stops is when the service stops repairing its files and asks aiida-init to keep it down.
+* The log filter on `tornado.application` drops circus's `ConflictError` (`arbiter_stop`), which
+  its periodic watcher check raises while the arbiter stops.
+
+`sys.modules` surgery (import_daemon_client): the packages `aiida.engine` and
+`aiida.engine.daemon` are registered without running their `__init__`, which imports the whole
+engine (0.7 s of CPU), so that `aiida.engine.daemon.client` loads alone; load_whole_engine() runs
+them later for the lost-task repair. A layout where this fails falls back to the plain import, so
+it is not a hard requirement, but the check reports it.
+
+Ties that are no attributes, also checked where they can be:
+
+* a daemon process is recognised by `start-circus` on its command line (aiida-core's check of a
+  PID file), so the service runs as `aiida-daemon start-circus`;
+* the workers' command line (`verdi -p PROFILE daemon worker`, and `daemon broker` for ZeroMQ),
+  by which workers orphaned by a killed circus are found;
+* `aiida.engine.processes.control.get_active_processes` and `get_process_tasks` and the
+  manager's `get_process_controller().continue_process`, for the lost-task repair (what
+  `verdi process repair` does);
+* psycopg 3, which aiida-core depends on since 2.7 (2.6: psycopg2), with which the watchdog asks
+  PostgreSQL when it started.
+"""
+
+import importlib
+import importlib.util
+import inspect
+import logging
+import sys
+
+ENGINE_PACKAGES = ('aiida.engine', 'aiida.engine.daemon')
+"""The packages of aiida-core that import_daemon_client() registers without their __init__."""
+bare_engine_packages: list[str] = []
+
+
+class MissingInternal(RuntimeError):
+    """An internal of aiida-core or circus that the daemon service needs is not there."""
+
+
+# --- the daemon client's private members --------------------------------------------------------
+
+
+def _member(client, name: str):
+    try:
+        return getattr(client, name)
+    except AttributeError:
+        raise MissingInternal(f'aiida-core has no DaemonClient.{name}, which the daemon service needs') from None
+
+
+def start_daemon_in_foreground(client, number_workers: int) -> None:
+    """Circus and its workers in this process, until circus stops."""
+    _member(client, '_start_daemon')(number_workers=number_workers, foreground=True)
+
+
+def clean_stale_pid_file(client) -> None:
+    _member(client, '_clean_potentially_stale_pid_file')()
+
+
+def write_version_file(client) -> None:
+    """The version snapshot of `verdi daemon status` (aiida-core 2.9 and later; nothing before)."""
+    write = getattr(client, '_write_version_file', None)
+    if write is not None:
+        write()
+
+
+def zmq_broker_status_file(client) -> str:
+    """The ZeroMQ broker's status file (only asked for a profile with the ZeroMQ broker)."""
+    import os
+
+    return os.path.join(_member(client, '_zmq_broker_service_dir'), 'broker.status')
+
+
+def bind_sockets_in(client, directory: str) -> None:
+    """Circus started through `client` binds its sockets in `directory`."""
+    client.get_circus_socket_directory = lambda: directory
+
+
+# --- circus -------------------------------------------------------------------------------------
+
+
+def wrap_get_arbiter(configure) -> None:
+    """`configure(watchers, kwargs)` changes the arbiter's configuration before circus makes it."""
+    import circus
+
+    get_arbiter = circus.get_arbiter
+
+    def get_arbiter_configured(*args, **kwargs):
+        watchers = kwargs['watchers'] if 'watchers' in kwargs else args[0]
+        configure(watchers, kwargs)
+        return get_arbiter(*args, **kwargs)
+
+    circus.get_arbiter = get_arbiter_configured
+
+
+def on_pidfile_unlink(hook) -> None:
+    """`hook(unlink)` runs instead of each removal of a circus PID file; it calls `unlink()`."""
+    from circus.pidfile import Pidfile
+
+    unlink = Pidfile.unlink
+
+    def unlink_with_hook(pidfile):
+        hook(lambda: unlink(pidfile))
+
+    Pidfile.unlink = unlink_with_hook
+
+
+def drop_conflicts_while_stopping(record) -> bool:
+    """Circus checks its watchers every second from a timer; while it stops (its `quit` command
+    or a stop signal, which take as long as the workers take to stop), each check is refused
+    with a ConflictError that tornado logs as an error with its traceback: expected, harmless,
+    and read by users as a failure. Those records are dropped; any other error is kept."""
+    from circus.exc import ConflictError
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(error, ConflictError) and 'arbiter_stop' in str(error))
+
+
+def quiet_conflicts_while_stopping() -> None:
+    logging.getLogger('tornado.application').addFilter(drop_conflicts_while_stopping)
+
+
+# --- imports ------------------------------------------------------------------------------------
+
+
+def import_daemon_client() -> None:
+    """Import aiida-core's daemon client module alone. The package `aiida.engine` imports the whole
+    engine when it is imported (processes, ORM, SQLAlchemy, alembic: about 0.7 s of CPU at every
+    start), although the client module needs none of it. So the packages of ENGINE_PACKAGES are
+    registered without running their __init__ (nothing else in this process imports them before
+    load_whole_engine()), and only the client module is loaded. Should aiida-core's layout change,
+    the plain import."""
+    import aiida  # noqa: F401
+
+    try:
+        for name in ENGINE_PACKAGES:
+            spec = importlib.util.find_spec(name)
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[name] = package
+            parent, _, child = name.rpartition('.')
+            setattr(sys.modules[parent], child, package)
+            bare_engine_packages.append(name)
+        import aiida.engine.daemon.client  # noqa: F401
+    except Exception:  # noqa: BLE001 - another layout: the whole engine, as any client loads it
+        for name in reversed(bare_engine_packages):
+            sys.modules.pop(name, None)
+        bare_engine_packages.clear()
+        sys.modules.pop('aiida.engine.daemon.client', None)
+        import aiida.engine.daemon.client  # noqa: F401
+
+
+def load_whole_engine() -> None:
+    """Run the __init__ of the packages import_daemon_client() registered bare (once), for the
+    parts of the watchdog that use the rest of aiida-core's engine."""
+    while bare_engine_packages:
+        importlib.reload(sys.modules[bare_engine_packages.pop()])
+
+
+# --- the check the image build runs ---------------------------------------------------------------
+
+
+def aiida_version() -> tuple[int, ...]:
+    import aiida
+
+    return tuple(int(part) for part in aiida.__version__.split('.')[:2] if part.isdigit())
+
+
+def missing_internals() -> list[str]:
+    """One line per internal above that the installed aiida-core or circus lacks (empty: all there)."""
+    missing = []
+
+    def need(condition: bool, what: str) -> None:
+        if not condition:
+            missing.append(what)
+
+    try:
+        import circus
+        import circus.exc
+        import circus.pidfile
+    except ImportError as error:
+        return [f'circus cannot be imported: {error}']
+    from aiida.engine.daemon import client as client_module
+    from aiida.engine.daemon.client import DaemonClient
+
+    def source(function) -> str:
+        try:
+            return inspect.getsource(function)
+        except (OSError, TypeError):
+            return ''
+
+    for name in ('_start_daemon', '_clean_potentially_stale_pid_file', 'get_circus_socket_directory'):
+        need(callable(getattr(DaemonClient, name, None)), f'aiida-core: DaemonClient.{name}')
+    for name in ('circus_pid_file', 'circus_socket_file', 'daemon_name', 'call_client', 'get_daemon_pid'):
+        need(hasattr(DaemonClient, name), f'aiida-core: DaemonClient.{name}')
+    need(callable(getattr(client_module, 'get_daemon_client', None)), 'aiida-core: get_daemon_client')
+    start = source(getattr(DaemonClient, '_start_daemon', None))
+    need(
+        bool(start) and 'foreground' in inspect.signature(DaemonClient._start_daemon).parameters,
+        'aiida-core: DaemonClient._start_daemon(foreground=...)',
+    )
+    need(
+        'from circus import get_arbiter' in start,
+        'aiida-core: DaemonClient._start_daemon importing circus.get_arbiter when it runs',
+    )
+    need(
+        'pidfile.unlink()' in start,
+        'aiida-core: DaemonClient._start_daemon removing its PID file with Pidfile.unlink',
+    )
+    need(
+        source(DaemonClient).count('self.get_circus_socket_directory()') >= 2,
+        'aiida-core: the circus endpoints built through DaemonClient.get_circus_socket_directory()',
+    )
+    if aiida_version() >= (2, 9):
+        need(hasattr(DaemonClient, '_write_version_file'), 'aiida-core: DaemonClient._write_version_file')
+    if importlib.util.find_spec('aiida.brokers.zeromq') is not None:
+        need(hasattr(DaemonClient, '_zmq_broker_service_dir'), 'aiida-core: DaemonClient._zmq_broker_service_dir')
+
+    parameters = inspect.signature(circus.get_arbiter).parameters
+    for name in ('watchers', 'multicast_endpoint', 'statsd', 'stats_endpoint'):
+        need(name in parameters, f'circus: get_arbiter({name}=...)')
+    need(callable(getattr(circus.pidfile.Pidfile, 'unlink', None)), 'circus: circus.pidfile.Pidfile.unlink')
+    need(hasattr(circus.exc, 'ConflictError'), 'circus: circus.exc.ConflictError')
+
+    for name in ENGINE_PACKAGES:
+        need(importlib.util.find_spec(name) is not None, f'aiida-core: the package {name}')
+    need(importlib.util.find_spec('aiida.engine.daemon.client') is not None, 'aiida-core: aiida.engine.daemon.client')
+    from aiida.engine.processes import control
+
+    for name in ('get_active_processes', 'get_process_tasks'):
+        need(callable(getattr(control, name, None)), f'aiida-core: aiida.engine.processes.control.{name}')
+    need(
+        importlib.util.find_spec('psycopg') is not None,
+        'psycopg 3 (aiida-core 2.7 and later), for the PostgreSQL start time the watchdog reads',
+    )
+    need('start-circus' in source(DaemonClient), "aiida-core: a daemon's process recognised by `start-circus`")
+    need(
+        "'daemon', 'worker']" in source(DaemonClient),
+        'aiida-core: workers started as `verdi -p PROFILE daemon worker`',
+    )
+    return missing
+
+
+def main(argv: list[str]) -> int:
+    if argv != ['--check']:
+        print('usage: aiida_daemon_compat.py --check', file=sys.stderr)
+        return 2
+    import warnings
+
+    warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
+    import aiida
+
+    missing = missing_internals()
+    for what in missing:
+        print(f'aiida_daemon_compat: missing internal: {what}', file=sys.stderr)
+    if missing:
+        print(
+            f'aiida_daemon_compat: aiida-core {aiida.__version__} lacks what the daemon service needs '
+            '(Dockerfiles/aiida-core-base/init/aiida_daemon_compat.py lists why)',
+            file=sys.stderr,
+        )
+        return 1
+    print(f'aiida_daemon_compat: aiida-core {aiida.__version__}: every internal the daemon service uses is there')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,397 @@
+"""Unit tests of the daemon service (/etc/init/aiida-daemon) and its compatibility module.
+
+They run inside the built image (tests/it/daemon_python.rs), against the image's aiida-core and
+the oldest aiida-core the images claim to support. Nothing here starts circus or a worker: the
+service's decisions are driven with fake clients, clocks and aiida-core functions.
+"""
+
+import os
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+
+class FakeClient:
+    """The parts of aiida-core's DaemonClient that the service's file handling uses."""
+
+    def __init__(self, folder, name='default'):
+        self.profile = SimpleNamespace(name=name)
+        self.circus_pid_file = str(folder / f'circus-{name}.pid')
+        self.circus_socket_file = str(folder / f'circus-{name}.sockets')
+        self.daemon_name = f'aiida-{name}'
+
+
+@pytest.fixture
+def daemon(daemon_module, tmp_path):
+    profile = SimpleNamespace(
+        name='default',
+        process_control_backend='core.rabbitmq',
+        process_control_config={},
+        storage_backend='core.psql_dos',
+    )
+    service = daemon_module.Daemon(profile, FakeClient(tmp_path))
+    yield service
+    shutil.rmtree(service.socket_directory, ignore_errors=True)
+
+
+def read(path):
+    with open(path, encoding='utf8') as handle:
+        return handle.read()
+
+
+# --- the watchdog ---------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class GaveUp(Exception):
+    """give_up() ends the process; the fake raises this instead."""
+
+
+def watched(daemon_module, daemon, monkeypatch, answers=(), database=()):
+    """The daemon with scripted status answers and PostgreSQL start times; returns (watch, clock,
+    record) where record counts the calls made."""
+    record = {'status': 0, 'restarts': [], 'gave_up': 0}
+    answers, database = list(answers), list(database)
+
+    def status_answered(timeout):
+        assert timeout == daemon_module.STATUS_CALL_TIMEOUT
+        record['status'] += 1
+        return answers.pop(0)
+
+    def give_up():
+        record['gave_up'] += 1
+        raise GaveUp
+
+    monkeypatch.setattr(daemon, 'status_answered', status_answered)
+    monkeypatch.setattr(daemon, 'give_up', give_up)
+    monkeypatch.setattr(daemon, 'database_started_at', lambda: database.pop(0) if database else None)
+    monkeypatch.setattr(daemon, 'restart_workers', lambda why: record['restarts'].append(why))
+    daemon.claim_files()
+    clock = Clock()
+    return daemon_module.Watch(clock(), daemon.database_started_at()), clock, record
+
+
+def test_the_watchdog_gives_up_after_watchdog_failures_unanswered_status_calls(daemon_module, daemon, monkeypatch):
+    failures = daemon_module.WATCHDOG_FAILURES
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, answers=[False] * failures)
+    for call in range(1, failures):
+        clock.now += daemon_module.STATUS_CHECK_INTERVAL
+        daemon.watch_step(watch, clock)
+        assert (record['status'], watch.failures, record['gave_up']) == (call, call, 0)
+    clock.now += daemon_module.STATUS_CHECK_INTERVAL
+    with pytest.raises(GaveUp):
+        daemon.watch_step(watch, clock)
+    assert (record['status'], record['gave_up']) == (failures, 1)
+
+
+def test_an_answered_status_call_resets_the_count_of_failures(daemon_module, daemon, monkeypatch):
+    failures = daemon_module.WATCHDOG_FAILURES
+    answers = [False] * (failures - 1) + [True] + [False] * (failures - 1)
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, answers=answers)
+    for _ in answers:
+        clock.now += daemon_module.STATUS_CHECK_INTERVAL
+        daemon.watch_step(watch, clock)
+    assert (record['status'], record['gave_up'], watch.failures) == (len(answers), 0, failures - 1)
+
+
+def test_status_calls_are_made_every_status_check_interval_only(daemon_module, daemon, monkeypatch):
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, answers=[True] * 10)
+    steps = int(3 * daemon_module.STATUS_CHECK_INTERVAL / daemon_module.FILE_CHECK_INTERVAL)
+    for _ in range(steps):
+        clock.now += daemon_module.FILE_CHECK_INTERVAL
+        daemon.watch_step(watch, clock)
+    assert record['status'] == 3
+
+
+def test_a_changed_postgresql_start_time_restarts_the_workers_once(daemon_module, daemon, monkeypatch):
+    # Start-up, then one check per DATABASE_CHECK_INTERVAL: unchanged, restarted, down (no answer),
+    # up again with the same start time, unchanged.
+    database = ['t0', 't0', 't1', None, 't1', 't1']
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, answers=[True] * 10, database=database)
+    for _ in database[1:]:
+        clock.now += daemon_module.DATABASE_CHECK_INTERVAL
+        daemon.watch_step(watch, clock)
+    assert record['restarts'] == ['PostgreSQL restarted']
+    assert watch.database_started == 't1'
+
+
+def test_no_restart_without_a_start_time_at_the_watchdogs_start(daemon_module, daemon, monkeypatch):
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, answers=[True] * 10, database=[None, 't0', 't0'])
+    for _ in range(2):
+        clock.now += daemon_module.DATABASE_CHECK_INTERVAL
+        daemon.watch_step(watch, clock)
+    assert record['restarts'] == []
+
+
+def test_watch_steps_after_each_file_check_interval(daemon_module, daemon, monkeypatch):
+    slept, steps = [], []
+
+    def sleep(seconds):
+        if len(slept) == 3:
+            raise GaveUp
+        slept.append(seconds)
+
+    monkeypatch.setattr(daemon, 'database_started_at', lambda: None)
+    monkeypatch.setattr(daemon, 'watch_step', lambda watch, clock: steps.append(watch))
+    with pytest.raises(GaveUp):
+        daemon.watch(clock=Clock(), sleep=sleep)
+    assert slept == [daemon_module.FILE_CHECK_INTERVAL] * 3
+    assert len(steps) == 3
+
+
+def test_restarting_the_workers_stops_them_repairs_then_starts_them(daemon_module, daemon, monkeypatch):
+    pytest.importorskip('aiida')
+    from aiida.engine.daemon import client as client_module
+
+    calls = []
+
+    class Client:
+        daemon_name = 'aiida-default'
+
+        def __init__(self, profile):
+            assert profile is daemon.profile
+
+        def call_client(self, command, timeout):
+            calls.append((command['command'], command['properties']['name']))
+
+    monkeypatch.setattr(client_module, 'DaemonClient', Client)
+    monkeypatch.setattr(daemon, 'send_lost_tasks_again', lambda: calls.append('repair'))
+    daemon.restart_workers('PostgreSQL restarted')
+    assert calls == [('stop', 'aiida-default'), 'repair', ('start', 'aiida-default')]
+
+
+# --- the PID file and the sockets file ----------------------------------------------------------
+
+
+def test_claiming_writes_the_sockets_file_and_the_pid_file(daemon):
+    daemon.claim_files()
+    assert read(daemon.client.circus_socket_file) == daemon.socket_directory
+    assert read(daemon.client.circus_pid_file) == f'{os.getpid()}\n'
+    assert not [name for name in os.listdir(os.path.dirname(daemon.client.circus_pid_file)) if name.endswith('.tmp')]
+
+
+def test_files_that_name_something_else_are_repaired(daemon):
+    daemon.claim_files()
+    assert daemon.repair_files() == []
+    with open(daemon.client.circus_socket_file, 'w', encoding='utf8') as handle:
+        handle.write('/tmp/another-folder')
+    os.unlink(daemon.client.circus_pid_file)
+    repaired = daemon.repair_files()
+    assert len(repaired) == 2 and 'another socket folder' in repaired[0] and 'another process' in repaired[1]
+    assert read(daemon.client.circus_socket_file) == daemon.socket_directory
+    assert read(daemon.client.circus_pid_file) == f'{os.getpid()}\n'
+    assert daemon.repair_files() == []
+
+
+def test_releasing_removes_only_its_own_pid_file_and_ends_the_repairs(daemon):
+    daemon.claim_files()
+    daemon.release_files()
+    assert not os.path.exists(daemon.client.circus_pid_file)
+    assert daemon.repair_files() == []
+    assert not os.path.exists(daemon.client.circus_pid_file)
+
+
+def test_releasing_keeps_a_pid_file_of_another_daemon(daemon):
+    with open(daemon.client.circus_pid_file, 'w', encoding='utf8') as handle:
+        handle.write('1\n')
+    daemon.release_files()
+    assert read(daemon.client.circus_pid_file) == '1\n'
+
+
+def test_circus_removing_the_pid_file_keeps_the_service_down_and_ends_the_repairs(daemon_module, daemon, monkeypatch):
+    pidfile_module = pytest.importorskip('circus.pidfile')
+    monkeypatch.setattr(pidfile_module.Pidfile, 'unlink', pidfile_module.Pidfile.unlink)  # restored after the test
+    kept_down = []
+
+    def keep_down_when_stopped():
+        # Asked before the file goes: `verdi daemon stop` returns once it is gone, and a
+        # `verdi daemon start` after it must come after this request.
+        kept_down.append(os.path.exists(daemon.client.circus_pid_file))
+
+    monkeypatch.setattr(daemon_module, 'keep_down_when_stopped', keep_down_when_stopped)
+    daemon.release_files_when_circus_stops()
+    daemon.claim_files()
+    # Circus, as aiida-core starts it, keeps a PID file that names its own process.
+    pidfile = pidfile_module.Pidfile(daemon.client.circus_pid_file)
+    pidfile.create(os.getpid())
+    assert read(daemon.client.circus_pid_file).strip() == str(os.getpid())
+    pidfile.unlink()
+    assert kept_down == [True]
+    assert not os.path.exists(daemon.client.circus_pid_file)
+    assert daemon.stopping
+    assert daemon.repair_files() == []
+    assert not os.path.exists(daemon.client.circus_pid_file)
+
+
+# --- the lost-task repair -----------------------------------------------------------------------
+
+
+class FakeManager:
+    def __init__(self):
+        self.sent = []
+        self.reset = []
+        self.broker = object()
+
+    def get_broker(self):
+        return self.broker
+
+    def get_process_controller(self):
+        manager = self
+
+        class Controller:
+            def continue_process(self, pk, nowait, no_reply):
+                manager.sent.append((pk, nowait, no_reply))
+
+        return Controller()
+
+    def reset_profile_storage(self):
+        self.reset.append('storage')
+
+    def reset_broker(self):
+        self.reset.append('broker')
+
+
+@pytest.fixture
+def aiida_manager(monkeypatch):
+    pytest.importorskip('aiida')
+    import aiida.manage
+    from aiida.engine.processes import control
+
+    manager = FakeManager()
+    monkeypatch.setattr(aiida.manage, 'get_manager', lambda: manager)
+    monkeypatch.setattr(control, 'get_active_processes', lambda project: [5, 1, 3, 4, 2])
+
+    def get_process_tasks(broker):
+        assert broker is manager.broker
+        return [2, 4, 9]
+
+    monkeypatch.setattr(control, 'get_process_tasks', get_process_tasks)
+    return manager
+
+
+def test_continue_process_is_sent_for_exactly_the_processes_without_a_task(daemon, aiida_manager):
+    daemon.send_lost_tasks_again()
+    assert aiida_manager.sent == [(1, True, True), (3, True, True), (5, True, True)]
+    assert aiida_manager.reset == ['storage', 'broker']
+
+
+def test_nothing_is_sent_when_every_process_has_a_task(daemon, aiida_manager, monkeypatch):
+    from aiida.engine.processes import control
+
+    monkeypatch.setattr(control, 'get_active_processes', lambda project: [2, 4])
+    daemon.send_lost_tasks_again()
+    assert aiida_manager.sent == []
+    assert aiida_manager.reset == ['storage', 'broker']
+
+
+def test_a_failing_repair_still_lets_go_of_the_storage_and_the_broker(daemon, aiida_manager, monkeypatch):
+    from aiida.engine.processes import control
+
+    def broken(project):
+        raise RuntimeError('database gone')
+
+    monkeypatch.setattr(control, 'get_active_processes', broken)
+    daemon.send_lost_tasks_again()
+    assert aiida_manager.sent == []
+    assert aiida_manager.reset == ['storage', 'broker']
+
+
+def test_no_repair_without_rabbitmq(daemon, aiida_manager):
+    daemon.profile.process_control_backend = 'core.zeromq'
+    daemon.send_lost_tasks_again()
+    assert aiida_manager.sent == [] and aiida_manager.reset == []
+
+
+# --- circus's configuration and the compatibility module ---------------------------------------
+
+
+def test_circus_gets_stop_timeouts_and_no_stats_or_multicast(daemon_module, monkeypatch):
+    circus = pytest.importorskip('circus')
+    made = []
+    monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
+    daemon_module.configure_circus()
+    arbiter = circus.get_arbiter(watchers=[{'name': 'w'}, {'name': 'v', 'graceful_timeout': 9}], statsd=True,
+                                 stats_endpoint='ipc://stats')
+    assert arbiter == 'arbiter'
+    assert made == [
+        {
+            'watchers': [{'name': 'w', 'graceful_timeout': daemon_module.WORKER_STOP_TIMEOUT},
+                         {'name': 'v', 'graceful_timeout': 9}],
+            'statsd': False,
+            'stats_endpoint': None,
+            'multicast_endpoint': '',
+        }
+    ]
+
+
+def test_conflicts_of_a_stopping_arbiter_are_dropped_from_the_log_and_nothing_else(daemon_module):
+    exc = pytest.importorskip('circus.exc')
+    import aiida_daemon_compat as compat
+
+    def record(error):
+        return SimpleNamespace(exc_info=(type(error), error, None))
+
+    stopping = exc.ConflictError('arbiter is already running arbiter_stop command')
+    assert not compat.drop_conflicts_while_stopping(record(stopping))
+    assert compat.drop_conflicts_while_stopping(record(exc.ConflictError('arbiter is already running start command')))
+    assert compat.drop_conflicts_while_stopping(record(RuntimeError('arbiter_stop')))
+    assert compat.drop_conflicts_while_stopping(SimpleNamespace(exc_info=None))
+
+
+def test_the_installed_aiida_core_has_every_internal_the_service_uses(daemon_module):
+    pytest.importorskip('aiida')
+    import aiida_daemon_compat as compat
+
+    assert compat.missing_internals() == []
+    assert compat.main(['--check']) == 0
+
+
+def test_the_check_names_a_missing_internal(daemon_module, monkeypatch, capsys):
+    pytest.importorskip('aiida')
+    import aiida_daemon_compat as compat
+    from aiida.engine.daemon.client import DaemonClient
+
+    monkeypatch.delattr(DaemonClient, '_clean_potentially_stale_pid_file')
+    assert compat.missing_internals() == ['aiida-core: DaemonClient._clean_potentially_stale_pid_file']
+    assert compat.main(['--check']) == 1
+    assert 'missing internal: aiida-core: DaemonClient._clean_potentially_stale_pid_file' in capsys.readouterr().err
+
+
+def test_a_missing_member_is_named_when_the_service_uses_it(daemon_module):
+    import aiida_daemon_compat as compat
+
+    with pytest.raises(compat.MissingInternal, match='DaemonClient._clean_potentially_stale_pid_file'):
+        compat.clean_stale_pid_file(object())
+    compat.write_version_file(object())  # before aiida-core 2.9 there is no version file to write
+
+
+def test_the_daemon_client_module_is_imported_without_the_whole_engine(daemon_module):
+    pytest.importorskip('aiida')
+    import subprocess
+    import sys
+
+    import aiida_daemon_compat as compat
+
+    code = (
+        'import sys, aiida_daemon_compat as c\n'
+        'c.import_daemon_client()\n'
+        "print('aiida.engine.processes' in sys.modules, c.bare_engine_packages)\n"
+        'c.load_whole_engine()\n'
+        "import aiida.engine\nprint('aiida.engine.processes' in sys.modules, hasattr(aiida.engine, 'submit'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
+    ).stdout.splitlines()
+    assert out == ["False ['aiida.engine', 'aiida.engine.daemon']", 'True True']
