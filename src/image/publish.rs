@@ -159,17 +159,12 @@ impl Plan {
         // 3. One index per tag, last.
         let mut published = Vec::new();
         for &kind in &self.kinds {
-            let image = self
-                .write_indexes(&registry, kind, &versions[&kind], &manifests[&kind], &steps)
-                .await?;
-            published.push(image);
+            published.push(
+                self.write_indexes(&registry, kind, &versions[&kind], &manifests[&kind], &steps)
+                    .await?,
+            );
         }
-        let published = Published {
-            registry: self.registry.clone(),
-            images: published,
-        };
-        self.print(&published)?;
-        Ok(published)
+        self.report(published)
     }
 
     /// `--push-by-digest`: gate, then push every platform's image to the registry and each mirror
@@ -264,17 +259,12 @@ impl Plan {
         }
         let mut published = Vec::new();
         for (kind, list) in &entries {
-            let image = self
-                .write_indexes(&registry, *kind, &merged[kind].versions, list, &steps)
-                .await?;
-            published.push(image);
+            published.push(
+                self.write_indexes(&registry, *kind, &merged[kind].versions, list, &steps)
+                    .await?,
+            );
         }
-        let published = Published {
-            registry: self.registry.clone(),
-            images: published,
-        };
-        self.print(&published)?;
-        Ok(published)
+        self.report(published)
     }
 
     /// Check the local images, run the release gate, and read what each kind holds.
@@ -474,6 +464,16 @@ impl Plan {
                 })
                 .collect(),
         })
+    }
+
+    /// What was published, printed ([`Self::print`]) and returned.
+    fn report(&self, images: Vec<PublishedImage>) -> anyhow::Result<Published> {
+        let published = Published {
+            registry: self.registry.clone(),
+            images,
+        };
+        self.print(&published)?;
+        Ok(published)
     }
 
     /// The result on stdout: JSON with `--json`, else one line per image.
