@@ -461,7 +461,11 @@ fn with_a_broken_arm64_image(
     let context = tempfile::tempdir().unwrap();
     std::fs::write(
         context.path().join("Dockerfile"),
-        format!("FROM {image}\nCOPY up /etc/s6-overlay/s6-rc.d/aiida-prepare/up\n"),
+        // The label makes the image this test's own: two tests building the same content would
+        // get one image ID, and the first to finish would remove the other's tag with it.
+        format!(
+            "FROM {image}\nCOPY up /etc/s6-overlay/s6-rc.d/aiida-prepare/up\nLABEL test.organization={org}\n"
+        ),
     )
     .unwrap();
     std::fs::write(context.path().join("up"), "/bin/false\n").unwrap();
