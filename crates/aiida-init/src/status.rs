@@ -374,7 +374,7 @@ fn bring_up(bring: Bring, name: &str, timeout: Duration) -> (i32, String, String
             ServiceStatus::Starting | ServiceStatus::Up | ServiceStatus::Ready
         );
     if bring == Bring::Start && runs {
-        return wait_until_ready(command, &rt, name, &before, None, start, timeout);
+        return wait_until_ready(bring, &rt, name, &before, None, start, timeout);
     }
     // Down, then up (not s6-svc -r): a `finish` that keeps its service down after a stop it
     // takes for the user's own (`s6-svc -O`, as the daemon's does after `verdi daemon stop`)
@@ -403,13 +403,13 @@ fn bring_up(bring: Bring, name: &str, timeout: Duration) -> (i32, String, String
     if let Err(e) = runtime::send_control(&rt, &format!("svc -u {name}")) {
         return (1, String::new(), format!("aiida-init {command}: {e:#}\n"));
     }
-    wait_until_ready(command, &rt, name, &before, before.pid, start, timeout)
+    wait_until_ready(bring, &rt, name, &before, before.pid, start, timeout)
 }
 
 /// Wait until `name` runs a process other than `old_pid` and is ready: 0, 1 when it failed
 /// anew, 2 after `timeout` (counted from `start`).
 fn wait_until_ready(
-    command: &str,
+    bring: Bring,
     rt: &runtime::Runtime,
     name: &str,
     before: &ServiceState,
@@ -417,7 +417,12 @@ fn wait_until_ready(
     start: Instant,
     timeout: Duration,
 ) -> (i32, String, String) {
-    let again = if command == "restart" { " again" } else { "" };
+    let command = bring.command();
+    let again = if bring == Bring::Restart {
+        " again"
+    } else {
+        ""
+    };
     let mut last = before.clone();
     loop {
         if let Ok(state) = InstanceState::read(&rt.state_file()) {
@@ -427,7 +432,7 @@ fn wait_until_ready(
             }
             if let Some(s) = state.service(name) {
                 let new_process = s.pid.is_some() && s.pid != old_pid;
-                if (new_process || old_pid.is_none()) && s.pid.is_some() && s.is_ready() {
+                if (new_process || (old_pid.is_none() && s.pid.is_some())) && s.is_ready() {
                     let pid = s.pid.unwrap_or_default();
                     return (
                         0,
