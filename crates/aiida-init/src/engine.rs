@@ -538,6 +538,9 @@ impl Engine {
                         // `u`: up, and restarted when it dies; `o`: up once.
                         'u' | 'U' | 'o' => {
                             let once = c == 'o';
+                            // A longrun outside the bundles brought up at start (one started on
+                            // request) is wanted from now on, as s6-rc's `-u change` makes it.
+                            self.wanted[i] = true;
                             self.apply(i, lifecycle::Event::WantUp { once }, reactor);
                         }
                         'O' => self.apply(i, lifecycle::Event::Once, reactor),
@@ -894,7 +897,7 @@ impl Engine {
             .svcs
             .iter()
             .enumerate()
-            .filter(|(i, s)| self.wanted[*i] || s.machine.status != ServiceStatus::Down)
+            .filter(|(i, s)| listed(self.wanted[*i], &s.def.kind, s.machine.status))
             .map(|(i, s)| {
                 let (kind, notifies_readiness) = match &s.def.kind {
                     Kind::Longrun(l) => (wire::ServiceKind::Longrun, l.wait_ready),
@@ -1052,6 +1055,13 @@ fn signal_decision(
 /// A shutdown begins once: while services start or run, not when one is under way.
 fn may_begin_shutdown(phase: Phase) -> bool {
     matches!(phase, Phase::Starting | Phase::Running)
+}
+
+/// Whether the state file lists a service: every one brought up at start (wanted) or running,
+/// and every longrun, since `aiida-init start` (`s6-svc -u`) can bring up one outside the
+/// bundles started at start-up. A oneshot outside them never runs, and is left out.
+fn listed(wanted: bool, kind: &Kind, status: ServiceStatus) -> bool {
+    wanted || status != ServiceStatus::Down || matches!(kind, Kind::Longrun(_))
 }
 
 /// What to do now with a service that has not started.

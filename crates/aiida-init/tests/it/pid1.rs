@@ -952,6 +952,60 @@ fn restart_returns_once_the_longrun_is_ready_again_and_refuses_what_it_cannot_re
     assert_eq!(out.code, 0, "{out:?}");
 }
 
+/// A longrun outside the user bundle (the aiida-services Feature's AiiDA daemon, whose profile
+/// does not exist yet at start-up) is listed down, not started; `aiida-init start` brings it up
+/// once its dependencies run; from then on it stays listed when it goes down, and it stops
+/// before what it depends on.
+#[test]
+fn a_longrun_outside_the_bundle_is_listed_down_and_started_on_request() {
+    prerequisites();
+    let tree = Tree::new();
+    tree.longrun(
+        "database",
+        &format!(
+            "echo >&3; trap '{}; exit 0' TERM; while :; do sleep 0.05; done",
+            tree.log_event("database-stopped")
+        ),
+        &[],
+    )
+    .file("database", "notification-fd", "3\n");
+    // Not in the user bundle: only `type`, `run` and its dependency.
+    tree.file("daemon", "type", "longrun\n")
+        .exec(
+            "daemon",
+            "run",
+            &format!(
+                "#!/bin/sh\n{}\necho >&3\ntrap '{}; exit 0' TERM\nwhile :; do sleep 0.05; done\n",
+                tree.log_event("daemon-started"),
+                tree.log_event("daemon-stopped")
+            ),
+        )
+        .file("daemon", "notification-fd", "3\n")
+        .file("daemon/dependencies.d", "database", "");
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    let rt = tree.path().join("rt");
+    let env = [("AIIDA_INIT_RUNTIME_DIR", rt.as_path())];
+    let wait = crate::support::aiida_init(&["wait", "--timeout", "20"], &env);
+    assert!(wait.status.success(), "{wait:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = service_state(&env, "daemon");
+    assert_eq!(
+        (before["state"].as_str(), &before["pid"]),
+        (Some("down"), &serde_json::Value::Null)
+    );
+    assert!(!tree.event_names().contains(&"daemon-started".to_string()));
+
+    let out = crate::support::aiida_init(&["start", "daemon", "--timeout", "20"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(service_state(&env, "daemon")["state"], "ready");
+    let out = crate::support::aiida_init(&["wait", "--timeout", "20", "daemon"], &env);
+    assert!(out.status.success(), "{out:?}");
+
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    tree.assert_not_before("database-stopped", "daemon-stopped");
+}
+
 #[test]
 fn a_longrun_whose_finish_sends_once_stays_down_until_start_brings_it_up() {
     prerequisites();
