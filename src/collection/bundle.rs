@@ -10,7 +10,9 @@
 //! from `--aiida-init FILE` (repeatable; each file's platform is read from its ELF header) and,
 //! for every platform not given, built from this workspace by
 //! [`crate::host::aiida_init::build_static`], the same build the images use; the services folder
-//! copied from the checkout this aiida-devc was built from.
+//! copied from the checkout this aiida-devc was built from. And it carries the images' AiiDA
+//! daemon service ([`DAEMON_FILES`] of `Dockerfiles/aiida-core-base/`, as its `daemon/` folder),
+//! which it runs, supervised, for the aiida-core Feature's profile.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,23 @@ pub const FEATURES: &[&str] = &["aiida-services"];
 
 /// The folder of each of [`FEATURES`] that holds a copy of `Dockerfiles/services/`.
 pub const SERVICES: &str = "services";
+
+/// The folder of each of [`FEATURES`] that holds the images' daemon service.
+pub const DAEMON: &str = "daemon";
+
+/// The daemon service's files, below `Dockerfiles/aiida-core-base/`, and so below [`DAEMON`]: the
+/// service itself, its compatibility module, the verdi that hands `verdi daemon start|restart`
+/// to aiida-init, and the service definition's files that do not name image paths.
+pub const DAEMON_FILES: &[&str] = &[
+    "init/aiida-daemon",
+    "init/aiida_daemon_compat.py",
+    "init/verdi",
+    "s6-rc.d/aiida-daemon/type",
+    "s6-rc.d/aiida-daemon/notification-fd",
+    "s6-rc.d/aiida-daemon/down-signal",
+    "s6-rc.d/aiida-daemon/timeout-kill",
+    "s6-rc.d/aiida-daemon/finish",
+];
 
 /// The file name of the binary for `platform` in the Feature's folder.
 pub fn file_name(platform: Platform) -> String {
@@ -85,6 +104,11 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
             shared.display()
         )
     })?;
+    copy_daemon(
+        &root.join("Dockerfiles").join("aiida-core-base"),
+        &source.dir.join(DAEMON),
+    )
+    .with_context(|| format!("cannot copy the daemon service into the {feature} Feature"))?;
     for platform in Platform::ALL {
         if binaries.contains_key(&platform) {
             continue;
@@ -103,6 +127,17 @@ pub fn prepare(source: &Source, given: &[PathBuf], verbose: bool) -> anyhow::Res
         write_executable(&source.dir.join(file_name(platform)), &bytes)?;
     }
     Ok(())
+}
+
+/// Make `to` hold exactly [`DAEMON_FILES`] of `base` (the folder of the aiida-core-base image).
+fn copy_daemon(base: &Path, to: &Path) -> anyhow::Result<()> {
+    let staging = tempfile::tempdir()?;
+    for file in DAEMON_FILES {
+        let (from, target) = (base.join(file), staging.path().join(file));
+        std::fs::create_dir_all(target.parent().expect("a file below the staging folder"))?;
+        std::fs::copy(&from, &target).with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    mirror(staging.path(), to)
 }
 
 /// Make `to` a copy of the folder `from` (files and their modes): files that differ are written,

@@ -763,32 +763,161 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
         "the profile does not use the services:\n{out}"
     );
 
-    // docker stop reaches aiida-init through the entrypoint's trap: PostgreSQL shuts down cleanly.
     let id = ws.harness().containers_with_label(&format!(
         "devcontainer.local_folder={}",
         ws.path().display()
     ));
-    let id = id.first().expect("the workspace container");
+    let c = crate::support::images::Container {
+        name: id.first().expect("the workspace container").clone(),
+        harness: ws.harness(),
+        exec_user: Some("aiida".into()),
+    };
+    the_daemon_stays_supervised_whatever_verdi_daemon_command_runs(&c);
+
+    the_feature_container_stops_cleanly(&c);
+}
+
+/// `docker stop` reaches aiida-init through the entrypoint's trap: the daemon stops first, then
+/// PostgreSQL and RabbitMQ, cleanly, within Docker's 10 s, exit 0.
+fn the_feature_container_stops_cleanly(c: &crate::support::images::Container) {
     let started = std::time::Instant::now();
     let stop = std::process::Command::new("docker")
-        .args(["stop", id])
+        .args(["stop", &c.name])
         .output()
         .unwrap();
     assert!(stop.status.success());
     let stop_seconds = started.elapsed().as_secs_f64();
-    let logs = std::process::Command::new("docker")
-        .args(["cp", &format!("{id}:/tmp/aiida-services.log"), "-"])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&logs.stdout);
+    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "unclean exit");
+    let log = services_log(c);
+    let (_, stop) = log
+        .rsplit_once("received SIGTERM: shutting down")
+        .unwrap_or_else(|| panic!("aiida-init did not get docker stop's SIGTERM:\n{log}"));
+    let daemon_stopped = stop
+        .find("aiida-daemon: stopped as requested")
+        .unwrap_or_else(|| panic!("the daemon did not stop as requested:\n{stop}"));
+    let database_stopped = stop
+        .find("database system is shut down")
+        .unwrap_or_else(|| panic!("PostgreSQL did not shut down cleanly:\n{stop}"));
     assert!(
-        log.contains("database system is shut down"),
-        "PostgreSQL did not shut down cleanly ({stop_seconds:.1} s):\n{log}"
+        daemon_stopped < database_stopped,
+        "PostgreSQL stopped before the daemon:\n{stop}"
     );
+    for bad in ["SIGKILL", "connection_forced"] {
+        assert!(!stop.contains(bad), "`{bad}` in the stop:\n{stop}");
+    }
     assert!(stop_seconds < 10.0, "docker stop took {stop_seconds:.1} s");
     eprintln!(
-        "docker stop of the workspace container: {stop_seconds:.2} s, PostgreSQL shut down cleanly"
+        "docker stop of the workspace container: {stop_seconds:.2} s, the daemon then PostgreSQL stopped cleanly"
     );
+}
+
+/// Ceiling for what the Feature's daemon does on a busy machine (a restart, a calculation).
+const DAEMON_CEILING: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The aiida-services Feature's log (aiida-init and its services), with RabbitMQ's own log files.
+fn services_log(c: &crate::support::images::Container) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["cp", &format!("{}:/tmp/aiida-services.log", c.name), "-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// With the aiida-core and aiida-services Features, the daemon is aiida-init's `aiida-daemon`
+/// service from the first start on, and stays so whatever `verdi daemon` command the user runs:
+/// ready in `aiida-init status`, the only circus, a child of aiida-init, with the workers asked
+/// for. `verdi daemon stop` keeps it down until `verdi daemon start`; a SIGKILLed PostgreSQL gets
+/// its workers restarted, and a calculation submitted afterwards finishes.
+fn the_daemon_stays_supervised_whatever_verdi_daemon_command_runs(
+    c: &crate::support::images::Container,
+) {
+    assert_feature_daemon_supervised(c, 1);
+    for (commands, workers) in [
+        (&["verdi daemon start"][..], 1),
+        (&["verdi daemon restart"][..], 1),
+        (&["verdi daemon restart --reset"][..], 1),
+        (&["verdi daemon stop", "verdi daemon start 2"][..], 2),
+        (&["verdi daemon incr 2", "verdi daemon decr 1"][..], 3),
+        (&["verdi daemon status"][..], 3),
+        (&["verdi daemon restart"][..], 1),
+    ] {
+        for command in commands {
+            c.sh(command);
+        }
+        eprintln!("after {commands:?}: the daemon is supervised with {workers} workers");
+        assert_feature_daemon_supervised(c, workers);
+    }
+
+    c.sh("verdi daemon stop");
+    let row = c.service("aiida-daemon");
+    assert_eq!(row["state"], "down", "after verdi daemon stop: {row}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(c.processes("[s]tart-circus"), 0, "a daemon came back");
+    c.sh("verdi daemon start");
+    assert_feature_daemon_supervised(c, 1);
+
+    let restarts = |c: &crate::support::images::Container| {
+        services_log(c).matches("PostgreSQL restarted").count()
+    };
+    let before = restarts(c);
+    c.sh("kill -9 $(head -n 1 /var/lib/aiida-services/postgresql/postmaster.pid)");
+    assert!(
+        crate::support::poll_until(
+            DAEMON_CEILING,
+            std::time::Duration::from_millis(500),
+            || restarts(c) > before
+        ),
+        "the daemon did not restart its workers after PostgreSQL restarted:\n{}",
+        services_log(c)
+    );
+    assert_feature_daemon_supervised(c, 1);
+    let pk = crate::support::images::submit_add(c, 4, 5, None);
+    assert_eq!(
+        crate::support::images::await_sum_within(c, &pk, DAEMON_CEILING.as_secs()),
+        9
+    );
+}
+
+/// The daemon is the Feature's supervised service: ready, named by circus's PID file, a child of
+/// aiida-init, the only circus, with `workers` workers, and `verdi status` all green.
+fn assert_feature_daemon_supervised(c: &crate::support::images::Container, workers: usize) {
+    let (code, out) = c.exec(&["aiida-init", "wait", "--timeout", "300", "aiida-daemon"]);
+    assert_eq!(
+        code,
+        0,
+        "aiida-daemon is not ready:\n{out}\n{}",
+        services_log(c)
+    );
+    let row = c.service("aiida-daemon");
+    assert_eq!(row["state"], "ready", "aiida-daemon is not ready: {row}");
+    let pid = row["pid"]
+        .as_i64()
+        .expect("a running aiida-daemon has a PID");
+    let pid_file = c.sh("cat ~/.aiida/daemon/circus-*.pid");
+    assert_eq!(
+        pid_file.trim(),
+        pid.to_string(),
+        "circus's PID file names another process than the service"
+    );
+    let parent = c.sh(&format!(
+        "cat /proc/$(ps -o ppid= -p {pid} | tr -d ' ')/comm"
+    ));
+    assert_eq!(
+        parent.trim(),
+        "aiida-init",
+        "the daemon is not aiida-init's child"
+    );
+    assert_eq!(c.processes("[s]tart-circus"), 1, "not exactly one circus");
+    assert!(
+        crate::support::poll_until(
+            DAEMON_CEILING,
+            std::time::Duration::from_millis(250),
+            || c.processes("[d]aemon worker") == workers
+        ),
+        "not {workers} workers: {}",
+        c.sh("ps -eo pid,ppid,args")
+    );
+    c.assert_verdi_ready(true);
 }
 
 #[test]
@@ -1235,11 +1364,13 @@ fn defined_elsewhere(
 /// One source for each service: the files of PostgreSQL's and RabbitMQ's services (definitions,
 /// scripts, RabbitMQ's configuration) that the aiida-core-with-services image's build context
 /// gets are exactly those the packaged aiida-services Feature carries, with the same modes; and
-/// neither defines one of those services anywhere else. No Docker needed.
+/// neither defines one of those services anywhere else. The daemon service's files the Feature
+/// carries are the aiida-core images' own. No Docker needed.
 #[test]
 fn the_image_and_the_services_feature_ship_the_same_services() {
     use aiida_devc::collection::bundle::SERVICES;
     use aiida_devc::image::context::{SHARED_SERVICES, image_archive};
+    use std::os::unix::fs::PermissionsExt;
     let dockerfiles = crate::support::project_root().join("Dockerfiles");
     let context =
         tar_entries(&image_archive(&dockerfiles, "aiida-core-with-services", &[]).unwrap());
@@ -1298,6 +1429,23 @@ fn the_image_and_the_services_feature_ship_the_same_services() {
     ] {
         assert!(dockerfile.contains(copy), "the Dockerfile lacks `{copy}`");
     }
+    // The daemon service the Feature runs for the aiida-core Feature's profile is the images' own.
+    use aiida_devc::collection::bundle::{DAEMON, DAEMON_FILES};
+    let daemon = files_below(&package, &format!("./{DAEMON}/"));
+    let base = dockerfiles.join("aiida-core-base");
+    for file in DAEMON_FILES {
+        let path = base.join(file);
+        let expected = (
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            std::fs::read(&path).unwrap(),
+        );
+        assert_eq!(
+            daemon.get(*file),
+            Some(&expected),
+            "the aiida-services Feature's {DAEMON}/{file} is not Dockerfiles/aiida-core-base/{file}"
+        );
+    }
+    assert_eq!(daemon.len(), DAEMON_FILES.len(), "{:?}", daemon.keys());
     let install = package
         .iter()
         .find(|e| e.name == "./install.sh")

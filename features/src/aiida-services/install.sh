@@ -32,6 +32,7 @@ esac
 AIIDA_INIT="$HERE/aiida-init-$MACHINE"
 [ -f "$AIIDA_INIT" ] || die "the package has no aiida-init for $MACHINE ($AIIDA_INIT); it is added by 'aiida-devc features package|publish'."
 [ -d "$HERE/services/etc/s6-overlay" ] || die "the package has no service tree ($HERE/services); it is added by 'aiida-devc features package|publish'."
+[ -f "$HERE/daemon/init/aiida-daemon" ] || die "the package has no daemon service ($HERE/daemon); it is added by 'aiida-devc features package|publish'."
 case "$WAITTIMEOUT" in
     ''|*[!0-9]*) die "waitTimeout must be a number of seconds, not '$WAITTIMEOUT'." ;;
 esac
@@ -86,6 +87,23 @@ RABBITMQ_LOG_BASE=$DATA/rabbitmq/log
 WAIT_TIMEOUT=$WAITTIMEOUT
 SERVICES_LOG=/tmp/aiida-services.log
 CONFIG
+# The AiiDA daemon of the aiida-core Feature's profile, as a service that the remote user's
+# `verdi daemon start|restart|stop` drive (see daemon-run). It stops before the services it uses.
+# A root remote user gets aiida-core's own daemon: the services run as postgres, the profile is
+# root's.
+rm -rf "${SHARE:?}/bin"
+if [ "$SERVICE_USER" = "$REMOTE_USER" ]; then
+    DAEMON_SERVICE=$SHARE/root/etc/s6-overlay/s6-rc.d/aiida-daemon
+    cp -R "$HERE/daemon/s6-rc.d/aiida-daemon" "$DAEMON_SERVICE"
+    install -m 0755 "$HERE/daemon-run" "$DAEMON_SERVICE/run"
+    mkdir -p "$DAEMON_SERVICE/dependencies.d"
+    : > "$DAEMON_SERVICE/dependencies.d/postgresql"
+    : > "$DAEMON_SERVICE/dependencies.d/rabbitmq"
+    cp "$HERE/daemon/init/"* "$SHARE/root/etc/init/"
+    # verdi first on PATH (the aiida-core Feature puts this folder in front of its own).
+    mkdir -p "$SHARE/bin"
+    ln -s "$SHARE/root/etc/init/verdi" "$SHARE/bin/verdi"
+fi
 chmod -R a+rX "$SHARE"
 AIIDA_INIT_ROOT="$SHARE/root" /usr/local/bin/aiida-init check >/dev/null \
     || die "aiida-init rejects the service tree in $SHARE/root (run 'AIIDA_INIT_ROOT=$SHARE/root aiida-init check')."

@@ -48,6 +48,8 @@ pub fn text(out: &Output) -> String {
 pub struct Container<'h> {
     pub name: String,
     pub harness: &'h Harness,
+    /// Who `exec` runs as (`docker exec -u`); the image's user when None.
+    pub exec_user: Option<String>,
 }
 
 /// How to start a container (`docker run -d` options).
@@ -130,12 +132,21 @@ impl<'h> Container<'h> {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = docker(&refs);
         assert!(out.status.success(), "docker run failed: {}", text(&out));
-        Container { name, harness: h }
+        Container {
+            name,
+            harness: h,
+            exec_user: None,
+        }
     }
 
-    /// `docker exec` as the image's user; returns (exit code, stdout+stderr).
+    /// `docker exec` as the image's user (or [`Self::exec_user`]); returns (exit code,
+    /// stdout+stderr).
     pub fn exec(&self, cmd: &[&str]) -> (i32, String) {
-        let mut args = vec!["exec", &self.name];
+        let mut args = vec!["exec"];
+        if let Some(user) = &self.exec_user {
+            args.extend(["-u", user]);
+        }
+        args.push(&self.name);
         args.extend_from_slice(cmd);
         let out = docker(&args);
         (out.status.code().unwrap_or(-1), text(&out))
@@ -309,7 +320,13 @@ pub fn submit_add(c: &Container, x: i64, y: i64, sleep: Option<u64>) -> String {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out) = c.exec(&refs);
     assert_eq!(code, 0, "submitting core.arithmetic.add failed:\n{out}");
-    out.lines().last().unwrap().trim().to_owned()
+    // The PK is the last number printed (a log line on stderr may follow it).
+    out.lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no PK in:\n{out}"))
+        .to_owned()
 }
 
 pub fn await_sum(c: &Container, pk: &str) -> i64 {
