@@ -5,7 +5,12 @@
 //! | file | what | an existing one |
 //! | --- | --- | --- |
 //! | `.github/workflows/tests.yml` | [`WORKFLOW`]: devcontainers/ci brings the dev container up (the pinned image, aiida-init as PID 1, the services running) and runs `aiida-init wait` and pytest in it, on `ubuntu-24.04` and `ubuntu-24.04-arm` | left alone when it says the same, refused otherwise (`--force` replaces it) |
-//! | `.github/dependabot.yml` | [`DEPENDABOT_ENTRIES`]: version updates of the dev container's Features (`devcontainers`) and images (`docker`) | merged: the entries are appended to `updates` unless one for the same ecosystem and folder is there; the rest of the file, comments included, is kept byte for byte |
+//! | `.github/dependabot.yml` | [`dependabot_entries`]: weekly version updates of the dev container's Features (`devcontainers`), and of the images where Dependabot can read them: the compose file (`docker-compose`), Dockerfiles in `.devcontainer` (`docker`) | merged: the entries are appended to `updates` unless one for the same ecosystem and folder is there; the rest of the file, comments included, is kept byte for byte |
+//!
+//! Dependabot's `docker` ecosystem reads Dockerfiles and Kubernetes manifests only: pointed at a
+//! folder with neither (an image-based devcontainer.json), every one of its runs fails with "No
+//! Dockerfiles nor Kubernetes YAML found". So that entry is added only where there is a Dockerfile
+//! to read, and a compose file gets the `docker-compose` ecosystem.
 //!
 //! The merge edits the text (serde_yaml_ng keeps no comments) and checks its own work: the result
 //! must parse, and its `updates` must be the old ones followed by exactly the entries added.
@@ -16,6 +21,7 @@ use anyhow::{Context, anyhow, bail};
 use serde_yaml_ng::Value;
 
 use crate::plugin::Location;
+use crate::plugin::images::Variant;
 
 /// The workflow `init --ci` writes.
 pub const WORKFLOW: &str = include_str!("tests-workflow.yml");
@@ -28,19 +34,45 @@ pub struct DependabotEntry {
     pub comment: &'static str,
 }
 
-/// The Dependabot entries `init --ci` adds, in order.
-pub const DEPENDABOT_ENTRIES: [DependabotEntry; 2] = [
-    DependabotEntry {
+/// The Dependabot entries `init --ci` adds for the repository at `dir`, in order: the Features
+/// always, the compose file's images with the compose variant (or a compose file in
+/// `.devcontainer`), the Dockerfiles' base images when `.devcontainer` holds a Dockerfile.
+pub fn dependabot_entries(dir: &Path, variant: Variant) -> Vec<DependabotEntry> {
+    let names: Vec<String> = std::fs::read_dir(dir.join(".devcontainer"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let has = |matches: fn(&str) -> bool| names.iter().any(|n| matches(n));
+    let mut entries = vec![DependabotEntry {
         ecosystem: "devcontainers",
         directory: "/",
         comment: "The dev container's Features (devcontainer.json), added by `aiida-devc init --ci`.",
-    },
-    DependabotEntry {
-        ecosystem: "docker",
-        directory: "/.devcontainer",
-        comment: "The images of the dev container (.devcontainer), added by `aiida-devc init --ci`.",
-    },
-];
+    }];
+    let compose_file =
+        |n: &str| (n.ends_with(".yml") || n.ends_with(".yaml")) && n.contains("compose");
+    if variant == Variant::Compose || has(compose_file) {
+        entries.push(DependabotEntry {
+            ecosystem: "docker-compose",
+            directory: "/.devcontainer",
+            comment: "The images of the compose file in .devcontainer, added by `aiida-devc init --ci`.",
+        });
+    }
+    let dockerfile = |n: &str| {
+        n == "Dockerfile"
+            || n == "Containerfile"
+            || n.starts_with("Dockerfile.")
+            || n.to_ascii_lowercase().ends_with(".dockerfile")
+    };
+    if has(dockerfile) {
+        entries.push(DependabotEntry {
+            ecosystem: "docker",
+            directory: "/.devcontainer",
+            comment: "The base images of the Dockerfiles in .devcontainer, added by `aiida-devc init --ci`.",
+        });
+    }
+    entries
+}
 
 /// The workflow of a repository.
 pub fn workflow_path(dir: &Path) -> PathBuf {
@@ -105,22 +137,20 @@ fn covers(existing: &Value, entry: &DependabotEntry) -> bool {
     folders.contains(&want)
 }
 
-/// The Dependabot configuration with `init --ci`'s entries: a new file when `before` is `None`,
-/// else `before` with the missing entries appended to its `updates`. Returns the text and the
-/// ecosystems added (empty: nothing to change). Errors name `path:line:column`.
+/// The Dependabot configuration with `entries`: a new file when `before` is `None`, else `before`
+/// with the missing entries appended to its `updates`. Returns the text and the ecosystems added
+/// (empty: nothing to change). Errors name `path:line:column`.
 pub fn merge_dependabot(
     path: &Path,
     before: Option<&str>,
+    entries: &[DependabotEntry],
 ) -> anyhow::Result<(String, Vec<&'static str>)> {
     let Some(before) = before else {
         let mut text = format!("{DEPENDABOT_HEADER}updates:\n");
-        for entry in &DEPENDABOT_ENTRIES {
+        for entry in entries {
             text.push_str(&entry_text(entry, 2));
         }
-        return Ok((
-            text,
-            DEPENDABOT_ENTRIES.iter().map(|e| e.ecosystem).collect(),
-        ));
+        return Ok((text, entries.iter().map(|e| e.ecosystem).collect()));
     };
     let value = parse(path, before)?;
     if !value.is_mapping() && !value.is_null() {
@@ -137,7 +167,7 @@ pub fn merge_dependabot(
             bail!("{at}: `updates` is not a list of entries, as Dependabot wants");
         }
     };
-    let missing: Vec<&DependabotEntry> = DEPENDABOT_ENTRIES
+    let missing: Vec<&DependabotEntry> = entries
         .iter()
         .filter(|entry| !old_updates.iter().any(|u| covers(u, entry)))
         .collect();
@@ -175,7 +205,12 @@ fn insert_entries(path: &Path, text: &str, entries: &[&DependabotEntry]) -> anyh
         bail!(
             "{at}: `updates` is written in flow style; `aiida-devc init --ci` adds its entries to a \
              block list (one `- package-ecosystem:` per entry). Rewrite it as a block list, or add \
-             the `devcontainers` and `docker` entries by hand. Nothing was written"
+             the {} entries by hand. Nothing was written",
+            entries
+                .iter()
+                .map(|e| e.ecosystem)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     // The block: the lines after the key up to the next top-level key.
@@ -241,9 +276,14 @@ fn check_merge(
             .all(|(u, e)| covers(u, e));
     if !ok {
         bail!(
-            "{}: could not add the `devcontainers` and `docker` entries to this file's `updates` \
-             without changing its meaning; add them by hand. Nothing was written",
-            path.display()
+            "{}: could not add the {} entries to this file's `updates` without \
+             changing its meaning; add them by hand. Nothing was written",
+            path.display(),
+            added
+                .iter()
+                .map(|e| e.ecosystem)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())
@@ -255,6 +295,37 @@ mod tests {
 
     fn path() -> PathBuf {
         PathBuf::from(".github/dependabot.yml")
+    }
+
+    /// The entries for a repository with nothing in `.devcontainer` yet.
+    fn entries(variant: Variant) -> Vec<DependabotEntry> {
+        let dir = tempfile::tempdir().unwrap();
+        dependabot_entries(dir.path(), variant)
+    }
+
+    /// The compose variant's entries merged into `before`.
+    fn merge(before: Option<&str>) -> anyhow::Result<(String, Vec<&'static str>)> {
+        merge_dependabot(&path(), before, &entries(Variant::Compose))
+    }
+
+    #[test]
+    fn the_image_ecosystems_are_there_only_where_dependabot_can_read_images() {
+        let names = |entries: Vec<DependabotEntry>| -> Vec<&str> {
+            entries.iter().map(|e| e.ecosystem).collect()
+        };
+        assert_eq!(names(entries(Variant::Services)), ["devcontainers"]);
+        assert_eq!(names(entries(Variant::Lite)), ["devcontainers"]);
+        assert_eq!(
+            names(entries(Variant::Compose)),
+            ["devcontainers", "docker-compose"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".devcontainer")).unwrap();
+        std::fs::write(dir.path().join(".devcontainer/Dockerfile"), "FROM x:1\n").unwrap();
+        assert_eq!(
+            names(dependabot_entries(dir.path(), Variant::Services)),
+            ["devcontainers", "docker"]
+        );
     }
 
     #[test]
@@ -293,13 +364,13 @@ mod tests {
     }
 
     #[test]
-    fn a_new_dependabot_file_has_both_entries() {
-        let (text, added) = merge_dependabot(&path(), None).unwrap();
-        assert_eq!(added, ["devcontainers", "docker"]);
+    fn a_new_dependabot_file_has_the_entries_and_a_second_merge_changes_nothing() {
+        let (text, added) = merge(None).unwrap();
+        assert_eq!(added, ["devcontainers", "docker-compose"]);
         insta::assert_snapshot!("ci_dependabot_new", text);
         let yaml: Value = serde_yaml_ng::from_str(&text).unwrap();
         assert_eq!(yaml["version"].as_u64(), Some(2));
-        let (again, added) = merge_dependabot(&path(), Some(&text)).unwrap();
+        let (again, added) = merge(Some(&text)).unwrap();
         assert!(added.is_empty());
         assert_eq!(again, text);
     }
@@ -320,13 +391,13 @@ registries: {}
 
     #[test]
     fn entries_are_appended_to_the_users_list_at_its_indent_keeping_every_comment() {
-        let (text, added) = merge_dependabot(&path(), Some(USER_FILE)).unwrap();
-        assert_eq!(added, ["devcontainers", "docker"]);
+        let (text, added) = merge(Some(USER_FILE)).unwrap();
+        assert_eq!(added, ["devcontainers", "docker-compose"]);
         insta::assert_snapshot!("ci_dependabot_merged", text);
         for line in USER_FILE.lines() {
             assert!(text.contains(line), "lost {line:?}:\n{text}");
         }
-        let (again, added) = merge_dependabot(&path(), Some(&text)).unwrap();
+        let (again, added) = merge(Some(&text)).unwrap();
         assert!(added.is_empty());
         assert_eq!(again, text);
     }
@@ -334,11 +405,11 @@ registries: {}
     #[test]
     fn an_entry_for_the_same_ecosystem_and_folder_is_kept_as_the_user_wrote_it() {
         let user = "version: 2\nupdates:\n  - package-ecosystem: \"devcontainers\"\n    directories: [\"/\"]\n    schedule: {interval: daily}\n";
-        let (text, added) = merge_dependabot(&path(), Some(user)).unwrap();
-        assert_eq!(added, ["docker"]);
+        let (text, added) = merge(Some(user)).unwrap();
+        assert_eq!(added, ["docker-compose"]);
         assert!(text.starts_with(user), "{text}");
         assert!(
-            text.ends_with("  - package-ecosystem: docker\n    directory: /.devcontainer\n    schedule:\n      interval: weekly\n"),
+            text.ends_with("  - package-ecosystem: docker-compose\n    directory: /.devcontainer\n    schedule:\n      interval: weekly\n"),
             "{text}"
         );
     }
@@ -350,7 +421,7 @@ registries: {}
             "version: 2\n",
             "version: 2\nupdates:\n",
         ] {
-            let (text, added) = merge_dependabot(&path(), Some(user)).unwrap();
+            let (text, added) = merge(Some(user)).unwrap();
             assert_eq!(added.len(), 2, "{user}");
             let yaml: Value = serde_yaml_ng::from_str(&text).unwrap();
             assert_eq!(yaml["updates"].as_sequence().unwrap().len(), 2, "{text}");
@@ -360,17 +431,13 @@ registries: {}
     #[test]
     fn a_flow_list_and_invalid_yaml_are_refused_with_their_location() {
         let flow = "version: 2\nupdates: [{package-ecosystem: pip, directory: /, schedule: {interval: weekly}}]\n";
-        let err = merge_dependabot(&path(), Some(flow))
-            .unwrap_err()
-            .to_string();
+        let err = merge(Some(flow)).unwrap_err().to_string();
         assert!(
             err.starts_with(".github/dependabot.yml:2:1: `updates` is written in flow style"),
             "{err}"
         );
         let broken = "version: 2\nupdates:\n  - package-ecosystem: pip\n   directory: /\n";
-        let err = merge_dependabot(&path(), Some(broken))
-            .unwrap_err()
-            .to_string();
+        let err = merge(Some(broken)).unwrap_err().to_string();
         assert!(err.starts_with(".github/dependabot.yml:4:"), "{err}");
         assert!(err.contains("invalid YAML"), "{err}");
     }

@@ -420,8 +420,11 @@ impl InitArgs {
         )?;
         let dependabot_path = ci::dependabot_path(&self.dir);
         let dependabot_before = read_if_present(&dependabot_path)?;
-        let (dependabot_after, dependabot_added) =
-            ci::merge_dependabot(&dependabot_path, dependabot_before.as_deref())?;
+        let (dependabot_after, dependabot_added) = ci::merge_dependabot(
+            &dependabot_path,
+            dependabot_before.as_deref(),
+            &ci::dependabot_entries(&self.dir, self.variant),
+        )?;
         Ok(CiOutcome {
             workflow,
             dependabot_path,
@@ -639,9 +642,9 @@ fn report_ci(out: &mut impl Write, c: &CiOutcome, dry_run: bool) -> anyhow::Resu
         };
         writeln!(
             out,
-            "{verb} {}: added the {} entries.",
+            "{verb} {}: added entries for {}.",
             path.display(),
-            c.dependabot_added.join(" and ")
+            c.dependabot_added.join(", ")
         )?;
     }
     if !dry_run && (c.workflow.written || c.dependabot_written) {
