@@ -1,8 +1,9 @@
 //! `aiida-devc init --ci`: the workflow and the Dependabot entries as a user gets them, actionlint
 //! and the project's own workflow checks on them, the refusal to replace a different workflow
 //! without `--force`, the merge into an existing dependabot.yml, and the workflow's `runCmd` run
-//! as devcontainers/ci runs it (`devcontainer build`, `up`, then `exec bash -c RUNCMD`, through the
-//! reference CLI) on the sample plugin, whose tests must pass.
+//! as devcontainers/ci runs it on a GitHub runner (`devcontainer build`, `up`, then `exec bash -c
+//! RUNCMD`, through the reference CLI, as a non-root account) on the sample plugin, whose tests
+//! must pass.
 
 use std::fs;
 use std::path::Path;
@@ -296,8 +297,85 @@ fn run_cmd(workflow: &str) -> String {
         .to_owned()
 }
 
+/// The account the reference CLI runs as, as on a GitHub runner (not root, so the CLI remaps
+/// the container user's UID to it): the current user when not root, else the bootstrap's
+/// aiida-devc-runner. Its uid, gid and name.
+fn runner_account() -> (u32, u32, String) {
+    let id = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("id").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_owned())
+    };
+    let me = id(&["-u"]).expect("id -u");
+    let user = if me == "0" {
+        "aiida-devc-runner".to_owned()
+    } else {
+        id(&["-un"]).expect("id -un")
+    };
+    let uid = id(&["-u", &user]);
+    crate::support::require(
+        uid.is_some(),
+        "the account aiida-devc-runner (`bash scripts/bootstrap.sh` creates it)",
+    );
+    let gid = id(&["-g", &user]).unwrap();
+    (uid.unwrap().parse().unwrap(), gid.parse().unwrap(), user)
+}
+
+/// The group of the Docker engine's socket, for a CLI run as another user.
+fn docker_socket_gid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let socket = host
+        .strip_prefix("unix://")
+        .unwrap_or("/var/run/docker.sock")
+        .to_owned();
+    fs::metadata(socket).ok().map(|m| m.gid())
+}
+
+/// `devcontainer SUBCOMMAND --workspace-folder DIR REST...` as the runner account (through
+/// setpriv when this process is root), with `home` as its HOME and `env` added.
+fn devcontainer_as_runner(
+    dir: &Path,
+    account: &(u32, u32, String),
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let (subcommand, rest) = args.split_first().unwrap();
+    let cli = crate::support::devcontainer_cli();
+    let mut command = if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.arg(format!("--reuid={}", account.0))
+            .arg(format!("--regid={}", account.1));
+        match docker_socket_gid() {
+            Some(gid) => c.arg(format!("--groups={gid}")),
+            None => c.arg("--clear-groups"),
+        };
+        c.arg("--").arg(&cli);
+        c
+    } else {
+        std::process::Command::new(&cli)
+    };
+    command
+        .arg(subcommand)
+        .arg("--workspace-folder")
+        .arg(dir)
+        .args(rest)
+        .env("HOME", home)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the reference devcontainer CLI")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// What the workflow's step does on a runner, here: devcontainers/ci runs `devcontainer build`,
-/// `devcontainer up` and `devcontainer exec bash -c RUNCMD` on the checkout. The sample plugin's
+/// `devcontainer up` and `devcontainer exec bash -c RUNCMD` on the checkout, as the runner's
+/// non-root account (which makes the CLI remap the image user's UID to it). The sample plugin's
 /// tests must pass in the container, with the services up (aiida-init is PID 1).
 #[test]
 fn the_workflows_run_command_passes_the_sample_plugins_tests_in_its_dev_container() {
@@ -318,16 +396,30 @@ fn the_workflows_run_command_passes_the_sample_plugins_tests_in_its_dev_containe
     );
     let cmd = run_cmd(&fs::read_to_string(ws.path().join(WORKFLOW)).unwrap());
 
+    // The checkout belongs to the runner's account, which runs the CLI, as on GitHub.
+    let account = runner_account();
+    ws.chown(account.0, account.1);
+    let home = tempfile::tempdir().unwrap();
+    crate::support::plugin_workspace::chown_tree(home.path(), account.0, account.1);
+    let cli = |args: &[&str]| devcontainer_as_runner(ws.path(), &account, home.path(), args, &env);
     let started = std::time::Instant::now();
-    let build = ws.devcontainer(&["build"], &env);
-    assert!(
-        build.status.success(),
-        "devcontainer build:\n{}\n{}",
-        text(&build.stdout),
-        text(&build.stderr)
+    for step in [&["build"][..], &["up"][..]] {
+        let out = cli(step);
+        assert!(
+            out.status.success(),
+            "devcontainer {step:?} as {}:\n{}\n{}",
+            account.2,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    eprintln!(
+        "build and up as {} (uid {}): {:.1} s",
+        account.2,
+        account.0,
+        started.elapsed().as_secs_f64()
     );
-    ws.up(&env, "as devcontainers/ci does: pip install, ready");
-    let out = ws.devcontainer(&["exec", "bash", "-c", &cmd], &env);
+    let out = cli(&["exec", "bash", "-c", &cmd]);
     let output = text(&out.stdout) + &text(&out.stderr);
     eprintln!(
         "build, up and runCmd: {:.1} s",
@@ -343,7 +435,14 @@ fn the_workflows_run_command_passes_the_sample_plugins_tests_in_its_dev_containe
         summary.contains("3 passed") && !summary.contains("failed"),
         "{output}"
     );
-    // The tests ran against the image's services, under aiida-init as PID 1.
+    // The tests ran under aiida-init as PID 1, as the image's user, remapped by the CLI to the
+    // runner's UID.
     let pid1 = ws.exec(&["cat", "/proc/1/cmdline"], &env);
     assert!(pid1.starts_with("/init"), "PID 1: {pid1:?}");
+    let uid = ws.exec(&["id", "-u"], &env);
+    assert_eq!(
+        uid.trim(),
+        account.0.to_string(),
+        "the container user's UID"
+    );
 }
