@@ -19,6 +19,8 @@
 #    (scripts/wheels.sh tools).
 # 8. The script linters of the image and Feature scripts: shellcheck (Debian package) and ruff
 #    (from PyPI), in .tools/ruff.
+# 9. As root: a non-root account, aiida-devc-runner, that the test of the CI workflow
+#    `aiida-devc init --ci` writes runs the devcontainer CLI as (a GitHub runner is not root).
 #
 # Written for Debian 12 as root (this project's machines). Elsewhere (GitHub's hosted Ubuntu
 # runners) it installs packages with sudo, takes debian:bookworm-arm64 from arm64v8/debian, and
@@ -328,6 +330,18 @@ if [ -x "$RUFF" ] && [ "$("$RUFF" --version 2>/dev/null)" = "ruff $RUFF_VERSION"
 else
     pip_tool ruff "ruff==$RUFF_VERSION"
     say "ruff: $("$RUFF" --version) installed ($RUFF)"
+fi
+
+# --- 9. A non-root account for the CI workflow's test (as root only) ----------------------------
+RUNNER_USER=aiida-devc-runner
+if ! is_root; then
+    say "$RUNNER_USER: not needed (the tests run as $(id -un), not as root)"
+elif id -u "$RUNNER_USER" >/dev/null 2>&1; then
+    say "$RUNNER_USER: present (uid $(id -u "$RUNNER_USER"))"
+else
+    useradd --create-home --user-group --shell /usr/sbin/nologin "$RUNNER_USER" \
+        || die "useradd $RUNNER_USER failed"
+    say "$RUNNER_USER: created (uid $(id -u "$RUNNER_USER"))"
 fi
 
 say "ready"

@@ -1,9 +1,11 @@
 //! `aiida-devc init [DIR]`: write or update `.devcontainer/devcontainer.json` for the plugin in
-//! DIR (and, for `--variant compose`, the `.devcontainer/docker-compose.yml` it names).
+//! DIR (and, for `--variant compose`, the `.devcontainer/docker-compose.yml` it names; with
+//! `--ci`, the GitHub workflow and Dependabot entries of [`super::ci`]).
 //!
-//! devcontainer.json is merged (see [`super::merge`]); the compose file is written when absent,
-//! left alone when it already says the same, and otherwise refused (nothing written) unless
-//! `--force`.
+//! devcontainer.json and dependabot.yml are merged (see [`super::merge`] and [`super::ci`]); the
+//! compose file and the workflow are written when absent, left alone when they already say the
+//! same, and otherwise refused (nothing written) unless `--force`. Every file is decided, and any
+//! refusal made, before the first one is written.
 
 use std::fs;
 use std::io::Write;
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::ci;
 use super::compose::{self, ServiceImages};
 use super::config::{self, Choices};
 use super::merge::{self, Changes};
@@ -47,9 +50,15 @@ pub struct InitArgs {
     /// rabbitmqImage, rabbitmq:3.13).
     #[arg(long, value_name = "IMAGE")]
     pub rabbitmq_image: Option<String>,
-    /// Compose variant: replace an existing compose file that differs from the one init writes.
+    /// Replace an existing compose file (`--variant compose`) or workflow (`--ci`) that differs
+    /// from the one init writes.
     #[arg(long)]
     pub force: bool,
+    /// Also write `.github/workflows/tests.yml` (the plugin's tests in this dev container on
+    /// GitHub Actions, on x86_64 and arm64 runners) and add Dependabot entries for the dev
+    /// container's Features and images to `.github/dependabot.yml`.
+    #[arg(long)]
+    pub ci: bool,
     /// Where the images are published (HOST[/ORGANIZATION]): the tag is the newest aiida-X.Y.Z
     /// in its tag list that satisfies the plugin's aiida-core requirement.
     #[arg(long, value_name = "HOST[/ORG]", env = "AIIDA_DEVC_REGISTRY", default_value = images::DEFAULT_REGISTRY, value_parser = images::ImageRegistry::parse)]
@@ -69,7 +78,9 @@ pub struct InitOutcome {
     /// The image's Python version, when the image is present locally.
     pub image_python: Option<String>,
     /// The compose file (compose variant).
-    pub compose: Option<ComposeOutcome>,
+    pub compose: Option<WholeFile>,
+    /// The workflow and the Dependabot configuration (`--ci`).
+    pub ci: Option<CiOutcome>,
     /// Why the published tags could not be read, when the image was picked from the built-in
     /// releases instead.
     pub tags_unavailable: Option<String>,
@@ -79,9 +90,9 @@ pub struct InitOutcome {
     pub proxy_ca_missing: bool,
 }
 
-/// What `init` did with the compose file.
+/// What `init` did with a file it writes whole and never merges (the compose file, the workflow).
 #[derive(Debug)]
-pub struct ComposeOutcome {
+pub struct WholeFile {
     pub path: PathBuf,
     pub before: Option<String>,
     pub after: String,
@@ -89,6 +100,53 @@ pub struct ComposeOutcome {
     /// A different file exists and `--force` was not given (only reported by `--dry-run`; a real
     /// run refuses).
     pub conflict: bool,
+}
+
+impl WholeFile {
+    /// `after` for `path`, or an error naming `path` when a different file (a `what`) is there
+    /// and neither `force` nor `dry_run` is given.
+    fn decide(
+        path: PathBuf,
+        after: String,
+        what: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> anyhow::Result<WholeFile> {
+        let before = read_if_present(&path)?;
+        let differs = before.as_ref().is_some_and(|existing| existing != &after);
+        if differs && !force && !dry_run {
+            bail!(
+                "{}: a different {what} is already there; `aiida-devc init` does not merge \
+                 {what}s. Nothing was written. Run with --dry-run to see the difference, \
+                 --force to replace it, or remove it",
+                path.display()
+            );
+        }
+        Ok(WholeFile {
+            path,
+            before,
+            after,
+            written: false,
+            conflict: differs && !force,
+        })
+    }
+
+    /// Whether a real run writes it.
+    fn must_write(&self, dry_run: bool) -> bool {
+        self.before.as_deref() != Some(self.after.as_str()) && !dry_run && !self.conflict
+    }
+}
+
+/// What `init --ci` did with the workflow and the Dependabot configuration.
+#[derive(Debug)]
+pub struct CiOutcome {
+    pub workflow: WholeFile,
+    pub dependabot_path: PathBuf,
+    pub dependabot_before: Option<String>,
+    pub dependabot_after: String,
+    /// The ecosystems whose entries were added (empty: the file had them all).
+    pub dependabot_added: Vec<&'static str>,
+    pub dependabot_written: bool,
 }
 
 /// The devcontainer.json of a workspace.
@@ -177,9 +235,15 @@ impl InitArgs {
                 self.rabbitmq_image.as_deref(),
             ),
         };
-        // The compose file is decided (and any conflict refused) before anything is written.
+        // The compose file and the CI files are decided (and any conflict refused) before
+        // anything is written.
         let compose = if compose_variant {
             Some(self.compose_file(&image.image, &choices.services)?)
+        } else {
+            None
+        };
+        let ci = if self.ci {
+            Some(self.ci_files()?)
         } else {
             None
         };
@@ -196,8 +260,12 @@ impl InitArgs {
         let must_write = before.as_deref() != Some(after.as_str());
         let written = must_write && !self.dry_run;
         let compose = compose.map(|mut c| {
-            c.written =
-                c.before.as_deref() != Some(c.after.as_str()) && !self.dry_run && !c.conflict;
+            c.written = c.must_write(self.dry_run);
+            c
+        });
+        let ci = ci.map(|mut c| {
+            c.workflow.written = c.workflow.must_write(self.dry_run);
+            c.dependabot_written = !c.dependabot_added.is_empty() && !self.dry_run;
             c
         });
         // The compose file first: a devcontainer.json that names a missing file would not open.
@@ -206,6 +274,14 @@ impl InitArgs {
         }
         if written {
             write_atomically(&path, &after)?;
+        }
+        if let Some(c) = &ci {
+            if c.workflow.written {
+                write_atomically(&c.workflow.path, &c.workflow.after)?;
+            }
+            if c.dependabot_written {
+                write_atomically(&c.dependabot_path, &c.dependabot_after)?;
+            }
         }
         let image_python = image
             .image
@@ -223,13 +299,14 @@ impl InitArgs {
             written,
             image_python,
             compose,
+            ci,
             tags_unavailable,
             proxy_ca_missing,
         })
     }
 
-    /// `--postgres-image`, `--rabbitmq-image` and `--force` mean something for the compose
-    /// variant only.
+    /// `--postgres-image` and `--rabbitmq-image` mean something for the compose variant only,
+    /// `--force` for it and `--ci`.
     fn refuse_compose_flags_elsewhere(&self) -> anyhow::Result<()> {
         if self.variant == Variant::Compose {
             return Ok(());
@@ -237,11 +314,13 @@ impl InitArgs {
         for (flag, given) in [
             ("--postgres-image", self.postgres_image.is_some()),
             ("--rabbitmq-image", self.rabbitmq_image.is_some()),
-            ("--force", self.force),
         ] {
             if given {
                 bail!("{flag} applies to `--variant compose` only");
             }
+        }
+        if self.force && !self.ci {
+            bail!("--force applies to `--variant compose` and `--ci` only");
         }
         Ok(())
     }
@@ -319,33 +398,40 @@ impl InitArgs {
         &self,
         aiida_image: &str,
         services: &ServiceImages,
-    ) -> anyhow::Result<ComposeOutcome> {
-        let path = compose::compose_path(&self.dir);
-        let after = compose::render(aiida_image, services)?;
-        let before = match fs::read_to_string(&path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(e).with_context(|| format!("{}: cannot read the file", path.display()));
-            }
-        };
-        let conflict = before.as_ref().is_some_and(|existing| existing != &after) && !self.force;
-        if let Some(existing) = &before {
-            if existing != &after && !self.force && !self.dry_run {
-                bail!(
-                    "{}: a different compose file is already there; `aiida-devc init` does not merge \
-                     compose files. Nothing was written. Run with --dry-run to see the difference, \
-                     --force to replace it, or remove it",
-                    path.display()
-                );
-            }
-        }
-        Ok(ComposeOutcome {
-            path,
-            before,
-            after,
-            written: false,
-            conflict,
+    ) -> anyhow::Result<WholeFile> {
+        WholeFile::decide(
+            compose::compose_path(&self.dir),
+            compose::render(aiida_image, services)?,
+            "compose file",
+            self.force,
+            self.dry_run,
+        )
+    }
+
+    /// The workflow (refused when a different one exists and `--force` is not given) and the
+    /// merged Dependabot configuration.
+    fn ci_files(&self) -> anyhow::Result<CiOutcome> {
+        let workflow = WholeFile::decide(
+            ci::workflow_path(&self.dir),
+            ci::WORKFLOW.to_owned(),
+            "workflow",
+            self.force,
+            self.dry_run,
+        )?;
+        let dependabot_path = ci::dependabot_path(&self.dir);
+        let dependabot_before = read_if_present(&dependabot_path)?;
+        let (dependabot_after, dependabot_added) = ci::merge_dependabot(
+            &dependabot_path,
+            dependabot_before.as_deref(),
+            &ci::dependabot_entries(&self.dir, self.variant),
+        )?;
+        Ok(CiOutcome {
+            workflow,
+            dependabot_path,
+            dependabot_before,
+            dependabot_after,
+            dependabot_added,
+            dependabot_written: false,
         })
     }
 }
@@ -454,11 +540,20 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
         )?;
     }
     if let Some(c) = &o.compose {
-        report_compose(out, c, dry_run)?;
+        report_whole_file(out, c, dry_run)?;
     }
+    report_config(out, o, dry_run)?;
+    if let Some(c) = &o.ci {
+        report_ci(out, c, dry_run)?;
+    }
+    report_proxy_ca(out, o)
+}
+
+/// devcontainer.json's part of the report.
+fn report_config(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::Result<()> {
     if o.changes.is_empty() {
         writeln!(out, "{} is up to date.", o.path.display())?;
-        return report_proxy_ca(out, o);
+        return Ok(());
     }
     let before = o.before.as_deref().unwrap_or("");
     write!(out, "{}", merge::diff(&o.path, before, &o.after))?;
@@ -488,7 +583,7 @@ pub fn report(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow::R
                 .display()
         )?;
     }
-    report_proxy_ca(out, o)
+    Ok(())
 }
 
 /// The warning for a machine behind a TLS-intercepting proxy whose configuration passes no CA
@@ -509,8 +604,8 @@ fn report_proxy_ca(out: &mut impl Write, o: &InitOutcome) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The compose file's part of the report.
-fn report_compose(out: &mut impl Write, c: &ComposeOutcome, dry_run: bool) -> anyhow::Result<()> {
+/// The part of the report on a file init writes whole (the compose file, the workflow).
+fn report_whole_file(out: &mut impl Write, c: &WholeFile, dry_run: bool) -> anyhow::Result<()> {
     if c.before.as_deref() == Some(c.after.as_str()) {
         writeln!(out, "{} is up to date.", c.path.display())?;
         return Ok(());
@@ -528,6 +623,37 @@ fn report_compose(out: &mut impl Write, c: &ComposeOutcome, dry_run: bool) -> an
         (false, false) => "created",
     };
     writeln!(out, "{verb} {}.", c.path.display())?;
+    Ok(())
+}
+
+/// The workflow's and the Dependabot configuration's part of the report.
+fn report_ci(out: &mut impl Write, c: &CiOutcome, dry_run: bool) -> anyhow::Result<()> {
+    report_whole_file(out, &c.workflow, dry_run)?;
+    let path = &c.dependabot_path;
+    if c.dependabot_added.is_empty() {
+        writeln!(out, "{} is up to date.", path.display())?;
+    } else {
+        let before = c.dependabot_before.as_deref().unwrap_or("");
+        write!(out, "{}", merge::diff(path, before, &c.dependabot_after))?;
+        let verb = match (dry_run, c.dependabot_before.is_some()) {
+            (true, _) => "would change",
+            (false, true) => "updated",
+            (false, false) => "created",
+        };
+        writeln!(
+            out,
+            "{verb} {}: added entries for {}.",
+            path.display(),
+            c.dependabot_added.join(", ")
+        )?;
+    }
+    if !dry_run && (c.workflow.written || c.dependabot_written) {
+        writeln!(
+            out,
+            "Next: commit .github/; the workflow runs the tests in the dev container on every push \
+             and pull request."
+        )?;
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod features;
 mod fuzz;
 mod harness;
 mod images;
+mod init_ci;
 mod init_command;
 mod init_registry;
 mod layering;

@@ -43,6 +43,11 @@ fn actionlint_accepts_every_workflow() {
     if skip_without(&[Need::Actionlint]) {
         return;
     }
+    assert_actionlint_clean(&workflows());
+}
+
+/// actionlint (the bootstrap's, with the project's configuration) finds nothing in `files`.
+pub fn assert_actionlint_clean(files: &[PathBuf]) {
     let actionlint = project_root().join(".tools/actionlint/bin/actionlint");
     crate::support::require(
         actionlint.is_file(),
@@ -54,7 +59,7 @@ fn actionlint_accepts_every_workflow() {
     let out = std::process::Command::new(&actionlint)
         .arg("-config-file")
         .arg(project_root().join(".github/actionlint.yaml"))
-        .args(workflows())
+        .args(files)
         .current_dir(project_root())
         .output()
         .expect("run actionlint");
@@ -320,81 +325,90 @@ fn the_release_runs_in_order_with_least_privileges_and_never_twice_at_once() {
 /// token, and secrets only in the steps that push.
 #[test]
 fn hosted_runners_node24_actions_and_secrets_only_where_something_is_pushed() {
-    // The first major of each action that runs on Node 24.
-    let node24 = BTreeMap::from([
-        ("actions/checkout", 5),
-        ("actions/upload-artifact", 6),
-        ("actions/download-artifact", 7),
-        ("actions/setup-python", 6),
-        ("docker/login-action", 4),
-        ("docker/setup-qemu-action", 4),
-        // A container action (no Node): any release of its v1.
-        ("pypa/gh-action-pypi-publish", 1),
-    ]);
     for path in workflows() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            !text.contains("self-hosted"),
-            "{name} names a self-hosted runner"
-        );
-        let workflow = load(&name);
-        for (job, body) in workflow["jobs"].as_mapping().unwrap() {
-            let job = job.as_str().unwrap();
-            if let Some(runner) = body["runs-on"].as_str() {
+        assert_hosted_node24_and_least_secrets(&name, &text);
+    }
+}
+
+/// The first release of each action that runs on Node 24, as (major, minor).
+const NODE24: [(&str, (u32, u32)); 8] = [
+    ("actions/checkout", (5, 0)),
+    ("actions/upload-artifact", (6, 0)),
+    ("actions/download-artifact", (7, 0)),
+    ("actions/setup-python", (6, 0)),
+    ("docker/login-action", (4, 0)),
+    ("docker/setup-qemu-action", (4, 0)),
+    // The workflow `aiida-devc init --ci` writes: its v0.3 tag follows the latest 0.3 release,
+    // which moved to Node 24 in April 2026.
+    ("devcontainers/ci", (0, 3)),
+    // A container action (no Node): any release of its v1.
+    ("pypa/gh-action-pypi-publish", (1, 0)),
+];
+
+/// The checks of [`hosted_runners_node24_actions_and_secrets_only_where_something_is_pushed`] on
+/// one workflow, `name` with content `text` (also run on the workflow `init --ci` writes).
+pub fn assert_hosted_node24_and_least_secrets(name: &str, text: &str) {
+    let node24: BTreeMap<&str, (u32, u32)> = NODE24.into_iter().collect();
+    assert!(
+        !text.contains("self-hosted"),
+        "{name} names a self-hosted runner"
+    );
+    let workflow: Value = serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (job, body) in workflow["jobs"].as_mapping().unwrap() {
+        let job = job.as_str().unwrap();
+        if let Some(runner) = body["runs-on"].as_str() {
+            assert!(
+                runner.starts_with("ubuntu-24.04") || runner == "${{ matrix.runner }}",
+                "{name} {job}: runs-on {runner}"
+            );
+        }
+        for step in body["steps"].as_sequence().into_iter().flatten() {
+            let step_text = serde_yaml_ng::to_string(step).unwrap();
+            if let Some(action) = step["uses"].as_str() {
+                let (action, version) = action.split_once('@').expect("a pinned action");
+                let mut numbers = version.trim_start_matches('v').split('.').map(|n| {
+                    n.parse::<u32>()
+                        .unwrap_or_else(|_| panic!("{name} {job}: {action}@{version}"))
+                });
+                let release = (numbers.next().unwrap(), numbers.next().unwrap_or(0));
+                let least = node24.get(action).unwrap_or_else(|| {
+                    panic!("{name} {job}: {action} is not a standard action here")
+                });
                 assert!(
-                    runner.starts_with("ubuntu-24.04") || runner == "${{ matrix.runner }}",
-                    "{name} {job}: runs-on {runner}"
+                    release >= *least,
+                    "{name} {job}: {action}@{version} runs on Node 20"
+                );
+                if action == "actions/checkout" {
+                    assert_eq!(
+                        step["with"]["persist-credentials"].as_bool(),
+                        Some(false),
+                        "{name} {job}"
+                    );
+                }
+            }
+            if step_text.contains("secrets.") {
+                let run = step["run"].as_str().unwrap_or_default();
+                assert!(
+                    run.contains("--push-by-digest")
+                        || run.contains("images merge")
+                        || run.contains(" publish "),
+                    "{name} {job}: a secret in a step that pushes nothing: {step_text}"
                 );
             }
-            for step in body["steps"].as_sequence().into_iter().flatten() {
-                let step_text = serde_yaml_ng::to_string(step).unwrap();
-                if let Some(action) = step["uses"].as_str() {
-                    let (action, version) = action.split_once('@').expect("a pinned action");
-                    let major: u32 = version
-                        .trim_start_matches('v')
-                        .split('.')
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap_or_else(|_| panic!("{name} {job}: {action}@{version}"));
-                    let least = node24.get(action).unwrap_or_else(|| {
-                        panic!("{name} {job}: {action} is not a standard action here")
-                    });
-                    assert!(
-                        major >= *least,
-                        "{name} {job}: {action}@{version} runs on Node 20"
-                    );
-                    if action == "actions/checkout" {
-                        assert_eq!(
-                            step["with"]["persist-credentials"].as_bool(),
-                            Some(false),
-                            "{name} {job}"
-                        );
-                    }
-                }
-                if step_text.contains("secrets.") {
-                    let run = step["run"].as_str().unwrap_or_default();
-                    assert!(
-                        run.contains("--push-by-digest")
-                            || run.contains("images merge")
-                            || run.contains(" publish "),
-                        "{name} {job}: a secret in a step that pushes nothing: {step_text}"
-                    );
-                }
-            }
-            let job_text = serde_yaml_ng::to_string(&body["env"]).unwrap();
-            assert!(
-                !job_text.contains("secrets."),
-                "{name} {job}: secrets in the job's env"
-            );
         }
-        if let Some(env) = workflow.get("env") {
-            let env = serde_yaml_ng::to_string(env).unwrap();
-            assert!(
-                !env.contains("secrets."),
-                "{name}: secrets in the workflow's env"
-            );
-        }
+        let job_text = serde_yaml_ng::to_string(&body["env"]).unwrap();
+        assert!(
+            !job_text.contains("secrets."),
+            "{name} {job}: secrets in the job's env"
+        );
+    }
+    if let Some(env) = workflow.get("env") {
+        let env = serde_yaml_ng::to_string(env).unwrap();
+        assert!(
+            !env.contains("secrets."),
+            "{name}: secrets in the workflow's env"
+        );
     }
 }
