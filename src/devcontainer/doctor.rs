@@ -119,7 +119,10 @@ impl DoctorArgs {
                 let facts = HostFacts::gather(cli);
                 match &facts.info {
                     Ok(info) => println!("Container engine: {}", podman::describe(cli, info)),
-                    Err(_) => println!("Container engine: {} (podman info fails)", cli.path.display()),
+                    Err(_) => println!(
+                        "Container engine: {} (podman info fails)",
+                        cli.path.display()
+                    ),
                 }
                 // What does not stop a container is a note, not a problem.
                 for p in Pitfalls::check(&facts) {
@@ -774,7 +777,12 @@ fn image_facts_from_cli(
     let config = &inspect["Config"];
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let metadata = config["Labels"]["devcontainer.metadata"]

@@ -447,8 +447,10 @@ mod tests {
             tun_usable: true,
             runtime_dir: Some("/".into()),
             user_bus: false,
-            info: Ok(json!({"host": {"security": {"rootless": true}, "cgroupVersion": "v2",
-                "cgroupManager": "cgroupfs"}, "store": {"graphDriverName": "overlay"}})),
+            info: Ok(
+                json!({"host": {"security": {"rootless": true}, "cgroupVersion": "v2",
+                "cgroupManager": "cgroupfs"}, "store": {"graphDriverName": "overlay"}}),
+            ),
         }
     }
 
@@ -474,7 +476,11 @@ mod tests {
         let found = Pitfalls::check(&facts);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].location, "/etc/subuid");
-        assert!(found[0].fix.contains("usermod --add-subuids 100000-165535 ada"));
+        assert!(
+            found[0]
+                .fix
+                .contains("usermod --add-subuids 100000-165535 ada")
+        );
         assert!(found[1].fix.contains("--add-subgids"));
         assert!(found.iter().all(|p| p.blocking));
     }
@@ -510,8 +516,10 @@ mod tests {
     #[test]
     fn systemd_cgroups_without_a_user_session_cgroup_v1_and_vfs() {
         let facts = HostFacts {
-            info: Ok(json!({"host": {"security": {"rootless": true}, "cgroupVersion": "v1",
-                "cgroupManager": "systemd"}, "store": {"graphDriverName": "vfs"}})),
+            info: Ok(
+                json!({"host": {"security": {"rootless": true}, "cgroupVersion": "v1",
+                "cgroupManager": "systemd"}, "store": {"graphDriverName": "vfs"}}),
+            ),
             ..healthy()
         };
         let found = Pitfalls::check(&facts);
@@ -553,7 +561,9 @@ mod tests {
 
     #[test]
     fn short_names_and_keep_id() {
-        assert!(is_short_name("aiidateam/aiida-core-with-services:aiida-2.9.4"));
+        assert!(is_short_name(
+            "aiidateam/aiida-core-with-services:aiida-2.9.4"
+        ));
         assert!(is_short_name("debian"));
         assert!(!is_short_name("docker.io/aiidateam/aiida-core-base:latest"));
         assert!(!is_short_name("localhost:5000/x/y"));
