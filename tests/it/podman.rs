@@ -232,16 +232,19 @@ fn up_with_docker_path_podman_brings_the_sample_plugin_up_with_a_writable_worksp
         user.uid,
         "a file aiida wrote does not belong to the workspace's owner on the host"
     );
+    // The plugin is installed in editable mode from the workspace.
+    let module = user.podman_ok(&[
+        "exec",
+        "--user",
+        "aiida",
+        container,
+        "python",
+        "-c",
+        "import aiida_sample_plugin; print(aiida_sample_plugin.__file__)",
+    ]);
     assert!(
-        Path::new(&ws.path())
-            .join("aiida_sample_plugin.egg-info")
-            .is_dir()
-            || std::fs::read_dir(ws.path()).unwrap().any(|e| e
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".egg-info")),
-        "the editable install wrote no metadata into the workspace"
+        module.starts_with(&format!("{folder}/")),
+        "the plugin is not imported from the workspace: {module}"
     );
     assert_stops_cleanly(&user, container);
 }
