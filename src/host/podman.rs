@@ -270,6 +270,14 @@ impl Pitfalls {
         } else {
             facts.user.clone()
         };
+        Pitfalls::user_namespace(facts, &user, &mut found);
+        Pitfalls::session(facts, &user, &mut found);
+        Pitfalls::engine(facts, &user, &mut found);
+        found
+    }
+
+    /// Subordinate IDs, the setuid helpers, and /dev/net/tun.
+    fn user_namespace(facts: &HostFacts, user: &str, found: &mut Vec<Pitfall>) {
         for (file, text, flag) in [
             ("/etc/subuid", &facts.subuid, "--add-subuids"),
             ("/etc/subgid", &facts.subgid, "--add-subgids"),
@@ -322,6 +330,10 @@ impl Pitfalls {
                 blocking: true,
             });
         }
+    }
+
+    /// The login session: `XDG_RUNTIME_DIR`.
+    fn session(facts: &HostFacts, user: &str, found: &mut Vec<Pitfall>) {
         match &facts.runtime_dir {
             None => found.push(Pitfall {
                 check: "podman-runtime-dir",
@@ -348,6 +360,10 @@ impl Pitfalls {
             }),
             Some(_) => {}
         }
+    }
+
+    /// What `podman info` says: cgroups, storage, or its error.
+    fn engine(facts: &HostFacts, user: &str, found: &mut Vec<Pitfall>) {
         match &facts.info {
             Ok(info) => {
                 let host = &info["host"];
@@ -404,7 +420,6 @@ impl Pitfalls {
                 blocking: true,
             }),
         }
-        found
     }
 }
 

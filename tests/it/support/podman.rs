@@ -121,7 +121,9 @@ impl PodmanUser {
     /// it with `docker save | podman load` unless Podman has that image ID under that name.
     pub fn load_from_docker(&self, image: &str) {
         static LOADING: Mutex<()> = Mutex::new(());
-        let _one_at_a_time = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = LOADING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let docker_id = Command::new("docker")
             .args(["image", "inspect", "--format", "{{.Id}}", image])
             .output()
