@@ -283,7 +283,16 @@ impl UpArgs {
                 check_podman(&cli)?;
                 Engine::Cli(cli)
             }
-            None => Engine::Api(rt.block_on(crate::host::docker::connect())?),
+            None => Engine::Api(
+                rt.block_on(crate::host::docker::connect())
+                    .map_err(|e| match crate::host::podman::installed() {
+                        Some(podman) => e.context(format!(
+                            "no Docker engine answers, but Podman is installed: `aiida-devc up --docker-path {}`",
+                            podman.display()
+                        )),
+                        None => e,
+                    })?,
+            ),
         };
         if let Some(image) = value.get("image").and_then(Value::as_str) {
             if !rt.block_on(engine.has_image(image)) {

@@ -234,6 +234,11 @@ pub fn current_uid() -> u32 {
         .unwrap_or(0)
 }
 
+/// Where `podman` is, when it is installed: a hint for machines without a Docker engine.
+pub fn installed() -> Option<PathBuf> {
+    find_program("podman")
+}
+
 fn find_program(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
