@@ -19,7 +19,7 @@
 #    (scripts/wheels.sh tools).
 # 8. The script linters of the image and Feature scripts: shellcheck (Debian package) and ruff
 #    (from PyPI), in .tools/ruff.
-# 9. Rootless Podman for the Podman tests: podman, uidmap (newuidmap/newgidmap) and slirp4netns;
+# 9. Rootless Podman for the Podman tests: podman, uidmap (newuidmap/newgidmap), slirp4netns, netavark;
 #    a non-root user aiida-devc-podman with subordinate UID/GID ranges and Podman's overlay
 #    storage; a user aiida-devc-nosubids without ranges (the pitfall doctor must report); and
 #    /dev/net/tun usable by users (mode 0666, as udev sets it on a standard system).
@@ -338,7 +338,7 @@ fi
 PODMAN_USER=aiida-devc-podman
 PODMAN_USER_NO_SUBIDS=aiida-devc-nosubids
 if [ "$OS_ID" = debian ] && is_root; then
-    apt_install podman uidmap slirp4netns
+    apt_install podman uidmap slirp4netns netavark
     # A free range of 65536 subordinate IDs, after every range /etc/subuid or /etc/subgid gives.
     next_subid_range() {
         cat /etc/subuid /etc/subgid 2>/dev/null \

@@ -1,6 +1,6 @@
-//! Rootless Podman, as a non-root user of this machine (made by `scripts/bootstrap.sh`): the
-//! with-services image under plain `podman run` (ready, services as `aiida`, `verdi status` all
-//! green, `podman stop` clean); `aiida-devc up --docker-path podman` on the sample plugin through
+//! Rootless Podman, as a non-root user of this machine (made by `scripts/bootstrap.sh`): both
+//! images under plain `podman run` (ready, services as `aiida`, `verdi status` all green,
+//! `podman stop` clean); `aiida-devc up --docker-path podman` on the sample plugin through
 //! the reference CLI (ready, the workspace writable by `aiida`, stop clean); and `doctor
 //! --docker-path podman` naming the engine and reporting Podman's pitfalls with their fixes (a
 //! user without subordinate IDs, a short image name Podman does not have, runArgs that defeat
@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::images::with_services_image;
+use crate::support::images::{base_image, with_services_image};
 use crate::support::plugin_workspace::{
     CaEnv, assert_verdi_all_green, chown_tree, sample_plugin, text,
 };
@@ -20,7 +20,7 @@ use crate::support::{Need, copy_tree, devcontainer_cli, skip_without};
 
 /// `podman stop` of a ready container: exit 0 within Podman's 10 s; aiida-init got the SIGTERM
 /// and stopped the daemon and the services itself, nothing was killed.
-fn assert_stops_cleanly(user: &PodmanUser, container: &str) {
+fn assert_stops_cleanly(user: &PodmanUser, container: &str, with_services: bool) {
     let started = Instant::now();
     user.podman_ok(&["stop", container]);
     let took = started.elapsed();
@@ -40,13 +40,19 @@ fn assert_stops_cleanly(user: &PodmanUser, container: &str) {
     let (_, stop) = logs
         .rsplit_once("received SIGTERM: shutting down")
         .unwrap_or_else(|| panic!("aiida-init did not get podman stop's SIGTERM:\n{logs}"));
-    for expected in [
+    let daemon = [
         "stopping aiida-daemon",
         "aiida-daemon: stopped as requested",
+    ];
+    let services = [
         "stopping rabbitmq",
         "stopping postgresql",
         "database system is shut down",
-    ] {
+    ];
+    let expected = daemon
+        .iter()
+        .chain(services.iter().filter(|_| with_services));
+    for expected in expected {
         assert!(
             stop.contains(expected),
             "no `{expected}` in the stop:\n{stop}"
@@ -89,14 +95,27 @@ fn the_with_services_image_runs_under_rootless_podman_and_stops_cleanly() {
     if skip_without(&[Need::Docker, Need::Podman]) {
         return;
     }
+    runs_under_podman(&with_services_image(), true);
+}
+
+#[test]
+fn the_base_image_runs_under_rootless_podman_and_stops_cleanly() {
+    if skip_without(&[Need::Docker, Need::Podman]) {
+        return;
+    }
+    runs_under_podman(&base_image(), false);
+}
+
+/// `podman run` of `image`: ready, every process `aiida`'s, `verdi status` all green (RabbitMQ
+/// and PostgreSQL `with_services`, else SQLite and ZeroMQ), `podman stop` clean.
+fn runs_under_podman(image: &str, with_services: bool) {
     let user = PodmanUser::get(USER);
-    let image = with_services_image();
-    user.load_from_docker(&image);
+    user.load_from_docker(image);
     let c = PodmanContainer {
         user: &user,
         name: format!("aiida-devc-test-podman-run-{}", std::process::id()),
     };
-    user.podman_ok(&["run", "-d", "--name", &c.name, &image]);
+    user.podman_ok(&["run", "-d", "--name", &c.name, image]);
     let started = Instant::now();
     let wait = user.podman(&["exec", &c.name, "aiida-init", "wait", "--timeout", "300"]);
     assert!(
@@ -111,8 +130,13 @@ fn the_with_services_image_runs_under_rootless_podman_and_stops_cleanly() {
     );
     assert_all_processes_are_aiidas(&user, &c.name);
     let status = user.podman_ok(&["exec", &c.name, "verdi", "status"]);
-    assert_verdi_all_green(&status, &["storage", "broker", "daemon"]);
-    assert_stops_cleanly(&user, &c.name);
+    let components: &[&str] = if with_services {
+        &["storage", "broker", "daemon"]
+    } else {
+        &["storage", "daemon"]
+    };
+    assert_verdi_all_green(&status, components);
+    assert_stops_cleanly(&user, &c.name, with_services);
 }
 
 /// A copy of the sample plugin owned by `user`, running `image`; what the reference CLI made for
@@ -246,7 +270,7 @@ fn up_with_docker_path_podman_brings_the_sample_plugin_up_with_a_writable_worksp
         module.starts_with(&format!("{folder}/")),
         "the plugin is not imported from the workspace: {module}"
     );
-    assert_stops_cleanly(&user, container);
+    assert_stops_cleanly(&user, container, true);
 }
 
 #[test]
