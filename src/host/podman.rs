@@ -207,6 +207,21 @@ impl HostFacts {
         }
     }
 
+    /// 65536 subordinate IDs after every range /etc/subuid and /etc/subgid give (`START-END`),
+    /// from 100000 on.
+    fn free_range(&self) -> String {
+        let end = format!("{}\n{}", self.subuid, self.subgid)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.trim().split(':').skip(1);
+                let start: u64 = fields.next()?.parse().ok()?;
+                let count: u64 = fields.next()?.trim().parse().ok()?;
+                Some(start + count)
+            })
+            .fold(100_000, u64::max);
+        format!("{end}-{}", end + 65535)
+    }
+
     /// Whether `file` (/etc/subuid's text) gives this user a range of at least 65536 IDs.
     fn has_range(&self, file: &str) -> bool {
         file.lines().any(|line| {
@@ -296,8 +311,9 @@ impl Pitfalls {
                          cannot map the image's users (aiida, postgres) into its user namespace"
                     ),
                     fix: format!(
-                        "as root: `usermod {flag} 100000-165535 {user}` (a range no other user has), then \
-                         `podman system migrate` as {user}"
+                        "as root: `usermod {flag} {} {user}` (a range no other user has), then \
+                         `podman system migrate` as {user}",
+                        facts.free_range()
                     ),
                     blocking: true,
                 });
@@ -496,10 +512,13 @@ mod tests {
         let found = Pitfalls::check(&facts);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].location, "/etc/subuid");
+        // The range proposed starts after every range given (ada's, too small, in /etc/subgid).
         assert!(
             found[0]
                 .fix
-                .contains("usermod --add-subuids 100000-165535 ada")
+                .contains("usermod --add-subuids 166536-232071 ada"),
+            "{}",
+            found[0].fix
         );
         assert!(found[1].fix.contains("--add-subgids"));
         assert!(found.iter().all(|p| p.blocking));
