@@ -109,11 +109,16 @@ fn the_base_image_runs_under_rootless_podman_and_stops_cleanly() {
 /// `podman run` of `image`: ready, every process `aiida`'s, `verdi status` all green (RabbitMQ
 /// and PostgreSQL `with_services`, else SQLite and ZeroMQ), `podman stop` clean.
 fn runs_under_podman(image: &str, with_services: bool) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let user = PodmanUser::get(USER);
     user.load_from_docker(image);
     let c = PodmanContainer {
         user: &user,
-        name: format!("aiida-devc-test-podman-run-{}", std::process::id()),
+        name: format!(
+            "aiida-devc-test-podman-run-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
     };
     user.podman_ok(&["run", "-d", "--name", &c.name, image]);
     let started = Instant::now();

@@ -159,6 +159,8 @@ impl PodmanUser {
         );
         let loaded = self.podman_ok(&["image", "inspect", "--format", "{{.Id}}", image]);
         assert_eq!(loaded.trim(), docker_id, "podman load gave another image");
+        // The image this one replaced, now without a name, would pile up run after run.
+        let _ = self.podman(&["image", "prune", "--force"]);
     }
 
     /// Remove what the reference CLI made for the workspace `dir` in this user's Podman: its
