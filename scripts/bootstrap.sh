@@ -21,6 +21,10 @@
 #    (from PyPI), in .tools/ruff.
 # 9. As root: a non-root account, aiida-devc-runner, that the test of the CI workflow
 #    `aiida-devc init --ci` writes runs the devcontainer CLI as (a GitHub runner is not root).
+# 10. Rootless Podman for the Podman tests: podman, uidmap (newuidmap/newgidmap), slirp4netns, netavark;
+#     a non-root user aiida-devc-podman with subordinate UID/GID ranges and Podman's overlay
+#     storage; a user aiida-devc-nosubids without ranges (the pitfall doctor must report); and
+#     /dev/net/tun usable by users (mode 0666, as udev sets it on a standard system).
 #
 # Written for Debian 12 as root (this project's machines). Elsewhere (GitHub's hosted Ubuntu
 # runners) it installs packages with sudo, takes debian:bookworm-arm64 from arm64v8/debian, and
@@ -342,6 +346,43 @@ else
     useradd --create-home --user-group --shell /usr/sbin/nologin "$RUNNER_USER" \
         || die "useradd $RUNNER_USER failed"
     say "$RUNNER_USER: created (uid $(id -u "$RUNNER_USER"))"
+fi
+
+# --- 10. Rootless Podman (the Podman tests run it as a non-root user) ---------------------------
+PODMAN_USER=aiida-devc-podman
+PODMAN_USER_NO_SUBIDS=aiida-devc-nosubids
+if [ "$OS_ID" = debian ] && is_root; then
+    apt_install podman uidmap slirp4netns netavark
+    # A free range of 65536 subordinate IDs, after every range /etc/subuid or /etc/subgid gives.
+    next_subid_range() {
+        cat /etc/subuid /etc/subgid 2>/dev/null \
+            | awk -F: 'BEGIN { end = 100000 } $3 > 0 && $2 + $3 > end { end = $2 + $3 } END { printf "%d-%d", end, end + 65535 }'
+    }
+    id -u "$PODMAN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$PODMAN_USER"
+    touch /etc/subuid /etc/subgid
+    grep -q "^$PODMAN_USER:" /etc/subuid || usermod --add-subuids "$(next_subid_range)" "$PODMAN_USER"
+    grep -q "^$PODMAN_USER:" /etc/subgid || usermod --add-subgids "$(next_subid_range)" "$PODMAN_USER"
+    # Native overlay storage (kernel 5.13 or newer): without it Podman falls back to vfs, which
+    # copies the whole image for every container.
+    home=$(getent passwd "$PODMAN_USER" | cut -d: -f6)
+    if ! grep -qs '^driver = "overlay"' "$home/.config/containers/storage.conf"; then
+        install -d -o "$PODMAN_USER" -g "$PODMAN_USER" "$home/.config" "$home/.config/containers"
+        printf '[storage]\ndriver = "overlay"\n' >"$home/.config/containers/storage.conf"
+        chown "$PODMAN_USER:" "$home/.config/containers/storage.conf"
+    fi
+    if ! id -u "$PODMAN_USER_NO_SUBIDS" >/dev/null 2>&1; then
+        useradd --create-home --shell /bin/bash -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$PODMAN_USER_NO_SUBIDS"
+    fi
+    sed -i "/^$PODMAN_USER_NO_SUBIDS:/d" /etc/subuid /etc/subgid
+    # Rootless networking (slirp4netns, pasta) opens /dev/net/tun; udev makes it 0666, and
+    # machines without udev leave it 0600.
+    if [ ! -e /dev/net/tun ]; then
+        mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200
+    fi
+    chmod 0666 /dev/net/tun
+    say "rootless Podman: $(podman --version), users $PODMAN_USER (with subordinate IDs) and $PODMAN_USER_NO_SUBIDS (without)"
+else
+    say "rootless Podman: not set up (needs Debian and root); the Podman tests need it"
 fi
 
 say "ready"

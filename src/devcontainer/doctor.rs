@@ -24,6 +24,15 @@
 //!   Container" and `devcontainer up`; or it mounts `${localEnv:AIIDA_DEVC_CA_CERT}` while that
 //!   variable is not set here, so the container cannot be created.
 //!
+//! With `--docker-path podman`, the engine is that CLI (see [`crate::host::podman`]), and doctor
+//! also reports what breaks rootless Podman on this machine (`podman-subids`, `podman-newuidmap`,
+//! `podman-tun`, `podman-runtime-dir`, `podman-cgroups`, `podman-storage`, `podman-info`) and in
+//! the configuration: `podman-short-name` (an image named without its registry that Podman does
+//! not have: it resolves short names through registries.conf, and refuses ambiguous ones without
+//! a terminal), `podman-keep-id` (`runArgs` that keep the reference CLI from adding
+//! `--userns=keep-id`: the workspace then belongs to root in the container) and `podman-owner`
+//! (a workspace that belongs to another UID than the one running Podman appears as `nobody`).
+//!
 //! Checks that need the image (its label, architecture and users) use the local engine when the
 //! image is there and say so when it is not; an image that is not local but named with a
 //! registry host (`ghcr.io/...`, `localhost:5000/...`) has its architecture checked against the
@@ -46,6 +55,7 @@ use super::merge;
 use crate::host::Host;
 use crate::host::ca::CaBundle;
 use crate::host::docker::{ContainerCreateBody, Docker, run_to_end};
+use crate::host::podman::{self, EngineCli, HostFacts, Pitfalls};
 use crate::plugin::{self, Location, images};
 
 /// Check the dev container configuration of the plugin in DIR for settings that silently break
@@ -55,6 +65,9 @@ pub struct DoctorArgs {
     /// The plugin repository with .devcontainer/devcontainer.json.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// The engine CLI to check and use (`podman`), as the reference CLI's `--docker-path`.
+    #[arg(long, value_name = "PATH")]
+    pub docker_path: Option<PathBuf>,
 }
 
 /// One problem found.
@@ -89,8 +102,52 @@ pub fn host_architecture() -> &'static str {
 
 impl DoctorArgs {
     pub fn run(&self, host: &Host) -> anyhow::Result<()> {
-        println!("Docker engine: {}", crate::host::docker::endpoint());
-        let mut findings = self.diagnose(host.ca.bundle())?;
+        let cli = self.docker_path.as_deref().map(EngineCli::new);
+        let mut findings = Vec::new();
+        match &cli {
+            None => {
+                println!("Docker engine: {}", crate::host::docker::endpoint());
+                if std::env::var("DOCKER_HOST").is_ok_and(|h| h.contains("podman")) {
+                    println!(
+                        "note: DOCKER_HOST names Podman's Docker-compatible socket, which answers only while \
+                         `podman system service` runs; `--docker-path podman` uses the podman CLI instead \
+                         (as VS Code's dev.containers.dockerPath does) and needs no service"
+                    );
+                }
+            }
+            Some(cli) if cli.is_podman() => {
+                let facts = HostFacts::gather(cli);
+                match &facts.info {
+                    Ok(info) => println!("Container engine: {}", podman::describe(cli, info)),
+                    Err(_) => println!(
+                        "Container engine: {} (podman info fails)",
+                        cli.path.display()
+                    ),
+                }
+                // What does not stop a container is a note, not a problem.
+                for p in Pitfalls::check(&facts) {
+                    if p.blocking {
+                        findings.push(Finding {
+                            check: p.check,
+                            location: p.location,
+                            problem: p.problem,
+                            fix: p.fix,
+                        });
+                    } else {
+                        println!(
+                            "note: [{}] {}\n    at {}\n    fix: {}",
+                            p.check, p.problem, p.location, p.fix
+                        );
+                    }
+                }
+            }
+            Some(cli) => println!(
+                "Container engine: {} ({})",
+                cli.version().unwrap_or_else(|| "no answer".into()),
+                cli.path.display()
+            ),
+        }
+        findings.extend(self.diagnose(host.ca.bundle())?);
         let path = config_path(&self.dir);
         if let Ok(text) = std::fs::read_to_string(&path) {
             let proxy = host.ca.bundle().is_some();
@@ -106,7 +163,7 @@ impl DoctorArgs {
                     .and_then(|s| configured_image(&v, s.as_ref()))
             })
         {
-            if image_facts(&image, USER, None)?.is_none() {
+            if image_facts(&image, USER, None, cli.as_ref())?.is_none() {
                 match registry_platforms(&image, host.ca.bundle()) {
                     Some(platforms) => println!(
                         "note: {image} is not in the local engine; its registry serves it for {}: \
@@ -154,6 +211,11 @@ impl DoctorArgs {
         subject.check_home_volume(&mut findings);
         subject.check_aiida_core(&mut findings);
         subject.check_uid(&mut findings);
+        if let Some(cli) = self.docker_path.as_deref().map(EngineCli::new) {
+            if cli.is_podman() {
+                subject.check_podman(&mut findings);
+            }
+        }
         Ok(findings)
     }
 
@@ -182,7 +244,12 @@ impl DoctorArgs {
             .to_owned();
         let owner_uid = owner_uid(&self.dir);
         let facts = match &image {
-            Some(image) => image_facts(image, &remote_user, owner_uid)?,
+            Some(image) => image_facts(
+                image,
+                &remote_user,
+                owner_uid,
+                self.docker_path.as_deref().map(EngineCli::new).as_ref(),
+            )?,
             None => None,
         };
         let needs_init = facts.as_ref().map_or_else(
@@ -498,6 +565,63 @@ impl Subject<'_> {
     }
 }
 
+impl Subject<'_> {
+    /// `podman-short-name`, `podman-keep-id`, `podman-owner` (see the module documentation).
+    fn check_podman(&self, findings: &mut Vec<Finding>) {
+        if let (Some(image), None) = (&self.image, &self.facts) {
+            if podman::is_short_name(image) {
+                findings.push(Finding {
+                    check: "podman-short-name",
+                    location: self.at(image),
+                    problem: format!(
+                        "{image} names no registry and Podman does not have it: Podman resolves short names \
+                         through `unqualified-search-registries` in registries.conf, and without a terminal \
+                         refuses a name that several registries could serve (or finds none)"
+                    ),
+                    fix: format!(
+                        "write the full name, docker.io/{image}, or load the image into Podman \
+                         (`docker save {image} | podman load`), or set `unqualified-search-registries = \
+                         [\"docker.io\"]` in ~/.config/containers/registries.conf"
+                    ),
+                });
+            }
+        }
+        let run_args: Vec<&str> = self
+            .config
+            .get("runArgs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(arg) = podman::run_args_defeat_keep_id(&run_args) {
+            findings.push(Finding {
+                check: "podman-keep-id",
+                location: self.at(&arg),
+                problem: format!(
+                    "runArgs has {arg}, so the reference CLI does not add --userns=keep-id: rootless Podman \
+                     maps you to root in the container, and {} cannot write to the workspace",
+                    self.remote_user
+                ),
+                fix: format!("remove {arg} from runArgs (or use --userns=keep-id)"),
+            });
+        }
+        let me = podman::current_uid();
+        if let Some(owner) = self.owner_uid.filter(|&o| o != me && me != 0) {
+            findings.push(Finding {
+                check: "podman-owner",
+                location: self.dir.display().to_string(),
+                problem: format!(
+                    "the workspace belongs to UID {owner} but rootless Podman runs as UID {me}: in the \
+                     container its files belong to nobody and cannot be written"
+                ),
+                fix: format!(
+                    "run Podman as the workspace's owner, or take the workspace: `chown -R {me} {}`",
+                    self.dir.display()
+                ),
+            });
+        }
+    }
+}
+
 /// The image the dev container runs: `image`, or the image of the compose service.
 /// The uid that owns the workspace folder (what a Linux bind mount shows inside the container).
 /// None on Windows, which has no uids; `check_uid` reports only on Linux, where it matters.
@@ -593,7 +717,11 @@ fn image_facts(
     image: &str,
     remote_user: &str,
     owner_uid: Option<u32>,
+    cli: Option<&EngineCli>,
 ) -> anyhow::Result<Option<ImageFacts>> {
+    if let Some(cli) = cli {
+        return Ok(image_facts_from_cli(cli, image, remote_user, owner_uid));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -636,6 +764,55 @@ fn image_facts(
         }
         Ok(Some(facts))
     })
+}
+
+/// [`image_facts`] through an engine CLI (`podman image inspect`, `podman run`).
+fn image_facts_from_cli(
+    cli: &EngineCli,
+    image: &str,
+    remote_user: &str,
+    owner_uid: Option<u32>,
+) -> Option<ImageFacts> {
+    let inspect = cli.inspect_image(image)?;
+    let config = &inspect["Config"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let metadata = config["Labels"]["devcontainer.metadata"]
+        .as_str()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .map(|v| match v {
+            Value::Array(items) => items,
+            other => vec![other],
+        })
+        .unwrap_or_default();
+    let mut facts = ImageFacts {
+        architecture: inspect["Architecture"].as_str().map(str::to_owned),
+        entrypoint: strings(&config["Entrypoint"]),
+        metadata,
+        ..Default::default()
+    };
+    if facts.architecture.as_deref() == Some(host_architecture()) {
+        let owner = owner_uid.map(|u| u.to_string()).unwrap_or_default();
+        let script = format!("id -u {remote_user}; getent passwd {owner} | cut -d: -f1");
+        if let Ok(out) = cli.run_once(image, &script) {
+            let mut lines = out.lines();
+            facts.remote_uid = lines.next().and_then(|l| l.trim().parse().ok());
+            facts.user_with_host_uid = lines
+                .next()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
+        }
+    }
+    Some(facts)
 }
 
 /// The platforms (`linux/arm64/v8`) a registry serves `image` for: those of its image index, or

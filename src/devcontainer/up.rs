@@ -8,6 +8,13 @@
 //! Without the CLI (or with `--engine-api`) the container is made through the Docker Engine API
 //! instead, the same way for an image-based configuration (see [`super::engine`]).
 //!
+//! With `--docker-path podman` (VS Code's `dev.containers.dockerPath`), the reference CLI drives
+//! that engine CLI instead of `docker`, and aiida-devc runs its own `exec`s through it too (see
+//! [`crate::host::podman`] for why the CLI and not Podman's Docker-compatible socket). Under
+//! rootless Podman the reference CLI adds `--userns=keep-id` and remaps the container user's UID
+//! to the workspace owner's, so the workspace is writable; machine problems that stop rootless
+//! Podman (no subordinate IDs, no `newuidmap`, ...) are reported before anything starts.
+//!
 //! The CLI is looked up as `--devcontainer-cli`, `$DEVCONTAINER_CLI`, `devcontainer` on PATH,
 //! then `.tools/devcontainer-cli/node_modules/.bin/devcontainer` below the current folder (where
 //! `scripts/bootstrap.sh` installs it).
@@ -28,7 +35,51 @@ use super::engine;
 use super::init::config_path;
 use super::merge;
 use crate::host::Host;
-use crate::host::docker::{self, Docker, exec};
+use crate::host::docker::{self, Docker, ExecOutput, exec};
+use crate::host::podman::{EngineCli, HostFacts, Pitfalls};
+
+/// Where the container runs: the Docker Engine API, or an engine CLI given with `--docker-path`.
+enum Engine {
+    Api(Docker),
+    Cli(EngineCli),
+}
+
+impl Engine {
+    async fn has_image(&self, image: &str) -> bool {
+        match self {
+            Engine::Api(docker) => docker.inspect_image(image).await.is_ok(),
+            Engine::Cli(cli) => cli.inspect_image(image).is_some(),
+        }
+    }
+
+    async fn exec(&self, container: &str, user: &str, cmd: &[&str]) -> anyhow::Result<ExecOutput> {
+        match self {
+            Engine::Api(docker) => exec(docker, container, user, cmd).await,
+            Engine::Cli(cli) => cli.exec(container, user, cmd),
+        }
+    }
+}
+
+/// Stop before anything starts when rootless Podman cannot run a container on this machine.
+fn check_podman(cli: &EngineCli) -> anyhow::Result<()> {
+    if !cli.is_podman() {
+        return Ok(());
+    }
+    let blocking: Vec<String> = Pitfalls::check(&HostFacts::gather(cli))
+        .into_iter()
+        .filter(|p| p.blocking)
+        .map(|p| format!("  {}: {}\n    fix: {}", p.location, p.problem, p.fix))
+        .collect();
+    if blocking.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "rootless Podman cannot start containers on this machine:\n{}\n(`aiida-devc doctor --docker-path {}` checks again)",
+            blocking.join("\n"),
+            cli.path.display()
+        )
+    }
+}
 
 /// Bring the workspace in DIR up in its dev container (with the reference devcontainer CLI),
 /// wait until AiiDA is ready, then print the start-up timeline and `verdi status`.
@@ -44,6 +95,10 @@ pub struct UpArgs {
     /// there (image-based configurations only).
     #[arg(long)]
     pub engine_api: bool,
+    /// The engine CLI the reference CLI drives (`podman`), as its own `--docker-path`; aiida-devc
+    /// then talks to that CLI, not to the Docker Engine API.
+    #[arg(long, value_name = "PATH")]
+    pub docker_path: Option<PathBuf>,
     /// How long to wait for readiness once the container runs, in seconds.
     #[arg(long, default_value_t = config::READY_TIMEOUT_SECS)]
     pub timeout: u32,
@@ -215,12 +270,41 @@ impl UpArgs {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let docker = rt.block_on(crate::host::docker::connect())?;
+        let engine = match &self.docker_path {
+            Some(path) => {
+                if self.engine_api {
+                    bail!(
+                        "--engine-api and --docker-path exclude each other: --docker-path {} is driven through \
+                         the reference devcontainer CLI",
+                        path.display()
+                    );
+                }
+                let cli = EngineCli::new(path);
+                check_podman(&cli)?;
+                Engine::Cli(cli)
+            }
+            None => Engine::Api(
+                rt.block_on(crate::host::docker::connect())
+                    .map_err(|e| match crate::host::podman::installed() {
+                        Some(podman) => e.context(format!(
+                            "no Docker engine answers, but Podman is installed: `aiida-devc up --docker-path {}`",
+                            podman.display()
+                        )),
+                        None => e,
+                    })?,
+            ),
+        };
         if let Some(image) = value.get("image").and_then(Value::as_str) {
-            if rt.block_on(docker.inspect_image(image)).is_err() {
+            if !rt.block_on(engine.has_image(image)) {
+                let how = match &self.docker_path {
+                    Some(path) => format!(
+                        "Load it into {p}'s storage (`docker save {image} | {p} load`, or `{p} pull`)",
+                        p = path.display()
+                    ),
+                    None => "Build it with `aiida-devc images build` (or pull it)".into(),
+                };
                 bail!(
-                    "{}: the image {image} is not in the local engine. Build it with `aiida-devc images build` \
-                     (or pull it), then run `aiida-devc up` again",
+                    "{}: the image {image} is not in the local engine. {how}, then run `aiida-devc up` again",
                     plugin_location(&path, &text, image)
                 );
             }
@@ -232,9 +316,14 @@ impl UpArgs {
         } else {
             find_cli(self.devcontainer_cli.as_deref())
         };
-        let (container, user) = match cli {
-            Some(cli) => up_with_cli(&cli, &dir, &ca)?,
-            None => {
+        let (container, user) = match (cli, &engine) {
+            (Some(cli), _) => up_with_cli(&cli, &dir, &ca, self.docker_path.as_deref())?,
+            (None, Engine::Cli(engine_cli)) => bail!(
+                "--docker-path {} needs the reference devcontainer CLI (`npm install -g @devcontainers/cli`, \
+                 or --devcontainer-cli PATH)",
+                engine_cli.path.display()
+            ),
+            (None, Engine::Api(docker)) => {
                 eprintln!(
                     "aiida-devc: bringing up {} through the Docker Engine API{}",
                     dir.display(),
@@ -244,33 +333,35 @@ impl UpArgs {
                         " (no reference devcontainer CLI found)"
                     }
                 );
-                rt.block_on(up_with_engine_api(&docker, &dir, &path, &value, &ca))?
+                rt.block_on(up_with_engine_api(docker, &dir, &path, &value, &ca))?
             }
         };
         let up_secs = started.elapsed().as_secs_f64();
-        rt.block_on(self.report_readiness(&docker, &container, &user, started, up_secs))
+        rt.block_on(self.report_readiness(&engine, &container, &user, started, up_secs))
     }
 
     /// Wait for AiiDA in the container, print the timeline and `verdi status`; an error when
     /// AiiDA did not become ready or `verdi status` reports a problem.
     async fn report_readiness(
         &self,
-        docker: &Docker,
+        engine: &Engine,
         container: &str,
         user: &str,
         started: Instant,
         up_secs: f64,
     ) -> anyhow::Result<()> {
         let timeout = self.timeout.to_string();
-        let wait = exec(
-            docker,
-            container,
-            user,
-            &["aiida-init", "wait", "--timeout", &timeout],
-        )
-        .await?;
+        let wait = engine
+            .exec(
+                container,
+                user,
+                &["aiida-init", "wait", "--timeout", &timeout],
+            )
+            .await?;
         let ready_secs = started.elapsed().as_secs_f64();
-        let status = exec(docker, container, user, &["aiida-init", "status", "--json"]).await?;
+        let status = engine
+            .exec(container, user, &["aiida-init", "status", "--json"])
+            .await?;
         println!(
             "container {} is up after {up_secs:.1} s; AiiDA ready after {ready_secs:.1} s",
             &container[..12.min(container.len())]
@@ -285,7 +376,7 @@ impl UpArgs {
                 status.stdout, status.stderr
             ),
         }
-        let verdi = exec(docker, container, user, &["verdi", "status"]).await?;
+        let verdi = engine.exec(container, user, &["verdi", "status"]).await?;
         print!("\nverdi status:\n{}{}", verdi.stdout, verdi.stderr);
         if wait.exit_code != 0 {
             bail!(
@@ -306,9 +397,17 @@ impl UpArgs {
 }
 
 /// `devcontainer up` with the reference CLI; the container id and remote user it reports.
-fn up_with_cli(cli: &Path, dir: &Path, ca: &CaPassing) -> anyhow::Result<(String, String)> {
+fn up_with_cli(
+    cli: &Path,
+    dir: &Path,
+    ca: &CaPassing,
+    docker_path: Option<&Path>,
+) -> anyhow::Result<(String, String)> {
     let mut command = Command::new(cli);
     command.arg("up").arg("--workspace-folder").arg(dir);
+    if let Some(path) = docker_path {
+        command.arg("--docker-path").arg(path);
+    }
     if let Some(ca) = &ca.env {
         command.env(CA_ENV, ca);
     }

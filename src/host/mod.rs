@@ -1,10 +1,12 @@
 //! What every command needs from the machine it runs on: the Docker engine ([`docker`]), the
 //! CA bundle that builds and containers must trust ([`ca`]), aiida-init built from this
-//! workspace ([`aiida_init`]), and the options that select them.
+//! workspace ([`aiida_init`]), an engine reached through its CLI such as rootless Podman
+//! ([`podman`]), and the options that select them.
 
 pub mod aiida_init;
 pub mod ca;
 pub mod docker;
+pub mod podman;
 
 use std::path::PathBuf;
 

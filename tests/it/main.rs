@@ -20,6 +20,7 @@ mod init_command;
 mod init_registry;
 mod layering;
 mod multiarch;
+mod podman;
 mod portability;
 mod release_workflow;
 mod reliability;

@@ -23,6 +23,7 @@ pub mod collections;
 pub mod compose;
 pub mod images;
 pub mod plugin_workspace;
+pub mod podman;
 #[path = "../../../crates/aiida-init/tests/it/support/prerequisites.rs"]
 pub mod prerequisites;
 pub mod registry;
@@ -135,6 +136,8 @@ pub enum Need {
     Actionlint,
     /// ruff (.tools/ruff) and shellcheck (on PATH), installed by the bootstrap.
     ScriptLinters,
+    /// Rootless Podman and the bootstrap's users for it, driven as root ([`podman`]).
+    Podman,
 }
 
 /// Why `need` is missing on this machine, if it is.
@@ -162,6 +165,7 @@ fn missing(need: Need) -> Option<String> {
             let path = project_root().join(".tools/actionlint/bin/actionlint");
             (!path.is_file()).then(|| format!("no actionlint at {}", path.display()))
         }
+        Need::Podman => podman::missing(),
         Need::ScriptLinters => {
             let ruff = project_root().join(".tools/ruff/bin/ruff");
             if !ruff.is_file() {
