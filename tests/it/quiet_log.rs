@@ -252,4 +252,11 @@ fn a_failed_service_and_real_rabbitmq_problems_still_show_in_the_log() {
         "not every problem is in the log, or the scan misses it; the scan found:\n{}\n--- docker logs ---\n{logs}",
         alarming_lines(&logs).join("\n")
     );
+    // The one vanished client is the test's own: RabbitMQ's readiness probe left no such warning.
+    assert_eq!(
+        logs.matches("client unexpectedly closed TCP connection")
+            .count(),
+        1,
+        "{logs}"
+    );
 }
