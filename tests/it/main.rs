@@ -22,6 +22,7 @@ mod layering;
 mod multiarch;
 mod podman;
 mod portability;
+mod quiet_log;
 mod release_workflow;
 mod reliability;
 mod script_lints;

@@ -393,7 +393,7 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
 }
 
 /// Submit the sample plugin's work chain to the daemon and wait (60 s at most) for it.
-const SUBMIT_AND_WAIT: &str = r#"
+pub(crate) const SUBMIT_AND_WAIT: &str = r#"
 import time
 from aiida import load_profile, orm
 from aiida.engine import submit
