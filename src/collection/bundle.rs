@@ -34,11 +34,12 @@ pub const SERVICES: &str = "services";
 pub const DAEMON: &str = "daemon";
 
 /// The daemon service's files, below `Dockerfiles/aiida-core-base/`, and so below [`DAEMON`]: the
-/// service itself, its compatibility module, the verdi that hands `verdi daemon start|restart`
-/// to aiida-init, and the service definition's files that do not name image paths.
+/// service itself, its compatibility module and broker probe, the verdi that hands `verdi daemon
+/// start|restart` to aiida-init, and the service definition's files that do not name image paths.
 pub const DAEMON_FILES: &[&str] = &[
     "init/aiida-daemon",
     "init/aiida_daemon_compat.py",
+    "init/amqp_probe.py",
     "init/verdi",
     "s6-rc.d/aiida-daemon/type",
     "s6-rc.d/aiida-daemon/notification-fd",
