@@ -20,6 +20,7 @@ mod init_registry;
 mod layering;
 mod multiarch;
 mod portability;
+mod prebuild;
 mod release_workflow;
 mod reliability;
 mod script_lints;
