@@ -147,6 +147,48 @@ fn assert_ready_with_the_plugin(c: &Container) {
     }
 }
 
+/// What Codespaces keeps of a prebuild: the stopped `container` committed to an image, and its
+/// home volume copied into a new one. Returns both names (removed when the test ends).
+fn take_snapshot(ws: &PluginWorkspace, container: &str, image: &str) -> (String, String) {
+    let stop = docker(&["stop", "-t", "30", container]);
+    assert!(stop.status.success(), "{}", docker_text(&stop));
+    let snapshot = format!("{}:snapshot", unique_name("prebuild"));
+    ws.harness.track_image(&snapshot);
+    let commit = docker(&["commit", container, &snapshot]);
+    assert!(commit.status.success(), "{}", docker_text(&commit));
+    let prebuild_home = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Destination \"/home/aiida\"}}{{.Name}}{{end}}{{end}}",
+        container,
+    ]);
+    let prebuild_home = text(&prebuild_home.stdout).trim().to_owned();
+    assert!(
+        !prebuild_home.is_empty(),
+        "no home volume on the prebuild container"
+    );
+    let home = unique_name("prebuild-home");
+    ws.harness.track_volume(&home);
+    let copy = docker(&[
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "cp",
+        "-v",
+        &format!("{prebuild_home}:/from:ro"),
+        "-v",
+        &format!("{home}:/to"),
+        image,
+        "-a",
+        "/from/.",
+        "/to/",
+    ]);
+    assert!(copy.status.success(), "{}", docker_text(&copy));
+    (snapshot, home)
+}
+
 #[test]
 fn a_prebuild_snapshot_starts_ready_with_the_plugin_and_its_own_secrets() {
     if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
@@ -193,42 +235,7 @@ fn a_prebuild_snapshot_starts_ready_with_the_plugin_and_its_own_secrets() {
     assert_eq!(text(&keys.stdout).trim(), "0", "SSH host keys in the image");
 
     // The snapshot: the stopped container committed, its home volume copied.
-    let stop = docker(&["stop", "-t", "30", &container]);
-    assert!(stop.status.success(), "{}", docker_text(&stop));
-    let snapshot = format!("{}:snapshot", unique_name("prebuild"));
-    ws.harness.track_image(&snapshot);
-    let commit = docker(&["commit", &container, &snapshot]);
-    assert!(commit.status.success(), "{}", docker_text(&commit));
-    let prebuild_home = docker(&[
-        "inspect",
-        "-f",
-        "{{range .Mounts}}{{if eq .Destination \"/home/aiida\"}}{{.Name}}{{end}}{{end}}",
-        &container,
-    ]);
-    let prebuild_home = text(&prebuild_home.stdout).trim().to_owned();
-    assert!(
-        !prebuild_home.is_empty(),
-        "no home volume on the prebuild container"
-    );
-    let home = unique_name("prebuild-home");
-    ws.harness.track_volume(&home);
-    let copy = docker(&[
-        "run",
-        "--rm",
-        "--user",
-        "0",
-        "--entrypoint",
-        "cp",
-        "-v",
-        &format!("{prebuild_home}:/from:ro"),
-        "-v",
-        &format!("{home}:/to"),
-        &image,
-        "-a",
-        "/from/.",
-        "/to/",
-    ]);
-    assert!(copy.status.success(), "{}", docker_text(&copy));
+    let (snapshot, home) = take_snapshot(&ws, &container, &image);
 
     // A codespace from the snapshot: the prebuild's home, its own secrets.
     let (codespace, took) = start_from_snapshot(&ws, &snapshot, &container, &home);
