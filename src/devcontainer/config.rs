@@ -50,7 +50,8 @@ pub fn install_command(extras: &[String]) -> String {
 pub const DAEMON_SERVICE: &str = "aiida-daemon";
 
 /// Install the plugin, then restart the daemon under its supervisor only when its process exists
-/// (it may have read the entry points before the install); a daemon that has not started yet
+/// (it may have read the entry points before the install), once it is ready (a daemon stopped
+/// while it starts can leave circus with two stop commands); a daemon that has not started yet
 /// starts after the install and loads the plugin as it is, and in a container made from a
 /// prebuild snapshot the daemon starts after the install anyway. `aiida-init restart` returns
 /// once the daemon is ready again, or says why not. `verdi daemon restart` is not used: it would
@@ -59,7 +60,8 @@ pub fn update_content_command(extras: &[String]) -> String {
     format!(
         "{install} && if aiida-init status 2>/dev/null \
          | awk '$1 == \"{DAEMON_SERVICE}\" && $4 != \"-\" {{ up = 1 }} END {{ exit !up }}'; \
-         then aiida-init restart {DAEMON_SERVICE} --timeout {READY_TIMEOUT_SECS} >/dev/null; fi",
+         then aiida-init wait --timeout {READY_TIMEOUT_SECS} {DAEMON_SERVICE} \
+         && aiida-init restart {DAEMON_SERVICE} --timeout {READY_TIMEOUT_SECS} >/dev/null; fi",
         install = install_command(extras)
     )
 }

@@ -69,6 +69,20 @@ result = node.outputs.result.value if node.is_finished_ok else node.process_stat
 print(f"finished_ok={node.is_finished_ok} result={result}")
 "#;
 
+/// The PID of the daemon service in `container` (none when it is down).
+fn daemon_pid(container: &str) -> Option<i64> {
+    let out = docker(&["exec", container, "aiida-init", "status", "--json"]);
+    assert!(out.status.success(), "{}", docker_text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status as JSON");
+    status["services"]
+        .as_array()
+        .expect("a list of services")
+        .iter()
+        .find(|s| s["name"] == "aiida-daemon")
+        .expect("an aiida-daemon service")["pid"]
+        .as_i64()
+}
+
 /// The `-v` arguments of the prebuild container's bind mounts (the workspace, the CA bundle), as
 /// the new container must have them.
 fn bind_mounts(container: &str) -> Vec<String> {
@@ -222,6 +236,22 @@ fn a_prebuild_snapshot_starts_ready_with_the_plugin_and_its_own_secrets() {
     eprintln!(
         "prebuild (create, install in updateContentCommand, ready): {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    // A content update (the prebuild run again) with the daemon running: the install is redone
+    // and the daemon restarted, so it loads the plugin as installed now, without a traceback.
+    let before = daemon_pid(&container).expect("the daemon runs");
+    let again = ws.devcontainer(&["up", "--prebuild"], &env);
+    let again_log = text(&again.stdout) + &text(&again.stderr);
+    assert!(
+        again.status.success(),
+        "devcontainer up --prebuild, again:\n{again_log}"
+    );
+    assert!(again_log.contains("updateContentCommand"), "{again_log}");
+    assert!(!again_log.contains("Traceback"), "{again_log}");
+    let after = daemon_pid(&container);
+    assert!(
+        after.is_some_and(|pid| pid != before),
+        "the daemon was not restarted ({before} before, {after:?} after):\n{again_log}"
     );
     let snapshot_secrets = secrets_of(&container);
     // No image layer holds an SSH host key (the images run no SSH server).
