@@ -170,7 +170,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     );
     ws.assert_doctor_finds_nothing(&env);
 
-    ws.up(&env, "create, pip install, ready");
+    ws.up(&env, "create, install, ready");
     assert_verdi_all_green(&ws.exec(&["verdi", "status"], &env), &["daemon"]);
     assert_home_is_the_volume_the_engine_api_names(&ws);
     let daemon = ws.exec(&["verdi", "daemon", "status"], &env);
