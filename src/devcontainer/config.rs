@@ -28,9 +28,11 @@ pub fn home_volume_source() -> String {
     "aiida-home-${devcontainerId}".into()
 }
 
-/// The command that installs the plugin for development. pip is quiet (warnings and errors still
-/// in full, not a line per requirement already satisfied), then lists what is in the user site
-/// (`~/.local`): the plugin and whatever it needed beyond the image's packages.
+/// The command that installs the plugin for development, quietly (warnings and errors still in
+/// full). With uv (the images carry it; several times faster than pip on the same install) into
+/// the image's environment when the user can write there, which a `docker commit` or a
+/// Codespaces prebuild then keeps with the container; otherwise (no uv, or a UID remapped by the
+/// devcontainer tools that cannot write /opt/aiida) with pip into the user site (`~/.local`).
 pub fn install_command(extras: &[String]) -> String {
     let target = if extras.is_empty() {
         ".".to_string()
@@ -38,32 +40,66 @@ pub fn install_command(extras: &[String]) -> String {
         format!(".[{}]", extras.join(","))
     };
     format!(
-        "python -m pip install --quiet --disable-pip-version-check --editable '{target}' \
-         && python -m pip list --user --disable-pip-version-check"
+        "if command -v uv >/dev/null && [ -w \"$VIRTUAL_ENV\" ]; \
+         then UV_LINK_MODE=copy uv pip install --quiet --editable '{target}'; \
+         else python -m pip install --quiet --disable-pip-version-check --editable '{target}'; fi"
     )
 }
 
 /// The supervised daemon's service (s6-overlay's layout, which aiida-init follows).
 pub const DAEMON_SERVICE: &str = "aiida-daemon";
 
-/// Install the plugin, wait for AiiDA, then restart the daemon under its supervisor so that it
-/// loads the plugin (`aiida-init restart` returns once it is ready again, or says why not).
-/// `verdi daemon restart` is not used: it would replace the supervised daemon with one that runs
-/// outside the supervisor.
-pub fn post_create_command(extras: &[String]) -> String {
+/// Install the plugin, then restart the daemon under its supervisor only when its process exists
+/// (it may have read the entry points before the install), once it is ready (a daemon stopped
+/// while it starts can leave circus with two stop commands); a daemon that has not started yet
+/// starts after the install and loads the plugin as it is, and in a container made from a
+/// prebuild snapshot the daemon starts after the install anyway. `aiida-init restart` returns
+/// once the daemon is ready again, or says why not. `verdi daemon restart` is not used: it would
+/// replace the supervised daemon with one that runs outside the supervisor.
+pub fn update_content_command(extras: &[String]) -> String {
     format!(
-        "{install} && aiida-init wait --timeout {READY_TIMEOUT_SECS} \
-         && aiida-init restart {DAEMON_SERVICE} --timeout {READY_TIMEOUT_SECS}",
+        "{install} && if aiida-init status 2>/dev/null \
+         | awk '$1 == \"{DAEMON_SERVICE}\" && $4 != \"-\" {{ up = 1 }} END {{ exit !up }}'; \
+         then aiida-init wait --timeout {READY_TIMEOUT_SECS} {DAEMON_SERVICE} \
+         && aiida-init restart {DAEMON_SERVICE} --timeout {READY_TIMEOUT_SECS} >/dev/null; fi",
         install = install_command(extras)
     )
 }
+
+/// The postCreateCommand that earlier versions of `init` wrote (pip into the user site, then a
+/// restart of the daemon), removed from a file that still has it: updateContentCommand does its
+/// work now.
+pub fn retired_post_create_commands(extras: &[String]) -> Vec<serde_json::Value> {
+    let target = if extras.is_empty() {
+        ".".to_string()
+    } else {
+        format!(".[{}]", extras.join(","))
+    };
+    vec![json!(format!(
+        "python -m pip install --quiet --disable-pip-version-check --editable '{target}' \
+         && python -m pip list --user --disable-pip-version-check \
+         && aiida-init wait --timeout {READY_TIMEOUT_SECS} \
+         && aiida-init restart {DAEMON_SERVICE} --timeout {READY_TIMEOUT_SECS}"
+    ))]
+}
+
+/// The services' ports in the container (all on localhost only): VS Code and Codespaces would
+/// otherwise offer to forward each one as it starts listening. PostgreSQL, RabbitMQ (AMQP, epmd,
+/// Erlang distribution) and SSH (for a service that runs sshd).
+pub const SERVICE_PORTS: [(u16, &str); 5] = [
+    (5432, "PostgreSQL"),
+    (5672, "RabbitMQ"),
+    (4369, "epmd (RabbitMQ)"),
+    (25672, "Erlang distribution (RabbitMQ)"),
+    (2222, "SSH"),
+];
 
 /// Everything `init` needs to decide.
 pub struct Choices<'a> {
     pub plugin: &'a PluginMetadata,
     pub image: &'a ImageChoice,
     pub variant: Variant,
-    /// The extras installed by postCreateCommand.
+    /// The extras installed by updateContentCommand.
     pub extras: Vec<String>,
     /// Whether to pass a CA bundle through (`--ca-cert` / `AIIDA_DEVC_CA_CERT` given).
     pub ca: bool,
@@ -228,13 +264,19 @@ fn lifecycle_entries(c: &Choices) -> Vec<Entry> {
         format!("its extras [{}]", c.extras.join(","))
     };
     let mut entries = vec![Entry::commented(
-        "postCreateCommand",
-        Desired::Value(json!(post_create_command(&c.extras))),
+        "updateContentCommand",
+        Desired::Value(json!(update_content_command(&c.extras))),
         format!(
-            "Once per container: the plugin in editable mode, with {extras}. The daemon\n\
-             started before the install, so it is restarted through aiida-init to load the plugin."
+            "When the container is created and when its content is updated (Codespaces prebuilds\n\
+             run it too, so a codespace starts with the plugin installed): the plugin in editable\n\
+             mode, with {extras}. A daemon already running is restarted through aiida-init to\n\
+             load the plugin; one that starts later loads it anyway."
         ),
     )];
+    entries.push(Entry::new(
+        "postCreateCommand",
+        Desired::Retired(retired_post_create_commands(&c.extras)),
+    ));
     // The images init picks carry postStartCommand `aiida-init wait` and waitFor in their
     // devcontainer.metadata label, which the devcontainer tools merge into this file: a second
     // wait here would only run twice. An image given with --image may not have the label.
@@ -256,8 +298,9 @@ fn lifecycle_entries(c: &Choices) -> Vec<Entry> {
     entries
 }
 
-/// VS Code's Python extension with pytest, and the machine Codespaces should provide.
-fn editor_entries(c: &Choices) -> [Entry; 2] {
+/// VS Code's Python extension with pytest, the services' ports left alone, and the machine
+/// Codespaces should provide.
+fn editor_entries(c: &Choices) -> Vec<Entry> {
     let mut settings = vec![
         Entry::new("python.testing.pytestEnabled", Desired::Value(json!(true))),
         Entry::new(
@@ -271,27 +314,43 @@ fn editor_entries(c: &Choices) -> [Entry; 2] {
             Desired::Default(json!([tests])),
         ));
     }
-    [
-        Entry::commented(
-            "customizations",
-            Desired::Object(vec![Entry::new(
-                "vscode",
-                Desired::Object(vec![
+    let mut entries = vec![Entry::commented(
+        "customizations",
+        Desired::Object(vec![Entry::new(
+            "vscode",
+            Desired::Object(vec![
+                Entry::new(
+                    "extensions",
+                    Desired::Items(vec![json!("ms-python.python")]),
+                ),
+                Entry::new("settings", Desired::Object(settings)),
+            ]),
+        )]),
+        "VS Code: the Python extension, with pytest as the test runner.",
+    )];
+    entries.push(Entry::commented(
+        "portsAttributes",
+        Desired::Object(
+            SERVICE_PORTS
+                .iter()
+                .map(|(port, label)| {
                     Entry::new(
-                        "extensions",
-                        Desired::Items(vec![json!("ms-python.python")]),
-                    ),
-                    Entry::new("settings", Desired::Object(settings)),
-                ]),
-            )]),
-            "VS Code: the Python extension, with pytest as the test runner.",
+                        &port.to_string(),
+                        Desired::Value(json!({"label": label, "onAutoForward": "ignore"})),
+                    )
+                })
+                .collect(),
         ),
-        Entry::commented(
-            "hostRequirements",
-            Desired::Default(json!({"cpus": 2, "memory": "4gb"})),
-            "Codespaces: PostgreSQL, RabbitMQ and the daemon want at least 2 cores and 4 GB.",
-        ),
-    ]
+        "The services' ports (PostgreSQL, RabbitMQ, SSH) stay inside the container: VS Code and\n\
+             Codespaces do not offer to forward them.",
+    ));
+    entries.push(Entry::commented(
+        "hostRequirements",
+        Desired::Default(json!({"cpus": 2, "memory": "4gb"})),
+        "Codespaces: PostgreSQL, RabbitMQ and the daemon want at least 2 cores and 4 GB\n\
+             (the smallest machine free accounts get).",
+    ));
+    entries
 }
 
 /// The first lines of a file that `init` creates.

@@ -690,11 +690,14 @@ pub fn ca_finding(
     if !proxy || passes_bundle {
         return None;
     }
-    let install = if text.contains("\"postCreateCommand\"") {
-        Location::of(path, text, "\"postCreateCommand\"").to_string()
-    } else {
-        Location::of(path, text, "{").to_string()
-    };
+    let install = ["updateContentCommand", "postCreateCommand"]
+        .iter()
+        .map(|hook| format!("\"{hook}\""))
+        .find(|key| text.contains(key.as_str()))
+        .map_or_else(
+            || Location::of(path, text, "{").to_string(),
+            |key| Location::of(path, text, &key).to_string(),
+        );
     Some(Finding {
         check: "ca-bundle",
         location: install,

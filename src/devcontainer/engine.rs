@@ -14,8 +14,8 @@
 //!   substituted;
 //! * once per container, login shells are given the container's environment as the CLI does
 //!   (`/etc/environment`, a PATH-preserving `/etc/profile`, with the CLI's marker files);
-//! * `postCreateCommand` runs once, when the container is created, and `postStartCommand` at each
-//!   start, as `remoteUser` in the workspace folder with `remoteEnv` (string: `/bin/sh -c`,
+//! * `onCreateCommand`, `updateContentCommand` and `postCreateCommand` run once, when the
+//!   container is created, and `postStartCommand` at each start, as `remoteUser` in the workspace folder with `remoteEnv` (string: `/bin/sh -c`,
 //!   array: run as is).
 //!
 //! Features, Dockerfiles and Compose are the reference CLI's job: such a configuration is refused
@@ -203,10 +203,15 @@ pub async fn up(
     if created {
         patch_login_environment(docker, &container).await?;
     }
-    // As the reference CLI: postCreateCommand once, when the container is created, then
-    // postStartCommand on every start.
+    // As the reference CLI: onCreateCommand, updateContentCommand and postCreateCommand once,
+    // when the container is created, then postStartCommand on every start.
     let hooks: &[&str] = if created {
-        &["postCreateCommand", "postStartCommand"]
+        &[
+            "onCreateCommand",
+            "updateContentCommand",
+            "postCreateCommand",
+            "postStartCommand",
+        ]
     } else {
         &["postStartCommand"]
     };

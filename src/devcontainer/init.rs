@@ -569,6 +569,9 @@ fn report_config(out: &mut impl Write, o: &InitOutcome, dry_run: bool) -> anyhow
     if !o.changes.updated.is_empty() {
         what.push(format!("updated {}", o.changes.updated.join(", ")));
     }
+    if !o.changes.removed.is_empty() {
+        what.push(format!("removed {}", o.changes.removed.join(", ")));
+    }
     writeln!(out, "{verb} {}: {}.", o.path.display(), what.join("; "))?;
     if dry_run {
         writeln!(out, "(dry run: nothing written)")?;

@@ -55,6 +55,9 @@ pub enum Desired {
     /// Items an array must contain. An existing item with the same identity (see [`identity`])
     /// counts as present and is left as the user wrote it.
     Items(Vec<Value>),
+    /// A key that aiida-devc no longer writes: removed when its value is one of these (what an
+    /// earlier version wrote), kept when the user wrote anything else. Never added.
+    Retired(Vec<Value>),
 }
 
 impl Desired {
@@ -70,6 +73,7 @@ impl Desired {
             Desired::Items(items) => {
                 CstInputValue::Array(items.iter().map(value_to_input).collect())
             }
+            Desired::Retired(_) => CstInputValue::Null,
         }
     }
 }
@@ -123,11 +127,13 @@ pub struct Changes {
     pub added: Vec<String>,
     /// Dotted paths of the keys whose value was replaced.
     pub updated: Vec<String>,
+    /// Dotted paths of the keys that were removed (see [`Desired::Retired`]).
+    pub removed: Vec<String>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.updated.is_empty()
+        self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty()
     }
 }
 
@@ -201,6 +207,7 @@ fn merge_object(
         path.push(entry.key.clone());
         let dotted = path.join(".");
         match object.get(&entry.key) {
+            None if matches!(entry.desired, Desired::Retired(_)) => {}
             None => {
                 object.append(&entry.key, entry.desired.to_input());
                 changes.added.push(dotted);
@@ -210,6 +217,16 @@ fn merge_object(
                 let current = prop.value();
                 match &entry.desired {
                     Desired::Default(_) => {}
+                    Desired::Retired(old) => {
+                        if current
+                            .as_ref()
+                            .is_some_and(|c| old.contains(&node_value(c)))
+                        {
+                            remove_leading_comments(&prop);
+                            prop.remove();
+                            changes.removed.push(dotted);
+                        }
+                    }
                     Desired::Value(v) => {
                         if current.as_ref().map(node_value).as_ref() != Some(v) {
                             prop.set_value(value_to_input(v));
@@ -239,6 +256,19 @@ fn merge_object(
         path.pop();
     }
     Ok(())
+}
+
+/// Remove the comment lines right above `prop` (the explanation aiida-devc wrote with it); a line
+/// comment's removal takes its line with it.
+fn remove_leading_comments(prop: &jsonc_parser::cst::CstObjectProp) {
+    let comments: Vec<CstNode> = prop
+        .previous_siblings()
+        .take_while(|n| n.is_whitespace() || n.is_newline() || n.is_comment())
+        .filter(CstNode::is_comment)
+        .collect();
+    for comment in comments {
+        comment.remove();
+    }
 }
 
 fn merge_items(array: &CstArray, items: &[Value], dotted: &str, changes: &mut Changes) {
@@ -480,5 +510,26 @@ mod tests {
             out,
             "{\n  // Pinned on purpose.\n  \"image\": \"img:2\"\n}\n"
         );
+    }
+
+    #[test]
+    fn a_retired_key_goes_with_its_comment_only_when_it_holds_what_aiida_devc_wrote() {
+        let path = Path::new("devcontainer.json");
+        let entries = vec![Entry::new("old", Desired::Retired(vec![json!("ours")]))];
+        let text = "{\n  \"a\": [\n    1\n  ],\n  // Ours, line 1.\n  // Line 2.\n  \"old\": \"ours\",\n  // Next.\n  \"c\": 1\n}\n";
+        let (out, changes) = merge(path, text, &entries).unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"a\": [\n    1\n  ],\n  // Next.\n  \"c\": 1\n}\n"
+        );
+        assert_eq!(changes.removed, vec!["old"]);
+
+        let theirs = "{\n  // Mine.\n  \"old\": \"mine\"\n}\n";
+        let (out, changes) = merge(path, theirs, &entries).unwrap();
+        assert_eq!(out, theirs);
+        assert!(changes.is_empty(), "{changes:?}");
+        let (out, changes) = merge(path, "{}\n", &entries).unwrap();
+        assert_eq!(out, "{}\n");
+        assert!(changes.is_empty(), "{changes:?}");
     }
 }

@@ -22,6 +22,7 @@ mod layering;
 mod multiarch;
 mod podman;
 mod portability;
+mod prebuild;
 mod quiet_log;
 mod release_workflow;
 mod reliability;

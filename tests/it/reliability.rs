@@ -58,7 +58,7 @@ fn verdi_and_the_daemon_work_with_every_core_busy() {
         "a worker is left after verdi daemon stop"
     );
 
-    // The supervised daemon again, as the devcontainer's postCreateCommand brings it back.
+    // The supervised daemon again, as the devcontainer's lifecycle command brings it back.
     c.sh("/command/s6-svc -u /run/service/aiida-daemon");
     c.wait_ready();
     assert_daemon_reachable(&c, "under load, the supervised daemon started again");

@@ -170,7 +170,7 @@ fn a_plugin_from_pypi_opens_into_a_ready_aiida_and_survives_a_restart() {
     );
     ws.assert_doctor_finds_nothing(&env);
 
-    ws.up(&env, "create, pip install, ready");
+    ws.up(&env, "create, install, ready");
     assert_verdi_all_green(&ws.exec(&["verdi", "status"], &env), &["daemon"]);
     assert_home_is_the_volume_the_engine_api_names(&ws);
     let daemon = ws.exec(&["verdi", "daemon", "status"], &env);
@@ -383,8 +383,8 @@ fn the_sample_plugin_comes_up_through_the_engine_api_and_the_reference_cli_finds
         "{pytest}"
     );
 
-    // Submitted, the work chain runs in the daemon, which postCreateCommand restarted after the
-    // editable install: it loads the plugin.
+    // Submitted, the work chain runs in the daemon, which started after the editable install of
+    // updateContentCommand or was restarted by it: it loads the plugin.
     let submitted = ws.exec(&["python", "-c", SUBMIT_AND_WAIT], &[]);
     assert!(
         submitted.trim_end().ends_with("finished_ok=True result=10"),
