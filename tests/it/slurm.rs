@@ -1,0 +1,301 @@
+//! The aiida-slurm Feature: Slurm and sshd under aiida-init as the container's user, and AiiDA's
+//! `localhost-slurm` computer (core.slurm over core.ssh_async to localhost). Real Slurm, real
+//! sshd, real aiida-core daemon, built by the reference CLI on top of the aiida-core-with-services
+//! image (and on plain Debian with the other Features, in the Feature's own scenarios).
+
+use std::path::Path;
+
+use crate::support::collections::{
+    aiida_devc, devcontainer, namespace, place_ca_bundle, publish_features, scratch_copy,
+};
+use crate::support::images::{docker, text, with_services_image};
+use crate::support::registry::Registry;
+use crate::support::{Need, Workspace, project_root, skip_without};
+
+/// Submits `core.arithmetic.add` to `localhost-slurm` through the daemon (the `add` code there is
+/// /bin/bash); argv: x, y, then optionally seconds to sleep first. Prints the PK.
+const SUBMIT: &str = r#"
+import sys
+from aiida import load_profile, orm, engine
+from aiida.plugins import CalculationFactory
+load_profile()
+try:
+    code = orm.load_code('add@localhost-slurm')
+except Exception:
+    code = orm.InstalledCode(label='add', computer=orm.load_computer('localhost-slurm'),
+                             filepath_executable='/bin/bash',
+                             default_calc_job_plugin='core.arithmetic.add').store()
+options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+           'max_wallclock_seconds': 600}
+if len(sys.argv) > 3:
+    options['sleep'] = int(sys.argv[3])
+inputs = {'x': orm.Int(int(sys.argv[1])), 'y': orm.Int(int(sys.argv[2])), 'code': code,
+          'metadata': {'options': options}}
+print(engine.submit(CalculationFactory('core.arithmetic.add'), **inputs).pk)
+"#;
+
+/// Waits up to argv[2] s for process argv[1]'s Slurm job id (or its end); prints `job=<id>`.
+const JOB_ID: &str = r#"
+import sys, time
+from aiida import load_profile, orm
+load_profile()
+node = orm.load_node(int(sys.argv[1]))
+deadline = time.time() + float(sys.argv[2])
+while not node.get_job_id() and not node.is_terminated and time.time() < deadline:
+    time.sleep(0.5)
+print(f'job={node.get_job_id()} state={node.process_state}')
+"#;
+
+/// Waits up to argv[2] s for process argv[1] to end; prints its state, exit status and outputs.
+const AWAIT: &str = r#"
+import sys, time
+from aiida import load_profile, orm
+load_profile()
+node = orm.load_node(int(sys.argv[1]))
+deadline = time.time() + float(sys.argv[2])
+while not node.is_terminated and time.time() < deadline:
+    time.sleep(0.5)
+sum_ = node.outputs.sum.value if 'sum' in node.outputs else None
+print(f'state={node.process_state.value if node.process_state else None} '
+      f'exit_status={node.exit_status} sum={sum_} computer={node.computer.label}')
+"#;
+
+/// The Feature package folders, with aiida-init bundled where packaging puts it.
+fn packaged_features() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, features) = scratch_copy("features");
+    let out = features.join("out");
+    aiida_devc(
+        &[
+            "features",
+            "package",
+            features.join("src").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok("package");
+    (dir, features)
+}
+
+/// A workspace on the aiida-core-with-services image with the aiida-slurm Feature from the test
+/// registry, brought up by the reference CLI.
+struct SlurmWorkspace {
+    ws: Workspace,
+    _features: tempfile::TempDir,
+}
+
+impl SlurmWorkspace {
+    fn up() -> SlurmWorkspace {
+        let registry = Registry::shared();
+        let (dir, features) = scratch_copy("features");
+        let ns = namespace("slurm");
+        publish_features(&features.join("src"), &registry.host, &ns, &[]).ok("publish");
+        let config = format!(
+            r#"{{
+                "image": "{image}",
+                "overrideCommand": false,
+                "remoteUser": "aiida",
+                "features": {{ "{host}/{ns}/aiida-slurm:0": {{ "waitTimeout": "600" }} }}
+            }}"#,
+            image = with_services_image(),
+            host = registry.host
+        );
+        let ws = Workspace::with_config(&config);
+        let up = ws.devcontainer(&["up", "--no-lockfile"]);
+        assert!(
+            up.status.success(),
+            "devcontainer up failed:\n{}\n{}",
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        );
+        SlurmWorkspace {
+            ws,
+            _features: dir,
+        }
+    }
+
+    /// `bash -c script` in the container as the remote user: (success, stdout + stderr).
+    fn sh(&self, script: &str) -> (bool, String) {
+        let out = self.ws.devcontainer(&["exec", "bash", "-c", script]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn python(&self, code: &str, args: &[&str]) -> String {
+        let script = format!(
+            "python - {} <<'PY'\n{code}\nPY",
+            args.iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let (ok, out) = self.sh(&script);
+        assert!(ok, "python failed:\n{out}");
+        out
+    }
+}
+
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|w| w.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{out}"))
+}
+
+#[test]
+fn a_calcjob_runs_through_slurm_and_a_queued_one_is_killed() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
+    let c = SlurmWorkspace::up();
+
+    // Ready: the postStartCommand waited; check the pieces once more.
+    let (ok, out) = c.sh(
+        "/usr/local/share/aiida-slurm/wait 600 && scontrol ping && verdi computer test localhost-slurm",
+    );
+    assert!(ok, "Slurm, sshd or the computer is not ready:\n{out}");
+    assert!(out.contains("is UP"), "{out}");
+    assert!(out.contains("computer localhost-slurm already there"), "{out}");
+
+    // A CalcJob through sbatch over SSH, to the end.
+    let pk = c.python(SUBMIT, &["2", "3"]);
+    let pk = pk.lines().last().unwrap().trim().to_owned();
+    let end = c.python(AWAIT, &[&pk, "300"]);
+    assert_eq!(field(&end, "state"), "finished", "{end}");
+    assert_eq!(field(&end, "exit_status"), "0", "{end}");
+    assert_eq!(field(&end, "sum"), "5", "{end}");
+    assert_eq!(field(&end, "computer"), "localhost-slurm", "{end}");
+
+    // A job kept queued behind one that holds the whole node; `verdi process kill` cancels it
+    // in Slurm.
+    let (ok, blocker) = c.sh("cd /tmp && sbatch --parsable --exclusive --wrap 'sleep 900'");
+    assert!(ok, "{blocker}");
+    let blocker = blocker.trim().to_owned();
+    let pk = c.python(SUBMIT, &["1", "1"]);
+    let pk = pk.lines().last().unwrap().trim().to_owned();
+    let job = c.python(JOB_ID, &[&pk, "300"]);
+    let job = field(&job, "job").to_owned();
+    assert!(job.parse::<u64>().is_ok(), "no Slurm job for {pk}: {job}");
+    let (ok, queued) = c.sh(&format!("squeue -h -j {job} -o %T"));
+    assert!(ok && queued.trim() == "PENDING", "job {job}: {queued}");
+    let (ok, out) = c.sh(&format!("verdi process kill --timeout 120 {pk}"));
+    assert!(ok, "verdi process kill failed:\n{out}");
+    let (_, state) = c.sh(&format!("squeue -h -t all -j {job} -o %T"));
+    assert_eq!(state.trim(), "CANCELLED", "job {job} after the kill");
+    let end = c.python(AWAIT, &[&pk, "120"]);
+    assert_eq!(field(&end, "state"), "killed", "{end}");
+    let (ok, out) = c.sh(&format!("scancel {blocker}"));
+    assert!(ok, "{out}");
+}
+
+/// Runs the Feature's install.sh as root in a container of the image with `env`; returns
+/// (exit code, output).
+fn install_with(feature: &Path, env: &[&str]) -> (i32, String) {
+    let mount = format!("{}:/feature:ro", feature.display());
+    let mut args = vec![
+        "run", "--rm", "--user", "root", "--entrypoint", "sh", "-v", &mount,
+    ];
+    for e in env {
+        args.extend(["-e", e]);
+    }
+    let image = with_services_image();
+    args.extend([image.as_str(), "/feature/install.sh"]);
+    let out = docker(&args);
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+#[test]
+fn bad_option_values_each_give_one_clear_error() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let feature = project_root().join("features/src/aiida-slurm");
+    for (env, expected) in [
+        (
+            "SSHPORT=ssh",
+            "sshPort must be a TCP port number (1024-65535), not 'ssh'.",
+        ),
+        (
+            "SSHPORT=22",
+            "sshPort must be between 1024 and 65535 (sshd runs unprivileged), not 22.",
+        ),
+        (
+            "SSHPORT=6817",
+            "sshPort 6817 is taken by Slurm (6817-6819); choose another one.",
+        ),
+        (
+            "ACCOUNTING=yes",
+            "accounting must be true or false, not 'yes'.",
+        ),
+        (
+            "WAITTIMEOUT=2m",
+            "waitTimeout must be a number of seconds, not '2m'.",
+        ),
+    ] {
+        let (code, out) = install_with(&feature, &[env]);
+        assert_ne!(code, 0, "{env}: install.sh succeeded:\n{out}");
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("(!)")).collect();
+        assert_eq!(
+            errors,
+            [format!("(!) aiida-slurm: {expected}")],
+            "{env}:\n{out}"
+        );
+        // Refused before anything is installed.
+        assert!(!out.contains("installing Slurm"), "{env}:\n{out}");
+    }
+}
+
+#[test]
+fn the_feature_scenarios_pass_under_the_reference_cli() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
+    let harness = crate::support::Harness::new();
+    let before = harness.image_tags();
+    let (_dir, features) = packaged_features();
+    place_ca_bundle(&features.join("test/aiida-slurm/on_debian"));
+    // The scenario on the image uses this run's image.
+    let scenarios = features.join("test/aiida-slurm/scenarios.json");
+    let text = std::fs::read_to_string(&scenarios).unwrap().replace(
+        "aiidateam/aiida-core-with-services:latest",
+        &with_services_image(),
+    );
+    std::fs::write(&scenarios, text).unwrap();
+    let run = devcontainer(&[
+        "features",
+        "test",
+        "--project-folder",
+        features.to_str().unwrap(),
+        "--features",
+        "aiida-slurm",
+        "--skip-autogenerated",
+        "--skip-duplicated",
+    ]);
+    // The images the CLI built for the scenarios.
+    for tag in harness.image_tags() {
+        if !before.contains(&tag) && tag.starts_with("vsc-") {
+            let _ = docker(&["rmi", "-f", &tag]);
+        }
+    }
+    let report = run
+        .stdout
+        .rsplit("TEST REPORT")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        run.success,
+        "devcontainer features test failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        report.contains("Passed:      'on_image'") && report.contains("Passed:      'on_debian'"),
+        "{report}"
+    );
+}
