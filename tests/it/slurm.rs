@@ -86,7 +86,8 @@ struct SlurmWorkspace {
 }
 
 impl SlurmWorkspace {
-    fn up() -> SlurmWorkspace {
+    /// Up with the Feature's `options` (a JSON object's members, without braces).
+    fn up(options: &str) -> SlurmWorkspace {
         let registry = Registry::shared();
         let (dir, features) = scratch_copy("features");
         let ns = namespace("slurm");
@@ -96,7 +97,7 @@ impl SlurmWorkspace {
                 "image": "{image}",
                 "overrideCommand": false,
                 "remoteUser": "aiida",
-                "features": {{ "{host}/{ns}/aiida-slurm:0": {{ "waitTimeout": "600" }} }}
+                "features": {{ "{host}/{ns}/aiida-slurm:0": {{ "waitTimeout": "600"{options} }} }}
             }}"#,
             image = with_services_image(),
             host = registry.host
@@ -153,7 +154,7 @@ fn a_calcjob_runs_through_slurm_and_a_queued_one_is_killed() {
     if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
         return;
     }
-    let c = SlurmWorkspace::up();
+    let c = SlurmWorkspace::up("");
 
     // Ready: the postStartCommand waited; check the pieces once more.
     let (ok, out) = c.sh(
@@ -192,6 +193,61 @@ fn a_calcjob_runs_through_slurm_and_a_queued_one_is_killed() {
     assert_eq!(field(&end, "state"), "killed", "{end}");
     let (ok, out) = c.sh(&format!("scancel {blocker}"));
     assert!(ok, "{out}");
+}
+
+/// Submits an add CalcJob (x argv[1], y argv[2]) that sleeps argv[3] s with a walltime of
+/// argv[4] s; prints the PK.
+const SUBMIT_OVERRUN: &str = r#"
+import sys
+from aiida import load_profile, orm, engine
+from aiida.plugins import CalculationFactory
+load_profile()
+try:
+    code = orm.load_code('add@localhost-slurm')
+except Exception:
+    code = orm.InstalledCode(label='add', computer=orm.load_computer('localhost-slurm'),
+                             filepath_executable='/bin/bash',
+                             default_calc_job_plugin='core.arithmetic.add').store()
+options = {'resources': {'num_machines': 1}, 'sleep': int(sys.argv[3]),
+           'max_wallclock_seconds': int(sys.argv[4])}
+inputs = {'x': orm.Int(int(sys.argv[1])), 'y': orm.Int(int(sys.argv[2])), 'code': code,
+          'metadata': {'options': options}}
+print(engine.submit(CalculationFactory('core.arithmetic.add'), **inputs).pk)
+"#;
+
+/// The Slurm job state that process argv[1] recorded from `sacct` (its detailed job info).
+const SACCT_STATE: &str = r#"
+import sys
+from aiida import load_profile, orm
+load_profile()
+node = orm.load_node(int(sys.argv[1]))
+info = (node.get_detailed_job_info() or {}).get('stdout', '').splitlines()
+fields = dict(zip(info[0].split('|'), info[1].split('|'))) if len(info) > 1 else {}
+print(f"sacct_state={fields.get('State', 'none')} finished_ok={node.is_finished_ok}")
+"#;
+
+#[test]
+fn with_accounting_sacct_answers_and_a_walltime_overrun_is_timeout() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
+    let c = SlurmWorkspace::up(r#", "accounting": true"#);
+    let (ok, out) = c.sh(
+        "/usr/local/share/aiida-slurm/wait 600 && aiida-init status | grep -E '^(mariadb|slurmdbd) ' \
+         && sacct -n -X -o JobID | wc -l",
+    );
+    assert!(ok, "slurmdbd or sacct is not ready:\n{out}");
+    // Slurm checks time limits about every 30 s and grants a minute per `--time` minute:
+    // a 60 s walltime ends between one and two and a half minutes.
+    let pk = c.python(SUBMIT_OVERRUN, &["1", "2", "900", "60"]);
+    let pk = pk.lines().last().unwrap().trim().to_owned();
+    let end = c.python(AWAIT, &[&pk, "600"]);
+    assert_eq!(field(&end, "state"), "finished", "{end}");
+    assert_ne!(field(&end, "exit_status"), "0", "{end}");
+    let sacct = c.python(SACCT_STATE, &[&pk]);
+    assert_eq!(field(&sacct, "sacct_state"), "TIMEOUT", "{sacct}");
+    let (ok, out) = c.sh("sacct -n -X -o State | grep -c TIMEOUT");
+    assert!(ok && out.trim() == "1", "sacct: {out}");
 }
 
 /// Runs the Feature's install.sh as root in a container of the image with `env`; returns

@@ -66,6 +66,8 @@ apt-get install -y -qq --no-install-recommends $packages >/dev/null
 rm -rf /var/lib/apt/lists/*
 # The packages' own keys and host keys must not stay in the image: they are made per container.
 rm -f /etc/munge/munge.key /etc/ssh/ssh_host_*
+# MariaDB's own database is not used (one is made per container, as the services' user).
+if [ "$ACCOUNTING" = true ]; then rm -rf /var/lib/mysql/*; fi
 
 mkdir -p "$SHARE"
 cp "$HERE"/scripts/* "$SHARE/"
@@ -88,6 +90,16 @@ for service in "$HERE"/s6-rc.d/*; do
     mkdir -p "$TREE/user-bundles.d/user/contents.d"
     touch "$TREE/user-bundles.d/user/contents.d/$name"
 done
+if [ "$ACCOUNTING" = true ]; then
+    for service in "$HERE"/accounting/*; do
+        name=${service##*/}
+        rm -rf "${TREE:?}/s6-rc.d/$name"
+        cp -R "$service" "$TREE/s6-rc.d/$name"
+        touch "$TREE/user-bundles.d/user/contents.d/$name"
+    done
+    # Jobs are recorded from the start: slurmctld waits for slurmdbd.
+    touch "$TREE/s6-rc.d/slurmctld/dependencies.d/slurmdbd"
+fi
 chmod -R a+rX "$TREE/s6-rc.d"
 AIIDA_INIT_ROOT=$ROOT /usr/local/bin/aiida-init check >/dev/null \
     || die "aiida-init rejects the service tree in $ROOT (run 'AIIDA_INIT_ROOT=$ROOT aiida-init check')."
@@ -95,6 +107,7 @@ AIIDA_INIT_ROOT=$ROOT /usr/local/bin/aiida-init check >/dev/null \
 # The clients (sbatch, squeue, also over ssh, where no environment is set) read /etc/slurm.
 mkdir -p /etc/slurm "$DATA/slurm"
 ln -sfn "$DATA/slurm/slurm.conf" /etc/slurm/slurm.conf
+ln -sfn "$DATA/slurm/slurmdbd.conf" /etc/slurm/slurmdbd.conf
 chown -R "$SLURM_USER:$SLURM_GROUP" "$DATA"
 chmod 0755 "$DATA"
 echo "aiida-slurm: Slurm $(dpkg-query -W -f '${Version}' slurmctld) installed; services run as $SLURM_USER, sshd on 127.0.0.1:$SSHPORT"

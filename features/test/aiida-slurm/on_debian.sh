@@ -2,7 +2,7 @@
 # Scenario on_debian (see scenarios.json).
 set -e
 source dev-container-features-test-lib
-PORT=2022
+export PORT=2022
 # shellcheck source=checks.sh
 source "$(dirname "$0")/checks.sh"
 
