@@ -110,10 +110,7 @@ impl SlurmWorkspace {
             String::from_utf8_lossy(&up.stdout),
             String::from_utf8_lossy(&up.stderr)
         );
-        SlurmWorkspace {
-            ws,
-            _features: dir,
-        }
+        SlurmWorkspace { ws, _features: dir }
     }
 
     /// `bash -c script` in the container as the remote user: (success, stdout + stderr).
@@ -162,7 +159,10 @@ fn a_calcjob_runs_through_slurm_and_a_queued_one_is_killed() {
     );
     assert!(ok, "Slurm, sshd or the computer is not ready:\n{out}");
     assert!(out.contains("is UP"), "{out}");
-    assert!(out.contains("computer localhost-slurm already there"), "{out}");
+    assert!(
+        out.contains("computer localhost-slurm already there"),
+        "{out}"
+    );
 
     // A CalcJob through sbatch over SSH, to the end.
     let pk = c.python(SUBMIT, &["2", "3"]);
@@ -227,7 +227,7 @@ print(f"sacct_state={fields.get('State', 'none')} finished_ok={node.is_finished_
 "#;
 
 #[test]
-fn with_accounting_sacct_answers_and_a_walltime_overrun_is_timeout() {
+fn with_accounting_a_walltime_overrun_is_timeout_and_a_restart_keeps_the_queue_working() {
     if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
         return;
     }
@@ -248,6 +248,22 @@ fn with_accounting_sacct_answers_and_a_walltime_overrun_is_timeout() {
     assert_eq!(field(&sacct, "sacct_state"), "TIMEOUT", "{sacct}");
     let (ok, out) = c.sh("sacct -n -X -o State | grep -c TIMEOUT");
     assert!(ok && out.trim() == "1", "sacct: {out}");
+
+    // After `docker stop` and `docker start`, everything comes back and jobs run again.
+    let label = format!("devcontainer.local_folder={}", c.ws.path().display());
+    let ids = c.ws.harness().containers_with_label(&label);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    for step in ["stop", "start"] {
+        let out = docker(&[step, &ids[0]]);
+        assert!(out.status.success(), "docker {step}: {}", text(&out));
+    }
+    let (ok, out) = c.sh("/usr/local/share/aiida-slurm/wait 600 && squeue -h | wc -l");
+    assert!(ok, "not ready after a restart:\n{out}");
+    let pk = c.python(SUBMIT, &["4", "5"]);
+    let pk = pk.lines().last().unwrap().trim().to_owned();
+    let end = c.python(AWAIT, &[&pk, "300"]);
+    assert_eq!(field(&end, "exit_status"), "0", "{end}");
+    assert_eq!(field(&end, "sum"), "9", "{end}");
 }
 
 /// Runs the Feature's install.sh as root in a container of the image with `env`; returns
@@ -255,7 +271,14 @@ fn with_accounting_sacct_answers_and_a_walltime_overrun_is_timeout() {
 fn install_with(feature: &Path, env: &[&str]) -> (i32, String) {
     let mount = format!("{}:/feature:ro", feature.display());
     let mut args = vec![
-        "run", "--rm", "--user", "root", "--entrypoint", "sh", "-v", &mount,
+        "run",
+        "--rm",
+        "--user",
+        "root",
+        "--entrypoint",
+        "sh",
+        "-v",
+        &mount,
     ];
     for e in env {
         args.extend(["-e", e]);
@@ -354,4 +377,68 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
         report.contains("Passed:      'on_image'") && report.contains("Passed:      'on_debian'"),
         "{report}"
     );
+}
+
+/// Slow on an x86_64 host: apt-get install and the first start run under qemu.
+#[test]
+fn installs_and_answers_on_arm64_under_emulation() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let image = format!("{}-arm64", with_services_image());
+    let arch = docker(&["image", "inspect", "-f", "{{.Architecture}}", &image]);
+    crate::support::require(
+        text(&arch).trim() == "arm64",
+        &format!("the arm64 image {image} (`aiida-devc images build --platform linux/arm64`)"),
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    crate::support::copy_tree(
+        &project_root().join("features/src/aiida-slurm"),
+        &ctx.path().join("feature"),
+    );
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {image}\nUSER root\nCOPY feature /tmp/feature\n\
+             RUN sh /tmp/feature/install.sh && rm -rf /tmp/feature\nUSER 1000:100\n"
+        ),
+    )
+    .unwrap();
+    let tag = format!("{}:latest", crate::support::unique_name("slurm-arm64"));
+    let build = docker(&[
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        &tag,
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(build.status.success(), "build: {}", text(&build));
+    let name = crate::support::unique_name("slurm-arm64");
+    let run = docker(&[
+        "run",
+        "-d",
+        "--platform",
+        "linux/arm64",
+        "--name",
+        &name,
+        &tag,
+        "sleep",
+        "infinity",
+    ]);
+    let check = docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "uname -m && aiida-init wait --timeout 1200 slurmd sshd && scontrol ping",
+    ]);
+    let logs = text(&docker(&["logs", "--tail", "40", &name]));
+    let _ = docker(&["rm", "-f", &name]);
+    let _ = docker(&["rmi", "-f", &tag]);
+    assert!(run.status.success(), "run: {}", text(&run));
+    let out = text(&check);
+    assert!(check.status.success(), "not ready:\n{out}\n{logs}");
+    assert!(out.starts_with("aarch64") && out.contains("is UP"), "{out}");
 }
