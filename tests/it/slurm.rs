@@ -318,16 +318,36 @@ fn bad_option_values_each_give_one_clear_error() {
         ),
     ] {
         let (code, out) = install_with(&feature, &[env]);
-        assert_ne!(code, 0, "{env}: install.sh succeeded:\n{out}");
-        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("(!)")).collect();
-        assert_eq!(
-            errors,
-            [format!("(!) aiida-slurm: {expected}")],
-            "{env}:\n{out}"
-        );
-        // Refused before anything is installed.
-        assert!(!out.contains("installing Slurm"), "{env}:\n{out}");
+        assert_one_error(env, code, &out, expected);
     }
+    // An option the Feature does not have, as the reference CLI passes it: in
+    // devcontainer-features.env next to install.sh.
+    let copy = tempfile::tempdir().unwrap();
+    crate::support::copy_tree(&feature, copy.path());
+    std::fs::write(
+        copy.path().join("devcontainer-features.env"),
+        "SSHPORT=\"2222\"\nSSH_PORT=\"2022\"\n",
+    )
+    .unwrap();
+    let (code, out) = install_with(copy.path(), &[]);
+    assert_one_error(
+        "SSH_PORT",
+        code,
+        &out,
+        "unknown option 'SSH_PORT' in devcontainer.json (this Feature's options are sshPort, accounting and waitTimeout).",
+    );
+}
+
+/// install.sh failed with exactly one error line, `expected`, before installing anything.
+fn assert_one_error(what: &str, code: i32, out: &str, expected: &str) {
+    assert_ne!(code, 0, "{what}: install.sh succeeded:\n{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("(!)")).collect();
+    assert_eq!(
+        errors,
+        [format!("(!) aiida-slurm: {expected}")],
+        "{what}:\n{out}"
+    );
+    assert!(!out.contains("installing Slurm"), "{what}:\n{out}");
 }
 
 #[test]

@@ -24,6 +24,14 @@ die() { echo "(!) aiida-slurm: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "install.sh must run as root (the devcontainer CLI runs Features as root)."
 command -v apt-get >/dev/null 2>&1 || die "only Debian and Ubuntu images are supported (no apt-get here)."
+# The reference CLI passes every option given in devcontainer.json, known or not, in this file
+# next to install.sh (upper-cased): a misspelt one is an error, not silently the default.
+if [ -f "$HERE/devcontainer-features.env" ]; then
+    unknown=$(sed -n 's/^\([A-Za-z0-9_]*\)=.*/\1/p' "$HERE/devcontainer-features.env" \
+        | grep -Evx 'SSHPORT|ACCOUNTING|WAITTIMEOUT|_.*' | head -n 1 || true)
+    [ -z "$unknown" ] \
+        || die "unknown option '$unknown' in devcontainer.json (this Feature's options are sshPort, accounting and waitTimeout)."
+fi
 case "$SSHPORT" in
     '' | *[!0-9]*) die "sshPort must be a TCP port number (1024-65535), not '$SSHPORT'." ;;
 esac
