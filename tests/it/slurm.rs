@@ -462,3 +462,52 @@ fn installs_and_answers_on_arm64_under_emulation() {
     assert!(check.status.success(), "not ready:\n{out}\n{logs}");
     assert!(out.starts_with("aarch64") && out.contains("is UP"), "{out}");
 }
+
+#[test]
+fn init_with_slurm_adds_the_feature_and_refuses_other_variants() {
+    let (_dir, plugin) = {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = dir.path().join("plugin");
+        crate::support::copy_tree(
+            &project_root().join("tests/fixtures/aiida-sample-plugin"),
+            &plugin,
+        );
+        let _ = std::fs::remove_dir_all(plugin.join(".devcontainer"));
+        (dir, plugin)
+    };
+    let dir = plugin.to_str().unwrap();
+    let image = with_services_image();
+    aiida_devc(&["init", dir, "--image", &image, "--slurm"], &[]).ok("init --slurm");
+    let text = std::fs::read_to_string(plugin.join(".devcontainer/devcontainer.json")).unwrap();
+    let config: serde_json::Value = jsonc_parser::parse_to_serde_value::<serde_json::Value>(
+        &text,
+        &aiida_devc::jsonc::options(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["features"],
+        serde_json::json!({ "ghcr.io/aiidateam/devcontainer-features/aiida-slurm:0": {} }),
+        "{text}"
+    );
+    assert_eq!(
+        config["overrideCommand"],
+        serde_json::json!(false),
+        "{text}"
+    );
+    // Again: nothing changes.
+    aiida_devc(&["init", dir, "--image", &image, "--slurm"], &[]).ok("init --slurm again");
+    assert_eq!(
+        std::fs::read_to_string(plugin.join(".devcontainer/devcontainer.json")).unwrap(),
+        text
+    );
+    for variant in ["lite", "compose"] {
+        let run = aiida_devc(&["init", dir, "--variant", variant, "--slurm"], &[]);
+        assert!(!run.success, "{variant}: {}", run.stdout);
+        assert!(
+            run.stderr
+                .contains("--slurm applies to `--variant services` only"),
+            "{variant}: {}",
+            run.stderr
+        );
+    }
+}
