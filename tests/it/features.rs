@@ -119,7 +119,7 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
     ])
     .ok("devcontainer features package");
 
-    for id in ["aiida-core", "aiida-services", "renamed"] {
+    for id in ["aiida-core", "aiida-services", "aiida-slurm", "renamed"] {
         let file = format!("devcontainer-feature-{id}.tgz");
         let ours = tar_entries(&std::fs::read(ours.join(&file)).unwrap());
         let theirs = tar_entries(&std::fs::read(theirs.join(&file)).unwrap());
@@ -141,7 +141,14 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
         collection(&theirs),
         "devcontainer-collection.json"
     );
-    assert_eq!(collection(&ours)["features"][2]["currentId"], "renamed");
+    let renamed = collection(&ours)["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "renamed")
+        .cloned()
+        .expect("the renamed Feature in the collection");
+    assert_eq!(renamed["currentId"], "renamed");
 
     // One Feature's folder as the target (single mode), with -f cleaning the output folder.
     let single = src.join("aiida-core");
