@@ -197,7 +197,7 @@ fn the_reference_cli_reads_what_we_publish() {
     let result = publish_features(&features.join("src"), &registry.host, &ns, &["--json"])
         .ok("aiida-devc features publish")
         .json();
-    for id in ["aiida-core", "aiida-services"] {
+    for id in ["aiida-core", "aiida-services", "aiida-slurm"] {
         assert_eq!(
             result[id]["publishedTags"],
             serde_json::json!(["0", "0.1", "0.1.0", "latest"]),
@@ -211,7 +211,11 @@ fn the_reference_cli_reads_what_we_publish() {
         assert_reference_cli_reads_the_manifest(registry, &ns, id, digest);
         assert_reference_cli_lists_the_tags(&format!("{}/{ns}/{id}", registry.host));
     }
-    assert_collection_lists(registry, &ns, &["aiida-core", "aiida-services"]);
+    assert_collection_lists(
+        registry,
+        &ns,
+        &["aiida-core", "aiida-services", "aiida-slurm"],
+    );
 }
 
 /// `devcontainer features info manifest` reads the Feature `id` published under `ns` with
