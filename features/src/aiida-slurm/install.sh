@@ -56,7 +56,7 @@ elif [ -d /etc/s6-overlay/s6-rc.d ] && [ -x /usr/local/bin/aiida-init ] && [ -n 
     ROOT=/
     SLURM_USER=$SYSTEM_USER
 else
-    die "no aiida-init service tree to join: use the aiida-core-with-services image, or add the aiida-services Feature (aiida-slurm installs after it)."
+    die "no aiida-init service tree to join: use the aiida-core-with-services image, or add the aiida-services Feature, listed before aiida-slurm in \"features\"."
 fi
 id "$SLURM_USER" >/dev/null 2>&1 || die "the services' user '$SLURM_USER' does not exist in this image."
 [ "$(id -u "$SLURM_USER")" != 0 ] || die "the services run as root here: use a non-root remote user (\"remoteUser\"), since sshd and Slurm run unprivileged as that user."
