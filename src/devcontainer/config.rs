@@ -107,6 +107,16 @@ pub struct Choices<'a> {
     pub tests_dir: Option<String>,
     /// The images of the PostgreSQL and RabbitMQ containers (compose variant).
     pub services: ServiceImages,
+    /// Add the aiida-slurm Feature (`init --slurm`).
+    pub slurm: bool,
+}
+
+/// The aiida-slurm Feature's reference, at its major version, where the project publishes it.
+pub fn slurm_feature() -> String {
+    format!(
+        "ghcr.io/{}/aiida-slurm:0",
+        crate::collection::docs::default_namespace(crate::collection::CollectionKind::Features)
+    )
 }
 
 /// The tests folder of the repository at `dir`, if it has one of the usual names.
@@ -122,6 +132,7 @@ pub fn entries(c: &Choices) -> Vec<Entry> {
     let mut entries = vec![Entry::new("name", Desired::Default(json!(c.plugin.name)))];
     entries.extend(container_entries(c));
     entries.extend(init_and_user_entries());
+    entries.extend(features_entry(c));
     entries.extend(mounts_entry(c));
     entries.extend(ca_env_entry(c));
     entries.extend(lifecycle_entries(c));
@@ -199,6 +210,21 @@ fn init_and_user_entries() -> [Entry; 2] {
             "The image's non-root user, owner of the AiiDA profile.",
         ),
     ]
+}
+
+/// `init --slurm`: the aiida-slurm Feature (other Features the file has are kept).
+fn features_entry(c: &Choices) -> Option<Entry> {
+    c.slurm.then(|| {
+        Entry::commented(
+            "features",
+            Desired::Object(vec![Entry::new(
+                &slurm_feature(),
+                Desired::Default(json!({})),
+            )]),
+            "Slurm and an SSH server on 127.0.0.1, run by the image's aiida-init as its user, and\n\
+             the AiiDA computer localhost-slurm (core.slurm over core.ssh_async to localhost).",
+        )
+    })
 }
 
 /// The home volume (the compose file keeps it in its own named volume) and the CA bundle; none

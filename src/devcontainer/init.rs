@@ -59,6 +59,10 @@ pub struct InitArgs {
     /// container's Features and images to `.github/dependabot.yml`.
     #[arg(long)]
     pub ci: bool,
+    /// Add the aiida-slurm Feature: Slurm and an SSH server in the container, and the AiiDA
+    /// computer localhost-slurm (core.slurm over core.ssh_async). Services variant only.
+    #[arg(long)]
+    pub slurm: bool,
     /// Where the images are published (HOST[/ORGANIZATION]): the tag is the newest aiida-X.Y.Z
     /// in its tag list that satisfies the plugin's aiida-core requirement.
     #[arg(long, value_name = "HOST[/ORG]", env = "AIIDA_DEVC_REGISTRY", default_value = images::DEFAULT_REGISTRY, value_parser = images::ImageRegistry::parse)]
@@ -217,6 +221,12 @@ impl InitArgs {
     pub fn execute(&self, host: &Host, local_tags: &[Vec<String>]) -> anyhow::Result<InitOutcome> {
         let compose_variant = self.variant == Variant::Compose;
         self.refuse_compose_flags_elsewhere()?;
+        if self.slurm && self.variant != Variant::Services {
+            bail!(
+                "--slurm applies to `--variant services` only: the aiida-slurm Feature runs its \
+                 services under the aiida-core-with-services image's aiida-init"
+            );
+        }
         let plugin = plugin::read(&self.dir)?;
         let (image, tags_unavailable) = self.choose_image(host, &plugin, local_tags)?;
         let extras = self.choose_extras(&plugin)?;
@@ -230,6 +240,7 @@ impl InitArgs {
             extras,
             ca,
             tests_dir: config::find_tests_dir(&self.dir),
+            slurm: self.slurm,
             services: ServiceImages::or_defaults(
                 self.postgres_image.as_deref(),
                 self.rabbitmq_image.as_deref(),

@@ -119,7 +119,7 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
     ])
     .ok("devcontainer features package");
 
-    for id in ["aiida-core", "aiida-services", "renamed"] {
+    for id in ["aiida-core", "aiida-services", "aiida-slurm", "renamed"] {
         let file = format!("devcontainer-feature-{id}.tgz");
         let ours = tar_entries(&std::fs::read(ours.join(&file)).unwrap());
         let theirs = tar_entries(&std::fs::read(theirs.join(&file)).unwrap());
@@ -141,11 +141,22 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
         collection(&theirs),
         "devcontainer-collection.json"
     );
-    assert_eq!(collection(&ours)["features"][2]["currentId"], "renamed");
+    let renamed = collection(&ours)["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "renamed")
+        .cloned()
+        .expect("the renamed Feature in the collection");
+    assert_eq!(renamed["currentId"], "renamed");
+    single_mode_packages_as_the_reference_cli(&src, &ours, &theirs);
+}
 
-    // One Feature's folder as the target (single mode), with -f cleaning the output folder.
+/// One Feature's folder as the target (single mode), with -f cleaning the output folder: both
+/// tools write the same files.
+fn single_mode_packages_as_the_reference_cli(src: &Path, ours: &Path, theirs: &Path) {
     let single = src.join("aiida-core");
-    for (tool, out) in [("ours", &ours), ("theirs", &theirs)] {
+    for (tool, out) in [("ours", ours), ("theirs", theirs)] {
         let args = [
             "features",
             "package",
@@ -167,11 +178,7 @@ fn packages_list_the_same_entries_as_the_reference_cli() {
         names.sort();
         names
     };
-    assert_eq!(
-        listing(&ours),
-        listing(&theirs),
-        "single-mode output folders"
-    );
+    assert_eq!(listing(ours), listing(theirs), "single-mode output folders");
     let file = "devcontainer-feature-aiida-core.tgz";
     assert_eq!(
         tar_entries(&std::fs::read(ours.join(file)).unwrap()),
@@ -190,7 +197,7 @@ fn the_reference_cli_reads_what_we_publish() {
     let result = publish_features(&features.join("src"), &registry.host, &ns, &["--json"])
         .ok("aiida-devc features publish")
         .json();
-    for id in ["aiida-core", "aiida-services"] {
+    for id in ["aiida-core", "aiida-services", "aiida-slurm"] {
         assert_eq!(
             result[id]["publishedTags"],
             serde_json::json!(["0", "0.1", "0.1.0", "latest"]),
@@ -204,7 +211,11 @@ fn the_reference_cli_reads_what_we_publish() {
         assert_reference_cli_reads_the_manifest(registry, &ns, id, digest);
         assert_reference_cli_lists_the_tags(&format!("{}/{ns}/{id}", registry.host));
     }
-    assert_collection_lists(registry, &ns, &["aiida-core", "aiida-services"]);
+    assert_collection_lists(
+        registry,
+        &ns,
+        &["aiida-core", "aiida-services", "aiida-slurm"],
+    );
 }
 
 /// `devcontainer features info manifest` reads the Feature `id` published under `ns` with

@@ -28,6 +28,7 @@ mod release_workflow;
 mod reliability;
 mod script_lints;
 mod security;
+mod slurm;
 mod soak;
 mod templates;
 mod wheels;

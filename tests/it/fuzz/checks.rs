@@ -42,6 +42,7 @@ fn entries() -> Vec<Vec<merge::Entry>> {
             extras: vec!["tests".into()],
             ca,
             tests_dir: Some("tests".into()),
+            slurm: false,
             services: ServiceImages {
                 postgres: "postgres:16".into(),
                 rabbitmq: "rabbitmq:3.13".into(),
