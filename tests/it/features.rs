@@ -9,8 +9,8 @@ use std::path::Path;
 
 use crate::support::Workspace;
 use crate::support::collections::{
-    aiida_devc, devcontainer, namespace, place_ca_bundle, publish_features, scratch_copy,
-    tar_entries,
+    aiida_devc, devcontainer, namespace, packaged_features, place_ca_bundle, publish_features,
+    scratch_copy, tar_entries,
 };
 use crate::support::registry::Registry;
 
@@ -652,20 +652,8 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
         harness: &harness,
         before,
     };
-    let (_dir, features) = scratch_copy("features");
     // aiida-init must be in the aiida-services folder: packaging puts it there.
-    let out = features.join("out");
-    aiida_devc(
-        &[
-            "features",
-            "package",
-            features.join("src").to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .ok("package");
+    let (_dir, features) = packaged_features();
     for scenario in [
         "aiida-core/non_root_sqlite",
         "aiida-services/non_root_services",
@@ -709,19 +697,7 @@ fn a_workspace_with_our_published_features_comes_up_with_verdi_status_green() {
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("up");
-    aiida_devc(
-        &[
-            "features",
-            "publish",
-            features.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-        ],
-        &[],
-    )
-    .ok("publish");
+    publish_features(&features.join("src"), &registry.host, &ns, &[]).ok("publish");
 
     let config = format!(
         r#"{{
@@ -1009,19 +985,7 @@ fn the_published_services_feature_comes_up_on(image: &str, machine: &str) {
     let registry = Registry::shared();
     let (_dir, features) = scratch_copy("features");
     let ns = namespace("multiarch");
-    aiida_devc(
-        &[
-            "features",
-            "publish",
-            features.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-        ],
-        &[],
-    )
-    .ok("publish");
+    publish_features(&features.join("src"), &registry.host, &ns, &[]).ok("publish");
     // One package for both: the published tarball carries an aiida-init per machine.
     let repository = format!("{ns}/aiida-services");
     let manifest: serde_json::Value = serde_json::from_str(

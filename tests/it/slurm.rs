@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use crate::support::collections::{
-    aiida_devc, devcontainer, namespace, place_ca_bundle, publish_features, scratch_copy,
+    aiida_devc, devcontainer, namespace, packaged_features, place_ca_bundle, publish_features,
+    scratch_copy,
 };
 use crate::support::images::{docker, text, with_services_image};
 use crate::support::registry::Registry;
@@ -59,24 +60,6 @@ sum_ = node.outputs.sum.value if 'sum' in node.outputs else None
 print(f'state={node.process_state.value if node.process_state else None} '
       f'exit_status={node.exit_status} sum={sum_} computer={node.computer.label}')
 "#;
-
-/// The Feature package folders, with aiida-init bundled where packaging puts it.
-fn packaged_features() -> (tempfile::TempDir, std::path::PathBuf) {
-    let (dir, features) = scratch_copy("features");
-    let out = features.join("out");
-    aiida_devc(
-        &[
-            "features",
-            "package",
-            features.join("src").to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .ok("package");
-    (dir, features)
-}
 
 /// A workspace on the aiida-core-with-services image with the aiida-slurm Feature from the test
 /// registry, brought up by the reference CLI.

@@ -100,6 +100,25 @@ pub fn scratch_copy(folder: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, copy)
 }
 
+/// A scratch copy of `features/`, packaged into its `out/` folder: aiida-init and the shared
+/// services are then in the aiida-services folder, where packaging puts them.
+pub fn packaged_features() -> (tempfile::TempDir, PathBuf) {
+    let (dir, features) = scratch_copy("features");
+    let out = features.join("out");
+    aiida_devc(
+        &[
+            "features",
+            "package",
+            features.join("src").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok("package");
+    (dir, features)
+}
+
 /// One tar entry: its raw name, mode bits, type and content.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TarEntry {
