@@ -238,6 +238,7 @@ impl HostFacts {
 }
 
 /// The real UID of this process (Linux: /proc/self/status), where rootless Podman runs.
+#[cfg(target_os = "linux")]
 pub fn current_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -247,6 +248,13 @@ pub fn current_uid() -> u32 {
                 .and_then(|l| l.split_whitespace().next().and_then(|u| u.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// Elsewhere (macOS, Windows) Podman runs its containers in a Linux VM: 0, which leaves out the
+/// checks of the user's own IDs.
+#[cfg(not(target_os = "linux"))]
+pub fn current_uid() -> u32 {
+    0
 }
 
 /// Where `podman` is, when it is installed: a hint for machines without a Docker engine.

@@ -404,7 +404,7 @@ fn a_platform_job_whose_gate_fails_pushes_nothing_and_writes_no_digests() {
     let h = Harness::new();
     let registry = Registry::shared();
     let (org, names) = with_a_broken_arm64_image(&h, registry, "digest-gate");
-    let writes = registry.write_requests();
+    let writes = registry.write_requests(&org);
     let dir = tempfile::tempdir().unwrap();
     let digests = dir.path().join("arm64.json");
     let run = aiida_devc(
@@ -433,7 +433,11 @@ fn a_platform_job_whose_gate_fails_pushes_nothing_and_writes_no_digests() {
         run.stderr
     );
     assert!(!digests.exists(), "a digests file was written");
-    assert_eq!(registry.write_requests(), writes, "something was pushed");
+    assert_eq!(
+        registry.write_requests(&org),
+        writes,
+        "something was pushed"
+    );
     assert_no_tags(registry, &org);
 }
 

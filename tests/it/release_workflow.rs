@@ -446,8 +446,8 @@ fn the_release_workflow_publishes_what_its_platform_jobs_pushed_and_a_rerun_writ
 
     // A second release of the same tag: nothing written to either registry, no digest changed.
     let writes = (
-        release.ghcr.write_requests(),
-        release.dockerhub.write_requests(),
+        release.ghcr.write_requests(&release.org),
+        release.dockerhub.write_requests(&release.org),
     );
     let digests = (release.digests("amd64"), release.digests("arm64"));
     let started = Instant::now();
@@ -470,8 +470,8 @@ fn the_release_workflow_publishes_what_its_platform_jobs_pushed_and_a_rerun_writ
     }
     assert_eq!(
         (
-            release.ghcr.write_requests(),
-            release.dockerhub.write_requests()
+            release.ghcr.write_requests(&release.org),
+            release.dockerhub.write_requests(&release.org)
         ),
         writes,
         "the second release wrote to a registry"
@@ -533,7 +533,7 @@ fn pulls_give_the_pushed_images(release: &Release) {
 
 /// A merge without the arm64 job's digests refuses, names the platform, and writes nothing.
 fn a_merge_without_arm64_refuses(release: &Release) {
-    let writes = release.ghcr.write_requests();
+    let writes = release.ghcr.write_requests(&release.org);
     let amd64 = release.artifacts.join("digests-amd64/amd64.json");
     let refused = aiida_devc(
         &[
@@ -558,7 +558,7 @@ fn a_merge_without_arm64_refuses(release: &Release) {
         refused.stderr
     );
     assert_eq!(
-        release.ghcr.write_requests(),
+        release.ghcr.write_requests(&release.org),
         writes,
         "the refused merge wrote"
     );

@@ -179,15 +179,18 @@ wait "$pid""#;
         .expect("the blob exists")
     }
 
-    /// How many requests that changed something (uploads and manifest PUTs) the log shows, for
-    /// proving that a command pushed nothing.
-    pub fn write_requests(&self) -> usize {
+    /// How many requests that changed something (uploads and manifest PUTs) below `namespace`
+    /// the log shows, for proving that a command pushed nothing there. The registry is shared by
+    /// tests that run at the same time: each counts its own namespace only.
+    pub fn write_requests(&self, namespace: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
+        let below = format!("http.request.uri=\"/v2/{namespace}/");
         log.lines()
             .filter(|l| {
-                l.contains("http.request.method=PUT")
-                    || l.contains("http.request.method=POST")
-                    || l.contains("http.request.method=PATCH")
+                l.contains(&below)
+                    && (l.contains("http.request.method=PUT")
+                        || l.contains("http.request.method=POST")
+                        || l.contains("http.request.method=PATCH"))
             })
             .count()
     }
