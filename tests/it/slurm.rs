@@ -494,3 +494,78 @@ fn init_with_slurm_adds_the_feature_and_refuses_other_variants() {
         );
     }
 }
+
+/// The plugin developer's path: `aiida-devc init --slurm` in the sample plugin, then `aiida-devc
+/// up` (what "Reopen in Container" does), then the plugin's own Slurm test
+/// (tests/test_slurm.py): its calculation goes to the container's Slurm over SSH and finishes.
+/// The Feature comes from the test registry instead of ghcr.io.
+#[test]
+fn the_sample_plugins_slurm_test_passes_after_init_slurm_and_up() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
+    let registry = Registry::shared();
+    let (_features_dir, features) = scratch_copy("features");
+    let ns = namespace("slurm-up");
+    publish_features(&features.join("src"), &registry.host, &ns, &[]).ok("publish");
+
+    let ws = crate::support::plugin_workspace::PluginWorkspace::new();
+    crate::support::copy_tree(
+        &crate::support::plugin_workspace::sample_plugin(),
+        ws.path(),
+    );
+    ws.init(&["--image", &with_services_image(), "--slurm"], &[]);
+    let config = ws.path().join(".devcontainer/devcontainer.json");
+    let written = std::fs::read_to_string(&config).unwrap();
+    let published = aiida_devc::devcontainer::config::slurm_feature();
+    assert!(
+        written.contains(&published),
+        "init --slurm did not add {published}:\n{written}"
+    );
+    std::fs::write(
+        &config,
+        written.replace(&published, &format!("{}/{ns}/aiida-slurm:0", registry.host)),
+    )
+    .unwrap();
+    ws.chown(1000, 100);
+
+    let up = crate::support::plugin_workspace::aiida_devc(
+        ws.path(),
+        &[
+            "up",
+            ".",
+            "--devcontainer-cli",
+            crate::support::devcontainer_cli().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        up.status.success(),
+        "aiida-devc up failed:\n{}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let pytest = ws.exec(
+        &[
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_slurm.py",
+        ],
+        &[],
+    );
+    let summary = pytest
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed") || l.contains(" skipped") || l.contains(" failed"))
+        .unwrap_or_default();
+    eprintln!("the sample plugin's Slurm test in its dev container: {summary}");
+    assert!(
+        summary.contains("1 passed") && !summary.contains("skipped") && !summary.contains("failed"),
+        "{pytest}"
+    );
+}
