@@ -95,6 +95,39 @@ pub struct ImageFacts {
     pub user_with_host_uid: Option<String>,
 }
 
+impl ImageFacts {
+    /// The items of a `devcontainer.metadata` label (one object or an array of them).
+    fn metadata_items(label: Option<&str>) -> Vec<Value> {
+        label
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            .map(|v| match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            })
+            .unwrap_or_default()
+    }
+
+    /// The script that prints the UID of `remote_user` and the user with the workspace owner's
+    /// UID, run in the image when it is for this machine's architecture (no emulation).
+    fn users_script(&self, remote_user: &str, owner_uid: Option<u32>) -> Option<String> {
+        (self.architecture.as_deref() == Some(host_architecture())).then(|| {
+            let owner = owner_uid.map(|u| u.to_string()).unwrap_or_default();
+            format!("id -u {remote_user}; getent passwd {owner} | cut -d: -f1")
+        })
+    }
+
+    /// Read what [`Self::users_script`] printed.
+    fn read_users(&mut self, out: &str) {
+        let mut lines = out.lines();
+        self.remote_uid = lines.next().and_then(|l| l.trim().parse().ok());
+        self.user_with_host_uid = lines
+            .next()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+}
+
 /// The host architecture in Docker's words.
 pub fn host_architecture() -> &'static str {
     crate::platform::Platform::host().architecture()
@@ -736,33 +769,22 @@ fn image_facts(
             return Ok(None);
         };
         let config = inspect.config.unwrap_or_default();
-        let metadata = config
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("devcontainer.metadata"))
-            .and_then(|m| serde_json::from_str::<Value>(m).ok())
-            .map(|v| match v {
-                Value::Array(items) => items,
-                other => vec![other],
-            })
-            .unwrap_or_default();
+        let metadata = ImageFacts::metadata_items(
+            config
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("devcontainer.metadata"))
+                .map(String::as_str),
+        );
         let mut facts = ImageFacts {
             architecture: inspect.architecture,
             entrypoint: config.entrypoint.unwrap_or_default(),
             metadata,
             ..Default::default()
         };
-        if facts.architecture.as_deref() == Some(host_architecture()) {
-            let owner = owner_uid.map(|u| u.to_string()).unwrap_or_default();
-            let script = format!("id -u {remote_user}; getent passwd {owner} | cut -d: -f1");
+        if let Some(script) = facts.users_script(remote_user, owner_uid) {
             if let Ok(out) = run_once(&docker, image, &script).await {
-                let mut lines = out.lines();
-                facts.remote_uid = lines.next().and_then(|l| l.trim().parse().ok());
-                facts.user_with_host_uid = lines
-                    .next()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned);
+                facts.read_users(&out);
             }
         }
         Ok(Some(facts))
@@ -788,31 +810,16 @@ fn image_facts_from_cli(
             })
             .unwrap_or_default()
     };
-    let metadata = config["Labels"]["devcontainer.metadata"]
-        .as_str()
-        .and_then(|m| serde_json::from_str::<Value>(m).ok())
-        .map(|v| match v {
-            Value::Array(items) => items,
-            other => vec![other],
-        })
-        .unwrap_or_default();
+    let metadata = ImageFacts::metadata_items(config["Labels"]["devcontainer.metadata"].as_str());
     let mut facts = ImageFacts {
         architecture: inspect["Architecture"].as_str().map(str::to_owned),
         entrypoint: strings(&config["Entrypoint"]),
         metadata,
         ..Default::default()
     };
-    if facts.architecture.as_deref() == Some(host_architecture()) {
-        let owner = owner_uid.map(|u| u.to_string()).unwrap_or_default();
-        let script = format!("id -u {remote_user}; getent passwd {owner} | cut -d: -f1");
+    if let Some(script) = facts.users_script(remote_user, owner_uid) {
         if let Ok(out) = cli.run_once(image, &script) {
-            let mut lines = out.lines();
-            facts.remote_uid = lines.next().and_then(|l| l.trim().parse().ok());
-            facts.user_with_host_uid = lines
-                .next()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
+            facts.read_users(&out);
         }
     }
     Some(facts)
