@@ -14,7 +14,8 @@ use crate::support::registry::Registry;
 use crate::support::{Need, Workspace, project_root, skip_without};
 
 /// Submits `core.arithmetic.add` to `localhost-slurm` through the daemon (the `add` code there is
-/// /bin/bash); argv: x, y, then optionally seconds to sleep first. Prints the PK.
+/// /bin/bash); argv: x, y, then optionally seconds to sleep first and the walltime in seconds
+/// (600 without). Prints the PK.
 const SUBMIT: &str = r#"
 import sys
 from aiida import load_profile, orm, engine
@@ -27,7 +28,7 @@ except Exception:
                              filepath_executable='/bin/bash',
                              default_calc_job_plugin='core.arithmetic.add').store()
 options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-           'max_wallclock_seconds': 600}
+           'max_wallclock_seconds': int(sys.argv[4]) if len(sys.argv) > 4 else 600}
 if len(sys.argv) > 3:
     options['sleep'] = int(sys.argv[3])
 inputs = {'x': orm.Int(int(sys.argv[1])), 'y': orm.Int(int(sys.argv[2])), 'code': code,
@@ -178,26 +179,6 @@ fn a_calcjob_runs_through_slurm_and_a_queued_one_is_killed() {
     assert!(ok, "{out}");
 }
 
-/// Submits an add CalcJob (x argv[1], y argv[2]) that sleeps argv[3] s with a walltime of
-/// argv[4] s; prints the PK.
-const SUBMIT_OVERRUN: &str = r#"
-import sys
-from aiida import load_profile, orm, engine
-from aiida.plugins import CalculationFactory
-load_profile()
-try:
-    code = orm.load_code('add@localhost-slurm')
-except Exception:
-    code = orm.InstalledCode(label='add', computer=orm.load_computer('localhost-slurm'),
-                             filepath_executable='/bin/bash',
-                             default_calc_job_plugin='core.arithmetic.add').store()
-options = {'resources': {'num_machines': 1}, 'sleep': int(sys.argv[3]),
-           'max_wallclock_seconds': int(sys.argv[4])}
-inputs = {'x': orm.Int(int(sys.argv[1])), 'y': orm.Int(int(sys.argv[2])), 'code': code,
-          'metadata': {'options': options}}
-print(engine.submit(CalculationFactory('core.arithmetic.add'), **inputs).pk)
-"#;
-
 /// The Slurm job state that process argv[1] recorded from `sacct` (its detailed job info).
 const SACCT_STATE: &str = r#"
 import sys
@@ -222,7 +203,7 @@ fn with_accounting_a_walltime_overrun_is_timeout_and_a_restart_keeps_the_queue_w
     assert!(ok, "slurmdbd or sacct is not ready:\n{out}");
     // Slurm checks time limits about every 30 s and grants a minute per `--time` minute:
     // a 60 s walltime ends between one and two and a half minutes.
-    let pk = c.python(SUBMIT_OVERRUN, &["1", "2", "900", "60"]);
+    let pk = c.python(SUBMIT, &["1", "2", "900", "60"]);
     let pk = pk.lines().last().unwrap().trim().to_owned();
     let end = c.python(AWAIT, &[&pk, "600"]);
     assert_eq!(field(&end, "state"), "finished", "{end}");
