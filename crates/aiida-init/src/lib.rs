@@ -200,6 +200,17 @@ fn run_init(command: Vec<String>) -> i32 {
             return 100;
         }
     };
+    if let Some(pid) = runtime::running_instance(&runtime) {
+        eprintln_whole!(
+            "aiida-init: fatal: another aiida-init (pid {pid}) already runs the services of {}: \
+             nothing started, since a second instance would start every service again. To run \
+             `{}` here, run it directly; aiida-init's own commands are status, wait, start, \
+             restart and check (aiida-init --help)",
+            runtime.base.display(),
+            command.join(" ")
+        );
+        return 100;
+    }
     let mut reactor = match pid1::Reactor::new() {
         Ok(r) => r,
         Err(e) => {

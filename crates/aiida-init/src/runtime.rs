@@ -243,6 +243,16 @@ pub fn is_running(state: &InstanceState) -> bool {
     })
 }
 
+/// The PID of an instance that runs from `rt` (see [`is_running`]), if one does: a new instance
+/// must not take over its runtime directory, whose state and control FIFO `status`, `wait` and
+/// the services' commands use.
+pub fn running_instance(rt: &Runtime) -> Option<u32> {
+    InstanceState::read(&rt.state_file())
+        .ok()
+        .filter(is_running)
+        .map(|state| state.pid)
+}
+
 /// Find the runtime directory of the running instance, if any (see [`is_running`]).
 pub fn locate() -> Option<Runtime> {
     candidates()

@@ -1088,3 +1088,44 @@ fn a_longrun_whose_finish_sends_once_stays_down_until_start_brings_it_up() {
     let (out, _) = running.shut_down(LIMIT);
     assert_eq!(out.code, 0, "{out:?}");
 }
+
+#[test]
+fn a_second_instance_beside_a_running_one_starts_nothing_and_says_why() {
+    prerequisites();
+    let tree = Tree::new();
+    let starts = tree.out_file("starts");
+    tree.longrun(
+        "server",
+        &format!(
+            "echo started >> {}; echo >&3; exec sleep 100",
+            starts.display()
+        ),
+        &[],
+    )
+    .file("server", "notification-fd", "3\n");
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    running.wait_ready(&["server"]);
+    // `aiida-init stop server` is no command of aiida-init's: it reads as a container command,
+    // which a second instance would run after starting every service again.
+    let out = tree
+        .command(Mode::Child, &["stop", "server"])
+        .output()
+        .expect("run aiida-init");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(100), "{stderr}");
+    assert!(
+        stderr.contains("another aiida-init (pid ")
+            && stderr.contains("already runs the services of")
+            && stderr.contains("`stop server`"),
+        "{stderr}"
+    );
+    assert_eq!(tree.read_out("starts"), "started\n");
+    let status = crate::support::aiida_init(
+        &["status", "--json"],
+        &[("AIIDA_INIT_RUNTIME_DIR", running.runtime.as_path())],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["pid"], 1, "the state file names another instance: {v}");
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0);
+}
