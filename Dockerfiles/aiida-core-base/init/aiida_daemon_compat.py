@@ -33,6 +33,11 @@ Patches:
   stops is when the service stops repairing its files and asks aiida-init to keep it down.
 * The log filter on `tornado.application` drops circus's `ConflictError` (`arbiter_stop`), which
   its periodic watcher check raises while the arbiter stops.
+* The ZeroMQ broker's watcher (aiida-core 2.9 and later): named `<daemon name>-zmq-broker-service`,
+  its command `verdi -p PROFILE daemon broker --service-dir DIR --log-file-path FILE`, whose verdi
+  is replaced by /etc/init/aiida-zmq-broker (it calls
+  `aiida.brokers.zeromq.service.run_broker_service` itself); a watcher of another shape is left as
+  aiida-core made it.
 
 `sys.modules` surgery (import_daemon_client): the packages `aiida.engine` and
 `aiida.engine.daemon` are registered without running their `__init__`, which imports the whole
@@ -57,6 +62,8 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import re
+import shlex
 import sys
 
 ENGINE_PACKAGES = ('aiida.engine', 'aiida.engine.daemon')
@@ -107,6 +114,16 @@ def bind_sockets_in(client, directory: str) -> None:
 
 
 # --- circus -------------------------------------------------------------------------------------
+
+
+def zmq_broker_without_verdi(watcher: dict, command: list[str]) -> None:
+    """The ZeroMQ broker's watcher runs `command` with verdi's arguments in place of verdi."""
+    words = shlex.split(watcher.get('cmd') or '')
+    if str(watcher.get('name', '')).endswith('-zmq-broker-service') and words[1:2] == ['-p'] and words[3:5] == [
+        'daemon',
+        'broker',
+    ]:
+        watcher['cmd'] = shlex.join([*command, *words[1:]])
 
 
 def wrap_get_arbiter(configure) -> None:
@@ -244,6 +261,17 @@ def missing_internals() -> list[str]:
         need(hasattr(DaemonClient, '_write_version_file'), 'aiida-core: DaemonClient._write_version_file')
     if importlib.util.find_spec('aiida.brokers.zeromq') is not None:
         need(hasattr(DaemonClient, '_zmq_broker_service_dir'), 'aiida-core: DaemonClient._zmq_broker_service_dir')
+        need(
+            "-zmq-broker-service'" in source(DaemonClient)
+            and re.search(r"'daemon',\s*'broker',", source(DaemonClient)) is not None,
+            'aiida-core: the ZeroMQ broker watcher `<daemon>-zmq-broker-service` running `verdi -p P daemon broker`',
+        )
+        from aiida.brokers.zeromq import service
+
+        need(
+            callable(getattr(service, 'run_broker_service', None)),
+            'aiida-core: aiida.brokers.zeromq.service.run_broker_service',
+        )
 
     parameters = inspect.signature(circus.get_arbiter).parameters
     for name in ('watchers', 'multicast_endpoint', 'statsd', 'stats_endpoint'):
