@@ -426,7 +426,9 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
         run.stdout, run.stderr
     );
     assert!(
-        report.contains("Passed:      'on_image'") && report.contains("Passed:      'on_debian'"),
+        report.contains("Passed:      'on_image'")
+            && report.contains("Passed:      'off_on_image'")
+            && report.contains("Passed:      'on_debian'"),
         "{report}"
     );
 }
