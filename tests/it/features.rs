@@ -198,18 +198,29 @@ fn the_reference_cli_reads_what_we_publish() {
         .ok("aiida-devc features publish")
         .json();
     for id in ["aiida-core", "aiida-services", "aiida-slurm"] {
+        // The tags of each Feature's own version: X, X.Y, X.Y.Z and latest.
+        let metadata: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(features.join(format!("src/{id}/devcontainer-feature.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let version = metadata["version"].as_str().unwrap();
+        let parts: Vec<&str> = version.split('.').collect();
+        let tags = [
+            parts[0].to_owned(),
+            parts[..2].join("."),
+            version.to_owned(),
+            "latest".to_owned(),
+        ];
         assert_eq!(
             result[id]["publishedTags"],
-            serde_json::json!(["0", "0.1", "0.1.0", "latest"]),
+            serde_json::json!(tags),
             "{result}"
         );
-        assert_eq!(
-            registry.tags(&format!("{ns}/{id}")),
-            ["0", "0.1", "0.1.0", "latest"]
-        );
+        assert_eq!(registry.tags(&format!("{ns}/{id}")), tags);
         let digest = result[id]["digest"].as_str().unwrap();
         assert_reference_cli_reads_the_manifest(registry, &ns, id, digest);
-        assert_reference_cli_lists_the_tags(&format!("{}/{ns}/{id}", registry.host));
+        assert_reference_cli_lists_the_tags(&format!("{}/{ns}/{id}", registry.host), &tags);
     }
     assert_collection_lists(
         registry,
@@ -265,8 +276,8 @@ fn assert_reference_cli_reads_the_manifest(registry: &Registry, ns: &str, id: &s
     assert_eq!(digest, manifest_digest(registry, &format!("{ns}/{id}")));
 }
 
-/// `devcontainer features info tags` lists the tags of the first release.
-fn assert_reference_cli_lists_the_tags(reference: &str) {
+/// `devcontainer features info tags` lists the tags of the first release, `expected`.
+fn assert_reference_cli_lists_the_tags(reference: &str, expected: &[String]) {
     let tags = devcontainer(&[
         "features",
         "info",
@@ -279,7 +290,7 @@ fn assert_reference_cli_lists_the_tags(reference: &str) {
     let mut tags: Vec<String> =
         serde_json::from_value(tags.json()["publishedTags"].clone()).unwrap();
     tags.sort();
-    assert_eq!(tags, ["0", "0.1", "0.1.0", "latest"]);
+    assert_eq!(tags, expected);
 }
 
 /// The collection artifact at `<ns>:latest` lists the Features `ids`.

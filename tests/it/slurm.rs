@@ -280,9 +280,16 @@ fn bad_option_values_each_give_one_clear_error() {
             "WAITTIMEOUT=2m",
             "waitTimeout must be a number of seconds, not '2m'.",
         ),
+        ("ENABLED=yes", "enabled must be true or false, not 'yes'."),
+        // Invalid even when the Feature is turned off.
+        (
+            "ENABLED=false SSHPORT=22",
+            "sshPort must be between 1024 and 65535 (sshd runs unprivileged), not 22.",
+        ),
     ] {
-        let (code, out) = install_with(&feature, &[env]);
-        assert_one_error(env, code, &out, expected);
+        let env: Vec<&str> = env.split(' ').collect();
+        let (code, out) = install_with(&feature, &env);
+        assert_one_error(&env.join(" "), code, &out, expected);
     }
     // An option the Feature does not have, as the reference CLI passes it: in
     // devcontainer-features.env next to install.sh.
@@ -298,8 +305,69 @@ fn bad_option_values_each_give_one_clear_error() {
         "SSH_PORT",
         code,
         &out,
-        "unknown option 'SSH_PORT' in devcontainer.json (this Feature's options are sshPort, accounting and waitTimeout).",
+        "unknown option 'SSH_PORT' in devcontainer.json (this Feature's options are enabled, sshPort, accounting and waitTimeout).",
     );
+}
+
+/// `enabled: false`, or empty (what a false boolean Template option becomes), installs nothing
+/// but a postStartCommand that exits 0 and prints nothing: no packages, no services in the tree.
+#[test]
+fn turned_off_the_feature_installs_only_a_quiet_wait() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let feature = project_root().join("features/src/aiida-slurm");
+    let mount = format!("{}:/feature:ro", feature.display());
+    let image = with_services_image();
+    for enabled in ["ENABLED=false", "ENABLED="] {
+        let out = docker(&[
+            "run",
+            "--rm",
+            "--user",
+            "root",
+            "--entrypoint",
+            "sh",
+            "-v",
+            &mount,
+            "-e",
+            enabled,
+            &image,
+            "-c",
+            "sh /feature/install.sh >/tmp/install.log 2>&1 || { cat /tmp/install.log; exit 1; }; \
+             cat /tmp/install.log; \
+             wait=$(/usr/local/share/aiida-slurm/wait 2>&1) || { echo \"wait failed: $wait\"; exit 1; }; \
+             echo \"wait said: [$wait]\"; \
+             echo ---; ls /usr/local/share/aiida-slurm; ls /etc/s6-overlay/s6-rc.d; \
+             command -v scontrol sshd munged slurmctld || true; \
+             for p in slurm-wlm munge openssh-server; do \
+             dpkg -s $p 2>/dev/null | grep -q '^Status: install ok installed' && echo \"installed $p\"; done; true",
+        ]);
+        let out_text = text(&out);
+        assert!(out.status.success(), "{enabled}:\n{out_text}");
+        assert!(
+            out_text
+                .contains("aiida-slurm: enabled is false: Slurm, munge and sshd are not installed"),
+            "{enabled}:\n{out_text}"
+        );
+        assert!(out_text.contains("wait said: []"), "{enabled}:\n{out_text}");
+        let (_, installed) = out_text.split_once("---\n").unwrap();
+        assert!(installed.starts_with("wait\n"), "{enabled}:\n{out_text}");
+        for absent in [
+            "slurmctld",
+            "slurmd",
+            "munged",
+            "sshd",
+            "slurm-prepare",
+            "settings.conf",
+            "slurm-wlm",
+            "openssh-server",
+        ] {
+            assert!(
+                !installed.contains(absent),
+                "{enabled}: {absent} is there:\n{out_text}"
+            );
+        }
+    }
 }
 
 /// install.sh failed with exactly one error line, `expected`, before installing anything.
@@ -358,7 +426,9 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
         run.stdout, run.stderr
     );
     assert!(
-        report.contains("Passed:      'on_image'") && report.contains("Passed:      'on_debian'"),
+        report.contains("Passed:      'on_image'")
+            && report.contains("Passed:      'off_on_image'")
+            && report.contains("Passed:      'on_debian'"),
         "{report}"
     );
 }

@@ -8,7 +8,9 @@
 use crate::support::{Need, skip_without};
 use std::collections::BTreeSet;
 
-use crate::support::collections::{aiida_devc, devcontainer, namespace, scratch_copy, tar_entries};
+use crate::support::collections::{
+    aiida_devc, devcontainer, namespace, publish_features, scratch_copy, tar_entries,
+};
 use crate::support::registry::Registry;
 use crate::support::{Harness, Workspace};
 
@@ -257,11 +259,39 @@ fn an_undeclared_template_option_is_located_and_pushes_nothing() {
     );
 }
 
-/// Apply a Template from our registry, bring it up with the reference CLI and run its test.sh.
-fn bring_up(id: &str, image: &str) {
+/// Where the Templates name the project's Features (the test registry stands in for it).
+const PUBLISHED_FEATURES: &str = "ghcr.io/aiidateam/devcontainer-features/";
+
+/// A Template applied from our registry and brought up by the reference CLI.
+struct UpTemplate {
+    ws: Workspace,
+    /// What `devcontainer up` printed (stdout, then stderr).
+    log: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl UpTemplate {
+    /// `bash -c script` in the container as the remote user: (success, stdout + stderr).
+    fn sh(&self, script: &str) -> (bool, String) {
+        let out = self.ws.devcontainer(&["exec", "bash", "-c", script]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+/// Apply a Template from our registry with `options` (a JSON object, or none for the defaults),
+/// with the Features it names taken from the test registry instead of ghcr.io, bring it up with
+/// the reference CLI and run its test.sh.
+fn bring_up(id: &str, image: &str, options: Option<&str>) -> UpTemplate {
     Harness::new().require_image(image);
     let registry = Registry::shared();
-    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let (templates_dir, templates) = scratch_copy("devcontainer-templates");
     let ns = namespace("up");
     aiida_devc(
         &[
@@ -277,26 +307,57 @@ fn bring_up(id: &str, image: &str) {
     )
     .ok("publish");
     let ws = Workspace::with_config("{}");
-    devcontainer(&[
+    let template = format!("{}/{ns}/{id}", registry.host);
+    let mut apply = vec![
         "templates",
         "apply",
         "-t",
-        &format!("{}/{ns}/{id}", registry.host),
+        &template,
         "-w",
         ws.path().to_str().unwrap(),
-    ])
-    .ok("apply");
+    ];
+    if let Some(options) = options {
+        apply.extend(["-a", options]);
+    }
+    devcontainer(&apply).ok("apply");
+    let mut dirs = vec![templates_dir];
+    let config = ws.path().join(".devcontainer/devcontainer.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    if text.contains(PUBLISHED_FEATURES) {
+        let (features_dir, features) = scratch_copy("features");
+        let features_ns = namespace("up-features");
+        publish_features(&features.join("src"), &registry.host, &features_ns, &[])
+            .ok("publish the Features");
+        std::fs::write(
+            &config,
+            text.replace(
+                PUBLISHED_FEATURES,
+                &format!("{}/{features_ns}/", registry.host),
+            ),
+        )
+        .unwrap();
+        dirs.push(features_dir);
+    }
     std::fs::copy(
         templates.join(format!("test/{id}/test.sh")),
         ws.path().join("test.sh"),
     )
     .unwrap();
+    let started = std::time::Instant::now();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
-    assert!(
-        up.status.success(),
-        "devcontainer up of {id} failed:\n{}\n{}",
+    eprintln!(
+        "{id} {}: devcontainer up took {:.1} s",
+        options.unwrap_or("{}"),
+        started.elapsed().as_secs_f64()
+    );
+    let log = format!(
+        "{}{}",
         String::from_utf8_lossy(&up.stdout),
         String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        up.status.success(),
+        "devcontainer up of {id} failed:\n{log}"
     );
     let test = ws.devcontainer(&["exec", "bash", "test.sh"]);
     assert!(
@@ -305,14 +366,191 @@ fn bring_up(id: &str, image: &str) {
         String::from_utf8_lossy(&test.stdout),
         String::from_utf8_lossy(&test.stderr)
     );
+    UpTemplate {
+        ws,
+        log,
+        _dirs: dirs,
+    }
 }
 
+/// With the default options (`slurm: false`), the aiida-slurm Feature that the Template lists is
+/// inert: no Slurm, munge or sshd, no `localhost-slurm` computer, and its postStartCommand prints
+/// nothing.
 #[test]
 fn the_aiida_plugin_template_comes_up_with_services() {
     if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
         return;
     }
-    bring_up("aiida-plugin", "aiidateam/aiida-core-with-services:latest");
+    let up = bring_up(
+        "aiida-plugin",
+        "aiidateam/aiida-core-with-services:latest",
+        None,
+    );
+    let (ok, out) = up.sh(
+        "set -e; cat /proc/[0-9]*/comm 2>/dev/null | sort -u > /tmp/comms; \
+         if grep -xE 'slurmctld|slurmd|munged|sshd|slurmdbd|mariadbd' /tmp/comms; then echo RUNNING; fi; \
+         command -v scontrol sbatch sshd munged || true; \
+         aiida-init status; \
+         verdi computer list -a",
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("RUNNING"), "Slurm processes run:\n{out}");
+    for absent in [
+        "scontrol",
+        "sbatch",
+        "/sshd",
+        "munged",
+        "slurmd",
+        "localhost-slurm",
+    ] {
+        assert!(!out.contains(absent), "{absent} is there:\n{out}");
+    }
+    assert!(out.contains("localhost"), "no computer list:\n{out}");
+    // The Feature's postStartCommand ran, and said nothing: no warning, no output at all.
+    let (ok, out) = up.sh("/usr/local/share/aiida-slurm/wait 2>&1; echo \"exit=$?\"");
+    assert!(ok && out == "exit=0\n", "the inert wait: {out:?}");
+    let log: Vec<&str> = up.log.lines().collect();
+    let ran = log
+        .iter()
+        .position(|l| {
+            l.contains("Running the postStartCommand from Feature") && l.contains("/aiida-slurm:0")
+        })
+        .unwrap_or_else(|| panic!("the Feature's postStartCommand did not run:\n{}", up.log));
+    for line in &log[ran + 1..] {
+        let lower = line.to_lowercase();
+        assert!(
+            !line.contains("(!)")
+                && !lower.contains("slurm")
+                && !lower.contains("warn")
+                && !lower.contains("error"),
+            "the postStart output has a warning: {line}\n{}",
+            up.log
+        );
+    }
+}
+
+/// With `slurm: true`, the Template's container also runs Slurm and sshd, and AiiDA's
+/// `localhost-slurm` computer works.
+#[test]
+fn the_aiida_plugin_template_with_slurm_comes_up_with_slurm_and_its_computer() {
+    if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
+        return;
+    }
+    let up = bring_up(
+        "aiida-plugin",
+        "aiidateam/aiida-core-with-services:latest",
+        Some(r#"{"slurm": "true"}"#),
+    );
+    let (ok, out) = up.sh("scontrol ping && verdi computer test localhost-slurm");
+    assert!(ok, "Slurm or the computer is not working:\n{out}");
+    assert!(out.contains("is UP"), "{out}");
+}
+
+/// The Template's `slurm` option sets the aiida-slurm Feature as `aiida-devc init --slurm` does:
+/// the same reference, enabled (init leaves `enabled` at its default, true); off by default.
+#[test]
+fn the_aiida_plugin_templates_slurm_option_matches_init_slurm() {
+    if skip_without(&[Need::DevcontainerCli]) {
+        return;
+    }
+    let registry = Registry::shared();
+    let (_dir, templates) = scratch_copy("devcontainer-templates");
+    let ns = namespace("apply-slurm");
+    aiida_devc(
+        &[
+            "templates",
+            "publish",
+            templates.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
+    let features = |options: &str| {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "templates".to_owned(),
+            "apply".into(),
+            "-t".into(),
+            format!("{}/{ns}/aiida-plugin", registry.host),
+            "-w".into(),
+            workspace.path().to_str().unwrap().into(),
+        ];
+        if !options.is_empty() {
+            args.extend(["-a".into(), options.into()]);
+        }
+        devcontainer(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .ok(&format!("apply {options}"));
+        let text =
+            std::fs::read_to_string(workspace.path().join(".devcontainer/devcontainer.json"))
+                .unwrap();
+        aiida_devc::collection::metadata::JsoncFile::parse(
+            std::path::Path::new("devcontainer.json"),
+            text,
+        )
+        .unwrap()
+        .value["features"]
+            .clone()
+    };
+    let reference = aiida_devc::devcontainer::config::slurm_feature();
+    // The reference CLI writes a false boolean option's default as "" (and takes option values
+    // as strings only): the Feature reads an empty `enabled` as false.
+    for (options, enabled) in [
+        ("", ""),
+        (r#"{"slurm": "false"}"#, "false"),
+        (r#"{"slurm": "true"}"#, "true"),
+    ] {
+        assert_eq!(
+            features(options),
+            serde_json::json!({ &reference: { "enabled": enabled } }),
+            "options {options:?}"
+        );
+    }
+
+    // init --slurm on the sample plugin: the same Feature, with every option at its default.
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin");
+    crate::support::copy_tree(
+        &crate::support::project_root().join("tests/fixtures/aiida-sample-plugin"),
+        &plugin,
+    );
+    let _ = std::fs::remove_dir_all(plugin.join(".devcontainer"));
+    aiida_devc(
+        &[
+            "init",
+            plugin.to_str().unwrap(),
+            "--image",
+            "aiidateam/aiida-core-with-services:latest",
+            "--slurm",
+        ],
+        &[],
+    )
+    .ok("init --slurm");
+    let text = std::fs::read_to_string(plugin.join(".devcontainer/devcontainer.json")).unwrap();
+    let init = aiida_devc::collection::metadata::JsoncFile::parse(
+        std::path::Path::new("devcontainer.json"),
+        text,
+    )
+    .unwrap()
+    .value["features"]
+        .clone();
+    assert_eq!(init, serde_json::json!({ &reference: {} }));
+    let feature: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::support::project_root()
+                .join("features/src/aiida-slurm/devcontainer-feature.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        feature["options"]["enabled"]["default"],
+        serde_json::json!(true),
+        "init --slurm relies on enabled being true by default"
+    );
 }
 
 #[test]
@@ -320,7 +558,11 @@ fn the_aiida_plugin_lite_template_comes_up_without_services() {
     if skip_without(&[Need::Docker, Need::DevcontainerCli]) {
         return;
     }
-    bring_up("aiida-plugin-lite", "aiidateam/aiida-core-base:latest");
+    bring_up(
+        "aiida-plugin-lite",
+        "aiidateam/aiida-core-base:latest",
+        None,
+    );
 }
 
 #[test]

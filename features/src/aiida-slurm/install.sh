@@ -19,18 +19,20 @@ DATA=/var/lib/aiida-slurm
 SSHPORT=${SSHPORT:-2222}
 WAITTIMEOUT=${WAITTIMEOUT:-120}
 ACCOUNTING=${ACCOUNTING:-false}
+# Unset: the default, true. Empty: false, as the reference CLI (and VS Code through it) writes a
+# Template's boolean option that is false into "enabled": "${templateOption:...}".
+ENABLED=${ENABLED-true}
 
 die() { echo "(!) aiida-slurm: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "install.sh must run as root (the devcontainer CLI runs Features as root)."
-command -v apt-get >/dev/null 2>&1 || die "only Debian and Ubuntu images are supported (no apt-get here)."
 # The reference CLI passes every option given in devcontainer.json, known or not, in this file
 # next to install.sh (upper-cased): a misspelt one is an error, not silently the default.
 if [ -f "$HERE/devcontainer-features.env" ]; then
     unknown=$(sed -n 's/^\([A-Za-z0-9_]*\)=.*/\1/p' "$HERE/devcontainer-features.env" \
-        | grep -Evx 'SSHPORT|ACCOUNTING|WAITTIMEOUT|_.*' | head -n 1 || true)
+        | grep -Evx 'ENABLED|SSHPORT|ACCOUNTING|WAITTIMEOUT|_.*' | head -n 1 || true)
     [ -z "$unknown" ] \
-        || die "unknown option '$unknown' in devcontainer.json (this Feature's options are sshPort, accounting and waitTimeout)."
+        || die "unknown option '$unknown' in devcontainer.json (this Feature's options are enabled, sshPort, accounting and waitTimeout)."
 fi
 case "$SSHPORT" in
     '' | *[!0-9]*) die "sshPort must be a TCP port number (1024-65535), not '$SSHPORT'." ;;
@@ -47,6 +49,28 @@ case "$ACCOUNTING" in
     true | false) ;;
     *) die "accounting must be true or false, not '$ACCOUNTING'." ;;
 esac
+case "$ENABLED" in
+    true | false) ;;
+    '') ENABLED=false ;;
+    *) die "enabled must be true or false, not '$ENABLED'." ;;
+esac
+
+# enabled: false (a Template's option turned off): nothing installed, no service, no computer;
+# only the postStartCommand that the Feature's metadata names, which then does nothing, quietly.
+if [ "$ENABLED" = false ]; then
+    mkdir -p "$SHARE"
+    cat > "$SHARE/wait" <<'NOOP'
+#!/bin/sh
+# The aiida-slurm Feature's postStartCommand, installed with `enabled: false`: Slurm is not
+# installed here, so there is nothing to wait for.
+exit 0
+NOOP
+    chmod 0755 "$SHARE/wait"
+    echo "aiida-slurm: enabled is false: Slurm, munge and sshd are not installed"
+    exit 0
+fi
+
+command -v apt-get >/dev/null 2>&1 || die "only Debian and Ubuntu images are supported (no apt-get here)."
 
 # The tree to join, and its user.
 if [ -f /usr/local/share/aiida-services/root/etc/aiida/services.conf ]; then
