@@ -17,9 +17,9 @@
 //!    restarted at least 1 s after its previous start, unless `finish` exited 125.
 //! 4. **Shutdown** (SIGTERM, the command exiting, `halt`): the command gets SIGTERM (and KILL
 //!    after `S6_KILL_GRACETIME`), then services stop in reverse dependency order (a service
-//!    stops once all its dependents are down): oneshots run `down` (bounded by `timeout-down`),
-//!    longruns get `down-signal` + SIGCONT and SIGKILL after `timeout-kill` (else after
-//!    `S6_SERVICES_GRACETIME`). Then whatever is left gets TERM, and KILL after
+//!    stops once all its dependents, and the services that name it in `stops-before.d/`, are
+//!    down): oneshots run `down` (bounded by `timeout-down`), longruns get `down-signal` +
+//!    SIGCONT and SIGKILL after `timeout-kill` (else after `S6_SERVICES_GRACETIME`). Then whatever is left gets TERM, and KILL after
 //!    `S6_KILL_GRACETIME`; the loop returns as soon as nothing is left, never sleeping a fixed
 //!    time.
 //!

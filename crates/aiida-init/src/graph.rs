@@ -18,7 +18,8 @@ pub struct Plan {
     pub order: Vec<String>,
     /// Direct atomic dependencies of each atomic service.
     pub dependencies: BTreeMap<String, BTreeSet<String>>,
-    /// Direct atomic dependents of each atomic service.
+    /// What must be down before each atomic service stops: its direct atomic dependents, and
+    /// the services that name it (or a bundle holding it) in their `stops-before.d/`.
     pub dependents: BTreeMap<String, BTreeSet<String>>,
     /// Each bundle's atomic members (nested bundles flattened).
     pub bundles: BTreeMap<String, BTreeSet<String>>,
@@ -76,8 +77,9 @@ pub fn plan(tree: &ServiceTree) -> Result<Plan> {
             );
         }
     }
-    let (dependencies, dependents) = atomic_dependencies(tree, &bundles)?;
+    let (dependencies, mut dependents) = atomic_dependencies(tree, &bundles)?;
     let order = topological_order(tree, &dependencies)?;
+    add_stop_orders(tree, &bundles, &mut dependents)?;
     let mut wanted = BTreeSet::new();
     let mut todo: Vec<String> = bundles
         .get("top")
@@ -143,6 +145,72 @@ fn atomic_dependencies(
     }
 
     Ok((dependencies, dependents))
+}
+
+/// Add each `stops-before.d/` entry to `stop_after` (what must be down before a service stops);
+/// an undefined name, or an order that would make the shutdown wait for itself, is an error.
+fn add_stop_orders(
+    tree: &ServiceTree,
+    bundles: &BTreeMap<String, BTreeSet<String>>,
+    stop_after: &mut Edges,
+) -> Result<()> {
+    for (name, svc) in &tree.services {
+        for later in &svc.stops_before {
+            let Some(target) = tree.services.get(later) else {
+                bail!(
+                    "{}/stops-before.d/{later}: `{name}` stops before `{later}`, which is not defined",
+                    svc.dir.display()
+                );
+            };
+            let targets = match target.kind {
+                Kind::Bundle { .. } => bundles[later].clone(),
+                _ => BTreeSet::from([later.clone()]),
+            };
+            for t in targets {
+                stop_after.entry(t).or_default().insert(name.clone());
+            }
+        }
+    }
+    // A service waits at shutdown for everything in its `stop_after`: a cycle there would never
+    // stop. Depth first, the path kept for the message.
+    fn visit<'a>(
+        n: &'a str,
+        edges: &'a Edges,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|p| *p == n).unwrap_or(0);
+                let mut cycle: Vec<String> =
+                    path[start..].iter().map(ToString::to_string).collect();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(n, 1);
+        path.push(n);
+        for d in edges.get(n).into_iter().flatten() {
+            if let Some(cycle) = visit(d, edges, state, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        state.insert(n, 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in stop_after.keys() {
+        if let Some(cycle) = visit(n, stop_after, &mut state, &mut Vec::new()) {
+            bail!(
+                "stops-before.d: the shutdown order has a cycle (each stops only once the next is down): {}",
+                cycle.join(" -> ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A dependency-respecting order (dependencies first); a cycle is an error naming it.

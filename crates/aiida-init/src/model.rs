@@ -6,6 +6,9 @@
 //!   `bundle`), `dependencies.d/` (or the old `dependencies` list), `contents.d/` (or
 //!   `contents`), oneshot `up`/`down`/`timeout-up`/`timeout-down`, longrun `run`, `finish`,
 //!   `notification-fd`, `down-signal`, `timeout-kill`, `timeout-finish`, `flag-timeout-killpg`;
+//!   and one extension of aiida-init's (s6-rc ignores the folder): `stops-before.d/` (or a
+//!   `stops-before` list), services that stop only once this one is down, without waiting for it
+//!   at start (an order for the shutdown alone, where a dependency would order both);
 //! * the `user` and `user2` bundles from `user-bundles.d/` and from the old `s6-rc.d/user`
 //!   location (merged; the old one gets a deprecation warning; nothing is written to `/etc`);
 //! * the legacy directories `cont-init.d` (run in order by the `legacy-cont-init` oneshot, whose
@@ -34,6 +37,8 @@ pub struct Service {
     pub kind: Kind,
     /// Direct dependencies as declared (names of services or bundles).
     pub dependencies: Vec<String>,
+    /// Services (or bundles) that stop only after this one, as declared in `stops-before.d/`.
+    pub stops_before: Vec<String>,
     pub timeout_up: Option<Duration>,
     pub timeout_down: Option<Duration>,
 }
@@ -307,16 +312,20 @@ fn parse_service(name: &str, dir: &Path) -> Result<Service> {
             type_path.display()
         ),
     };
-    let dependencies = if matches!(kind, Kind::Bundle { .. }) {
-        Vec::new()
+    let (dependencies, stops_before) = if matches!(kind, Kind::Bundle { .. }) {
+        (Vec::new(), Vec::new())
     } else {
-        read_names(dir, "dependencies")?
+        (
+            read_names(dir, "dependencies")?,
+            read_names(dir, "stops-before")?,
+        )
     };
     Ok(Service {
         name: name.to_string(),
         dir: dir.to_path_buf(),
         kind,
         dependencies,
+        stops_before,
         timeout_up: read_millis(dir, "timeout-up")?,
         timeout_down: read_millis(dir, "timeout-down")?,
     })
@@ -344,6 +353,7 @@ fn builtin(name: &str, kind: Kind, dependencies: Vec<String>) -> Service {
         dir: PathBuf::from("/"),
         kind,
         dependencies,
+        stops_before: vec![],
         timeout_up: None,
         timeout_down: None,
     }
@@ -373,6 +383,7 @@ pub fn load(settings: &Settings) -> Result<ServiceTree> {
                 dir,
                 kind: Kind::Bundle { contents },
                 dependencies: vec![],
+                stops_before: vec![],
                 timeout_up: None,
                 timeout_down: None,
             },
@@ -539,6 +550,7 @@ fn add_legacy_services(settings: &Settings, tree: &mut ServiceTree) -> Result<()
                 dir: dir.clone(),
                 kind: Kind::Longrun(longrun),
                 dependencies: vec!["base".into(), "user".into()],
+                stops_before: vec![],
                 timeout_up: None,
                 timeout_down: None,
             },

@@ -450,6 +450,41 @@ fn shutdown_runs_in_reverse_dependency_order() {
     }
 }
 
+/// `stops-before.d/` orders the shutdown alone: the client starts without waiting for the
+/// broker (which becomes ready only once the client runs, so a start order would never finish),
+/// and the broker gets its signal only once the client, slow to stop, is down.
+#[test]
+fn a_stop_order_holds_at_shutdown_without_ordering_the_start() {
+    prerequisites();
+    let tree = Tree::new();
+    let client_started = tree.out_file("client-started");
+    let broker = format!(
+        "i=0; until [ -e {} ] || [ $i -ge 600 ]; do sleep 0.05; i=$((i+1)); done\n\
+         [ -e {} ] || exit 1\necho >&3\ntrap '{}; exit 0' TERM\nwhile :; do sleep 0.05; done",
+        client_started.display(),
+        client_started.display(),
+        tree.log_event("broker-term")
+    );
+    tree.longrun("broker", &broker, &[])
+        .file("broker", "notification-fd", "3\n");
+    let client = format!(
+        "touch {}\ntrap 'sleep 0.3; {}; exit 0' TERM\nwhile :; do sleep 0.05; done",
+        client_started.display(),
+        tree.log_event("client-term")
+    );
+    tree.longrun("client", &client, &[])
+        .file("client", "stops-before.d/broker", "");
+    let running = tree.spawn(Mode::Pid1, &[], &[]);
+    running.wait_ready(&["broker", "client"]);
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        tree.event_names(),
+        vec!["client-term", "broker-term"],
+        "{out:?}"
+    );
+}
+
 #[test]
 fn shutdown_with_nothing_left_returns_at_once() {
     prerequisites();

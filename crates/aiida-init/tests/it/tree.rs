@@ -260,3 +260,31 @@ fn the_old_user_bundle_location_still_runs_its_services() {
     assert!(out.stdout.contains("[legacy-style] starting"), "{out:?}");
     assert!(out.stderr.contains("old location"), "{out:?}");
 }
+
+#[test]
+fn a_stop_order_naming_an_undefined_service_is_rejected() {
+    let tree = tree_with_a_witness();
+    tree.oneshot("app", "true\n", None, &[])
+        .file("app", "stops-before.d/database", "");
+    assert_rejected(
+        &tree,
+        &[
+            "/s6-rc.d/app/stops-before.d/database",
+            "`app` stops before `database`, which is not defined",
+        ],
+    );
+}
+
+#[test]
+fn a_stop_order_against_a_dependency_is_rejected_as_a_cycle() {
+    // `app` depends on `database`, so it stops first; `database` cannot also stop before it.
+    let tree = tree_with_a_witness();
+    tree.oneshot("database", "true\n", None, &[])
+        .oneshot("app", "true\n", None, &["database"])
+        .file("database", "stops-before.d/app", "");
+    let err = assert_rejected(&tree, &["stops-before.d: the shutdown order has a cycle"]);
+    assert!(
+        err.contains("app -> database -> app") || err.contains("database -> app -> database"),
+        "{err}"
+    );
+}
