@@ -152,22 +152,7 @@ fn each_template_applies_from_the_registry() {
     if skip_without(&[Need::DevcontainerCli]) {
         return;
     }
-    let registry = Registry::shared();
-    let (_dir, templates) = scratch_copy("devcontainer-templates");
-    let ns = namespace("apply");
-    aiida_devc(
-        &[
-            "templates",
-            "publish",
-            templates.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-        ],
-        &[],
-    )
-    .ok("publish");
+    let (_dir, _templates, registry, ns) = publish_templates("apply");
     for id in TEMPLATES {
         let workspace = tempfile::tempdir().unwrap();
         let run = devcontainer(&[
@@ -290,22 +275,7 @@ impl UpTemplate {
 /// the reference CLI and run its test.sh.
 fn bring_up(id: &str, image: &str, options: Option<&str>) -> UpTemplate {
     Harness::new().require_image(image);
-    let registry = Registry::shared();
-    let (templates_dir, templates) = scratch_copy("devcontainer-templates");
-    let ns = namespace("up");
-    aiida_devc(
-        &[
-            "templates",
-            "publish",
-            templates.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-        ],
-        &[],
-    )
-    .ok("publish");
+    let (templates_dir, templates, registry, ns) = publish_templates("up");
     let ws = Workspace::with_config("{}");
     let template = format!("{}/{ns}/{id}", registry.host);
     let mut apply = vec![
@@ -453,22 +423,7 @@ fn the_aiida_plugin_templates_slurm_option_matches_init_slurm() {
     if skip_without(&[Need::DevcontainerCli]) {
         return;
     }
-    let registry = Registry::shared();
-    let (_dir, templates) = scratch_copy("devcontainer-templates");
-    let ns = namespace("apply-slurm");
-    aiida_devc(
-        &[
-            "templates",
-            "publish",
-            templates.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-        ],
-        &[],
-    )
-    .ok("publish");
+    let (_dir, _templates, registry, ns) = publish_templates("apply-slurm");
     let features = |options: &str| {
         let workspace = tempfile::tempdir().unwrap();
         let mut args = vec![
@@ -574,22 +529,7 @@ fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
     // Stand-ins for the official postgres and rabbitmq images, built from Debian's packages.
     crate::support::compose::build_service_images();
 
-    let registry = Registry::shared();
-    let (_dir, templates) = scratch_copy("devcontainer-templates");
-    let ns = namespace("up-compose");
-    aiida_devc(
-        &[
-            "templates",
-            "publish",
-            templates.join("src").to_str().unwrap(),
-            "-r",
-            &registry.host,
-            "-n",
-            &ns,
-        ],
-        &[],
-    )
-    .ok("publish");
+    let (_dir, templates, registry, ns) = publish_templates("up-compose");
     let ws = Workspace::with_config("{}");
     devcontainer(&[
         "templates", "apply", "-t", &format!("{}/{ns}/aiida-plugin-compose", registry.host), "-w", ws.path().to_str().unwrap(),
@@ -617,4 +557,34 @@ fn the_aiida_plugin_compose_template_comes_up_with_separate_services() {
         String::from_utf8_lossy(&test.stdout),
         String::from_utf8_lossy(&test.stderr)
     );
+}
+
+/// Our Templates, published from a scratch copy to the shared test registry under a namespace
+/// of their own: the copy (to keep while the test runs) and its folder, the registry and the
+/// namespace.
+fn publish_templates(
+    what: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    &'static Registry,
+    String,
+) {
+    let registry = Registry::shared();
+    let (dir, templates) = scratch_copy("devcontainer-templates");
+    let ns = namespace(what);
+    aiida_devc(
+        &[
+            "templates",
+            "publish",
+            templates.join("src").to_str().unwrap(),
+            "-r",
+            &registry.host,
+            "-n",
+            &ns,
+        ],
+        &[],
+    )
+    .ok("publish");
+    (dir, templates, registry, ns)
 }
