@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Start, restart and stop of aiida-core-with-services (aiida-init, parallel service tree) against
 # a baseline built in the same run: the same image started by a sequential shell script in
-# upstream's order under tini (bench/images-baseline). Prints each measurement and the ratios.
+# upstream's order under tini (bench/images-baseline). Also the lite variant (aiida-core-base:
+# SQLite and the ZeroMQ broker) against with-services, and what a user downloads: the compressed
+# layers of each image as pushed to a registry on localhost (Debian's docker-registry), for both
+# platforms when both are built. Prints each measurement and the ratios.
 #
 #   bash bench/images.sh [ROUNDS]        (default 2 rounds; needs the images built:
 #                                         cargo run -- images build)
+#
+# Each round: the user's first open (`docker create` + `docker start` on a new home volume, which
+# Docker fills from the image), stop, restart, stop. "first start" is the same open without the
+# `docker create`. With AIIDA_DEVC_BENCH_SIZES=0 the compressed sizes are left out.
 #
 # With AIIDA_DEVC_BENCH_TIMELINES=DIR, the `aiida-init status` of each start of ours is kept in DIR
 # (first-N.txt, restart-N.txt).
@@ -16,17 +23,22 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-2}
 IMAGE=${AIIDA_DEVC_BENCH_IMAGE:-aiidateam/aiida-core-with-services:latest}
+LITE=${AIIDA_DEVC_BENCH_LITE_IMAGE:-${IMAGE/with-services/base}}
 BASELINE=aiida-devc-bench-sequential:latest
 RUN_ID=$$
 TIMELINES=${AIIDA_DEVC_BENCH_TIMELINES:-}
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }
 
-docker image inspect "$IMAGE" >/dev/null 2>&1 || { echo "bench: $IMAGE is missing; run: cargo run -- images build" >&2; exit 1; }
+for image in "$IMAGE" "$LITE"; do
+    docker image inspect "$image" >/dev/null 2>&1 || { echo "bench: $image is missing; run: cargo run -- images build" >&2; exit 1; }
+done
 ctx=$(mktemp -d)
+registry_pid=
 cleanup() {
-    docker rm -f "bench-ours-$RUN_ID" "bench-base-$RUN_ID" >/dev/null 2>&1 || true
-    docker volume rm -f "bench-ours-$RUN_ID" "bench-base-$RUN_ID" >/dev/null 2>&1 || true
+    docker rm -f "bench-ours-$RUN_ID" "bench-base-$RUN_ID" "bench-lite-$RUN_ID" >/dev/null 2>&1 || true
+    docker volume rm -f "bench-ours-$RUN_ID" "bench-base-$RUN_ID" "bench-lite-$RUN_ID" >/dev/null 2>&1 || true
+    [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true
     rm -rf "$ctx"
 }
 trap cleanup EXIT
@@ -35,6 +47,7 @@ cp "$(command -v tini-static || echo /usr/bin/tini-static)" "$ctx/tini-static"
 docker build -q --build-arg "IMAGE=$IMAGE" -t "$BASELINE" "$ctx" >/dev/null
 
 ready_ours() { docker exec "$1" aiida-init wait --timeout 300 >/dev/null; }
+ready_lite() { ready_ours "$1"; }
 # The start-up time line of ours (outside the timing), when asked for.
 timeline() {
     if [ "$1" = ours ] && [ -n "$TIMELINES" ]; then
@@ -46,19 +59,24 @@ ready_base() { docker exec "$1" bash -c 'until [ -e /tmp/ready ]; do sleep 0.05;
 check_green() {
     local out
     out=$(docker exec "$1" verdi status 2>&1) || true
+    # The lite variant's ZeroMQ broker has no line of its own: the daemon's names its PID.
+    if [[ $1 == bench-lite-* ]] && grep -q 'Daemon is running with PID [0-9]*, Broker PID' <<<"$out" \
+        && ! grep -qE '✘|⏺' <<<"$out"; then
+        return
+    fi
     if ! grep -q '✔ broker:' <<<"$out" || ! grep -q 'Daemon is running' <<<"$out"; then
         echo "bench: $1 is not ready:" >&2; echo "$out" >&2; exit 1
     fi
 }
 
-# One round for one flavour: first start on a fresh home volume, stop, restart, stop.
-# Prints: first restart stop1 stop2 exitcode
+# One round for one flavour: first open on a fresh home volume, stop, restart, stop.
+# Prints: first restart stop1 stop2 exitcode open
 round() {
-    local flavour=$1 image=$2 n=$3 name="bench-$1-$RUN_ID" t first restart stop1 stop2
+    local flavour=$1 image=$2 n=$3 name="bench-$1-$RUN_ID" t t0 first restart stop1 stop2 open
     docker rm -f "$name" >/dev/null 2>&1 || true
     docker volume rm -f "$name" >/dev/null 2>&1 || true
-    docker create --name "$name" -v "$name:/home/aiida" "$image" >/dev/null
-    t=$(now); docker start "$name" >/dev/null; "ready_$flavour" "$name"; first=$(since "$t")
+    t0=$(now); docker create --name "$name" -v "$name:/home/aiida" "$image" >/dev/null
+    t=$(now); docker start "$name" >/dev/null; "ready_$flavour" "$name"; first=$(since "$t"); open=$(since "$t0")
     timeline "$flavour" "$name" "first-$n"
     check_green "$name"
     t=$(now); docker stop "$name" >/dev/null; stop1=$(since "$t")
@@ -66,7 +84,7 @@ round() {
     timeline "$flavour" "$name" "restart-$n"
     check_green "$name"
     t=$(now); docker stop "$name" >/dev/null; stop2=$(since "$t")
-    echo "$first $restart $stop1 $stop2 $(docker inspect -f '{{.State.ExitCode}}' "$name")"
+    echo "$first $restart $stop1 $stop2 $(docker inspect -f '{{.State.ExitCode}}' "$name") $open"
     docker rm -f "$name" >/dev/null; docker volume rm -f "$name" >/dev/null
 }
 
@@ -74,25 +92,61 @@ results=$(mktemp)
 for r in $(seq 1 "$ROUNDS"); do
     echo "ours $(round ours "$IMAGE" "$r")" | tee -a "$results"
     echo "base $(round base "$BASELINE" "$r")" | tee -a "$results"
+    echo "lite $(round lite "$LITE" "$r")" | tee -a "$results"
 done
+
+# What a user downloads: each image pushed to a registry on localhost, the sum of the compressed
+# layer sizes in its manifest (what `docker pull` fetches on a machine without any of them).
+sizes=$(mktemp)
+if [ "${AIIDA_DEVC_BENCH_SIZES:-1}" != 0 ]; then
+    [ -x /usr/bin/docker-registry ] || { echo "bench: /usr/bin/docker-registry is missing (bash scripts/bootstrap.sh installs it)" >&2; exit 1; }
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$ctx/registry"
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+        "$ctx/registry" "$port" >"$ctx/registry.yml"
+    /usr/bin/docker-registry serve "$ctx/registry.yml" >"$ctx/registry.log" 2>&1 &
+    registry_pid=$!
+    until curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do sleep 0.1; done
+    for image in "$IMAGE" "$LITE" "$IMAGE-arm64" "$LITE-arm64"; do
+        docker image inspect "$image" >/dev/null 2>&1 || continue
+        arch=$(docker image inspect -f '{{.Architecture}}' "$image")
+        repo=${image%:*}; repo=${repo##*/}; target="localhost:$port/bench/$repo:$arch"
+        docker tag "$image" "$target"
+        docker push -q "$target" >/dev/null
+        docker rmi "$target" >/dev/null
+        curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+            -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+            "http://127.0.0.1:$port/v2/bench/$repo/manifests/$arch" \
+            | python3 -c 'import json, sys; m = json.load(sys.stdin); print(sys.argv[1], sys.argv[2], sum(l["size"] for l in m["layers"]), len(m["layers"]), max(l["size"] for l in m["layers"]))' "$repo" "$arch" \
+            | tee -a "$sizes"
+    done
+fi
 size() { docker image inspect -f '{{.Size}}' "$1"; }
-python3 - "$results" "$(size "$IMAGE")" "$(size "$BASELINE")" "$(size "${IMAGE/with-services/base}" 2>/dev/null || echo 0)" <<'PY'
+python3 - "$results" "$sizes" "$(size "$IMAGE")" "$(size "$BASELINE")" "$(size "$LITE")" <<'PY'
 import sys, statistics
 rows = [l.split() for l in open(sys.argv[1])]
 def mean(flavour, i):
     return statistics.mean(float(r[i + 1]) for r in rows if r[0] == flavour)
-names = ['first start to ready', 'restart to ready', 'docker stop (after first)', 'docker stop (after restart)']
-targets = [0.3, 0.25, None, None]
+# (name, column, target ratio of ours to the sequential baseline)
+measures = [('first open (create + start)', 5, 0.2), ('first start to ready', 0, 0.12),
+            ('restart to ready', 1, 0.10), ('docker stop (after first)', 2, 0.12),
+            ('docker stop (after restart)', 3, 0.12)]
 print(f"\n{'':30} {'aiida-init':>11} {'sequential':>11} {'ratio':>7}  target")
-for i, (name, target) in enumerate(zip(names, targets)):
+for name, i, target in measures:
     ours, base = mean('ours', i), mean('base', i)
-    goal = f'<= {target}x' if target else '<= 3 s, nothing killed'
-    print(f'{name:30} {ours:10.2f}s {base:10.2f}s {ours / base:6.2f}x  {goal}')
-print(f"exit codes after docker stop: aiida-init {sorted({r[5] for r in rows if r[0]=='ours'})}, "
-      f"sequential {sorted({r[5] for r in rows if r[0]=='base'})} (137 = SIGKILLed)")
+    print(f'{name:30} {ours:10.2f}s {base:10.2f}s {ours / base:6.2f}x  <= {target}x')
+print(f"\n{'lite (SQLite, ZeroMQ)':30} {'lite':>11} {'w-services':>11} {'ratio':>7}  target")
+for name, i, target in measures[:3]:
+    lite, ours = mean('lite', i), mean('ours', i)
+    print(f'{name:30} {lite:10.2f}s {ours:10.2f}s {lite / ours:6.2f}x  <= 0.5x')
+codes = lambda flavour: sorted({r[5] for r in rows if r[0] == flavour})
+print(f"exit codes after docker stop: aiida-init {codes('ours')}, lite {codes('lite')}, "
+      f"sequential {codes('base')} (137 = SIGKILLed)")
 mb = lambda b: int(b) / 1e6
-print(f"image sizes: aiida-core-with-services {mb(sys.argv[2]):.0f} MB, baseline {mb(sys.argv[3]):.0f} MB, "
-      f"aiida-core-base {mb(sys.argv[4]):.0f} MB")
-print(f"rounds: {len(rows) // 2}")
+print(f"image sizes (unpacked): aiida-core-with-services {mb(sys.argv[3]):.0f} MB, baseline {mb(sys.argv[4]):.0f} MB, "
+      f"aiida-core-base {mb(sys.argv[5]):.0f} MB")
+for repo, arch, total, layers, largest in (l.split() for l in open(sys.argv[2])):
+    print(f"download (compressed layers) {repo} {arch}: {mb(total):.1f} MB in {layers} layers, largest {mb(largest):.1f} MB")
+print(f"rounds: {len(rows) // 3}")
 PY
-rm -f "$results"
+rm -f "$results" "$sizes"
