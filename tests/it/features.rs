@@ -12,18 +12,8 @@ use crate::support::collections::{
     aiida_devc, devcontainer, namespace, packaged_features, place_ca_bundle, publish_features,
     scratch_copy, tar_entries,
 };
+use crate::support::feature_builds;
 use crate::support::registry::Registry;
-
-/// The reference CLI builds Feature images through one fixed tag
-/// (`dev_container_feature_content_temp`), so two of its builds at once break each other: the
-/// tests that make it build Features take turns.
-static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
-    FEATURE_BUILDS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// On drop, hands the images tagged since `before` by the reference CLI's feature tests
 /// (`vsc-<digits>-...`) to the harness for removal, children first. (Its scratch build tag

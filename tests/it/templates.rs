@@ -313,8 +313,11 @@ fn bring_up(id: &str, image: &str, options: Option<&str>) -> UpTemplate {
         ws.path().join("test.sh"),
     )
     .unwrap();
+    // A Template that lists Features (aiida-plugin does) has the CLI build an image with them.
+    let turn = crate::support::feature_builds();
     let started = std::time::Instant::now();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
+    drop(turn);
     eprintln!(
         "{id} {}: devcontainer up took {:.1} s",
         options.unwrap_or("{}"),

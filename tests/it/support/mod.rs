@@ -43,6 +43,17 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 /// The project's root (where Cargo.toml is).
+/// The reference CLI builds Feature images through one fixed tag
+/// (`dev_container_feature_content_temp`), so two of its builds at once break each other ("COPY
+/// failed: stat tmp/build-features/<feature>_0"): every test that makes it build Features
+/// (`devcontainer up` or `features test` of a config with Features) holds this turn meanwhile.
+pub fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
+    static FEATURE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    FEATURE_BUILDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
