@@ -19,9 +19,9 @@
 //!    after `S6_KILL_GRACETIME`), then services stop in reverse dependency order (a service
 //!    stops once all its dependents, and the services that name it in `stops-before.d/`, are
 //!    down): oneshots run `down` (bounded by `timeout-down`), longruns get `down-signal` +
-//!    SIGCONT and SIGKILL after `timeout-kill` (else after `S6_SERVICES_GRACETIME`). Then whatever is left gets TERM, and KILL after
-//!    `S6_KILL_GRACETIME`; the loop returns as soon as nothing is left, never sleeping a fixed
-//!    time.
+//!    SIGCONT and SIGKILL after `timeout-kill` (else after `S6_SERVICES_GRACETIME`). Then
+//!    whatever is left gets TERM, and KILL after `S6_KILL_GRACETIME`; the loop returns as soon
+//!    as nothing is left, never sleeping a fixed time.
 //!
 //! The exit code is the command's (128+N for signal N), else what the exit code file says
 //! (s6-overlay's `s6-linux-init-container-results/exitcode`), else 0. The state of everything is

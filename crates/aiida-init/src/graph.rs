@@ -172,95 +172,63 @@ fn add_stop_orders(
         }
     }
     // A service waits at shutdown for everything in its `stop_after`: a cycle there would never
-    // stop. Depth first, the path kept for the message.
-    fn visit<'a>(
-        n: &'a str,
-        edges: &'a Edges,
-        state: &mut BTreeMap<&'a str, u8>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match state.get(n) {
-            Some(2) => return None,
-            Some(1) => {
-                let start = path.iter().position(|p| *p == n).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    path[start..].iter().map(ToString::to_string).collect();
-                cycle.push(n.to_string());
-                return Some(cycle);
-            }
-            _ => {}
-        }
-        state.insert(n, 1);
-        path.push(n);
-        for d in edges.get(n).into_iter().flatten() {
-            if let Some(cycle) = visit(d, edges, state, path) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        state.insert(n, 2);
-        None
-    }
-    let mut state = BTreeMap::new();
-    for n in stop_after.keys() {
-        if let Some(cycle) = visit(n, stop_after, &mut state, &mut Vec::new()) {
-            bail!(
-                "stops-before.d: the shutdown order has a cycle (each stops only once the next is down): {}",
-                cycle.join(" -> ")
-            );
-        }
+    // stop.
+    if let Err(cycle) = depth_first(stop_after) {
+        bail!(
+            "stops-before.d: the shutdown order has a cycle (each stops only once the next is down): {}",
+            cycle.join(" -> ")
+        );
     }
     Ok(())
 }
 
 /// A dependency-respecting order (dependencies first); a cycle is an error naming it.
 fn topological_order(tree: &ServiceTree, dependencies: &Edges) -> Result<Vec<String>> {
-    // Topological order with cycle detection (depth first, path kept for the message).
-    let mut order = Vec::new();
-    let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 visiting, 2 done
+    depth_first(dependencies).or_else(|cycle| {
+        let (n, last) = (&cycle[cycle.len() - 1], &cycle[cycle.len() - 2]);
+        bail!(
+            "{}/dependencies.d/{n}: dependency cycle: {}",
+            tree.services[last].dir.display(),
+            cycle.join(" -> ")
+        )
+    })
+}
+
+/// Every node of `edges` after those it points to (depth first, in key order), or the first
+/// cycle found, as the path that closes it (`a -> b -> a`).
+fn depth_first(edges: &Edges) -> std::result::Result<Vec<String>, Vec<String>> {
     fn visit<'a>(
         n: &'a str,
-        deps: &'a BTreeMap<String, BTreeSet<String>>,
-        tree: &ServiceTree,
-        state: &mut BTreeMap<&'a str, u8>,
+        edges: &'a Edges,
+        state: &mut BTreeMap<&'a str, u8>, // 1 visiting, 2 done
         path: &mut Vec<&'a str>,
         order: &mut Vec<String>,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), Vec<String>> {
         match state.get(n) {
             Some(2) => return Ok(()),
             Some(1) => {
                 let start = path.iter().position(|p| *p == n).unwrap_or(0);
-                let mut cycle: Vec<&str> = path[start..].to_vec();
-                cycle.push(n);
-                let last = cycle[cycle.len() - 2];
-                bail!(
-                    "{}/dependencies.d/{n}: dependency cycle: {}",
-                    tree.services[last].dir.display(),
-                    cycle.join(" -> ")
-                );
+                let mut cycle: Vec<String> =
+                    path[start..].iter().map(ToString::to_string).collect();
+                cycle.push(n.to_string());
+                return Err(cycle);
             }
             _ => {}
         }
         state.insert(n, 1);
         path.push(n);
-        for d in &deps[n] {
-            visit(d, deps, tree, state, path, order)?;
+        for d in edges.get(n).into_iter().flatten() {
+            visit(d, edges, state, path, order)?;
         }
         path.pop();
         state.insert(n, 2);
         order.push(n.to_string());
         Ok(())
     }
-    for n in dependencies.keys() {
-        visit(
-            n,
-            dependencies,
-            tree,
-            &mut state,
-            &mut Vec::new(),
-            &mut order,
-        )?;
+    let mut order = Vec::new();
+    let mut state = BTreeMap::new();
+    for n in edges.keys() {
+        visit(n, edges, &mut state, &mut Vec::new(), &mut order)?;
     }
-
     Ok(order)
 }
