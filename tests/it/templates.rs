@@ -314,7 +314,9 @@ fn bring_up(id: &str, image: &str, options: Option<&str>) -> UpTemplate {
     )
     .unwrap();
     // A Template that lists Features (aiida-plugin does) has the CLI build an image with them.
-    let turn = crate::support::feature_builds();
+    let turn = text
+        .contains(PUBLISHED_FEATURES)
+        .then(crate::support::feature_builds);
     let started = std::time::Instant::now();
     let up = ws.devcontainer(&["up", "--no-lockfile"]);
     drop(turn);

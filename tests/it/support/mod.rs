@@ -42,7 +42,6 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-/// The project's root (where Cargo.toml is).
 /// The reference CLI builds Feature images through one fixed tag
 /// (`dev_container_feature_content_temp`), so two of its builds at once break each other ("COPY
 /// failed: stat tmp/build-features/<feature>_0"): every test that makes it build Features
@@ -54,6 +53,7 @@ pub fn feature_builds() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The project's root (where Cargo.toml is).
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
