@@ -118,11 +118,9 @@ def bind_sockets_in(client, directory: str) -> None:
 
 def zmq_broker_without_verdi(watcher: dict, command: list[str]) -> None:
     """The ZeroMQ broker's watcher runs `command` with verdi's arguments in place of verdi."""
-    words = shlex.split(watcher.get('cmd') or '')
-    if str(watcher.get('name', '')).endswith('-zmq-broker-service') and words[1:2] == ['-p'] and words[3:5] == [
-        'daemon',
-        'broker',
-    ]:
+    words = shlex.split(watcher.get('cmd') or '')  # verdi -p PROFILE daemon broker ...
+    is_broker = str(watcher.get('name', '')).endswith('-zmq-broker-service')
+    if is_broker and words[1:2] == ['-p'] and words[3:5] == ['daemon', 'broker']:
         watcher['cmd'] = shlex.join([*command, *words[1:]])
 
 
@@ -241,6 +239,7 @@ def missing_internals() -> list[str]:
         need(hasattr(DaemonClient, name), f'aiida-core: DaemonClient.{name}')
     need(callable(getattr(client_module, 'get_daemon_client', None)), 'aiida-core: get_daemon_client')
     start = source(getattr(DaemonClient, '_start_daemon', None))
+    client_source = source(DaemonClient)
     need(
         bool(start) and 'foreground' in inspect.signature(DaemonClient._start_daemon).parameters,
         'aiida-core: DaemonClient._start_daemon(foreground=...)',
@@ -254,7 +253,7 @@ def missing_internals() -> list[str]:
         'aiida-core: DaemonClient._start_daemon removing its PID file with Pidfile.unlink',
     )
     need(
-        source(DaemonClient).count('self.get_circus_socket_directory()') >= 2,
+        client_source.count('self.get_circus_socket_directory()') >= 2,
         'aiida-core: the circus endpoints built through DaemonClient.get_circus_socket_directory()',
     )
     if aiida_version() >= (2, 9):
@@ -262,8 +261,8 @@ def missing_internals() -> list[str]:
     if importlib.util.find_spec('aiida.brokers.zeromq') is not None:
         need(hasattr(DaemonClient, '_zmq_broker_service_dir'), 'aiida-core: DaemonClient._zmq_broker_service_dir')
         need(
-            "-zmq-broker-service'" in source(DaemonClient)
-            and re.search(r"'daemon',\s*'broker',", source(DaemonClient)) is not None,
+            "-zmq-broker-service'" in client_source
+            and re.search(r"'daemon',\s*'broker',", client_source) is not None,
             'aiida-core: the ZeroMQ broker watcher `<daemon>-zmq-broker-service` running `verdi -p P daemon broker`',
         )
         from aiida.brokers.zeromq import service
@@ -290,9 +289,9 @@ def missing_internals() -> list[str]:
         importlib.util.find_spec('psycopg') is not None,
         'psycopg 3 (aiida-core 2.7 and later), for the PostgreSQL start time the watchdog reads',
     )
-    need('start-circus' in source(DaemonClient), "aiida-core: a daemon's process recognised by `start-circus`")
+    need('start-circus' in client_source, "aiida-core: a daemon's process recognised by `start-circus`")
     need(
-        "'daemon', 'worker']" in source(DaemonClient),
+        "'daemon', 'worker']" in client_source,
         'aiida-core: workers started as `verdi -p PROFILE daemon worker`',
     )
     return missing
