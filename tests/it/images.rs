@@ -241,6 +241,93 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
     assert_eq!(py.trim(), "/opt/aiida True");
 }
 
+/// The base image's first start copies the profile made at its build, with this container's own
+/// UUIDs (two containers share none), and it works: a calculation runs. A first start with
+/// another creation setting (here the user's e-mail) makes its own profile instead.
+#[test]
+fn a_first_start_copies_the_build_time_profile_with_new_uuids() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    // The profile's identity in the configuration folder argv[1]: the profile UUID, the storage
+    // folder, the container's and the database's repository UUID, the computer UUID and the user.
+    const IDENTITY: &str = "import json, os, sqlite3, sys
+root = sys.argv[1]
+profile = json.load(open(root + '/config.json'))['profiles']['default']
+path = profile['storage']['config']['filepath'].replace('/home/aiida/.aiida', root, 1)
+db = sqlite3.connect(f'file:{path}/database.sqlite?mode=ro', uri=True)
+print(profile['PROFILE_UUID'], os.path.basename(path),
+      json.load(open(path + '/container/config.json'))['container_id'],
+      json.loads(db.execute(\"SELECT val FROM db_dbsetting WHERE key = 'repository|uuid'\").fetchone()[0]),
+      db.execute('SELECT uuid FROM db_dbcomputer').fetchone()[0],
+      db.execute('SELECT email FROM db_dbuser').fetchone()[0])";
+    let identity = |c: &Container, root: &str| {
+        let (code, out) = c.exec(&["python3", "-c", IDENTITY, root]);
+        assert_eq!(code, 0, "{out}");
+        out.trim().to_string()
+    };
+    let template = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            entrypoint: Some("bash".into()),
+            cmd: vec!["-c".into(), "sleep 600".into()],
+            ..Start::default()
+        },
+    );
+    let mut seen = vec![identity(
+        &template,
+        "/opt/aiida/share/aiida-profile-template/aiida",
+    )];
+    for _ in 0..2 {
+        let c = Container::start(&h, &base_image(), Start::default());
+        c.wait_ready();
+        let logs = c.logs();
+        assert!(
+            logs.contains(
+                "[aiida-prepare] profile 'default': copied from the one made at the image build"
+            ) && !logs.contains("profile 'default' created"),
+            "the first start did not copy the build's profile:\n{logs}"
+        );
+        c.assert_verdi_ready(false);
+        let pk = submit_add(&c, 4, 5, None);
+        assert_eq!(await_sum(&c, &pk), 9);
+        let now = identity(&c, "/home/aiida/.aiida");
+        let fields: Vec<&str> = now.split_whitespace().collect();
+        assert_eq!(fields.len(), 6, "{now}");
+        assert_eq!(
+            fields[2],
+            fields[3].trim_matches('"'),
+            "repository UUIDs disagree: {now}"
+        );
+        assert_eq!(fields[5], "aiida@localhost");
+        for before in &seen {
+            for (field, old) in fields[..5].iter().zip(before.split_whitespace()) {
+                assert_ne!(field, &old, "a UUID is shared: {now} and {before}");
+            }
+        }
+        seen.push(now);
+    }
+
+    let other = Container::start(
+        &h,
+        &base_image(),
+        Start {
+            env: vec!["AIIDA_USER_EMAIL=someone@example.org".into()],
+            ..Start::default()
+        },
+    );
+    other.wait_ready();
+    let logs = other.logs();
+    assert!(
+        logs.contains("profile 'default' created") && !logs.contains("copied from"),
+        "another creation setting used the build's profile:\n{logs}"
+    );
+    let made = identity(&other, "/home/aiida/.aiida");
+    assert!(made.ends_with(" someone@example.org"), "{made}");
+}
+
 /// `docker run IMAGE CMD` runs CMD once ready and returns its exit code.
 #[test]
 fn a_command_runs_once_ready_and_gives_its_exit_code() {
