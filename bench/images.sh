@@ -4,7 +4,8 @@
 # upstream's order under tini (bench/images-baseline). Also the lite variant (aiida-core-base:
 # SQLite and the ZeroMQ broker) against with-services, and what a user downloads: the compressed
 # layers of each image as pushed to a registry on localhost (Debian's docker-registry), for both
-# platforms when both are built. Prints each measurement and the ratios.
+# platforms when both are built, and how much of it an image with a new aiida-core release changes
+# (the layers from the aiida-core install on). Prints each measurement and the ratios.
 #
 #   bash bench/images.sh [ROUNDS]        (default 2 rounds; needs the images built:
 #                                         cargo run -- images build)
@@ -114,11 +115,24 @@ if [ "${AIIDA_DEVC_BENCH_SIZES:-1}" != 0 ]; then
         docker tag "$image" "$target"
         docker push -q "$target" >/dev/null
         docker rmi "$target" >/dev/null
-        curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-            -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-            "http://127.0.0.1:$port/v2/bench/$repo/manifests/$arch" \
-            | python3 -c 'import json, sys; m = json.load(sys.stdin); print(sys.argv[1], sys.argv[2], sum(l["size"] for l in m["layers"]), len(m["layers"]), max(l["size"] for l in m["layers"]))' "$repo" "$arch" \
-            | tee -a "$sizes"
+        python3 - "http://127.0.0.1:$port/v2/bench/$repo" "$repo" "$arch" <<'PY' | tee -a "$sizes"
+# The manifest's compressed layers: their sum, count and largest, and what a new aiida-core
+# release downloads again: every layer from the one that installs /opt/aiida (found through the
+# image configuration's history, whose non-empty entries are the layers in order) on.
+import json, sys, urllib.request
+base, repo, arch = sys.argv[1:]
+def get(path, accept):
+    request = urllib.request.Request(f'{base}/{path}', headers={'Accept': accept})
+    return json.load(urllib.request.urlopen(request))
+manifest = get(f'manifests/{arch}', 'application/vnd.docker.distribution.manifest.v2+json, '
+               'application/vnd.oci.image.manifest.v1+json')
+config = get(f"blobs/{manifest['config']['digest']}", '*/*')
+made = [h.get('created_by', '') for h in config['history'] if not h.get('empty_layer')]
+sizes = [layer['size'] for layer in manifest['layers']]
+assert len(made) == len(sizes), (len(made), len(sizes))
+venv = next(i for i, step in enumerate(made) if 'COPY' in step and ' in /opt/aiida' in step)
+print(repo, arch, sum(sizes), len(sizes), max(sizes), sum(sizes[venv:]))
+PY
     done
 fi
 size() { docker image inspect -f '{{.Size}}' "$1"; }
@@ -145,8 +159,9 @@ print(f"exit codes after docker stop: aiida-init {codes('ours')}, lite {codes('l
 mb = lambda b: int(b) / 1e6
 print(f"image sizes (unpacked): aiida-core-with-services {mb(sys.argv[3]):.0f} MB, baseline {mb(sys.argv[4]):.0f} MB, "
       f"aiida-core-base {mb(sys.argv[5]):.0f} MB")
-for repo, arch, total, layers, largest in (l.split() for l in open(sys.argv[2])):
-    print(f"download (compressed layers) {repo} {arch}: {mb(total):.1f} MB in {layers} layers, largest {mb(largest):.1f} MB")
+for repo, arch, total, layers, largest, update in (l.split() for l in open(sys.argv[2])):
+    print(f"download (compressed layers) {repo} {arch}: {mb(total):.1f} MB in {layers} layers, largest {mb(largest):.1f} MB; "
+          f"a new aiida-core release downloads {mb(update):.1f} MB of it")
 print(f"rounds: {len(rows) // 3}")
 PY
 rm -f "$results" "$sizes"
