@@ -27,12 +27,17 @@ INIT = init_folder()
 sys.path.insert(0, str(INIT))
 
 
-def load_daemon_module():
-    loader = importlib.machinery.SourceFileLoader('aiida_daemon', str(INIT / 'aiida-daemon'))
-    spec = importlib.util.spec_from_loader('aiida_daemon', loader)
+def load_script(module_name: str, script: str):
+    """The init script INIT/`script` (no .py) loaded as the module `module_name`."""
+    loader = importlib.machinery.SourceFileLoader(module_name, str(INIT / script))
+    spec = importlib.util.spec_from_loader(module_name, loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
+
+
+def load_daemon_module():
+    return load_script('aiida_daemon', 'aiida-daemon')
 
 
 @pytest.fixture(scope='session')

@@ -5,24 +5,13 @@ SQLite database and disk-objectstore container configuration); the real one is e
 image tests (tests/it/images.rs).
 """
 
-import importlib.machinery
-import importlib.util
 import json
 import sqlite3
 
 import pytest
-from conftest import INIT
+from conftest import load_script
 
-
-def load_template_module():
-    loader = importlib.machinery.SourceFileLoader('aiida_profile_template', str(INIT / 'aiida-profile-template'))
-    spec = importlib.util.spec_from_loader('aiida_profile_template', loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-template_module = load_template_module()
+template_module = load_script('aiida_profile_template', 'aiida-profile-template')
 
 REPOSITORY = 'a' * 32
 COMPUTER = '00000000-0000-4000-8000-000000000001'
