@@ -310,6 +310,17 @@ print(profile['PROFILE_UUID'], os.path.basename(path),
         seen.push(now);
     }
 
+    // After a devcontainer UID remap too (the template is not the new UID's).
+    let remapped = Container::start(&h, &uid_remapped(&h, &base_image()), Start::default());
+    remapped.wait_ready();
+    let logs = remapped.logs();
+    assert!(
+        logs.contains("copied from the one made at the image build"),
+        "a UID-remapped first start did not copy the build's profile:\n{logs}"
+    );
+    remapped.assert_verdi_ready(false);
+    assert_eq!(remapped.sh("id -u").trim(), "1234");
+
     let other = Container::start(
         &h,
         &base_image(),
@@ -435,39 +446,7 @@ fn after_a_uid_remap_pip_installs_and_services_work() {
         return;
     }
     let h = Harness::new();
-    let dockerfile = crate::support::project_root().join(
-        ".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile",
-    );
-    crate::support::require(
-        dockerfile.is_file(),
-        &format!("the devcontainer CLI's {}", dockerfile.display()),
-    );
-    let tag = format!("{}:uid", crate::support::unique_name("remap"));
-    h.track_image(&tag);
-    let out = docker(&[
-        "build",
-        "-q",
-        "-t",
-        &tag,
-        "-f",
-        dockerfile.to_str().unwrap(),
-        "--build-arg",
-        &format!("BASE_IMAGE={}", with_services_image()),
-        "--build-arg",
-        "REMOTE_USER=aiida",
-        "--build-arg",
-        "NEW_UID=1234",
-        "--build-arg",
-        "NEW_GID=1234",
-        "--build-arg",
-        "IMAGE_USER=aiida",
-        dockerfile.parent().unwrap().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "building the UID remap image failed: {}",
-        text(&out)
-    );
+    let tag = uid_remapped(&h, &with_services_image());
 
     let ca_dir = tempfile::tempdir().unwrap();
     let c = Container::start(&h, &tag, Start::default().with_ca_bundle(ca_dir.path()));
@@ -870,4 +849,43 @@ fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_dete
     let daemon = c.service("aiida-daemon");
     assert_eq!(daemon["state"], "starting", "{daemon:#}");
     assert_eq!(daemon["restarts"].as_u64().unwrap_or(0), 0, "{daemon:#}");
+}
+
+/// `image` with the user's UID and GID changed to 1234 by the devcontainer CLI's own
+/// updateUID.Dockerfile, as VS Code and the CLI do for a host user of another UID.
+fn uid_remapped(h: &Harness, image: &str) -> String {
+    let dockerfile = crate::support::project_root().join(
+        ".tools/devcontainer-cli/node_modules/@devcontainers/cli/scripts/updateUID.Dockerfile",
+    );
+    crate::support::require(
+        dockerfile.is_file(),
+        &format!("the devcontainer CLI's {}", dockerfile.display()),
+    );
+    let tag = format!("{}:uid", crate::support::unique_name("remap"));
+    h.track_image(&tag);
+    let out = docker(&[
+        "build",
+        "-q",
+        "-t",
+        &tag,
+        "-f",
+        dockerfile.to_str().unwrap(),
+        "--build-arg",
+        &format!("BASE_IMAGE={image}"),
+        "--build-arg",
+        "REMOTE_USER=aiida",
+        "--build-arg",
+        "NEW_UID=1234",
+        "--build-arg",
+        "NEW_GID=1234",
+        "--build-arg",
+        "IMAGE_USER=aiida",
+        dockerfile.parent().unwrap().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "building the UID remap image failed: {}",
+        text(&out)
+    );
+    tag
 }
