@@ -296,11 +296,7 @@ print(profile['PROFILE_UUID'], os.path.basename(path),
         let now = identity(&c, "/home/aiida/.aiida");
         let fields: Vec<&str> = now.split_whitespace().collect();
         assert_eq!(fields.len(), 6, "{now}");
-        assert_eq!(
-            fields[2],
-            fields[3].trim_matches('"'),
-            "repository UUIDs disagree: {now}"
-        );
+        assert_eq!(fields[2], fields[3], "repository UUIDs disagree: {now}");
         assert_eq!(fields[5], "aiida@localhost");
         for before in &seen {
             for (field, old) in fields[..5].iter().zip(before.split_whitespace()) {
