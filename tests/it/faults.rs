@@ -126,7 +126,8 @@ fn assert_finished_with(c: &Container, pk: &str, sum: i64) {
     );
 }
 
-/// `docker kill` on a fresh home once PostgreSQL is up and the profile is being made, then
+/// `docker kill` on a fresh home once PostgreSQL is up and the profile is being made (not copied
+/// from the image's template), then
 /// `docker start`: PostgreSQL recovers (no crash loop), the profile is completed on the one
 /// database `aiida-default`, the container is ready and a calculation finishes.
 #[test]
@@ -136,7 +137,11 @@ fn docker_kill_while_starting_then_start_is_ready() {
     }
     let h = Harness::new();
     let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start::with_home_making_the_profile(&home),
+    );
     await_states(
         &c,
         "PostgreSQL ready while the profile is made",
@@ -225,8 +230,8 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
     c.assert_verdi_ready(true);
 }
 
-/// `docker stop` on a fresh home while the profile is being made (its database exists, the
-/// profile does not yet): aiida-init stops the services and exits 0 within docker's grace period
+/// `docker stop` on a fresh home while the profile is being made (not copied from the image's
+/// template: its database exists, the profile does not yet): aiida-init stops the services and exits 0 within docker's grace period
 /// (no SIGKILL), and the next `docker start` makes the empty database again, completes the
 /// profile and becomes ready.
 #[test]
@@ -236,7 +241,11 @@ fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
     }
     let h = Harness::new();
     let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start::with_home_making_the_profile(&home),
+    );
     await_states(
         &c,
         "the profile being made",

@@ -335,6 +335,137 @@ print(profile['PROFILE_UUID'], os.path.basename(path),
     assert!(made.ends_with(" someone@example.org"), "{made}");
 }
 
+/// The with-services image's first start copies the profile made at its build, whose database is
+/// in the image's prepared cluster: each container gets its own UUIDs (the profile's, the
+/// repository's in the container and the database, the computer's) and its own database
+/// password, none of which the image holds, and a calculation runs.
+#[test]
+fn a_with_services_first_start_copies_the_build_time_profile_and_its_database() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    // One line: the profile UUID, the repository UUID of the container, of the template and of
+    // the database, the computer UUID, the profile's password and the role's password hash.
+    const IDENTITY: &str = r#"set -e
+python3 - <<'PY'
+import json
+template = '/opt/aiida/share/aiida-profile-template/aiida'
+profile = json.load(open('/home/aiida/.aiida/config.json'))['profiles']['default']
+storage = profile['storage']['config']
+def container_id(repository):
+    return json.load(open(repository + '/container/config.json'))['container_id']
+print(profile['PROFILE_UUID'], container_id(storage['repository_uri'].removeprefix('file://')),
+      container_id(template + '/repository/default'), end=' ')
+PY
+psql -X -A -t -d aiida-default -c "SELECT val #>> '{}' FROM db_dbsetting WHERE key = 'repository|uuid'" \
+    -c 'SELECT uuid FROM db_dbcomputer' | tr '\n' ' '
+python3 -c "import json; print(json.load(open('/home/aiida/.aiida/config.json'))['profiles']['default']['storage']['config']['database_password'], end=' ')"
+psql -X -A -t -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'aiida-default'"
+"#;
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for _ in 0..2 {
+        let c = Container::start(&h, &with_services_image(), Start::default());
+        c.wait_ready();
+        let logs = c.logs();
+        assert!(
+            logs.contains(
+                "[aiida-prepare] profile 'default': copied from the one made at the image build"
+            ) && !logs.contains("profile 'default' created"),
+            "the first start did not copy the build's profile:\n{logs}"
+        );
+        c.assert_verdi_ready(true);
+        let pk = submit_add(&c, 4, 5, None);
+        assert_eq!(await_sum(&c, &pk), 9);
+        let (code, out) = c.exec(&["bash", "-c", IDENTITY]);
+        assert_eq!(code, 0, "{out}");
+        let fields: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(fields.len(), 7, "{out}");
+        let [
+            profile,
+            container,
+            template,
+            database,
+            computer,
+            password,
+            role,
+        ] = <[String; 7]>::try_from(fields.clone()).unwrap();
+        assert_eq!(container, database, "repository UUIDs disagree: {out}");
+        assert_ne!(container, template, "the template's repository UUID: {out}");
+        assert!(password.len() >= 20, "a weak database password: {out}");
+        assert!(
+            role.starts_with("SCRAM-SHA-256$"),
+            "the role has no password: {out}"
+        );
+        for before in &seen {
+            for (now, old) in [
+                profile.clone(),
+                container.clone(),
+                computer.clone(),
+                password.clone(),
+                role.clone(),
+            ]
+            .iter()
+            .zip([&before[0], &before[1], &before[4], &before[5], &before[6]])
+            {
+                assert_ne!(now, old, "shared by two containers: {out} and {before:?}");
+            }
+        }
+        seen.push(fields);
+    }
+    // The image holds no password: the template's configuration and stamp have an empty one.
+    let template = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            entrypoint: Some("bash".into()),
+            cmd: vec!["-c".into(), "sleep 600".into()],
+            ..Start::default()
+        },
+    );
+    let files = template.sh(
+        "cd /opt/aiida/share/aiida-profile-template/aiida && grep -h -e database_password -e '^psql=' config.json aiida-prepare.stamp",
+    );
+    assert!(
+        files.contains("\"database_password\": \"\"")
+            && files.contains("psql=postgresql://aiida-default:@localhost"),
+        "a password in the image's profile template:\n{files}"
+    );
+}
+
+/// A home that starts empty (a bind mount; here a tmpfs) gets a new cluster at the first start,
+/// without the database of the image's profile template: the first start makes the profile, and
+/// says why without a line that reads as a failure.
+#[test]
+fn a_with_services_first_start_on_an_empty_home_makes_its_profile() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let empty = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            tmpfs: vec!["/home/aiida:uid=1000,gid=100,mode=0755,exec".into()],
+            ..Start::default()
+        },
+    );
+    empty.wait_ready();
+    let logs = empty.logs();
+    assert!(
+        logs.contains("is not the one made at the image build (it is not in this cluster): the profile is made anew")
+            && logs.contains("profile 'default' created"),
+        "a home that started empty did not make its profile:\n{logs}"
+    );
+    for alarm in ["error", "fatal"] {
+        assert!(
+            !logs.to_lowercase().contains(alarm),
+            "the start on an empty home logged {alarm:?}:\n{logs}"
+        );
+    }
+    empty.assert_verdi_ready(true);
+}
+
 /// `docker run IMAGE CMD` runs CMD once ready and returns its exit code.
 #[test]
 fn a_command_runs_once_ready_and_gives_its_exit_code() {
@@ -802,8 +933,9 @@ fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_dete
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
     c.wait_ready();
     assert!(
-        c.logs()
-            .contains("[aiida-prepare] profile 'default' created"),
+        c.logs().contains(
+            "[aiida-prepare] profile 'default': copied from the one made at the image build"
+        ),
         "{}",
         c.logs()
     );

@@ -1,8 +1,9 @@
 """/etc/init/aiida-profile-template: the build's profile copied with new UUIDs, bad input refused.
 
 A small template is made here in aiida-core's layout (config.json, the storage folder with its
-SQLite database and disk-objectstore container configuration); the real one is exercised by the
-image tests (tests/it/images.rs).
+SQLite database and disk-objectstore container configuration; for PostgreSQL the configuration and
+repository, with a database that does not answer); the real ones, with a real PostgreSQL, are
+exercised by the image tests (tests/it/images.rs).
 """
 
 import json
@@ -86,9 +87,9 @@ def test_an_existing_configuration_is_never_overwritten(tmp_path):
 
 @pytest.mark.parametrize(
     ('backend', 'message'),
-    [('core.psql_dos', r"profile 'default' has storage 'core\.psql_dos'"), (None, r'not an AiiDA configuration')],
+    [('core.sqlite_zip', r"profile 'default' has storage 'core\.sqlite_zip', not one of"), (None, r'not an AiiDA')],
 )
-def test_a_template_that_is_not_a_sqlite_profile_is_refused_by_name(tmp_path, backend, message):
+def test_a_template_of_another_storage_is_refused_by_name(tmp_path, backend, message):
     template, target = tmp_path / 'template', tmp_path / '.aiida'
     make_template(template, target, backend=backend or 'core.sqlite_dos')
     if backend is None:
@@ -103,3 +104,45 @@ def test_a_storage_outside_the_target_is_refused(tmp_path):
     make_template(template, tmp_path / 'elsewhere')
     with pytest.raises(SystemExit, match=r'not below .*/\.aiida/repository'):
         template_module.copy(template, tmp_path / '.aiida')
+
+
+def make_psql_template(root, target):
+    """A PostgreSQL template in `root` (repository below `target`) whose database does not answer
+    (nothing listens on port 1; the base image has no psql at all), with a stamp that records a password."""
+    repository = root / 'repository' / 'default'
+    (repository / 'container').mkdir(parents=True)
+    (repository / 'container' / 'config.json').write_text(json.dumps({'container_id': REPOSITORY}))
+    storage = {
+        'database_hostname': '127.0.0.1',
+        'database_port': 1,
+        'database_name': 'aiida-default',
+        'database_username': 'aiida-default',
+        'database_password': '',
+        'repository_uri': (target / 'repository' / 'default').as_uri(),
+    }
+    config = {'profiles': {'default': {'storage': {'backend': 'core.psql_dos', 'config': storage}}}}
+    (root / 'config.json').write_text(json.dumps(config))
+    (root / 'aiida-prepare.stamp').write_text(
+        'schema=main_0002\npsql=postgresql://aiida-default:old@localhost:5432/aiida-default?connect_timeout=10\n'
+    )
+
+
+def test_a_postgresql_template_whose_database_is_not_the_builds_is_not_copied(tmp_path):
+    template, target = tmp_path / 'template', tmp_path / '.aiida'
+    make_psql_template(template, target)
+    with pytest.raises(template_module.NotTheTemplatesDatabase, match=r"the database 'aiida-default' is not the one"):
+        template_module.copy(template, target)
+    assert not target.exists()
+    assert template_module.main([str(template), str(target)]) == 3
+    assert not target.exists()
+
+
+def test_the_stamps_password_is_replaced_and_nothing_else(tmp_path):
+    make_psql_template(tmp_path, tmp_path)
+    template_module.set_stamp_password(tmp_path, 'new password/1')
+    assert (tmp_path / 'aiida-prepare.stamp').read_text() == (
+        'schema=main_0002\npsql=postgresql://aiida-default:new%20password%2F1@localhost:5432/aiida-default'
+        '?connect_timeout=10\n'
+    )
+    template_module.set_stamp_password(tmp_path, '')
+    assert 'psql=postgresql://aiida-default:@localhost:5432/' in (tmp_path / 'aiida-prepare.stamp').read_text()

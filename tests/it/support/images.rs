@@ -67,6 +67,8 @@ pub struct Start {
     pub cmd: Vec<String>,
     /// `--entrypoint` instead of the image's `/init`.
     pub entrypoint: Option<String>,
+    /// `--tmpfs` arguments (`PATH:OPTIONS`): a folder that starts empty, as a bind mount does.
+    pub tmpfs: Vec<String>,
 }
 
 impl Start {
@@ -77,7 +79,21 @@ impl Start {
             ..Start::default()
         }
     }
+
+    /// As [`Start::with_home`], with a profile setting other than the one the image's profile
+    /// template was made with: the first start makes its profile (database, schema, user,
+    /// computer) instead of copying the template (/etc/init/aiida-prepare).
+    pub fn with_home_making_the_profile(home: &str) -> Start {
+        Start {
+            env: vec![MAKES_THE_PROFILE.to_string()],
+            ..Start::with_home(home)
+        }
+    }
 }
+
+/// An environment setting that makes a first start create its profile instead of copying the
+/// image's build-time template: a profile setting the template was not made with.
+pub const MAKES_THE_PROFILE: &str = "AIIDA_USER_INSTITUTION=made at the first start";
 
 impl Start {
     /// The CA bundle option (see [`crate::support::ca_bundle`]), when there is one: written to
@@ -114,6 +130,9 @@ impl<'h> Container<'h> {
                 }
             }
             args.extend(["-v".into(), v]);
+        }
+        for t in opts.tmpfs {
+            args.extend(["--tmpfs".into(), t]);
         }
         if let Some(u) = opts.user {
             args.extend(["--user".into(), u]);
