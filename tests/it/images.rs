@@ -241,6 +241,41 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
     assert_eq!(py.trim(), "/opt/aiida True");
 }
 
+/// A new container of `image` (its entry point replaced by a sleep): its files, no service.
+fn idle<'h>(h: &'h Harness, image: &str) -> Container<'h> {
+    Container::start(
+        h,
+        image,
+        Start {
+            entrypoint: Some("bash".into()),
+            cmd: vec!["-c".into(), "sleep 600".into()],
+            ..Start::default()
+        },
+    )
+}
+
+/// A new container of `image`, ready, whose first start copied the profile made at the image's
+/// build (and made none), and in which a calculation runs through the daemon.
+fn first_start_copying_the_template<'h>(
+    h: &'h Harness,
+    image: &str,
+    rabbitmq: bool,
+) -> Container<'h> {
+    let c = Container::start(h, image, Start::default());
+    c.wait_ready();
+    let logs = c.logs();
+    assert!(
+        logs.contains(
+            "[aiida-prepare] profile 'default': copied from the one made at the image build"
+        ) && !logs.contains("profile 'default' created"),
+        "the first start did not copy the build's profile:\n{logs}"
+    );
+    c.assert_verdi_ready(rabbitmq);
+    let pk = submit_add(&c, 4, 5, None);
+    assert_eq!(await_sum(&c, &pk), 9);
+    c
+}
+
 /// The base image's first start copies the profile made at its build, with this container's own
 /// UUIDs (two containers share none), and it works: a calculation runs. A first start with
 /// another creation setting (here the user's e-mail) makes its own profile instead.
@@ -267,32 +302,13 @@ print(profile['PROFILE_UUID'], os.path.basename(path),
         assert_eq!(code, 0, "{out}");
         out.trim().to_string()
     };
-    let template = Container::start(
-        &h,
-        &base_image(),
-        Start {
-            entrypoint: Some("bash".into()),
-            cmd: vec!["-c".into(), "sleep 600".into()],
-            ..Start::default()
-        },
-    );
+    let template = idle(&h, &base_image());
     let mut seen = vec![identity(
         &template,
         "/opt/aiida/share/aiida-profile-template/aiida",
     )];
     for _ in 0..2 {
-        let c = Container::start(&h, &base_image(), Start::default());
-        c.wait_ready();
-        let logs = c.logs();
-        assert!(
-            logs.contains(
-                "[aiida-prepare] profile 'default': copied from the one made at the image build"
-            ) && !logs.contains("profile 'default' created"),
-            "the first start did not copy the build's profile:\n{logs}"
-        );
-        c.assert_verdi_ready(false);
-        let pk = submit_add(&c, 4, 5, None);
-        assert_eq!(await_sum(&c, &pk), 9);
+        let c = first_start_copying_the_template(&h, &base_image(), false);
         let now = identity(&c, "/home/aiida/.aiida");
         let fields: Vec<&str> = now.split_whitespace().collect();
         assert_eq!(fields.len(), 6, "{now}");
@@ -365,18 +381,7 @@ psql -X -A -t -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'aiida-defau
 "#;
     let mut seen: Vec<Vec<String>> = Vec::new();
     for _ in 0..2 {
-        let c = Container::start(&h, &with_services_image(), Start::default());
-        c.wait_ready();
-        let logs = c.logs();
-        assert!(
-            logs.contains(
-                "[aiida-prepare] profile 'default': copied from the one made at the image build"
-            ) && !logs.contains("profile 'default' created"),
-            "the first start did not copy the build's profile:\n{logs}"
-        );
-        c.assert_verdi_ready(true);
-        let pk = submit_add(&c, 4, 5, None);
-        assert_eq!(await_sum(&c, &pk), 9);
+        let c = first_start_copying_the_template(&h, &with_services_image(), true);
         let (code, out) = c.exec(&["bash", "-c", IDENTITY]);
         assert_eq!(code, 0, "{out}");
         let fields: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
@@ -414,15 +419,7 @@ psql -X -A -t -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'aiida-defau
         seen.push(fields);
     }
     // The image holds no password: the template's configuration and stamp have an empty one.
-    let template = Container::start(
-        &h,
-        &with_services_image(),
-        Start {
-            entrypoint: Some("bash".into()),
-            cmd: vec!["-c".into(), "sleep 600".into()],
-            ..Start::default()
-        },
-    );
+    let template = idle(&h, &with_services_image());
     let files = template.sh(
         "cd /opt/aiida/share/aiida-profile-template/aiida && grep -h -e database_password -e '^psql=' config.json aiida-prepare.stamp",
     );
