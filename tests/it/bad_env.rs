@@ -81,11 +81,11 @@ fn bad_then_corrected(image: &str, bad: &[&str], expected: &[&str], rabbitmq: bo
     assert_eq!(c.inspect("{{.State.Running}}"), "true", "{}", c.logs());
     assert_eq!(profiles(&c), "[]");
     if rabbitmq {
-        let databases =
-            c.sh("psql -h localhost -U aiida -d postgres -Atc 'SELECT datname FROM pg_database'");
-        assert!(
-            !databases.contains("aiida-"),
-            "a database was made:\n{databases}"
+        // Only the database of the image's profile template, which was in the cluster already.
+        assert_eq!(
+            profile_databases(&c),
+            "aiida-default",
+            "a database was made"
         );
     }
     c.stop();
@@ -103,6 +103,17 @@ fn bad_then_corrected(image: &str, bad: &[&str], expected: &[&str], rabbitmq: bo
     fixed.wait_ready();
     fixed.assert_verdi_ready(rabbitmq);
     assert_eq!(profiles(&fixed), "['my-profile']");
+    if rabbitmq {
+        // The template's database, unused by a profile of another name, was dropped.
+        assert_eq!(profile_databases(&fixed), "aiida-my-profile");
+    }
+}
+
+/// The names of the cluster's `aiida-*` databases, one per line, sorted.
+fn profile_databases(c: &Container) -> String {
+    c.sh("psql -h localhost -U aiida -d postgres -Atc \"SELECT datname FROM pg_database WHERE datname LIKE 'aiida-%' ORDER BY 1\"")
+        .trim()
+        .to_owned()
 }
 
 #[test]

@@ -853,6 +853,11 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
     );
     let version = old.sh("/tmp/old-aiida/bin/verdi --version");
     assert!(version.contains("2.3."), "not aiida-core 2.3: {version}");
+    // A home as an image without a profile template left it: the cluster without the template's
+    // database and user (which a first start drops when it makes its own profile).
+    old.sh(
+        "psql -d postgres -c 'DROP DATABASE \"aiida-default\"' -c 'DROP ROLE \"aiida-default\"'",
+    );
     // The names aiida-prepare gives (database and user `aiida-<profile>`), made with the image's
     // PostgreSQL superuser `aiida` (trust authentication on localhost).
     old.sh(
