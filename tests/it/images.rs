@@ -14,7 +14,8 @@ use crate::support::{Harness, poll_until};
 /// The whole life of a with-services container on a home volume: ready, a calculation through
 /// the daemon, a process submitted (daemon stopped) before `docker stop` that finishes after
 /// `docker start`, a
-/// clean and quick stop (PostgreSQL's own log), and the profile kept across rm and run.
+/// clean and quick stop (PostgreSQL's and RabbitMQ's own logs: the queued message survives a stop
+/// that skips Erlang's last second), and the profile kept across rm and run.
 #[test]
 fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     if skip_without(&[Need::Docker]) {
@@ -73,6 +74,17 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
     assert!(
         !restart_log.contains("automatic recovery"),
         "PostgreSQL did crash recovery:\n{restart_log}"
+    );
+    // RabbitMQ closed its persistent message store before the stop (the queued process's
+    // message is in it); after an unclean stop it rebuilds the store's index at the next boot.
+    let rabbitmq_log = c.sh("cat ~/.rabbitmq/log/rabbit@localhost.log");
+    let (_, rabbitmq_restart) = rabbitmq_log
+        .rsplit_once("msg_store_persistent' is stopped")
+        .unwrap_or_else(|| panic!("RabbitMQ did not close its message store:\n{rabbitmq_log}"));
+    assert!(
+        rabbitmq_restart.contains("Started message store of type persistent")
+            && !rabbitmq_restart.contains("rebuilding indices from scratch"),
+        "RabbitMQ did not restart from a clean stop:\n{rabbitmq_restart}"
     );
     assert_eq!(
         await_sum(&c, &pending),

@@ -1,0 +1,53 @@
+%% aiida_rabbitmq_stop: how the node stops on SIGTERM, the signal aiida-init stops it with.
+%%
+%% Erlang's own SIGTERM handler calls init:stop(): every application stops, in the reverse of
+%% the order they started in, and the kernel last. The kernel's I/O server supervisor (user_sup)
+%% then waits a fixed second before it ends, so that pending console output drains: that second
+%% was most of `docker stop`. This handler stops the same applications in the same order (so
+%% RabbitMQ's own graceful stop runs: queues, Mnesia and Ra are closed as before), then makes
+%% sure the output has left the node (each logger handler synced, the console's I/O server
+%% answering after what it was sent before) and halts with status 0.
+%%
+%% /etc/init/rabbitmq-node installs it once RabbitMQ has booted (`-eval ... install()` after
+%% `-s rabbit boot`); a SIGTERM during the boot gets Erlang's handler, as before. Every other
+%% signal is passed on to Erlang's handler. Compiled where RabbitMQ is installed (setup).
+-module(aiida_rabbitmq_stop).
+-behaviour(gen_event).
+-export([install/0]).
+-export([init/1, handle_event/2, handle_call/2, handle_info/2, terminate/2]).
+
+install() ->
+    ok = gen_event:swap_handler(erl_signal_server, {erl_signal_handler, []}, {?MODULE, []}).
+
+init(_) ->
+    {ok, running}.
+
+handle_event(sigterm, running) ->
+    %% Not in the event manager's process: the applications' stop takes a while.
+    _ = spawn(fun stop/0),
+    {ok, stopping};
+handle_event(sigterm, stopping) ->
+    {ok, stopping};
+handle_event(Signal, State) ->
+    {ok, _} = erl_signal_handler:handle_event(Signal, State),
+    {ok, State}.
+
+handle_call(_Request, State) ->
+    {ok, ok, State}.
+
+handle_info(_Info, State) ->
+    {ok, State}.
+
+terminate(_Args, _State) ->
+    ok.
+
+stop() ->
+    try
+        %% which_applications/1 lists the latest started first.
+        _ = [application:stop(App)
+             || {App, _, _} <- application:which_applications(infinity), App =/= kernel, App =/= stdlib],
+        _ = [catch Module:filesync(Id) || #{id := Id, module := Module} <- logger:get_handler_config()],
+        ok = io:put_chars(user, [])
+    after
+        erlang:halt(0, [{flush, true}])
+    end.
