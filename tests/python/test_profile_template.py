@@ -146,3 +146,14 @@ def test_the_stamps_password_is_replaced_and_nothing_else(tmp_path):
     )
     template_module.set_stamp_password(tmp_path, '')
     assert 'psql=postgresql://aiida-default:@localhost:5432/' in (tmp_path / 'aiida-prepare.stamp').read_text()
+
+
+def test_drop_unused_leaves_a_database_it_cannot_identify_as_the_builds(tmp_path, capsys):
+    """--drop-unused drops only a database proven to be the build's (the real drop, with a real
+    PostgreSQL, is checked by tests/it/bad_env.rs); one that does not answer is left alone."""
+    template = tmp_path / 'template'
+    make_psql_template(template, tmp_path / '.aiida')
+    before = (template / 'config.json').read_text()
+    assert template_module.main(['--drop-unused', str(template)]) == 0
+    assert 'dropped' not in capsys.readouterr().out
+    assert (template / 'config.json').read_text() == before
