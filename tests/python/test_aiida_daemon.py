@@ -168,6 +168,38 @@ def test_restarting_the_workers_stops_them_repairs_then_starts_them(daemon_modul
     assert calls == [('stop', 'aiida-default'), 'repair', ('start', 'aiida-default')]
 
 
+def test_more_workers_are_asked_for_again_while_circus_is_still_starting(daemon_module, daemon, monkeypatch, capsys):
+    """Circus answers status calls once its socket is bound, but refuses `incr` while its arbiter
+    starts the first worker; the service asks again until the answer is ok."""
+    conflict = {'status': 'error', 'reason': 'arbiter is already running arbiter_start command'}
+    answers = [conflict, conflict, {'status': 'ok', 'numprocesses': 3}]
+    calls = []
+
+    def call_client(command, timeout):
+        calls.append(command)
+        return answers.pop(0)
+
+    daemon.client.call_client = call_client
+    monkeypatch.setattr(daemon_module.time, 'sleep', lambda seconds: None)
+    daemon.add_workers(2)
+    assert calls == [{'command': 'incr', 'properties': {'name': 'aiida-default', 'nb': 2, 'waiting': True}}] * 3
+    assert 'could not start' not in capsys.readouterr().err
+
+
+def test_more_workers_that_circus_keeps_refusing_are_reported(daemon_module, daemon, monkeypatch, capsys):
+    clock = Clock()
+    daemon.client.call_client = lambda command, timeout: {'status': 'error', 'reason': 'arbiter is restarting...'}
+
+    def sleep(seconds):
+        clock.now += seconds
+
+    monkeypatch.setattr(daemon_module.time, 'monotonic', clock)
+    monkeypatch.setattr(daemon_module.time, 'sleep', sleep)
+    daemon.add_workers(1)
+    assert 'could not start 1 more workers: arbiter is restarting...' in capsys.readouterr().err
+    assert clock.now >= 1000.0 + daemon_module.STATUS_CALL_TIMEOUT
+
+
 # --- the PID file and the sockets file ----------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ Private members of `aiida.engine.daemon.client.DaemonClient`:
   `verdi daemon start-circus --foreground` runs), so that aiida-init supervises circus directly.
 * `_clean_potentially_stale_pid_file()`: aiida-core's own staleness check of the PID file, run
   before the service claims the file.
+* `get_controller_endpoint()`: circus's controller socket, whose file the service waits for
+  before its first status call.
 * `_write_version_file()` (aiida-core 2.9 and later; optional before): the package versions the
   daemon runs with, which `verdi daemon status` compares with the installed ones, as
   `start_daemon` writes them.
@@ -233,7 +235,8 @@ def missing_internals() -> list[str]:
         except (OSError, TypeError):
             return ''
 
-    for name in ('_start_daemon', '_clean_potentially_stale_pid_file', 'get_circus_socket_directory'):
+    for name in ('_start_daemon', '_clean_potentially_stale_pid_file', 'get_circus_socket_directory',
+                 'get_controller_endpoint'):
         need(callable(getattr(DaemonClient, name, None)), f'aiida-core: DaemonClient.{name}')
     for name in ('circus_pid_file', 'circus_socket_file', 'daemon_name', 'call_client', 'get_daemon_pid'):
         need(hasattr(DaemonClient, name), f'aiida-core: DaemonClient.{name}')
