@@ -40,6 +40,7 @@ pub const DAEMON_FILES: &[&str] = &[
     "init/aiida-daemon",
     "init/aiida_daemon_compat.py",
     "init/aiida-zmq-broker",
+    "init/aiida-daemon-worker",
     "init/amqp_probe.py",
     "init/verdi",
     "s6-rc.d/aiida-daemon/type",

@@ -366,7 +366,7 @@ def test_circus_gets_stop_timeouts_and_no_stats_or_multicast(daemon_module, monk
     ]
 
 
-def test_the_zmq_broker_runs_without_verdi_with_verdis_arguments(daemon_module, monkeypatch):
+def test_the_zmq_broker_and_the_workers_run_without_verdi_with_verdis_arguments(daemon_module, monkeypatch):
     circus = pytest.importorskip('circus')
     made = []
     monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
@@ -383,13 +383,20 @@ def test_the_zmq_broker_runs_without_verdi_with_verdis_arguments(daemon_module, 
         f"{sys.executable} {daemon_module.ZMQ_BROKER} -p default daemon broker --service-dir '/h/a b' "
         '--log-file-path /h/log'
     )
-    assert made[0]['watchers'][1]['cmd'] == '/opt/aiida/bin/verdi -p default daemon worker'
+    assert made[0]['watchers'][1]['cmd'] == f'{sys.executable} {daemon_module.DAEMON_WORKER} -p default daemon worker'
 
 
 def test_a_broker_watcher_of_another_shape_is_left_as_it_is(daemon_module):
     watcher = {'name': 'aiida-default-zmq-broker-service', 'cmd': 'verdi daemon broker -p default'}
     daemon_module.compat.zmq_broker_without_verdi(watcher, ['python', 'broker'])
     assert watcher['cmd'] == 'verdi daemon broker -p default'
+
+
+@pytest.mark.parametrize('command', ['verdi daemon worker -p default', 'verdi -p default daemon worker --extra'])
+def test_a_worker_watcher_of_another_shape_is_left_as_it_is(daemon_module, command):
+    watcher = {'name': 'aiida-default', 'cmd': command}
+    daemon_module.compat.worker_without_verdi(watcher, ['python', 'worker'])
+    assert watcher['cmd'] == command
 
 
 def test_conflicts_of_a_stopping_arbiter_are_dropped_from_the_log_and_nothing_else(daemon_module):

@@ -40,6 +40,9 @@ Patches:
   is replaced by /etc/init/aiida-zmq-broker (it calls
   `aiida.brokers.zeromq.service.run_broker_service` itself); a watcher of another shape is left as
   aiida-core made it.
+* The workers' watcher: its command `verdi -p PROFILE daemon worker`, whose verdi is replaced by
+  /etc/init/aiida-daemon-worker (it calls `aiida.engine.daemon.worker.start_daemon_worker`
+  itself); a watcher of another shape is left as aiida-core made it.
 
 `sys.modules` surgery (import_daemon_client): the packages `aiida.engine` and
 `aiida.engine.daemon` are registered without running their `__init__`, which imports the whole
@@ -120,9 +123,21 @@ def bind_sockets_in(client, directory: str) -> None:
 
 def zmq_broker_without_verdi(watcher: dict, command: list[str]) -> None:
     """The ZeroMQ broker's watcher runs `command` with verdi's arguments in place of verdi."""
-    words = shlex.split(watcher.get('cmd') or '')  # verdi -p PROFILE daemon broker ...
-    is_broker = str(watcher.get('name', '')).endswith('-zmq-broker-service')
-    if is_broker and words[1:2] == ['-p'] and words[3:5] == ['daemon', 'broker']:
+    if str(watcher.get('name', '')).endswith('-zmq-broker-service'):
+        _without_verdi(watcher, 'broker', command)
+
+
+def worker_without_verdi(watcher: dict, command: list[str]) -> None:
+    """The workers' watcher (`verdi -p PROFILE daemon worker`) runs `command` with verdi's
+    arguments in place of verdi."""
+    words = shlex.split(watcher.get('cmd') or '')
+    if len(words) == 5:
+        _without_verdi(watcher, 'worker', command)
+
+
+def _without_verdi(watcher: dict, subcommand: str, command: list[str]) -> None:
+    words = shlex.split(watcher.get('cmd') or '')  # verdi -p PROFILE daemon SUBCOMMAND ...
+    if words[1:2] == ['-p'] and words[3:5] == ['daemon', subcommand]:
         watcher['cmd'] = shlex.join([*command, *words[1:]])
 
 

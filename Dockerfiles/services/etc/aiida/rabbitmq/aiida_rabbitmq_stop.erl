@@ -8,9 +8,10 @@
 %% sure the output has left the node (each logger handler synced, the console's I/O server
 %% answering after what it was sent before) and halts with status 0.
 %%
-%% /etc/init/rabbitmq-node installs it once RabbitMQ has booted (`-eval ... install()` after
-%% `-s rabbit boot`); a SIGTERM during the boot gets Erlang's handler, as before. Every other
-%% signal is passed on to Erlang's handler. Compiled where RabbitMQ is installed (setup).
+%% /etc/init/rabbitmq-node installs it before RabbitMQ boots (`-eval ... install()` before
+%% `-s rabbit boot`). A SIGTERM that comes before RabbitMQ's boot is complete (its boot state is
+%% `ready` just before the listener answers) gets Erlang's own stop, init:stop(), as before. Every
+%% other signal is passed on to Erlang's handler. Compiled where RabbitMQ is installed (setup).
 -module(aiida_rabbitmq_stop).
 -behaviour(gen_event).
 -export([install/0]).
@@ -24,7 +25,10 @@ init(_) ->
 
 handle_event(sigterm, running) ->
     %% Not in the event manager's process: the applications' stop takes a while.
-    _ = spawn(fun stop/0),
+    _ = case catch rabbit_boot_state:get() of
+            ready -> spawn(fun stop/0);
+            _ -> init:stop()
+        end,
     {ok, stopping};
 handle_event(sigterm, stopping) ->
     {ok, stopping};
