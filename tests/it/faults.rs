@@ -165,6 +165,51 @@ fn docker_kill_while_starting_then_start_is_ready() {
     c.assert_verdi_ready(true);
 }
 
+/// `docker stop` as soon as RabbitMQ's Erlang VM runs after `docker start`, while it boots (the
+/// VM ignores a SIGTERM during its first half second): every service stops, nothing is killed, exit 0, well
+/// within Docker's 10 s; the next start is ready.
+#[test]
+fn docker_stop_while_rabbitmq_boots_stops_it_without_a_kill() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
+    c.wait_ready();
+    c.stop();
+    c.start_again();
+    // Once the VM runs: before, a SIGTERM ends it at once (the signal's default action).
+    assert!(
+        poll_until(
+            Duration::from_secs(CEILING),
+            Duration::from_millis(5),
+            || c.processes("[b]eam.smp") > 0
+        ),
+        "RabbitMQ's VM did not start:\n{}",
+        c.logs()
+    );
+    let took = c.stop();
+    let logs = c.logs();
+    let (_, last_start) = logs.rsplit_once("starting rabbitmq").unwrap();
+    assert!(
+        !last_start.contains("rabbitmq is ready"),
+        "RabbitMQ was ready before the stop: the test missed its boot:\n{last_start}"
+    );
+    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{last_start}");
+    assert!(
+        !last_start.contains("SIGKILL"),
+        "something was killed:\n{last_start}"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "docker stop took {took:?}:\n{last_start}"
+    );
+    c.start_again();
+    c.wait_ready();
+    c.assert_verdi_ready(true);
+}
+
 /// `docker kill` while a calculation's job runs (the daemon has submitted it to the scheduler
 /// and it sleeps), then `docker start`: the daemon picks the calculation up again, it is not left
 /// waiting. Its job ran inside the container and died with it, so the calculation ends with the
