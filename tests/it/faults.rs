@@ -166,17 +166,15 @@ fn docker_kill_while_starting_then_start_is_ready() {
 }
 
 /// `docker stop` as soon as RabbitMQ's Erlang VM runs after `docker start`, while it boots (the
-/// VM ignores a SIGTERM during its first half second): every service stops, nothing is killed, exit 0, well
-/// within Docker's 10 s; the next start is ready.
+/// VM ignores a SIGTERM during its first half second): every service stops, nothing is killed,
+/// exit 0, well within Docker's 10 s; the next start is ready.
 #[test]
 fn docker_stop_while_rabbitmq_boots_stops_it_without_a_kill() {
     if skip_without(&[Need::Docker]) {
         return;
     }
     let h = Harness::new();
-    let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
-    c.wait_ready();
+    let c = Container::ready_with_services_on_a_new_home(&h);
     c.stop();
     c.start_again();
     // Once the VM runs: before, a SIGTERM ends it at once (the signal's default action).
@@ -222,9 +220,7 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
         return;
     }
     let h = Harness::new();
-    let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
-    c.wait_ready();
+    let c = Container::ready_with_services_on_a_new_home(&h);
     // The job sleeps long enough to be running when the kill comes, however slow the machine; it
     // dies with the container, so the sleep costs nothing.
     let pk = submit_add(&c, 20, 22, Some(120));

@@ -114,9 +114,7 @@ fn with_services_is_ready_again_after_docker_kill() {
         return;
     }
     let h = Harness::new();
-    let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
-    c.wait_ready();
+    let c = Container::ready_with_services_on_a_new_home(&h);
     let pk =
         c.sh("python -c 'from aiida import load_profile, orm; load_profile(); print(orm.Int(7).store().pk)'");
     assert!(
@@ -943,9 +941,7 @@ fn a_restart_with_nothing_changed_skips_python_and_a_lost_database_is_still_dete
         return;
     }
     let h = Harness::new();
-    let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
-    c.wait_ready();
+    let c = Container::ready_with_services_on_a_new_home(&h);
     assert!(
         c.logs().contains(
             "[aiida-prepare] profile 'default': copied from the one made at the image build"

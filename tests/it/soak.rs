@@ -6,7 +6,7 @@ use crate::support::{Need, skip_without};
 use std::time::Duration;
 
 use crate::support::Harness;
-use crate::support::images::{Container, Start, home_volume, submit_add, with_services_image};
+use crate::support::images::{Container, submit_add};
 
 const CYCLES: u32 = 5;
 
@@ -16,9 +16,7 @@ fn kill_and_start_with_calculations_in_flight_loses_nothing() {
         return;
     }
     let h = Harness::new();
-    let home = home_volume(&h);
-    let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
-    c.wait_ready();
+    let c = Container::ready_with_services_on_a_new_home(&h);
     let mut expected = Vec::new();
     for cycle in 1..=CYCLES {
         let (x, y) = (i64::from(cycle), 100 * i64::from(cycle));

@@ -114,6 +114,15 @@ impl Start {
 }
 
 impl<'h> Container<'h> {
+    /// A with-services container on a new home volume (removed with the harness), ready: what
+    /// the life-cycle and fault tests start from.
+    pub fn ready_with_services_on_a_new_home(h: &'h Harness) -> Container<'h> {
+        let home = home_volume(h);
+        let c = Container::start(h, &with_services_image(), Start::with_home(&home));
+        c.wait_ready();
+        c
+    }
+
     /// `docker run -d` the image.
     pub fn start(h: &'h Harness, image: &str, opts: Start) -> Container<'h> {
         h.require_image(image);
