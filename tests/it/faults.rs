@@ -264,8 +264,11 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
         (Some(sum), _) => assert_eq!(sum, "42", "{out}"),
         (None, Some(again)) => assert_eq!(await_sum_within(&c, &again, CEILING), 42),
         _ => panic!(
-            "calculation {pk} was not resumed to an end after docker start:\n{out}\n--- daemon log ---\n{}",
-            c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true")
+            "calculation {pk} was not resumed to an end after docker start:\n{out}\n--- daemon log ---\n{}\n\
+             --- RabbitMQ's queues (is the task there?) ---\n{}\n--- RabbitMQ's log ---\n{}",
+            c.sh("tail -n 40 ~/.aiida/daemon/log/*.log || true"),
+            c.sh("rabbitmqctl -q list_queues name messages_ready messages_unacknowledged consumers 2>&1 || true"),
+            c.sh("tail -n 60 ~/.rabbitmq/log/rabbit@localhost.log || true")
         ),
     }
     c.assert_verdi_ready(true);
