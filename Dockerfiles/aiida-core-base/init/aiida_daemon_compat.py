@@ -124,20 +124,21 @@ def bind_sockets_in(client, directory: str) -> None:
 def zmq_broker_without_verdi(watcher: dict, command: list[str]) -> None:
     """The ZeroMQ broker's watcher runs `command` with verdi's arguments in place of verdi."""
     if str(watcher.get('name', '')).endswith('-zmq-broker-service'):
-        _without_verdi(watcher, 'broker', command)
+        _without_verdi(watcher, ['daemon', 'broker'], command, more_arguments=True)
 
 
 def worker_without_verdi(watcher: dict, command: list[str]) -> None:
     """The workers' watcher (`verdi -p PROFILE daemon worker`) runs `command` with verdi's
     arguments in place of verdi."""
+    _without_verdi(watcher, ['daemon', 'worker'], command, more_arguments=False)
+
+
+def _without_verdi(watcher: dict, subcommand: list[str], command: list[str], more_arguments: bool) -> None:
+    """`verdi -p PROFILE SUBCOMMAND` (with more arguments after it, if `more_arguments`) becomes
+    `command -p PROFILE SUBCOMMAND ...`."""
     words = shlex.split(watcher.get('cmd') or '')
-    if len(words) == 5:
-        _without_verdi(watcher, 'worker', command)
-
-
-def _without_verdi(watcher: dict, subcommand: str, command: list[str]) -> None:
-    words = shlex.split(watcher.get('cmd') or '')  # verdi -p PROFILE daemon SUBCOMMAND ...
-    if words[1:2] == ['-p'] and words[3:5] == ['daemon', subcommand]:
+    rest = words[3:5] if more_arguments else words[3:]
+    if words[1:2] == ['-p'] and rest == subcommand:
         watcher['cmd'] = shlex.join([*command, *words[1:]])
 
 
