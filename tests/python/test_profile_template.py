@@ -78,11 +78,31 @@ def test_an_existing_configuration_is_never_overwritten(tmp_path):
     template, target = tmp_path / 'template', tmp_path / '.aiida'
     make_template(template, target)
     target.mkdir()
-    (target / 'config.json').write_text('{"kept": true}')
-    with pytest.raises(SystemExit, match=r'config\.json exists'):
+    kept = {'profiles': {'mine': {'storage': {}}}, 'default_profile': 'mine'}
+    (target / 'config.json').write_text(json.dumps(kept))
+    with pytest.raises(SystemExit, match=r'config\.json exists with profiles'):
         template_module.copy(template, target)
-    assert json.loads((target / 'config.json').read_text()) == {'kept': True}
+    assert json.loads((target / 'config.json').read_text()) == kept
     assert not (target / 'repository').exists()
+
+
+def test_a_configuration_with_no_profile_gets_the_copy_and_keeps_its_settings(tmp_path):
+    # What any `verdi` run writes before the first start made the profile.
+    template, target = tmp_path / 'template', tmp_path / '.aiida'
+    make_template(template, target)
+    target.mkdir()
+    written_by_verdi = {
+        'CONFIG_VERSION': {'CURRENT': 10},
+        'profiles': {},
+        'options': {'logging.aiida_loglevel': 'INFO'},
+    }
+    (target / 'config.json').write_text(json.dumps(written_by_verdi))
+    assert template_module.copy(template, target) == ['default']
+    config = json.loads((target / 'config.json').read_text())
+    assert list(config['profiles']) == ['default']
+    assert config['default_profile'] == 'default'
+    assert config['options'] == {'logging.aiida_loglevel': 'INFO'}
+    assert config['CONFIG_VERSION'] == {'CURRENT': 10}
 
 
 @pytest.mark.parametrize(
