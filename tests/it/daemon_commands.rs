@@ -227,7 +227,7 @@ fn daemon_stop_keeps_the_service_down_until_started() {
     assert_stops_cleanly(&c, false);
 }
 
-/// The lite variant (aiida-core-base alone: SQLite, the ZeroMQ broker that circus runs): restart,
+/// The lite variant (aiida-core-base alone: SQLite, the ZeroMQ broker as its own service): restart,
 /// stop then start with workers, incr; still supervised, a calculation runs, a clean stop.
 #[test]
 fn lite_daemon_commands_keep_the_service() {

@@ -251,6 +251,50 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
     assert_eq!(py.trim(), "/opt/aiida True");
 }
 
+/// The lite variant's ZeroMQ broker is aiida-init's service `aiida-zmq-broker`, not a child of
+/// the daemon's circus. SIGKILLed, it is started again, and the daemon's workers still run a
+/// calculation through it; the container still stops cleanly. With-services, whose broker is
+/// RabbitMQ, leaves the service down, without a restart or a word in its log.
+#[test]
+fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let c = Container::start(&h, &base_image(), Start::default());
+    c.wait_ready();
+    let broker = c.service("aiida-zmq-broker");
+    assert_eq!(broker["state"], "up", "{broker}");
+    let pid = broker["pid"].as_u64().expect("the broker's PID");
+    assert_eq!(c.sh(&format!("ps -o ppid= -p {pid}")).trim(), "1", "not aiida-init's child");
+    assert!(
+        c.sh("ps -eo args").lines().filter(|l| l.contains("aiida-zmq-broker")).count() == 1,
+        "more than one broker runs:\n{}",
+        c.sh("ps -eo pid,ppid,args")
+    );
+    c.sh(&format!("kill -KILL {pid}"));
+    assert!(
+        poll_until(Duration::from_secs(180), Duration::from_millis(200), || {
+            let again = c.service("aiida-zmq-broker");
+            again["state"] == "up" && again["pid"].as_u64().is_some_and(|p| p != pid)
+        }),
+        "the broker was not started again: {}",
+        c.service("aiida-zmq-broker")
+    );
+    c.assert_verdi_ready(false);
+    let pk = submit_add(&c, 2, 3, None);
+    assert_eq!(await_sum(&c, &pk), 5);
+    c.stop();
+    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.logs());
+
+    let rabbitmq = Container::start(&h, &with_services_image(), Start::default());
+    rabbitmq.wait_ready();
+    let broker = rabbitmq.service("aiida-zmq-broker");
+    assert_eq!((&broker["state"], &broker["restarts"]), (&"down".into(), &0.into()), "{broker}");
+    let logs = rabbitmq.logs();
+    assert!(!logs.contains("aiida-zmq-broker"), "the unused broker service spoke:\n{logs}");
+}
+
 /// A new container of `image` (its entry point replaced by a sleep): its files, no service.
 fn idle<'h>(h: &'h Harness, image: &str) -> Container<'h> {
     Container::start(

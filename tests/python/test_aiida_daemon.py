@@ -351,7 +351,7 @@ def test_circus_gets_stop_timeouts_and_no_stats_or_multicast(daemon_module, monk
     circus = pytest.importorskip('circus')
     made = []
     monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
-    daemon_module.configure_circus()
+    daemon_module.configure_circus(broker_service=False)
     arbiter = circus.get_arbiter(watchers=[{'name': 'w'}, {'name': 'v', 'graceful_timeout': 9}], statsd=True,
                                  stats_endpoint='ipc://stats')
     assert arbiter == 'arbiter'
@@ -370,7 +370,7 @@ def test_the_zmq_broker_and_the_workers_run_without_verdi_with_verdis_arguments(
     circus = pytest.importorskip('circus')
     made = []
     monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
-    daemon_module.configure_circus()
+    daemon_module.configure_circus(broker_service=False)
     broker = {
         'name': 'aiida-default-zmq-broker-service',
         'cmd': "/opt/aiida/bin/verdi -p default daemon broker --service-dir '/h/a b' --log-file-path /h/log",
@@ -384,6 +384,50 @@ def test_the_zmq_broker_and_the_workers_run_without_verdi_with_verdis_arguments(
         '--log-file-path /h/log'
     )
     assert made[0]['watchers'][1]['cmd'] == f'{sys.executable} {daemon_module.DAEMON_WORKER} -p default daemon worker'
+
+
+def test_circus_runs_no_zmq_broker_where_aiida_init_runs_it_as_a_service(daemon_module, monkeypatch):
+    circus = pytest.importorskip('circus')
+    made = []
+    monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
+    daemon_module.configure_circus(broker_service=True)
+    broker = {'name': 'aiida-default-zmq-broker-service', 'cmd': 'verdi -p default daemon broker --service-dir d'}
+    worker = {'name': 'aiida-default', 'cmd': 'verdi -p default daemon worker'}
+    circus.get_arbiter(watchers=[broker, worker])
+    assert [watcher['name'] for watcher in made[0]['watchers']] == ['aiida-default']
+
+
+def zmq_daemon(daemon_module, tmp_path, monkeypatch):
+    """A daemon service for a profile on the ZeroMQ broker, its status file in `tmp_path`."""
+    profile = SimpleNamespace(name='default', process_control_backend='core.zeromq', process_control_config={})
+    monkeypatch.setattr(daemon_module.compat, 'zmq_broker_status_file', lambda client: str(tmp_path / 'broker.status'))
+    return daemon_module.Daemon(profile, FakeClient(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ('status', 'up'),
+    [
+        (lambda now, pid: {'running': True, 'pid': pid, 'timestamp': now}, True),
+        # Left by a broker of a killed container: its PID is another process's now (this one's).
+        (lambda now, pid: {'running': True, 'pid': pid, 'timestamp': now - 3600 * 24 * 365 * 30}, False),
+        (lambda now, pid: {'running': True, 'pid': 2**22 + 1, 'timestamp': now}, False),  # no such process
+        (lambda now, pid: {'running': True, 'timestamp': now}, False),
+        (lambda now, pid: ['not', 'a', 'status'], False),
+    ],
+)
+def test_the_zmq_broker_is_up_once_a_running_broker_wrote_its_status(daemon_module, tmp_path, monkeypatch, status, up):
+    import json
+    import time
+
+    service = zmq_daemon(daemon_module, tmp_path, monkeypatch)
+    try:
+        assert not service.zmq_broker_up()  # no file yet
+        (tmp_path / 'broker.status').write_text(json.dumps(status(time.time(), os.getpid())))
+        assert service.zmq_broker_up() is up
+        (tmp_path / 'broker.status').write_text('{"pid": ')  # caught while the broker rewrites it
+        assert not service.zmq_broker_up()
+    finally:
+        shutil.rmtree(service.socket_directory, ignore_errors=True)
 
 
 def test_a_broker_watcher_of_another_shape_is_left_as_it_is(daemon_module):

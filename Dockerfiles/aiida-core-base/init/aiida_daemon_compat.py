@@ -20,8 +20,10 @@ Private members of `aiida.engine.daemon.client.DaemonClient`:
   daemon runs with, which `verdi daemon status` compares with the installed ones, as
   `start_daemon` writes them.
 * `_zmq_broker_service_dir` (aiida-core 2.9 and later, with the ZeroMQ broker only): the folder
-  of the broker's status file, which `verdi status` reads; the service removes a stale one and
-  reports ready once the broker has written it.
+  of the broker's status file, which `verdi status` reads; the service reports ready once a
+  running broker has written it. It is `Config.filepaths(profile)['broker_service']['dir']`, where
+  the images' `aiida-zmq-broker` service (`/etc/init/aiida-zmq-broker --service`) runs the broker
+  with the log file beside it (`['log']`).
 
 Patches:
 
@@ -37,9 +39,10 @@ Patches:
   its periodic watcher check raises while the arbiter stops.
 * The ZeroMQ broker's watcher (aiida-core 2.9 and later): named `<daemon name>-zmq-broker-service`,
   its command `verdi -p PROFILE daemon broker --service-dir DIR --log-file-path FILE`, whose verdi
-  is replaced by /etc/init/aiida-zmq-broker (it calls
-  `aiida.brokers.zeromq.service.run_broker_service` itself); a watcher of another shape is left as
-  aiida-core made it.
+  is replaced by /etc/init/aiida-zmq-broker (it does what
+  `aiida.brokers.zeromq.service.run_broker_service` does, with a shorter poll timeout); a watcher
+  of another shape is left as aiida-core made it. Where aiida-init runs the broker as its own
+  service, the watcher is left out.
 * The workers' watcher: its command `verdi -p PROFILE daemon worker`, whose verdi is replaced by
   /etc/init/aiida-daemon-worker (it calls `aiida.engine.daemon.worker.start_daemon_worker`
   itself); a watcher of another shape is left as aiida-core made it.
@@ -121,9 +124,14 @@ def bind_sockets_in(client, directory: str) -> None:
 # --- circus -------------------------------------------------------------------------------------
 
 
+def is_zmq_broker_watcher(watcher: dict) -> bool:
+    """True for the ZeroMQ broker's watcher."""
+    return str(watcher.get('name', '')).endswith('-zmq-broker-service')
+
+
 def zmq_broker_without_verdi(watcher: dict, command: list[str]) -> None:
     """The ZeroMQ broker's watcher runs `command` with verdi's arguments in place of verdi."""
-    if str(watcher.get('name', '')).endswith('-zmq-broker-service'):
+    if is_zmq_broker_watcher(watcher):
         _without_verdi(watcher, ['daemon', 'broker'], command, more_arguments=True)
 
 
@@ -251,6 +259,9 @@ def missing_internals() -> list[str]:
         except (OSError, TypeError):
             return ''
 
+    def property_source(name: str) -> str:
+        return source(getattr(getattr(DaemonClient, name, None), 'fget', None))
+
     for name in ('_start_daemon', '_clean_potentially_stale_pid_file', 'get_circus_socket_directory',
                  'get_controller_endpoint'):
         need(callable(getattr(DaemonClient, name, None)), f'aiida-core: DaemonClient.{name}')
@@ -278,7 +289,12 @@ def missing_internals() -> list[str]:
     if aiida_version() >= (2, 9):
         need(hasattr(DaemonClient, '_write_version_file'), 'aiida-core: DaemonClient._write_version_file')
     if importlib.util.find_spec('aiida.brokers.zeromq') is not None:
-        need(hasattr(DaemonClient, '_zmq_broker_service_dir'), 'aiida-core: DaemonClient._zmq_broker_service_dir')
+        need(
+            "filepaths(self.profile)['broker_service']['dir']" in property_source('_zmq_broker_service_dir')
+            and "filepaths(self.profile)['broker_service']['log']" in property_source('_zmq_broker_service_log_file'),
+            "aiida-core: DaemonClient._zmq_broker_service_dir and _log_file from "
+            "Config.filepaths(profile)['broker_service']",
+        )
         need(
             "-zmq-broker-service'" in client_source
             and re.search(r"'daemon',\s*'broker',", client_source) is not None,
@@ -286,9 +302,16 @@ def missing_internals() -> list[str]:
         )
         from aiida.brokers.zeromq import service
 
+        run_broker_service = source(getattr(service, 'run_broker_service', None))
         need(
-            callable(getattr(service, 'run_broker_service', None)),
-            'aiida-core: aiida.brokers.zeromq.service.run_broker_service',
+            all(
+                step in run_broker_service
+                for step in ('ZeromqBrokerService(service_dir=service_dir, log_file_path=log_file_path)',
+                             'configure_logging(daemon=True, daemon_log_file=service.log_file)', 'run_forever()')
+            )
+            and 'poll_timeout' in inspect.signature(service.ZeromqBrokerService.run_forever).parameters,
+            'aiida-core: aiida.brokers.zeromq.service.run_broker_service as /etc/init/aiida-zmq-broker repeats it '
+            '(ZeromqBrokerService, configure_logging, run_forever(poll_timeout=...))',
         )
 
     parameters = inspect.signature(circus.get_arbiter).parameters
