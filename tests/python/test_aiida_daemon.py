@@ -35,6 +35,19 @@ def daemon(daemon_module, tmp_path):
     shutil.rmtree(service.socket_directory, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def circus_unpatched(monkeypatch):
+    """What configure_circus() patches in circus is put back after each test."""
+    try:
+        import circus
+        from circus import watcher
+    except ImportError:
+        return
+    monkeypatch.setattr(circus, 'get_arbiter', circus.get_arbiter)
+    monkeypatch.setattr(watcher, 'tornado_sleep', watcher.tornado_sleep)
+    monkeypatch.setattr(watcher.Watcher, 'kill_process', watcher.Watcher.kill_process)
+
+
 def read(path):
     with open(path, encoding='utf8') as handle:
         return handle.read()
@@ -428,6 +441,63 @@ def test_the_zmq_broker_is_up_once_a_running_broker_wrote_its_status(daemon_modu
         assert not service.zmq_broker_up()
     finally:
         shutil.rmtree(service.socket_directory, ignore_errors=True)
+
+
+class StoppingProcess:
+    """A process as circus's Watcher.kill_process sees it, which ends `checks` is_alive() calls
+    after its stop signal (never, with None)."""
+
+    def __init__(self, checks):
+        self.pid, self.stopping, self.checks, self.signals = 4242, False, checks, []
+
+    def stop(self):
+        pass
+
+    def is_alive(self):
+        if self.checks is None or not self.signals:
+            return True
+        self.checks -= 1
+        return self.checks >= 0
+
+
+def kill(process, graceful_timeout):
+    """circus's Watcher.kill_process (as patched) run for `process` on a tornado loop; returns
+    the signals sent."""
+    from circus import watcher as circus_watcher
+    from tornado.ioloop import IOLoop
+
+    watcher = SimpleNamespace(
+        name='aiida-default',
+        stop_signal=15,
+        graceful_timeout=graceful_timeout,
+        stop_children=False,
+        stream_redirector=None,
+        send_signal=lambda pid, signum: process.signals.append(signum),
+        send_signal_process=lambda process, signum, recursive=False: process.signals.append(signum),
+        notify_event=lambda *args: None,
+    )
+    loop = IOLoop(make_current=False)
+    try:
+        loop.run_sync(lambda: circus_watcher.Watcher.kill_process(watcher, process), timeout=60)
+    finally:
+        loop.close()
+    return process.signals
+
+
+def test_a_stopped_workers_end_is_seen_before_circuss_first_wait_is_over(daemon_module, monkeypatch):
+    pytest.importorskip('circus')
+    from circus import watcher as circus_watcher
+    from tornado.concurrent import Future
+
+    monkeypatch.setattr(circus_watcher, 'tornado_sleep', lambda duration: Future())  # waits forever
+    daemon_module.compat.check_stopping_processes_every(0.01)
+    assert kill(StoppingProcess(checks=3), graceful_timeout=4) == [15]  # no SIGKILL
+
+
+def test_a_worker_that_does_not_stop_is_still_killed_after_the_graceful_timeout(daemon_module):
+    pytest.importorskip('circus')
+    daemon_module.compat.check_stopping_processes_every(0.01)
+    assert kill(StoppingProcess(checks=None), graceful_timeout=0.3) == [15, 9]
 
 
 def test_a_broker_watcher_of_another_shape_is_left_as_it_is(daemon_module):
