@@ -14,8 +14,8 @@
 # Docker fills from the image), stop, restart, stop. "first start" is the same open without the
 # `docker create`. With AIIDA_DEVC_BENCH_SIZES=0 the compressed sizes are left out.
 #
-# With AIIDA_DEVC_BENCH_TIMELINES=DIR, the `aiida-init status` of each start of ours is kept in DIR
-# (first-N.txt, restart-N.txt).
+# With AIIDA_DEVC_BENCH_TIMELINES=DIR, the `aiida-init status` of each start of ours and of lite
+# is kept in DIR (with-services-first-N.txt, with-services-restart-N.txt, lite-first-N.txt, ...).
 #
 # Ready means what the tests mean: `verdi status` all green with RabbitMQ and the daemon running
 # (checked after each timed start, outside the timing). Timed from `docker start` until
@@ -49,11 +49,11 @@ docker build -q --build-arg "IMAGE=$IMAGE" -t "$BASELINE" "$ctx" >/dev/null
 
 ready_ours() { docker exec "$1" aiida-init wait --timeout 300 >/dev/null; }
 ready_lite() { ready_ours "$1"; }
-# The start-up time line of ours (outside the timing), when asked for.
+# The start-up time line of ours and of lite (outside the timing), when asked for.
 timeline() {
-    if [ "$1" = ours ] && [ -n "$TIMELINES" ]; then
+    if [ "$1" != base ] && [ -n "$TIMELINES" ]; then
         mkdir -p "$TIMELINES"
-        docker exec "$2" aiida-init status >"$TIMELINES/$3.txt"
+        docker exec "$2" aiida-init status >"$TIMELINES/${1/ours/with-services}-$3.txt"
     fi
 }
 ready_base() { docker exec "$1" bash -c 'until [ -e /tmp/ready ]; do sleep 0.05; done'; }

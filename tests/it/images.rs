@@ -266,9 +266,17 @@ fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
     let broker = c.service("aiida-zmq-broker");
     assert_eq!(broker["state"], "up", "{broker}");
     let pid = broker["pid"].as_u64().expect("the broker's PID");
-    assert_eq!(c.sh(&format!("ps -o ppid= -p {pid}")).trim(), "1", "not aiida-init's child");
+    assert_eq!(
+        c.sh(&format!("ps -o ppid= -p {pid}")).trim(),
+        "1",
+        "not aiida-init's child"
+    );
     assert!(
-        c.sh("ps -eo args").lines().filter(|l| l.contains("aiida-zmq-broker")).count() == 1,
+        c.sh("ps -eo args")
+            .lines()
+            .filter(|l| l.contains("aiida-zmq-broker"))
+            .count()
+            == 1,
         "more than one broker runs:\n{}",
         c.sh("ps -eo pid,ppid,args")
     );
@@ -290,9 +298,16 @@ fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
     let rabbitmq = Container::start(&h, &with_services_image(), Start::default());
     rabbitmq.wait_ready();
     let broker = rabbitmq.service("aiida-zmq-broker");
-    assert_eq!((&broker["state"], &broker["restarts"]), (&"down".into(), &0.into()), "{broker}");
+    assert_eq!(
+        (&broker["state"], &broker["restarts"]),
+        (&"down".into(), &0.into()),
+        "{broker}"
+    );
     let logs = rabbitmq.logs();
-    assert!(!logs.contains("aiida-zmq-broker"), "the unused broker service spoke:\n{logs}");
+    assert!(
+        !logs.contains("aiida-zmq-broker"),
+        "the unused broker service spoke:\n{logs}"
+    );
 }
 
 /// A new container of `image` (its entry point replaced by a sleep): its files, no service.
