@@ -252,9 +252,10 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
 }
 
 /// The lite variant's ZeroMQ broker is aiida-init's service `aiida-zmq-broker`, not a child of
-/// the daemon's circus. SIGKILLed, it is started again, and the daemon's workers still run a
-/// calculation through it; the container still stops cleanly. With-services, whose broker is
-/// RabbitMQ, leaves the service down, without a restart or a word in its log.
+/// the daemon's circus. SIGKILLed, it is started again, the daemon restarts its workers to
+/// connect to it, and they run a calculation through it; the container still stops cleanly.
+/// With-services, whose broker is RabbitMQ, leaves the service down, without a restart or a word
+/// in its log.
 #[test]
 fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
     if skip_without(&[Need::Docker]) {
@@ -288,6 +289,15 @@ fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
         }),
         "the broker was not started again: {}",
         c.service("aiida-zmq-broker")
+    );
+    // The new broker listens in a new socket folder: the daemon restarts its workers to find it.
+    assert!(
+        poll_until(Duration::from_secs(180), Duration::from_millis(500), || {
+            c.logs()
+                .contains("the ZeroMQ broker restarted: the workers are restarted")
+        }),
+        "the workers were not restarted for the new broker:\n{}",
+        c.logs()
     );
     c.assert_verdi_ready(false);
     let pk = submit_add(&c, 2, 3, None);

@@ -68,11 +68,11 @@ class GaveUp(Exception):
     """give_up() ends the process; the fake raises this instead."""
 
 
-def watched(daemon_module, daemon, monkeypatch, answers=(), database=()):
-    """The daemon with scripted status answers and PostgreSQL start times; returns (watch, clock,
-    record) where record counts the calls made."""
+def watched(daemon_module, daemon, monkeypatch, answers=(), database=(), brokers=()):
+    """The daemon with scripted status answers, PostgreSQL start times and ZeroMQ broker PIDs;
+    returns (watch, clock, record) where record counts the calls made."""
     record = {'status': 0, 'restarts': [], 'gave_up': 0}
-    answers, database = list(answers), list(database)
+    answers, database, brokers = list(answers), list(database), list(brokers)
 
     def status_answered(timeout):
         assert timeout == daemon_module.STATUS_CALL_TIMEOUT
@@ -86,10 +86,11 @@ def watched(daemon_module, daemon, monkeypatch, answers=(), database=()):
     monkeypatch.setattr(daemon, 'status_answered', status_answered)
     monkeypatch.setattr(daemon, 'give_up', give_up)
     monkeypatch.setattr(daemon, 'database_started_at', lambda: database.pop(0) if database else None)
+    monkeypatch.setattr(daemon, 'zmq_broker_pid', lambda: brokers.pop(0) if brokers else None)
     monkeypatch.setattr(daemon, 'restart_workers', lambda why: record['restarts'].append(why))
     daemon.claim_files()
     clock = Clock()
-    return daemon_module.Watch(clock(), daemon.database_started_at()), clock, record
+    return daemon_module.Watch(clock(), daemon.database_started_at(), daemon.zmq_broker_pid()), clock, record
 
 
 def test_the_watchdog_gives_up_after_watchdog_failures_unanswered_status_calls(daemon_module, daemon, monkeypatch):
@@ -134,6 +135,18 @@ def test_a_changed_postgresql_start_time_restarts_the_workers_once(daemon_module
         daemon.watch_step(watch, clock)
     assert record['restarts'] == ['PostgreSQL restarted']
     assert watch.database_started == 't1'
+
+
+def test_a_restarted_zmq_broker_restarts_the_workers_once(daemon_module, daemon, monkeypatch):
+    # Start-up, then one check per FILE_CHECK_INTERVAL: unchanged, the broker gone (its file names
+    # a dead process), a new broker, unchanged.
+    brokers = [40, 40, None, 77, 77]
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, answers=[True] * 10, brokers=brokers)
+    for _ in brokers[1:]:
+        clock.now += daemon_module.FILE_CHECK_INTERVAL
+        daemon.watch_step(watch, clock)
+    assert record['restarts'] == ['the ZeroMQ broker restarted']
+    assert watch.broker_pid == 77
 
 
 def test_no_restart_without_a_start_time_at_the_watchdogs_start(daemon_module, daemon, monkeypatch):
