@@ -74,8 +74,9 @@ fn assert_recovers_from_a_postgresql_kill(c: &Container, workers: usize) {
 
 /// `docker stop`: exit 0 within Docker's 10 s; aiida-init stops the daemon itself (its circus
 /// stops its workers), nothing is killed, and no worker's connection is forced closed by
-/// RabbitMQ.
+/// RabbitMQ. Before the stop: whatever the commands ran compiled no bytecode at run time.
 fn assert_stops_cleanly(c: &Container, daemon_runs: bool) {
+    c.assert_no_bytecode_compiled();
     let took = c.stop();
     assert!(
         took < Duration::from_secs(9),

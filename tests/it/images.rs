@@ -45,6 +45,11 @@ fn with_services_runs_calculations_stops_cleanly_and_keeps_the_profile() {
         !status.contains("Daemon is running"),
         "the daemon came back after verdi daemon stop:\n{status}"
     );
+    c.assert_no_bytecode_compiled();
+    // PostgreSQL's ICU has its English data (Dockerfiles/aiida-core-with-services/icu-data-en):
+    // English collations and case mapping, and no collation of another language.
+    let icu = c.sh(r#"psql -XAtc "select 'a' < 'B' collate \"en-x-icu\", upper('straße' collate \"en-US-x-icu\"), (select count(*) from pg_collation where collname = 'de-x-icu')""#);
+    assert_eq!(icu.trim(), "t|STRASSE|0");
     let took = c.stop();
     assert!(
         took < Duration::from_secs(8),
@@ -214,6 +219,12 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
     );
     let pk = submit_add(&c, 2, 3, None);
     assert_eq!(await_sum(&c, &pk), 5);
+    c.assert_no_bytecode_compiled();
+    // What the download leaves out (Dockerfiles/aiida-core-base/Dockerfile) does not show: git
+    // commits, iconv converts glibc's core character sets, and perl-base runs scripts with its
+    // core modules.
+    let kept = c.sh(r#"cd "$(mktemp -d)" && git init -q && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m m && git log --format=%s && printf 'caf\351\n' | iconv -f ISO-8859-1 -t UTF-8 && perl -MPOSIX -MFile::Temp -e 'print "perl ", POSIX::floor(2.5), "\n"'"#);
+    assert_eq!(kept.trim(), "m\ncafé\nperl 2");
 
     assert_eq!(
         c.sh("id").trim(),

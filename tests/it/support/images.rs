@@ -239,6 +239,21 @@ impl<'h> Container<'h> {
         out
     }
 
+    /// Asserts that nothing in this container compiled Python bytecode into the image's
+    /// environment: the image's build wrote the bytecode of everything the container ran so far
+    /// (Dockerfiles/aiida-core-base/compile-bytecode). A `.pyc` newer than /etc/hostname, which
+    /// Docker writes when it creates the container, was compiled here.
+    pub fn assert_no_bytecode_compiled(&self) {
+        let compiled = self.sh(
+            "find /opt/aiida -name '*.pyc' -newer /etc/hostname -printf '%P\\n' | sort | head -40",
+        );
+        assert!(
+            compiled.trim().is_empty(),
+            "modules compiled at run time, which the image's build should have compiled \
+             (add what imports them to compile-bytecode's RUNTIME_IMPORTS):\n{compiled}"
+        );
+    }
+
     /// `docker logs`, both streams in the order they were written (as one pipe).
     pub fn logs(&self) -> String {
         let out = Command::new("sh")
