@@ -17,8 +17,10 @@ use crate::host::docker::{
 pub struct BuildRequest<'a> {
     /// The image's display name, for progress and errors.
     pub display: &'a str,
-    /// The first tag, applied by the build itself.
-    pub tag: &'a str,
+    /// The first tag, applied by the build itself; none for an intermediate stage (`target`).
+    pub tag: Option<&'a str>,
+    /// Build only up to this stage of the Dockerfile.
+    pub target: Option<&'a str>,
     pub context: Vec<u8>,
     pub build_args: HashMap<String, String>,
     pub labels: HashMap<String, String>,
@@ -33,7 +35,8 @@ pub struct BuildRequest<'a> {
 pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<String> {
     let options = BuildImageOptions {
         dockerfile: "Dockerfile".into(),
-        t: Some(req.tag.to_owned()),
+        t: req.tag.map(str::to_owned),
+        target: req.target.unwrap_or_default().to_owned(),
         rm: true,
         forcerm: true,
         nocache: req.no_cache,
@@ -78,12 +81,16 @@ pub async fn build(docker: &Docker, req: BuildRequest<'_>) -> anyhow::Result<Str
         }
     }
     progress.done();
-    // The classic builder reports the ID as "Successfully built <short id>"; the tag is the
-    // reliable handle either way.
+    // The classic builder reports the ID as "Successfully built <short id>" and in the stream's
+    // `aux`; the tag, when there is one, is the reliable handle.
+    let Some(tag) = req.tag else {
+        return image_id
+            .ok_or_else(|| anyhow!("building {}: the engine named no image", req.display));
+    };
     let inspect = docker
-        .inspect_image(req.tag)
+        .inspect_image(tag)
         .await
-        .with_context(|| format!("the built image {} is missing", req.tag))?;
+        .with_context(|| format!("the built image {tag} is missing"))?;
     Ok(inspect.id.or(image_id).unwrap_or_default())
 }
 

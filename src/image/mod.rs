@@ -2,7 +2,9 @@
 //!
 //! The chain is `BASE_IMAGE` (default `debian:bookworm`) → `aiida-core-base` →
 //! `aiida-core-with-services`, each built in order through the engine's classic builder (no
-//! BuildKit needed), with:
+//! BuildKit needed). aiida-core-with-services starts from aiida-core-base's `system` stage
+//! (`system_stage`) and copies the rest of aiida-core-base after its services, so that
+//! aiida-core's environment, what each release changes, is one of its last layers. With:
 //! * build args: the aiida-core version, the base image, opt-in conda (Miniforge);
 //! * the CA option (`--ca-cert`): the bundle goes into the build context for the stages that
 //!   download over https, never into the final image;
@@ -387,7 +389,7 @@ async fn build_platform(
     let mut built = Vec::new();
     for &kind in kinds {
         let name = repo.image(kind);
-        let (base, generated) = match kind {
+        let (base, generated, system) = match kind {
             ImageKind::Base => {
                 let generated = vec![
                     context::Generated {
@@ -403,7 +405,7 @@ async fn build_platform(
                 ];
                 let base = naming::local_base_image(&args.base_image, platform);
                 check_base_platform(docker, &base, platform).await?;
-                (base, generated)
+                (base, generated, None)
             }
             ImageKind::WithServices => {
                 let base = repo
@@ -414,7 +416,9 @@ async fn build_platform(
                         "{base} is missing: build it first (aiida-devc images build --image base --platform {platform})"
                     );
                 }
-                (base, Vec::new())
+                let system =
+                    system_stage(docker, &dockerfiles, &args.base_image, &base, platform).await?;
+                (base, Vec::new(), Some(system))
             }
         };
         let display = if platform == Platform::host() {
@@ -428,12 +432,14 @@ async fn build_platform(
             build_args.insert("AIIDA_VERSION".into(), args.selection.aiida_version.clone());
             build_args.insert("WITH_CONDA".into(), args.with_conda.to_string());
         }
+        build_args.extend(system.map(|id| ("SYSTEM_IMAGE".to_owned(), id)));
         let first_tag = name.with_tag(&naming::local_tag(&version_tag, platform));
         let id = driver::build(
             docker,
             driver::BuildRequest {
                 display: &display,
-                tag: &first_tag,
+                tag: Some(&first_tag),
+                target: None,
                 context: tarball,
                 build_args,
                 labels: labels::labels(kind, &args.selection.aiida_version, &base, &source),
@@ -462,6 +468,58 @@ async fn build_platform(
         });
     }
     Ok(built)
+}
+
+/// The `system` stage of aiida-core-base (Debian's packages and the user, below aiida-core's
+/// environment), which aiida-core-with-services is built on: its PostgreSQL and RabbitMQ then
+/// come before aiida-core's environment, so that an image with a new aiida-core release changes
+/// only the layers from that environment on. Built from the layer cache of aiida-core-base's own
+/// build; fails unless its layers are the first ones of `base_image` (aiida-core-base built from
+/// another base image or other sources).
+async fn system_stage(
+    docker: &crate::host::docker::Docker,
+    dockerfiles: &Path,
+    distribution_image: &str,
+    base_image: &str,
+    platform: Platform,
+) -> anyhow::Result<String> {
+    let display = format!("{} system stage ({platform})", ImageKind::Base.name());
+    let id = driver::build(
+        docker,
+        driver::BuildRequest {
+            display: &display,
+            tag: None,
+            target: Some("system"),
+            context: context::image_archive(dockerfiles, ImageKind::Base.name(), &[])?,
+            build_args: HashMap::from([(
+                "BASE_IMAGE".to_owned(),
+                naming::local_base_image(distribution_image, platform),
+            )]),
+            labels: HashMap::new(),
+            platform: Some(platform.docker()),
+            no_cache: false,
+            verbose: false,
+        },
+    )
+    .await?;
+    let layers = |image: String| async move {
+        let inspect = docker
+            .inspect_image(&image)
+            .await
+            .with_context(|| format!("cannot inspect {image}"))?;
+        anyhow::Ok(inspect.root_fs.and_then(|r| r.layers).unwrap_or_default())
+    };
+    let (system, base) = (
+        layers(id.clone()).await?,
+        layers(base_image.to_owned()).await?,
+    );
+    if system.is_empty() || !base.starts_with(&system) {
+        anyhow::bail!(
+            "{base_image} was not built on this checkout's system stage (another --base-image, or \
+             other sources): build it again first (aiida-devc images build --image base --platform {platform})"
+        );
+    }
+    Ok(id)
 }
 
 /// Fail unless `image`'s config names `platform`'s architecture (the classic builder builds on

@@ -1107,3 +1107,99 @@ fn uid_remapped(h: &Harness, image: &str) -> String {
     );
     tag
 }
+
+/// aiida-core-with-services is built on aiida-core-base's system stage, not on aiida-core-base
+/// itself, so that its PostgreSQL and RabbitMQ layer comes before aiida-core's environment (what
+/// a new aiida-core release changes). It must still be aiida-core-base plus the services: every
+/// variable of aiida-core-base's environment with the same value (PATH: every entry, in order),
+/// the same user, working directory and entrypoint, and aiida-core-base's layers from the system
+/// stage.
+#[test]
+fn with_services_is_the_base_image_plus_services_with_aiida_core_last() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let inspect = |image: &str, format: &str| {
+        let out = docker(&["image", "inspect", "-f", format, image]);
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let env = |image: &str| -> Vec<(String, String)> {
+        inspect(image, "{{range .Config.Env}}{{println .}}{{end}}")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    };
+    let (base, services) = (env(&base_image()), env(&with_services_image()));
+    for (key, value) in &base {
+        let theirs = services
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str());
+        if key == "PATH" {
+            let theirs: Vec<&str> = theirs.unwrap_or_default().split(':').collect();
+            let in_order: Vec<&str> = theirs
+                .iter()
+                .copied()
+                .filter(|entry| value.split(':').any(|e| e == *entry))
+                .collect();
+            assert_eq!(
+                in_order.join(":"),
+                *value,
+                "with-services' PATH: {theirs:?}"
+            );
+        } else {
+            assert_eq!(theirs, Some(value.as_str()), "with-services' {key}");
+        }
+    }
+    let config = "{{.Config.User}} {{.Config.WorkingDir}} {{.Config.Entrypoint}} {{.Config.Cmd}}";
+    assert_eq!(
+        inspect(&with_services_image(), config),
+        inspect(&base_image(), config)
+    );
+
+    // The layers, oldest first, with what made them.
+    let history = |image: &str| -> Vec<String> {
+        let out = docker(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.Size}}\t{{.CreatedBy}}",
+            image,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let mut steps: Vec<String> = text(&out)
+            .lines()
+            .filter(|l| !l.starts_with("0B\t"))
+            .map(str::to_owned)
+            .collect();
+        steps.reverse();
+        steps
+    };
+    let steps = history(&with_services_image());
+    let position = |what: &str| {
+        steps
+            .iter()
+            .position(|s| s.contains(what))
+            .unwrap_or_else(|| panic!("no layer made by `{what}`:\n{}", steps.join("\n")))
+    };
+    let services = position("apt-get install -y --no-install-recommends postgresql");
+    let environment = position(" in /opt/");
+    let prepared = position("/etc/init/postgresql-initdb");
+    assert!(
+        services < environment && environment < prepared,
+        "layers not in the order services, aiida-core, prepared data:\n{}",
+        steps.join("\n")
+    );
+    // The system stage: aiida-core-base's first layer is with-services' first layer.
+    let first_layer = |image: &str| {
+        inspect(image, "{{index .RootFS.Layers 0}}")
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        first_layer(&with_services_image()),
+        first_layer(&base_image())
+    );
+}
