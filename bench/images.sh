@@ -119,7 +119,7 @@ if [ "${AIIDA_DEVC_BENCH_SIZES:-1}" != 0 ]; then
 # The manifest's compressed layers: their sum, count and largest, and what a new aiida-core
 # release downloads again: every layer from the one that installs /opt/aiida (found through the
 # image configuration's history, whose non-empty entries are the layers in order) on.
-import json, sys, urllib.request
+import json, re, sys, urllib.request
 base, repo, arch = sys.argv[1:]
 def get(path, accept):
     request = urllib.request.Request(f'{base}/{path}', headers={'Accept': accept})
@@ -130,7 +130,9 @@ config = get(f"blobs/{manifest['config']['digest']}", '*/*')
 made = [h.get('created_by', '') for h in config['history'] if not h.get('empty_layer')]
 sizes = [layer['size'] for layer in manifest['layers']]
 assert len(made) == len(sizes), (len(made), len(sizes))
-venv = next(i for i, step in enumerate(made) if 'COPY' in step and ' in /opt/aiida' in step)
+# aiida-core-base copies /opt/aiida from its build stage; aiida-core-with-services copies /opt/
+# (the same environment) from aiida-core-base.
+venv = next(i for i, step in enumerate(made) if 'COPY' in step and re.search(r' in /opt/(aiida)? *$', step))
 print(repo, arch, sum(sizes), len(sizes), max(sizes), sum(sizes[venv:]))
 PY
     done
