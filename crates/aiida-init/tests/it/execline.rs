@@ -312,10 +312,9 @@ fn s6_echo_and_the_multi_call_names() {
             links.display()
         ),
     );
-    let out = Command::new(&script)
-        .env("PATH", format!("{}:/usr/bin:/bin", links.display()))
-        .output()
-        .unwrap();
+    let out = crate::support::output_of_new_program(
+        Command::new(&script).env("PATH", format!("{}:/usr/bin:/bin", links.display())),
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "hello\nworld\n",

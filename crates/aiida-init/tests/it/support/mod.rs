@@ -127,6 +127,24 @@ pub fn write_exec(path: &Path, content: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// `command.output()` for a program this test has just written (`write_exec`): while another
+/// test thread forks, its child holds a copy of the file's write descriptor until it execs, and
+/// running the file then fails with ETXTBSY ("Text file busy"). Tried again for up to 5 s.
+pub fn output_of_new_program(command: &mut std::process::Command) -> std::process::Output {
+    let start = std::time::Instant::now();
+    loop {
+        match command.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && start.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.unwrap(),
+        }
+    }
+}
+
 impl Tree {
     pub fn new() -> Tree {
         let dir = tempfile::Builder::new()
