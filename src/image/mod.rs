@@ -416,8 +416,7 @@ async fn build_platform(
                         "{base} is missing: build it first (aiida-devc images build --image base --platform {platform})"
                     );
                 }
-                let system =
-                    system_stage(docker, &dockerfiles, &args.base_image, &base, platform).await?;
+                let system = system_stage(docker, &dockerfiles, args, &base, platform).await?;
                 (base, Vec::new(), Some(system))
             }
         };
@@ -479,7 +478,7 @@ async fn build_platform(
 async fn system_stage(
     docker: &crate::host::docker::Docker,
     dockerfiles: &Path,
-    distribution_image: &str,
+    args: &BuildArgs,
     base_image: &str,
     platform: Platform,
 ) -> anyhow::Result<String> {
@@ -493,12 +492,13 @@ async fn system_stage(
             context: context::image_archive(dockerfiles, ImageKind::Base.name(), &[])?,
             build_args: HashMap::from([(
                 "BASE_IMAGE".to_owned(),
-                naming::local_base_image(distribution_image, platform),
+                naming::local_base_image(&args.base_image, platform),
             )]),
             labels: HashMap::new(),
             platform: Some(platform.docker()),
+            // Never --no-cache: these must be the very layers of aiida-core-base's build.
             no_cache: false,
-            verbose: false,
+            verbose: args.verbose,
         },
     )
     .await?;
