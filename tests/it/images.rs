@@ -1203,3 +1203,64 @@ fn with_services_is_the_base_image_plus_services_with_aiida_core_last() {
         first_layer(&base_image())
     );
 }
+
+/// The services' readiness checks, as aiida-init's poll runs them (data/check, `--wait 5`), try
+/// again within one process while the service is down: a few processes for 5 s of tries, not
+/// one per try (a check's start costs most of a core on a slow or emulated machine, while the
+/// service boots on it). A wait still sees the service come up: each check is started on a
+/// stopped service, which is then started by hand.
+#[test]
+fn readiness_checks_wait_in_one_process_and_see_the_service_come_up() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let c = idle(&h, &with_services_image());
+    // Processes started in the container's PID namespace while CHECK runs (the two `cat`s count
+    // one), its exit code and its time in whole seconds.
+    let run_check = |check: &str| -> (u32, i32, u64) {
+        let out = c.sh(&format!(
+            "before=$(cat /proc/sys/kernel/ns_last_pid); start=$SECONDS; \
+             /etc/s6-overlay/s6-rc.d/{check}/data/check; code=$?; \
+             echo \"$(( $(cat /proc/sys/kernel/ns_last_pid) - before )) $code $((SECONDS - start))\""
+        ));
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{out}");
+        (
+            fields[0].parse().unwrap(),
+            fields[1].parse().unwrap(),
+            fields[2].parse().unwrap(),
+        )
+    };
+    for check in ["rabbitmq", "postgresql"] {
+        let (processes, code, seconds) = run_check(check);
+        assert_eq!(code, 1, "{check}'s check passed with the service down");
+        assert!(
+            seconds >= 4,
+            "{check}'s check gave up after {seconds} s instead of trying for 5 s"
+        );
+        assert!(
+            processes <= 8,
+            "{check}'s check started {processes} processes in its {seconds} s of tries"
+        );
+    }
+
+    // The checks themselves, waiting long enough for a busy machine, started before the services.
+    c.sh("(/etc/init/rabbitmq-check --wait 300; echo $? >/tmp/rabbitmq-check) >/dev/null 2>&1 & \
+          (/etc/init/postgresql-check --wait 300; echo $? >/tmp/postgresql-check) >/dev/null 2>&1 & \
+          sleep 1; \
+          (setsid /etc/init/rabbitmq-node >/tmp/rabbitmq.log 2>&1 &); \
+          pg_ctl --pgdata=\"$PGDATA\" --silent --log=/tmp/postgresql.log start");
+    for check in ["rabbitmq", "postgresql"] {
+        let out = c.sh(&format!(
+            "for _ in $(seq 600); do [ -s /tmp/{check}-check ] && break; sleep 0.5; done; \
+             cat /tmp/{check}-check 2>/dev/null || echo none"
+        ));
+        assert_eq!(
+            out.trim(),
+            "0",
+            "{check}'s check did not see the service come up:\n{}",
+            c.sh("tail -20 /tmp/rabbitmq.log /tmp/postgresql.log 2>&1 || true")
+        );
+    }
+}
