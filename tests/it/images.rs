@@ -1207,8 +1207,8 @@ fn with_services_is_the_base_image_plus_services_with_aiida_core_last() {
 /// The services' readiness checks, as aiida-init's poll runs them (data/check, `--wait 5`), try
 /// again within one process while the service is down: a few processes for 5 s of tries, not
 /// one per try (starting a check every 50 ms takes most of a core on a slow or emulated machine,
-/// while the service boots on it). A wait still sees the service come up: each check is started on a
-/// stopped service, which is then started by hand.
+/// while the service boots on it). A wait still sees the service come up: each check is started
+/// on a stopped service, which is then started by hand.
 #[test]
 fn readiness_checks_wait_in_one_process_and_see_the_service_come_up() {
     if skip_without(&[Need::Docker]) {
