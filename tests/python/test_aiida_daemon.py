@@ -46,6 +46,9 @@ def circus_unpatched(monkeypatch):
     monkeypatch.setattr(circus, 'get_arbiter', circus.get_arbiter)
     monkeypatch.setattr(watcher, 'tornado_sleep', watcher.tornado_sleep)
     monkeypatch.setattr(watcher.Watcher, 'kill_process', watcher.Watcher.kill_process)
+    from circus.sighandler import SysHandler
+
+    monkeypatch.setattr(SysHandler, 'signal', SysHandler.signal)
 
 
 def read(path):
@@ -381,6 +384,9 @@ def test_circus_gets_stop_timeouts_and_no_stats_or_multicast(daemon_module, monk
     arbiter = circus.get_arbiter(watchers=[{'name': 'w'}, {'name': 'v', 'graceful_timeout': 9}], statsd=True,
                                  stats_endpoint='ipc://stats')
     assert arbiter == 'arbiter'
+    from circus.sighandler import SysHandler
+
+    assert SysHandler.signal.__name__ == 'hand_to_the_loop'  # see the test of a signal during a write
     assert made == [
         {
             'watchers': [{'name': 'w', 'graceful_timeout': daemon_module.WORKER_STOP_TIMEOUT},
@@ -589,3 +595,53 @@ def test_the_daemon_client_module_is_imported_without_the_whole_engine(daemon_mo
         env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
     ).stdout.splitlines()
     assert out == ["False ['aiida.engine', 'aiida.engine.daemon']", 'True True']
+
+
+def run_signal_during_write(*arguments: str):
+    """tests/python/circus_signal_during_write.py in a process of its own: (exit code, output).
+    Its output goes to a file and it runs in a session of its own, so that what an arbiter that
+    did not stop leaves behind (its watcher's process) is killed afterwards."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    import aiida_daemon_compat as compat
+
+    script = os.path.join(os.path.dirname(__file__), 'circus_signal_during_write.py')
+    with tempfile.TemporaryFile(mode='w+') as output:
+        process = subprocess.Popen(
+            [sys.executable, script, *arguments],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
+        )
+        try:
+            code = process.wait(timeout=300)
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        output.seek(0)
+        return code, output.read()
+
+
+def test_a_stop_signal_during_a_write_to_stderr_still_stops_circus_and_logs_no_error(daemon_module):
+    pytest.importorskip('circus')
+    code, out = run_signal_during_write('--patched')
+    assert code == 0, out
+    assert out.startswith('arbiter stopped\n'), out
+    log = out.split('--- circus log ---', 1)[1]
+    assert 'Got signal SIG_TERM' in log and 'Arbiter exiting' in log, out
+    for alarm in ('Traceback', 'error', 'reentrant'):
+        assert alarm.lower() not in log.lower(), out
+
+
+def test_without_the_patch_circus_loses_a_stop_signal_that_lands_during_a_write(daemon_module):
+    """The failure the patch removes, reproduced: circus's handler logs inside the signal handler."""
+    pytest.importorskip('circus')
+    code, out = run_signal_during_write()
+    assert code == 2, out
+    assert 'the write failed: reentrant call' in out, out

@@ -37,6 +37,10 @@ Patches:
   0.1 s wait after circus signals a process to stop ends once the process has ended (checked
   every 0.01 s): a worker ends 10 ms after its SIGTERM. `kill_process` must be a tornado coroutine
   whose first wait is `tornado_sleep(0.1)` between checks of `process.is_alive()`.
+* `circus.sighandler.SysHandler.signal`, replaced: the signal handler circus registers hands the
+  signal to circus's IOLoop, where circus's own `signal` logs it and acts, instead of doing both
+  in the signal handler (see handle_signals_on_the_loop). `SysHandler` must register
+  `self.signal` and its controller's `loop` must be a tornado loop on asyncio.
 * `circus.pidfile.Pidfile.unlink`, wrapped: the moment circus removes the daemon's PID file as it
   stops is when the service stops repairing its files and asks aiida-init to keep it down.
 * The log filter on `tornado.application` drops circus's `ConflictError` (`arbiter_stop`), which
@@ -219,6 +223,27 @@ def check_stopping_processes_every(interval: float) -> None:
     circus_watcher.Watcher.kill_process = kill_process_checking_often
 
 
+def handle_signals_on_the_loop() -> None:
+    """circus's `SysHandler.signal` logs the signal ('Got signal SIG_TERM') and acts on it inside
+    the Python signal handler. A signal that lands while the main thread writes to stderr (circus
+    logs there) runs that handler with stderr's buffer locked: the log call raises `RuntimeError:
+    reentrant call`, the handler stops before it asks the arbiter to quit, and the daemon outlives
+    its grace time, to be killed by aiida-init. Here the signal handler only hands the signal to
+    circus's IOLoop (`call_soon_threadsafe`, which is safe in a signal handler: it is how asyncio
+    delivers signals), where circus's own handler then logs and acts."""
+    from circus.sighandler import SysHandler
+
+    handle = SysHandler.signal
+
+    def hand_to_the_loop(self, sig, frame=None):
+        try:
+            self.controller.loop.asyncio_loop.call_soon_threadsafe(handle, self, sig)
+        except RuntimeError:  # the loop is closed: circus is gone already
+            pass
+
+    SysHandler.signal = hand_to_the_loop
+
+
 def on_pidfile_unlink(hook) -> None:
     """`hook(unlink)` runs instead of each removal of a circus PID file; it calls `unlink()`."""
     from circus.pidfile import Pidfile
@@ -373,6 +398,20 @@ def missing_internals() -> list[str]:
     for name in ('watchers', 'multicast_endpoint', 'statsd', 'stats_endpoint'):
         need(name in parameters, f'circus: get_arbiter({name}=...)')
     need(callable(getattr(circus.pidfile.Pidfile, 'unlink', None)), 'circus: circus.pidfile.Pidfile.unlink')
+    import circus.controller
+    import circus.sighandler
+    from tornado.platform.asyncio import BaseAsyncIOLoop
+
+    need(
+        'signal.signal(sig, self.signal)' in source(getattr(circus.sighandler.SysHandler, '_register', None))
+        and callable(getattr(circus.sighandler.SysHandler, 'signal', None)),
+        'circus: SysHandler._register installing SysHandler.signal as the signal handler',
+    )
+    need(
+        'self.loop = loop' in source(getattr(circus.controller.Controller, '__init__', None))
+        and 'self.asyncio_loop = ' in source(getattr(BaseAsyncIOLoop, 'initialize', None)),
+        "circus: the controller's loop (Controller.loop), a tornado loop on asyncio (.asyncio_loop)",
+    )
     need(hasattr(circus.exc, 'ConflictError'), 'circus: circus.exc.ConflictError')
     import circus.watcher
 
