@@ -275,9 +275,9 @@ fn docker_kill_during_a_calculation_then_start_resumes_it() {
 }
 
 /// `docker stop` on a fresh home while the profile is being made (not copied from the image's
-/// template: its database exists, the profile does not yet): aiida-init stops the services and exits 0 within docker's grace period
-/// (no SIGKILL), and the next `docker start` makes the empty database again, completes the
-/// profile and becomes ready.
+/// template: its database exists, the profile does not yet): aiida-init stops the services and
+/// exits 0 within docker's grace period (no SIGKILL), and the next `docker start` undoes the
+/// half-made creation, makes the profile on `aiida-default` again and becomes ready.
 #[test]
 fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
     if skip_without(&[Need::Docker]) {
@@ -330,13 +330,108 @@ fn docker_stop_while_the_profile_is_made_then_start_completes_it() {
         "the next start did not complete the profile:\n{run_log}"
     );
     assert!(
-        run_log.contains("PostgreSQL database 'aiida-default': empty, left by an interrupted first start, dropped"),
-        "the empty database of the first run was not made again:\n{run_log}"
+        run_log.contains("profile 'default': the creation a stopped or killed start left half-way was undone, database 'aiida-default' dropped"),
+        "the database of the first run was not made again:\n{run_log}"
     );
     assert_postgresql_recovered(&c, &run_log);
     assert_one_profile_database(&c);
     let pk = submit_add(&c, 1, 1, None);
     assert_eq!(await_sum_within(&c, &pk, CEILING), 2);
+}
+
+/// The profile step SIGKILLed while it makes a profile on PostgreSQL (once its database holds the
+/// first tables of the schema: the database then cannot be told from someone's by its content),
+/// then run again: it undoes what the killed run recorded (profile entry, database, user,
+/// repository) and makes the profile on `aiida-<profile>` itself, not on `aiida-<profile>_1` beside
+/// a half-made one. Run by hand in a ready container, for a second profile, so that the kill
+/// lands where it is meant to; the container's first start covers the same path by chance
+/// (`docker_kill_while_starting_then_start_is_ready`).
+#[test]
+fn a_profile_creation_killed_half_way_is_undone_and_made_again_on_its_own_database() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let c = Container::ready_with_services_on_a_new_home(&h);
+    let record = "$HOME/.aiida/aiida-prepare.creating";
+    // The kill lands between the first table and the end of the creation (record removed);
+    // a run so fast that the poll never saw a table is tried again under another name.
+    let mut killed = None;
+    for attempt in 1..=3 {
+        let name = format!("interrupted{attempt}");
+        let out = c.sh(&format!(
+            r#"AIIDA_PROFILE_NAME={name} /etc/init/aiida-prepare-profile >/tmp/prepare-{name}.log 2>&1 &
+pid=$!
+tables() {{ psql -X -A -t -d aiida-{name} -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'" 2>/dev/null; }}
+until [ "$(tables)" -gt 0 ] 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || {{ echo "finished first"; exit 0; }}
+    sleep 0.01
+done
+kill -KILL "$pid"
+wait "$pid" || true
+if [ -e {record} ]; then echo "killed half-way: $(cat {record})"; else echo "finished first"; fi"#
+        ));
+        if out.contains("killed half-way") {
+            killed = Some((name, out));
+            break;
+        }
+    }
+    let (name, out) =
+        killed.expect("in 3 tries the profile step finished before a kill could land");
+    assert!(
+        out.contains(&format!("\"database\": \"aiida-{name}\"")),
+        "the record does not name the database being made: {out}"
+    );
+
+    let (code, again) = c.exec(&[
+        "env",
+        &format!("AIIDA_PROFILE_NAME={name}"),
+        "/etc/init/aiida-prepare-profile",
+    ]);
+    assert_eq!(code, 0, "the profile step after the kill failed:\n{again}");
+    assert!(
+        again.contains(&format!(
+            "profile '{name}': the creation a stopped or killed start left half-way was undone, database 'aiida-{name}' dropped"
+        )),
+        "nothing undone:\n{again}"
+    );
+    assert!(
+        again.contains(&format!("profile '{name}' created")),
+        "no profile made:\n{again}"
+    );
+    let like = format!("LIKE 'aiida-{name}%'");
+    let databases = c.sh(&format!(
+        "psql -X -A -t -c \"SELECT datname FROM pg_database WHERE datname {like}\""
+    ));
+    assert_eq!(
+        databases.trim(),
+        format!("aiida-{name}"),
+        "the profile's databases"
+    );
+    let users = c.sh(&format!(
+        "psql -X -A -t -c \"SELECT rolname FROM pg_roles WHERE rolname {like}\""
+    ));
+    assert_eq!(
+        users.trim(),
+        format!("aiida-{name}"),
+        "the profile's database users"
+    );
+    c.sh(&format!("test ! -e {record}"));
+    let (code, check) = c.exec(&[
+        "python",
+        "-c",
+        &format!(
+            "from aiida import load_profile, orm\n\
+             p = load_profile('{name}')\n\
+             print(p.storage_config['database_name'], orm.load_computer('localhost').label, orm.QueryBuilder().append(orm.Node).count())"
+        ),
+    ]);
+    assert_eq!(code, 0, "the new profile does not load:\n{check}");
+    assert_eq!(
+        check.lines().last().unwrap_or_default().trim(),
+        format!("aiida-{name} localhost 0"),
+        "{check}"
+    );
 }
 
 /// A process whose task the broker no longer holds never runs again; a worker whose database
