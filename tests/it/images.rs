@@ -520,37 +520,87 @@ psql -X -A -t -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'aiida-defau
     );
 }
 
-/// A home that starts empty (a bind mount; here a tmpfs) gets a new cluster at the first start,
-/// without the database of the image's profile template: the first start makes the profile, and
-/// says why without a line that reads as a failure.
+/// A home that starts empty (a bind mount; here a tmpfs) gets the image's prepared cluster at the
+/// first start (the cluster is outside the home, so Docker copies none into a new volume), and
+/// with it the database of the profile template: the first start copies the profile. Without the
+/// prepared cluster (hidden here), it gets a new one and makes the profile, and says why without a
+/// line that reads as a failure.
 #[test]
-fn a_with_services_first_start_on_an_empty_home_makes_its_profile() {
+fn a_with_services_first_start_on_an_empty_home_gets_the_prepared_cluster_or_makes_one() {
     if skip_without(&[Need::Docker]) {
         return;
     }
     let h = Harness::new();
+    // What Docker copies into each new home volume at `docker create`: a few dotfiles and
+    // RabbitMQ's node database, no cluster.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        &with_services_image(),
+        "-c",
+        "test ! -e /home/aiida/.postgresql && du -sk /home/aiida | cut -f1",
+    ]);
+    let home_kb: u64 = text(&out).trim().parse().unwrap_or(u64::MAX);
+    assert!(
+        out.status.success() && home_kb < 1024,
+        "the image's home holds a cluster or over 1 MB ({home_kb} kB): {}",
+        text(&out)
+    );
+    let empty_home = "/home/aiida:uid=1000,gid=100,mode=0755,exec";
     let empty = Container::start(
         &h,
         &with_services_image(),
         Start {
-            tmpfs: vec!["/home/aiida:uid=1000,gid=100,mode=0755,exec".into()],
+            tmpfs: vec![empty_home.into()],
             ..Start::default()
         },
     );
     empty.wait_ready();
     let logs = empty.logs();
     assert!(
-        logs.contains("is not the one made at the image build (it is not in this cluster): the profile is made anew")
-            && logs.contains("profile 'default' created"),
-        "a home that started empty did not make its profile:\n{logs}"
+        logs.contains("postgresql: cluster copied from /var/lib/aiida/postgresql-cluster into /home/aiida/.postgresql")
+            && logs.contains("[aiida-prepare] profile 'default': copied from the one made at the image build"),
+        "a home that started empty did not get the prepared cluster and profile:\n{logs}"
     );
-    for alarm in ["error", "fatal"] {
-        assert!(
-            !logs.to_lowercase().contains(alarm),
-            "the start on an empty home logged {alarm:?}:\n{logs}"
-        );
-    }
+    assert_eq!(
+        empty
+            .sh("stat -c %a ~/.postgresql; find ~/.postgresql ! -user aiida | wc -l")
+            .trim(),
+        "700\n0",
+        "the copied cluster is not the user's own and private"
+    );
     empty.assert_verdi_ready(true);
+
+    let without_template = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            tmpfs: vec![
+                empty_home.into(),
+                "/var/lib/aiida:uid=1000,gid=100,mode=0755".into(),
+            ],
+            ..Start::default()
+        },
+    );
+    without_template.wait_ready();
+    let logs = without_template.logs();
+    assert!(
+        logs.contains("postgresql: cluster created in /home/aiida/.postgresql")
+            && logs.contains("is not the one made at the image build (it is not in this cluster): the profile is made anew")
+            && logs.contains("profile 'default' created"),
+        "a home that started empty, without the prepared cluster, did not make its profile:\n{logs}"
+    );
+    for logs in [empty.logs(), logs] {
+        for alarm in ["error", "fatal"] {
+            assert!(
+                !logs.to_lowercase().contains(alarm),
+                "a start on an empty home logged {alarm:?}:\n{logs}"
+            );
+        }
+    }
+    without_template.assert_verdi_ready(true);
 }
 
 /// `docker run IMAGE CMD` runs CMD once ready and returns its exit code.
@@ -686,17 +736,18 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
     }
     let h = Harness::new();
     let home = home_volume(&h);
-    // Fill the volume from the image, then break the database cluster.
+    // A cluster in the home as a first start copies it from the image, then broken.
     let out = docker(&[
         "run",
         "--rm",
         "-v",
         &format!("{home}:/home/aiida"),
         "--entrypoint",
-        "rm",
+        "bash",
         &with_services_image(),
-        "-f",
-        "/home/aiida/.postgresql/global/pg_control",
+        "-c",
+        "set -e; . /etc/aiida/services.conf; cp -R \"$POSTGRES_CLUSTER_TEMPLATE\" \"$PGDATA\"; \
+         rm \"$PGDATA/global/pg_control\"",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
