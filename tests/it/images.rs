@@ -736,7 +736,7 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
     }
     let h = Harness::new();
     let home = home_volume(&h);
-    // A cluster in the home as a first start copies it from the image, then broken.
+    // The cluster a first start makes in the home (a copy of the image's), then broken.
     let out = docker(&[
         "run",
         "--rm",
@@ -746,8 +746,7 @@ fn a_failing_service_is_reported_and_the_container_is_not_ready() {
         "bash",
         &with_services_image(),
         "-c",
-        "set -e; . /etc/aiida/services.conf; cp -R \"$POSTGRES_CLUSTER_TEMPLATE\" \"$PGDATA\"; \
-         rm \"$PGDATA/global/pg_control\"",
+        "set -e; /etc/init/postgresql-initdb; rm \"$PGDATA/global/pg_control\"",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let c = Container::start(&h, &with_services_image(), Start::with_home(&home));
@@ -1296,11 +1295,13 @@ fn readiness_checks_wait_in_one_process_and_see_the_service_come_up() {
         );
     }
 
-    // The checks themselves, waiting long enough for a busy machine, started before the services.
+    // The checks themselves, waiting long enough for a busy machine, started before the services
+    // (PostgreSQL's cluster made as a first start makes it: this container never ran the service).
     c.sh("(/etc/init/rabbitmq-check --wait 300; echo $? >/tmp/rabbitmq-check) >/dev/null 2>&1 & \
           (/etc/init/postgresql-check --wait 300; echo $? >/tmp/postgresql-check) >/dev/null 2>&1 & \
           sleep 1; \
           (setsid /etc/init/rabbitmq-node >/tmp/rabbitmq.log 2>&1 &); \
+          /etc/init/postgresql-initdb >/dev/null; \
           pg_ctl --pgdata=\"$PGDATA\" --silent --log=/tmp/postgresql.log start");
     for check in ["rabbitmq", "postgresql"] {
         let out = c.sh(&format!(
