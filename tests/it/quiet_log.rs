@@ -266,8 +266,8 @@ fn a_failed_service_and_real_rabbitmq_problems_still_show_in_the_log() {
 /// then warns that it was "asked to close connection ... Was it already closed?". Seen once in a
 /// healthy reopen's log. Such an entry is made here by hand, through RabbitMQ's own tracking
 /// functions, for a process that has ended: the stop (aiida_rabbitmq_stop) drops it first, so
-/// `docker stop` exits 0 and RabbitMQ logs no warning. (An image without that step logs the
-/// warning in this test.)
+/// `docker stop` exits 0 and RabbitMQ logs no such warning. (An image without that step logs
+/// the warning in this test.)
 #[test]
 fn a_connection_rabbitmq_still_lists_after_it_ended_leaves_no_warning_at_the_stop() {
     if skip_without(&[Need::Docker]) {
@@ -307,10 +307,16 @@ io:format("listed ~b open ~b~n", [rabbit_connection_tracking:count(), length(rab
         logs.contains("[rabbitmq]") && logs.contains("stopping rabbitmq"),
         "{logs}"
     );
-    let alarms: Vec<&str> = alarming_lines(&logs);
+    // Only this warning is looked for: the daemon's worker, stopped here right after the start,
+    // may still be starting and close its connection without the protocol's close, which
+    // RabbitMQ reports as a warning of its own (see the healthy test above).
+    let stale: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("Was it already closed"))
+        .collect();
     assert!(
-        alarms.is_empty(),
-        "the stop logged lines that read as failures:\n{}\n--- docker logs ---\n{logs}",
-        alarms.join("\n")
+        stale.is_empty(),
+        "RabbitMQ's stop warned of a connection it still listed:\n{}\n--- docker logs ---\n{logs}",
+        stale.join("\n")
     );
 }
