@@ -163,9 +163,10 @@ fn with_services_is_ready_again_after_docker_kill() {
         env.contains("{consumer_timeout,undefined}"),
         "consumer_timeout is set:\n{env}"
     );
-    // Without plugins the node boots from the image's boot script, which loads the modules of
-    // RabbitMQ's applications and those of Erlang/OTP's that a trace boot at build time used:
-    // the XML parser (xmerl) is not loaded, yet loads when called (interactive mode).
+    // Without plugins the node boots from the image's boot script, which loads the modules that
+    // a trace boot at build time used and those RabbitMQ reads for its boot steps (such as
+    // rabbit_reader): the XML parser (xmerl) is not loaded (a failed trace at build time would
+    // load every module), yet loads when called (interactive mode).
     let boot = c.sh(
         "rabbitmqctl eval '{init:get_argument(boot), code:get_mode(), code:is_loaded(rabbit_reader) =/= false, \
          code:is_loaded(xmerl_scan), element(1, element(1, xmerl_scan:string(\"<a/>\")))}.'",
