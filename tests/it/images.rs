@@ -163,17 +163,24 @@ fn with_services_is_ready_again_after_docker_kill() {
         env.contains("{consumer_timeout,undefined}"),
         "consumer_timeout is set:\n{env}"
     );
-    // Without plugins the node boots from the image's boot script, which loads the modules that
-    // a trace boot at build time used and those RabbitMQ reads for its boot steps (such as
-    // rabbit_reader): the XML parser (xmerl) is not loaded (a failed trace at build time would
-    // load every module), yet loads when called (interactive mode).
+    // Without plugins the node boots from the image's boot script. It loads the modules that
+    // trace boots at build time used, an AiiDA-like AMQP session included (rabbit_reader,
+    // rabbit_channel, rabbit_amqqueue_process), and those RabbitMQ reads for its boot steps; not
+    // RabbitMQ's quorum queues (rabbit_fifo) nor the XML parser (xmerl_scan), which are not loaded
+    // (a failed trace at build time would load every module), yet load when called (interactive
+    // mode).
     let boot = c.sh(
-        "rabbitmqctl eval '{init:get_argument(boot), code:get_mode(), code:is_loaded(rabbit_reader) =/= false, \
-         code:is_loaded(xmerl_scan), element(1, element(1, xmerl_scan:string(\"<a/>\")))}.'",
+        "rabbitmqctl eval '{ok, B} = file:read_file(\"/etc/aiida/rabbitmq/rabbit.boot\"), \
+         {script, _, C} = binary_to_term(B), S = lists:append([M || {primLoad, M} <- C]), \
+         {init:get_argument(boot), code:get_mode(), \
+          [lists:member(M, S) || M <- [rabbit_reader, rabbit_channel, rabbit_amqqueue_process, rabbit_fifo, xmerl_scan]], \
+          code:is_loaded(rabbit_fifo), code:is_loaded(xmerl_scan), \
+          element(1, element(1, xmerl_scan:string(\"<a/>\"))), code:ensure_loaded(rabbit_fifo)}.'",
     );
     assert_eq!(
         boot.split_whitespace().collect::<String>(),
-        "{{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]},interactive,true,false,xmlElement}",
+        "{{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]},interactive,[true,true,true,false,false],false,false,\
+         xmlElement,{module,rabbit_fifo}}",
         "RabbitMQ did not boot from its trimmed boot script, or a module it left out does not load"
     );
     // The daemon runs no circusd-stats process (nothing reads its statistics).
