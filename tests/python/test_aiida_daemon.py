@@ -573,13 +573,25 @@ def test_a_missing_member_is_named_when_the_service_uses_it(daemon_module):
     compat.write_version_file(object())  # before aiida-core 2.9 there is no version file to write
 
 
-def test_the_daemon_client_module_is_imported_without_the_whole_engine(daemon_module):
-    pytest.importorskip('aiida')
+def lines_printed_by_a_new_python(code: str) -> list[str]:
+    """What `code` prints, run by a new Python process with the compatibility module importable:
+    what it imports is not already imported by the tests."""
     import subprocess
     import sys
 
     import aiida_daemon_compat as compat
 
+    return subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
+    ).stdout.splitlines()
+
+
+def test_the_daemon_client_module_is_imported_without_the_whole_engine(daemon_module):
+    pytest.importorskip('aiida')
     code = (
         'import sys, aiida_daemon_compat as c\n'
         'c.import_daemon_client()\n'
@@ -587,14 +599,22 @@ def test_the_daemon_client_module_is_imported_without_the_whole_engine(daemon_mo
         'c.load_whole_engine()\n'
         "import aiida.engine\nprint('aiida.engine.processes' in sys.modules, hasattr(aiida.engine, 'submit'))\n"
     )
-    out = subprocess.run(
-        [sys.executable, '-c', code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
-    ).stdout.splitlines()
-    assert out == ["False ['aiida.engine', 'aiida.engine.daemon']", 'True True']
+    assert lines_printed_by_a_new_python(code) == ["False ['aiida.engine', 'aiida.engine.daemon']", 'True True']
+
+
+def test_circus_loads_without_its_ssh_tunnels_until_they_are_used(daemon_module):
+    pytest.importorskip('circus')
+    # The daemon's own imports, in the order load_aiida_at_low_priority() runs them.
+    code = (
+        'import sys, aiida_daemon_compat as c\n'
+        'c.defer_ssh_tunnels()\n'
+        'c.import_daemon_client()\n'
+        'import circus.arbiter, circus.util\n'
+        "print('zmq.ssh.tunnel' in sys.modules)\n"
+        'print(callable(circus.util.ssh.tunnel_connection))\n'
+        "print('zmq.ssh.tunnel' in sys.modules)\n"
+    )
+    assert lines_printed_by_a_new_python(code) == ['False', 'True', 'True']
 
 
 def run_signal_during_write(*arguments: str):

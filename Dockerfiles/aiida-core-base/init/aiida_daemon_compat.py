@@ -55,6 +55,10 @@ Patches:
   /etc/init/aiida-daemon-worker (it calls `aiida.engine.daemon.worker.start_daemon_worker`
   itself); a watcher of another shape is left as aiida-core made it.
 
+A deferred import (defer_ssh_tunnels): circus.util imports pyzmq's SSH tunnels (`zmq.ssh`, which
+imports paramiko and pexpect) for arbiters reached over SSH. The daemon's arbiter is local, so the
+module is registered to load at its first use. Should circus stop importing it, nothing changes.
+
 `sys.modules` surgery (import_daemon_client): the packages `aiida.engine` and
 `aiida.engine.daemon` are registered without running their `__init__`, which imports the whole
 engine (0.7 s of CPU), so that `aiida.engine.daemon.client` loads alone; load_whole_engine() runs
@@ -298,6 +302,25 @@ def import_daemon_client() -> None:
         bare_engine_packages.clear()
         sys.modules.pop('aiida.engine.daemon.client', None)
         import aiida.engine.daemon.client  # noqa: F401
+
+
+def defer_ssh_tunnels() -> None:
+    """Register pyzmq's SSH tunnels (`zmq.ssh`) to load at their first use (importlib's LazyLoader),
+    not when circus imports them: paramiko and pexpect cost about 0.05 s of CPU at every start of
+    the daemon, whose arbiter is local. Left as it is where the module is already loaded or is not
+    a source module."""
+    if 'zmq.ssh' in sys.modules:
+        return
+    import zmq
+
+    spec = importlib.util.find_spec('zmq.ssh')
+    if spec is None or not hasattr(spec.loader, 'exec_module'):
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['zmq.ssh'] = module
+    zmq.ssh = module
+    spec.loader.exec_module(module)
 
 
 def load_whole_engine() -> None:
