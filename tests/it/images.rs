@@ -584,6 +584,27 @@ fn a_with_services_first_start_on_an_empty_home_gets_the_prepared_cluster_or_mak
         "the copied cluster is not the user's own and private"
     );
     empty.assert_verdi_ready(true);
+    // The prepared cluster leaves out the free space and visibility maps (hints PostgreSQL makes
+    // again): the template holds none, and vacuuming every database of the copy makes them.
+    let maps = "find DIR -type f \\( -name '*_fsm' -o -name '*_vm' \\) | wc -l";
+    assert_eq!(
+        empty
+            .sh(&maps.replace("DIR", "/var/lib/aiida/postgresql-cluster"))
+            .trim(),
+        "0",
+        "the prepared cluster holds free space or visibility maps"
+    );
+    empty.sh("vacuumdb --all --quiet");
+    let made: u64 = empty
+        .sh(&maps.replace("DIR", "~/.postgresql"))
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        made > 100,
+        "vacuuming the copied cluster made {made} free space and visibility maps"
+    );
+    empty.assert_verdi_ready(true);
 
     let without_template = Container::start(
         &h,
