@@ -2,8 +2,8 @@
 # RabbitMQ's boot alone, in a container of the image where nothing else runs: what bounds a
 # restart of aiida-core-with-services (RabbitMQ is its last service to be ready). Boots the node
 # (/etc/init/rabbitmq-node, as the service does) ROUNDS times on a copy of the image's node
-# database, each time until its AMQP port accepts a connection, then stops it; prints the time and
-# the node's CPU. Then one boot of the image's boot script alone (no RabbitMQ), with init's
+# database, each time until the service's own check finds it ready (its AMQP port answers), then
+# stops it; prints the time and the node's CPU. Then one boot of the image's boot script alone (no RabbitMQ), with init's
 # progress after each application's module loads: what loading the modules costs, per
 # application.
 #
@@ -34,20 +34,20 @@ cp -a "$RABBITMQ_MNESIA_BASE" "$work/mnesia"
 export RABBITMQ_MNESIA_BASE=$work/mnesia RABBITMQ_LOG_BASE=$work/log
 [ $# -eq 0 ] || export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="$RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS $*"
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-echo "RabbitMQ's boot, alone (${*:-no extra flags}): ms until the AMQP port accepts a connection"
+echo "RabbitMQ's boot, alone (${*:-no extra flags}): ms until its AMQP port answers"
 for round in $(seq 1 "$rounds"); do
     start=$(date +%s%N)
     /etc/init/rabbitmq-node >"$work/node.log" 2>&1 &
     node=$!
-    until { exec 3<>/dev/tcp/127.0.0.1/5672; } 2>/dev/null; do
-        kill -0 "$node" 2>/dev/null || { echo "the node ended:"; cat "$work/node.log"; exit 1; }
-        [ "$(ms "$start")" -lt 60000 ] || { echo "no listener after 60 s:"; cat "$work/node.log"; exit 1; }
-        read -r -t 0.005 <> <(:) || true
-    done
-    exec 3>&-
+    # The service's own readiness check: the AMQP header answered, tried every 10 ms.
+    if ! "$SERVICES_ETC/init/rabbitmq-check" --wait 60; then
+        echo "the node was not ready within 60 s:"
+        cat "$work/node.log"
+        exit 1
+    fi
     took=$(ms "$start")
-    beam=$(pgrep -n beam.smp)
-    cpu=$(awk '{print ($14 + $15) * 10}' "/proc/$beam/stat")
+    read -r -a stat <<<"$(sed 's/.*) //' "/proc/$(pgrep -n beam.smp)/stat")"
+    cpu=$(( (stat[11] + stat[12]) * 1000 / $(getconf CLK_TCK) ))
     kill -TERM "$node"
     wait "$node" || true
     echo "round $round: $took ms (the node's CPU until then: about $cpu ms)"
