@@ -251,3 +251,55 @@ fn lite_daemon_commands_keep_the_service() {
     assert_eq!(await_sum_within(&c, &pk, CEILING.as_secs()), 5);
     assert_stops_cleanly(&c, true);
 }
+
+/// The package versions `verdi daemon status` compares with the installed ones: written for the
+/// daemon's own start once it is ready, and a previous start's file (here one naming another
+/// aiida-core) never survives a restart, so the status warns of nothing.
+#[test]
+fn the_daemons_version_file_is_its_own_starts() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    const FILE: &str = "~/.aiida/daemon/aiida-default-env-info.json";
+    let h = Harness::new();
+    let c = ready_after(&h, &base_image(), &[]);
+    let written = |c: &Container| {
+        poll_until(CEILING, Duration::from_millis(100), || {
+            c.exec(&[
+                "bash",
+                "-c",
+                &format!("grep -q /opt/aiida/bin/python {FILE}"),
+            ])
+            .0 == 0
+        })
+    };
+    assert!(written(&c), "no version file after the start: {}", c.logs());
+    let installed = c.sh(&format!("cat {FILE}"));
+    assert!(
+        installed.contains(r#""aiida-core": {"version": "#),
+        "the version file names no aiida-core: {installed}"
+    );
+    let stale = r#"{"packages": {"aiida-core": {"version": "0.0.1"}}, "python_binary": "/opt/aiida/bin/python"}"#;
+    c.sh(&format!("printf '%s' '{stale}' > {FILE}"));
+    let (_, out) = c.exec(&["verdi", "daemon", "status"]);
+    assert!(
+        out.contains("different package versions"),
+        "a file naming another aiida-core gave no warning, so this test proves nothing:\n{out}"
+    );
+    c.stop();
+    c.start_again();
+    c.wait_ready();
+    assert!(
+        written(&c),
+        "no version file after the restart: {}",
+        c.logs()
+    );
+    assert_eq!(
+        c.sh(&format!("cat {FILE}")),
+        installed,
+        "the restart did not write its own versions"
+    );
+    let (code, out) = c.exec(&["verdi", "daemon", "status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("different package versions"), "{out}");
+}

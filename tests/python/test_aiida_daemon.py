@@ -232,6 +232,26 @@ def test_more_workers_that_circus_keeps_refusing_are_reported(daemon_module, dae
 # --- the PID file and the sockets file ----------------------------------------------------------
 
 
+class Watching(Exception):
+    """The fake watch() raises this: the start is over."""
+
+
+def test_the_version_file_is_written_once_the_daemon_is_ready(daemon_module, daemon, monkeypatch):
+    events = []
+    monkeypatch.setattr(daemon, 'controller_socket', lambda: None)
+    monkeypatch.setattr(daemon, 'status_answered', lambda timeout: events.append('status answered') or True)
+    monkeypatch.setattr(daemon_module, 'notify_ready', lambda: events.append('ready'))
+    monkeypatch.setattr(daemon_module.compat, 'write_version_file', lambda client: events.append('version file'))
+
+    def watch():
+        raise Watching
+
+    monkeypatch.setattr(daemon, 'watch', watch)
+    with pytest.raises(Watching):
+        daemon.await_ready_then_watch()
+    assert events == ['status answered', 'ready', 'version file']
+
+
 def test_claiming_writes_the_sockets_file_and_the_pid_file(daemon):
     daemon.claim_files()
     assert read(daemon.client.circus_socket_file) == daemon.socket_directory
@@ -573,9 +593,9 @@ def test_a_missing_member_is_named_when_the_service_uses_it(daemon_module):
     compat.write_version_file(object())  # before aiida-core 2.9 there is no version file to write
 
 
-def lines_printed_by_a_new_python(code: str) -> list[str]:
-    """What `code` prints, run by a new Python process with the compatibility module importable:
-    what it imports is not already imported by the tests."""
+def lines_printed_by_a_new_python(code: str, **env: str) -> list[str]:
+    """What `code` prints, run by a new Python process with the compatibility module importable
+    (and `env` added to its environment): what it imports is not already imported by the tests."""
     import subprocess
     import sys
 
@@ -586,7 +606,7 @@ def lines_printed_by_a_new_python(code: str) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
+        env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__), **env},
     ).stdout.splitlines()
 
 
@@ -595,11 +615,52 @@ def test_the_daemon_client_module_is_imported_without_the_whole_engine(daemon_mo
     code = (
         'import sys, aiida_daemon_compat as c\n'
         'c.import_daemon_client()\n'
-        "print('aiida.engine.processes' in sys.modules, c.bare_engine_packages)\n"
-        'c.load_whole_engine()\n'
+        "print('aiida.engine.processes' in sys.modules, c.bare_packages)\n"
+        'c.load_bare_packages()\n'
         "import aiida.engine\nprint('aiida.engine.processes' in sys.modules, hasattr(aiida.engine, 'submit'))\n"
     )
     assert lines_printed_by_a_new_python(code) == ["False ['aiida.engine', 'aiida.engine.daemon']", 'True True']
+
+
+def test_the_configuration_is_read_without_verdis_parameters_and_groups(daemon_module, tmp_path):
+    pytest.importorskip('aiida')
+    # A configuration file whose profile the daemon reads, then the packages' __init__ run later.
+    code = (
+        'import sys, aiida_daemon_compat as c\n'
+        'c.import_configuration_reader()\n'
+        'from aiida.manage.configuration import get_config\n'
+        'config = get_config(create=True)\n'
+        "print('aiida.cmdline.params' in sys.modules, 'aiida.cmdline.groups' in sys.modules, c.bare_packages)\n"
+        'c.load_bare_packages()\n'
+        'import aiida.cmdline, aiida.cmdline.utils\n'
+        "print(hasattr(aiida.cmdline, 'DynamicEntryPointCommandGroup'), hasattr(aiida.cmdline.utils, 'echo_warning'))\n"
+    )
+    lines = lines_printed_by_a_new_python(code, AIIDA_PATH=str(tmp_path))
+    assert lines == ["False False ['aiida.cmdline', 'aiida.cmdline.utils']", 'True True']
+    assert (tmp_path / '.aiida' / 'config.json').is_file()
+
+
+def test_packages_already_imported_whole_are_left_whole(daemon_module):
+    pytest.importorskip('aiida')
+    code = (
+        'import sys, aiida.cmdline, aiida_daemon_compat as c\n'
+        'c.import_configuration_reader()\n'
+        "print(c.bare_packages, hasattr(sys.modules['aiida.cmdline'], 'DynamicEntryPointCommandGroup'))\n"
+    )
+    assert lines_printed_by_a_new_python(code) == ['[] True']
+
+
+def test_the_last_starts_version_file_is_removed_and_nothing_else(daemon_module, tmp_path):
+    import aiida_daemon_compat as compat
+
+    version_file = tmp_path / 'daemon-env-info.json'
+    version_file.write_text('{}')
+    other = tmp_path / 'circus-default.pid'
+    other.write_text('1\n')
+    compat.remove_version_file(SimpleNamespace(_daemon_env_info_file=str(version_file)))
+    assert not version_file.exists() and other.exists()
+    compat.remove_version_file(SimpleNamespace(_daemon_env_info_file=str(version_file)))  # none there
+    compat.remove_version_file(object())  # before aiida-core 2.9 there is no version file
 
 
 def test_circus_loads_without_its_ssh_tunnels_until_they_are_used(daemon_module):

@@ -16,9 +16,10 @@ Private members of `aiida.engine.daemon.client.DaemonClient`:
   before the service claims the file.
 * `get_controller_endpoint()`: circus's controller socket, whose file the service waits for
   before its first status call.
-* `_write_version_file()` (aiida-core 2.9 and later; optional before): the package versions the
-  daemon runs with, which `verdi daemon status` compares with the installed ones, as
-  `start_daemon` writes them.
+* `_write_version_file()` and `_daemon_env_info_file` (aiida-core 2.9 and later; optional
+  before): the package versions the daemon runs with, which `verdi daemon status` compares with
+  the installed ones. The service removes the last start's file as it starts, and writes its own
+  once the daemon answers, as `start_daemon` and `stop_daemon` do.
 * `_zmq_broker_service_dir` (aiida-core 2.9 and later, with the ZeroMQ broker only): the folder
   of the broker's status file, which `verdi status` reads; the service reports ready once a
   running broker has written it. It is `Config.filepaths(profile)['broker_service']['dir']`, where
@@ -58,12 +59,17 @@ Patches:
 A deferred import (defer_ssh_tunnels): circus.util imports pyzmq's SSH tunnels (`zmq.ssh`, which
 imports paramiko and pexpect) for arbiters reached over SSH. The daemon's arbiter is local, so the
 module is registered to load at its first use. Should circus stop importing it, nothing changes.
+(It works because circus imports it as `from zmq import ssh`: a plain `import yaml` or `import
+urllib.request` would load a module registered so at once, as the import system reads its spec.)
 
-`sys.modules` surgery (import_daemon_client): the packages `aiida.engine` and
-`aiida.engine.daemon` are registered without running their `__init__`, which imports the whole
-engine (0.7 s of CPU), so that `aiida.engine.daemon.client` loads alone; load_whole_engine() runs
-them later for the lost-task repair. A layout where this fails falls back to the plain import, so
-it is not a hard requirement, but the check reports it.
+`sys.modules` surgery (import_daemon_client, import_configuration_reader): the packages
+`aiida.engine` and `aiida.engine.daemon` are registered without running their `__init__`, which
+imports the whole engine (0.7 s of CPU), so that `aiida.engine.daemon.client` loads alone; so are
+`aiida.cmdline` and `aiida.cmdline.utils`, whose `__init__` imports all of verdi's parameter types
+and groups (0.015-0.03 s), so that `aiida.cmdline.utils.echo`, which reading the configuration
+file imports (`Config.from_file`), loads alone. load_bare_packages() runs them later for the
+lost-task repair. A layout where this fails falls back to the plain import, so it is not a hard
+requirement, but the check reports it.
 
 Ties that are no attributes, also checked where they can be:
 
@@ -87,9 +93,13 @@ import re
 import shlex
 import sys
 
-ENGINE_PACKAGES = ('aiida.engine', 'aiida.engine.daemon')
-"""The packages of aiida-core that import_daemon_client() registers without their __init__."""
-bare_engine_packages: list[str] = []
+DAEMON_CLIENT = ('aiida.engine.daemon.client', ('aiida.engine', 'aiida.engine.daemon'))
+"""The module that import_daemon_client() imports alone, and the packages above it that it
+registers without their __init__."""
+CONFIGURATION_ECHO = ('aiida.cmdline.utils.echo', ('aiida.cmdline', 'aiida.cmdline.utils'))
+"""The same for import_configuration_reader()."""
+bare_packages: list[str] = []
+"""The packages registered without their __init__, in the order they were registered."""
 
 
 class MissingInternal(RuntimeError):
@@ -120,6 +130,18 @@ def write_version_file(client) -> None:
     write = getattr(client, '_write_version_file', None)
     if write is not None:
         write()
+
+
+def remove_version_file(client) -> None:
+    """The version snapshot of the daemon's last start removed, as `verdi daemon stop` removes it
+    (aiida-core 2.9 and later; nothing before): until this start's is written, `verdi daemon status`
+    compares none."""
+    import os
+
+    try:
+        os.unlink(client._daemon_env_info_file)
+    except Exception:  # noqa: BLE001 - none there, no such member, or none configured (ConfigurationError)
+        pass
 
 
 def zmq_broker_status_file(client) -> str:
@@ -281,27 +303,44 @@ def quiet_conflicts_while_stopping() -> None:
 def import_daemon_client() -> None:
     """Import aiida-core's daemon client module alone. The package `aiida.engine` imports the whole
     engine when it is imported (processes, ORM, SQLAlchemy, alembic: about 0.7 s of CPU at every
-    start), although the client module needs none of it. So the packages of ENGINE_PACKAGES are
+    start), although the client module needs none of it. So the packages of DAEMON_CLIENT are
     registered without running their __init__ (nothing else in this process imports them before
-    load_whole_engine()), and only the client module is loaded. Should aiida-core's layout change,
-    the plain import."""
+    load_bare_packages()), and only the client module is loaded. Should aiida-core's layout
+    change, the plain import."""
+    _import_alone(*DAEMON_CLIENT)
+
+
+def import_configuration_reader() -> None:
+    """Import what reading aiida-core's configuration file needs (`get_config`), without verdi's
+    parameters and groups: `Config.from_file` imports `aiida.cmdline.utils.echo`, whose packages'
+    __init__ import all of them. As import_daemon_client() does, with CONFIGURATION_ECHO."""
+    _import_alone(*CONFIGURATION_ECHO)
+    import aiida.manage.configuration.config  # noqa: F401
+
+
+def _import_alone(module: str, packages: tuple[str, ...]) -> None:
+    """`module` imported with the `packages` above it registered without their __init__."""
     import aiida  # noqa: F401
 
+    registered = []
     try:
-        for name in ENGINE_PACKAGES:
+        for name in packages:
+            if name in sys.modules:
+                continue  # already imported whole
             spec = importlib.util.find_spec(name)
             package = importlib.util.module_from_spec(spec)
             sys.modules[name] = package
             parent, _, child = name.rpartition('.')
             setattr(sys.modules[parent], child, package)
-            bare_engine_packages.append(name)
-        import aiida.engine.daemon.client  # noqa: F401
-    except Exception:  # noqa: BLE001 - another layout: the whole engine, as any client loads it
-        for name in reversed(bare_engine_packages):
+            registered.append(name)
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - another layout: the whole packages, as any client loads them
+        for name in reversed(registered):
             sys.modules.pop(name, None)
-        bare_engine_packages.clear()
-        sys.modules.pop('aiida.engine.daemon.client', None)
-        import aiida.engine.daemon.client  # noqa: F401
+        sys.modules.pop(module, None)
+        importlib.import_module(module)
+    else:
+        bare_packages.extend(registered)
 
 
 def defer_ssh_tunnels() -> None:
@@ -323,11 +362,11 @@ def defer_ssh_tunnels() -> None:
     spec.loader.exec_module(module)
 
 
-def load_whole_engine() -> None:
-    """Run the __init__ of the packages import_daemon_client() registered bare (once), for the
-    parts of the watchdog that use the rest of aiida-core's engine."""
-    while bare_engine_packages:
-        importlib.reload(sys.modules[bare_engine_packages.pop()])
+def load_bare_packages() -> None:
+    """Run the __init__ of the packages registered bare (once), for the parts of the watchdog that
+    use the rest of aiida-core's engine."""
+    while bare_packages:
+        importlib.reload(sys.modules[bare_packages.pop()])
 
 
 # --- the check the image build runs ---------------------------------------------------------------
@@ -390,7 +429,8 @@ def missing_internals() -> list[str]:
         'aiida-core: the circus endpoints built through DaemonClient.get_circus_socket_directory()',
     )
     if aiida_version() >= (2, 9):
-        need(hasattr(DaemonClient, '_write_version_file'), 'aiida-core: DaemonClient._write_version_file')
+        for name in ('_write_version_file', '_daemon_env_info_file'):
+            need(hasattr(DaemonClient, name), f'aiida-core: DaemonClient.{name}')
     if importlib.util.find_spec('aiida.brokers.zeromq') is not None:
         need(
             "filepaths(self.profile)['broker_service']['dir']" in property_source('_zmq_broker_service_dir')
@@ -448,9 +488,9 @@ def missing_internals() -> list[str]:
         'process.is_alive() to be false',
     )
 
-    for name in ENGINE_PACKAGES:
-        need(importlib.util.find_spec(name) is not None, f'aiida-core: the package {name}')
-    need(importlib.util.find_spec('aiida.engine.daemon.client') is not None, 'aiida-core: aiida.engine.daemon.client')
+    for module, packages in (DAEMON_CLIENT, CONFIGURATION_ECHO):
+        for name in (*packages, module):
+            need(importlib.util.find_spec(name) is not None, f'aiida-core: {name}')
     from aiida.engine.processes import control
 
     for name in ('get_active_processes', 'get_process_tasks'):
