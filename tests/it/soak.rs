@@ -7,7 +7,9 @@ use crate::support::{Need, skip_without};
 use std::time::Duration;
 
 use crate::support::Harness;
-use crate::support::images::{Container, await_sum_within, submit_add};
+use crate::support::images::{
+    Container, JOB_KILLED_EXIT_STATUS, await_sum_within, submit_add, submit_again,
+};
 
 const CYCLES: u32 = 5;
 
@@ -30,17 +32,17 @@ fn kill_and_start_with_calculations_in_flight_loses_nothing() {
     }
     // Each calculation finished (resumed by the daemon when the kill interrupted it) with the
     // right sum: none lost. A kill that lands while a calculation's job runs kills the job with
-    // the container, and the calculation then ends with the parser's "invalid output" (exit status
-    // 320, as faults::docker_kill_during_a_calculation_then_start_resumes_it provokes): the same
-    // inputs submitted again must finish with the right sum.
+    // the container, and the calculation then ends with the parser's "invalid output"
+    // (JOB_KILLED_EXIT_STATUS, as faults::docker_kill_during_a_calculation_then_start_resumes_it
+    // provokes): the same inputs submitted again must finish with the right sum.
     let check = format!(
-        "import time\nfrom aiida import orm\nfrom aiida.engine import submit\n\
+        "import time\nfrom aiida import orm\n\
          expected = dict(e.split(':') for e in '{}'.split())\n\
          deadline = time.monotonic() + 300\n\
          while True:\n\
          \x20   nodes = {{pk: orm.load_node(int(pk)) for pk in expected}}\n\
          \x20   done = {{pk: n.is_finished_ok and n.outputs.sum.value == int(expected[pk]) for pk, n in nodes.items()}}\n\
-         \x20   killed = {{pk for pk, n in nodes.items() if n.is_finished and n.exit_status == 320}}\n\
+         \x20   killed = {{pk for pk, n in nodes.items() if n.is_finished and n.exit_status == {JOB_KILLED_EXIT_STATUS}}}\n\
          \x20   if all(done[pk] or pk in killed for pk in done) or time.monotonic() > deadline:\n\
          \x20       break\n\
          \x20   time.sleep(1)\n\
@@ -48,8 +50,7 @@ fn kill_and_start_with_calculations_in_flight_loses_nothing() {
          \x20   if done[pk]:\n\
          \x20       print(pk, 'ok')\n\
          \x20   elif pk in killed:\n\
-         \x20       again = submit(n.process_class, x=n.inputs.x, y=n.inputs.y, code=n.inputs.code)\n\
-         \x20       print(pk, 'again', again.pk, expected[pk])\n\
+         \x20       print(pk, 'job killed', expected[pk])\n\
          \x20   else:\n\
          \x20       print(pk, f'{{n.process_state}} exit status {{n.exit_status}}: {{n.exit_message}}')",
         expected.join(" ")
@@ -58,20 +59,21 @@ fn kill_and_start_with_calculations_in_flight_loses_nothing() {
     assert_eq!(status, 0, "{out}");
     let lost: Vec<&str> = out
         .lines()
-        .filter(|l| !l.ends_with(" ok") && !l.contains(" again "))
+        .filter(|l| !l.ends_with(" ok") && !l.contains(" job killed "))
         .collect();
     assert!(
         lost.is_empty() && out.lines().count() == CYCLES as usize,
         "calculations not finished after {CYCLES} kills:\n{out}\n--- logs ---\n{}",
         c.logs()
     );
-    for line in out.lines().filter(|l| l.contains(" again ")) {
+    for line in out.lines().filter(|l| l.contains(" job killed ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let (again, sum) = (words[2], words[3]);
+        let (pk, sum) = (words[0], words[3]);
+        let again = submit_again(&c, pk);
         assert_eq!(
-            await_sum_within(&c, again, 300).to_string(),
+            await_sum_within(&c, &again, 300).to_string(),
             sum,
-            "{line}: submitted again, it did not give the right sum"
+            "{line}: submitted again as {again}, it did not give the right sum"
         );
     }
     c.assert_verdi_ready(true);

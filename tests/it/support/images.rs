@@ -363,7 +363,26 @@ pub fn submit_add(c: &Container, x: i64, y: i64, sleep: Option<u64>) -> String {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out) = c.exec(&refs);
     assert_eq!(code, 0, "submitting core.arithmetic.add failed:\n{out}");
-    // The PK is the last number printed (a log line on stderr may follow it).
+    last_pk(&out)
+}
+
+/// The exit status of a core.arithmetic.add calculation whose job died with its container
+/// (`docker kill` while the job ran): its parser finds no valid output ("invalid output").
+pub const JOB_KILLED_EXIT_STATUS: i64 = 320;
+
+/// Submits calculation `pk` again with its own stored inputs (after its job died with the
+/// container: [`JOB_KILLED_EXIT_STATUS`]); returns the new calculation's PK.
+pub fn submit_again(c: &Container, pk: &str) -> String {
+    let (code, out) = c.python_in_profile(&format!(
+        "from aiida import orm\nfrom aiida.engine import submit\nn = orm.load_node({pk})\n\
+         print(submit(n.process_class, x=n.inputs.x, y=n.inputs.y, code=n.inputs.code).pk)"
+    ));
+    assert_eq!(code, 0, "submitting calculation {pk} again failed:\n{out}");
+    last_pk(&out)
+}
+
+/// The PK a submission printed: the last number (a log line on stderr may follow it).
+fn last_pk(out: &str) -> String {
     out.lines()
         .rev()
         .map(str::trim)
