@@ -61,8 +61,12 @@ tools() {
         echo "wheels: $want present ($VENV)"
         return 0
     fi
+    # The venv is made from the python outside it: a run stopped half-way may have left one whose
+    # python is first on PATH.
+    local base
+    base=$(PATH=${PATH//"$TOOLS:"/} command -v "$PYTHON") || die "$PYTHON is missing"
     rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV" || die "$PYTHON -m venv $VENV failed (Debian: apt-get install python3-venv)"
+    "$base" -m venv "$VENV" || die "$base -m venv $VENV failed (Debian: apt-get install python3-venv)"
     local bin="$VENV/bin"
     [ -d "$VENV/Scripts" ] && bin="$VENV/Scripts"
     # pip in a venv has its own CA list: give it the host's, which trusts an intercepting proxy.
