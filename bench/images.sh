@@ -3,7 +3,8 @@
 # a baseline built in the same run: the same image started by a sequential shell script in
 # upstream's order under tini (bench/images-baseline). Also the lite variant (aiida-core-base:
 # SQLite and the ZeroMQ broker) against with-services, and what a user downloads: the compressed
-# layers of each image as pushed to a registry on localhost (Debian's docker-registry), for both
+# layers of each image as `aiida-devc images push` publishes them to a registry on localhost
+# (Debian's docker-registry), beside what the engine's own `docker push` would upload, for both
 # platforms when both are built, and how much of it an image with a new aiida-core release changes
 # (the layers from the aiida-core install on). Prints each measurement and the ratios.
 #
@@ -108,23 +109,42 @@ if [ "${AIIDA_DEVC_BENCH_SIZES:-1}" != 0 ]; then
     /usr/bin/docker-registry serve "$ctx/registry.yml" >"$ctx/registry.log" 2>&1 &
     registry_pid=$!
     until curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do sleep 0.1; done
-    for image in "$IMAGE" "$LITE" "$IMAGE-arm64" "$LITE-arm64"; do
-        docker image inspect "$image" >/dev/null 2>&1 || continue
-        arch=$(docker image inspect -f '{{.Architecture}}' "$image")
-        repo=${image%:*}; repo=${repo##*/}; target="localhost:$port/bench/$repo:$arch"
-        docker tag "$image" "$target"
-        docker push -q "$target" >/dev/null
-        docker rmi "$target" >/dev/null
-        python3 - "http://127.0.0.1:$port/v2/bench/$repo" "$repo" "$arch" <<'PY' | tee -a "$sizes"
+    # Published as a release publishes them (`aiida-devc images push`, release gate included),
+    # and, for comparison, as the engine's own `docker push` compresses them.
+    version=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$IMAGE")
+    platforms=linux/amd64 archs=amd64
+    if docker image inspect "$IMAGE-arm64" "$LITE-arm64" >/dev/null 2>&1; then
+        platforms+=,linux/arm64 archs+=" arm64"
+    fi
+    pushed=()
+    for pair in "aiida-core-with-services $IMAGE" "aiida-core-base $LITE"; do
+        read -r repo image <<<"$pair"
+        for arch in $archs; do
+            suffix=; [ "$arch" = amd64 ] || suffix=-$arch
+            docker tag "$image$suffix" "localhost:$port/bench/$repo:aiida-$version$suffix"
+            docker tag "$image$suffix" "localhost:$port/bench/$repo:engine-$arch"
+            docker push -q "localhost:$port/bench/$repo:engine-$arch" >/dev/null
+            pushed+=("localhost:$port/bench/$repo:aiida-$version$suffix" "localhost:$port/bench/$repo:engine-$arch")
+        done
+    done
+    (cd "$ROOT" && cargo run -q --release --locked -- images push --registry "localhost:$port" \
+        --organization bench --aiida-version "$version" --platform "$platforms") >"$ctx/push.log" 2>&1 \
+        || { echo "bench: images push failed:" >&2; cat "$ctx/push.log" >&2; exit 1; }
+    docker rmi "${pushed[@]}" >/dev/null
+    for repo in aiida-core-with-services aiida-core-base; do
+        for arch in $archs; do
+            for how in published engine; do
+                tag=aiida-$version-$arch; [ $how = published ] || tag=engine-$arch
+                python3 - "http://127.0.0.1:$port/v2/bench/$repo" "$repo" "$arch" "$tag" "$how" <<'PY' | tee -a "$sizes"
 # The manifest's compressed layers: their sum, count and largest, and what a new aiida-core
 # release downloads again: every layer from the one that installs /opt/aiida (found through the
 # image configuration's history, whose non-empty entries are the layers in order) on.
 import json, re, sys, urllib.request
-base, repo, arch = sys.argv[1:]
+base, repo, arch, tag, how = sys.argv[1:]
 def get(path, accept):
     request = urllib.request.Request(f'{base}/{path}', headers={'Accept': accept})
     return json.load(urllib.request.urlopen(request))
-manifest = get(f'manifests/{arch}', 'application/vnd.docker.distribution.manifest.v2+json, '
+manifest = get(f'manifests/{tag}', 'application/vnd.docker.distribution.manifest.v2+json, '
                'application/vnd.oci.image.manifest.v1+json')
 config = get(f"blobs/{manifest['config']['digest']}", '*/*')
 made = [h.get('created_by', '') for h in config['history'] if not h.get('empty_layer')]
@@ -133,8 +153,10 @@ assert len(made) == len(sizes), (len(made), len(sizes))
 # aiida-core-base copies /opt/aiida from its build stage; aiida-core-with-services copies /opt/
 # (the same environment) from aiida-core-base.
 venv = next(i for i, step in enumerate(made) if 'COPY' in step and re.search(r' in /opt/(aiida)? *$', step))
-print(repo, arch, sum(sizes), len(sizes), max(sizes), sum(sizes[venv:]))
+print(repo, arch, how, sum(sizes), len(sizes), max(sizes), sum(sizes[venv:]))
 PY
+            done
+        done
     done
 fi
 size() { docker image inspect -f '{{.Size}}' "$1"; }
@@ -161,9 +183,13 @@ print(f"exit codes after docker stop: aiida-init {codes('ours')}, lite {codes('l
 mb = lambda b: int(b) / 1e6
 print(f"image sizes (unpacked): aiida-core-with-services {mb(sys.argv[3]):.0f} MB, baseline {mb(sys.argv[4]):.0f} MB, "
       f"aiida-core-base {mb(sys.argv[5]):.0f} MB")
-for repo, arch, total, layers, largest, update in (l.split() for l in open(sys.argv[2])):
-    print(f"download (compressed layers) {repo} {arch}: {mb(total):.1f} MB in {layers} layers, largest {mb(largest):.1f} MB; "
-          f"a new aiida-core release downloads {mb(update):.1f} MB of it")
+sizes = [l.split() for l in open(sys.argv[2])]
+engine = {(repo, arch): int(total) for repo, arch, how, total, *_ in sizes if how == 'engine'}
+for repo, arch, how, total, layers, largest, update in sizes:
+    if how == 'published':
+        print(f"download (compressed layers, as published) {repo} {arch}: {mb(total):.1f} MB in {layers} layers, "
+              f"largest {mb(largest):.1f} MB; a new aiida-core release downloads {mb(update):.1f} MB of it; "
+              f"docker push would upload {mb(engine[repo, arch]):.1f} MB ({int(total) / engine[repo, arch]:.3f}x)")
 print(f"rounds: {len(rows) // 3}")
 PY
 rm -f "$results" "$sizes"

@@ -22,6 +22,7 @@ pub mod context;
 pub mod digests;
 pub mod driver;
 pub mod labels;
+pub mod layers;
 pub mod naming;
 pub mod publish;
 pub mod smoke;

@@ -3,8 +3,9 @@
 //! The order makes a failed run harmless, since no tag ever points at a partial set:
 //! 1. the release gate: [`super::smoke`] for every platform's with-services image; if one fails,
 //!    nothing is pushed;
-//! 2. every platform's image is pushed through the engine (`docker push`) under a per-platform
-//!    tag `aiida-X.Y.Z-<arch>`, and its manifest is read back by digest;
+//! 2. every platform's image is read from the engine (`docker save`) and pushed under a
+//!    per-platform tag `aiida-X.Y.Z-<arch>`, its layers compressed smaller than `docker push`
+//!    would ([`super::layers`]), and its manifest is read back by digest;
 //! 3. last, for each tag, an OCI image index listing exactly those manifests (by digest, in the
 //!    same repository) is written ([OCI image index], [distribution spec: pushing manifests]).
 //!
@@ -25,7 +26,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use oci_client::manifest::{
     ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OciImageIndex, Platform as OciPlatform,
@@ -34,10 +34,11 @@ use pep508_rs::pep440_rs::Version;
 use serde::Serialize;
 
 use super::digests::{Digests, Pushed};
+use super::layers::Layers;
 use super::naming::{self, ImageKind, Repository};
 use super::{ImageSelection, PublishOptions, driver, smoke};
-use crate::host::docker::{self, Docker, DockerCredentials, PushImageOptions};
-use crate::oci::auth::{AuthEnv, Credential};
+use crate::host::docker::Docker;
+use crate::oci::auth::AuthEnv;
 use crate::oci::registry::Registry;
 use crate::platform::Platform;
 
@@ -149,11 +150,12 @@ impl Plan {
         let steps = Steps::new();
         // 1. The release gate.
         let versions = self.check_and_gate(docker, &steps).await?;
-        let (registry, credential) = self.connect(host)?;
+        let registry = self.connect(host)?;
 
         // 2. Every platform's image, by digest.
+        let mut layers = Layers::new()?;
         let manifests = self
-            .push_platform_images(docker, &registry, credential.as_ref(), &steps)
+            .push_platform_images(docker, &registry, &mut layers, &steps)
             .await?;
 
         // 3. One index per tag, last.
@@ -183,10 +185,11 @@ impl Plan {
         for mirror in &self.mirrors {
             targets.push(self.for_registry(mirror)?);
         }
+        let mut layers = Layers::new()?;
         for target in targets {
-            let (registry, credential) = target.connect(host)?;
+            let registry = target.connect(host)?;
             let manifests = target
-                .push_platform_images(docker, &registry, credential.as_ref(), &steps)
+                .push_platform_images(docker, &registry, &mut layers, &steps)
                 .await?;
             for (kind, entries) in manifests {
                 for (platform, descriptor) in entries {
@@ -238,7 +241,7 @@ impl Plan {
             &self.platforms,
         )?;
         let steps = Steps::new();
-        let (registry, _) = self.connect(host)?;
+        let registry = self.connect(host)?;
         let mut entries = BTreeMap::new();
         for (&kind, to_merge) in &merged {
             let repository = repository_path(&self.repo.image(kind).0, &self.registry);
@@ -280,11 +283,10 @@ impl Plan {
     }
 
     /// A client for the registry, with the credential found for it.
-    fn connect(&self, host: &crate::host::Host) -> anyhow::Result<(Registry, Option<Credential>)> {
+    fn connect(&self, host: &crate::host::Host) -> anyhow::Result<Registry> {
         let credential = crate::oci::auth::lookup(&self.registry, &AuthEnv::from_process())?;
         let ca = host.ca.bundle().cloned();
-        let registry = Registry::with_credential(&self.registry, credential.clone(), ca.as_ref())?;
-        Ok((registry, credential))
+        Registry::with_credential(&self.registry, credential, ca.as_ref())
     }
 
     /// Every local image to publish is there, and built for its platform.
@@ -354,13 +356,13 @@ impl Plan {
         Ok(versions)
     }
 
-    /// Push every platform's image under its per-platform tag; the manifest the registry serves
-    /// for each, per kind.
+    /// Push every platform's image under its per-platform tag, its layers compressed by
+    /// [`Layers`]; the manifest the registry serves for each, per kind.
     async fn push_platform_images(
         &self,
         docker: &Docker,
         registry: &Registry,
-        credential: Option<&Credential>,
+        layers: &mut Layers,
         steps: &Steps,
     ) -> anyhow::Result<BTreeMap<ImageKind, Vec<(Platform, crate::oci::registry::Descriptor)>>>
     {
@@ -373,15 +375,17 @@ impl Plan {
                 let local = self.local_image(kind, platform);
                 let tag = self.platform_tag(platform);
                 let step = steps.start(format!("push {}:{tag}", name.0));
-                driver::tag(docker, &local, &name.0, std::slice::from_ref(&tag)).await?;
                 // The same image there already (its config digest is the local image ID): a
                 // re-run pushes nothing.
                 let id = docker.inspect_image(&local).await?.id.unwrap_or_default();
                 let there = registry.descriptor(&repository, &tag).await?;
                 if there.as_ref().and_then(config_digest).as_deref() != Some(id.as_str()) {
-                    if let Err(e) = push(docker, &name.0, &tag, credential).await {
+                    if let Err(e) = layers
+                        .push(docker, &local, registry, &repository, &tag)
+                        .await
+                    {
                         step.fail();
-                        return Err(e);
+                        return Err(e.context(format!("pushing {local} to {}:{tag}", name.0)));
                     }
                 }
                 let descriptor =
@@ -578,55 +582,6 @@ fn check_tag(tag: &str) -> anyhow::Result<()> {
         ok,
         "--tag {tag:?} is not a valid tag (letters, digits, _ . -, at most 128, not starting with . or -)"
     );
-    Ok(())
-}
-
-/// `docker push NAME:TAG` through the engine.
-async fn push(
-    docker: &Docker,
-    name: &str,
-    tag: &str,
-    credential: Option<&Credential>,
-) -> anyhow::Result<()> {
-    let credentials = credential.map(|c| DockerCredentials {
-        username: Some(c.username.clone()),
-        password: Some(c.secret.clone()),
-        ..Default::default()
-    });
-    let registry = name.split('/').next().unwrap_or(name);
-    let mut stream = docker.push_image(
-        name,
-        Some(PushImageOptions {
-            tag: Some(tag.to_owned()),
-            ..Default::default()
-        }),
-        credentials,
-    );
-    while let Some(item) = stream.next().await {
-        let message = match item {
-            Ok(info) => info.error_detail.and_then(|d| d.message),
-            Err(docker::Error::DockerStreamError { error }) => Some(error),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(message) = message {
-            let used = match credential {
-                Some(c) => format!("the credential from {}", c.source),
-                None => "no credential".to_owned(),
-            };
-            let hint = if message.contains("unauthorized") || message.contains("authentication") {
-                format!(
-                    " Log in with `docker login {registry}`, or set DEVCONTAINERS_OCI_AUTH='{registry}|USER|TOKEN'."
-                )
-            } else if message.contains("denied") {
-                " The account needs push rights on this namespace.".to_owned()
-            } else {
-                String::new()
-            };
-            bail!(
-                "registry {registry} refused the push of {name}:{tag} (used {used}): {message}.{hint}"
-            );
-        }
-    }
     Ok(())
 }
 

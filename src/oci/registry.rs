@@ -239,24 +239,18 @@ impl Registry {
         repository: &str,
         artifact: &Artifact,
     ) -> Result<(), RegistryError> {
-        let reference = self.reference(repository, "latest");
-        self.client
-            .store_auth_if_needed(&self.host, &self.auth)
-            .await;
-        let action = format!("uploading to {}/{repository}", self.host);
-        self.client
-            .push_blob(&reference, EMPTY_CONFIG, &artifact.manifest.config.digest)
-            .await
-            .map_err(|e| self.explain(&action, &e))?;
-        self.client
-            .push_blob(
-                &reference,
-                artifact.layer.clone(),
-                &artifact.manifest.layers[0].digest,
-            )
-            .await
-            .map_err(|e| self.explain(&action, &e))?;
-        Ok(())
+        self.push_blob(
+            repository,
+            EMPTY_CONFIG.to_vec(),
+            &artifact.manifest.config.digest,
+        )
+        .await?;
+        self.push_blob(
+            repository,
+            artifact.layer.clone(),
+            &artifact.manifest.layers[0].digest,
+        )
+        .await
     }
 
     /// Point `repository:tag` at the manifest of `artifact` (whose blobs must be uploaded).
@@ -266,12 +260,84 @@ impl Registry {
         tag: &str,
         artifact: &Artifact,
     ) -> Result<(), RegistryError> {
-        let reference = self.reference(repository, tag);
-        let content_type = OCI_MANIFEST_MEDIA_TYPE
-            .parse()
-            .expect("a valid header value");
+        self.push_image_manifest(
+            repository,
+            tag,
+            artifact.manifest.to_bytes(),
+            OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await
+    }
+
+    /// Whether `repository` holds the blob `digest`.
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+        let reference = self.reference(repository, "latest");
         self.client
-            .push_manifest_raw(&reference, artifact.manifest.to_bytes(), content_type)
+            .store_auth_if_needed(&self.host, &self.auth)
+            .await;
+        self.client
+            .blob_exists(&reference, digest)
+            .await
+            .map_err(|e| {
+                self.explain(
+                    &format!("looking for {digest} in {}/{repository}", self.host),
+                    &e,
+                )
+            })
+    }
+
+    /// Make the blob `digest` of `from` (same registry) part of `repository` without uploading
+    /// it again; `false` when the registry does not mount it (then it must be uploaded).
+    pub async fn mount_blob(&self, repository: &str, from: &str, digest: &str) -> bool {
+        self.client
+            .store_auth_if_needed(&self.host, &self.auth)
+            .await;
+        self.client
+            .mount_blob(
+                &self.reference(repository, "latest"),
+                &self.reference(from, "latest"),
+                digest,
+            )
+            .await
+            .is_ok()
+    }
+
+    /// Upload `data` as the blob `digest` of `repository`.
+    pub async fn push_blob(
+        &self,
+        repository: &str,
+        data: Vec<u8>,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let reference = self.reference(repository, "latest");
+        self.client
+            .store_auth_if_needed(&self.host, &self.auth)
+            .await;
+        self.client
+            .push_blob(&reference, data, digest)
+            .await
+            .map_err(|e| {
+                self.explain(
+                    &format!("uploading {digest} to {}/{repository}", self.host),
+                    &e,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Point `repository:tag` at the image manifest `bytes` of `media_type` (whose blobs must be
+    /// uploaded).
+    pub async fn push_image_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        let reference = self.reference(repository, tag);
+        let content_type = media_type.parse().expect("a valid header value");
+        self.client
+            .push_manifest_raw(&reference, bytes, content_type)
             .await
             .map_err(|e| self.explain(&format!("tagging {}/{repository}:{tag}", self.host), &e))?;
         Ok(())
@@ -374,11 +440,15 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The image manifest that the engine's `docker push` writes (and `images push`, see
+/// [`crate::image::layers`]).
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
 /// Media types of image manifests and indexes, OCI's and Docker's (what `docker push` writes).
 pub const IMAGE_MANIFEST_MEDIA_TYPES: &[&str] = &[
     OCI_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE,
-    "application/vnd.docker.distribution.manifest.v2+json",
+    DOCKER_MANIFEST_MEDIA_TYPE,
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 

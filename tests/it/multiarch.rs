@@ -1,7 +1,8 @@
 //! linux/amd64 and linux/arm64 images published to a real registry as one OCI image index per
 //! tag, and used from there: pulled for arm64 and run under qemu, and brought up by the reference
-//! devcontainer CLI. Also the release gate (a broken platform publishes nothing) and the tag
-//! rules (`latest` only moves forward; republishing changes no digest).
+//! devcontainer CLI. Also the release gate (a broken platform publishes nothing), the tag rules
+//! (`latest` only moves forward; republishing changes no digest), and what is uploaded (the local
+//! image's own layers, compressed smaller than `docker push` would).
 //!
 //! The images are the ones scripts/test.sh builds once per run for both platforms
 //! (`images build --platform linux/amd64,linux/arm64 --organization $AIIDA_DEVC_IMAGE_PREFIX`);
@@ -9,9 +10,11 @@
 
 use crate::support::{Need, skip_without};
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use aiida_devc::oci::artifact::sha256_digest;
 use serde_json::Value;
 
 use crate::support::collections::aiida_devc;
@@ -279,6 +282,76 @@ fn each_tag_is_an_oci_index_of_amd64_and_arm64_and_latest_only_moves_forward() {
         .map(|t| t.as_str().unwrap())
         .collect();
     assert!(!republished.contains(&"latest"), "{republished:?}");
+}
+
+/// What a user downloads is the local image as it is, compressed harder than the engine's own
+/// `docker push` would: the published linux/amd64 aiida-core-base names the local image ID as its
+/// config, each of its layers is one gzip member whose content has the config's `diff_id` for it,
+/// and the layers together are smaller than the engine's push of the same image.
+#[test]
+fn published_layers_are_the_images_own_and_smaller_than_the_engines_push() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let p = published();
+    let registry = Registry::shared();
+    let repo = format!("{}/aiida-core-base", p.org);
+    let (ours, _) = manifest(registry, &repo, &format!("aiida-{AIIDA_VERSION}-amd64"))
+        .expect("the per-platform tag of linux/amd64");
+    let (source, _) = &prebuilt("aiida-core-base")[0];
+    let id = text(&docker(&["image", "inspect", "-f", "{{.Id}}", source]))
+        .trim()
+        .to_owned();
+    assert_eq!(ours["config"]["digest"], id.as_str(), "{ours}");
+
+    let (client, rt) = registry_client(registry);
+    let config: Value = serde_json::from_slice(
+        &rt.block_on(client.blob(&repo, &id))
+            .expect("the config blob"),
+    )
+    .unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let layers = ours["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len(), "{ours}");
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        let digest = layer["digest"].as_str().unwrap();
+        let blob = rt
+            .block_on(client.blob(&repo, digest))
+            .expect("a layer blob");
+        assert_eq!(sha256_digest(&blob), digest);
+        assert_eq!(layer["size"], blob.len(), "{digest}");
+        // One gzip member: a reader that stops after the first one gets the whole layer.
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(blob.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap_or_else(|e| panic!("{digest} is not gzip: {e}"));
+        assert_eq!(sha256_digest(&tar), diff_id.as_str().unwrap(), "{digest}");
+    }
+
+    // The engine's own push of the same image, for comparison.
+    let engine = format!("{}/{}/engine-push:amd64", registry.host, p.org);
+    assert!(docker(&["tag", source, &engine]).status.success());
+    let pushed = docker(&["push", "-q", &engine]);
+    untag(std::slice::from_ref(&engine));
+    assert!(pushed.status.success(), "docker push: {}", text(&pushed));
+    let (theirs, _) = manifest(registry, &format!("{}/engine-push", p.org), "amd64").unwrap();
+    let total = |m: &Value| -> u64 {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum()
+    };
+    let (ours, theirs) = (total(&ours), total(&theirs));
+    eprintln!(
+        "aiida-core-base linux/amd64 as published: {ours} bytes; as docker push compresses it: {theirs} bytes ({:.3}x)",
+        ours as f64 / theirs as f64
+    );
+    assert!(
+        ours < theirs,
+        "published {ours} bytes, not less than docker push's {theirs}"
+    );
 }
 
 /// `docker pull --platform linux/arm64` of the registry's with-services image gives an arm64
