@@ -12,7 +12,11 @@
 //! stopping; 2 on timeout, printing which service is at fault and its last log lines.
 
 use std::fmt::Write as _;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::runtime;
 use super::state::{InstanceState, Phase, ServiceKind, ServiceState, ServiceStatus};
@@ -207,6 +211,7 @@ pub fn wait(args: &[String]) -> i32 {
 fn wait_for(names: &[String], timeout: Option<Duration>) -> (i32, String) {
     let start = Instant::now();
     let mut last: Option<InstanceState> = None;
+    let mut changes = StateChanges::new();
     loop {
         if let Some(state) = read_state() {
             match check(&state, names) {
@@ -219,8 +224,65 @@ fn wait_for(names: &[String], timeout: Option<Duration>) -> (i32, String) {
         if let Some(t) = timeout.filter(|t| start.elapsed() >= *t) {
             return (2, timed_out(last.as_ref(), names, t));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        changes.wait(POLL_INTERVAL);
     }
+}
+
+/// The longest `wait` goes without reading the state file again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Wakes `wait` as soon as the running instance rewrites its state file (inotify on the state
+/// folder: the file is swapped in by a rename or an exchange), so that a service's readiness is
+/// seen at once rather than up to [`POLL_INTERVAL`] later. Without an instance yet, or where
+/// inotify is not available, it only sleeps.
+struct StateChanges {
+    inotify: Option<Inotify>,
+}
+
+impl StateChanges {
+    /// For the instance that runs (looked for again at each wait until one is found).
+    fn new() -> StateChanges {
+        StateChanges {
+            inotify: runtime::locate().and_then(|rt| watch(&rt.state_dir())),
+        }
+    }
+
+    /// For the instance of `rt`.
+    fn of(rt: &runtime::Runtime) -> StateChanges {
+        StateChanges {
+            inotify: watch(&rt.state_dir()),
+        }
+    }
+
+    /// Sleep until the state file changes, at most `max`.
+    fn wait(&mut self, max: Duration) {
+        if self.inotify.is_none() {
+            self.inotify = runtime::locate().and_then(|rt| watch(&rt.state_dir()));
+        }
+        let Some(inotify) = &self.inotify else {
+            std::thread::sleep(max);
+            return;
+        };
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(max).unwrap_or(PollTimeout::MAX);
+        if nix::poll::poll(&mut fds, timeout).is_err() {
+            std::thread::sleep(max);
+        }
+        // Drain what woke it (non-blocking: nothing there is no error worth handling).
+        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+    }
+}
+
+/// An inotify watch for files renamed into or written in `dir`.
+fn watch(dir: &std::path::Path) -> Option<Inotify> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+        )
+        .ok()?;
+    Some(inotify)
 }
 
 fn timed_out(state: Option<&InstanceState>, names: &[String], timeout: Duration) -> String {
@@ -380,6 +442,7 @@ fn bring_up(bring: Bring, name: &str, timeout: Duration) -> (i32, String, String
     // takes for the user's own (`s6-svc -O`, as the daemon's does after `verdi daemon stop`)
     // must not keep it down here.
     if before.pid.is_some() {
+        let mut changes = StateChanges::of(&rt);
         if let Err(e) = runtime::send_control(&rt, &format!("svc -d {name}")) {
             return (1, String::new(), format!("aiida-init {command}: {e:#}\n"));
         }
@@ -397,7 +460,7 @@ fn bring_up(bring: Bring, name: &str, timeout: Duration) -> (i32, String, String
                     failure(command, service.unwrap_or(&before), &what),
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            changes.wait(POLL_INTERVAL);
         }
     }
     if let Err(e) = runtime::send_control(&rt, &format!("svc -u {name}")) {
@@ -424,6 +487,7 @@ fn wait_until_ready(
         ""
     };
     let mut last = before.clone();
+    let mut changes = StateChanges::of(rt);
     loop {
         if let Ok(state) = InstanceState::read(&rt.state_file()) {
             if matches!(state.phase, Phase::Stopping | Phase::Finished) {
@@ -455,7 +519,7 @@ fn wait_until_ready(
             );
             return (2, String::new(), failure(command, &last, &what));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        changes.wait(POLL_INTERVAL);
     }
 }
 
@@ -474,5 +538,39 @@ fn restartable<'a>(state: &'a InstanceState, name: &str) -> Result<&'a ServiceSt
             state.bundles[name].join(", ")
         )),
         None => Err(format!("no service named `{name}` in the running instance")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file swapped in wakes the waiter: it does not sleep until its (here very long)
+    /// maximum. Both ways the instance writes it are covered: the first write (a rename) and the
+    /// next ones (an exchange with the old file).
+    #[test]
+    fn a_rewritten_state_file_wakes_the_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        for write in ["first", "again"] {
+            let mut changes = StateChanges {
+                inotify: watch(dir.path()),
+            };
+            assert!(changes.inotify.is_some(), "inotify works here");
+            let writer = {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    runtime::write_atomic(&state, write.as_bytes()).unwrap();
+                })
+            };
+            let start = Instant::now();
+            changes.wait(Duration::from_secs(600));
+            writer.join().unwrap();
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "the {write} write did not wake the waiter"
+            );
+        }
     }
 }
