@@ -12,12 +12,14 @@
 //!
 //! A layer is compressed once per run ([`Layers`] keeps it by `diff_id`): the layers aiida-core-base
 //! and aiida-core-with-services share are compressed once, and uploaded once per registry (mounted
-//! from the other repository where the registry allows it).
+//! from the other repository where the registry allows it). An upload that fails on the way (a
+//! reset connection, a 5xx) is tried again, as the engine's push does; a refusal is final.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -25,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::host::docker::Docker;
 use crate::oci::artifact::sha256_digest;
-use crate::oci::registry::{DOCKER_MANIFEST_MEDIA_TYPE, Registry};
+use crate::oci::registry::{DOCKER_MANIFEST_MEDIA_TYPE, Registry, RegistryError};
 
 /// libdeflate's level: 10 is the first of its near-optimal levels. 12 saves another 0.2 % at
 /// 1.7 times the time (measured on aiida-core-base's largest layers).
@@ -190,11 +192,46 @@ impl Layers {
             if !mounted {
                 let data = std::fs::read(&blob.path)
                     .with_context(|| format!("cannot read {}", blob.path.display()))?;
-                registry.push_blob(repository, data, &blob.digest).await?;
+                with_retries(&UPLOAD_RETRY_DELAYS, || {
+                    registry.push_blob(repository, data.clone(), &blob.digest)
+                })
+                .await?;
             }
         }
         self.uploaded.insert(key, repository.to_owned());
         Ok(())
+    }
+}
+
+/// How long an upload that failed on the way waits before each new try: the engine's `docker
+/// push`, which this replaces, also tries a layer again (up to 5 times).
+const UPLOAD_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+/// `attempt()`, tried again after each of `delays` while it fails on the way (a registry that
+/// stopped answering or answered with an error of its own, as a 5xx or a reset connection do).
+/// A refusal (401, 403) is final at once: trying again cannot change it.
+async fn with_retries<T, F, Fut>(delays: &[Duration], mut attempt: F) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+{
+    let mut delays = delays.iter();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error @ (RegistryError::Unreachable { .. } | RegistryError::Other { .. })) => {
+                let Some(delay) = delays.next() else {
+                    return Err(error);
+                };
+                eprintln!("{error}; trying again in {} s", delay.as_secs());
+                tokio::time::sleep(*delay).await;
+            }
+            Err(refused) => return Err(refused),
+        }
     }
 }
 
@@ -360,6 +397,60 @@ mod tests {
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    fn failure(unreachable: bool) -> RegistryError {
+        let (registry, action) = ("localhost:5000".to_owned(), "uploading".to_owned());
+        if unreachable {
+            RegistryError::Unreachable {
+                registry,
+                action,
+                reason: "connection reset".to_owned(),
+            }
+        } else {
+            RegistryError::Forbidden {
+                registry,
+                action,
+                credential: None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_upload_that_fails_on_the_way_is_tried_again_and_a_refusal_is_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let delays = [Duration::ZERO; 3];
+        // Fails twice on the way, then succeeds: three tries.
+        let mut tries = 0;
+        let result = rt.block_on(with_retries(&delays, || {
+            tries += 1;
+            let outcome = if tries < 3 {
+                Err(failure(true))
+            } else {
+                Ok(tries)
+            };
+            async move { outcome }
+        }));
+        assert_eq!(result.unwrap(), 3);
+        // Fails on the way every time: one try and one per delay, then the last error.
+        let mut tries = 0;
+        let result: Result<(), _> = rt.block_on(with_retries(&delays, || {
+            tries += 1;
+            async { Err(failure(true)) }
+        }));
+        assert!(matches!(result, Err(RegistryError::Unreachable { .. })));
+        assert_eq!(tries, 4);
+        // Refused: no second try.
+        let mut tries = 0;
+        let result: Result<(), _> = rt.block_on(with_retries(&delays, || {
+            tries += 1;
+            async { Err(failure(false)) }
+        }));
+        assert!(matches!(result, Err(RegistryError::Forbidden { .. })));
+        assert_eq!(tries, 1);
     }
 
     #[test]
