@@ -243,7 +243,7 @@ impl StateChanges {
     /// For the instance that runs (looked for again at each wait until one is found).
     fn new() -> StateChanges {
         StateChanges {
-            inotify: runtime::locate().and_then(|rt| watch(&rt.state_dir())),
+            inotify: watch_running(),
         }
     }
 
@@ -257,7 +257,7 @@ impl StateChanges {
     /// Sleep until the state file changes, at most `max`.
     fn wait(&mut self, max: Duration) {
         if self.inotify.is_none() {
-            self.inotify = runtime::locate().and_then(|rt| watch(&rt.state_dir()));
+            self.inotify = watch_running();
         }
         let Some(inotify) = &self.inotify else {
             std::thread::sleep(max);
@@ -271,6 +271,11 @@ impl StateChanges {
         // Drain what woke it (non-blocking: nothing there is no error worth handling).
         while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
     }
+}
+
+/// A watch on the state folder of the running instance, if one is found.
+fn watch_running() -> Option<Inotify> {
+    runtime::locate().and_then(|rt| watch(&rt.state_dir()))
 }
 
 /// An inotify watch for files renamed into or written in `dir`.
