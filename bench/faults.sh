@@ -5,7 +5,7 @@
 #
 #   bash bench/faults.sh [IMAGE] [SLEEP]
 #
-# Faults: SIGKILL of PostgreSQL's postmaster, of RabbitMQ (beam.smp), of the daemon's circus
+# Faults: SIGKILL of PostgreSQL's postmaster, of RabbitMQ (its Erlang VM), of the daemon's circus
 # process, of the daemon worker; `docker kill` then `docker start`. Then the faults of a start:
 # `docker kill` and `docker stop` of a first start on a fresh home while the profile is being
 # made, and a full home volume (a 300 MB ext4 filesystem on a loop device, filled as root while
@@ -91,7 +91,7 @@ x aiida-init wait --timeout 300 >/dev/null
 echo "| fault | result | recovery (to verdi status green) | calculation in flight |"
 echo "|---|---|---|---|"
 fault "SIGKILL PostgreSQL postmaster" 1 docker exec "$c" sh -c 'kill -9 $(head -1 ~/.postgresql/postmaster.pid)'
-fault "SIGKILL RabbitMQ (beam.smp)" 2 docker exec "$c" sh -c 'kill -9 $(pgrep -x beam.smp)'
+fault "SIGKILL RabbitMQ (its Erlang VM)" 2 docker exec "$c" sh -c 'kill -9 $(pgrep -x "beam\.(smp|emu)")'
 fault "SIGKILL circus (the daemon service)" 3 docker exec "$c" sh -c 'kill -9 $(cat ~/.aiida/daemon/circus-default.pid)'
 fault "SIGKILL daemon worker" 4 docker exec "$c" sh -c "kill -9 \$(ps -eo pid,args | awk '/[d]aemon worker/ {print \$1}')"
 fault "docker kill, docker start" 5 sh -c "docker kill $c >/dev/null && docker wait $c >/dev/null && docker start $c >/dev/null"

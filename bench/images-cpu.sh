@@ -2,8 +2,9 @@
 # CPU per start of the images, compared in one run (interleaved), which holds on a busy machine
 # where wall times do not: for each image, a first start on a fresh home volume and a restart
 # after `docker stop`, each until `aiida-init wait` returns; printed per start: wall time, the
-# container's CPU (cgroup cpuacct), RabbitMQ's (beam.smp; "-" in aiida-core-base) and the daemon
-# service's process's (circus and its imports, not its workers), the READY AT of aiida-prepare,
+# container's CPU (cgroup cpuacct), RabbitMQ's (its Erlang VM, beam.emu or beam.smp; "-" in
+# aiida-core-base) and the daemon service's process's (circus and its imports, not its
+# workers), the READY AT of aiida-prepare,
 # rabbitmq and aiida-daemon from `aiida-init status`, and the load average.
 #
 #   bash bench/images-cpu.sh [ROUNDS] IMAGE[=LABEL]...
@@ -38,7 +39,7 @@ one_image() {
         wall=$(( ($(now) - t) / 1000000 ))
         cpu=$(( $(docker exec "$NAME" cat /sys/fs/cgroup/cpuacct/cpuacct.usage) / 1000000 ))
         status=$(docker exec "$NAME" aiida-init status)
-        beam=$(cpu_of "$(docker exec "$NAME" pgrep -o beam.smp || true)")
+        beam=$(cpu_of "$(docker exec "$NAME" pgrep -o -x "beam\.(smp|emu)" || true)")
         daemon=$(cpu_of "$(awk '$1 == "aiida-daemon" {print $4}' <<<"$status")")
         printf '%-10s %-8s wall %5d ms  cpu %5d ms  rabbitmq cpu %5s ms  daemon cpu %5s ms  ready at: aiida-prepare %s rabbitmq %s aiida-daemon %s  load %s\n' \
             "$label" "$start" "$wall" "$cpu" "$beam" "$daemon" "$(ready_at aiida-prepare "$status")" \

@@ -46,7 +46,7 @@ for round in $(seq 1 "$rounds"); do
         exit 1
     fi
     took=$(ms "$start")
-    read -r -a stat <<<"$(sed 's/.*) //' "/proc/$(pgrep -n beam.smp)/stat")"
+    read -r -a stat <<<"$(sed 's/.*) //' "/proc/$(pgrep -n -x "beam\.(smp|emu)")/stat")"
     cpu=$(( (stat[11] + stat[12]) * 1000 / $(getconf CLK_TCK) ))
     kill -TERM "$node"
     wait "$node" || true
@@ -67,11 +67,14 @@ erl -noinput -boot start_clean -eval "
     halt()."
 echo
 echo "The boot script's module loads, ms (VM started, init preloaded, to each application loaded):"
-ERL_LIBS=$RABBITMQ_PLUGINS_DIR erl -init_debug -noinput -boot "$marked" -boot_var RABBIT "$RABBITMQ_PLUGINS_DIR" \
+# On the emulator the node runs on (rabbitmq-node: the interpreter where the image has one).
+flavor=()
+if [ -x "$(dirname "$(readlink -f "$(command -v epmd)")")/beam.emu" ]; then flavor=(-emu_flavor emu); fi
+ERL_LIBS=$RABBITMQ_PLUGINS_DIR erl "${flavor[@]}" -init_debug -noinput -boot "$marked" -boot_var RABBIT "$RABBITMQ_PLUGINS_DIR" \
     -eval 'halt().' 2>&1 | python3 -c '
 import re, sys, time
 start = last = None
-app = "kernel and stdlib (init's first load)"
+app = "kernel and stdlib (the first load of init)"
 for line in sys.stdin:
     now = time.monotonic()
     start = start or now

@@ -10,6 +10,9 @@
 //!   download over https, never into the final image;
 //! * aiida-init compiled on the host for the target platform
 //!   ([`crate::host::aiida_init`]) and put in the context as `build/aiida-init`;
+//! * for aiida-core-with-services, RabbitMQ's Erlang emulator without the JIT, built (or
+//!   cross-compiled) on the host's platform from Debian's source ([`erlang_interpreter`]) and put
+//!   in the context under `build/erlang-interpreter/`;
 //! * the OCI labels and `devcontainer.metadata` ([`labels`]);
 //! * tags in upstream's scheme ([`naming`]), read back from the built image.
 //!
@@ -390,7 +393,8 @@ async fn build_platform(
     let mut built = Vec::new();
     for &kind in kinds {
         let name = repo.image(kind);
-        let (base, generated, system) = match kind {
+        // The base image, the generated files of the context and the build args of each.
+        let (base, generated, mut build_args) = match kind {
             ImageKind::Base => {
                 let generated = vec![
                     context::Generated {
@@ -406,19 +410,18 @@ async fn build_platform(
                 ];
                 let base = naming::local_base_image(&args.base_image, platform);
                 check_base_platform(docker, &base, platform).await?;
-                (base, generated, None)
+                let build_args = HashMap::from([
+                    (
+                        "AIIDA_VERSION".to_owned(),
+                        args.selection.aiida_version.clone(),
+                    ),
+                    ("WITH_CONDA".to_owned(), args.with_conda.to_string()),
+                ]);
+                (base, generated, build_args)
             }
             ImageKind::WithServices => {
-                let base = repo
-                    .image(ImageKind::Base)
-                    .with_tag(&naming::local_tag(&version_tag, platform));
-                if docker.inspect_image(&base).await.is_err() {
-                    anyhow::bail!(
-                        "{base} is missing: build it first (aiida-devc images build --image base --platform {platform})"
-                    );
-                }
-                let system = system_stage(docker, &dockerfiles, args, &base, platform).await?;
-                (base, Vec::new(), Some(system))
+                with_services_inputs(docker, &dockerfiles, args, repo, &version_tag, platform)
+                    .await?
             }
         };
         let display = if platform == Platform::host() {
@@ -427,12 +430,7 @@ async fn build_platform(
             format!("{} ({platform})", kind.name())
         };
         let tarball = context::image_archive(&dockerfiles, kind.name(), &generated)?;
-        let mut build_args = HashMap::from([("BASE_IMAGE".to_owned(), base.clone())]);
-        if kind == ImageKind::Base {
-            build_args.insert("AIIDA_VERSION".into(), args.selection.aiida_version.clone());
-            build_args.insert("WITH_CONDA".into(), args.with_conda.to_string());
-        }
-        build_args.extend(system.map(|id| ("SYSTEM_IMAGE".to_owned(), id)));
+        build_args.insert("BASE_IMAGE".to_owned(), base.clone());
         let first_tag = name.with_tag(&naming::local_tag(&version_tag, platform));
         let id = driver::build(
             docker,
@@ -468,6 +466,91 @@ async fn build_platform(
         });
     }
     Ok(built)
+}
+
+/// What aiida-core-with-services on `platform` is built from: aiida-core-base (which must have
+/// been built), the generated files of its context (RabbitMQ's Erlang emulator), and its build
+/// args: aiida-core-base's `system` stage and the erlang-base version of the emulator.
+async fn with_services_inputs(
+    docker: &crate::host::docker::Docker,
+    dockerfiles: &Path,
+    args: &BuildArgs,
+    repo: &Repository,
+    version_tag: &str,
+    platform: Platform,
+) -> anyhow::Result<(String, Vec<context::Generated>, HashMap<String, String>)> {
+    let base = repo
+        .image(ImageKind::Base)
+        .with_tag(&naming::local_tag(version_tag, platform));
+    if docker.inspect_image(&base).await.is_err() {
+        anyhow::bail!(
+            "{base} is missing: build it first (aiida-devc images build --image base --platform {platform})"
+        );
+    }
+    let system = system_stage(docker, dockerfiles, args, &base, platform).await?;
+    let (interpreter, erlang_version) =
+        erlang_interpreter(docker, dockerfiles, args, platform).await?;
+    let build_args = HashMap::from([
+        ("SYSTEM_IMAGE".to_owned(), system),
+        ("ERLANG_INTERPRETER_VERSION".to_owned(), erlang_version),
+    ]);
+    Ok((base, interpreter, build_args))
+}
+
+/// The folder of `Dockerfiles/` that builds RabbitMQ's Erlang emulator without the JIT.
+pub const ERLANG_INTERPRETER: &str = "erlang-interpreter";
+
+/// RabbitMQ's Erlang emulator without the JIT (`beam.emu`) for aiida-core-with-services on
+/// `platform`, as files of its build context below `build/erlang-interpreter/`, and the
+/// erlang-base version it was built from (see Dockerfiles/erlang-interpreter/Dockerfile). Built on the
+/// host's own platform, from the host's base image, cross-compiled when `platform` is another:
+/// a minute, where a build under qemu would take a quarter of an hour.
+async fn erlang_interpreter(
+    docker: &crate::host::docker::Docker,
+    dockerfiles: &Path,
+    args: &BuildArgs,
+    platform: Platform,
+) -> anyhow::Result<(Vec<context::Generated>, String)> {
+    let host = Platform::host();
+    let base = naming::local_base_image(&args.base_image, host);
+    check_base_platform(docker, &base, host).await?;
+    let display = format!("Erlang's interpreter for {platform}");
+    let id = driver::build(
+        docker,
+        driver::BuildRequest {
+            display: &display,
+            tag: None,
+            target: None,
+            context: context::archive(&dockerfiles.join(ERLANG_INTERPRETER), &[], &[])?,
+            build_args: HashMap::from([
+                ("BASE_IMAGE".to_owned(), base),
+                ("TARGET_ARCH".to_owned(), platform.debian_arch().to_owned()),
+            ]),
+            labels: HashMap::new(),
+            platform: Some(host.docker()),
+            no_cache: args.no_cache,
+            verbose: args.verbose,
+        },
+    )
+    .await?;
+    let (version, files): (Vec<_>, Vec<_>) = crate::host::docker::copy_out(docker, &id, "/out")
+        .await?
+        .into_iter()
+        .partition(|file| file.path == "erlang-version");
+    let version = version
+        .first()
+        .map(|file| String::from_utf8_lossy(&file.contents).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("{display}: its build wrote no /out/erlang-version"))?;
+    let files = files
+        .into_iter()
+        .map(|file| context::Generated {
+            path: format!("build/{ERLANG_INTERPRETER}/{}", file.path),
+            contents: file.contents,
+            mode: file.mode,
+        })
+        .collect();
+    Ok((files, version))
 }
 
 /// The `system` stage of aiida-core-base (Debian's packages and the user, below aiida-core's

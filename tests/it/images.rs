@@ -168,20 +168,28 @@ fn with_services_is_ready_again_after_docker_kill() {
     // rabbit_channel, rabbit_amqqueue_process), and those RabbitMQ reads for its boot steps; not
     // RabbitMQ's quorum queues (rabbit_fifo) nor the XML parser (xmerl_scan), which are not loaded
     // (a failed trace at build time would load every module), yet load when called (interactive
-    // mode).
+    // mode). The node runs on Erlang's emulator without the JIT (Dockerfiles/erlang-interpreter),
+    // a user's `erl` on Debian's JIT.
     let boot = c.sh(
         "rabbitmqctl eval '{ok, B} = file:read_file(\"/etc/aiida/rabbitmq/rabbit.boot\"), \
          {script, _, C} = binary_to_term(B), S = lists:append([M || {primLoad, M} <- C]), \
-         {init:get_argument(boot), code:get_mode(), \
+         {erlang:system_info(emu_flavor), init:get_argument(boot), code:get_mode(), \
           [lists:member(M, S) || M <- [rabbit_reader, rabbit_channel, rabbit_amqqueue_process, rabbit_fifo, xmerl_scan]], \
           code:is_loaded(rabbit_fifo), code:is_loaded(xmerl_scan), \
           element(1, element(1, xmerl_scan:string(\"<a/>\"))), code:ensure_loaded(rabbit_fifo)}.'",
     );
     assert_eq!(
         boot.split_whitespace().collect::<String>(),
-        "{{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]},interactive,[true,true,true,false,false],false,false,\
+        "{emu,{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]},interactive,[true,true,true,false,false],false,false,\
          xmlElement,{module,rabbit_fifo}}",
-        "RabbitMQ did not boot from its trimmed boot script, or a module it left out does not load"
+        "RabbitMQ did not boot on the interpreter from its trimmed boot script, or a module it left \
+         out does not load"
+    );
+    assert_eq!(
+        c.sh("erl -noshell -eval 'io:put_chars(atom_to_list(erlang:system_info(emu_flavor))), halt().'")
+            .trim(),
+        "jit",
+        "a user's erl does not run Debian's JIT emulator"
     );
     // The daemon runs no circusd-stats process (nothing reads its statistics).
     assert_eq!(

@@ -16,9 +16,10 @@ pub use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
 };
 pub use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
-    ListImagesOptions, LogsOptions, PushImageOptions, RemoveContainerOptions,
-    StartContainerOptions, StopContainerOptions, TagImageOptions, WaitContainerOptions,
+    BuildImageOptions, CreateContainerOptions, DownloadFromContainerOptions,
+    InspectContainerOptions, ListContainersOptions, ListImagesOptions, LogsOptions,
+    PushImageOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    TagImageOptions, WaitContainerOptions,
 };
 
 /// The oldest Engine API this project is tested against (Debian 12's docker.io 20.10).
@@ -233,6 +234,88 @@ pub async fn run_to_end(
     result
 }
 
+/// A file copied out of an image by [`copy_out`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedFile {
+    /// Its path below the folder that was copied, e.g. `usr/lib/x`.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The regular files below `folder` in `image`, read through a container that is created (never
+/// started) and removed again. Fails when the folder is missing or holds no file.
+pub async fn copy_out(
+    docker: &Docker,
+    image: &str,
+    folder: &str,
+) -> anyhow::Result<Vec<CopiedFile>> {
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(image.to_owned()),
+                entrypoint: Some(vec!["/nonexistent".to_owned()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot create a container from {image}"))?;
+    let result = async {
+        let mut stream = docker.download_from_container(
+            &created.id,
+            Some(DownloadFromContainerOptions {
+                path: folder.to_owned(),
+            }),
+        );
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(
+                &chunk.with_context(|| format!("cannot copy {folder} out of {image}"))?,
+            );
+        }
+        files_below(&archive, folder)
+    }
+    .await;
+    remove(docker, &created.id).await;
+    let files = result?;
+    if files.is_empty() {
+        bail!("{folder} in {image} holds no file");
+    }
+    Ok(files)
+}
+
+/// The regular files of the engine's archive of `folder` (whose entries start with the folder's
+/// last component), with paths below it.
+fn files_below(archive: &[u8], folder: &str) -> anyhow::Result<Vec<CopiedFile>> {
+    let top = folder
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let mut files = Vec::new();
+    for entry in tar::Archive::new(archive).entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let Some(below) = path.strip_prefix(top).and_then(|p| p.strip_prefix('/')) else {
+            bail!("the engine's archive of {folder} holds {path}, outside it");
+        };
+        let below = below.to_owned();
+        let mode = entry.header().mode()?;
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut contents)?;
+        files.push(CopiedFile {
+            path: below,
+            contents,
+            mode,
+        });
+    }
+    Ok(files)
+}
+
 /// Remove a container (and its anonymous volumes), running or not; errors are ignored.
 pub async fn remove(docker: &Docker, container: &str) {
     let options = RemoveContainerOptions {
@@ -259,4 +342,61 @@ pub async fn log_tail(docker: &Docker, container: &str, lines: usize) -> String 
         text.push_str(&chunk.to_string());
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_dir("out", std::env::temp_dir())
+            .expect("a folder entry");
+        for (path, contents, mode) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(*mode);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder
+                .append_data(&mut header, path, *contents)
+                .expect("a file entry");
+        }
+        builder.into_inner().expect("an archive")
+    }
+
+    #[test]
+    fn files_below_the_copied_folder_keep_their_paths_and_modes_without_folders() {
+        let tar = archive(&[
+            ("out/erlang-version", b"1:25.2.3\n", 0o644),
+            (
+                "out/usr/lib/erlang/erts-13.1.5/bin/beam.emu",
+                b"\x7fELF",
+                0o755,
+            ),
+        ]);
+        let files = files_below(&tar, "/out").expect("the archive reads");
+        assert_eq!(
+            files,
+            vec![
+                CopiedFile {
+                    path: "erlang-version".into(),
+                    contents: b"1:25.2.3\n".to_vec(),
+                    mode: 0o644,
+                },
+                CopiedFile {
+                    path: "usr/lib/erlang/erts-13.1.5/bin/beam.emu".into(),
+                    contents: b"\x7fELF".to_vec(),
+                    mode: 0o755,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_outside_the_copied_folder_is_refused() {
+        let tar = archive(&[("elsewhere/file", b"x", 0o644)]);
+        let error = files_below(&tar, "/out").unwrap_err().to_string();
+        assert!(error.contains("elsewhere/file"), "{error}");
+    }
 }
