@@ -178,12 +178,13 @@ fn docker_stop_while_rabbitmq_boots_stops_it_without_a_kill() {
     let c = Container::ready_with_services_on_a_new_home(&h);
     c.stop();
     c.start_again();
-    // Once the VM runs: before, a SIGTERM ends it at once (the signal's default action).
+    // Once the VM runs (beam.emu, the image's interpreter; beam.smp, Debian's JIT): before, a
+    // SIGTERM ends it at once (the signal's default action).
     assert!(
         poll_until(
             Duration::from_secs(CEILING),
             Duration::from_millis(5),
-            || c.processes("[b]eam.smp") > 0
+            || c.processes("[b]eam\\.\\(emu\\|smp\\)") > 0
         ),
         "RabbitMQ's VM did not start:\n{}",
         c.logs()

@@ -897,10 +897,19 @@ fn hooks_run_around_the_daemon_and_the_profile_can_be_turned_off() {
         &format!("test -e {pid_file} && echo before:up >> ~/hooks || echo before:down >> ~/hooks"),
     );
     // As a hook that reinstalls aiida-core would: the daemon, loading meanwhile, starts itself
-    // again on the new installation.
+    // again on the new installation. The hook waits (10 s at most) until the daemon loads, that
+    // is, runs its import thread: on a busy machine the daemon's Python may still be starting
+    // when the hooks run, and then it loads the new installation from the first (right, but
+    // without the restart this test is about).
     hook(
         "20-before",
-        "echo before:second >> ~/hooks\ntouch /opt/aiida/lib/python3*/site-packages/aiida_core-*.dist-info",
+        "echo before:second >> ~/hooks\n\
+         for _ in $(seq 500); do\n\
+         \x20   pid=$(pgrep -o -f 'aiida-daemon start-circus' || true)\n\
+         \x20   if [ -n \"$pid\" ] && [ \"$(ls /proc/$pid/task | wc -l)\" -ge 2 ]; then break; fi\n\
+         \x20   sleep 0.02\n\
+         done\n\
+         touch /opt/aiida/lib/python3*/site-packages/aiida_core-*.dist-info",
     );
     hook(
         "10-after",
