@@ -69,7 +69,7 @@ echo
 echo "The boot script's module loads, ms (VM started, init preloaded, to each application loaded):"
 # On the emulator the node runs on (rabbitmq-node: the interpreter where the image has one).
 flavor=()
-if [ -x "$(dirname "$(readlink -f "$(command -v epmd)")")/beam.emu" ]; then flavor=(-emu_flavor emu); fi
+if rabbitmq_has_interpreter; then flavor=(-emu_flavor emu); fi
 ERL_LIBS=$RABBITMQ_PLUGINS_DIR erl "${flavor[@]}" -init_debug -noinput -boot "$marked" -boot_var RABBIT "$RABBITMQ_PLUGINS_DIR" \
     -eval 'halt().' 2>&1 | python3 -c '
 import re, sys, time
