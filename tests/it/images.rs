@@ -163,27 +163,31 @@ fn with_services_is_ready_again_after_docker_kill() {
         env.contains("{consumer_timeout,undefined}"),
         "consumer_timeout is set:\n{env}"
     );
-    // Without plugins the node boots from the image's boot script. It loads the modules that
-    // trace boots at build time used, an AiiDA-like AMQP session included (rabbit_reader,
-    // rabbit_channel, rabbit_amqqueue_process), and those RabbitMQ reads for its boot steps; not
-    // RabbitMQ's quorum queues (rabbit_fifo) nor the XML parser (xmerl_scan), which are not loaded
-    // (a failed trace at build time would load every module), yet load when called (interactive
-    // mode). The node runs on Erlang's emulator without the JIT (Dockerfiles/erlang-interpreter),
-    // a user's `erl` on Debian's JIT.
+    // Without plugins, on the image's node database, the node boots from the image's boot script
+    // with the feature-flags registry made at the build. It loads the modules that trace boots at
+    // build time used, an AiiDA-like AMQP session included (rabbit_reader, rabbit_channel,
+    // rabbit_amqqueue_process), and those RabbitMQ reads for its boot steps; not RabbitMQ's quorum
+    // queues (rabbit_fifo) nor the XML parser (xmerl_scan), which are not loaded (a failed trace
+    // at build time would load every module), yet load when called (interactive mode). RabbitMQ
+    // finds the registry up to date, so the compiler, which generating it needs, is not loaded;
+    // the registry's folder is not on the code path. The node runs on Erlang's emulator without
+    // the JIT (Dockerfiles/erlang-interpreter), a user's `erl` on Debian's JIT.
     let boot = c.sh(
-        "rabbitmqctl eval '{ok, B} = file:read_file(\"/etc/aiida/rabbitmq/rabbit.boot\"), \
+        "rabbitmqctl eval '{ok, B} = file:read_file(\"/etc/aiida/rabbitmq/rabbit-registry.boot\"), \
          {script, _, C} = binary_to_term(B), S = lists:append([M || {primLoad, M} <- C]), \
          {erlang:system_info(emu_flavor), init:get_argument(boot), code:get_mode(), \
-          [lists:member(M, S) || M <- [rabbit_reader, rabbit_channel, rabbit_amqqueue_process, rabbit_fifo, xmerl_scan]], \
-          code:is_loaded(rabbit_fifo), code:is_loaded(xmerl_scan), \
+          [lists:member(M, S) || M <- [rabbit_reader, rabbit_channel, rabbit_amqqueue_process, rabbit_fifo, xmerl_scan, compile]], \
+          code:is_loaded(rabbit_fifo), code:is_loaded(xmerl_scan), code:is_loaded(compile), \
+          code:which(rabbit_ff_registry), lists:member(\"/etc/aiida/rabbitmq/registry\", code:get_path()), \
+          rabbit_feature_flags:list(enabled) =:= rabbit_feature_flags:list(all), \
           element(1, element(1, xmerl_scan:string(\"<a/>\"))), code:ensure_loaded(rabbit_fifo)}.'",
     );
     assert_eq!(
         boot.split_whitespace().collect::<String>(),
-        "{emu,{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]},interactive,[true,true,true,false,false],false,false,\
-         xmlElement,{module,rabbit_fifo}}",
-        "RabbitMQ did not boot on the interpreter from its trimmed boot script, or a module it left \
-         out does not load"
+        "{emu,{ok,[[\"/etc/aiida/rabbitmq/rabbit-registry\"]]},interactive,[true,true,true,false,false,false],false,false,false,\
+         \"/etc/aiida/rabbitmq/registry/rabbit_ff_registry.beam\",false,true,xmlElement,{module,rabbit_fifo}}",
+        "RabbitMQ did not boot on the interpreter from its trimmed boot script with the registry made at \
+         the build, or a module it left out does not load"
     );
     assert_eq!(
         c.sh("erl -noshell -eval 'io:put_chars(atom_to_list(erlang:system_info(emu_flavor))), halt().'")
@@ -592,6 +596,21 @@ fn a_with_services_first_start_on_an_empty_home_gets_the_prepared_cluster_or_mak
         "the copied cluster is not the user's own and private"
     );
     empty.assert_verdi_ready(true);
+    // RabbitMQ's node database is new here: the node boots from the boot script that generates
+    // its feature-flags registry (the one made at the build describes the image's database only)
+    // and enables every feature flag, so that its feature-flags file is then the image's, and its
+    // next start boots with the registry made at the build.
+    assert_eq!(
+        empty
+            .sh("rabbitmqctl -q eval 'init:get_argument(boot).'; \
+                 cmp ~/.rabbitmq/mnesia/rabbit@localhost-feature_flags /etc/aiida/rabbitmq/registry/feature_flags \
+                 && echo same")
+            .split_whitespace()
+            .collect::<String>(),
+        "{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]}same",
+        "RabbitMQ on a new node database did not boot from rabbit.boot, or its feature flags differ \
+         from the image's database's"
+    );
     // The prepared cluster leaves out the free space and visibility maps (hints PostgreSQL makes
     // again): the template holds none, and vacuuming every database of the copy makes them.
     let maps = "find DIR -type f \\( -name '*_fsm' -o -name '*_vm' \\) | wc -l";
