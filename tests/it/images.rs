@@ -596,21 +596,7 @@ fn a_with_services_first_start_on_an_empty_home_gets_the_prepared_cluster_or_mak
         "the copied cluster is not the user's own and private"
     );
     empty.assert_verdi_ready(true);
-    // RabbitMQ's node database is new here: the node boots from the boot script that generates
-    // its feature-flags registry (the one made at the build describes the image's database only)
-    // and enables every feature flag, so that its feature-flags file is then the image's, and its
-    // next start boots with the registry made at the build.
-    assert_eq!(
-        empty
-            .sh("rabbitmqctl -q eval 'init:get_argument(boot).'; \
-                 cmp ~/.rabbitmq/mnesia/rabbit@localhost-feature_flags /etc/aiida/rabbitmq/registry/feature_flags \
-                 && echo same")
-            .split_whitespace()
-            .collect::<String>(),
-        "{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]}same",
-        "RabbitMQ on a new node database did not boot from rabbit.boot, or its feature flags differ \
-         from the image's database's"
-    );
+    assert_a_new_node_database_boots_without_the_prepared_registry(&empty);
     // The prepared cluster leaves out the free space and visibility maps (hints PostgreSQL makes
     // again): the template holds none, and vacuuming every database of the copy makes them.
     let maps = "find DIR -type f \\( -name '*_fsm' -o -name '*_vm' \\) | wc -l";
@@ -661,6 +647,23 @@ fn a_with_services_first_start_on_an_empty_home_gets_the_prepared_cluster_or_mak
         }
     }
     without_template.assert_verdi_ready(true);
+}
+
+/// RabbitMQ's node database is new in `c`: the node boots from the boot script that generates
+/// its feature-flags registry (the one made at the build describes the image's database only)
+/// and enables every feature flag, so that its feature-flags file is then the image's, and its
+/// next start boots with the registry made at the build.
+fn assert_a_new_node_database_boots_without_the_prepared_registry(c: &Container) {
+    assert_eq!(
+        c.sh("rabbitmqctl -q eval 'init:get_argument(boot).'; \
+              cmp ~/.rabbitmq/mnesia/rabbit@localhost-feature_flags /etc/aiida/rabbitmq/registry/feature_flags \
+              && echo same")
+            .split_whitespace()
+            .collect::<String>(),
+        "{ok,[[\"/etc/aiida/rabbitmq/rabbit\"]]}same",
+        "RabbitMQ on a new node database did not boot from rabbit.boot, or its feature flags differ \
+         from the image's database's"
+    );
 }
 
 /// `docker run IMAGE CMD` runs CMD once ready and returns its exit code.
