@@ -1,7 +1,7 @@
 //! Faults at the edges of a with-services container's life: `docker kill` and `docker stop`
-//! while it starts (on a fresh home, while the profile is being made), `docker kill` with a
-//! calculation running, and a home volume with no space left. Each ends with `verdi status` all
-//! green and nothing lost. The faults of a running container (a service SIGKILLed) are in
+//! while it starts (on a fresh home, while the profile is being made; the drop of the build's
+//! unused database cut short), `docker kill` with a calculation running, and a home volume with
+//! no space left. Each ends with `verdi status` all green and nothing lost. The faults of a running container (a service SIGKILLed) are in
 //! `bench/faults.sh`; repeated kills in `soak`.
 
 use crate::support::{Need, skip_without};
@@ -164,6 +164,54 @@ fn docker_kill_while_starting_then_start_is_ready() {
     let pk = submit_add(&c, 2, 3, None);
     assert_eq!(await_sum_within(&c, &pk, CEILING), 5);
     c.assert_verdi_ready(true);
+}
+
+/// A first start that makes its profile drops the image build's unused database first; killed
+/// during that `DROP DATABASE`, it leaves the database marked invalid (what PostgreSQL marks
+/// first, and all that is left of a drop cut short: no one can connect to it, and it keeps its
+/// name). Made here exactly, on a home whose first container made no profile: the next start
+/// finishes the drop and makes the profile on `aiida-default`, not beside it on
+/// `aiida-default_1`.
+#[test]
+fn a_drop_of_the_unused_build_database_cut_short_is_finished_by_the_next_start() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let home = home_volume(&h);
+    let without_profile = Container::start(
+        &h,
+        &with_services_image(),
+        Start {
+            env: vec!["SETUP_DEFAULT_AIIDA_PROFILE=false".into()],
+            ..Start::with_home(&home)
+        },
+    );
+    without_profile.wait_ready();
+    without_profile.sh(
+        "psql -d postgres -c \"UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'aiida-default'\"",
+    );
+    let (code, out) = without_profile.exec(&["psql", "-d", "aiida-default", "-c", "SELECT 1"]);
+    assert!(
+        code != 0 && out.contains("invalid database"),
+        "the database is not invalid as a drop cut short leaves it (exit {code}):\n{out}"
+    );
+    without_profile.stop();
+    let out = docker(&["rm", &without_profile.name]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let c = Container::start(
+        &h,
+        &with_services_image(),
+        Start::with_home_making_the_profile(&home),
+    );
+    c.wait_ready();
+    assert_one_profile_database(&c);
+    let logs = c.logs();
+    assert!(
+        logs.contains("left half-dropped by an interrupted start"),
+        "the start did not say it finished the drop:\n{logs}"
+    );
 }
 
 /// `docker stop` as soon as RabbitMQ's Erlang VM runs after `docker start`, while it boots (the
