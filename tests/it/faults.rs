@@ -1,8 +1,8 @@
 //! Faults at the edges of a with-services container's life: `docker kill` and `docker stop`
 //! while it starts (on a fresh home, while the profile is being made; the drop of the build's
 //! unused database cut short), `docker kill` with a calculation running, and a home volume with
-//! no space left. Each ends with `verdi status` all green and nothing lost. The faults of a running container (a service SIGKILLed) are in
-//! `bench/faults.sh`; repeated kills in `soak`.
+//! no space left. Each ends with `verdi status` all green and nothing lost. The faults of a
+//! running container (a service SIGKILLed) are in `bench/faults.sh`; repeated kills in `soak`.
 
 use crate::support::{Need, skip_without};
 use std::collections::BTreeMap;
@@ -197,8 +197,7 @@ fn a_drop_of_the_unused_build_database_cut_short_is_finished_by_the_next_start()
         "the database is not invalid as a drop cut short leaves it (exit {code}):\n{out}"
     );
     without_profile.stop();
-    let out = docker(&["rm", &without_profile.name]);
-    assert!(out.status.success(), "{}", text(&out));
+    without_profile.remove();
 
     let c = Container::start(
         &h,

@@ -1095,8 +1095,7 @@ fn a_profile_made_by_an_older_aiida_core_is_migrated_on_start() {
         "aiida-core 2.3 stores another schema"
     );
     old.stop();
-    let out = docker(&["rm", &old.name]);
-    assert!(out.status.success(), "{}", text(&out));
+    old.remove();
 
     let new = Container::start(
         &h,

@@ -113,8 +113,7 @@ fn the_daemon_is_reachable_whatever_clients_do_while_it_starts() {
         c.sh("test -S \"$(cat ~/.aiida/daemon/circus-default.sockets)/circus.c.sock\"");
         c.stop();
         assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.logs());
-        let out = docker(&["rm", &c.name]);
-        assert!(out.status.success(), "{}", text(&out));
+        c.remove();
     }
 }
 

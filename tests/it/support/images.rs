@@ -278,6 +278,12 @@ impl<'h> Container<'h> {
         let _ = docker(&["wait", &self.name]);
     }
 
+    /// `docker rm` of the stopped container (its volumes stay, for a next container).
+    pub fn remove(&self) {
+        let out = docker(&["rm", &self.name]);
+        assert!(out.status.success(), "docker rm failed: {}", text(&out));
+    }
+
     pub fn start_again(&self) {
         let out = docker(&["start", &self.name]);
         assert!(out.status.success(), "docker start failed: {}", text(&out));
