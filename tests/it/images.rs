@@ -195,6 +195,7 @@ fn with_services_is_ready_again_after_docker_kill() {
         "jit",
         "a user's erl does not run Debian's JIT emulator"
     );
+    assert_rabbitmq_starts_from_debians_erlexec(&c);
     // The daemon runs no circusd-stats process (nothing reads its statistics).
     assert_eq!(
         c.processes("[c]ircus import stats"),
@@ -223,6 +224,29 @@ fn with_services_is_ready_again_after_docker_kill() {
         workers(),
         0,
         "a daemon worker is left after `verdi daemon stop`"
+    );
+}
+
+/// The node's VM starts without Debian's erl script (services-env's find_erlang): its erlexec
+/// runs directly, with the environment the script gives it. Another erl first on PATH is run as
+/// it is, on the emulators of the epmd on PATH. services-env is POSIX sh (services-wait, an sh
+/// script, sources it).
+fn assert_rabbitmq_starts_from_debians_erlexec(c: &Container) {
+    let find_erlang = "sh -c '. \"$0\"; find_erlang; echo \"$ERL|$ERTS_BIN|${ROOTDIR:-}\"' /etc/init/services-env";
+    let erts = c.sh("echo /usr/lib/erlang/erts-*/bin").trim().to_string();
+    assert_eq!(
+        c.sh(find_erlang).trim(),
+        format!("{erts}/erlexec|{erts}|/usr/lib/erlang"),
+        "RabbitMQ's node would not start from Debian's erlexec directly"
+    );
+    let other_erl = format!(
+        "mkdir -p /tmp/other-erl && printf '#!/bin/sh\\nexec /usr/bin/erl \"$@\"\\n' >/tmp/other-erl/erl \
+         && chmod +x /tmp/other-erl/erl && PATH=/tmp/other-erl:$PATH {find_erlang}"
+    );
+    assert_eq!(
+        c.sh(&other_erl).trim(),
+        format!("erl|{erts}|"),
+        "another erl first on PATH is not the one RabbitMQ's node would run"
     );
 }
 
