@@ -275,8 +275,7 @@ fn a_connection_rabbitmq_still_lists_after_it_ended_leaves_no_warning_at_the_sto
     }
     let h = Harness::new();
     let c = Container::ready_with_services_on_a_new_home(&h);
-    let listed = c.sh(
-        r#"rabbitmqctl eval '
+    let listed = c.sh(r#"rabbitmqctl eval '
 Ended = spawn(fun() -> ok end),
 timer:sleep(100),
 false = is_process_alive(Ended),
@@ -286,19 +285,14 @@ Details = [{type, network}, {pid, Ended}, {name, Name}, {node, node()}, {vhost, 
            {connected_at, os:system_time(millisecond)}],
 ok = rabbit_connection_tracking:register_tracked(
          rabbit_connection_tracking:tracked_connection_from_connection_created(Details)),
-io:format("listed ~b open ~b~n", [rabbit_connection_tracking:count(), length(rabbit_networking:connections())]).'"#,
-    );
-    let counts = listed
-        .lines()
-        .find(|l| l.starts_with("listed "))
-        .unwrap_or_else(|| panic!("no counts: {listed}"));
-    let numbers: Vec<usize> = counts
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
+io:format("ended listed ~p (listed ~b, open ~b)~n",
+          [rabbit_connection_tracking:lookup(Name) =/= not_found,
+           rabbit_connection_tracking:count(), length(rabbit_networking:connections())]).'"#);
+    // Looked up by its name: a readiness probe's short connection may be listed after its end
+    // too (what this test is about), so the counts alone say nothing about this entry.
     assert!(
-        numbers.len() == 2 && numbers[0] == numbers[1] + 1,
-        "the ended connection is not listed beside the open ones: {counts}"
+        listed.contains("ended listed true"),
+        "the ended connection is not listed: {listed}"
     );
     c.stop();
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.logs());
