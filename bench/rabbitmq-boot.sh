@@ -68,6 +68,7 @@ erl -noinput -boot start_clean -eval "
 echo
 echo "The boot script's module loads, ms (VM started, init preloaded, to each application loaded):"
 # On the emulator the node runs on (rabbitmq-node: the interpreter where the image has one).
+find_erlang
 flavor=()
 if rabbitmq_has_interpreter; then flavor=(-emu_flavor emu); fi
 ERL_LIBS=$RABBITMQ_PLUGINS_DIR erl "${flavor[@]}" -init_debug -noinput -boot "$marked" -boot_var RABBIT "$RABBITMQ_PLUGINS_DIR" \
