@@ -196,6 +196,7 @@ fn with_services_is_ready_again_after_docker_kill() {
         "a user's erl does not run Debian's JIT emulator"
     );
     assert_rabbitmq_starts_from_debians_erlexec(&c);
+    assert_a_configuration_of_ones_own_goes_through_cuttlefish(&c);
     // The daemon runs no circusd-stats process (nothing reads its statistics).
     assert_eq!(
         c.processes("[c]ircus import stats"),
@@ -671,6 +672,35 @@ fn a_with_services_first_start_on_an_empty_home_gets_the_prepared_cluster_or_mak
         }
     }
     without_template.assert_verdi_ready(true);
+}
+
+/// The image's node got its configuration as Erlang's system configuration, and RabbitMQ found no
+/// configuration file to run cuttlefish on (rabbitmq-node). A configuration of one's own
+/// (RABBITMQ_CONFIG_FILE naming another file, here a rabbitmq.conf) boots a node as
+/// rabbitmq-server does, through cuttlefish, and its listener is where that file says. The
+/// second node has its own name, ports and database beside the running one.
+fn assert_a_configuration_of_ones_own_goes_through_cuttlefish(c: &Container) {
+    assert_eq!(
+        c.sh("rabbitmqctl -q eval '{rabbit_prelaunch_conf:get_config_state(), init:get_argument(config)}.'")
+            .split_whitespace()
+            .collect::<String>(),
+        "{#{config_advanced_file=>undefined,config_files=>[]},{ok,[[\"/etc/aiida/rabbitmq/rabbitmq\"]]}}",
+        "the image's RabbitMQ configuration did not reach the node as Erlang's system configuration"
+    );
+    let own = c.sh(
+        "set -e; d=$(mktemp -d); printf 'listeners.tcp.default = 127.0.0.1:5673\\n' >\"$d/own.conf\"; \
+         RABBITMQ_NODENAME=own@localhost RABBITMQ_DIST_PORT=25673 RABBITMQ_MNESIA_BASE=$d/mnesia \
+         RABBITMQ_LOG_BASE=$d/log RABBITMQ_CONFIG_FILE=$d/own.conf /etc/init/rabbitmq-node >\"$d/out\" 2>&1 & \
+         node=$!; \
+         for _ in $(seq 1200); do grep -q ' 0100007F:1629 00000000:0000 0A ' /proc/net/tcp && break; sleep 0.1; done; \
+         rabbitmqctl -q -n own@localhost eval 'rabbit_prelaunch_conf:get_config_state().' || cat \"$d/out\"; \
+         kill -TERM \"$node\"; wait \"$node\" || true; rm -rf \"$d\"",
+    );
+    assert!(
+        own.contains("config_files =>") && own.contains("/own.conf\"]"),
+        "a node with a configuration file of its own did not read it through cuttlefish, or did not \
+         listen on its port 5673 within 120 s:\n{own}"
+    );
 }
 
 /// RabbitMQ's node database is new in `c`: the node boots from the boot script that generates
