@@ -1,8 +1,9 @@
 //! Faults at the edges of a with-services container's life: `docker kill` and `docker stop`
-//! while it starts (on a fresh home, while the profile is being made; the drop of the build's
-//! unused database cut short), `docker kill` with a calculation running, and a home volume with
-//! no space left. Each ends with `verdi status` all green and nothing lost. The faults of a
-//! running container (a service SIGKILLed) are in `bench/faults.sh`; repeated kills in `soak`.
+//! while it starts (on a fresh home, while the profile is being made; the drops of the build's
+//! unused database and user cut short), `docker kill` with a calculation running, and a home
+//! volume with no space left. Each ends with `verdi status` all green and nothing lost. The
+//! faults of a running container (a service SIGKILLed) are in `bench/faults.sh`; repeated kills
+//! in `soak`.
 
 use crate::support::{Need, skip_without};
 use std::collections::BTreeMap;
@@ -166,21 +167,18 @@ fn docker_kill_while_starting_then_start_is_ready() {
     c.assert_verdi_ready(true);
 }
 
-/// A first start that makes its profile drops the image build's unused database first; killed
-/// during that `DROP DATABASE`, it leaves the database marked invalid (what PostgreSQL marks
-/// first, and all that is left of a drop cut short: no one can connect to it, and it keeps its
-/// name). Made here exactly, on a home whose first container made no profile: the next start
-/// finishes the drop and makes the profile on `aiida-default`, not beside it on
-/// `aiida-default_1`.
-#[test]
-fn a_drop_of_the_unused_build_database_cut_short_is_finished_by_the_next_start() {
-    if skip_without(&[Need::Docker]) {
-        return;
-    }
-    let h = Harness::new();
-    let home = home_volume(&h);
+/// A home volume whose first container made no profile, so that the image build's unused
+/// database `aiida-default` and its user are still in its cluster, in the state `sql` (run as
+/// PostgreSQL's superuser in that container) leaves them; `check` looks at that state before the
+/// container goes.
+fn home_with_the_build_database_changed_by(
+    h: &Harness,
+    sql: &str,
+    check: impl FnOnce(&Container),
+) -> String {
+    let home = home_volume(h);
     let without_profile = Container::start(
-        &h,
+        h,
         &with_services_image(),
         Start {
             env: vec!["SETUP_DEFAULT_AIIDA_PROFILE=false".into()],
@@ -188,28 +186,98 @@ fn a_drop_of_the_unused_build_database_cut_short_is_finished_by_the_next_start()
         },
     );
     without_profile.wait_ready();
-    without_profile.sh(
-        "psql -d postgres -c \"UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'aiida-default'\"",
-    );
-    let (code, out) = without_profile.exec(&["psql", "-d", "aiida-default", "-c", "SELECT 1"]);
-    assert!(
-        code != 0 && out.contains("invalid database"),
-        "the database is not invalid as a drop cut short leaves it (exit {code}):\n{out}"
-    );
+    without_profile.sh(&format!("psql -d postgres -c \"{sql}\""));
+    check(&without_profile);
     without_profile.stop();
     without_profile.remove();
+    home
+}
 
+/// The PostgreSQL users named `aiida-...`, one per line.
+fn database_users(c: &Container) -> String {
+    c.sh(
+        "psql -X -A -t -c \"SELECT rolname FROM pg_roles WHERE rolname LIKE 'aiida-%' ORDER BY 1\"",
+    )
+    .trim()
+    .to_owned()
+}
+
+/// The next start of `home` makes its profile on `aiida-default` with a user `aiida-default` of its
+/// own (not beside what the build left, on `aiida-default_1`, nor on the build's user, which has no
+/// password), and its log says `said`.
+fn assert_the_profile_is_made_in_place(h: &Harness, home: &str, said: &str) {
     let c = Container::start(
-        &h,
+        h,
         &with_services_image(),
-        Start::with_home_making_the_profile(&home),
+        Start::with_home_making_the_profile(home),
     );
     c.wait_ready();
     assert_one_profile_database(&c);
+    assert_eq!(database_users(&c), "aiida-default", "the database users");
+    // Made for the profile, with the password its configuration holds (the build's user has none).
+    let has_password = c.sh(
+        "psql -X -A -t -c \"SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'aiida-default'\"",
+    );
+    assert_eq!(
+        has_password.trim(),
+        "t",
+        "the profile's database user has no password"
+    );
     let logs = c.logs();
     assert!(
-        logs.contains("left half-dropped by an interrupted start"),
-        "the start did not say it finished the drop:\n{logs}"
+        logs.contains(said),
+        "the start did not say {said:?}:\n{logs}"
+    );
+    assert!(
+        !logs.contains("cannot log in with a new password"),
+        "the start found the build's user in its way:\n{logs}"
+    );
+}
+
+/// A first start that makes its profile drops the image build's unused database first; killed
+/// during that `DROP DATABASE`, it leaves the database marked invalid (what PostgreSQL marks
+/// first, and all that is left of a drop cut short: no one can connect to it, and it keeps its
+/// name). Made here exactly: the next start finishes the drop.
+#[test]
+fn a_drop_of_the_unused_build_database_cut_short_is_finished_by_the_next_start() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let home = home_with_the_build_database_changed_by(
+        &h,
+        "UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'aiida-default'",
+        |c| {
+            let (code, out) = c.exec(&["psql", "-d", "aiida-default", "-c", "SELECT 1"]);
+            assert!(
+                code != 0 && out.contains("invalid database"),
+                "the database is not invalid as a drop cut short leaves it (exit {code}):\n{out}"
+            );
+        },
+    );
+    assert_the_profile_is_made_in_place(&h, &home, "left half-dropped by an interrupted start");
+}
+
+/// The same drop stopped between its two statements (the database dropped, its user not yet):
+/// the next start drops the user that has no password and nothing depending on it.
+#[test]
+fn the_build_user_left_by_a_drop_cut_short_is_dropped_by_the_next_start() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    let h = Harness::new();
+    let home =
+        home_with_the_build_database_changed_by(&h, "DROP DATABASE \\\"aiida-default\\\"", |c| {
+            assert_eq!(
+                database_users(c),
+                "aiida-default",
+                "the build's user is not left"
+            );
+        });
+    assert_the_profile_is_made_in_place(
+        &h,
+        &home,
+        "left by an interrupted start after its database was dropped",
     );
 }
 
