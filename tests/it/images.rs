@@ -693,11 +693,14 @@ fn assert_a_configuration_of_ones_own_goes_through_cuttlefish(c: &Container) {
          RABBITMQ_LOG_BASE=$d/log RABBITMQ_CONFIG_FILE=$d/own.conf /etc/init/rabbitmq-node >\"$d/out\" 2>&1 & \
          node=$!; \
          for _ in $(seq 1200); do grep -q ' 0100007F:1629 00000000:0000 0A ' /proc/net/tcp && break; sleep 0.1; done; \
+         if grep -q ' 0100007F:1629 00000000:0000 0A ' /proc/net/tcp; then echo 'listening on 127.0.0.1:5673'; fi; \
          rabbitmqctl -q -n own@localhost eval 'rabbit_prelaunch_conf:get_config_state().' || cat \"$d/out\"; \
          kill -TERM \"$node\"; wait \"$node\" || true; rm -rf \"$d\"",
     );
     assert!(
-        own.contains("config_files =>") && own.contains("/own.conf\"]"),
+        own.contains("listening on 127.0.0.1:5673")
+            && own.contains("config_files =>")
+            && own.contains("/own.conf\"]"),
         "a node with a configuration file of its own did not read it through cuttlefish, or did not \
          listen on its port 5673 within 120 s:\n{own}"
     );
