@@ -7,6 +7,7 @@ service's decisions are driven with fake clients, clocks and aiida-core function
 
 import os
 import shutil
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -54,6 +55,65 @@ def circus_unpatched(monkeypatch):
 def read(path):
     with open(path, encoding='utf8') as handle:
         return handle.read()
+
+
+# --- the CPU priority of the start-up imports -----------------------------------------------------
+
+
+class ImportsBegan(Exception):
+    """Raised by the first import step of the fake, once the thread's priority is recorded."""
+
+
+def priority_of_the_import_thread(daemon_module, monkeypatch, tmp_path, gives_way_to, aiida_init_exit):
+    """(scheduling policy, nice value) of the thread that runs load_aiida_at_low_priority() as
+    its imports begin, and the arguments of every `aiida-init` call it made (a fake first on PATH
+    that exits with `aiida_init_exit`)."""
+    fake = tmp_path / 'aiida-init'
+    fake.write_text(f'#!/bin/sh\necho "$*" >>"{tmp_path}/calls"\nexit {aiida_init_exit}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
+    monkeypatch.setattr(daemon_module, 'GIVES_WAY_TO', gives_way_to)
+    seen = []
+
+    def first_import_step():
+        seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        raise ImportsBegan
+
+    monkeypatch.setattr(daemon_module.compat, 'defer_ssh_tunnels', first_import_step)
+
+    def load():
+        with pytest.raises(ImportsBegan):
+            daemon_module.load_aiida_at_low_priority()
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    calls = tmp_path / 'calls'
+    return seen[0], calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_the_imports_run_at_the_idle_policy_while_a_service_they_give_way_to_boots(
+    daemon_module, monkeypatch, tmp_path
+):
+    (policy, niceness), calls = priority_of_the_import_thread(daemon_module, monkeypatch, tmp_path, ('rabbitmq',), 2)
+    assert policy == os.SCHED_IDLE
+    assert niceness == os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # left as it was
+    assert calls == ['wait --timeout 0 rabbitmq']
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the thread's only
+
+
+@pytest.mark.parametrize(('gives_way_to', 'calls'), [(('rabbitmq',), ['wait --timeout 0 rabbitmq']), ((), [])])
+def test_the_imports_run_at_import_niceness_once_those_services_are_ready_or_without_any(
+    daemon_module, monkeypatch, tmp_path, gives_way_to, calls
+):
+    (policy, niceness), made = priority_of_the_import_thread(daemon_module, monkeypatch, tmp_path, gives_way_to, 0)
+    assert (policy, niceness) == (os.SCHED_OTHER, daemon_module.IMPORT_NICENESS)
+    assert made == calls
+
+
+def test_without_aiida_init_to_ask_the_imports_run_at_import_niceness(daemon_module, monkeypatch):
+    monkeypatch.setenv('PATH', '/nonexistent')
+    assert daemon_module.services_ready(('rabbitmq',))
 
 
 # --- the watchdog ---------------------------------------------------------------------------------
