@@ -111,7 +111,7 @@ def test_the_imports_run_at_import_niceness_once_those_services_are_ready_or_wit
     assert made == calls
 
 
-def test_without_aiida_init_to_ask_the_imports_run_at_import_niceness(daemon_module, monkeypatch):
+def test_without_aiida_init_to_ask_no_service_counts_as_booting(daemon_module, monkeypatch):
     monkeypatch.setenv('PATH', '/nonexistent')
     assert daemon_module.services_ready(('rabbitmq',))
 
