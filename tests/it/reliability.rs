@@ -149,3 +149,114 @@ fn the_daemon_repairs_its_pid_and_sockets_files() {
     let pk = submit_add(&c, 1, 2, None);
     assert_eq!(await_sum_within(&c, &pk, 300), 3);
 }
+
+/// The images' verdi (`Dockerfiles/aiida-core-base/init/verdi`, first on PATH) while a container
+/// starts. aiida-core's verdi writes an empty configuration file where it finds none, and one
+/// that looked just before aiida-prepare wrote the profile's writes its empty one over it (the
+/// profile is gone, the daemon starts without one): the test above once caught that on a slow
+/// machine. So while aiida-prepare is still on its way, the images' verdi says so and waits until
+/// it is done before aiida-core's verdi runs; once it is done, where aiida-init defines no such
+/// service (the Features' trees) and where no aiida-init runs, it runs at once. The answers of
+/// `aiida-init wait` and aiida-core's verdi are stand-ins here (the messages aiida-init prints),
+/// so that each case is exact; the test above has the real ones race.
+#[test]
+fn verdi_waits_until_aiida_prepare_is_done_while_the_container_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, wrapper, state) = (
+        dir.path().join("bin"),
+        dir.path().join("wrapper"),
+        dir.path().join("state"),
+    );
+    for folder in [&bin, &wrapper, &state] {
+        std::fs::create_dir(folder).unwrap();
+    }
+    let script = |path: &std::path::Path, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // aiida-init's answers to `wait --timeout 0 aiida-prepare` in each case, and its blocking
+    // wait, which returns once the test has marked aiida-prepare done.
+    script(
+        &bin.join("aiida-init"),
+        r#"echo "aiida-init $*" >>"$STATE/calls"
+case "$FAKE_CASE $1 $2 $3" in
+    "done wait --timeout 0") exit 0 ;;
+    "no-instance wait --timeout 0")
+        echo "aiida-init wait: timed out after 0s: no running aiida-init found" >&2; exit 2 ;;
+    "no-service wait --timeout 0")
+        echo "aiida-init wait: no service or bundle named \`aiida-prepare\` in the running instance" >&2; exit 1 ;;
+    "running wait --timeout 0")
+        [ -e "$STATE/prepared" ] && exit 0
+        echo "aiida-init wait: aiida-prepare: not ready after 0s (state starting)" >&2; exit 2 ;;
+    "running wait --timeout "*)
+        while [ ! -e "$STATE/prepared" ]; do sleep 0.05; done; exit 0 ;;
+esac
+exit 100
+"#,
+    );
+    // aiida-core's verdi: records that it ran, and whether the profile was there by then.
+    script(
+        &bin.join("verdi"),
+        r#"[ -e "$STATE/prepared" ] && there=yes || there=no
+echo "verdi $* (profile prepared: $there)" >>"$STATE/calls"
+"#,
+    );
+    std::os::unix::fs::symlink(
+        crate::support::project_root().join("Dockerfiles/aiida-core-base/init/verdi"),
+        wrapper.join("verdi"),
+    )
+    .unwrap();
+    let path = format!("{}:{}:/usr/bin:/bin", wrapper.display(), bin.display());
+    let calls = || std::fs::read_to_string(state.join("calls")).unwrap_or_default();
+    let verdi = |case: &str| {
+        std::process::Command::new(wrapper.join("verdi"))
+            .arg("status")
+            .env("PATH", &path)
+            .env("STATE", &state)
+            .env("FAKE_CASE", case)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // aiida-prepare still running: no verdi of aiida-core's until it is done.
+    let waiting = verdi("running");
+    assert!(
+        poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
+            calls().contains("aiida-init wait --timeout 600 aiida-prepare")
+        }),
+        "the images' verdi did not wait for aiida-prepare: {}",
+        calls()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!calls().contains("verdi status"), "{}", calls());
+    std::fs::write(state.join("prepared"), "").unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        calls().ends_with("verdi status (profile prepared: yes)\n"),
+        "{}",
+        calls()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting until aiida-prepare has prepared"),
+        "{}",
+        text(&out)
+    );
+
+    // Done already, no such service, no aiida-init: aiida-core's verdi at once, nothing said.
+    for case in ["done", "no-service", "no-instance"] {
+        std::fs::remove_file(state.join("prepared")).ok();
+        std::fs::remove_file(state.join("calls")).ok();
+        let out = verdi(case).wait_with_output().unwrap();
+        assert!(out.status.success(), "{case}: {}", text(&out));
+        assert_eq!(
+            calls(),
+            "aiida-init wait --timeout 0 aiida-prepare\nverdi status (profile prepared: no)\n",
+            "{case}"
+        );
+        assert!(out.stderr.is_empty(), "{case}: {}", text(&out));
+    }
+}
