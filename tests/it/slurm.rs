@@ -412,10 +412,10 @@ fn the_feature_scenarios_pass_under_the_reference_cli() {
         "--skip-duplicated",
     ]);
     drop(turn);
-    // The images the CLI built for the scenarios.
+    // The images the CLI built for the scenarios (their build cache kept: see Harness's drop).
     for tag in harness.image_tags() {
         if !before.contains(&tag) && tag.starts_with("vsc-") {
-            let _ = docker(&["rmi", "-f", &tag]);
+            let _ = docker(&["rmi", "-f", "--no-prune", &tag]);
         }
     }
     let report = run

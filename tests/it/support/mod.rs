@@ -431,9 +431,14 @@ impl Drop for Harness {
             for name in networks {
                 let _ = docker.remove_network(&name).await;
             }
+            // Without pruning the untagged images under each one: those are the legacy builder's
+            // cache, which a build that runs meanwhile in another test may have just taken a step
+            // from ("Using cache"); removed under it, that build fails ("failed to set parent
+            // ...: unknown parent image ID"). Left in place, they are the next run's cache.
             for name in images {
                 let opts = RemoveImageOptions {
                     force: true,
+                    noprune: true,
                     ..Default::default()
                 };
                 let _ = docker.remove_image(&name, Some(opts), None).await;
