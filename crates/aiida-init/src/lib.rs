@@ -19,7 +19,9 @@
 //! * [`state`]: the typed schema of `state.json`, shared by the engine and its readers (the
 //!   crate `aiida-init-state`, re-exported);
 //! * [`status`]: `aiida-init status`, `aiida-init wait`, `aiida-init restart` and `start`;
-//! * [`commands`]: the multi-call entry, `install-commands` and `run-parts`.
+//! * [`commands`]: the multi-call entry, `install-commands` and `run-parts`;
+//! * [`circusd`]: `aiida-init circusd`, an arbiter that circus's clients (aiida-core's daemon
+//!   client) drive over [`zmtp`], ZeroMQ's wire protocol on a Unix socket.
 //!
 //! Modules form layers: none imports another that imports it back (a test checks it).
 //!
@@ -34,6 +36,7 @@
 //! aiida-init start SERVICE [--timeout SECS]
 //! aiida-init check                 validate the service tree, print the start order
 //! aiida-init install-commands DIR  link execlineb, with-contenv, s6-svc, ... in DIR
+//! aiida-init circusd ... -- CMD    CMD's processes under a circus-compatible controller
 //! aiida-init NAME ARGS...          run one of the multi-call names (e.g. execlineb)
 //! ```
 
@@ -46,6 +49,7 @@ macro_rules! eprintln_whole {
 }
 
 pub mod builtins;
+pub mod circusd;
 pub mod commands;
 pub mod engine;
 pub mod execline;
@@ -60,6 +64,7 @@ pub mod runtime;
 pub mod s6;
 pub mod settings;
 pub mod status;
+pub mod zmtp;
 
 /// The typed schema of `state.json` (its own crate, which the CLI reads on every platform).
 pub use aiida_init_state as state;
@@ -80,6 +85,10 @@ usage:
                                         runs is left as it is) and wait until it is ready
   aiida-init check                      validate the service tree and print the start order
   aiida-init install-commands DIR       link the s6-overlay command names in DIR (e.g. /command)
+  aiida-init circusd --name NAME --controller SOCKET --log-file FILE [--pid-file FILE]
+                     [--workers N] [--stop-timeout SECS] [--notify-fd FD] -- CMD [ARG...]
+                                        run N processes of CMD under a circus-compatible
+                                        controller (the AiiDA daemon's arbiter)
   aiida-init NAME ARGS...               run a multi-call command (execlineb, with-contenv, ...)
 
 service tree: $AIIDA_INIT_S6_RC_DIR (default /etc/s6-overlay/s6-rc.d), bundles in
@@ -127,6 +136,7 @@ pub fn main() -> ! {
         Some("restart") => status::restart(&rest[1..]),
         Some("start") => status::start(&rest[1..]),
         Some("check") => check(),
+        Some("circusd") => circusd::main(&rest[1..]),
         Some("install-commands") => commands::install_commands(&rest[1..]),
         Some("run-parts") => commands::run_parts(&rest[1..]),
         Some("help" | "--help" | "-h") => {
