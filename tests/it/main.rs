@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_env;
+mod circusd;
 mod compose_e2e;
 mod daemon_commands;
 mod daemon_python;
