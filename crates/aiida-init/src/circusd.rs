@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -142,6 +142,12 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(options: &Options) -> Result<()> {
+    if let Some(fd) = options.notify_fd {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            bail!("--notify-fd {fd} is not an open file descriptor");
+        }
+    }
     let mut mask = SigSet::empty();
     for signal in [
         Signal::SIGTERM,
@@ -836,6 +842,21 @@ mod tests {
         assert_eq!(w.processes.len(), 1);
         assert_ne!(w.processes[0].pid, first);
         w.stop();
+    }
+
+    #[test]
+    fn a_notify_fd_that_is_not_open_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let controller = dir.path().join("c.sock");
+        let options = parse_options(&args(&format!(
+            "--name n --controller {} --log-file {} --notify-fd 987 -- true",
+            controller.display(),
+            dir.path().join("log").display()
+        )))
+        .unwrap();
+        let error = run(&options).unwrap_err().to_string();
+        assert_eq!(error, "--notify-fd 987 is not an open file descriptor");
+        assert!(!controller.exists() && !dir.path().join("log").exists());
     }
 
     #[test]
