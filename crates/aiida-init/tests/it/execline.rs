@@ -186,7 +186,7 @@ fn foreground_background_and_if() {
     same(
         d,
         &["-P"],
-        "background { sh -c \"echo from-background > bg.txt\" } foreground { sh -c \"while ! test -s bg.txt; do sleep 0.01; done\" } cat bg.txt\n",
+        "background { sh -c \"echo from-background > bg.tmp && mv bg.tmp bg.txt\" } foreground { sh -c \"while ! test -s bg.txt; do sleep 0.01; done\" } cat bg.txt\n",
         &[],
     );
     same(
