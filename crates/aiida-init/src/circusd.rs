@@ -25,7 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -143,8 +143,7 @@ pub fn main(args: &[String]) -> i32 {
 
 fn run(options: &Options) -> Result<()> {
     if let Some(fd) = options.notify_fd {
-        // SAFETY: F_GETFD only reads the descriptor's flags.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        if !super::s6::fd_is_open(fd) {
             bail!("--notify-fd {fd} is not an open file descriptor");
         }
     }
@@ -172,7 +171,11 @@ fn run(options: &Options) -> Result<()> {
             options.controller.display()
         )
     })?;
-    let _pid_file = options.pid_file.as_ref().map(PidFile::write).transpose()?;
+    let _pid_file = options
+        .pid_file
+        .as_deref()
+        .map(PidFile::write)
+        .transpose()?;
     let mut watcher = Watcher {
         name: options.name.clone(),
         command: options.command.clone(),
@@ -232,12 +235,10 @@ fn notify_ready(fd: i32) {
 struct PidFile(PathBuf);
 
 impl PidFile {
-    fn write(path: &PathBuf) -> Result<PidFile> {
-        let temporary = path.with_extension("pid.tmp");
-        std::fs::write(&temporary, std::process::id().to_string())
-            .and_then(|()| std::fs::rename(&temporary, path))
+    fn write(path: &Path) -> Result<PidFile> {
+        super::runtime::write_atomic(path, std::process::id().to_string().as_bytes())
             .with_context(|| format!("cannot write the PID file {}", path.display()))?;
-        Ok(PidFile(path.clone()))
+        Ok(PidFile(path.to_path_buf()))
     }
 }
 
@@ -388,14 +389,13 @@ impl Watcher {
         if self.active { "active" } else { "stopped" }
     }
 
-    fn info(&self) -> Map<String, Value> {
+    /// Each process's figures by PID (null for one that could not be read).
+    fn info(&self, host: Option<&Host>) -> Map<String, Value> {
         self.processes
             .iter()
             .map(|p| {
-                (
-                    p.pid.to_string(),
-                    process_info(p.pid.as_raw()).unwrap_or(Value::Null),
-                )
+                let info = host.and_then(|h| h.process_info(p.pid.as_raw()));
+                (p.pid.to_string(), info.unwrap_or(Value::Null))
             })
             .collect()
     }
@@ -487,8 +487,8 @@ fn answer(watcher: &mut Watcher, command: &str, props: &Map<String, Value>) -> A
             json!({"numprocesses": watcher.processes.len(), "watcher_name": name})
         }
         "numprocesses" => json!({"numprocesses": watcher.processes.len()}),
-        "stats" if named => json!({"name": name, "info": watcher.info()}),
-        "stats" => json!({"infos": {name: watcher.info()}}),
+        "stats" if named => json!({"name": name, "info": watcher.info(Host::read().as_ref())}),
+        "stats" => json!({"infos": {name: watcher.info(Host::read().as_ref())}}),
         "dstats" => json!({"info": daemon_info(watcher)}),
         "incr" => json!({"numprocesses": watcher.incr(nb)}),
         "decr" => json!({"numprocesses": watcher.decr(nb)}),
@@ -516,53 +516,87 @@ fn answer(watcher: &mut Watcher, command: &str, props: &Map<String, Value>) -> A
 
 /// `dstats`: this process's information, with its processes as children.
 fn daemon_info(watcher: &Watcher) -> Value {
-    let mut info = process_info(nix::unistd::getpid().as_raw()).unwrap_or_else(|| json!({}));
-    let children: Vec<Value> = watcher.info().into_values().collect();
+    let host = Host::read();
+    let own = host
+        .as_ref()
+        .and_then(|h| h.process_info(nix::unistd::getpid().as_raw()));
+    let mut info = own.unwrap_or_else(|| json!({}));
+    let children: Vec<Value> = watcher.info(host.as_ref()).into_values().collect();
     info["children"] = Value::Array(children);
     info
 }
 
-/// What circus reports of a process (psutil's fields, from /proc): `None` if it is gone.
-fn process_info(pid: i32) -> Option<Value> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces and parentheses: field 3 on.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 2..)?
-        .split_whitespace()
-        .collect();
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    let ticks = clock_ticks();
-    let cpu_seconds = u64_to_f64(field(14)? + field(15)?) / ticks;
-    let nice: i64 = fields.get(19 - 3)?.parse().ok()?;
-    let create_time = boot_time()? + u64_to_f64(field(22)?) / ticks;
-    let age = (now() - create_time).max(0.0);
-    let rss = field(24)? * page_size();
-    let vms = field(23)?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let cpu = if age > 0.0 {
-        100.0 * cpu_seconds / age
-    } else {
-        0.0
-    };
-    Some(json!({
-        "pid": pid,
-        "username": owner(pid),
-        "nice": nice,
-        "mem_info1": human_bytes(rss),
-        "mem_info2": human_bytes(vms),
-        "cpu": round1(cpu),
-        "mem": round1(100.0 * u64_to_f64(rss) / memory_total()?),
-        "ctime": format!("{}:{:05.2}", (cpu_seconds / 60.0).floor(), cpu_seconds % 60.0),
-        "create_time": create_time,
-        "age": age,
-        "cmdline": cmdline.join(" "),
-        "children": [],
-    }))
+/// What every process's figures are computed with, read once per reply.
+struct Host {
+    /// When the machine booted (seconds since the epoch).
+    boot_time: f64,
+    memory_total: f64,
+    clock_ticks: f64,
+    page_size: u64,
+}
+
+impl Host {
+    fn read() -> Option<Host> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let boot_time = stat.lines().find_map(|l| l.strip_prefix("btime "))?;
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let total = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+        let kib: u64 = total.split_whitespace().next()?.parse().ok()?;
+        let sysconf = |var| {
+            nix::unistd::sysconf(var)
+                .ok()
+                .flatten()
+                .and_then(|v| u64::try_from(v).ok())
+        };
+        Some(Host {
+            boot_time: u64_to_f64(boot_time.trim().parse().ok()?),
+            memory_total: u64_to_f64(kib * 1024),
+            clock_ticks: u64_to_f64(sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100)),
+            page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
+        })
+    }
+
+    /// What circus reports of a process (psutil's fields, from /proc): `None` if it is gone.
+    fn process_info(&self, pid: i32) -> Option<Value> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which may hold spaces and parentheses: field 3 on.
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 2..)?
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let cpu_seconds = u64_to_f64(field(14)? + field(15)?) / self.clock_ticks;
+        let nice: i64 = fields.get(19 - 3)?.parse().ok()?;
+        let create_time = self.boot_time + u64_to_f64(field(22)?) / self.clock_ticks;
+        let age = (now() - create_time).max(0.0);
+        let rss = field(24)? * self.page_size;
+        let vms = field(23)?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmdline: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let cpu = if age > 0.0 {
+            100.0 * cpu_seconds / age
+        } else {
+            0.0
+        };
+        Some(json!({
+            "pid": pid,
+            "username": owner(pid),
+            "nice": nice,
+            "mem_info1": human_bytes(rss),
+            "mem_info2": human_bytes(vms),
+            "cpu": round1(cpu),
+            "mem": round1(100.0 * u64_to_f64(rss) / self.memory_total),
+            "ctime": format!("{}:{:05.2}", (cpu_seconds / 60.0).floor(), cpu_seconds % 60.0),
+            "create_time": create_time,
+            "age": age,
+            "cmdline": cmdline.join(" "),
+            "children": [],
+        }))
+    }
 }
 
 /// A u64 as f64 (sizes and tick counts: far below 2^53, where f64 stays exact).
@@ -573,35 +607,6 @@ fn u64_to_f64(value: u64) -> f64 {
 
 fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
-}
-
-fn clock_ticks() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .map_or(100.0, u64_to_f64)
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .unwrap_or(4096)
-}
-
-fn boot_time() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("btime "))?;
-    line[6..].trim().parse::<u64>().ok().map(u64_to_f64)
-}
-
-fn memory_total() -> Option<f64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(u64_to_f64(kib * 1024))
 }
 
 fn owner(pid: i32) -> Value {
@@ -618,16 +623,15 @@ fn owner(pid: i32) -> Value {
 /// psutil's bytes2human, as circus shows memory: 1024-based, one decimal, a suffix letter.
 fn human_bytes(bytes: u64) -> String {
     const SUFFIXES: [&str; 8] = ["K", "M", "G", "T", "P", "E", "Z", "Y"];
-    for (i, suffix) in SUFFIXES.iter().enumerate().rev() {
-        let unit = 1u128 << (10 * (i + 1));
-        if u128::from(bytes) >= unit {
-            return format!(
-                "{:.1}{suffix}",
-                u64_to_f64(bytes) / u64_to_f64(u64::try_from(unit).unwrap_or(u64::MAX))
-            );
+    let (mut value, mut suffix) = (u64_to_f64(bytes), None);
+    for next in SUFFIXES {
+        if value < 1024.0 {
+            break;
         }
+        value /= 1024.0;
+        suffix = Some(next);
     }
-    format!("{bytes}B")
+    suffix.map_or_else(|| format!("{bytes}B"), |s| format!("{value:.1}{s}"))
 }
 
 #[cfg(test)]

@@ -241,8 +241,7 @@ pub fn s6_notifyoncheck(inv: &Invocation) -> Next {
                 .unwrap_or_else(|_| die(prog, USAGE, "./notification-fd does not contain a number"))
         }
     };
-    // SAFETY: fcntl to check the fd is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+    if !fd_is_open(fd) {
         die(
             prog,
             USAGE,
@@ -373,4 +372,11 @@ pub fn s6_svc(inv: &Invocation) -> Next {
 pub fn halt(inv: &Invocation) -> Next {
     send_control(inv.name, "halt");
     Next::Exit(0)
+}
+
+/// True when `fd` is an open descriptor of this process (a readiness fd handed to a service).
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags >= 0
 }

@@ -166,14 +166,21 @@ pub fn encode_frame(out: &mut Vec<u8>, body: &[u8], more: bool) {
 
 /// A command frame with `name` and its properties (the READY command's metadata format).
 pub fn command_frame(name: &str, properties: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (key, value) in properties {
+        push_short_string(&mut data, key);
+        // A property value is at most a few bytes here; u32 holds any we send.
+        data.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+        data.extend_from_slice(value);
+    }
+    command_frame_with_data(name, &data)
+}
+
+/// A command frame whose data is given as is (PONG's context, READY's encoded properties).
+fn command_frame_with_data(name: &str, data: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     push_short_string(&mut body, name);
-    for (key, value) in properties {
-        push_short_string(&mut body, key);
-        // A property value is at most a few bytes here; u32 holds any we send.
-        body.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
-        body.extend_from_slice(value);
-    }
+    body.extend_from_slice(data);
     let mut out = Vec::new();
     frame_header(&mut out, FLAG_COMMAND, body.len());
     out.extend_from_slice(&body);
@@ -322,7 +329,7 @@ impl Peer {
             "PING" => {
                 // PING: a 2-byte TTL, then a context the PONG echoes.
                 let context = data.get(2..).unwrap_or_default();
-                let pong = command_frame_raw("PONG", context);
+                let pong = command_frame_with_data("PONG", context);
                 self.send(&pong)
                     .map_err(|e| ProtocolError(format!("PONG: {e}")))
             }
@@ -356,17 +363,6 @@ impl Peer {
         }
         Ok(())
     }
-}
-
-/// A command frame whose data is given as is (PONG's context).
-fn command_frame_raw(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    push_short_string(&mut body, name);
-    body.extend_from_slice(data);
-    let mut out = Vec::new();
-    frame_header(&mut out, FLAG_COMMAND, body.len());
-    out.extend_from_slice(&body);
-    out
 }
 
 /// A ROUTER socket bound to a Unix socket path, and its peers.
