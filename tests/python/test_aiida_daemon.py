@@ -786,3 +786,77 @@ def test_without_the_patch_circus_loses_a_stop_signal_that_lands_during_a_write(
     code, out = run_signal_during_write()
     assert code == 2, out
     assert 'the write failed: reentrant call' in out, out
+
+
+# --- the ZeroMQ broker service's profile, without the configuration's model ------------------------
+
+
+def has_zmq_broker() -> bool:
+    """True when the aiida-core under test has the ZeroMQ broker (2.9 and later)."""
+    import importlib.util
+
+    return importlib.util.find_spec('aiida.brokers.zeromq') is not None
+
+
+def test_the_zmq_broker_service_finds_its_profile_without_the_configuration_model(daemon_module, tmp_path):
+    pytest.importorskip('aiida')
+    import json
+
+    folder = tmp_path / '.aiida'
+    folder.mkdir()
+    zeromq = {'backend': 'core.zeromq', 'config': {}}
+    profiles = {
+        'default': {'PROFILE_UUID': 'u1', 'process_control': zeromq},
+        'named': {'PROFILE_UUID': 'u2', 'process_control': {'backend': 'core.zeromq'}},
+        'rabbitmq': {'PROFILE_UUID': 'u3', 'process_control': {'backend': 'core.rabbitmq', 'config': {}}},
+        'unsupervised': {
+            'PROFILE_UUID': 'u4',
+            'process_control': {'backend': 'core.zeromq', 'config': {'supervised_by_daemon': False}},
+        },
+        'no-uuid': {'process_control': zeromq},
+    }
+    (folder / 'config.json').write_text(json.dumps({'default_profile': 'default', 'profiles': profiles}))
+    code = (
+        'import sys, aiida_daemon_compat as c\n'
+        'for name in (None, "named", "rabbitmq", "unsupervised", "no-uuid", "missing"):\n'
+        '    print(c.zmq_broker_of_the_profile(name))\n'
+        "print('pydantic' in sys.modules)\n"
+    )
+    lines = lines_printed_by_a_new_python(code, AIIDA_PATH=str(tmp_path))
+    if has_zmq_broker():
+        broker = folder / 'broker'
+        assert lines == [
+            str(('default', f'{broker}/u1-default', f'{broker}/u1-default/broker.log')),
+            str(('named', f'{broker}/u2-named', f'{broker}/u2-named/broker.log')),
+            'None',
+            'None',
+            'None',
+            'None',
+            'False',
+        ]
+    else:
+        assert lines[:6] == ['None'] * 6
+
+
+def test_no_readable_configuration_means_no_zmq_broker(daemon_module, tmp_path):
+    pytest.importorskip('aiida')
+    (tmp_path / '.aiida').mkdir()
+    code = 'import aiida_daemon_compat as c\nprint(c.zmq_broker_of_the_profile(None))\n'
+    assert lines_printed_by_a_new_python(code, AIIDA_PATH=str(tmp_path)) == ['None']
+    (tmp_path / '.aiida' / 'config.json').write_text('{"profiles": ')
+    assert lines_printed_by_a_new_python(code, AIIDA_PATH=str(tmp_path)) == ['None']
+
+
+def test_the_zmq_broker_folder_is_the_one_aiida_core_names(daemon_module, monkeypatch):
+    pytest.importorskip('aiida')
+    import aiida_daemon_compat as compat
+
+    assert compat.zmq_broker_folders_agree() is has_zmq_broker()
+    found = compat.zmq_broker_in
+
+    def elsewhere(config, resolver, name):
+        name, folder, log = found(config, resolver, name)
+        return name, folder + '-elsewhere', log
+
+    monkeypatch.setattr(compat, 'zmq_broker_in', elsewhere)
+    assert compat.zmq_broker_folders_agree() is False

@@ -24,7 +24,10 @@ Private members of `aiida.engine.daemon.client.DaemonClient`:
   of the broker's status file, which `verdi status` reads; the service reports ready once a
   running broker has written it. It is `Config.filepaths(profile)['broker_service']['dir']`, where
   the images' `aiida-zmq-broker` service (`/etc/init/aiida-zmq-broker --service`) runs the broker
-  with the log file beside it (`['log']`).
+  with the log file beside it (`['log']`). That service finds the folder without loading the
+  configuration's model (zmq_broker_of_the_profile): the profile's `PROFILE_UUID` and
+  `process_control` from the file, and `AiiDAConfigPathResolver._zmq_broker_service_base_dir`
+  joined with `<uuid>-<name>`, as `Config.filepaths` does.
 
 Patches:
 
@@ -68,8 +71,11 @@ imports the whole engine (0.7 s of CPU), so that `aiida.engine.daemon.client` lo
 `aiida.cmdline` and `aiida.cmdline.utils`, whose `__init__` imports all of verdi's parameter types
 and groups (0.015-0.03 s), so that `aiida.cmdline.utils.echo`, which reading the configuration
 file imports (`Config.from_file`), loads alone. load_bare_packages() runs them later for the
-lost-task repair. A layout where this fails falls back to the plain import, so it is not a hard
-requirement, but the check reports it.
+lost-task repair. The ZeroMQ broker service (/etc/init/aiida-zmq-broker --service) does the same
+for `aiida.brokers.zeromq.service` (import_zmq_broker_service) and for aiida-core's settings module
+(zmq_broker_of_the_profile), so that its status file is written before the configuration's model
+(pydantic) is loaded, beside the running broker, for its logging. A layout where this fails falls
+back to the plain import, so it is not a hard requirement, but the check reports it.
 
 Ties that are no attributes, also checked where they can be:
 
@@ -88,6 +94,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import re
 import shlex
@@ -98,6 +105,13 @@ DAEMON_CLIENT = ('aiida.engine.daemon.client', ('aiida.engine', 'aiida.engine.da
 registers without their __init__."""
 CONFIGURATION_ECHO = ('aiida.cmdline.utils.echo', ('aiida.cmdline', 'aiida.cmdline.utils'))
 """The same for import_configuration_reader()."""
+ZMQ_BROKER_SERVICE = ('aiida.brokers.zeromq.service', ('aiida.brokers', 'aiida.brokers.zeromq'))
+"""The same for import_zmq_broker_service(): the ZeroMQ broker's service module, whose packages'
+__init__ import both brokers' clients (kiwipy, asyncio, psutil, pydantic: about 0.1 s of CPU)."""
+CONFIGURATION_SETTINGS = ('aiida.manage.configuration.settings', ('aiida.manage', 'aiida.manage.configuration'))
+"""The same for zmq_broker_of_the_profile(): aiida-core's settings module (the configuration folder
+from AIIDA_PATH, and its subfolders), whose packages' __init__ import the configuration's model
+(pydantic: about 0.1 s of CPU)."""
 bare_packages: list[str] = []
 """The packages registered without their __init__, in the order they were registered."""
 
@@ -343,6 +357,50 @@ def _import_alone(module: str, packages: tuple[str, ...]) -> None:
         bare_packages.extend(registered)
 
 
+def import_zmq_broker_service():
+    """aiida-core's ZeroMQ broker service module, imported alone (see ZMQ_BROKER_SERVICE)."""
+    _import_alone(*ZMQ_BROKER_SERVICE)
+    return sys.modules[ZMQ_BROKER_SERVICE[0]]
+
+
+def zmq_broker_of_the_profile(name: str | None) -> tuple[str, str, str] | None:
+    """(profile name, broker folder, broker log file) of profile `name` (None: the default one) when
+    its daemon runs a ZeroMQ broker; None for any other profile, for none, or without a readable
+    configuration file. Found without loading the configuration's model: the file is read as JSON,
+    the folders come from aiida-core's settings module alone (see CONFIGURATION_SETTINGS;
+    load_bare_packages() before the rest of aiida.manage is used)."""
+    _import_alone(*CONFIGURATION_SETTINGS)
+    settings = sys.modules[CONFIGURATION_SETTINGS[0]]
+    if not hasattr(getattr(settings, 'AiiDAConfigPathResolver', None), '_zmq_broker_service_base_dir'):
+        return None  # an aiida-core older than its ZeroMQ broker (2.9)
+    folder = settings.AiiDAConfigDir.get()
+    try:
+        with open(folder / 'config.json', encoding='utf8') as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return zmq_broker_in(config, settings.AiiDAConfigPathResolver(folder), name)
+
+
+def zmq_broker_in(config, resolver, name: str | None) -> tuple[str, str, str] | None:
+    """zmq_broker_of_the_profile() for the configuration file's content `config` and aiida-core's
+    `AiiDAConfigPathResolver` of its folder: aiida-core's test of a daemon's broker (backend
+    `core.zeromq`, `supervised_by_daemon` not false), and the folder that
+    `Config.filepaths(profile)['broker_service']` names (`<uuid>-<name>` in the resolver's
+    `_zmq_broker_service_base_dir`), with the log file in it."""
+    try:
+        name = name or config['default_profile']
+        profile = config['profiles'][name]
+        control = profile['process_control']
+        uuid = profile['PROFILE_UUID']
+    except (KeyError, TypeError):
+        return None
+    if control.get('backend') != 'core.zeromq' or not (control.get('config') or {}).get('supervised_by_daemon', True):
+        return None
+    service_dir = resolver._zmq_broker_service_base_dir / f'{uuid}-{name}'
+    return name, str(service_dir), str(service_dir / 'broker.log')
+
+
 def defer_ssh_tunnels() -> None:
     """Register pyzmq's SSH tunnels (`zmq.ssh`) to load at their first use (importlib's LazyLoader),
     not when circus imports them: paramiko and pexpect cost about 0.05 s of CPU at every start of
@@ -376,6 +434,28 @@ def aiida_version() -> tuple[int, ...]:
     import aiida
 
     return tuple(int(part) for part in aiida.__version__.split('.')[:2] if part.isdigit())
+
+
+def zmq_broker_folders_agree() -> bool:
+    """True when zmq_broker_in() finds the broker folder and log file that aiida-core's
+    `Config.filepaths` names, for a profile made up here (nothing is written)."""
+    from aiida.manage.configuration.config import Config
+    from aiida.manage.configuration.profile import Profile
+    from aiida.manage.configuration.settings import AiiDAConfigDir, AiiDAConfigPathResolver
+
+    attributes = {
+        'PROFILE_UUID': '0123456789abcdef',
+        'storage': {'backend': 'core.sqlite_dos', 'config': {}},
+        'process_control': {'backend': 'core.zeromq', 'config': {}},
+    }
+    folder = AiiDAConfigDir.get()
+    try:
+        config = Config(str(folder / 'config.json'), {'profiles': {}}, validate=False)
+        expected = config.filepaths(Profile('check', attributes))['broker_service']
+    except Exception:  # noqa: BLE001 - any failure is a layout this module does not know
+        return False
+    found = zmq_broker_in({'profiles': {'check': attributes}}, AiiDAConfigPathResolver(folder), 'check')
+    return found == ('check', expected['dir'], expected['log'])
 
 
 def missing_internals() -> list[str]:
@@ -442,6 +522,10 @@ def missing_internals() -> list[str]:
             "-zmq-broker-service'" in client_source
             and re.search(r"'daemon',\s*'broker',", client_source) is not None,
             'aiida-core: the ZeroMQ broker watcher `<daemon>-zmq-broker-service` running `verdi -p P daemon broker`',
+        )
+        need(
+            zmq_broker_folders_agree(),
+            "aiida-core: Config.filepaths(profile)['broker_service'] as zmq_broker_in() finds it",
         )
         from aiida.brokers.zeromq import service
 
