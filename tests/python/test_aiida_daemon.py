@@ -860,3 +860,33 @@ def test_the_zmq_broker_folder_is_the_one_aiida_core_names(daemon_module, monkey
 
     monkeypatch.setattr(compat, 'zmq_broker_in', elsewhere)
     assert compat.zmq_broker_folders_agree() is False
+
+
+def test_what_the_broker_logs_before_its_logging_is_set_up_is_handed_on_or_dropped(daemon_module, monkeypatch):
+    import logging
+
+    from conftest import load_script
+
+    broker = load_script('aiida_zmq_broker', 'aiida-zmq-broker')
+    aiida = logging.getLogger('aiida')
+    monkeypatch.setattr(aiida, 'level', logging.WARNING)
+    monkeypatch.setattr(aiida, 'handlers', [])
+    start_log = broker.StartLog()
+    logging.getLogger('aiida.brokers.test').debug('debug before')
+    logging.getLogger('aiida.brokers.test').info('info before')
+    assert [r.getMessage() for r in start_log.records] == ['debug before', 'info before']
+    # The profile's logging, set up: INFO and above to a handler of its own.
+    kept = []
+    handler = logging.Handler(logging.NOTSET)
+    handler.emit = lambda record: kept.append(record.getMessage())
+    aiida.handlers = [handler]
+    aiida.setLevel(logging.INFO)
+    start_log.replay()
+    assert kept == ['info before'] and start_log.records == [] and start_log not in aiida.handlers
+    # No logging could be set up: nothing more is kept, and the level is the one found.
+    aiida.setLevel(logging.WARNING)
+    start_log = broker.StartLog()
+    assert aiida.level == logging.DEBUG
+    logging.getLogger('aiida.brokers.test').info('dropped')
+    start_log.abandon()
+    assert aiida.level == logging.WARNING and start_log.records == [] and start_log not in aiida.handlers
