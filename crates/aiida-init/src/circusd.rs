@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! aiida-init circusd --name NAME --controller SOCKET --log-file FILE [--pid-file FILE]
-//!                    [--workers N] [--stop-timeout SECS] [--notify-fd FD] -- CMD [ARG...]
+//!                    [--workers N] [--stop-timeout SECS] [--notify-fd FD] [--quit-fd FD]
+//!                    -- CMD [ARG...]
 //! ```
 //!
 //! It binds the controller socket (ZMTP over a Unix socket, [`super::zmtp`]), writes the PID
@@ -13,7 +14,12 @@
 //! notification). A process that ends is started again (at once if it ran a second or more, else
 //! a second later, so that a command that fails at once does not spin). SIGTERM, SIGINT, SIGQUIT
 //! or the `quit` command stop the processes (SIGTERM, then SIGKILL after the stop timeout), remove
-//! the PID file and the socket, and end it with 0.
+//! the PID file and the socket, and end it with 0. `quit` is answered once the processes have
+//! stopped (circus's `waiting`), and with `--quit-fd` only after a handshake on that descriptor
+//! (a socket): `quit` and a newline are written to it, and the answer waits for a line back (or
+//! its end, at most QUIT_HANDSHAKE_TIMEOUT). A supervisor that runs circusd learns there that a
+//! client stopped the daemon, and can act on it before the client hears so (aiida-core's
+//! `verdi daemon restart` starts the daemon again as soon as `quit` is answered).
 //!
 //! Commands, answered as circus answers them (the `status`, `time` and `id` fields of each reply
 //! included): `status`, `numprocesses`, `stats` (per-process `pid`, `mem`, `cpu`, `create_time`,
@@ -43,6 +49,8 @@ use super::zmtp::Router;
 const RESPAWN_AFTER: Duration = Duration::from_secs(1);
 /// How often a stop checks whether the processes it signalled have ended.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a `quit` waits for the answer to its handshake on `--quit-fd`.
+const QUIT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 // circus's error numbers (circus.commands.errors).
 const INVALID_JSON: u8 = 1;
@@ -59,16 +67,19 @@ pub struct Options {
     pub workers: usize,
     pub stop_timeout: Duration,
     pub notify_fd: Option<i32>,
+    pub quit_fd: Option<i32>,
     pub command: Vec<String>,
 }
 
 const USAGE: &str = "usage: aiida-init circusd --name NAME --controller SOCKET --log-file FILE \
-                     [--pid-file FILE] [--workers N] [--stop-timeout SECS] [--notify-fd FD] -- CMD [ARG...]";
+                     [--pid-file FILE] [--workers N] [--stop-timeout SECS] [--notify-fd FD] [--quit-fd FD] \
+                     -- CMD [ARG...]";
 
 /// Parse the arguments after `circusd`; the error names the option at fault.
 pub fn parse_options(args: &[String]) -> Result<Options, String> {
     let (mut name, mut controller, mut log_file, mut pid_file) = (None, None, None, None);
-    let (mut workers, mut stop_timeout, mut notify_fd) = (1, Duration::from_secs(30), None);
+    let (mut workers, mut stop_timeout) = (1, Duration::from_secs(30));
+    let (mut notify_fd, mut quit_fd) = (None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         if arg == "--" {
@@ -85,10 +96,11 @@ pub fn parse_options(args: &[String]) -> Result<Options, String> {
                 workers,
                 stop_timeout,
                 notify_fd,
+                quit_fd,
                 command,
             });
         }
-        const OPTIONS: [&str; 7] = [
+        const OPTIONS: [&str; 8] = [
             "--name",
             "--controller",
             "--log-file",
@@ -96,6 +108,7 @@ pub fn parse_options(args: &[String]) -> Result<Options, String> {
             "--workers",
             "--stop-timeout",
             "--notify-fd",
+            "--quit-fd",
         ];
         if !OPTIONS.contains(&arg.as_str()) {
             return Err(format!(
@@ -116,6 +129,7 @@ pub fn parse_options(args: &[String]) -> Result<Options, String> {
             "--workers" => workers = usize::try_from(number()?).map_err(|e| e.to_string())?,
             "--stop-timeout" => stop_timeout = Duration::from_secs(u64::from(number()?)),
             "--notify-fd" => notify_fd = Some(i32::try_from(number()?).map_err(|e| e.to_string())?),
+            "--quit-fd" => quit_fd = Some(i32::try_from(number()?).map_err(|e| e.to_string())?),
             _ => return Err("--name must not be empty".into()),
         }
     }
@@ -142,10 +156,24 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(options: &Options) -> Result<()> {
-    if let Some(fd) = options.notify_fd {
-        if !super::s6::fd_is_open(fd) {
-            bail!("--notify-fd {fd} is not an open file descriptor");
+    for (option, fd) in [
+        ("--notify-fd", options.notify_fd),
+        ("--quit-fd", options.quit_fd),
+    ] {
+        if let Some(fd) = fd {
+            if !super::s6::fd_is_open(fd) {
+                bail!("{option} {fd} is not an open file descriptor");
+            }
         }
+    }
+    // SAFETY: the descriptor was handed to us for this one use (--quit-fd); we own it now.
+    let quit_handshake = options
+        .quit_fd
+        .map(|fd| File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    if let Some(socket) = &quit_handshake {
+        // Not inherited by the processes it starts.
+        use nix::fcntl::{F_SETFD, FdFlag, fcntl};
+        fcntl(socket, F_SETFD(FdFlag::FD_CLOEXEC))?;
     }
     let mut mask = SigSet::empty();
     for signal in [
@@ -209,17 +237,60 @@ fn run(options: &Options) -> Result<()> {
         }
         for request in &polled.requests {
             let (reply, quit) = execute(&mut watcher, &request.body);
+            if quit {
+                // Answered once the processes are down and the supervisor has heard of it.
+                watcher.stop();
+                if let Some(handshake) = &quit_handshake {
+                    quit_handshake_with(handshake);
+                }
+            }
             if let Some(reply) = reply {
                 router.reply(request, reply.to_string().as_bytes());
             }
             if quit {
-                watcher.stop();
                 return Ok(());
             }
         }
         if watcher.respawn_at.is_some_and(|at| at <= Instant::now()) {
             watcher.respawn_at = None;
             watcher.spawn_missing();
+        }
+    }
+}
+
+/// `quit` and a newline written to the `--quit-fd` socket, then a line (or its end) read back, for
+/// at most QUIT_HANDSHAKE_TIMEOUT. A supervisor that is gone or never answers only delays the
+/// answer to `quit`.
+fn quit_handshake_with(mut socket: &File) {
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::io::Read as _;
+
+    if socket.write_all(b"quit\n").is_err() {
+        return;
+    }
+    let deadline = Instant::now() + QUIT_HANDSHAKE_TIMEOUT;
+    let mut byte = [0u8; 1];
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        if left == 0 {
+            return;
+        }
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::from(u16::try_from(left).unwrap_or(u16::MAX));
+        match poll(&mut fds, timeout) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        match socket.read(&mut byte) {
+            Ok(0) => return,
+            Ok(_) if byte[0] == b'\n' => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
@@ -646,9 +717,10 @@ mod tests {
     fn options_are_parsed_and_each_mistake_is_named() {
         let parsed = parse_options(&args(
             "--name AiiDA-default --controller /s/c.sock --log-file /l --pid-file /p --workers 2 \
-             --stop-timeout 4 --notify-fd 3 -- worker -p default",
+             --stop-timeout 4 --notify-fd 3 --quit-fd 5 -- worker -p default",
         ))
         .unwrap();
+        assert_eq!(parsed.quit_fd, Some(5));
         assert_eq!(
             parsed.name, "aiida-default",
             "names are lower case, as circus's"
@@ -679,6 +751,10 @@ mod tests {
                 "unknown option \"w\" (the command goes after `--`)",
             ),
             ("--name n --controller /c --log-file /l", "no `-- CMD`"),
+            (
+                "--name n --controller /c --log-file /l --quit-fd -1 -- w",
+                "--quit-fd \"-1\": not a whole number",
+            ),
         ] {
             let error = parse_options(&args(bad)).unwrap_err();
             assert!(error.contains(named), "{bad}: {error}");
@@ -825,6 +901,36 @@ mod tests {
         assert!(reply.is_none() && !quit);
         assert_eq!(w.target, 1, "a cast is still carried out");
         w.stop();
+    }
+
+    #[test]
+    fn the_quit_handshake_waits_for_the_supervisors_line_or_its_end() {
+        use std::io::{Read as _, Write as _};
+        use std::os::unix::net::UnixStream;
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let supervisor = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let mut heard = [0u8; 5];
+            theirs.read_exact(&mut heard).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            theirs.write_all(b"\n").unwrap();
+            heard
+        });
+        let started = Instant::now();
+        quit_handshake_with(&File::from(OwnedFd::from(ours)));
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "did not wait for the answer"
+        );
+        assert_eq!(&supervisor.join().unwrap(), b"quit\n");
+
+        // A supervisor that closes its end without a word: no wait for the timeout.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let started = Instant::now();
+        quit_handshake_with(&File::from(OwnedFd::from(ours)));
+        assert!(started.elapsed() < QUIT_HANDSHAKE_TIMEOUT);
     }
 
     #[test]
