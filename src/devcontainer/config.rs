@@ -51,7 +51,7 @@ pub const DAEMON_SERVICE: &str = "aiida-daemon";
 
 /// Install the plugin, then restart the daemon under its supervisor only when its process exists
 /// (it may have read the entry points before the install), once it is ready (a daemon stopped
-/// while it starts can leave circus with two stop commands); a daemon that has not started yet
+/// while it starts would meet its own start under way); a daemon that has not started yet
 /// starts after the install and loads the plugin as it is, and in a container made from a
 /// prebuild snapshot the daemon starts after the install anyway. `aiida-init restart` returns
 /// once the daemon is ready again, or says why not. `verdi daemon restart` is not used: it would

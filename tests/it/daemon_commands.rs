@@ -47,8 +47,7 @@ fn assert_supervised(c: &Container, workers: usize, rabbitmq: bool) {
     assert_eq!(c.processes("[s]tart-circus"), 1, "not exactly one circus");
     assert_eq!(c.processes("[c]ircusd-stats"), 0, "circusd-stats runs");
     assert!(
-        poll_until(CEILING, Duration::from_millis(250), || c
-            .processes("[d]aemon worker")
+        poll_until(CEILING, Duration::from_millis(250), || c.daemon_workers()
             == workers),
         "not {workers} workers: {}",
         c.sh("ps -eo pid,ppid,args")

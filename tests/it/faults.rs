@@ -570,7 +570,7 @@ fn a_process_that_lost_its_task_runs_after_postgresql_restarts() {
         poll_until(
             deadline - Instant::now(),
             Duration::from_millis(200),
-            || { c.processes("[d]aemon worker") == 0 }
+            || { c.daemon_workers() == 0 }
         ),
         "the worker did not stop"
     );

@@ -900,7 +900,7 @@ fn assert_feature_daemon_supervised(c: &crate::support::images::Container, worke
         crate::support::poll_until(
             DAEMON_CEILING,
             std::time::Duration::from_millis(250),
-            || c.processes("[d]aemon worker") == workers
+            || c.daemon_workers() == workers
         ),
         "not {workers} workers: {}",
         c.sh("ps -eo pid,ppid,args")

@@ -206,7 +206,7 @@ fn with_services_is_ready_again_after_docker_kill() {
 
     // verdi's own daemon commands act on the supervised daemon: it is never taken for a stale
     // PID file, and a restart leaves exactly one daemon with one worker.
-    let workers = || c.processes("[d]aemon worker");
+    let workers = || c.daemon_workers();
     let (code, restart) = c.exec(&["verdi", "daemon", "restart"]);
     assert_eq!(code, 0, "verdi daemon restart failed:\n{restart}");
     assert!(

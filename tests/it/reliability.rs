@@ -53,7 +53,7 @@ fn verdi_and_the_daemon_work_with_every_core_busy() {
     assert_eq!(code, 0, "`verdi daemon stop` under load failed:\n{out}");
     assert!(!out.contains("timed out"), "{out}");
     assert_eq!(
-        c.processes("[d]aemon worker"),
+        c.daemon_workers(),
         0,
         "a worker is left after verdi daemon stop"
     );

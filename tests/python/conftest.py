@@ -1,8 +1,8 @@
 """Load the daemon service (/etc/init/aiida-daemon, a script without .py) as the module `aiida_daemon`.
 
 Inside the image the scripts are in /etc/init; elsewhere AIIDA_DAEMON_INIT names the folder (the
-repository's Dockerfiles/aiida-core-base/init by default). Tests that need aiida-core or circus
-skip without them, so the pure ones also run on a machine without aiida-core.
+repository's Dockerfiles/aiida-core-base/init by default). Tests that need aiida-core skip
+without it, so the pure ones also run on a machine without aiida-core.
 """
 
 import importlib.machinery

@@ -1,55 +1,130 @@
 """Unit tests of the daemon service (/etc/init/aiida-daemon) and its compatibility module.
 
 They run inside the built image (tests/it/daemon_python.rs), against the image's aiida-core and
-the oldest aiida-core the images claim to support. Nothing here starts circus or a worker: the
-service's decisions are driven with fake clients, clocks and aiida-core functions.
+the oldest aiida-core the images claim to support. Nothing here starts `aiida-init circusd` or a
+worker: where the service runs aiida-init (circusd, `s6-svc`, `wait`), a fake first on PATH stands
+in for it, and the watchdog's decisions are driven with fake clients, clocks and aiida-core
+functions. What the service reads from /proc is read for real child processes (`sleep`, Python).
 """
 
+import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from types import SimpleNamespace
 
+import aiida_daemon_compat as compat
 import pytest
 
 
-class FakeClient:
-    """The parts of aiida-core's DaemonClient that the service's file handling uses."""
-
-    def __init__(self, folder, name='default'):
-        self.profile = SimpleNamespace(name=name)
-        self.circus_pid_file = str(folder / f'circus-{name}.pid')
-        self.circus_socket_file = str(folder / f'circus-{name}.sockets')
-        self.daemon_name = f'aiida-{name}'
+def make_profile(folder, name='default', broker_dir=None, **changes):
+    """A DaemonProfile whose files are in `folder` (a profile on PostgreSQL and RabbitMQ unless
+    `changes` say otherwise), as compat.daemon_profile() makes them."""
+    daemon_dir = folder / 'daemon'
+    attributes = {
+        'name': name,
+        'config_folder': str(folder),
+        'storage': {'backend': 'core.psql_dos', 'config': {}},
+        'process_control': {'backend': 'core.rabbitmq', 'config': {}},
+        'options': {},
+        'files': compat.DaemonFiles(
+            pid=str(daemon_dir / f'circus-{name}.pid'),
+            sockets=str(daemon_dir / f'circus-{name}.sockets'),
+            workers_log=str(daemon_dir / 'log' / f'aiida-{name}.log'),
+            env_info=str(daemon_dir / f'aiida-{name}-env-info.json'),
+            broker_dir=None if broker_dir is None else str(broker_dir),
+        ),
+    }
+    attributes.update(changes)
+    return compat.DaemonProfile(**attributes)
 
 
 @pytest.fixture
-def daemon(daemon_module, tmp_path):
-    profile = SimpleNamespace(
-        name='default',
-        process_control_backend='core.rabbitmq',
-        process_control_config={},
-        storage_backend='core.psql_dos',
-    )
-    service = daemon_module.Daemon(profile, FakeClient(tmp_path))
+def profile(tmp_path):
+    return make_profile(tmp_path)
+
+
+@pytest.fixture
+def daemon(daemon_module, profile):
+    service = daemon_module.Daemon(profile)
     yield service
     shutil.rmtree(service.socket_directory, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def circus_unpatched(monkeypatch):
-    """What configure_circus() patches in circus is put back after each test."""
-    try:
-        import circus
-        from circus import watcher
-    except ImportError:
-        return
-    monkeypatch.setattr(circus, 'get_arbiter', circus.get_arbiter)
-    monkeypatch.setattr(watcher, 'tornado_sleep', watcher.tornado_sleep)
-    monkeypatch.setattr(watcher.Watcher, 'kill_process', watcher.Watcher.kill_process)
-    from circus.sighandler import SysHandler
+@pytest.fixture
+def children():
+    """Child processes started by a test (subprocess.Popen), killed and reaped after it."""
+    started = []
+    yield started
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
-    monkeypatch.setattr(SysHandler, 'signal', SysHandler.signal)
+
+def start(children, command, **kwargs):
+    child = subprocess.Popen(command, **kwargs)
+    children.append(child)
+    return child
+
+
+def wait_until(condition, timeout=10.0):
+    """True once `condition()` is, False if it still is not after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def ended(pid):
+    """True when `pid` is gone or a zombie (a killed grandchild is left to a PID 1 that may not
+    reap it)."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='utf8') as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] in ('Z', 'X')
+    except OSError:
+        return True
+
+
+def child_of(daemon_module, parent, command):
+    """The PID of the child process of `parent` that runs `command` (once it does: a child shows
+    its parent's command line until its exec)."""
+    found = []
+
+    def look():
+        found[:] = [
+            pid for pid in daemon_module.all_pids()
+            if daemon_module.parent_of(pid) == parent and daemon_module.command_line(pid) == command
+        ]  # fmt: skip
+        return len(found) == 1
+
+    assert wait_until(look), f'no child of {parent} runs {command}'
+    return found[0]
+
+
+def running(daemon_module, child):
+    """`child` (a Popen) once /proc shows its command line (a new process briefly shows none)."""
+    assert wait_until(lambda: daemon_module.command_line(child.pid) == list(child.args)), child.args
+    return child
+
+
+def fake_aiida_init(tmp_path, monkeypatch, exit_code=0):
+    """An `aiida-init` first on PATH that appends its arguments to a file and exits with
+    `exit_code`; returns a function that gives the calls made so far."""
+    calls = tmp_path / 'aiida-init-calls'
+    fake = tmp_path / 'bin' / 'aiida-init'
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f'#!/bin/sh\necho "$*" >>"{calls}"\nexit {exit_code}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{fake.parent}:{os.environ["PATH"]}')
+    return lambda: calls.read_text().splitlines() if calls.exists() else []
 
 
 def read(path):
@@ -57,63 +132,692 @@ def read(path):
         return handle.read()
 
 
-# --- the CPU priority of the start-up imports -----------------------------------------------------
+def has_zmq_broker() -> bool:
+    """True when the aiida-core under test has the ZeroMQ broker (2.9 and later)."""
+    import importlib.util
+
+    return importlib.util.find_spec('aiida.brokers.zeromq') is not None
+
+
+# --- processes, from /proc ----------------------------------------------------------------------
+
+
+def test_the_command_line_and_parent_of_a_process_and_of_one_that_ended(daemon_module, children):
+    child = running(daemon_module, start(children, [sys.executable, '-c', 'import time; time.sleep(60)', 'a word']))
+    assert daemon_module.command_line(child.pid) == [sys.executable, '-c', 'import time; time.sleep(60)', 'a word']
+    assert daemon_module.parent_of(child.pid) == os.getpid()
+    assert child.pid in daemon_module.all_pids()
+    child.kill()
+    assert wait_until(lambda: daemon_module.command_line(child.pid) == [])  # a zombie
+    child.wait()
+    assert daemon_module.command_line(child.pid) == []
+    assert daemon_module.parent_of(child.pid) is None
+    assert daemon_module.process_start_time(child.pid) is None
+
+
+def test_a_process_start_time_is_the_one_psutil_gives(daemon_module):
+    psutil = pytest.importorskip('psutil')
+    assert abs(daemon_module.process_start_time(os.getpid()) - psutil.Process().create_time()) < 1.5
+    assert daemon_module.process_start_time(os.getpid()) <= time.time()
+
+
+def test_a_daemon_is_a_process_with_start_circus_or_circusd_on_its_command_line(daemon_module, children):
+    sleeper = 'import time; time.sleep(60)'
+    for word in ('start-circus', 'circusd'):
+        child = running(daemon_module, start(children, [sys.executable, '-c', sleeper, word]))
+        assert daemon_module.is_daemon(child.pid)
+    child = running(daemon_module, start(children, [sys.executable, '-c', sleeper, 'start-circus-not']))
+    assert not daemon_module.is_daemon(child.pid)
+    assert not daemon_module.is_daemon(os.getpid())
+
+
+def fake_verdi(tmp_path):
+    """A Python script named verdi that sleeps: as `python .../verdi -p P daemon worker`, it looks
+    like a worker of profile P."""
+    verdi = tmp_path / 'verdi'
+    verdi.write_text('import time\ntime.sleep(60)\n')
+    return verdi
+
+
+def test_a_worker_whose_parent_is_no_daemon_is_an_orphan_of_its_profile_only(daemon_module, tmp_path, children):
+    name = f'orphan-{os.getpid()}'
+    worker = [sys.executable, str(fake_verdi(tmp_path)), '-p', name, 'daemon', 'worker']
+    child = running(daemon_module, start(children, worker))
+    broker = [sys.executable, str(fake_verdi(tmp_path)), '-p', name, 'daemon', 'broker', '--service-dir', 'd']
+    broker_child = running(daemon_module, start(children, broker))
+    assert sorted(daemon_module.orphans_of(name)) == sorted([child.pid, broker_child.pid])
+    assert daemon_module.orphans_of(f'{name}-other') == []
+    assert daemon_module.orphans_of(name[:-1]) == []
+    # The same arguments after another program are no worker.
+    other = running(daemon_module, start(children, [sys.executable, '-c', 'import time; time.sleep(60)', '-p',
+                                                    f'{name}-python', 'daemon', 'worker']))
+    assert daemon_module.orphans_of(f'{name}-python') == []
+    assert other.poll() is None
+
+
+def test_a_worker_of_a_running_daemon_is_no_orphan(daemon_module, tmp_path, children):
+    name = f'kept-{os.getpid()}'
+    worker = [sys.executable, str(fake_verdi(tmp_path)), '-p', name, 'daemon', 'worker']
+    # A parent whose command line holds the word `circusd`, as `aiida-init circusd ...` does.
+    code = f'import subprocess; subprocess.run({worker!r})'
+    parent = running(daemon_module, start(children, [sys.executable, '-c', code, 'circusd']))
+    worker_pid = child_of(daemon_module, parent.pid, worker)
+    assert daemon_module.orphans_of(name) == []
+    daemon_module.kill_tree(parent.pid)
+    assert wait_until(lambda: ended(worker_pid))
+
+
+def test_stopping_the_orphans_ends_them_and_nothing_else(daemon_module, tmp_path, children, capsys):
+    name = f'stopped-{os.getpid()}'
+    worker = running(daemon_module, start(children, [sys.executable, str(fake_verdi(tmp_path)), '-p', name, 'daemon',
+                                                     'worker']))
+    other = running(daemon_module, start(children, [sys.executable, str(fake_verdi(tmp_path)), '-p', f'{name}-other',
+                                                    'daemon', 'worker']))
+    began = time.monotonic()
+    daemon_module.stop_orphans(name)
+    assert worker.wait(timeout=10) == -signal.SIGTERM
+    assert time.monotonic() - began < daemon_module.WORKER_STOP_TIMEOUT  # its end seen, not waited for
+    assert other.poll() is None
+    assert f'stopping a daemon worker left by a killed daemon (PID {worker.pid})' in capsys.readouterr().err
+    daemon_module.stop_orphans(name)  # none left: nothing to do
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_timeout(daemon_module, children):
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); " \
+           'time.sleep(60)'
+    child = start(children, [sys.executable, '-c', code], stdout=subprocess.PIPE)
+    assert child.stdout.readline() == b'ready\n'
+    began = time.monotonic()
+    daemon_module.stop_processes([child.pid], timeout=0.3)
+    assert child.wait(timeout=10) == -signal.SIGKILL
+    assert 0.3 <= time.monotonic() - began < 5
+    daemon_module.stop_processes([child.pid], timeout=0.1)  # gone: nothing to do
+
+
+def test_killing_a_tree_kills_the_process_and_the_processes_below_it(daemon_module, children):
+    shell = running(daemon_module, start(children, ['sh', '-c', 'sleep 60 & wait']))
+    sleeper = child_of(daemon_module, shell.pid, ['sleep', '60'])
+    daemon_module.kill_tree(shell.pid)
+    assert shell.wait(timeout=10) == -signal.SIGKILL
+    assert wait_until(lambda: ended(sleeper))
+
+
+# --- aiida-init -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(('exit_code', 'ready'), [(0, True), (2, False)])
+def test_services_are_ready_as_aiida_init_reports_them_without_waiting(
+    daemon_module, monkeypatch, tmp_path, exit_code, ready
+):
+    calls = fake_aiida_init(tmp_path, monkeypatch, exit_code)
+    assert daemon_module.services_ready(('rabbitmq', 'other')) is ready
+    assert calls() == ['wait --timeout 0 rabbitmq other']
+
+
+def test_without_aiida_init_to_ask_no_service_counts_as_booting(daemon_module, monkeypatch):
+    monkeypatch.setenv('PATH', '/nonexistent')
+    assert daemon_module.services_ready(('rabbitmq',))
+
+
+def test_a_service_is_defined_when_aiida_init_lists_it(daemon_module, monkeypatch, tmp_path):
+    status = {'services': [{'name': 'aiida-daemon'}, {'name': 'aiida-zmq-broker'}]}
+    fake = tmp_path / 'aiida-init'
+    fake.write_text(f"#!/bin/sh\n[ \"$*\" = 'status --json' ] && echo '{json.dumps(status)}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
+    assert daemon_module.service_defined('aiida-zmq-broker')
+    assert not daemon_module.service_defined('rabbitmq')
+    fake.write_text('#!/bin/sh\necho not json\n')
+    assert not daemon_module.service_defined('aiida-zmq-broker')
+    monkeypatch.setenv('PATH', '/nonexistent')
+    assert not daemon_module.service_defined('aiida-zmq-broker')
+
+
+# --- the CPU priority of aiida-core's imports ---------------------------------------------------
 
 
 class ImportsBegan(Exception):
     """Raised by the first import step of the fake, once the thread's priority is recorded."""
 
 
-def priority_of_the_import_thread(daemon_module, monkeypatch, tmp_path, gives_way_to, aiida_init_exit):
-    """(scheduling policy, nice value) of the thread that runs load_aiida_at_low_priority() as
-    its imports begin, and the arguments of every `aiida-init` call it made (a fake first on PATH
-    that exits with `aiida_init_exit`)."""
-    fake = tmp_path / 'aiida-init'
-    fake.write_text(f'#!/bin/sh\necho "$*" >>"{tmp_path}/calls"\nexit {aiida_init_exit}\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
-    monkeypatch.setattr(daemon_module, 'GIVES_WAY_TO', gives_way_to)
+def priority_of_the_import_thread(daemon_module, monkeypatch, idle):
+    """(scheduling policy, nice value) of the thread that runs load_aiida_core(idle) as its
+    imports begin (compat.load_bare_packages, its first step, stops them there)."""
     seen = []
 
     def first_import_step():
         seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
         raise ImportsBegan
 
-    monkeypatch.setattr(daemon_module.compat, 'defer_ssh_tunnels', first_import_step)
+    monkeypatch.setattr(compat, 'load_bare_packages', first_import_step)
+    failed = []
 
     def load():
-        with pytest.raises(ImportsBegan):
-            daemon_module.load_aiida_at_low_priority()
+        try:
+            daemon_module.load_aiida_core(idle)
+        except ImportsBegan:
+            failed.append(True)
 
     thread = threading.Thread(target=load)
     thread.start()
     thread.join()
-    calls = tmp_path / 'calls'
-    return seen[0], calls.read_text().splitlines() if calls.exists() else []
+    assert failed == [True]
+    return seen[0]
 
 
-def test_the_imports_run_at_the_idle_policy_while_a_service_they_give_way_to_boots(
-    daemon_module, monkeypatch, tmp_path
-):
-    (policy, niceness), calls = priority_of_the_import_thread(daemon_module, monkeypatch, tmp_path, ('rabbitmq',), 2)
+def test_the_imports_run_at_the_idle_policy_while_a_service_they_give_way_to_boots(daemon_module, monkeypatch):
+    policy, niceness = priority_of_the_import_thread(daemon_module, monkeypatch, idle=True)
     assert policy == os.SCHED_IDLE
     assert niceness == os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # left as it was
-    assert calls == ['wait --timeout 0 rabbitmq']
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the thread's only
 
 
-@pytest.mark.parametrize(('gives_way_to', 'calls'), [(('rabbitmq',), ['wait --timeout 0 rabbitmq']), ((), [])])
-def test_the_imports_run_at_import_niceness_once_those_services_are_ready_or_without_any(
-    daemon_module, monkeypatch, tmp_path, gives_way_to, calls
-):
-    (policy, niceness), made = priority_of_the_import_thread(daemon_module, monkeypatch, tmp_path, gives_way_to, 0)
+def test_the_imports_run_at_import_niceness_otherwise(daemon_module, monkeypatch):
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    policy, niceness = priority_of_the_import_thread(daemon_module, monkeypatch, idle=False)
     assert (policy, niceness) == (os.SCHED_OTHER, daemon_module.IMPORT_NICENESS)
-    assert made == calls
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the thread's only
 
 
-def test_without_aiida_init_to_ask_no_service_counts_as_booting(daemon_module, monkeypatch):
-    monkeypatch.setenv('PATH', '/nonexistent')
-    assert daemon_module.services_ready(('rabbitmq',))
+# --- the profile, from config.json ----------------------------------------------------------------
+
+
+@pytest.fixture
+def config_folder(monkeypatch, tmp_path):
+    """AIIDA_PATH at `tmp_path`, whose `.aiida` aiida-core's settings module names from now on (put
+    back after the test); the packages above it are imported whole first, so that no other test
+    finds them bare."""
+    pytest.importorskip('aiida')
+    import aiida.manage.configuration  # noqa: F401
+
+    settings = compat.import_settings()
+    folder = tmp_path / '.aiida'
+    folder.mkdir()
+    monkeypatch.setattr(settings.AiiDAConfigDir, '_glb_aiida_config_folder', settings.AiiDAConfigDir.get())
+    monkeypatch.setenv('AIIDA_PATH', str(tmp_path))
+    settings.AiiDAConfigDir.set()
+    assert settings.AiiDAConfigDir.get() == folder
+    return folder
+
+
+def write_config(folder, **profiles):
+    config = {
+        'CONFIG_VERSION': {'CURRENT': 9, 'OLDEST_COMPATIBLE': 9},
+        'default_profile': 'p',
+        'profiles': profiles,
+        'options': {'daemon.default_workers': 1, 'daemon.timeout': 5},
+    }
+    (folder / 'config.json').write_text(json.dumps(config))
+
+
+RABBITMQ = {'backend': 'core.rabbitmq', 'config': {'broker_host': 'rmq', 'broker_port': 5673}}
+STORAGE = {'backend': 'core.psql_dos', 'config': {'database_hostname': 'db', 'database_port': 5432}}
+
+
+def test_the_daemons_profile_is_read_from_the_configuration_file(config_folder):
+    write_config(
+        config_folder,
+        p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': RABBITMQ,
+           'options': {'daemon.default_workers': 3}},
+        q={'PROFILE_UUID': 'u2', 'storage': STORAGE, 'process_control': RABBITMQ},
+    )  # fmt: skip
+    daemon_dir = config_folder / 'daemon'
+    assert compat.daemon_profile('p') == compat.DaemonProfile(
+        name='p',
+        config_folder=str(config_folder),
+        storage=STORAGE,
+        process_control=RABBITMQ,
+        options={'daemon.default_workers': 3, 'daemon.timeout': 5},  # the profile's over the global ones
+        files=compat.DaemonFiles(
+            pid=f'{daemon_dir}/circus-p.pid',
+            sockets=f'{daemon_dir}/circus-p.sockets',
+            workers_log=f'{daemon_dir}/log/aiida-p.log',
+            env_info=f'{daemon_dir}/aiida-p-env-info.json',
+            broker_dir=None,
+        ),
+    )
+    other = compat.daemon_profile('q')
+    assert (other.name, other.files.pid, other.options) == (
+        'q',
+        f'{daemon_dir}/circus-q.pid',
+        {'daemon.default_workers': 1, 'daemon.timeout': 5},
+    )
+    assert other.option('daemon.default_workers', 7) == 1 and other.option('daemon.worker_process_slots', 7) == 7
+    assert other.files.broker_status is None and other.files.broker_log is None
+
+
+@pytest.mark.parametrize('name', [None, 'missing'])
+def test_a_profile_not_named_or_that_does_not_exist_is_the_default_one(config_folder, name):
+    write_config(
+        config_folder,
+        p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': RABBITMQ},
+        q={'PROFILE_UUID': 'u2', 'storage': STORAGE, 'process_control': RABBITMQ},
+    )
+    found = compat.daemon_profile(name)
+    assert (found.name, found.files.sockets) == ('p', f'{config_folder}/daemon/circus-p.sockets')
+
+
+def test_no_configuration_file_or_no_profile_means_no_profile(config_folder):
+    assert compat.daemon_profile(None) is None
+    assert compat.daemon_profile('p') is None
+    (config_folder / 'config.json').write_text('{"profiles": ')
+    assert compat.daemon_profile('p') is None
+    (config_folder / 'config.json').write_text(json.dumps({'profiles': {}, 'default_profile': None}))
+    assert compat.daemon_profile(None) is None
+    write_config(config_folder)  # `p` is the default profile, but there is none
+    assert compat.daemon_profile('p') is None
+
+
+def test_a_profile_on_the_zmq_broker_names_its_folder(config_folder):
+    if not has_zmq_broker():
+        return  # aiida-core 2.7 and 2.8 have no ZeroMQ broker
+    zeromq = {'backend': 'core.zeromq', 'config': {}}
+    unsupervised = {'backend': 'core.zeromq', 'config': {'supervised_by_daemon': False}}
+    write_config(
+        config_folder,
+        p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': zeromq},
+        own={'PROFILE_UUID': 'u2', 'storage': STORAGE, 'process_control': unsupervised},
+    )
+    files = compat.daemon_profile('p').files
+    broker = config_folder / 'broker' / 'u1-p'
+    assert (files.broker_dir, files.broker_status, files.broker_log) == (
+        str(broker),
+        str(broker / 'broker.status'),
+        str(broker / 'broker.log'),
+    )
+    assert compat.daemon_profile('own').files.broker_dir is None  # a broker not the daemon's
+
+
+def test_the_daemons_profile_is_read_without_the_configuration_model(daemon_module, tmp_path):
+    pytest.importorskip('aiida')
+    (tmp_path / '.aiida').mkdir()
+    write_config(tmp_path / '.aiida', p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': RABBITMQ})
+    code = (
+        'import sys, aiida_daemon_compat as c\n'
+        "profile = c.daemon_profile('p')\n"
+        'print(profile.name, profile.files.pid)\n'
+        "print('pydantic' in sys.modules, 'aiida.manage.configuration.config' in sys.modules)\n"
+    )
+    lines = lines_printed_by_a_new_python(code, AIIDA_PATH=str(tmp_path))
+    assert lines == [f'p {tmp_path}/.aiida/daemon/circus-p.pid', 'False False']
+
+
+def test_the_daemons_files_are_the_ones_aiida_core_names(daemon_module, monkeypatch):
+    pytest.importorskip('aiida')
+    assert compat.daemon_files_agree() is True
+    found = compat.daemon_files_in
+
+    def elsewhere(resolver, name, uuid, process_control):
+        files = found(resolver, name, uuid, process_control)
+        files.sockets += '-elsewhere'
+        return files
+
+    monkeypatch.setattr(compat, 'daemon_files_in', elsewhere)
+    assert compat.daemon_files_agree() is False
+
+
+@pytest.mark.parametrize(
+    ('request_text', 'options', 'workers'),
+    [
+        ('4\n', {'daemon.default_workers': 3}, 4),  # `verdi daemon start 4`
+        (None, {'daemon.default_workers': 3}, 3),
+        (None, {}, 1),
+        ('0\n', {'daemon.default_workers': 2}, 2),
+        ('many', {'daemon.default_workers': 2}, 2),
+        (None, {'daemon.default_workers': 0}, 1),
+        (None, {'daemon.default_workers': 'many'}, 1),
+    ],
+    ids=['asked', 'default-workers', 'none', 'asked-for-none', 'asked-for-nonsense', 'zero-default', 'bad-default'],
+)
+def test_the_workers_asked_for_by_verdi_else_the_profiles_default(daemon_module, tmp_path, request_text, options,
+                                                                  workers):
+    profile = make_profile(tmp_path, options=options)
+    request = tmp_path / 'daemon' / 'aiida-daemon-workers-default'
+    request.parent.mkdir()
+    if request_text is not None:
+        request.write_text(request_text)
+    assert daemon_module.requested_workers(profile) == workers
+    assert not request.exists()  # it asks once
+    assert daemon_module.requested_workers(make_profile(tmp_path, options={})) == 1
+
+
+def test_the_workers_get_the_environment_aiida_cores_daemon_gives_them(daemon_module, profile, monkeypatch):
+    monkeypatch.setenv('AIIDA_TEST_VARIABLE', 'kept')
+    env = daemon_module.worker_environment(profile)
+    assert env['AIIDA_PATH'] == profile.config_folder
+    assert env['PYTHONUNBUFFERED'] == 'True'
+    assert env['PYTHONPATH'] == ':'.join(sys.path)
+    assert env['PATH'] == f'{os.path.dirname(sys.executable)}:{os.environ["PATH"]}'
+    assert env['AIIDA_TEST_VARIABLE'] == 'kept'
+
+
+class FakeConfig:
+    """The parts of aiida-core's Config that set_daemon_timeout uses."""
+
+    def __init__(self, timeout, fails=False):
+        self.timeout, self.fails, self.set, self.stored = timeout, fails, [], 0
+
+    def get_profile(self, name):
+        assert name == 'default'
+        return SimpleNamespace(get_option=lambda key: self.timeout if key == 'daemon.timeout' else None)
+
+    def set_option(self, key, value, scope):
+        self.set.append((key, value, scope))
+
+    def store(self):
+        self.stored += 1
+        if self.fails:
+            raise PermissionError('read-only')
+
+
+def test_a_profile_without_its_own_daemon_timeout_gets_daemon_timeout(daemon_module, capsys):
+    config = FakeConfig(timeout=None)
+    daemon_module.set_daemon_timeout(config, 'default')
+    assert (config.set, config.stored) == ([('daemon.timeout', daemon_module.DAEMON_TIMEOUT, 'default')], 1)
+    config = FakeConfig(timeout=12)
+    daemon_module.set_daemon_timeout(config, 'default')
+    assert (config.set, config.stored) == ([], 0)
+    daemon_module.set_daemon_timeout(FakeConfig(timeout=None, fails=True), 'default')
+    assert 'could not set daemon.timeout' in capsys.readouterr().err
+
+
+# --- the PID file and the sockets file ----------------------------------------------------------
+
+
+def test_claiming_writes_the_sockets_file_and_the_pid_file(daemon):
+    daemon.claim_files()
+    assert read(daemon.files.sockets) == daemon.socket_directory
+    assert read(daemon.files.pid) == f'{os.getpid()}\n'
+    assert os.path.isdir(os.path.dirname(daemon.files.workers_log))
+    assert not [name for name in os.listdir(os.path.dirname(daemon.files.pid)) if name.endswith('.tmp')]
+
+
+def test_files_that_name_something_else_are_repaired(daemon):
+    daemon.claim_files()
+    assert daemon.repair_files() == []
+    with open(daemon.files.sockets, 'w', encoding='utf8') as handle:
+        handle.write('/tmp/another-folder')
+    os.unlink(daemon.files.pid)
+    repaired = daemon.repair_files()
+    assert len(repaired) == 2 and 'another socket folder' in repaired[0] and 'another process' in repaired[1]
+    assert read(daemon.files.sockets) == daemon.socket_directory
+    assert read(daemon.files.pid) == f'{os.getpid()}\n'
+    assert daemon.repair_files() == []
+
+
+def test_releasing_removes_only_its_own_pid_file_and_ends_the_repairs(daemon):
+    daemon.claim_files()
+    daemon.release_files()
+    assert not os.path.exists(daemon.files.pid)
+    assert daemon.repair_files() == []
+    assert not os.path.exists(daemon.files.pid)
+
+
+def test_releasing_keeps_a_pid_file_of_another_daemon(daemon):
+    os.makedirs(os.path.dirname(daemon.files.pid))
+    with open(daemon.files.pid, 'w', encoding='utf8') as handle:
+        handle.write('1\n')
+    daemon.release_files()
+    assert read(daemon.files.pid) == '1\n'
+
+
+def test_removing_a_file_that_is_not_there_or_none_is_no_error(daemon_module, tmp_path):
+    daemon_module.remove(str(tmp_path / 'missing'))
+    daemon_module.remove(None)
+    (tmp_path / 'there').write_text('x')
+    daemon_module.remove(str(tmp_path / 'there'))
+    assert not (tmp_path / 'there').exists()
+
+
+# --- circusd, its quit handshake and the service's own ZeroMQ broker -------------------------------
+
+
+def quit_answer(daemon, message):
+    """What answer_quit() replies to circusd, which sends `message` (None: closes its end)."""
+    service_end, circusd_end = socket.socketpair()
+    with circusd_end:
+        if message is None:
+            circusd_end.close()
+        else:
+            circusd_end.sendall(message)
+        daemon.answer_quit(service_end)
+        if message is None:
+            return None
+        circusd_end.settimeout(10)
+        return circusd_end.recv(16)
+
+
+def test_a_quit_keeps_the_service_down_and_releases_the_pid_file_before_circusd_answers(
+    daemon_module, daemon, monkeypatch, tmp_path
+):
+    calls = fake_aiida_init(tmp_path, monkeypatch)
+    daemon.claim_files()
+    assert quit_answer(daemon, b'quit\n') == b'\n'
+    assert not os.path.exists(daemon.files.pid)
+    assert calls() == [f's6-svc -O {daemon_module.SERVICE_DIRECTORY}']
+    assert daemon.quit_requested and daemon.stopping
+    assert daemon.repair_files() == []  # the watchdog writes it no more
+    assert not os.path.exists(daemon.files.pid)
+
+
+def test_a_quit_after_the_stop_signal_does_not_keep_the_service_down(daemon, monkeypatch, tmp_path):
+    calls = fake_aiida_init(tmp_path, monkeypatch)
+    daemon.claim_files()
+    daemon.signalled = True
+    assert quit_answer(daemon, b'quit\n') == b'\n'
+    assert not os.path.exists(daemon.files.pid)
+    assert calls() == []
+
+
+@pytest.mark.parametrize('message', [None, b'what\n'], ids=['closed', 'another-word'])
+def test_a_quit_socket_closed_without_a_quit_changes_nothing(daemon, monkeypatch, tmp_path, message):
+    calls = fake_aiida_init(tmp_path, monkeypatch)
+    daemon.claim_files()
+    quit_answer(daemon, message)
+    assert read(daemon.files.pid) == f'{os.getpid()}\n'
+    assert calls() == []
+    assert not daemon.quit_requested and not daemon.stopping
+
+
+FAKE_CIRCUSD = """\
+import json, os, socket, sys
+
+arguments = sys.argv[1:]
+with open({record!r}, 'a', encoding='utf8') as handle:
+    handle.write(json.dumps({{'arguments': arguments, 'AIIDA_PATH': os.environ.get('AIIDA_PATH')}}) + '\\n')
+if arguments[0] != 'circusd':
+    sys.exit(0)
+notify = int(arguments[arguments.index('--notify-fd') + 1])
+os.write(notify, {ready!r})
+os.close(notify)
+if {ready!r} != b'\\n':
+    sys.exit(3)
+quit_socket = socket.socket(fileno=int(arguments[arguments.index('--quit-fd') + 1]))
+quit_socket.sendall(b'quit')
+sys.exit(0 if quit_socket.recv(16) == b'\\n' else 4)
+"""
+"""An `aiida-init` (Python) that records each call; as `aiida-init circusd`, it reports ready (if
+`ready` is a newline, else writes `ready` and ends with 3), then asks the service to quit, as a
+client's `verdi daemon stop` makes circusd do, and ends 0 once answered."""
+
+
+def fake_circusd(tmp_path, monkeypatch, ready=b'\n'):
+    record = tmp_path / 'circusd-calls'
+    fake = tmp_path / 'bin' / 'aiida-init'
+    fake.parent.mkdir()
+    fake.write_text(f'#!{sys.executable}\n' + FAKE_CIRCUSD.format(record=str(record), ready=ready))
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{fake.parent}:{os.environ["PATH"]}')
+    return lambda: [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def test_circusd_runs_the_workers_and_a_quit_it_passes_on_ends_the_service(
+    daemon_module, daemon, monkeypatch, tmp_path
+):
+    calls = fake_circusd(tmp_path, monkeypatch)
+    daemon.claim_files()
+    assert daemon.start_circusd(2) is True
+    assert daemon.run_until_circusd_ends() == 0
+    circusd, s6_svc = calls()
+    arguments = circusd['arguments']
+    options = dict(zip(arguments[1:arguments.index('--'):2], arguments[2:arguments.index('--'):2], strict=True))
+    assert arguments[0] == 'circusd'
+    assert options['--name'] == 'aiida-default'
+    assert options['--controller'] == os.path.join(daemon.socket_directory, 'circus.c.sock')
+    assert options['--log-file'] == daemon.files.workers_log
+    assert options['--workers'] == '2'
+    assert options['--stop-timeout'] == str(daemon_module.WORKER_STOP_TIMEOUT)
+    assert arguments[arguments.index('--') + 1:] == [
+        sys.executable, daemon_module.DAEMON_WORKER, '-p', 'default', 'daemon', 'worker'
+    ]  # fmt: skip
+    assert circusd['AIIDA_PATH'] == daemon.profile.config_folder
+    assert s6_svc['arguments'] == ['s6-svc', '-O', daemon_module.SERVICE_DIRECTORY]
+    assert not os.path.exists(daemon.files.pid)
+    assert not os.path.exists(daemon.socket_directory)  # each start makes its own
+
+
+def test_a_circusd_that_ends_before_it_is_ready_is_no_daemon(daemon_module, daemon, monkeypatch, tmp_path):
+    fake_circusd(tmp_path, monkeypatch, ready=b'')
+    daemon.claim_files()
+    assert daemon.start_circusd(1) is False
+    assert daemon.run_until_circusd_ends() == 1
+    assert not os.path.exists(daemon.files.pid)
+
+
+@pytest.mark.parametrize('code', [0, 3])
+def test_a_circusd_that_ends_by_itself_means_a_restart(daemon, children, capsys, code):
+    daemon.claim_files()
+    daemon.circusd = start(children, ['sh', '-c', f'exit {code}'])
+    assert daemon.run_until_circusd_ends() == 1
+    assert not os.path.exists(daemon.files.pid)
+    assert f'circusd ended by itself (exit status {code})' in capsys.readouterr().err
+
+
+def test_the_stop_signal_is_passed_to_circusd_and_the_service_ends_with_it(daemon_module, daemon, children):
+    daemon.claim_files()
+    # circusd ends 0 on SIGTERM once its workers stopped.
+    code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); print('ready', " \
+           'flush=True); time.sleep(60)'
+    daemon.circusd = start(children, [sys.executable, '-c', code], stdout=subprocess.PIPE)
+    assert daemon.circusd.stdout.readline() == b'ready\n'
+    daemon.stop_on_signal(signal.SIGTERM, None)
+    assert daemon.signalled
+    assert daemon.run_until_circusd_ends() == 0
+    assert not os.path.exists(daemon.files.pid)
+    assert not os.path.exists(daemon.socket_directory)
+
+
+FAKE_BROKER = """\
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+print(' '.join(sys.argv[1:]), flush=True)
+time.sleep(60)
+"""
+
+
+def zmq_daemon(daemon_module, tmp_path):
+    """A daemon service for a profile on the ZeroMQ broker, its broker folder in `tmp_path`."""
+    zeromq = {'backend': 'core.zeromq', 'config': {}}
+    return daemon_module.Daemon(make_profile(tmp_path, broker_dir=tmp_path / 'broker', process_control=zeromq))
+
+
+def test_the_services_own_zmq_broker_logs_to_its_folder_and_is_started_again(daemon_module, tmp_path, monkeypatch):
+    broker_program = tmp_path / 'aiida-zmq-broker'
+    broker_program.write_text(FAKE_BROKER)
+    monkeypatch.setattr(daemon_module, 'ZMQ_BROKER', str(broker_program))
+    service = zmq_daemon(daemon_module, tmp_path)
+    try:
+        service.claim_files()
+        service.start_broker()
+        first = service.broker
+        folder = tmp_path / 'broker'
+        expected = f'-p default daemon broker --service-dir {folder} --log-file-path {folder}/broker.log'
+        assert wait_until(lambda: (tmp_path / 'broker' / 'broker.log').read_text() == f'{expected}\n')
+        assert daemon_module.command_line(first.pid)[:2] == [sys.executable, str(broker_program)]
+        # Ended: the watchdog starts it again.
+        first.kill()
+        first.wait()
+        monkeypatch.setattr(service, 'zmq_broker_pid', lambda: None)
+        monkeypatch.setattr(service, 'database_started_at', lambda: None)
+        service.watch_step(daemon_module.Watch(1000.0, None), lambda: 1000.0)
+        assert service.broker is not first and service.broker.poll() is None
+        assert wait_until(lambda: (tmp_path / 'broker' / 'broker.log').read_text() == f'{expected}\n' * 2)
+        service.stop_broker()
+        assert service.broker.returncode == 0
+        service.stop_broker()  # ended: nothing to do
+    finally:
+        if service.broker is not None and service.broker.poll() is None:
+            service.broker.kill()
+            service.broker.wait()
+        shutil.rmtree(service.socket_directory, ignore_errors=True)
+
+
+# --- readiness: the ZeroMQ broker's status file -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ('status', 'up'),
+    [
+        (lambda before, after, pid: {'running': True, 'pid': pid, 'timestamp': after}, True),
+        # Written before the process started: left by a broker (of a killed container, say) whose
+        # PID another process has now.
+        (lambda before, after, pid: {'running': True, 'pid': pid, 'timestamp': before}, False),
+        (lambda before, after, pid: {'running': True, 'pid': pid, 'timestamp': after - 3600 * 24 * 365}, False),
+        (lambda before, after, pid: {'running': True, 'pid': 2**22 + 1, 'timestamp': after}, False),  # no process
+        (lambda before, after, pid: {'running': True, 'timestamp': after}, False),
+        (lambda before, after, pid: {'running': True, 'pid': pid}, False),
+        (lambda before, after, pid: ['not', 'a', 'status'], False),
+    ],
+)
+def test_the_zmq_broker_is_up_once_a_running_broker_wrote_its_status(daemon_module, tmp_path, children, status, up):
+    service = zmq_daemon(daemon_module, tmp_path)
+    try:
+        status_file = tmp_path / 'broker' / 'broker.status'
+        assert service.files.broker_status == str(status_file)
+        assert service.zmq_broker_pid() is None  # no file yet
+        status_file.parent.mkdir()
+        before = time.time() - 5  # /proc's start time counts from a boot time in whole seconds
+        broker = running(daemon_module, start(children, ['sleep', '60']))
+        after = time.time()
+        status_file.write_text(json.dumps(status(before, after, broker.pid)))
+        assert service.zmq_broker_pid() == (broker.pid if up else None)
+        status_file.write_text('{"pid": ')  # caught while the broker rewrites it
+        assert service.zmq_broker_pid() is None
+        if up:
+            status_file.write_text(json.dumps(status(before, after, broker.pid)))
+            broker.kill()
+            broker.wait()
+            assert service.zmq_broker_pid() is None  # it names a process that ended
+    finally:
+        shutil.rmtree(service.socket_directory, ignore_errors=True)
+
+
+def test_without_the_zmq_broker_there_is_no_broker_to_wait_for(daemon):
+    assert daemon.files.broker_status is None
+    assert daemon.zmq_broker_pid() is None
+    assert daemon.wait_for_zmq_broker() is True  # without circusd to look at
+
+
+def test_waiting_for_the_zmq_broker_ends_when_circusd_ends_or_the_broker_is_up(daemon_module, tmp_path, children):
+    service = zmq_daemon(daemon_module, tmp_path)
+    try:
+        service.circusd = start(children, ['sh', '-c', 'exit 1'])
+        assert service.wait_for_zmq_broker() is False
+        service.circusd = start(children, ['sleep', '60'])
+        broker = running(daemon_module, start(children, ['sleep', '60']))
+        (tmp_path / 'broker').mkdir()
+
+        def write_status():
+            time.sleep(0.2)
+            status = {'running': True, 'pid': broker.pid, 'timestamp': time.time()}
+            (tmp_path / 'broker' / 'broker.status').write_text(json.dumps(status))
+
+        writer = threading.Thread(target=write_status)
+        writer.start()
+        assert service.wait_for_zmq_broker() is True
+        writer.join()
+    finally:
+        shutil.rmtree(service.socket_directory, ignore_errors=True)
 
 
 # --- the watchdog ---------------------------------------------------------------------------------
@@ -188,6 +892,15 @@ def test_status_calls_are_made_every_status_check_interval_only(daemon_module, d
     assert record['status'] == 3
 
 
+def test_a_watch_step_repairs_the_files(daemon_module, daemon, monkeypatch, capsys):
+    watch, clock, _ = watched(daemon_module, daemon, monkeypatch, answers=[True] * 10)
+    os.unlink(daemon.files.pid)
+    clock.now += daemon_module.FILE_CHECK_INTERVAL
+    daemon.watch_step(watch, clock)
+    assert read(daemon.files.pid) == f'{os.getpid()}\n'
+    assert f'rewritten: {daemon.files.pid} named another process' in capsys.readouterr().err
+
+
 def test_a_changed_postgresql_start_time_restarts_the_workers_once(daemon_module, daemon, monkeypatch):
     # Start-up, then one check per DATABASE_CHECK_INTERVAL: unchanged, restarted, down (no answer),
     # up again with the same start time, unchanged.
@@ -236,142 +949,155 @@ def test_watch_steps_after_each_file_check_interval(daemon_module, daemon, monke
     assert len(steps) == 3
 
 
-def test_restarting_the_workers_stops_them_repairs_then_starts_them(daemon_module, daemon, monkeypatch):
+@pytest.mark.parametrize(
+    ('broker_after', 'database_after', 'restarts'),
+    [
+        (False, False, []),
+        (True, False, ['the ZeroMQ broker restarted']),
+        (False, True, ['PostgreSQL restarted']),
+        (True, True, ['the ZeroMQ broker restarted']),
+    ],
+)
+def test_a_restart_between_readiness_and_the_watchdogs_start_restarts_the_workers_at_once(
+    daemon_module, daemon, monkeypatch, broker_after, database_after, restarts
+):
+    """The watchdog begins once aiida-core is loaded: a ZeroMQ broker or PostgreSQL that started
+    again after the workers did (after readiness) is not what the workers are connected to."""
+    import datetime
+
+    daemon.ready_at = 1_000_000.0
+    broker_started = daemon.ready_at + (1 if broker_after else -1)
+    database_started = datetime.datetime.fromtimestamp(
+        daemon.ready_at + (1 if database_after else -1), tz=datetime.UTC
+    )
+    made = []
+    monkeypatch.setattr(daemon, 'database_started_at', lambda: database_started)
+    monkeypatch.setattr(daemon, 'zmq_broker_pid', lambda: 4242)
+    monkeypatch.setattr(daemon_module, 'process_start_time', lambda pid: broker_started if pid == 4242 else None)
+    monkeypatch.setattr(daemon, 'restart_workers', made.append)
+
+    def sleep(seconds):
+        raise GaveUp
+
+    with pytest.raises(GaveUp):
+        daemon.watch(clock=Clock(), sleep=sleep)
+    assert made == restarts
+
+
+def test_the_watchdog_watches_once_aiida_core_is_loaded_and_not_without_it(daemon, monkeypatch, capsys):
+    loader = threading.Thread(target=lambda: None)
+    watched_after = []
+    monkeypatch.setattr(daemon, 'watch', lambda: watched_after.append('watch'))
+    monkeypatch.setattr(daemon, 'load_aiida_core', lambda thread: watched_after.append(thread))
+    daemon.watch_after_ready(loader)
+    assert watched_after == [loader, 'watch']
+
+    def broken(thread):
+        raise ImportError('no aiida')
+
+    watched_after.clear()
+    monkeypatch.setattr(daemon, 'load_aiida_core', broken)
+    daemon.watch_after_ready(loader)
+    assert watched_after == []
+    assert "aiida-core could not be loaded for the watchdog: ImportError('no aiida')" in capsys.readouterr().err
+
+
+def test_no_postgresql_start_time_without_postgresql(daemon_module, tmp_path):
+    sqlite = make_profile(tmp_path, storage={'backend': 'core.sqlite_dos', 'config': {}})
+    service = daemon_module.Daemon(sqlite)
+    try:
+        assert service.database_started_at() is None
+    finally:
+        shutil.rmtree(service.socket_directory, ignore_errors=True)
+
+
+def test_no_postgresql_start_time_without_an_answer(daemon_module, tmp_path):
+    pytest.importorskip('psycopg')
+    config = {'database_hostname': '127.0.0.1', 'database_port': 1, 'database_username': 'u',
+              'database_password': 'p', 'database_name': 'd'}
+    service = daemon_module.Daemon(make_profile(tmp_path, storage={'backend': 'core.psql_dos', 'config': config}))
+    try:
+        assert service.database_started_at() is None
+    finally:
+        shutil.rmtree(service.socket_directory, ignore_errors=True)
+
+
+class FakeDaemonClient:
+    """aiida-core's DaemonClient as restart_workers and status_answered use it."""
+
+    calls: list = []
+    status = None
+
+    def __init__(self, profile):
+        self.calls.append(('client', profile))
+
+    daemon_name = 'aiida-default'
+
+    def call_client(self, command, timeout):
+        self.calls.append((command['command'], command['properties'], timeout))
+
+    def get_status(self, timeout):
+        self.calls.append(('status', timeout))
+        if isinstance(self.status, Exception):
+            raise self.status
+        return self.status
+
+
+@pytest.fixture
+def daemon_client(daemon, monkeypatch):
     pytest.importorskip('aiida')
     from aiida.engine.daemon import client as client_module
 
-    calls = []
+    monkeypatch.setattr(FakeDaemonClient, 'calls', [])
+    monkeypatch.setattr(client_module, 'DaemonClient', FakeDaemonClient)
+    daemon.aiida_profile = SimpleNamespace(name='default')  # what load_profile() returns
+    return FakeDaemonClient
 
-    class Client:
-        daemon_name = 'aiida-default'
 
-        def __init__(self, profile):
-            assert profile is daemon.profile
-
-        def call_client(self, command, timeout):
-            calls.append((command['command'], command['properties']['name']))
-
-    monkeypatch.setattr(client_module, 'DaemonClient', Client)
-    monkeypatch.setattr(daemon, 'send_lost_tasks_again', lambda: calls.append('repair'))
+def test_restarting_the_workers_stops_them_repairs_then_starts_them(daemon_module, daemon, daemon_client, monkeypatch):
+    monkeypatch.setattr(daemon, 'send_lost_tasks_again', lambda: daemon_client.calls.append('repair'))
     daemon.restart_workers('PostgreSQL restarted')
-    assert calls == [('stop', 'aiida-default'), 'repair', ('start', 'aiida-default')]
+    workers = {'name': 'aiida-default', 'waiting': True}
+    timeout = daemon_module.STATUS_CALL_TIMEOUT
+    assert daemon_client.calls == [
+        ('client', daemon.aiida_profile), ('stop', workers, timeout), 'repair', ('start', workers, timeout)
+    ]  # fmt: skip
 
 
-def test_more_workers_are_asked_for_again_while_circus_is_still_starting(daemon_module, daemon, monkeypatch, capsys):
-    """Circus answers status calls once its socket is bound, but refuses `incr` while its arbiter
-    starts the first worker; the service asks again until the answer is ok."""
-    conflict = {'status': 'error', 'reason': 'arbiter is already running arbiter_start command'}
-    answers = [conflict, conflict, {'status': 'ok', 'numprocesses': 3}]
-    calls = []
+def test_the_workers_are_started_again_when_the_repair_fails(daemon, daemon_client, monkeypatch, capsys):
+    def repair():
+        raise RuntimeError('broker gone')
 
-    def call_client(command, timeout):
-        calls.append(command)
-        return answers.pop(0)
-
-    daemon.client.call_client = call_client
-    monkeypatch.setattr(daemon_module.time, 'sleep', lambda seconds: None)
-    daemon.add_workers(2)
-    assert calls == [{'command': 'incr', 'properties': {'name': 'aiida-default', 'nb': 2, 'waiting': True}}] * 3
-    assert 'could not start' not in capsys.readouterr().err
+    monkeypatch.setattr(daemon, 'send_lost_tasks_again', repair)
+    daemon.restart_workers('PostgreSQL restarted')
+    assert [call[0] for call in daemon_client.calls] == ['client', 'stop', 'start']
+    assert 'restarting the workers failed: broker gone' in capsys.readouterr().err
 
 
-def test_more_workers_that_circus_keeps_refusing_are_reported(daemon_module, daemon, monkeypatch, capsys):
-    clock = Clock()
-    daemon.client.call_client = lambda command, timeout: {'status': 'error', 'reason': 'arbiter is restarting...'}
-
-    def sleep(seconds):
-        clock.now += seconds
-
-    monkeypatch.setattr(daemon_module.time, 'monotonic', clock)
-    monkeypatch.setattr(daemon_module.time, 'sleep', sleep)
-    daemon.add_workers(1)
-    assert 'could not start 1 more workers: arbiter is restarting...' in capsys.readouterr().err
-    assert clock.now >= 1000.0 + daemon_module.STATUS_CALL_TIMEOUT
+@pytest.mark.parametrize(('status', 'answered'), [({'status': 'ok'}, True), (TimeoutError('no answer'), False)])
+def test_a_status_call_is_answered_as_any_clients(daemon, daemon_client, monkeypatch, status, answered):
+    monkeypatch.setattr(daemon_client, 'status', status)
+    assert daemon.status_answered(timeout=7) is answered
+    assert daemon_client.calls == [('client', daemon.aiida_profile), ('status', 7)]
 
 
-# --- the PID file and the sockets file ----------------------------------------------------------
-
-
-class Watching(Exception):
-    """The fake watch() raises this: the start is over."""
-
-
-def test_the_version_file_is_written_once_the_daemon_is_ready(daemon_module, daemon, monkeypatch):
-    events = []
-    monkeypatch.setattr(daemon, 'controller_socket', lambda: None)
-    monkeypatch.setattr(daemon, 'status_answered', lambda timeout: events.append('status answered') or True)
-    monkeypatch.setattr(daemon_module, 'notify_ready', lambda: events.append('ready'))
-    monkeypatch.setattr(daemon_module.compat, 'write_version_file', lambda client: events.append('version file'))
-
-    def watch():
-        raise Watching
-
-    monkeypatch.setattr(daemon, 'watch', watch)
-    with pytest.raises(Watching):
-        daemon.await_ready_then_watch()
-    assert events == ['status answered', 'ready', 'version file']
-
-
-def test_claiming_writes_the_sockets_file_and_the_pid_file(daemon):
+def test_giving_up_kills_circusd_and_its_workers_and_exits_1(daemon_module, daemon, children, monkeypatch):
     daemon.claim_files()
-    assert read(daemon.client.circus_socket_file) == daemon.socket_directory
-    assert read(daemon.client.circus_pid_file) == f'{os.getpid()}\n'
-    assert not [name for name in os.listdir(os.path.dirname(daemon.client.circus_pid_file)) if name.endswith('.tmp')]
+    daemon.circusd = running(daemon_module, start(children, ['sh', '-c', 'sleep 60 & wait']))
+    worker = child_of(daemon_module, daemon.circusd.pid, ['sleep', '60'])
+    exits = []
 
+    def exit_(code):
+        exits.append(code)
+        raise GaveUp
 
-def test_files_that_name_something_else_are_repaired(daemon):
-    daemon.claim_files()
-    assert daemon.repair_files() == []
-    with open(daemon.client.circus_socket_file, 'w', encoding='utf8') as handle:
-        handle.write('/tmp/another-folder')
-    os.unlink(daemon.client.circus_pid_file)
-    repaired = daemon.repair_files()
-    assert len(repaired) == 2 and 'another socket folder' in repaired[0] and 'another process' in repaired[1]
-    assert read(daemon.client.circus_socket_file) == daemon.socket_directory
-    assert read(daemon.client.circus_pid_file) == f'{os.getpid()}\n'
-    assert daemon.repair_files() == []
-
-
-def test_releasing_removes_only_its_own_pid_file_and_ends_the_repairs(daemon):
-    daemon.claim_files()
-    daemon.release_files()
-    assert not os.path.exists(daemon.client.circus_pid_file)
-    assert daemon.repair_files() == []
-    assert not os.path.exists(daemon.client.circus_pid_file)
-
-
-def test_releasing_keeps_a_pid_file_of_another_daemon(daemon):
-    with open(daemon.client.circus_pid_file, 'w', encoding='utf8') as handle:
-        handle.write('1\n')
-    daemon.release_files()
-    assert read(daemon.client.circus_pid_file) == '1\n'
-
-
-def test_circus_removing_the_pid_file_keeps_the_service_down_and_ends_the_repairs(daemon_module, daemon, monkeypatch):
-    pidfile_module = pytest.importorskip('circus.pidfile')
-    monkeypatch.setattr(pidfile_module.Pidfile, 'unlink', pidfile_module.Pidfile.unlink)  # restored after the test
-    kept_down = []
-
-    def keep_down_when_stopped():
-        # Asked once the file is gone: `verdi daemon restart` checks the file as soon as circus
-        # answers its `quit`, and must not find it naming a process that is exiting. The request
-        # still reaches aiida-init before this process exits, which `aiida-init restart` (the
-        # start that follows) waits for before it asks for the service again.
-        kept_down.append(os.path.exists(daemon.client.circus_pid_file))
-
-    monkeypatch.setattr(daemon_module, 'keep_down_when_stopped', keep_down_when_stopped)
-    daemon.release_files_when_circus_stops()
-    daemon.claim_files()
-    # Circus, as aiida-core starts it, keeps a PID file that names its own process.
-    pidfile = pidfile_module.Pidfile(daemon.client.circus_pid_file)
-    pidfile.create(os.getpid())
-    assert read(daemon.client.circus_pid_file).strip() == str(os.getpid())
-    pidfile.unlink()
-    assert kept_down == [False]
-    assert not os.path.exists(daemon.client.circus_pid_file)
-    assert daemon.stopping
-    assert daemon.repair_files() == []
-    assert not os.path.exists(daemon.client.circus_pid_file)
+    monkeypatch.setattr(daemon_module.os, '_exit', exit_)
+    with pytest.raises(GaveUp):
+        daemon.give_up()
+    assert exits == [1]
+    assert daemon.circusd.wait(timeout=10) == -signal.SIGKILL
+    assert wait_until(lambda: ended(worker))
+    assert not os.path.exists(daemon.files.pid)
 
 
 # --- the lost-task repair -----------------------------------------------------------------------
@@ -405,6 +1131,7 @@ class FakeManager:
 @pytest.fixture
 def aiida_manager(monkeypatch):
     pytest.importorskip('aiida')
+    compat.load_bare_packages()  # as send_lost_tasks_again() does first: it must not undo the fakes
     import aiida.manage
     from aiida.engine.processes import control
 
@@ -448,219 +1175,40 @@ def test_a_failing_repair_still_lets_go_of_the_storage_and_the_broker(daemon, ai
 
 
 def test_no_repair_without_rabbitmq(daemon, aiida_manager):
-    daemon.profile.process_control_backend = 'core.zeromq'
+    daemon.profile.process_control = {'backend': 'core.zeromq', 'config': {}}
     daemon.send_lost_tasks_again()
     assert aiida_manager.sent == [] and aiida_manager.reset == []
 
 
-# --- circus's configuration and the compatibility module ---------------------------------------
-
-
-def test_circus_gets_stop_timeouts_and_no_stats_or_multicast(daemon_module, monkeypatch):
-    circus = pytest.importorskip('circus')
-    made = []
-    monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
-    daemon_module.configure_circus(broker_service=False)
-    arbiter = circus.get_arbiter(watchers=[{'name': 'w'}, {'name': 'v', 'graceful_timeout': 9}], statsd=True,
-                                 stats_endpoint='ipc://stats')
-    assert arbiter == 'arbiter'
-    from circus.sighandler import SysHandler
-
-    assert SysHandler.signal.__name__ == 'hand_to_the_loop'  # see the test of a signal during a write
-    assert made == [
-        {
-            'watchers': [{'name': 'w', 'graceful_timeout': daemon_module.WORKER_STOP_TIMEOUT},
-                         {'name': 'v', 'graceful_timeout': 9}],
-            'statsd': False,
-            'stats_endpoint': None,
-            'multicast_endpoint': '',
-        }
-    ]
-
-
-def test_the_zmq_broker_and_the_workers_run_without_verdi_with_verdis_arguments(daemon_module, monkeypatch):
-    circus = pytest.importorskip('circus')
-    made = []
-    monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
-    daemon_module.configure_circus(broker_service=False)
-    broker = {
-        'name': 'aiida-default-zmq-broker-service',
-        'cmd': "/opt/aiida/bin/verdi -p default daemon broker --service-dir '/h/a b' --log-file-path /h/log",
-    }
-    worker = {'name': 'aiida-default', 'cmd': '/opt/aiida/bin/verdi -p default daemon worker'}
-    circus.get_arbiter(watchers=[broker, worker])
-    import sys
-
-    assert made[0]['watchers'][0]['cmd'] == (
-        f"{sys.executable} {daemon_module.ZMQ_BROKER} -p default daemon broker --service-dir '/h/a b' "
-        '--log-file-path /h/log'
-    )
-    assert made[0]['watchers'][1]['cmd'] == f'{sys.executable} {daemon_module.DAEMON_WORKER} -p default daemon worker'
-
-
-def test_circus_runs_no_zmq_broker_where_aiida_init_runs_it_as_a_service(daemon_module, monkeypatch):
-    circus = pytest.importorskip('circus')
-    made = []
-    monkeypatch.setattr(circus, 'get_arbiter', lambda **kwargs: made.append(kwargs) or 'arbiter')
-    daemon_module.configure_circus(broker_service=True)
-    broker = {'name': 'aiida-default-zmq-broker-service', 'cmd': 'verdi -p default daemon broker --service-dir d'}
-    worker = {'name': 'aiida-default', 'cmd': 'verdi -p default daemon worker'}
-    circus.get_arbiter(watchers=[broker, worker])
-    assert [watcher['name'] for watcher in made[0]['watchers']] == ['aiida-default']
-
-
-def zmq_daemon(daemon_module, tmp_path, monkeypatch):
-    """A daemon service for a profile on the ZeroMQ broker, its status file in `tmp_path`."""
-    profile = SimpleNamespace(name='default', process_control_backend='core.zeromq', process_control_config={})
-    monkeypatch.setattr(daemon_module.compat, 'zmq_broker_status_file', lambda client: str(tmp_path / 'broker.status'))
-    return daemon_module.Daemon(profile, FakeClient(tmp_path))
-
-
-@pytest.mark.parametrize(
-    ('status', 'up'),
-    [
-        (lambda now, pid: {'running': True, 'pid': pid, 'timestamp': now}, True),
-        # Left by a broker of a killed container: its PID is another process's now (this one's).
-        (lambda now, pid: {'running': True, 'pid': pid, 'timestamp': now - 3600 * 24 * 365 * 30}, False),
-        (lambda now, pid: {'running': True, 'pid': 2**22 + 1, 'timestamp': now}, False),  # no such process
-        (lambda now, pid: {'running': True, 'timestamp': now}, False),
-        (lambda now, pid: ['not', 'a', 'status'], False),
-    ],
-)
-def test_the_zmq_broker_is_up_once_a_running_broker_wrote_its_status(daemon_module, tmp_path, monkeypatch, status, up):
-    import json
-    import time
-
-    service = zmq_daemon(daemon_module, tmp_path, monkeypatch)
-    try:
-        assert not service.zmq_broker_up()  # no file yet
-        (tmp_path / 'broker.status').write_text(json.dumps(status(time.time(), os.getpid())))
-        assert service.zmq_broker_up() is up
-        (tmp_path / 'broker.status').write_text('{"pid": ')  # caught while the broker rewrites it
-        assert not service.zmq_broker_up()
-    finally:
-        shutil.rmtree(service.socket_directory, ignore_errors=True)
-
-
-class StoppingProcess:
-    """A process as circus's Watcher.kill_process sees it, which ends `checks` is_alive() calls
-    after its stop signal (never, with None)."""
-
-    def __init__(self, checks):
-        self.pid, self.stopping, self.checks, self.signals = 4242, False, checks, []
-
-    def stop(self):
-        pass
-
-    def is_alive(self):
-        if self.checks is None or not self.signals:
-            return True
-        self.checks -= 1
-        return self.checks >= 0
-
-
-def kill(process, graceful_timeout):
-    """circus's Watcher.kill_process (as patched) run for `process` on a tornado loop; returns
-    the signals sent."""
-    from circus import watcher as circus_watcher
-    from tornado.ioloop import IOLoop
-
-    watcher = SimpleNamespace(
-        name='aiida-default',
-        stop_signal=15,
-        graceful_timeout=graceful_timeout,
-        stop_children=False,
-        stream_redirector=None,
-        send_signal=lambda pid, signum: process.signals.append(signum),
-        send_signal_process=lambda process, signum, recursive=False: process.signals.append(signum),
-        notify_event=lambda *args: None,
-    )
-    loop = IOLoop(make_current=False)
-    try:
-        loop.run_sync(lambda: circus_watcher.Watcher.kill_process(watcher, process), timeout=60)
-    finally:
-        loop.close()
-    return process.signals
-
-
-def test_a_stopped_workers_end_is_seen_before_circuss_first_wait_is_over(daemon_module, monkeypatch):
-    pytest.importorskip('circus')
-    from circus import watcher as circus_watcher
-    from tornado.concurrent import Future
-
-    monkeypatch.setattr(circus_watcher, 'tornado_sleep', lambda duration: Future())  # waits forever
-    daemon_module.compat.check_stopping_processes_every(0.01)
-    assert kill(StoppingProcess(checks=3), graceful_timeout=4) == [15]  # no SIGKILL
-
-
-def test_a_worker_that_does_not_stop_is_still_killed_after_the_graceful_timeout(daemon_module):
-    pytest.importorskip('circus')
-    daemon_module.compat.check_stopping_processes_every(0.01)
-    assert kill(StoppingProcess(checks=None), graceful_timeout=0.3) == [15, 9]
-
-
-def test_a_broker_watcher_of_another_shape_is_left_as_it_is(daemon_module):
-    watcher = {'name': 'aiida-default-zmq-broker-service', 'cmd': 'verdi daemon broker -p default'}
-    daemon_module.compat.zmq_broker_without_verdi(watcher, ['python', 'broker'])
-    assert watcher['cmd'] == 'verdi daemon broker -p default'
-
-
-@pytest.mark.parametrize('command', ['verdi daemon worker -p default', 'verdi -p default daemon worker --extra'])
-def test_a_worker_watcher_of_another_shape_is_left_as_it_is(daemon_module, command):
-    watcher = {'name': 'aiida-default', 'cmd': command}
-    daemon_module.compat.worker_without_verdi(watcher, ['python', 'worker'])
-    assert watcher['cmd'] == command
-
-
-def test_conflicts_of_a_stopping_arbiter_are_dropped_from_the_log_and_nothing_else(daemon_module):
-    exc = pytest.importorskip('circus.exc')
-    import aiida_daemon_compat as compat
-
-    def record(error):
-        return SimpleNamespace(exc_info=(type(error), error, None))
-
-    stopping = exc.ConflictError('arbiter is already running arbiter_stop command')
-    assert not compat.drop_conflicts_while_stopping(record(stopping))
-    assert compat.drop_conflicts_while_stopping(record(exc.ConflictError('arbiter is already running start command')))
-    assert compat.drop_conflicts_while_stopping(record(RuntimeError('arbiter_stop')))
-    assert compat.drop_conflicts_while_stopping(SimpleNamespace(exc_info=None))
+# --- the compatibility module -------------------------------------------------------------------
 
 
 def test_the_installed_aiida_core_has_every_internal_the_service_uses(daemon_module):
     pytest.importorskip('aiida')
-    import aiida_daemon_compat as compat
-
     assert compat.missing_internals() == []
     assert compat.main(['--check']) == 0
 
 
 def test_the_check_names_a_missing_internal(daemon_module, monkeypatch, capsys):
     pytest.importorskip('aiida')
-    import aiida_daemon_compat as compat
     from aiida.engine.daemon.client import DaemonClient
 
-    monkeypatch.delattr(DaemonClient, '_clean_potentially_stale_pid_file')
-    assert compat.missing_internals() == ['aiida-core: DaemonClient._clean_potentially_stale_pid_file']
+    monkeypatch.delattr(DaemonClient, 'get_daemon_pid')
+    assert compat.missing_internals() == ['aiida-core: DaemonClient.get_daemon_pid']
     assert compat.main(['--check']) == 1
-    assert 'missing internal: aiida-core: DaemonClient._clean_potentially_stale_pid_file' in capsys.readouterr().err
+    assert 'missing internal: aiida-core: DaemonClient.get_daemon_pid' in capsys.readouterr().err
 
 
-def test_a_missing_member_is_named_when_the_service_uses_it(daemon_module):
-    import aiida_daemon_compat as compat
-
-    with pytest.raises(compat.MissingInternal, match='DaemonClient._clean_potentially_stale_pid_file'):
-        compat.clean_stale_pid_file(object())
+def test_the_version_file_is_written_where_aiida_core_has_one(daemon_module):
+    written = []
+    compat.write_version_file(SimpleNamespace(_write_version_file=lambda: written.append(True)))
+    assert written == [True]
     compat.write_version_file(object())  # before aiida-core 2.9 there is no version file to write
 
 
 def lines_printed_by_a_new_python(code: str, **env: str) -> list[str]:
     """What `code` prints, run by a new Python process with the compatibility module importable
     (and `env` added to its environment): what it imports is not already imported by the tests."""
-    import subprocess
-    import sys
-
-    import aiida_daemon_compat as compat
-
     return subprocess.run(
         [sys.executable, '-c', code],
         capture_output=True,
@@ -710,98 +1258,11 @@ def test_packages_already_imported_whole_are_left_whole(daemon_module):
     assert lines_printed_by_a_new_python(code) == ['[] True']
 
 
-def test_the_last_starts_version_file_is_removed_and_nothing_else(daemon_module, tmp_path):
-    import aiida_daemon_compat as compat
-
-    version_file = tmp_path / 'daemon-env-info.json'
-    version_file.write_text('{}')
-    other = tmp_path / 'circus-default.pid'
-    other.write_text('1\n')
-    compat.remove_version_file(SimpleNamespace(_daemon_env_info_file=str(version_file)))
-    assert not version_file.exists() and other.exists()
-    compat.remove_version_file(SimpleNamespace(_daemon_env_info_file=str(version_file)))  # none there
-    compat.remove_version_file(object())  # before aiida-core 2.9 there is no version file
-
-
-def test_circus_loads_without_its_ssh_tunnels_until_they_are_used(daemon_module):
-    pytest.importorskip('circus')
-    # The daemon's own imports, in the order load_aiida_at_low_priority() runs them.
-    code = (
-        'import sys, aiida_daemon_compat as c\n'
-        'c.defer_ssh_tunnels()\n'
-        'c.import_daemon_client()\n'
-        'import circus.arbiter, circus.util\n'
-        "print('zmq.ssh.tunnel' in sys.modules)\n"
-        'print(callable(circus.util.ssh.tunnel_connection))\n'
-        "print('zmq.ssh.tunnel' in sys.modules)\n"
-    )
-    assert lines_printed_by_a_new_python(code) == ['False', 'True', 'True']
-
-
-def run_signal_during_write(*arguments: str):
-    """tests/python/circus_signal_during_write.py in a process of its own: (exit code, output).
-    Its output goes to a file and it runs in a session of its own, so that what an arbiter that
-    did not stop leaves behind (its watcher's process) is killed afterwards."""
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-
-    import aiida_daemon_compat as compat
-
-    script = os.path.join(os.path.dirname(__file__), 'circus_signal_during_write.py')
-    with tempfile.TemporaryFile(mode='w+') as output:
-        process = subprocess.Popen(
-            [sys.executable, script, *arguments],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, 'PYTHONPATH': os.path.dirname(compat.__file__)},
-        )
-        try:
-            code = process.wait(timeout=300)
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        output.seek(0)
-        return code, output.read()
-
-
-def test_a_stop_signal_during_a_write_to_stderr_still_stops_circus_and_logs_no_error(daemon_module):
-    pytest.importorskip('circus')
-    code, out = run_signal_during_write('--patched')
-    assert code == 0, out
-    assert out.startswith('arbiter stopped\n'), out
-    log = out.split('--- circus log ---', 1)[1]
-    assert 'Got signal SIG_TERM' in log and 'Arbiter exiting' in log, out
-    for alarm in ('Traceback', 'error', 'reentrant'):
-        assert alarm.lower() not in log.lower(), out
-
-
-def test_without_the_patch_circus_loses_a_stop_signal_that_lands_during_a_write(daemon_module):
-    """The failure the patch removes, reproduced: circus's handler logs inside the signal handler."""
-    pytest.importorskip('circus')
-    code, out = run_signal_during_write()
-    assert code == 2, out
-    assert 'the write failed: reentrant call' in out, out
-
-
 # --- the ZeroMQ broker service's profile, without the configuration's model ------------------------
-
-
-def has_zmq_broker() -> bool:
-    """True when the aiida-core under test has the ZeroMQ broker (2.9 and later)."""
-    import importlib.util
-
-    return importlib.util.find_spec('aiida.brokers.zeromq') is not None
 
 
 def test_the_zmq_broker_service_finds_its_profile_without_the_configuration_model(daemon_module, tmp_path):
     pytest.importorskip('aiida')
-    import json
-
     folder = tmp_path / '.aiida'
     folder.mkdir()
     zeromq = {'backend': 'core.zeromq', 'config': {}}
@@ -849,8 +1310,6 @@ def test_no_readable_configuration_means_no_zmq_broker(daemon_module, tmp_path):
 
 def test_the_zmq_broker_folder_is_the_one_aiida_core_names(daemon_module, monkeypatch):
     pytest.importorskip('aiida')
-    import aiida_daemon_compat as compat
-
     assert compat.zmq_broker_folders_agree() is has_zmq_broker()
     found = compat.zmq_broker_in
 

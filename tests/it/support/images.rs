@@ -299,6 +299,16 @@ impl<'h> Container<'h> {
             .expect("a count from grep -c")
     }
 
+    /// How many daemon workers run: processes whose command line ends in `daemon worker`
+    /// (`verdi -p PROFILE daemon worker`, or the image's worker program with its arguments), not
+    /// counting the `aiida-init circusd` that runs them, whose command line names theirs.
+    pub fn daemon_workers(&self) -> usize {
+        self.sh("ps -eo args | grep '[d]aemon worker$' | grep -vc 'aiida-init circusd' || true")
+            .trim()
+            .parse()
+            .expect("a count from grep -c")
+    }
+
     /// The row of `service` in `aiida-init status --json`.
     pub fn service(&self, service: &str) -> serde_json::Value {
         let (code, out) = self.exec(&["aiida-init", "status", "--json"]);
