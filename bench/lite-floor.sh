@@ -9,7 +9,8 @@
 #     the broker;
 #   * circusd: writes the sockets file and runs `aiida-init circusd` with the profile's worker,
 #     which reports ready (the PID file written, the controller bound, the worker started); no
-#     watchdog beside it. What the daemon service would give with circusd in place of circus.
+#     watchdog and no Python beside it: what the daemon service's own Python (the profile read,
+#     the broker waited for; it runs circusd the same way) adds to it.
 # The floor's ratio to with-services is the best lite's ratio can be on this machine.
 #
 #   bash bench/lite-floor.sh [ROUNDS]     (default 5; needs the images built: cargo run -- images build)
