@@ -950,38 +950,54 @@ def test_watch_steps_after_each_file_check_interval(daemon_module, daemon, monke
 
 
 @pytest.mark.parametrize(
-    ('broker_after', 'database_after', 'restarts'),
+    ('broker_now', 'database_after', 'restarts'),
     [
-        (False, False, []),
-        (True, False, ['the ZeroMQ broker restarted']),
-        (False, True, ['PostgreSQL restarted']),
-        (True, True, ['the ZeroMQ broker restarted']),
+        (4242, False, []),
+        (4343, False, ['the ZeroMQ broker restarted']),
+        (None, False, []),
+        (4242, True, ['PostgreSQL restarted']),
     ],
 )
-def test_a_restart_between_readiness_and_the_watchdogs_start_restarts_the_workers_at_once(
-    daemon_module, daemon, monkeypatch, broker_after, database_after, restarts
+def test_a_restart_between_readiness_and_the_watchdogs_start_restarts_the_workers(
+    daemon_module, daemon, monkeypatch, broker_now, database_after, restarts
 ):
-    """The watchdog begins once aiida-core is loaded: a ZeroMQ broker or PostgreSQL that started
-    again after the workers did (after readiness) is not what the workers are connected to."""
+    """The watchdog begins once aiida-core is loaded, after readiness: from the ZeroMQ broker the
+    workers met then (another one since is a restart, seen at the first step; none running yet
+    is no restart), and a PostgreSQL that started since readiness restarts them at once."""
     import datetime
 
     daemon.ready_at = 1_000_000.0
-    broker_started = daemon.ready_at + (1 if broker_after else -1)
-    database_started = datetime.datetime.fromtimestamp(
-        daemon.ready_at + (1 if database_after else -1), tz=datetime.UTC
-    )
-    made = []
+    daemon.broker_pid_at_ready = 4242
+    database_started = datetime.datetime.fromtimestamp(daemon.ready_at + (1 if database_after else -1), tz=datetime.UTC)
+    made, steps = [], []
     monkeypatch.setattr(daemon, 'database_started_at', lambda: database_started)
-    monkeypatch.setattr(daemon, 'zmq_broker_pid', lambda: 4242)
-    monkeypatch.setattr(daemon_module, 'process_start_time', lambda pid: broker_started if pid == 4242 else None)
+    monkeypatch.setattr(daemon, 'zmq_broker_pid', lambda: broker_now)
+    monkeypatch.setattr(daemon, 'repair_files', lambda: [])
     monkeypatch.setattr(daemon, 'restart_workers', made.append)
 
     def sleep(seconds):
-        raise GaveUp
+        if steps:
+            raise GaveUp
+        steps.append(seconds)
 
     with pytest.raises(GaveUp):
         daemon.watch(clock=Clock(), sleep=sleep)
     assert made == restarts
+
+
+@pytest.mark.parametrize(('after_ready', 'restarts'), [(True, ['PostgreSQL restarted']), (False, [])])
+def test_postgresql_down_as_the_watchdog_began_then_up_restarts_the_workers_if_it_started_since_readiness(
+    daemon_module, daemon, monkeypatch, after_ready, restarts
+):
+    import datetime
+
+    daemon.ready_at = 1_000_000.0
+    started = datetime.datetime.fromtimestamp(daemon.ready_at + (1 if after_ready else -1), tz=datetime.UTC)
+    watch, clock, record = watched(daemon_module, daemon, monkeypatch, database=[None, started])
+    assert watch.database_started is None
+    clock.now += daemon_module.DATABASE_CHECK_INTERVAL
+    daemon.watch_step(watch, clock)
+    assert record['restarts'] == restarts
 
 
 def test_the_watchdog_watches_once_aiida_core_is_loaded_and_not_without_it(daemon, monkeypatch, capsys):
