@@ -132,45 +132,54 @@ def import_settings():
     return sys.modules[CONFIGURATION_SETTINGS[0]]
 
 
+def read_configuration():
+    """(aiida-core's settings module, the configuration folder it finds, config.json's content read
+    as JSON or None when it cannot be read)."""
+    settings = import_settings()
+    folder = settings.AiiDAConfigDir.get()
+    try:
+        with open(folder / 'config.json', encoding='utf8') as handle:
+            return settings, folder, json.load(handle)
+    except (OSError, ValueError):
+        return settings, folder, None
+
+
 def daemon_profile(name: str | None) -> DaemonProfile | None:
     """Profile `name` (None, or one that does not exist: the default profile) as the daemon service
     needs it, from the configuration folder that aiida-core finds (AIIDA_PATH, else ~/.aiida), with
     the standard library and aiida-core's settings module only; None without a configuration file
     or a profile. load_bare_packages() before the rest of aiida.manage is used."""
-    settings = import_settings()
-    folder = settings.AiiDAConfigDir.get()
+    settings, folder, config = read_configuration()
+    if config is None:
+        return None
     try:
-        with open(folder / 'config.json', encoding='utf8') as handle:
-            config = json.load(handle)
         profiles = config.get('profiles') or {}
         if name not in profiles:
             name = config.get('default_profile')
         profile = profiles[name]
         uuid = profile.get('PROFILE_UUID', '')
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return None
     options = {**(config.get('options') or {}), **(profile.get('options') or {})}
-    resolver = settings.AiiDAConfigPathResolver(folder)
+    process_control = profile.get('process_control') or {}
     return DaemonProfile(
         name=name,
         config_folder=str(folder),
         storage=profile.get('storage') or {},
-        process_control=profile.get('process_control') or {},
+        process_control=process_control,
         options=options,
-        files=daemon_files_in(resolver, name, uuid, profile.get('process_control') or {}),
+        files=daemon_files_in(settings.AiiDAConfigPathResolver(folder), name, uuid, process_control),
     )
 
 
 def daemon_files_in(resolver, name: str, uuid: str, process_control: dict) -> DaemonFiles:
     """The daemon's files of profile `name` in the folders of aiida-core's `AiiDAConfigPathResolver`."""
-    broker = zmq_broker_in({'profiles': {name: {'PROFILE_UUID': uuid, 'process_control': process_control}}},
-                           resolver, name)
     return DaemonFiles(
         pid=str(resolver.daemon_dir / f'circus-{name}.pid'),
         sockets=str(resolver.daemon_dir / f'circus-{name}.sockets'),
         workers_log=str(resolver.daemon_log_dir / f'aiida-{name}.log'),
         env_info=str(resolver.daemon_dir / f'aiida-{name}-env-info.json'),
-        broker_dir=None if broker is None else broker[1],
+        broker_dir=zmq_broker_dir(resolver, name, uuid, process_control),
     )
 
 
@@ -272,25 +281,15 @@ def zmq_broker_of_the_profile(name: str | None) -> tuple[str, str, str] | None:
     configuration file. Found without loading the configuration's model: the file is read as JSON,
     the folders come from aiida-core's settings module alone (see CONFIGURATION_SETTINGS;
     load_bare_packages() before the rest of aiida.manage is used)."""
-    _import_alone(*CONFIGURATION_SETTINGS)
-    settings = sys.modules[CONFIGURATION_SETTINGS[0]]
-    if not hasattr(getattr(settings, 'AiiDAConfigPathResolver', None), '_zmq_broker_service_base_dir'):
-        return None  # an aiida-core older than its ZeroMQ broker (2.9)
-    folder = settings.AiiDAConfigDir.get()
-    try:
-        with open(folder / 'config.json', encoding='utf8') as handle:
-            config = json.load(handle)
-    except (OSError, ValueError):
+    settings, folder, config = read_configuration()
+    if config is None:
         return None
     return zmq_broker_in(config, settings.AiiDAConfigPathResolver(folder), name)
 
 
 def zmq_broker_in(config, resolver, name: str | None) -> tuple[str, str, str] | None:
     """zmq_broker_of_the_profile() for the configuration file's content `config` and aiida-core's
-    `AiiDAConfigPathResolver` of its folder: aiida-core's test of a daemon's broker (backend
-    `core.zeromq`, `supervised_by_daemon` not false), and the folder that
-    `Config.filepaths(profile)['broker_service']` names (`<uuid>-<name>` in the resolver's
-    `_zmq_broker_service_base_dir`), with the log file in it."""
+    `AiiDAConfigPathResolver` of its folder: the folder of zmq_broker_dir(), with the log file in it."""
     try:
         name = name or config['default_profile']
         profile = config['profiles'][name]
@@ -298,13 +297,22 @@ def zmq_broker_in(config, resolver, name: str | None) -> tuple[str, str, str] | 
         uuid = profile['PROFILE_UUID']
     except (KeyError, TypeError):
         return None
-    if control.get('backend') != 'core.zeromq' or not (control.get('config') or {}).get('supervised_by_daemon', True):
+    service_dir = zmq_broker_dir(resolver, name, uuid, control)
+    return None if service_dir is None else (name, service_dir, os.path.join(service_dir, 'broker.log'))
+
+
+def zmq_broker_dir(resolver, name: str, uuid: str, process_control: dict) -> str | None:
+    """The ZeroMQ broker's folder of profile `name` when its daemon runs one (aiida-core's test:
+    backend `core.zeromq`, `supervised_by_daemon` not false): `<uuid>-<name>` in the
+    `_zmq_broker_service_base_dir` of aiida-core's `AiiDAConfigPathResolver`, as
+    `Config.filepaths(profile)['broker_service']['dir']` names it; None otherwise."""
+    config = process_control.get('config') or {}
+    if process_control.get('backend') != 'core.zeromq' or not config.get('supervised_by_daemon', True):
         return None
     base = getattr(resolver, '_zmq_broker_service_base_dir', None)
     if base is None:
         return None  # an aiida-core older than its ZeroMQ broker (2.9)
-    service_dir = base / f'{uuid}-{name}'
-    return name, str(service_dir), str(service_dir / 'broker.log')
+    return str(base / f'{uuid}-{name}')
 
 
 def load_bare_packages() -> None:
