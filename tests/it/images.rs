@@ -313,7 +313,8 @@ fn base_image_alone_gives_a_working_profile_and_keeps_the_contract() {
 
 /// The lite variant's ZeroMQ broker is aiida-init's service `aiida-zmq-broker`, not a child of
 /// the daemon's circus. SIGKILLed, it is started again, the daemon restarts its workers to
-/// connect to it, and they run a calculation through it; the container still stops cleanly.
+/// connect to it, and they run a calculation through it. On a restart it starts as the profile
+/// step begins. The container still stops cleanly.
 /// With-services, whose broker is RabbitMQ, leaves the service down, without a restart or a word
 /// in its log.
 #[test]
@@ -362,6 +363,26 @@ fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
     c.assert_verdi_ready(false);
     let pk = submit_add(&c, 2, 3, None);
     assert_eq!(await_sum(&c, &pk), 5);
+
+    // On a restart the profile exists, and with it the broker's folder: aiida-prepare asks for
+    // the broker as it begins, not after its Python step (forced here by removing the stamp).
+    c.sh("rm ~/.aiida/aiida-prepare.stamp");
+    c.stop();
+    c.start_again();
+    c.wait_ready();
+    c.assert_verdi_ready(false);
+    let logs = c.logs();
+    assert!(
+        logs.contains("storage up to date"),
+        "the restart did not run the Python step:\n{logs}"
+    );
+    let (prepare, broker) = (c.service("aiida-prepare"), c.service("aiida-zmq-broker"));
+    let asked_at = broker["started_ms"].as_u64().expect("the broker's start");
+    let prepared_at = prepare["ready_ms"].as_u64().expect("the profile step's end");
+    assert!(
+        asked_at + 200 <= prepared_at,
+        "the broker started at {asked_at} ms, not before the profile step's Python (done at {prepared_at} ms)"
+    );
     c.stop();
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.logs());
 
