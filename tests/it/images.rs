@@ -378,7 +378,9 @@ fn lite_broker_is_a_service_of_its_own_that_comes_back_after_a_kill() {
     );
     let (prepare, broker) = (c.service("aiida-prepare"), c.service("aiida-zmq-broker"));
     let asked_at = broker["started_ms"].as_u64().expect("the broker's start");
-    let prepared_at = prepare["ready_ms"].as_u64().expect("the profile step's end");
+    let prepared_at = prepare["ready_ms"]
+        .as_u64()
+        .expect("the profile step's end");
     assert!(
         asked_at + 200 <= prepared_at,
         "the broker started at {asked_at} ms, not before the profile step's Python (done at {prepared_at} ms)"
