@@ -282,19 +282,19 @@ class ImportsBegan(Exception):
 
 def priority_of_the_import_thread(daemon_module, monkeypatch, idle):
     """(scheduling policy, nice value) of the thread that runs load_aiida_core(idle) as its
-    imports begin (compat.import_settings, its first step, stops them there)."""
+    imports begin (compat.load_bare_packages, its first step, stops them there)."""
     seen = []
 
     def first_import_step():
         seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
         raise ImportsBegan
 
-    monkeypatch.setattr(compat, 'import_settings', first_import_step)
+    monkeypatch.setattr(compat, 'load_bare_packages', first_import_step)
     failed = []
 
     def load():
         try:
-            daemon_module.load_aiida_core(idle, threading.Event())
+            daemon_module.load_aiida_core(idle)
         except ImportsBegan:
             failed.append(True)
 
@@ -317,23 +317,6 @@ def test_the_imports_run_at_import_niceness_otherwise(daemon_module, monkeypatch
     policy, niceness = priority_of_the_import_thread(daemon_module, monkeypatch, idle=False)
     assert (policy, niceness) == (os.SCHED_OTHER, daemon_module.IMPORT_NICENESS)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the thread's only
-
-
-def test_the_settings_module_is_announced_before_the_rest_of_aiida_core_loads(daemon_module, monkeypatch):
-    """With RabbitMQ booting, the main thread reads the profile once the loader has imported
-    aiida-core's settings module (it waits on the event), not after the whole of aiida-core."""
-    steps = []
-    settings_loaded = threading.Event()
-
-    def rest_of_aiida_core():
-        steps.append(('rest', settings_loaded.is_set()))
-        raise ImportsBegan
-
-    monkeypatch.setattr(compat, 'import_settings', lambda: steps.append(('settings', settings_loaded.is_set())))
-    monkeypatch.setattr(compat, 'load_bare_packages', rest_of_aiida_core)
-    with pytest.raises(ImportsBegan):
-        daemon_module.load_aiida_core(True, settings_loaded)
-    assert steps == [('settings', False), ('rest', True)]
 
 
 # --- the profile, from config.json ----------------------------------------------------------------
