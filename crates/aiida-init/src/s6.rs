@@ -9,11 +9,13 @@
 //! * `s6-notifyoncheck [-3 fd] [-s ms] [-T ms] [-t ms] [-w ms] [-n n] [-c cmdline] PROG...`:
 //!   polls `./data/check` (or the execline command line of `-c`) in the background and writes
 //!   the readiness newline to the notification fd when it succeeds, with s6's defaults
-//!   (10 ms initial sleep, 1000 ms between attempts, 7 attempts);
+//!   (10 ms initial sleep, 1000 ms between attempts, 7 attempts); as s6's, the poller ends when
+//!   the service's process does (the next start of the service polls anew);
 //! * `s6-svc -abqhkti12pcyroduDUxO SERVICEDIR...`: control a longrun of the running instance (by
 //!   the directory's name); an unknown letter is a usage error;
 //! * `halt`, `poweroff`, `reboot`: start the ordered shutdown of the running instance.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,9 +254,11 @@ pub fn s6_notifyoncheck(inv: &Invocation) -> Next {
     // SAFETY: single-threaded at this point.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
+            // The parent, which becomes the service's program, waits for this child: it is alive.
+            let service = ServiceProcess::parent();
             // SAFETY: as above.
             match unsafe { nix::unistd::fork() } {
-                Ok(nix::unistd::ForkResult::Child) => poll_check(fd, &poll, inv.context),
+                Ok(nix::unistd::ForkResult::Child) => poll_check(fd, &poll, inv.context, &service),
                 _ => std::process::exit(0),
             }
         }
@@ -268,7 +272,70 @@ pub fn s6_notifyoncheck(inv: &Invocation) -> Next {
     }
 }
 
-fn poll_check(fd: i32, poll: &Poll, context: &Context) -> ! {
+/// The service's process, which the poller outlives otherwise: a service that exits and is
+/// started again would leave one poller more at each start, each polling until its tries run out
+/// (`-n 0`: forever). s6's poller ends on the service's down event; this one watches the process
+/// itself, by a pidfd (Linux 5.3), else by its PID and start time in /proc.
+struct ServiceProcess {
+    pidfd: Option<OwnedFd>,
+    pid: i32,
+    start_time: Option<String>,
+}
+
+impl ServiceProcess {
+    fn parent() -> Self {
+        let pid = nix::unistd::getppid().as_raw();
+        // SAFETY: pidfd_open(2) with flags 0; a non-negative result is a new fd that we own.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = i32::try_from(raw)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            // SAFETY: as above.
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        Self {
+            pidfd,
+            pid,
+            start_time: process_start_time(pid),
+        }
+    }
+
+    /// Waits up to `timeout`; true as soon as the process has ended.
+    fn ended_within(&self, timeout: Duration) -> bool {
+        match &self.pidfd {
+            Some(pidfd) => {
+                use std::os::fd::AsFd;
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                    let mut fds = [nix::poll::PollFd::new(
+                        pidfd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    if matches!(nix::poll::poll(&mut fds, ms), Ok(n) if n > 0) {
+                        return true;
+                    }
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                }
+            }
+            None => {
+                std::thread::sleep(timeout);
+                process_start_time(self.pid) != self.start_time
+            }
+        }
+    }
+}
+
+/// Field 22 of /proc/PID/stat (the start time), which tells a PID's process from a later one's.
+fn process_start_time(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(String::from)
+}
+
+fn poll_check(fd: i32, poll: &Poll, context: &Context, service: &ServiceProcess) -> ! {
     let Poll {
         initial,
         global,
@@ -278,7 +345,9 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context) -> ! {
         ref check,
     } = *poll;
     let start = Instant::now();
-    std::thread::sleep(Duration::from_millis(initial));
+    if service.ended_within(Duration::from_millis(initial)) {
+        std::process::exit(2);
+    }
     let mut attempt = 0u64;
     loop {
         attempt += 1;
@@ -308,7 +377,11 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context) -> ! {
                         let _ = child.wait();
                         break false;
                     }
-                    std::thread::sleep(Duration::from_millis(5));
+                    if service.ended_within(Duration::from_millis(5)) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        std::process::exit(2);
+                    }
                 }
             }
             Err(_) => false,
@@ -328,7 +401,9 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context) -> ! {
             eprintln_whole!("s6-notifyoncheck: fatal: timed out");
             std::process::exit(99);
         }
-        std::thread::sleep(Duration::from_millis(waiting));
+        if service.ended_within(Duration::from_millis(waiting)) {
+            std::process::exit(2);
+        }
     }
 }
 

@@ -274,6 +274,78 @@ fn readiness_by_data_check_with_s6_notifyoncheck() {
     }
 }
 
+/// A service that exits and is started again leaves no readiness poller behind: each
+/// s6-notifyoncheck poller ends with its own start of the service, as s6's does, instead of
+/// polling a check that keeps failing (`-n 0`: forever), one poller more at every restart.
+#[test]
+fn a_restarted_service_leaves_no_readiness_poller_behind() {
+    prerequisites();
+    let tree = Tree::new();
+    let starts = tree.out_file("starts");
+    let pollers = tree.out_file("pollers");
+    tree.file("db", "type", "longrun\n")
+        .exec(
+            "db",
+            "run",
+            &format!(
+                "#!/command/execlineb -P\ns6-notifyoncheck -w 50 -n 0\nsh -c \"echo start >> {}; sleep 0.5; exit 1\"\n",
+                starts.display()
+            ),
+        )
+        .file("db", "notification-fd", "3\n")
+        .exec("db", "data/check", &format!("#!/bin/sh\necho $PPID >> {}\nexit 1\n", pollers.display()))
+        .user("db");
+    // A plain child: the pollers' PIDs, which the check writes, are the host's.
+    let running = tree.spawn(Mode::Child, &["sleep", "100"], &[]);
+    let ceiling = Duration::from_secs(120);
+    let deadline = Instant::now() + ceiling;
+    while tree.read_out("starts").lines().count() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the service was not started 4 times"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let polling = || -> (Vec<i32>, usize) {
+        let seen: std::collections::BTreeSet<i32> = tree
+            .read_out("pollers")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let alive = seen
+            .iter()
+            .copied()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(')')
+                            .map(|(_, after)| after.trim_start().to_owned())
+                    })
+                    .is_some_and(|after| !after.starts_with('Z'))
+            })
+            .collect();
+        (alive, seen.len())
+    };
+    // Every poller but the one of the running start (if any) ends with its start, however busy
+    // the machine is.
+    let deadline = Instant::now() + ceiling;
+    loop {
+        let (alive, seen) = polling();
+        if alive.len() <= 1 {
+            assert!(seen >= 2, "too few pollers ran a check to tell: {seen}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pollers of earlier starts still poll: {alive:?} ({seen} seen)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (out, _) = running.shut_down(LIMIT);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
 #[test]
 fn a_longrun_killed_with_sigkill_comes_back() {
     prerequisites();
