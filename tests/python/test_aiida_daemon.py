@@ -340,6 +340,13 @@ def config_folder(monkeypatch, tmp_path):
     return folder
 
 
+@pytest.fixture(params=[False, True], ids=['settings module', 'found here'])
+def found_here(request):
+    """daemon_profile()'s `folder_found_here`: the configuration folder from aiida-core's settings
+    module, or found without it."""
+    return request.param
+
+
 def write_config(folder, **profiles):
     config = {
         'CONFIG_VERSION': {'CURRENT': 9, 'OLDEST_COMPATIBLE': 9},
@@ -354,7 +361,7 @@ RABBITMQ = {'backend': 'core.rabbitmq', 'config': {'broker_host': 'rmq', 'broker
 STORAGE = {'backend': 'core.psql_dos', 'config': {'database_hostname': 'db', 'database_port': 5432}}
 
 
-def test_the_daemons_profile_is_read_from_the_configuration_file(config_folder):
+def test_the_daemons_profile_is_read_from_the_configuration_file(config_folder, found_here):
     write_config(
         config_folder,
         p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': RABBITMQ,
@@ -362,7 +369,7 @@ def test_the_daemons_profile_is_read_from_the_configuration_file(config_folder):
         q={'PROFILE_UUID': 'u2', 'storage': STORAGE, 'process_control': RABBITMQ},
     )  # fmt: skip
     daemon_dir = config_folder / 'daemon'
-    assert compat.daemon_profile('p') == compat.DaemonProfile(
+    assert compat.daemon_profile('p', found_here) == compat.DaemonProfile(
         name='p',
         config_folder=str(config_folder),
         storage=STORAGE,
@@ -376,7 +383,7 @@ def test_the_daemons_profile_is_read_from_the_configuration_file(config_folder):
             broker_dir=None,
         ),
     )
-    other = compat.daemon_profile('q')
+    other = compat.daemon_profile('q', found_here)
     assert (other.name, other.files.pid, other.options) == (
         'q',
         f'{daemon_dir}/circus-q.pid',
@@ -387,28 +394,28 @@ def test_the_daemons_profile_is_read_from_the_configuration_file(config_folder):
 
 
 @pytest.mark.parametrize('name', [None, 'missing'])
-def test_a_profile_not_named_or_that_does_not_exist_is_the_default_one(config_folder, name):
+def test_a_profile_not_named_or_that_does_not_exist_is_the_default_one(config_folder, found_here, name):
     write_config(
         config_folder,
         p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': RABBITMQ},
         q={'PROFILE_UUID': 'u2', 'storage': STORAGE, 'process_control': RABBITMQ},
     )
-    found = compat.daemon_profile(name)
+    found = compat.daemon_profile(name, found_here)
     assert (found.name, found.files.sockets) == ('p', f'{config_folder}/daemon/circus-p.sockets')
 
 
-def test_no_configuration_file_or_no_profile_means_no_profile(config_folder):
-    assert compat.daemon_profile(None) is None
-    assert compat.daemon_profile('p') is None
+def test_no_configuration_file_or_no_profile_means_no_profile(config_folder, found_here):
+    assert compat.daemon_profile(None, found_here) is None
+    assert compat.daemon_profile('p', found_here) is None
     (config_folder / 'config.json').write_text('{"profiles": ')
-    assert compat.daemon_profile('p') is None
+    assert compat.daemon_profile('p', found_here) is None
     (config_folder / 'config.json').write_text(json.dumps({'profiles': {}, 'default_profile': None}))
-    assert compat.daemon_profile(None) is None
+    assert compat.daemon_profile(None, found_here) is None
     write_config(config_folder)  # `p` is the default profile, but there is none
-    assert compat.daemon_profile('p') is None
+    assert compat.daemon_profile('p', found_here) is None
 
 
-def test_a_profile_on_the_zmq_broker_names_its_folder(config_folder):
+def test_a_profile_on_the_zmq_broker_names_its_folder(config_folder, found_here):
     if not has_zmq_broker():
         return  # aiida-core 2.7 and 2.8 have no ZeroMQ broker
     zeromq = {'backend': 'core.zeromq', 'config': {}}
@@ -418,28 +425,68 @@ def test_a_profile_on_the_zmq_broker_names_its_folder(config_folder):
         p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': zeromq},
         own={'PROFILE_UUID': 'u2', 'storage': STORAGE, 'process_control': unsupervised},
     )
-    files = compat.daemon_profile('p').files
+    files = compat.daemon_profile('p', found_here).files
     broker = config_folder / 'broker' / 'u1-p'
     assert (files.broker_dir, files.broker_status, files.broker_log) == (
         str(broker),
         str(broker / 'broker.status'),
         str(broker / 'broker.log'),
     )
-    assert compat.daemon_profile('own').files.broker_dir is None  # a broker not the daemon's
+    assert compat.daemon_profile('own', found_here).files.broker_dir is None  # a broker not the daemon's
 
 
-def test_the_daemons_profile_is_read_without_the_configuration_model(daemon_module, tmp_path):
+def test_the_daemons_profile_is_read_without_the_configuration_model(daemon_module, tmp_path, found_here):
+    """Without pydantic's model, and, where the folder is found here, without any of aiida-core."""
     pytest.importorskip('aiida')
     (tmp_path / '.aiida').mkdir()
     write_config(tmp_path / '.aiida', p={'PROFILE_UUID': 'u1', 'storage': STORAGE, 'process_control': RABBITMQ})
     code = (
         'import sys, aiida_daemon_compat as c\n'
-        "profile = c.daemon_profile('p')\n"
+        f"profile = c.daemon_profile('p', {found_here})\n"
         'print(profile.name, profile.files.pid)\n'
         "print('pydantic' in sys.modules, 'aiida.manage.configuration.config' in sys.modules)\n"
+        "print('aiida' in sys.modules)\n"
     )
     lines = lines_printed_by_a_new_python(code, AIIDA_PATH=str(tmp_path))
-    assert lines == [f'p {tmp_path}/.aiida/daemon/circus-p.pid', 'False False']
+    assert lines == [f'p {tmp_path}/.aiida/daemon/circus-p.pid', 'False False', str(not found_here)]
+    # The daemon's folders were made (mode 700) either way.
+    for folder in (tmp_path / '.aiida' / 'daemon', tmp_path / '.aiida' / 'daemon' / 'log'):
+        assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_configuration_folder_is_found_here_as_aiida_core_finds_it(daemon_module, monkeypatch):
+    pytest.importorskip('aiida')
+    first, last = compat.FOLDER_FOUND_HERE
+    if not first <= compat.aiida_version() <= last:
+        pytest.fail(f'aiida-core {compat.aiida_version()} is out of FOLDER_FOUND_HERE: the suite runs in it')
+    before = (os.environ.get('AIIDA_PATH'), os.environ.get('HOME'), os.getcwd())
+    assert compat.configuration_folders_agree() is True
+    assert (os.environ.get('AIIDA_PATH'), os.environ.get('HOME'), os.getcwd()) == before  # all put back
+    found = compat.configuration_folder
+
+    def without_the_first_existing_entry():
+        folder = found()
+        return folder.parent / 'elsewhere' / '.aiida' if 'has' in str(folder) else folder
+
+    monkeypatch.setattr(compat, 'configuration_folder', without_the_first_existing_entry)
+    assert compat.configuration_folders_agree() is False
+
+
+@pytest.mark.parametrize(
+    ('installations', 'found_here'),
+    [
+        (['/opt/aiida/lib/python3.11/site-packages/aiida_core-2.9.4.dist-info'], True),
+        (['/x/aiida_core-2.7.5.dist-info'], True),
+        (['/x/aiida_core-2.8.0.dist-info'], True),
+        (['/x/aiida_core-2.6.4.dist-info'], False),
+        (['/x/aiida_core-2.10.0.dist-info'], False),
+        (['/x/aiida_core-3.0.0a1.dist-info'], False),
+        (['/x/aiida_core-2.9.4.dist-info', '/y/aiida_core-2.9.4.dist-info'], False),  # which one is imported?
+        ([], False),
+    ],
+)
+def test_the_folder_is_found_here_for_one_aiida_core_of_the_checked_releases(installations, found_here):
+    assert compat.finds_folder_as_aiida_core(installations) is found_here
 
 
 def test_the_daemons_files_are_the_ones_aiida_core_names(daemon_module, monkeypatch):

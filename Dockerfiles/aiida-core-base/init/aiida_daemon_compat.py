@@ -12,7 +12,9 @@ offer so that this module could shrink.
 The daemon's files (daemon_profile, daemon_files_in), found without loading the configuration's
 model (pydantic): config.json read as JSON, the folders from aiida-core's settings module
 (`AiiDAConfigDir`, `AiiDAConfigPathResolver.daemon_dir`, `.daemon_log_dir` and, aiida-core 2.9 and
-later, `._zmq_broker_service_base_dir`), the names as `Config.filepaths(profile)` gives them:
+later, `._zmq_broker_service_base_dir`) or, for the releases in FOLDER_FOUND_HERE, found the same way
+without importing aiida-core (configuration_folder, ConfigFolders; configuration_folders_agree
+compares them for a series of AIIDA_PATH values), the names as `Config.filepaths(profile)` gives them:
 `circus-<name>.pid` and `.sockets` in the daemon folder, `circus.c.sock` in the sockets folder,
 `aiida-<name>.log` in the daemon's log folder for the workers' output, `aiida-<name>-env-info.json`
 (2.9) for the package versions `verdi daemon status` compares, and `<uuid>-<name>` in the broker
@@ -51,13 +53,9 @@ loaded. A layout where this fails falls back to the plain import, so it is not a
 but the check reports it.
 """
 
-import dataclasses
 import importlib
-import importlib.util
-import inspect
 import json
 import os
-import re
 import sys
 
 DAEMON_CLIENT = ('aiida.engine.daemon.client', ('aiida.engine', 'aiida.engine.daemon'))
@@ -79,23 +77,50 @@ bare_packages: list[str] = []
 # --- the daemon's profile and files, without loading aiida-core's configuration model ---------
 
 
-@dataclasses.dataclass
-class DaemonFiles:
-    """The files of a profile's daemon, as `Config.filepaths(profile)` and the daemon client name
-    them (daemon_files_agree() checks that they still do)."""
+class Record:
+    """A record of keyword fields (its subclass's `__slots__`, with `DEFAULTS`), compared and
+    printed by them: what dataclasses makes, without importing dataclasses and inspect (about 7 ms
+    of CPU at every start of the daemon, which imports nothing else that needs them)."""
 
-    pid: str
-    """`circus-<name>.pid`: the daemon's PID (a process whose command line holds `start-circus` or
-    `circusd`)."""
-    sockets: str
-    """`circus-<name>.sockets`: the folder of the daemon's controller socket."""
-    workers_log: str
-    """`log/aiida-<name>.log`: the workers' output."""
-    env_info: str
-    """`aiida-<name>-env-info.json`: the package versions the daemon runs with (aiida-core 2.9)."""
-    broker_dir: str | None = None
-    """The ZeroMQ broker's folder (its status file `broker.status`, its log `broker.log`), for a
-    profile whose daemon runs a ZeroMQ broker; None for any other."""
+    __slots__ = ()
+    DEFAULTS: dict = {}
+
+    def __init__(self, **fields) -> None:
+        for name in self.__slots__:
+            if name in fields:
+                setattr(self, name, fields.pop(name))
+            elif name in self.DEFAULTS:
+                setattr(self, name, self.DEFAULTS[name])
+            else:
+                raise TypeError(f'{type(self).__name__}: missing field {name!r}')
+        if fields:
+            raise TypeError(f'{type(self).__name__}: unknown fields {sorted(fields)}')
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)
+        return f'{type(self).__name__}({fields})'
+
+
+class DaemonFiles(Record):
+    """The files of a profile's daemon, as `Config.filepaths(profile)` and the daemon client name
+    them (daemon_files_agree() checks that they still do):
+
+    * `pid`: `circus-<name>.pid`, the daemon's PID (a process whose command line holds
+      `start-circus` or `circusd`);
+    * `sockets`: `circus-<name>.sockets`, the folder of the daemon's controller socket;
+    * `workers_log`: `log/aiida-<name>.log`, the workers' output;
+    * `env_info`: `aiida-<name>-env-info.json`, the package versions the daemon runs with
+      (aiida-core 2.9);
+    * `broker_dir`: the ZeroMQ broker's folder (its status file `broker.status`, its log
+      `broker.log`), for a profile whose daemon runs a ZeroMQ broker; None for any other."""
+
+    __slots__ = ('pid', 'sockets', 'workers_log', 'env_info', 'broker_dir')
+    DEFAULTS = {'broker_dir': None}
 
     CONTROLLER = 'circus.c.sock'
     """The controller socket's name in the sockets folder (`['circus']['socket']['controller']`)."""
@@ -109,17 +134,12 @@ class DaemonFiles:
         return None if self.broker_dir is None else os.path.join(self.broker_dir, 'broker.log')
 
 
-@dataclasses.dataclass
-class DaemonProfile:
-    """What the daemon service needs of a profile, read from config.json as JSON."""
+class DaemonProfile(Record):
+    """What the daemon service needs of a profile, read from config.json as JSON: its `name`,
+    `config_folder`, `storage`, `process_control`, `options` (the profile's over the
+    configuration's global ones) and `files` (DaemonFiles)."""
 
-    name: str
-    config_folder: str
-    storage: dict
-    process_control: dict
-    options: dict
-    """The profile's options over the configuration's global ones."""
-    files: DaemonFiles
+    __slots__ = ('name', 'config_folder', 'storage', 'process_control', 'options', 'files')
 
     def option(self, key: str, default):
         value = self.options.get(key)
@@ -132,24 +152,95 @@ def import_settings():
     return sys.modules[CONFIGURATION_SETTINGS[0]]
 
 
-def read_configuration():
-    """(aiida-core's settings module, the configuration folder it finds, config.json's content read
-    as JSON or None when it cannot be read)."""
-    settings = import_settings()
-    folder = settings.AiiDAConfigDir.get()
+# --- the configuration folder, found without aiida-core -----------------------------------------
+
+FOLDER_FOUND_HERE = ((2, 7), (2, 9))
+"""The aiida-core releases (first and last major.minor) whose settings module finds the configuration
+folder as configuration_folder() does; the build's check (configuration_folders_agree) and
+tests/python compare the two. With another release, the daemon asks aiida-core's settings module."""
+
+
+def finds_folder_as_aiida_core(installations: list[str]) -> bool:
+    """True when `installations` (the paths of the aiida_core-*.dist-info folders on the module
+    search path) is a single aiida-core of a release in FOLDER_FOUND_HERE."""
+    if len(installations) != 1:
+        return False
+    version = os.path.basename(installations[0]).removeprefix('aiida_core-').split('.')
+    release = tuple(int(part) for part in version[:2] if part.isdigit())
+    return len(release) == 2 and FOLDER_FOUND_HERE[0] <= release <= FOLDER_FOUND_HERE[1]
+
+
+def configuration_folder() -> str:
+    """The configuration folder that aiida-core's settings module names at its import
+    (`AiiDAConfigDir.get()`), found the same way without importing it, which imports aiida-core's
+    package and `aiida.common` (about 22 ms of CPU at every start of the daemon): the first entry of
+    AIIDA_PATH (colon-separated, empty entries skipped, `~` expanded) whose `.aiida` folder exists
+    (an entry that ends in `.aiida` is that folder), else the last entry's; without AIIDA_PATH,
+    `~/.aiida`. The path as pathlib prints it (without importing pathlib either). Nothing is made
+    (see ConfigFolders.make_daemon_folders)."""
+    found = None
+    for entry in (entry for entry in os.environ.get('AIIDA_PATH', '').split(':') if entry):
+        found = _as_pathlib_prints(os.path.expanduser(_as_pathlib_prints(entry)))
+        if os.path.basename(found) != '.aiida':
+            found = os.path.join(found, '.aiida')
+        if os.path.isdir(found):
+            break
+    return found or os.path.join(_as_pathlib_prints(os.path.expanduser('~')), '.aiida')
+
+
+def _as_pathlib_prints(path: str) -> str:
+    """`path` as `str(pathlib.Path(path))` gives it: no empty or `.` parts, no trailing slash, two
+    leading slashes kept (POSIX)."""
+    root = '//' if path[:2] == '//' and path[:3] != '///' else '/' if path[:1] == '/' else ''
+    return root + '/'.join(part for part in path.split('/') if part not in ('', '.')) or '.'
+
+
+class ConfigFolders:
+    """The folders in configuration folder `folder` that aiida-core's `AiiDAConfigPathResolver`
+    names, under its attribute names (daemon_files_in takes either)."""
+
+    def __init__(self, folder: str) -> None:
+        self.daemon_dir = os.path.join(folder, 'daemon')
+        self.daemon_log_dir = os.path.join(self.daemon_dir, 'log')
+        self._zmq_broker_service_base_dir = os.path.join(folder, 'broker')
+
+    def make_daemon_folders(self) -> None:
+        """The daemon's folders (its PID, sockets and log files'), made if missing as aiida-core's
+        settings module makes them at its import (mode 700)."""
+        for folder in (self.daemon_dir, self.daemon_log_dir):
+            try:
+                os.mkdir(folder, 0o700)
+            except FileExistsError:
+                pass
+
+
+def read_configuration(folder_found_here: bool = False):
+    """(the configuration folder; its ConfigFolders, or aiida-core's `AiiDAConfigPathResolver` for
+    it; config.json's content read as JSON or None when it cannot be read). The folder is
+    configuration_folder()'s if `folder_found_here` (see finds_folder_as_aiida_core), else the one
+    aiida-core's settings module names (importing it makes the folder and the ones in it)."""
+    if folder_found_here:
+        folder = configuration_folder()
+        folders = ConfigFolders(folder)
+    else:
+        settings = import_settings()
+        folder = settings.AiiDAConfigDir.get()
+        folders = settings.AiiDAConfigPathResolver(folder)
     try:
-        with open(folder / 'config.json', encoding='utf8') as handle:
-            return settings, folder, json.load(handle)
+        with open(os.path.join(folder, 'config.json'), encoding='utf8') as handle:
+            return folder, folders, json.load(handle)
     except (OSError, ValueError):
-        return settings, folder, None
+        return folder, folders, None
 
 
-def daemon_profile(name: str | None) -> DaemonProfile | None:
+def daemon_profile(name: str | None, folder_found_here: bool = False) -> DaemonProfile | None:
     """Profile `name` (None, or one that does not exist: the default profile) as the daemon service
-    needs it, from the configuration folder that aiida-core finds (AIIDA_PATH, else ~/.aiida), with
-    the standard library and aiida-core's settings module only; None without a configuration file
-    or a profile. load_bare_packages() before the rest of aiida.manage is used."""
-    settings, folder, config = read_configuration()
+    needs it, from the configuration folder that aiida-core finds (AIIDA_PATH, else ~/.aiida; see
+    read_configuration for `folder_found_here`), with the standard library only, or with aiida-core's
+    settings module; None without a configuration file or a profile. Where the folder is found
+    here, the daemon's folders are made if missing. load_bare_packages() before the rest of
+    aiida.manage is used."""
+    folder, folders, config = read_configuration(folder_found_here)
     if config is None:
         return None
     try:
@@ -160,6 +251,8 @@ def daemon_profile(name: str | None) -> DaemonProfile | None:
         uuid = profile.get('PROFILE_UUID', '')
     except (KeyError, TypeError, AttributeError):
         return None
+    if isinstance(folders, ConfigFolders):
+        folders.make_daemon_folders()
     options = {**(config.get('options') or {}), **(profile.get('options') or {})}
     process_control = profile.get('process_control') or {}
     return DaemonProfile(
@@ -168,17 +261,17 @@ def daemon_profile(name: str | None) -> DaemonProfile | None:
         storage=profile.get('storage') or {},
         process_control=process_control,
         options=options,
-        files=daemon_files_in(settings.AiiDAConfigPathResolver(folder), name, uuid, process_control),
+        files=daemon_files_in(folders, name, uuid, process_control),
     )
 
 
 def daemon_files_in(resolver, name: str, uuid: str, process_control: dict) -> DaemonFiles:
     """The daemon's files of profile `name` in the folders of aiida-core's `AiiDAConfigPathResolver`."""
     return DaemonFiles(
-        pid=str(resolver.daemon_dir / f'circus-{name}.pid'),
-        sockets=str(resolver.daemon_dir / f'circus-{name}.sockets'),
-        workers_log=str(resolver.daemon_log_dir / f'aiida-{name}.log'),
-        env_info=str(resolver.daemon_dir / f'aiida-{name}-env-info.json'),
+        pid=os.path.join(resolver.daemon_dir, f'circus-{name}.pid'),
+        sockets=os.path.join(resolver.daemon_dir, f'circus-{name}.sockets'),
+        workers_log=os.path.join(resolver.daemon_log_dir, f'aiida-{name}.log'),
+        env_info=os.path.join(resolver.daemon_dir, f'aiida-{name}-env-info.json'),
         broker_dir=zmq_broker_dir(resolver, name, uuid, process_control),
     )
 
@@ -246,6 +339,8 @@ def import_configuration_reader() -> None:
 
 def _import_alone(module: str, packages: tuple[str, ...]) -> None:
     """`module` imported with the `packages` above it registered without their __init__."""
+    import importlib.util
+
     import aiida  # noqa: F401
 
     registered = []
@@ -281,10 +376,10 @@ def zmq_broker_of_the_profile(name: str | None) -> tuple[str, str, str] | None:
     configuration file. Found without loading the configuration's model: the file is read as JSON,
     the folders come from aiida-core's settings module alone (see CONFIGURATION_SETTINGS;
     load_bare_packages() before the rest of aiida.manage is used)."""
-    settings, folder, config = read_configuration()
+    _, folders, config = read_configuration()
     if config is None:
         return None
-    return zmq_broker_in(config, settings.AiiDAConfigPathResolver(folder), name)
+    return zmq_broker_in(config, folders, name)
 
 
 def zmq_broker_in(config, resolver, name: str | None) -> tuple[str, str, str] | None:
@@ -312,7 +407,7 @@ def zmq_broker_dir(resolver, name: str, uuid: str, process_control: dict) -> str
     base = getattr(resolver, '_zmq_broker_service_base_dir', None)
     if base is None:
         return None  # an aiida-core older than its ZeroMQ broker (2.9)
-    return str(base / f'{uuid}-{name}')
+    return os.path.join(base, f'{uuid}-{name}')
 
 
 def load_bare_packages() -> None:
@@ -329,6 +424,52 @@ def aiida_version() -> tuple[int, ...]:
     import aiida
 
     return tuple(int(part) for part in aiida.__version__.split('.')[:2] if part.isdigit())
+
+
+def configuration_folders_agree() -> bool:
+    """True when configuration_folder() names the folder that aiida-core's settings module finds
+    (`AiiDAConfigDir.set()`, then `.get()`) for each of a series of AIIDA_PATH values, in a
+    temporary folder that is also HOME meanwhile (set() makes the folder it finds)."""
+    import tempfile
+    import warnings
+
+    from aiida.manage.configuration.settings import AiiDAConfigDir
+
+    before = AiiDAConfigDir.get()
+    environment = {name: os.environ.get(name) for name in ('AIIDA_PATH', 'HOME')}
+    working_directory = os.getcwd()
+    try:
+        with tempfile.TemporaryDirectory() as home, warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # 'Creating AiiDA configuration folder ...', as intended
+            os.chdir(home)  # for the relative entries
+            os.mkdir(os.path.join(home, 'has'))
+            os.mkdir(os.path.join(home, 'has', '.aiida'))
+            values = (
+                None, '', '~', '~/has', 'has', './has/', f'{home}/has', f'{home}/has/.aiida', f'{home}//has/./.aiida/',
+                f'{home}/no:{home}/has', f'{home}/has:{home}/no', f'{home}/no:{home}/none', f'::{home}/has::',
+                f'{home}/new.aiida', f'{home}/none:{home}/no', f'/{home}/has', f'//{home}/has',
+            )  # fmt: skip
+            for home_value, value in ((h, v) for h in (home, f'{home}//', f'{home}/.') for v in values):
+                os.environ['HOME'] = home_value
+                if value is None:
+                    os.environ.pop('AIIDA_PATH', None)
+                else:
+                    os.environ['AIIDA_PATH'] = value
+                found = configuration_folder()  # before set(), which may make the folder
+                AiiDAConfigDir.set()
+                if found != str(AiiDAConfigDir.get()):
+                    return False
+        return True
+    except Exception:  # noqa: BLE001 - any failure is a settings module this module does not know
+        return False
+    finally:
+        os.chdir(working_directory)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        AiiDAConfigDir.set(before)
 
 
 def zmq_broker_folders_agree() -> bool:
@@ -355,6 +496,10 @@ def zmq_broker_folders_agree() -> bool:
 
 def missing_internals() -> list[str]:
     """One line per internal above that the installed aiida-core lacks (empty: all there)."""
+    import importlib.util
+    import inspect
+    import re
+
     missing = []
 
     def need(condition: bool, what: str) -> None:
@@ -384,6 +529,12 @@ def missing_internals() -> list[str]:
     if aiida_version() >= (2, 9):
         for name in ('_write_version_file', '_daemon_env_info_file'):
             need(hasattr(DaemonClient, name), f'aiida-core: DaemonClient.{name}')
+    if FOLDER_FOUND_HERE[0] <= aiida_version() <= FOLDER_FOUND_HERE[1]:
+        need(
+            configuration_folders_agree(),
+            'aiida-core: the configuration folder found from AIIDA_PATH (AiiDAConfigDir) as configuration_folder() '
+            'finds it (or the release out of FOLDER_FOUND_HERE)',
+        )
     need(
         daemon_files_agree(),
         "aiida-core: the daemon's files (Config.filepaths: circus pid and sockets, circus.c.sock, the "
