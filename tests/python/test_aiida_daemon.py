@@ -671,7 +671,9 @@ import json, os, socket, sys
 
 arguments = sys.argv[1:]
 with open({record!r}, 'a', encoding='utf8') as handle:
-    handle.write(json.dumps({{'arguments': arguments, 'AIIDA_PATH': os.environ.get('AIIDA_PATH')}}) + '\\n')
+    umask = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('Umask:'))
+    call = {{'arguments': arguments, 'AIIDA_PATH': os.environ.get('AIIDA_PATH'), 'umask': umask}}
+    handle.write(json.dumps(call) + '\\n')
 if arguments[0] != 'circusd':
     sys.exit(0)
 notify = int(arguments[arguments.index('--notify-fd') + 1])
@@ -721,6 +723,24 @@ def test_circusd_runs_the_workers_and_a_quit_it_passes_on_ends_the_service(
     assert s6_svc['arguments'] == ['s6-svc', '-O', daemon_module.SERVICE_DIRECTORY]
     assert not os.path.exists(daemon.files.pid)
     assert not os.path.exists(daemon.socket_directory)  # each start makes its own
+
+
+def test_circusd_starts_with_the_services_umask_whatever_a_thread_set_meanwhile(
+    daemon_module, daemon, monkeypatch, tmp_path
+):
+    """aiida-core's settings module, which the loader thread imports while circusd may start, sets the
+    process's umask to 077 for a moment: circusd and its workers keep the service's own."""
+    calls = fake_circusd(tmp_path, monkeypatch)
+    assert daemon_module.START_UMASK == daemon_module.process_umask() != -1
+    monkeypatch.setattr(daemon_module, 'START_UMASK', 0o022)
+    daemon.claim_files()
+    before = os.umask(0o077)  # as the settings module's import does, in another thread
+    try:
+        assert daemon.start_circusd(1) is True
+    finally:
+        os.umask(before)
+    assert daemon.run_until_circusd_ends() == 0
+    assert calls()[0]['umask'] == '0022'
 
 
 def test_a_circusd_that_ends_before_it_is_ready_is_no_daemon(daemon_module, daemon, monkeypatch, tmp_path):
