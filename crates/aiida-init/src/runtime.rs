@@ -176,7 +176,7 @@ pub fn pid_alive(pid: i32) -> bool {
 
 /// The start time of the process whose `/proc` directory is `proc_dir` (`stat` field 22, clock
 /// ticks since boot: the same number from every PID namespace), unless it is a zombie.
-fn start_ticks(proc_dir: &Path) -> Option<u64> {
+pub fn start_ticks(proc_dir: &Path) -> Option<u64> {
     let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
     // Field 2 (comm) may hold spaces and parentheses: count from the last ')', which ends it;
     // after it come field 3 (state) onwards, so field 22 is the 20th.

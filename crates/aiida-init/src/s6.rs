@@ -275,11 +275,11 @@ pub fn s6_notifyoncheck(inv: &Invocation) -> Next {
 /// The service's process, which the poller outlives otherwise: a service that exits and is
 /// started again would leave one poller more at each start, each polling until its tries run out
 /// (`-n 0`: forever). s6's poller ends on the service's down event; this one watches the process
-/// itself, by a pidfd (Linux 5.3), else by its PID and start time in /proc.
+/// itself, by a pidfd (Linux 5.3), else by its start time in /proc (none once it is a zombie).
 struct ServiceProcess {
     pidfd: Option<OwnedFd>,
-    pid: i32,
-    start_time: Option<String>,
+    proc_dir: PathBuf,
+    start_ticks: Option<u64>,
 }
 
 impl ServiceProcess {
@@ -292,10 +292,11 @@ impl ServiceProcess {
             .filter(|fd| *fd >= 0)
             // SAFETY: as above.
             .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         Self {
             pidfd,
-            pid,
-            start_time: process_start_time(pid),
+            start_ticks: runtime::start_ticks(&proc_dir),
+            proc_dir,
         }
     }
 
@@ -322,17 +323,10 @@ impl ServiceProcess {
             }
             None => {
                 std::thread::sleep(timeout);
-                process_start_time(self.pid) != self.start_time
+                runtime::start_ticks(&self.proc_dir) != self.start_ticks
             }
         }
     }
-}
-
-/// Field 22 of /proc/PID/stat (the start time), which tells a PID's process from a later one's.
-fn process_start_time(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19).map(String::from)
 }
 
 fn poll_check(fd: i32, poll: &Poll, context: &Context, service: &ServiceProcess) -> ! {

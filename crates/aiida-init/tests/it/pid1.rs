@@ -315,15 +315,7 @@ fn a_restarted_service_leaves_no_readiness_poller_behind() {
         let alive = seen
             .iter()
             .copied()
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(')')
-                            .map(|(_, after)| after.trim_start().to_owned())
-                    })
-                    .is_some_and(|after| !after.starts_with('Z'))
-            })
+            .filter(|p| aiida_init::runtime::pid_alive(*p))
             .collect();
         (alive, seen.len())
     };
