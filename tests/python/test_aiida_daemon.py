@@ -456,8 +456,7 @@ def test_the_daemons_profile_is_read_without_the_configuration_model(daemon_modu
 
 def test_the_configuration_folder_is_found_here_as_aiida_core_finds_it(daemon_module, monkeypatch):
     pytest.importorskip('aiida')
-    first, last = compat.FOLDER_FOUND_HERE
-    if not first <= compat.aiida_version() <= last:
+    if not compat.folder_found_here_for(compat.aiida_version()):
         pytest.fail(f'aiida-core {compat.aiida_version()} is out of FOLDER_FOUND_HERE: the suite runs in it')
     before = (os.environ.get('AIIDA_PATH'), os.environ.get('HOME'), os.getcwd())
     assert compat.configuration_folders_agree() is True

@@ -160,14 +160,23 @@ folder as configuration_folder() does; the build's check (configuration_folders_
 tests/python compare the two. With another release, the daemon asks aiida-core's settings module."""
 
 
+def release_of(version: str) -> tuple[int, ...]:
+    """(major, minor) of an aiida-core version (`2.9.4`: (2, 9)), without the parts that are not
+    numbers."""
+    return tuple(int(part) for part in version.split('.')[:2] if part.isdigit())
+
+
+def folder_found_here_for(release: tuple[int, ...]) -> bool:
+    """True when aiida-core release `release` (release_of) is in FOLDER_FOUND_HERE."""
+    return len(release) == 2 and FOLDER_FOUND_HERE[0] <= release <= FOLDER_FOUND_HERE[1]
+
+
 def finds_folder_as_aiida_core(installations: list[str]) -> bool:
     """True when `installations` (the paths of the aiida_core-*.dist-info folders on the module
     search path) is a single aiida-core of a release in FOLDER_FOUND_HERE."""
     if len(installations) != 1:
         return False
-    version = os.path.basename(installations[0]).removeprefix('aiida_core-').split('.')
-    release = tuple(int(part) for part in version[:2] if part.isdigit())
-    return len(release) == 2 and FOLDER_FOUND_HERE[0] <= release <= FOLDER_FOUND_HERE[1]
+    return folder_found_here_for(release_of(os.path.basename(installations[0]).removeprefix('aiida_core-')))
 
 
 def configuration_folder() -> str:
@@ -423,7 +432,7 @@ def load_bare_packages() -> None:
 def aiida_version() -> tuple[int, ...]:
     import aiida
 
-    return tuple(int(part) for part in aiida.__version__.split('.')[:2] if part.isdigit())
+    return release_of(aiida.__version__)
 
 
 def configuration_folders_agree() -> bool:
@@ -529,7 +538,7 @@ def missing_internals() -> list[str]:
     if aiida_version() >= (2, 9):
         for name in ('_write_version_file', '_daemon_env_info_file'):
             need(hasattr(DaemonClient, name), f'aiida-core: DaemonClient.{name}')
-    if FOLDER_FOUND_HERE[0] <= aiida_version() <= FOLDER_FOUND_HERE[1]:
+    if folder_found_here_for(aiida_version()):
         need(
             configuration_folders_agree(),
             'aiida-core: the configuration folder found from AIIDA_PATH (AiiDAConfigDir) as configuration_folder() '
