@@ -260,7 +260,7 @@ def daemon_profile(name: str | None, folder_found_here: bool = False) -> DaemonP
         uuid = profile.get('PROFILE_UUID', '')
     except (KeyError, TypeError, AttributeError):
         return None
-    if isinstance(folders, ConfigFolders):
+    if folder_found_here:
         folders.make_daemon_folders()
     options = {**(config.get('options') or {}), **(profile.get('options') or {})}
     process_control = profile.get('process_control') or {}
