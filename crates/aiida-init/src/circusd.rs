@@ -36,7 +36,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -220,10 +219,7 @@ fn run(options: &Options) -> Result<()> {
         notify_ready(fd);
     }
     loop {
-        let timeout = watcher.respawn_at.map_or(PollTimeout::NONE, |at| {
-            let ms = at.saturating_duration_since(Instant::now()).as_millis();
-            PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
-        });
+        let timeout = crate::pid1::poll_timeout(watcher.respawn_at);
         let polled = router.poll(signals.as_fd(), timeout)?;
         if polled.extra_ready {
             while let Some(info) = signals.read_signal()? {
@@ -271,14 +267,11 @@ fn quit_handshake_with(mut socket: &File) {
     let deadline = Instant::now() + QUIT_HANDSHAKE_TIMEOUT;
     let mut byte = [0u8; 1];
     loop {
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis();
-        if left == 0 {
+        if Instant::now() >= deadline {
             return;
         }
         let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::from(u16::try_from(left).unwrap_or(u16::MAX));
+        let timeout = crate::pid1::poll_timeout(Some(deadline));
         match poll(&mut fds, timeout) {
             Ok(0) => continue,
             Ok(_) => {}

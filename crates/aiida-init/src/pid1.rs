@@ -566,6 +566,14 @@ pub fn poll_timeout_ms(deadline: Option<Instant>, now: Instant) -> i32 {
     i32::try_from(ms).unwrap_or(i32::MAX)
 }
 
+/// [`poll_timeout_ms`] from now, as nix's `poll` takes it: for every loop that polls until a
+/// deadline. A timeout rounded down instead (`Duration::as_millis`) wakes such a loop up to 1 ms
+/// early, and it then polls with a zero timeout, spinning, until the deadline passes.
+pub fn poll_timeout(deadline: Option<Instant>) -> nix::poll::PollTimeout {
+    nix::poll::PollTimeout::try_from(poll_timeout_ms(deadline, Instant::now()))
+        .unwrap_or(nix::poll::PollTimeout::MAX)
+}
+
 fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on an fd we own.
     unsafe {
@@ -666,5 +674,13 @@ mod tests {
         assert_eq!(poll_timeout_ms(Some(now + limit), now), i32::MAX);
         let huge = Duration::from_secs(100 * 365 * 24 * 3600);
         assert_eq!(poll_timeout_ms(Some(now + huge), now), i32::MAX);
+        assert_eq!(poll_timeout(None), nix::poll::PollTimeout::NONE);
+        assert_eq!(
+            poll_timeout(Some(Instant::now() - Duration::from_millis(1))),
+            nix::poll::PollTimeout::ZERO
+        );
+        // 4.5 ms left: 5 ms, not 4 (and then a busy loop for the last half millisecond).
+        let timeout = poll_timeout(Some(Instant::now() + Duration::from_micros(4500)));
+        assert_eq!(i32::from(timeout), 5);
     }
 }

@@ -285,16 +285,9 @@ struct ServiceProcess {
 impl ServiceProcess {
     fn parent() -> Self {
         let pid = nix::unistd::getppid().as_raw();
-        // SAFETY: pidfd_open(2) with flags 0; a non-negative result is a new fd that we own.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = i32::try_from(raw)
-            .ok()
-            .filter(|fd| *fd >= 0)
-            // SAFETY: as above.
-            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         Self {
-            pidfd,
+            pidfd: pidfd_open(pid),
             start_ticks: runtime::start_ticks(&proc_dir),
             proc_dir,
         }
@@ -307,13 +300,12 @@ impl ServiceProcess {
                 use std::os::fd::AsFd;
                 let deadline = Instant::now() + timeout;
                 loop {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
                     let mut fds = [nix::poll::PollFd::new(
                         pidfd.as_fd(),
                         nix::poll::PollFlags::POLLIN,
                     )];
-                    if matches!(nix::poll::poll(&mut fds, ms), Ok(n) if n > 0) {
+                    let timeout = crate::pid1::poll_timeout(Some(deadline));
+                    if matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) {
                         return true;
                     }
                     if Instant::now() >= deadline {
@@ -327,6 +319,35 @@ impl ServiceProcess {
             }
         }
     }
+
+    /// Waits while the check `check` runs: until it ends, this process ends (true), or
+    /// `deadline`. With a pidfd on both, in one `poll` that wakes only for one of these; else
+    /// (Linux before 5.3) it looks every 5 ms.
+    fn ended_while_checking(&self, check: Option<&OwnedFd>, deadline: Option<Instant>) -> bool {
+        use std::os::fd::AsFd;
+        let (Some(service), Some(check)) = (&self.pidfd, check) else {
+            return self.ended_within(Duration::from_millis(5));
+        };
+        let mut fds = [
+            nix::poll::PollFd::new(service.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(check.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let _ = nix::poll::poll(&mut fds, crate::pid1::poll_timeout(deadline));
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
+    }
+}
+
+/// A pidfd on process `pid` (pidfd_open(2), Linux 5.3), or none where the kernel has no such call.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) with flags 0; a non-negative result is a new fd that we own.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    i32::try_from(raw)
+        .ok()
+        .filter(|fd| *fd >= 0)
+        // SAFETY: as above.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn poll_check(fd: i32, poll: &Poll, context: &Context, service: &ServiceProcess) -> ! {
@@ -360,6 +381,7 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context, service: &ServiceProcess)
         let ok = match cmd.spawn() {
             Ok(mut child) => {
                 let deadline = (local > 0).then(|| Instant::now() + Duration::from_millis(local));
+                let check = i32::try_from(child.id()).ok().and_then(pidfd_open);
                 loop {
                     match child.try_wait() {
                         Ok(Some(status)) => break status.success(),
@@ -371,7 +393,7 @@ fn poll_check(fd: i32, poll: &Poll, context: &Context, service: &ServiceProcess)
                         let _ = child.wait();
                         break false;
                     }
-                    if service.ended_within(Duration::from_millis(5)) {
+                    if service.ended_while_checking(check.as_ref(), deadline) {
                         let _ = child.kill();
                         let _ = child.wait();
                         std::process::exit(2);

@@ -350,13 +350,12 @@ impl Peer {
                 Ok(n) => bytes = &bytes[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if Instant::now() >= deadline {
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "peer not reading"));
                     }
-                    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
                     let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLOUT)];
-                    poll(&mut fds, PollTimeout::from(ms)).map_err(io::Error::from)?;
+                    poll(&mut fds, crate::pid1::poll_timeout(Some(deadline)))
+                        .map_err(io::Error::from)?;
                 }
                 Err(e) => return Err(e),
             }

@@ -338,6 +338,63 @@ fn a_restarted_service_leaves_no_readiness_poller_behind() {
     assert_eq!(out.code, 0, "{out:?}");
 }
 
+/// The readiness poller sleeps while its check runs: RabbitMQ's check runs for the whole of its
+/// boot, on the cores the boot needs. It used to wake every 5 ms, and to spin for the last
+/// millisecond of each wait (its poll timeout rounded down): about a seventh of a core.
+#[test]
+fn the_readiness_poller_takes_no_cpu_while_its_check_runs() {
+    prerequisites();
+    let tree = Tree::new();
+    let stat = tree.out_file("poller-stat");
+    tree.file("db", "type", "longrun\n")
+        .exec(
+            "db",
+            "run",
+            "#!/command/execlineb -P\ns6-notifyoncheck -w 50 -n 0\nsleep 100\n",
+        )
+        .file("db", "notification-fd", "3\n")
+        .exec(
+            "db",
+            "data/check",
+            &format!(
+                "#!/bin/sh\nsleep 3\ncat /proc/$PPID/stat > {}.part && mv {0}.part {0}\n",
+                stat.display()
+            ),
+        )
+        .user("db");
+    let running = tree.spawn(Mode::Child, &["sleep", "100"], &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tree.read_out("poller-stat").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the check did not run to its end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stat = tree.read_out("poller-stat");
+    // utime and stime: fields 14 and 15 of /proc/PID/stat, the 12th and 13th after the command.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks: Vec<u64> = fields
+        .get(11..13)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert_eq!(ticks.len(), 2, "unreadable stat: {stat}");
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
+    let cpu_ms = (ticks[0] + ticks[1]) * 1000 / ticks_per_s;
+    // Waking up alone costs microseconds: 100 ms over 3 s is a poller that polls or spins.
+    assert!(
+        cpu_ms < 100,
+        "the poller used {cpu_ms} ms of CPU during a 3 s check"
+    );
+    running.shut_down(LIMIT);
+}
+
 #[test]
 fn a_longrun_killed_with_sigkill_comes_back() {
     prerequisites();
