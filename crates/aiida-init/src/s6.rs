@@ -297,15 +297,9 @@ impl ServiceProcess {
     fn ended_within(&self, timeout: Duration) -> bool {
         match &self.pidfd {
             Some(pidfd) => {
-                use std::os::fd::AsFd;
                 let deadline = Instant::now() + timeout;
                 loop {
-                    let mut fds = [nix::poll::PollFd::new(
-                        pidfd.as_fd(),
-                        nix::poll::PollFlags::POLLIN,
-                    )];
-                    let timeout = crate::pid1::poll_timeout(Some(deadline));
-                    if matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) {
+                    if pidfd_ended(pidfd, None, Some(deadline)) {
                         return true;
                     }
                     if Instant::now() >= deadline {
@@ -324,19 +318,25 @@ impl ServiceProcess {
     /// `deadline`. With a pidfd on both, in one `poll` that wakes only for one of these; else
     /// (Linux before 5.3) it looks every 5 ms.
     fn ended_while_checking(&self, check: Option<&OwnedFd>, deadline: Option<Instant>) -> bool {
-        use std::os::fd::AsFd;
-        let (Some(service), Some(check)) = (&self.pidfd, check) else {
-            return self.ended_within(Duration::from_millis(5));
-        };
-        let mut fds = [
-            nix::poll::PollFd::new(service.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(check.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        let _ = nix::poll::poll(&mut fds, crate::pid1::poll_timeout(deadline));
-        fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
+        match (&self.pidfd, check) {
+            (Some(pidfd), Some(check)) => pidfd_ended(pidfd, Some(check), deadline),
+            _ => self.ended_within(Duration::from_millis(5)),
+        }
     }
+}
+
+/// One `poll` until `deadline` (none: no limit) on `pidfd`, and on `also` if given: true when
+/// `pidfd`'s process has ended (any event on it); false when the time is up, `also` is readable,
+/// or a signal came.
+fn pidfd_ended(pidfd: &OwnedFd, also: Option<&OwnedFd>, deadline: Option<Instant>) -> bool {
+    use nix::poll::{PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let mut fds: Vec<PollFd> = std::iter::once(pidfd)
+        .chain(also)
+        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+        .collect();
+    let _ = nix::poll::poll(&mut fds, crate::pid1::poll_timeout(deadline));
+    fds[0].revents().is_some_and(|r| !r.is_empty())
 }
 
 /// A pidfd on process `pid` (pidfd_open(2), Linux 5.3), or none where the kernel has no such call.
