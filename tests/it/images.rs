@@ -1474,3 +1474,45 @@ fn readiness_checks_wait_in_one_process_and_see_the_service_come_up() {
         );
     }
 }
+
+/// crypto's NIF library in with-services is built by `images build` with its check of elliptic
+/// curves moved from every load to the first call that lists them
+/// (Dockerfiles/erlang-interpreter/crypto-lazy-curves.patch), over Debian's. It offers what
+/// Debian's offers, from the same erlang-crypto: compared with the Compose stand-in's RabbitMQ
+/// image, built from Debian's packages alone. Only the OpenSSL headers it was compiled against
+/// may differ (Debian's build is older than the libssl3 both link at run time), so
+/// `crypto:info_lib/0`'s number and `cryptolib_version_compiled` are left out. It runs on the
+/// emulator without the JIT, as RabbitMQ's node runs it, and on Debian's JIT.
+#[test]
+fn with_services_crypto_library_offers_what_debians_offers() {
+    if skip_without(&[Need::Docker]) {
+        return;
+    }
+    crate::support::compose::build_service_images();
+    let offers = |image: &str, flavor: &[&str]| {
+        let mut args = vec!["run", "--rm", "--entrypoint", "erl", image];
+        args.extend_from_slice(flavor);
+        args.extend_from_slice(&[
+            "-noshell",
+            "-eval",
+            "io:format(\"~p~n\", [{erlang:system_info(otp_release), crypto:supports(), crypto:ec_curves(), \
+             maps:without([cryptolib_version_compiled], crypto:info()), \
+             [{Name, Text} || {Name, _Number, Text} <- crypto:info_lib()]}]), halt().",
+        ]);
+        let out = docker(&args);
+        assert!(out.status.success(), "erl in {image}: {}", text(&out));
+        text(&out)
+    };
+    let debians = offers(crate::support::compose::RABBITMQ_IMAGE, &[]);
+    assert!(
+        debians.contains("secp256r1") && debians.contains("aes_256_gcm"),
+        "Debian's crypto offers no secp256r1 or aes_256_gcm:\n{debians}"
+    );
+    for flavor in [&["-emu_flavor", "emu"][..], &[]] {
+        assert_eq!(
+            offers(&with_services_image(), flavor),
+            debians,
+            "with-services' crypto.so ({flavor:?}) does not offer what Debian's does"
+        );
+    }
+}
