@@ -17,7 +17,7 @@ pub const RABBITMQ_IMAGE: &str = "aiida-devc-test-rabbitmq:3.10";
 
 /// Build a stand-in from `devcontainer-templates/test/aiida-plugin-compose/services/<dir>` with the
 /// classic builder (kept between runs: the layer cache makes a rebuild take seconds).
-fn build_service_image(dir: &str, tag: &str) {
+pub fn build_service_image(dir: &str, tag: &str) {
     let context = super::project_root()
         .join("devcontainer-templates/test/aiida-plugin-compose/services")
         .join(dir);
